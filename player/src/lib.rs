@@ -1,0 +1,1 @@
+//! Sekisho player: decoders and export.

@@ -1,0 +1,1 @@
+//! Sekisho policy: the inventory model and the decision engine.

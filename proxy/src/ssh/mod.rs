@@ -1,0 +1,1 @@
+//! SSH front door and text-console mediation.

@@ -1,0 +1,1 @@
+//! The audit catalogue: decisions, sessions, events.

@@ -1,0 +1,4 @@
+//! Sekisho recorder: the recording format (writer, reader, verification), signing, storage,
+//! and the audit catalogue.
+
+pub mod catalogue;
