@@ -1,0 +1,8 @@
+//! Sekisho's end-to-end suite: one binary, one module per front door. Every test drives the
+//! real `sekisho` binary against real peers (OpenSSH, FreeRDP, xrdp, QEMU, PostgreSQL).
+//! A missing peer fails the test unless `SEKISHO_SKIP_PEERS=1` is set.
+
+mod cli;
+mod rdp;
+mod ssh;
+mod support;

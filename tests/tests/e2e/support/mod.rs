@@ -1,0 +1,449 @@
+//! Shared harness: temporary Sekisho instances, peers, skipping rules.
+//!
+//! A test gets a [`SekishoInstance`]: a temporary directory holding a generated `sekisho.toml`
+//! (the test's inventory plus free loopback ports and local storage), the real `sekisho`
+//! binary running `serve` in it, and [`SekishoInstance::cli`] to run any other subcommand
+//! against the same configuration.
+
+#![allow(dead_code)] // each test module uses a different part of the harness
+
+use std::net::{SocketAddr, TcpListener, TcpStream};
+use std::path::{Path, PathBuf};
+use std::process::{Child, Command, Output, Stdio};
+use std::sync::OnceLock;
+use std::time::{Duration, Instant};
+
+use anyhow::{Context, Result, bail};
+
+/// Root of the workspace (the parent of this package).
+pub fn workspace_root() -> PathBuf {
+    Path::new(env!("CARGO_MANIFEST_DIR"))
+        .parent()
+        .map(Path::to_path_buf)
+        .unwrap_or_else(|| PathBuf::from("."))
+}
+
+/// True when the run explicitly allows tests to skip peers that are not installed.
+pub fn skip_peers_allowed() -> bool {
+    std::env::var("SEKISHO_SKIP_PEERS").is_ok_and(|v| v == "1")
+}
+
+/// Checks that every named program is on the PATH. Missing ones fail the test, unless
+/// `SEKISHO_SKIP_PEERS=1`, in which case the caller should return early (`Ok(false)`).
+pub fn require_peers(programs: &[&str]) -> Result<bool> {
+    let missing: Vec<&str> = programs
+        .iter()
+        .copied()
+        .filter(|p| which(p).is_none())
+        .collect();
+    if missing.is_empty() {
+        return Ok(true);
+    }
+    if skip_peers_allowed() {
+        eprintln!("SKIPPED: peers not installed: {}", missing.join(", "));
+        return Ok(false);
+    }
+    bail!(
+        "real peers missing: {} (run scripts/install-deps as root, or set SEKISHO_SKIP_PEERS=1)",
+        missing.join(", ")
+    )
+}
+
+/// Finds a program on the PATH (or an absolute path that exists).
+pub fn which(program: &str) -> Option<PathBuf> {
+    if program.contains('/') {
+        let p = PathBuf::from(program);
+        return p.exists().then_some(p);
+    }
+    let path = std::env::var_os("PATH")?;
+    std::env::split_paths(&path)
+        .chain([PathBuf::from("/usr/sbin"), PathBuf::from("/sbin")])
+        .map(|dir| dir.join(program))
+        .find(|candidate| candidate.is_file())
+}
+
+/// The `sekisho` binary, built once per test run.
+pub fn sekisho_bin() -> Result<PathBuf> {
+    static BIN: OnceLock<std::result::Result<PathBuf, String>> = OnceLock::new();
+    BIN.get_or_init(|| {
+        let root = workspace_root();
+        let status = Command::new(env!("CARGO"))
+            .args(["build", "--quiet", "-p", "proxy", "--bin", "sekisho"])
+            .current_dir(&root)
+            .status()
+            .map_err(|e| format!("cannot run cargo build: {e}"))?;
+        if !status.success() {
+            return Err(format!("cargo build of sekisho failed: {status}"));
+        }
+        let target = std::env::var_os("CARGO_TARGET_DIR")
+            .map(PathBuf::from)
+            .unwrap_or_else(|| root.join("target"));
+        let bin = target.join("debug").join("sekisho");
+        if bin.is_file() {
+            Ok(bin)
+        } else {
+            Err(format!("{} not found after build", bin.display()))
+        }
+    })
+    .clone()
+    .map_err(anyhow::Error::msg)
+}
+
+/// A free TCP port on `ip` (the listener is dropped, so a race is possible but unlikely).
+pub fn free_port(ip: &str) -> Result<u16> {
+    let l = TcpListener::bind((ip, 0)).with_context(|| format!("bind {ip}:0"))?;
+    Ok(l.local_addr()?.port())
+}
+
+/// Waits until something accepts TCP connections on `addr`.
+pub fn wait_for_port(addr: SocketAddr, timeout: Duration) -> Result<()> {
+    let deadline = Instant::now() + timeout;
+    loop {
+        if TcpStream::connect_timeout(&addr, Duration::from_millis(200)).is_ok() {
+            return Ok(());
+        }
+        if Instant::now() > deadline {
+            bail!("nothing listening on {addr} after {timeout:?}");
+        }
+        std::thread::sleep(Duration::from_millis(50));
+    }
+}
+
+/// The listener addresses of one instance.
+#[derive(Debug, Clone)]
+pub struct Listeners {
+    pub rdp: SocketAddr,
+    pub ssh: SocketAddr,
+    pub vnc: SocketAddr,
+    pub web: SocketAddr,
+}
+
+/// Options for [`SekishoInstance::start_with`].
+#[derive(Debug, Clone, Default)]
+pub struct InstanceOptions {
+    /// Catalogue URL; default: SQLite in the instance directory.
+    pub database: Option<String>,
+    /// Do not start `serve` (for CLI-only tests).
+    pub no_serve: bool,
+    /// Contents of the secrets file (written mode 0600), if any.
+    pub secrets: Option<String>,
+}
+
+/// One Sekisho instance in a temporary directory.
+pub struct SekishoInstance {
+    pub dir: tempfile::TempDir,
+    pub config: PathBuf,
+    pub listen: Listeners,
+    serve: Option<Child>,
+}
+
+impl SekishoInstance {
+    /// Writes `inventory` (TOML without `[storage]` and `[listen]`) plus generated storage
+    /// and listener tables, then starts `sekisho serve`.
+    pub fn start(inventory: &str) -> Result<Self> {
+        Self::start_with(inventory, InstanceOptions::default())
+    }
+
+    pub fn start_with(inventory: &str, options: InstanceOptions) -> Result<Self> {
+        let bin = sekisho_bin()?;
+        let dir = tempfile::Builder::new().prefix("sekisho-e2e-").tempdir()?;
+        let listen = Listeners {
+            rdp: SocketAddr::from(([127, 0, 0, 1], free_port("127.0.0.1")?)),
+            ssh: SocketAddr::from(([127, 0, 0, 1], free_port("127.0.0.1")?)),
+            vnc: SocketAddr::from(([127, 0, 0, 1], free_port("127.0.0.1")?)),
+            web: SocketAddr::from(([127, 0, 0, 1], free_port("127.0.0.1")?)),
+        };
+        let database = options
+            .database
+            .clone()
+            .unwrap_or_else(|| "sqlite://data/sekisho.db".to_owned());
+        let generated = format!(
+            "[storage]\ndatabase = \"{database}\"\nrecordings = \"data/recordings\"\n\
+             signing_key = \"data/signing.key\"\nsecrets = \"data/secrets.toml\"\n\n\
+             [tls]\ncert = \"data/tls/cert.pem\"\nkey = \"data/tls/key.pem\"\n\n\
+             [listen]\nrdp = \"{}\"\nssh = \"{}\"\nvnc = \"{}\"\nweb = \"{}\"\n\n",
+            listen.rdp, listen.ssh, listen.vnc, listen.web
+        );
+        let config = dir.path().join("sekisho.toml");
+        std::fs::write(&config, split_top_level(inventory, &generated))?;
+        std::fs::create_dir_all(dir.path().join("data"))?;
+        if let Some(secrets) = &options.secrets {
+            use std::os::unix::fs::PermissionsExt;
+            let path = dir.path().join("data/secrets.toml");
+            std::fs::write(&path, secrets)?;
+            std::fs::set_permissions(&path, std::fs::Permissions::from_mode(0o600))?;
+        }
+        let mut instance = SekishoInstance {
+            dir,
+            config,
+            listen,
+            serve: None,
+        };
+        if !options.no_serve {
+            let log = std::fs::File::create(instance.dir.path().join("serve.log"))?;
+            let child = Command::new(&bin)
+                .arg("serve")
+                .arg("--config")
+                .arg(&instance.config)
+                .current_dir(instance.dir.path())
+                .env("RUST_LOG", "info,proxy=debug")
+                .stdin(Stdio::null())
+                .stdout(log.try_clone()?)
+                .stderr(log)
+                .spawn()
+                .context("spawn sekisho serve")?;
+            instance.serve = Some(child);
+            let ready = wait_for_port(instance.listen.ssh, Duration::from_secs(20));
+            if let Err(e) = ready {
+                bail!("sekisho serve did not come up: {e}\n{}", instance.serve_log());
+            }
+        }
+        Ok(instance)
+    }
+
+    /// The path of a file inside the instance directory.
+    pub fn path(&self, rel: &str) -> PathBuf {
+        self.dir.path().join(rel)
+    }
+
+    /// Runs `sekisho ARGS --config <this instance's config>` in the instance directory.
+    pub fn cli(&self, args: &[&str]) -> Result<Output> {
+        let bin = sekisho_bin()?;
+        let out = Command::new(bin)
+            .args(args)
+            .arg("--config")
+            .arg(&self.config)
+            .current_dir(self.dir.path())
+            .stdin(Stdio::null())
+            .output()?;
+        Ok(out)
+    }
+
+    /// Runs `sekisho ARGS` (no `--config` added) in the instance directory.
+    pub fn cli_raw(&self, args: &[&str]) -> Result<Output> {
+        let bin = sekisho_bin()?;
+        Ok(Command::new(bin)
+            .args(args)
+            .current_dir(self.dir.path())
+            .stdin(Stdio::null())
+            .output()?)
+    }
+
+    /// `sekisho sessions list --json` parsed.
+    pub fn sessions(&self) -> Result<Vec<serde_json::Value>> {
+        self.json_list(&["sessions", "list", "--json"])
+    }
+
+    /// `sekisho denials list --json` parsed.
+    pub fn denials(&self) -> Result<Vec<serde_json::Value>> {
+        self.json_list(&["denials", "list", "--json"])
+    }
+
+    fn json_list(&self, args: &[&str]) -> Result<Vec<serde_json::Value>> {
+        let out = self.cli(args)?;
+        if !out.status.success() {
+            bail!(
+                "sekisho {} failed: {}",
+                args.join(" "),
+                String::from_utf8_lossy(&out.stderr)
+            );
+        }
+        let v: serde_json::Value = serde_json::from_slice(&out.stdout)
+            .with_context(|| format!("{} is not JSON", String::from_utf8_lossy(&out.stdout)))?;
+        v.as_array()
+            .cloned()
+            .context("expected a JSON array from the list command")
+    }
+
+    /// Polls `check` every 100 ms until it returns `Some`, or fails after `timeout`.
+    pub fn wait_until<T>(
+        &self,
+        timeout: Duration,
+        what: &str,
+        mut check: impl FnMut() -> Result<Option<T>>,
+    ) -> Result<T> {
+        let deadline = Instant::now() + timeout;
+        loop {
+            if let Some(v) = check()? {
+                return Ok(v);
+            }
+            if Instant::now() > deadline {
+                bail!("timed out waiting for {what}\n{}", self.serve_log());
+            }
+            std::thread::sleep(Duration::from_millis(100));
+        }
+    }
+
+    /// What `serve` has logged so far.
+    pub fn serve_log(&self) -> String {
+        std::fs::read_to_string(self.dir.path().join("serve.log")).unwrap_or_default()
+    }
+
+    /// Stops `serve` with SIGTERM (graceful shutdown) and waits for it.
+    pub fn stop(&mut self) -> Result<()> {
+        if let Some(mut child) = self.serve.take() {
+            let _ = Command::new("kill")
+                .arg("-TERM")
+                .arg(child.id().to_string())
+                .status();
+            let deadline = Instant::now() + Duration::from_secs(10);
+            while Instant::now() < deadline {
+                if child.try_wait()?.is_some() {
+                    return Ok(());
+                }
+                std::thread::sleep(Duration::from_millis(50));
+            }
+            child.kill()?;
+            child.wait()?;
+        }
+        Ok(())
+    }
+
+    /// Kills `serve` with SIGKILL (a crash).
+    pub fn crash(&mut self) -> Result<()> {
+        if let Some(mut child) = self.serve.take() {
+            child.kill()?;
+            child.wait()?;
+        }
+        Ok(())
+    }
+}
+
+impl Drop for SekishoInstance {
+    fn drop(&mut self) {
+        let _ = self.stop();
+        if std::thread::panicking() {
+            eprintln!("--- sekisho serve log ---\n{}", self.serve_log());
+        }
+    }
+}
+
+/// Puts `generated` (tables) after the top-level keys of `inventory` (e.g. `timezone`), since
+/// TOML keys after a table header would belong to that table.
+fn split_top_level(inventory: &str, generated: &str) -> String {
+    let first_table = inventory
+        .lines()
+        .position(|l| l.trim_start().starts_with('['))
+        .unwrap_or(usize::MAX);
+    let mut out = String::new();
+    for (i, line) in inventory.lines().enumerate() {
+        if i == first_table {
+            out.push_str(generated);
+        }
+        out.push_str(line);
+        out.push('\n');
+    }
+    if first_table == usize::MAX {
+        out.push_str(generated);
+    }
+    out
+}
+
+/// The inventory used by most tests: the shape of `examples/sekisho.toml`, with the contract
+/// open at every hour so tests do not depend on the wall clock, and ports chosen by the test.
+pub fn demo_inventory() -> String {
+    r#"timezone = "Asia/Tokyo"
+
+[recording]
+required = true
+
+[[vdi_pool]]
+name = "vdi-internet"
+path = "internet-vpn"
+networks = ["127.0.10.0/24"]
+
+[[vdi_pool]]
+name = "vdi-ipvpn"
+path = "ip-vpn"
+networks = ["127.0.11.0/24"]
+
+[zones]
+business = ["internet-vpn", "ip-vpn"]
+dmz = ["internet-vpn", "ip-vpn"]
+mynumber = ["ip-vpn"]
+
+[[contractor]]
+id = "acme"
+name = "ACME Systems K.K."
+
+[[contractor]]
+id = "globex"
+name = "Globex"
+
+[[user]]
+name = "tanaka"
+contractor = "acme"
+role = "contractor"
+password_hash = "$argon2id$v=19$m=19456,t=2,p=1$IvBzMLDZyFbDrkZ3n1bk7w$8NW46C5ZNmNfiHNU+fwLLsnh9hyP7iNV8iEC4MEm5fU"
+desktops = ["127.0.10.11"]
+
+[[user]]
+name = "sato"
+contractor = "acme"
+role = "contractor"
+password_hash = "$argon2id$v=19$m=19456,t=2,p=1$IvBzMLDZyFbDrkZ3n1bk7w$8NW46C5ZNmNfiHNU+fwLLsnh9hyP7iNV8iEC4MEm5fU"
+desktops = ["127.0.11.21"]
+
+[[user]]
+name = "yamada"
+contractor = "globex"
+role = "contractor"
+password_hash = "$argon2id$v=19$m=19456,t=2,p=1$IvBzMLDZyFbDrkZ3n1bk7w$8NW46C5ZNmNfiHNU+fwLLsnh9hyP7iNV8iEC4MEm5fU"
+desktops = ["127.0.10.31"]
+
+[[user]]
+name = "suzuki"
+role = "auditor"
+password_hash = "$argon2id$v=19$m=19456,t=2,p=1$IvBzMLDZyFbDrkZ3n1bk7w$8NW46C5ZNmNfiHNU+fwLLsnh9hyP7iNV8iEC4MEm5fU"
+
+[[hypervisor]]
+name = "kvm01"
+address = "127.0.0.1"
+
+[[target]]
+name = "web01"
+address = "127.0.20.11"
+kind = "vm"
+zone = "business"
+hypervisor = "kvm01"
+vnc_console = "127.0.0.1:15901"
+serial_console = "127.0.0.1:14501"
+rdp_port = 13390
+
+[[target]]
+name = "app02"
+address = "127.0.20.12"
+kind = "vm"
+zone = "business"
+hypervisor = "kvm01"
+vnc_console = "127.0.0.1:15902"
+rdp_port = 13390
+
+[[target]]
+name = "db-phys01"
+address = "127.0.20.21"
+kind = "physical"
+zone = "mynumber"
+rdp_port = 13390
+
+[[target]]
+name = "file-phys02"
+address = "127.0.20.22"
+kind = "physical"
+zone = "business"
+rdp_port = 13390
+
+[[contract]]
+contractor = "acme"
+targets = ["web01", "app02", "db-phys01", "file-phys02"]
+valid_from = "2026-01-01"
+valid_until = "2099-12-31"
+
+[[contract]]
+contractor = "globex"
+targets = ["app02"]
+valid_from = "2020-01-01"
+valid_until = "2021-03-31"
+"#
+    .to_owned()
+}
