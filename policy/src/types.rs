@@ -1,0 +1,291 @@
+//! Small shared value types: session ids, protocols and rule ids.
+
+use std::fmt;
+use std::str::FromStr;
+
+use serde::{Deserialize, Serialize};
+
+/// A session's globally unique id (a UUIDv7).
+///
+/// Several Sekisho instances may share one catalogue, so ids must be unique across instances;
+/// UUIDv7 gives that and sorts by creation time. `policy` only parses and holds ids: creating
+/// one needs a clock and randomness, which the I/O crates provide.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, PartialOrd, Ord, Hash, Serialize, Deserialize)]
+#[serde(transparent)]
+pub struct SessionId(pub uuid::Uuid);
+
+impl SessionId {
+    /// Wraps an existing UUID.
+    pub const fn from_uuid(id: uuid::Uuid) -> Self {
+        Self(id)
+    }
+
+    /// The wrapped UUID.
+    pub const fn as_uuid(&self) -> &uuid::Uuid {
+        &self.0
+    }
+}
+
+impl fmt::Display for SessionId {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        fmt::Display::fmt(&self.0.hyphenated(), f)
+    }
+}
+
+/// The text was not a UUID.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+#[error("invalid session id {0:?}")]
+pub struct InvalidSessionId(pub String);
+
+impl FromStr for SessionId {
+    type Err = InvalidSessionId;
+
+    fn from_str(s: &str) -> Result<Self, Self::Err> {
+        uuid::Uuid::parse_str(s)
+            .map(Self)
+            .map_err(|_| InvalidSessionId(s.to_owned()))
+    }
+}
+
+/// What kind of connection is asked for.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, PartialOrd, Ord, Serialize, Deserialize)]
+#[non_exhaustive]
+pub enum Protocol {
+    /// RDP to the target's own RDP service.
+    #[serde(rename = "rdp")]
+    Rdp,
+    /// SSH to the target's own sshd.
+    #[serde(rename = "ssh")]
+    Ssh,
+    /// The VM's text console on its hypervisor (serial, or an SSH console command).
+    #[serde(rename = "console-serial")]
+    ConsoleSerial,
+    /// The VM's graphical (VNC) console on its hypervisor.
+    #[serde(rename = "console-vnc")]
+    ConsoleVnc,
+}
+
+impl Protocol {
+    /// Every protocol, for menus and tests.
+    pub const ALL: [Protocol; 4] = [
+        Protocol::Rdp,
+        Protocol::Ssh,
+        Protocol::ConsoleSerial,
+        Protocol::ConsoleVnc,
+    ];
+
+    /// The interface name: `rdp`, `ssh`, `console-serial`, `console-vnc`.
+    pub const fn as_str(self) -> &'static str {
+        match self {
+            Protocol::Rdp => "rdp",
+            Protocol::Ssh => "ssh",
+            Protocol::ConsoleSerial => "console-serial",
+            Protocol::ConsoleVnc => "console-vnc",
+        }
+    }
+
+    /// How a reason sentence names the protocol ("RDP", "serial console", ...).
+    pub const fn describe(self) -> &'static str {
+        match self {
+            Protocol::Rdp => "RDP",
+            Protocol::Ssh => "SSH",
+            Protocol::ConsoleSerial => "Text console",
+            Protocol::ConsoleVnc => "VNC console",
+        }
+    }
+
+    /// True for the hypervisor console protocols.
+    pub const fn is_console(self) -> bool {
+        matches!(self, Protocol::ConsoleSerial | Protocol::ConsoleVnc)
+    }
+}
+
+impl fmt::Display for Protocol {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(self.as_str())
+    }
+}
+
+/// The text is not one of `rdp`, `ssh`, `console-serial`, `console-vnc`.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+#[error("unknown protocol {0:?} (expected rdp, ssh, console-serial or console-vnc)")]
+pub struct UnknownProtocol(pub String);
+
+impl FromStr for Protocol {
+    type Err = UnknownProtocol;
+
+    fn from_str(s: &str) -> Result<Self, Self::Err> {
+        Protocol::ALL
+            .into_iter()
+            .find(|p| p.as_str() == s)
+            .ok_or_else(|| UnknownProtocol(s.to_owned()))
+    }
+}
+
+/// The rule that decided a request; `as_str` gives the id operators see (interfaces.md).
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, PartialOrd, Ord)]
+#[non_exhaustive]
+pub enum Rule {
+    /// Deny: the source is neither a VDI desktop nor a known server.
+    SourceUnknown,
+    /// Deny: a VDI desktop assigned to one user, but another user authenticated on it.
+    SourceDesktopMismatch,
+    /// Deny: no target of that name or address.
+    TargetUnknown,
+    /// Deny: no such user, no user could be resolved, or the user's role may not open sessions.
+    UserUnknown,
+    /// Deny: the access path may not reach the target's zone.
+    ZonePath,
+    /// Deny: no contract of the user's contractor names the target.
+    ContractNone,
+    /// Deny: the contract is not in force on this date (expired or not yet started).
+    ContractExpired,
+    /// Deny: the contract is in force but now is outside all its windows.
+    ContractWindow,
+    /// Deny: RDP from a VDI desktop to a virtual machine.
+    RdpVdiToVm,
+    /// Deny: RDP from a server without a live console session on that server.
+    RdpHopNoConsole,
+    /// Deny: a console asked for on a physical server.
+    ConsolePhysical,
+    /// Deny: the VM has no console of the asked kind configured.
+    ConsoleUnavailable,
+    /// Deny: direct SSH to a virtual machine.
+    SshVdiToVm,
+    /// Deny: SSH port forwarding (decided by the SSH proxy).
+    SshForwarding,
+    /// Deny: SSH file transfer (decided by the SSH proxy).
+    SshFileTransfer,
+    /// Allow: RDP to a physical server.
+    RdpPhysical,
+    /// Allow: RDP from a server reached through a live console session.
+    RdpHopFromConsole,
+    /// Allow: a hypervisor console of a VM.
+    ConsoleVm,
+    /// Allow: direct SSH to a physical server.
+    SshPhysical,
+}
+
+impl Rule {
+    /// Every rule, for documentation and tests.
+    pub const ALL: [Rule; 19] = [
+        Rule::SourceUnknown,
+        Rule::SourceDesktopMismatch,
+        Rule::TargetUnknown,
+        Rule::UserUnknown,
+        Rule::ZonePath,
+        Rule::ContractNone,
+        Rule::ContractExpired,
+        Rule::ContractWindow,
+        Rule::RdpVdiToVm,
+        Rule::RdpHopNoConsole,
+        Rule::ConsolePhysical,
+        Rule::ConsoleUnavailable,
+        Rule::SshVdiToVm,
+        Rule::SshForwarding,
+        Rule::SshFileTransfer,
+        Rule::RdpPhysical,
+        Rule::RdpHopFromConsole,
+        Rule::ConsoleVm,
+        Rule::SshPhysical,
+    ];
+
+    /// The rule id of interfaces.md, e.g. `rdp.vdi-to-vm`.
+    pub const fn as_str(self) -> &'static str {
+        match self {
+            Rule::SourceUnknown => "source.unknown",
+            Rule::SourceDesktopMismatch => "source.desktop-mismatch",
+            Rule::TargetUnknown => "target.unknown",
+            Rule::UserUnknown => "user.unknown",
+            Rule::ZonePath => "zone.path",
+            Rule::ContractNone => "contract.none",
+            Rule::ContractExpired => "contract.expired",
+            Rule::ContractWindow => "contract.window",
+            Rule::RdpVdiToVm => "rdp.vdi-to-vm",
+            Rule::RdpHopNoConsole => "rdp.hop-no-console",
+            Rule::ConsolePhysical => "console.physical",
+            Rule::ConsoleUnavailable => "console.unavailable",
+            Rule::SshVdiToVm => "ssh.vdi-to-vm",
+            Rule::SshForwarding => "ssh.forwarding",
+            Rule::SshFileTransfer => "ssh.file-transfer",
+            Rule::RdpPhysical => "rdp.physical",
+            Rule::RdpHopFromConsole => "rdp.hop-from-console",
+            Rule::ConsoleVm => "console.vm",
+            Rule::SshPhysical => "ssh.physical",
+        }
+    }
+
+    /// True for the rules that allow.
+    pub const fn is_allow(self) -> bool {
+        matches!(
+            self,
+            Rule::RdpPhysical | Rule::RdpHopFromConsole | Rule::ConsoleVm | Rule::SshPhysical
+        )
+    }
+}
+
+impl fmt::Display for Rule {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(self.as_str())
+    }
+}
+
+/// The text is not a known rule id.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+#[error("unknown rule id {0:?}")]
+pub struct UnknownRule(pub String);
+
+impl FromStr for Rule {
+    type Err = UnknownRule;
+
+    fn from_str(s: &str) -> Result<Self, Self::Err> {
+        Rule::ALL
+            .into_iter()
+            .find(|r| r.as_str() == s)
+            .ok_or_else(|| UnknownRule(s.to_owned()))
+    }
+}
+
+impl Serialize for Rule {
+    fn serialize<S: serde::Serializer>(&self, s: S) -> Result<S::Ok, S::Error> {
+        s.serialize_str(self.as_str())
+    }
+}
+
+impl<'de> Deserialize<'de> for Rule {
+    fn deserialize<D: serde::Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
+        let s = String::deserialize(d)?;
+        s.parse().map_err(serde::de::Error::custom)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn protocol_round_trips() {
+        for p in Protocol::ALL {
+            assert_eq!(p.as_str().parse::<Protocol>().unwrap(), p);
+            assert_eq!(p.to_string(), p.as_str());
+        }
+        assert!("telnet".parse::<Protocol>().is_err());
+    }
+
+    #[test]
+    fn rule_ids_are_unique_and_round_trip() {
+        let mut seen = std::collections::HashSet::new();
+        for r in Rule::ALL {
+            assert!(seen.insert(r.as_str()));
+            assert_eq!(r.as_str().parse::<Rule>().unwrap(), r);
+        }
+    }
+
+    #[test]
+    fn session_id_displays_hyphenated() {
+        let s = "01890a5d-ac96-774b-bcce-b302099a8057";
+        let id: SessionId = s.parse().unwrap();
+        assert_eq!(id.to_string(), s);
+        assert!("nope".parse::<SessionId>().is_err());
+    }
+}
