@@ -711,3 +711,1060 @@ impl<'a> Ctx<'a> {
         best
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use chrono::TimeZone;
+
+    const FIXTURE: &str = r#"
+timezone = "Asia/Tokyo"
+
+[[vdi_pool]]
+name = "vdi-internet"
+path = "internet-vpn"
+networks = ["127.0.10.0/24"]
+
+[[vdi_pool]]
+name = "vdi-ipvpn"
+path = "ip-vpn"
+networks = ["127.0.11.0/24"]
+
+[zones]
+business = ["internet-vpn", "ip-vpn"]
+mynumber = ["ip-vpn"]
+isolated = []
+
+[[contractor]]
+id = "acme"
+name = "ACME"
+
+[[contractor]]
+id = "beta"
+name = "Beta"
+
+[[user]]
+name = "tanaka"
+contractor = "acme"
+role = "contractor"
+desktops = ["127.0.10.11", "127.0.11.11"]
+
+[[user]]
+name = "kato"
+contractor = "acme"
+role = "contractor"
+
+[[user]]
+name = "sato"
+contractor = "beta"
+role = "contractor"
+desktops = ["127.0.10.12"]
+
+[[user]]
+name = "suzuki"
+role = "auditor"
+
+[[hypervisor]]
+name = "kvm01"
+address = "127.0.0.1"
+
+[[target]]
+name = "web01"
+address = "127.0.20.11"
+kind = "vm"
+zone = "business"
+hypervisor = "kvm01"
+vnc_console = "127.0.0.1:15901"
+serial_console = "127.0.0.1:14501"
+
+[[target]]
+name = "app02"
+address = "127.0.20.12"
+kind = "vm"
+zone = "business"
+hypervisor = "kvm01"
+vnc_console = "127.0.0.1:15902"
+
+[[target]]
+name = "txt03"
+address = "127.0.20.13"
+kind = "vm"
+zone = "business"
+hypervisor = "kvm01"
+ssh_console = "127.0.0.1:22"
+console_command = "virsh console {vm}"
+
+[[target]]
+name = "db-phys01"
+address = "127.0.20.21"
+kind = "physical"
+zone = "mynumber"
+
+[[target]]
+name = "file-phys02"
+address = "127.0.20.22"
+kind = "physical"
+zone = "business"
+
+[[target]]
+name = "old-phys03"
+address = "127.0.20.23"
+kind = "physical"
+zone = "business"
+
+[[target]]
+name = "beta-phys04"
+address = "127.0.20.24"
+kind = "physical"
+zone = "business"
+
+[[target]]
+name = "iso-phys05"
+address = "127.0.20.25"
+kind = "physical"
+zone = "isolated"
+
+[[contract]]
+contractor = "acme"
+targets = ["web01", "app02", "txt03", "db-phys01", "file-phys02", "iso-phys05"]
+valid_from = "2026-04-01"
+valid_until = "2027-03-31"
+windows = ["mon-fri 08:30-20:00"]
+
+[[contract]]
+contractor = "acme"
+targets = ["old-phys03"]
+valid_from = "2025-04-01"
+valid_until = "2026-03-31"
+
+[[contract]]
+contractor = "beta"
+targets = ["beta-phys04", "web01"]
+valid_from = "2026-04-01"
+valid_until = "2027-03-31"
+"#;
+
+    fn inv() -> Inventory {
+        Inventory::from_toml(FIXTURE, "fixture.toml").unwrap()
+    }
+
+    fn utc(s: &str) -> DateTime<Utc> {
+        DateTime::parse_from_rfc3339(s).unwrap().with_timezone(&Utc)
+    }
+
+    /// Wednesday 2026-11-25 10:00 in Tokyo.
+    const WED: &str = "2026-11-25T01:00:00Z";
+
+    fn sid(n: u8) -> SessionId {
+        SessionId::from_uuid(uuid::Uuid::from_bytes([n; 16]))
+    }
+
+    fn console(n: u8, target: &str, user: &str, contractor: &str, path: &str) -> LiveConsole {
+        LiveConsole {
+            session_id: sid(n),
+            target: target.into(),
+            user: user.into(),
+            contractor: contractor.into(),
+            path: path.into(),
+        }
+    }
+
+    fn req(p: Protocol, src: &str, target: &str, user: Option<&str>) -> Request {
+        Request {
+            protocol: p,
+            source: src.parse().unwrap(),
+            target: match target.parse::<IpAddr>() {
+                Ok(a) => TargetRef::Address(a),
+                Err(_) => TargetRef::Name(target.into()),
+            },
+            user: user.map(str::to_owned),
+        }
+    }
+
+    use Protocol::{ConsoleSerial as Ser, ConsoleVnc as Vnc, Rdp, Ssh};
+
+    struct Case {
+        name: &'static str,
+        proto: Protocol,
+        src: &'static str,
+        target: &'static str,
+        user: Option<&'static str>,
+        at: &'static str,
+        live: Vec<LiveConsole>,
+        rule: Rule,
+    }
+
+    fn case(
+        name: &'static str,
+        proto: Protocol,
+        src: &'static str,
+        target: &'static str,
+        user: Option<&'static str>,
+        at: &'static str,
+        rule: Rule,
+    ) -> Case {
+        Case {
+            name,
+            proto,
+            src,
+            target,
+            user,
+            at,
+            live: Vec::new(),
+            rule,
+        }
+    }
+
+    fn with_live(mut c: Case, live: Vec<LiveConsole>) -> Case {
+        c.live = live;
+        c
+    }
+
+    #[test]
+    fn table() {
+        let inv = inv();
+        let tanaka_ipvpn = || console(1, "web01", "tanaka", "acme", "ip-vpn");
+        let tanaka_inet = || console(2, "web01", "tanaka", "acme", "internet-vpn");
+        let sato_inet = || console(3, "web01", "sato", "beta", "internet-vpn");
+        let cases = vec![
+            // source
+            case(
+                "unknown source",
+                Rdp,
+                "192.0.2.1",
+                "db-phys01",
+                None,
+                WED,
+                Rule::SourceUnknown,
+            ),
+            // target
+            case(
+                "unknown target name",
+                Rdp,
+                "127.0.10.11",
+                "nope",
+                None,
+                WED,
+                Rule::TargetUnknown,
+            ),
+            case(
+                "unknown target address",
+                Rdp,
+                "127.0.10.11",
+                "127.0.20.99",
+                None,
+                WED,
+                Rule::TargetUnknown,
+            ),
+            case(
+                "transparent rdp by address",
+                Rdp,
+                "127.0.11.11",
+                "127.0.20.21",
+                None,
+                WED,
+                Rule::RdpPhysical,
+            ),
+            // user
+            case(
+                "unassigned desktop, nobody",
+                Rdp,
+                "127.0.10.99",
+                "file-phys02",
+                None,
+                WED,
+                Rule::UserUnknown,
+            ),
+            case(
+                "unassigned desktop, authenticated",
+                Rdp,
+                "127.0.10.99",
+                "file-phys02",
+                Some("kato"),
+                WED,
+                Rule::RdpPhysical,
+            ),
+            case(
+                "user not in inventory",
+                Rdp,
+                "127.0.10.11",
+                "file-phys02",
+                Some("mallory"),
+                WED,
+                Rule::UserUnknown,
+            ),
+            case(
+                "auditor may not connect",
+                Rdp,
+                "127.0.10.99",
+                "file-phys02",
+                Some("suzuki"),
+                WED,
+                Rule::UserUnknown,
+            ),
+            case(
+                "someone else's desktop",
+                Rdp,
+                "127.0.10.11",
+                "file-phys02",
+                Some("sato"),
+                WED,
+                Rule::SourceDesktopMismatch,
+            ),
+            case(
+                "own desktop, authenticated",
+                Rdp,
+                "127.0.10.11",
+                "file-phys02",
+                Some("tanaka"),
+                WED,
+                Rule::RdpPhysical,
+            ),
+            // zone
+            case(
+                "mynumber from internet-vpn",
+                Rdp,
+                "127.0.10.11",
+                "db-phys01",
+                None,
+                WED,
+                Rule::ZonePath,
+            ),
+            case(
+                "mynumber from ip-vpn",
+                Rdp,
+                "127.0.11.11",
+                "db-phys01",
+                None,
+                WED,
+                Rule::RdpPhysical,
+            ),
+            case(
+                "zone nobody reaches",
+                Rdp,
+                "127.0.11.11",
+                "iso-phys05",
+                None,
+                WED,
+                Rule::ZonePath,
+            ),
+            case(
+                "zone before protocol",
+                Ssh,
+                "127.0.10.11",
+                "db-phys01",
+                None,
+                WED,
+                Rule::ZonePath,
+            ),
+            // protocol
+            case(
+                "rdp vdi to vm",
+                Rdp,
+                "127.0.10.11",
+                "web01",
+                None,
+                WED,
+                Rule::RdpVdiToVm,
+            ),
+            case(
+                "rdp vdi to vm outside window",
+                Rdp,
+                "127.0.10.11",
+                "web01",
+                None,
+                "2026-11-28T01:00:00Z",
+                Rule::RdpVdiToVm,
+            ),
+            case(
+                "ssh to vm",
+                Ssh,
+                "127.0.10.11",
+                "web01",
+                None,
+                WED,
+                Rule::SshVdiToVm,
+            ),
+            case(
+                "ssh to physical",
+                Ssh,
+                "127.0.10.11",
+                "file-phys02",
+                None,
+                WED,
+                Rule::SshPhysical,
+            ),
+            case(
+                "serial console of vm",
+                Ser,
+                "127.0.10.11",
+                "web01",
+                None,
+                WED,
+                Rule::ConsoleVm,
+            ),
+            case(
+                "ssh text console of vm",
+                Ser,
+                "127.0.10.11",
+                "txt03",
+                None,
+                WED,
+                Rule::ConsoleVm,
+            ),
+            case(
+                "vnc console of vm",
+                Vnc,
+                "127.0.10.11",
+                "app02",
+                None,
+                WED,
+                Rule::ConsoleVm,
+            ),
+            case(
+                "serial console missing",
+                Ser,
+                "127.0.10.11",
+                "app02",
+                None,
+                WED,
+                Rule::ConsoleUnavailable,
+            ),
+            case(
+                "vnc console missing",
+                Vnc,
+                "127.0.10.11",
+                "txt03",
+                None,
+                WED,
+                Rule::ConsoleUnavailable,
+            ),
+            case(
+                "console of physical",
+                Ser,
+                "127.0.11.11",
+                "db-phys01",
+                None,
+                WED,
+                Rule::ConsolePhysical,
+            ),
+            case(
+                "vnc console of physical",
+                Vnc,
+                "127.0.10.11",
+                "file-phys02",
+                None,
+                WED,
+                Rule::ConsolePhysical,
+            ),
+            // contract
+            case(
+                "no contract",
+                Rdp,
+                "127.0.10.11",
+                "beta-phys04",
+                None,
+                WED,
+                Rule::ContractNone,
+            ),
+            case(
+                "other contractor's server",
+                Rdp,
+                "127.0.10.12",
+                "beta-phys04",
+                None,
+                WED,
+                Rule::RdpPhysical,
+            ),
+            case(
+                "expired contract",
+                Rdp,
+                "127.0.10.11",
+                "old-phys03",
+                None,
+                WED,
+                Rule::ContractExpired,
+            ),
+            case(
+                "old contract's last day, Tokyo",
+                Rdp,
+                "127.0.10.11",
+                "old-phys03",
+                None,
+                "2026-03-31T14:59:00Z",
+                Rule::RdpPhysical,
+            ),
+            case(
+                "day after old contract in Tokyo, still last day in UTC",
+                Rdp,
+                "127.0.10.11",
+                "old-phys03",
+                None,
+                "2026-03-31T15:00:00Z",
+                Rule::ContractExpired,
+            ),
+            case(
+                "last day 23:59 Tokyo",
+                Rdp,
+                "127.0.10.12",
+                "beta-phys04",
+                None,
+                "2027-03-31T14:59:00Z",
+                Rule::RdpPhysical,
+            ),
+            case(
+                "next day 00:00 Tokyo (UTC still 31st)",
+                Rdp,
+                "127.0.10.12",
+                "beta-phys04",
+                None,
+                "2027-03-31T15:00:00Z",
+                Rule::ContractExpired,
+            ),
+            case(
+                "first day 00:00 Tokyo (UTC still day before)",
+                Rdp,
+                "127.0.10.12",
+                "beta-phys04",
+                None,
+                "2026-03-31T15:00:00Z",
+                Rule::RdpPhysical,
+            ),
+            case(
+                "day before first day",
+                Rdp,
+                "127.0.10.12",
+                "beta-phys04",
+                None,
+                "2026-03-31T14:59:00Z",
+                Rule::ContractExpired,
+            ),
+            case(
+                "window start minute",
+                Rdp,
+                "127.0.10.11",
+                "file-phys02",
+                None,
+                "2026-11-24T23:30:00Z",
+                Rule::RdpPhysical,
+            ),
+            case(
+                "minute before window",
+                Rdp,
+                "127.0.10.11",
+                "file-phys02",
+                None,
+                "2026-11-24T23:29:00Z",
+                Rule::ContractWindow,
+            ),
+            case(
+                "last minute of window",
+                Rdp,
+                "127.0.10.11",
+                "file-phys02",
+                None,
+                "2026-11-25T10:59:00Z",
+                Rule::RdpPhysical,
+            ),
+            case(
+                "window end minute",
+                Rdp,
+                "127.0.10.11",
+                "file-phys02",
+                None,
+                "2026-11-25T11:00:00Z",
+                Rule::ContractWindow,
+            ),
+            case(
+                "friday in utc, saturday in tokyo",
+                Rdp,
+                "127.0.10.11",
+                "file-phys02",
+                None,
+                "2026-11-27T16:00:00Z",
+                Rule::ContractWindow,
+            ),
+            case(
+                "friday in tokyo",
+                Rdp,
+                "127.0.10.11",
+                "file-phys02",
+                None,
+                "2026-11-27T02:00:00Z",
+                Rule::RdpPhysical,
+            ),
+            case(
+                "console outside window",
+                Vnc,
+                "127.0.10.11",
+                "web01",
+                None,
+                "2026-11-28T01:00:00Z",
+                Rule::ContractWindow,
+            ),
+            // hops
+            case(
+                "rdp from server without console",
+                Rdp,
+                "127.0.20.11",
+                "file-phys02",
+                None,
+                WED,
+                Rule::RdpHopNoConsole,
+            ),
+            case(
+                "ssh from server without console",
+                Ssh,
+                "127.0.20.11",
+                "file-phys02",
+                None,
+                WED,
+                Rule::UserUnknown,
+            ),
+            with_live(
+                case(
+                    "hop to physical",
+                    Rdp,
+                    "127.0.20.11",
+                    "file-phys02",
+                    None,
+                    WED,
+                    Rule::RdpHopFromConsole,
+                ),
+                vec![tanaka_inet()],
+            ),
+            with_live(
+                case(
+                    "hop to vm",
+                    Rdp,
+                    "127.0.20.11",
+                    "app02",
+                    None,
+                    WED,
+                    Rule::RdpHopFromConsole,
+                ),
+                vec![tanaka_inet()],
+            ),
+            with_live(
+                case(
+                    "hop by transparent address",
+                    Rdp,
+                    "127.0.20.11",
+                    "127.0.20.12",
+                    None,
+                    WED,
+                    Rule::RdpHopFromConsole,
+                ),
+                vec![tanaka_inet()],
+            ),
+            with_live(
+                case(
+                    "console on another server",
+                    Rdp,
+                    "127.0.20.12",
+                    "file-phys02",
+                    None,
+                    WED,
+                    Rule::RdpHopNoConsole,
+                ),
+                vec![tanaka_inet()],
+            ),
+            with_live(
+                case(
+                    "hop path from console: internet-vpn to mynumber",
+                    Rdp,
+                    "127.0.20.11",
+                    "db-phys01",
+                    None,
+                    WED,
+                    Rule::ZonePath,
+                ),
+                vec![tanaka_inet()],
+            ),
+            with_live(
+                case(
+                    "hop path from console: ip-vpn to mynumber",
+                    Rdp,
+                    "127.0.20.11",
+                    "db-phys01",
+                    None,
+                    WED,
+                    Rule::RdpHopFromConsole,
+                ),
+                vec![tanaka_ipvpn()],
+            ),
+            with_live(
+                case(
+                    "hop contract must cover target",
+                    Rdp,
+                    "127.0.20.11",
+                    "file-phys02",
+                    None,
+                    WED,
+                    Rule::ContractNone,
+                ),
+                vec![sato_inet()],
+            ),
+            with_live(
+                case(
+                    "hop other contractor's console",
+                    Rdp,
+                    "127.0.20.11",
+                    "file-phys02",
+                    Some("tanaka"),
+                    WED,
+                    Rule::RdpHopNoConsole,
+                ),
+                vec![sato_inet()],
+            ),
+            with_live(
+                case(
+                    "hop same contractor's console",
+                    Rdp,
+                    "127.0.20.11",
+                    "file-phys02",
+                    Some("kato"),
+                    WED,
+                    Rule::RdpHopFromConsole,
+                ),
+                vec![sato_inet(), tanaka_inet()],
+            ),
+            with_live(
+                case(
+                    "hop picks the console that allows",
+                    Rdp,
+                    "127.0.20.11",
+                    "beta-phys04",
+                    None,
+                    WED,
+                    Rule::RdpHopFromConsole,
+                ),
+                vec![tanaka_inet(), sato_inet()],
+            ),
+            with_live(
+                case(
+                    "hop outside window",
+                    Rdp,
+                    "127.0.20.11",
+                    "file-phys02",
+                    None,
+                    "2026-11-28T01:00:00Z",
+                    Rule::ContractWindow,
+                ),
+                vec![tanaka_inet()],
+            ),
+            with_live(
+                case(
+                    "hop by unknown user",
+                    Rdp,
+                    "127.0.20.11",
+                    "file-phys02",
+                    Some("mallory"),
+                    WED,
+                    Rule::UserUnknown,
+                ),
+                vec![tanaka_inet()],
+            ),
+            with_live(
+                case(
+                    "hop by auditor",
+                    Rdp,
+                    "127.0.20.11",
+                    "file-phys02",
+                    Some("suzuki"),
+                    WED,
+                    Rule::UserUnknown,
+                ),
+                vec![tanaka_inet()],
+            ),
+            with_live(
+                case(
+                    "ssh from server with console",
+                    Ssh,
+                    "127.0.20.11",
+                    "file-phys02",
+                    None,
+                    WED,
+                    Rule::SshPhysical,
+                ),
+                vec![tanaka_inet()],
+            ),
+            with_live(
+                case(
+                    "ssh from server to vm",
+                    Ssh,
+                    "127.0.20.11",
+                    "app02",
+                    None,
+                    WED,
+                    Rule::SshVdiToVm,
+                ),
+                vec![tanaka_inet()],
+            ),
+        ];
+        let mut seen = std::collections::HashSet::new();
+        for c in &cases {
+            let d = evaluate(
+                &inv,
+                &c.live,
+                &req(c.proto, c.src, c.target, c.user),
+                utc(c.at),
+            );
+            assert_eq!(d.rule(), c.rule, "{}: {}", c.name, d.reason());
+            assert_eq!(d.is_allow(), c.rule.is_allow(), "{}", c.name);
+            assert!(
+                !d.reason().is_empty() && !d.reason().ends_with(' '),
+                "{}",
+                c.name
+            );
+            seen.insert(c.rule);
+        }
+        // Every rule evaluate can produce is covered (ssh.forwarding / file-transfer are the
+        // SSH proxy's).
+        for r in Rule::ALL {
+            if !matches!(r, Rule::SshForwarding | Rule::SshFileTransfer) {
+                assert!(seen.contains(&r), "no case for {r}");
+            }
+        }
+    }
+
+    #[test]
+    fn issue_example_message() {
+        let d = evaluate(
+            &inv(),
+            &[],
+            &req(Rdp, "127.0.10.11", "web01", None),
+            utc(WED),
+        );
+        assert_eq!(
+            d.reason(),
+            "RDP from VDI desktop 127.0.10.11 (tanaka, acme) to web01 denied: web01 is a virtual machine; use its console, or RDP from a server reached through its console"
+        );
+        assert_eq!(d.user(), Some("tanaka"));
+        assert_eq!(d.contractor(), Some("acme"));
+        assert_eq!(d.target(), Some("web01"));
+        // Same with the example config itself.
+        let example =
+            Inventory::from_toml(include_str!("../../examples/sekisho.toml"), "x").unwrap();
+        let d = evaluate(
+            &example,
+            &[],
+            &req(Rdp, "127.0.10.11", "web01", None),
+            utc(WED),
+        );
+        assert_eq!(d.rule(), Rule::RdpVdiToVm);
+        assert!(d.reason().starts_with("RDP from VDI desktop 127.0.10.11 (tanaka, acme) to web01 denied: web01 is a virtual machine"));
+    }
+
+    #[test]
+    fn hop_carries_console_session_and_path() {
+        let live = [console(7, "web01", "tanaka", "acme", "ip-vpn")];
+        let d = evaluate(
+            &inv(),
+            &live,
+            &req(Rdp, "127.0.20.11", "127.0.20.21", None),
+            utc(WED),
+        );
+        let a = d.authorized().unwrap();
+        assert_eq!(a.rule(), Rule::RdpHopFromConsole);
+        assert_eq!(a.console_session(), Some(sid(7)));
+        assert_eq!(a.path(), "ip-vpn");
+        assert_eq!(a.target(), "db-phys01");
+        assert_eq!(a.user(), "tanaka");
+        assert!(
+            a.reason().contains("server web01 (127.0.20.11)"),
+            "{}",
+            a.reason()
+        );
+    }
+
+    #[test]
+    fn reasons_name_source_user_target_and_advice() {
+        let inv = inv();
+        let d = evaluate(
+            &inv,
+            &[],
+            &req(Rdp, "127.0.10.11", "db-phys01", None),
+            utc(WED),
+        );
+        assert_eq!(
+            d.reason(),
+            "RDP from VDI desktop 127.0.10.11 (tanaka, acme) to db-phys01 denied: db-phys01 is in zone mynumber and the internet-vpn access path may not reach it; only ip-vpn may, so connect from a VDI desktop on that path"
+        );
+        let d = evaluate(
+            &inv,
+            &[],
+            &req(Rdp, "127.0.10.11", "file-phys02", None),
+            utc("2026-11-27T16:00:00Z"),
+        );
+        assert!(
+            d.reason()
+                .contains("mon-fri 08:30-20:00 (Asia/Tokyo), and it is Sat 2026-11-28 01:00"),
+            "{}",
+            d.reason()
+        );
+        let d = evaluate(
+            &inv,
+            &[],
+            &req(Rdp, "127.0.10.11", "old-phys03", None),
+            utc(WED),
+        );
+        assert!(
+            d.reason().contains("has expired on 2026-11-25"),
+            "{}",
+            d.reason()
+        );
+        let d = evaluate(
+            &inv,
+            &[],
+            &req(Rdp, "127.0.10.11", "file-phys02", Some("sato")),
+            utc(WED),
+        );
+        assert!(
+            d.reason().contains("assigned to tanaka, not to sato"),
+            "{}",
+            d.reason()
+        );
+        let d = evaluate(
+            &inv,
+            &[],
+            &req(Rdp, "127.0.20.11", "file-phys02", None),
+            utc(WED),
+        );
+        assert!(
+            d.reason().contains("server web01 (127.0.20.11)")
+                && d.reason().contains("open web01's console first"),
+            "{}",
+            d.reason()
+        );
+    }
+
+    #[test]
+    fn denial_new_is_public_for_proxies() {
+        let d = Denial::new(Rule::SshForwarding, "no", Some("u".into()), None, None);
+        assert_eq!(d.rule().as_str(), "ssh.forwarding");
+        assert_eq!(Decision::Deny(d).user(), Some("u"));
+    }
+
+    #[test]
+    fn time_zone_conversion_is_tokyo() {
+        // Sanity check of the fixture times used above.
+        let t = utc("2026-11-27T16:00:00Z").with_timezone(&chrono_tz::Asia::Tokyo);
+        assert_eq!(
+            t,
+            chrono_tz::Asia::Tokyo
+                .with_ymd_and_hms(2026, 11, 28, 1, 0, 0)
+                .unwrap()
+        );
+    }
+
+    mod prop {
+        use super::*;
+        use proptest::prelude::*;
+
+        /// A random but valid inventory: pools, zones, users with desktops, VMs and physical
+        /// servers, contracts with random dates and windows.
+        fn inventory() -> impl Strategy<Value = (String, usize, usize)> {
+            (
+                1usize..4,  // pools
+                1usize..6,  // targets
+                1usize..4,  // users
+                proptest::collection::vec(any::<bool>(), 6), // kind per target
+                proptest::collection::vec((0u32..400, 0u32..800, any::<bool>()), 0..5), // contracts
+                proptest::collection::vec(any::<bool>(), 9), // zone reachability
+            )
+                .prop_map(|(pools, targets, users, kinds, contracts, reach)| {
+                    let mut t = String::from("timezone = \"Asia/Tokyo\"\n");
+                    let paths = ["internet-vpn", "ip-vpn", "closed"];
+                    for p in 0..pools {
+                        t += &format!(
+                            "[[vdi_pool]]\nname = \"p{p}\"\npath = \"{}\"\nnetworks = [\"10.{p}.0.0/16\"]\n",
+                            paths[p % 3]
+                        );
+                    }
+                    t += "[zones]\n";
+                    for z in 0..3 {
+                        let list: Vec<String> = (0..pools.min(3))
+                            .filter(|&p| reach[z * 3 + p])
+                            .map(|p| format!("\"{}\"", paths[p]))
+                            .collect();
+                        t += &format!("z{z} = [{}]\n", list.join(", "));
+                    }
+                    t += "[[contractor]]\nid = \"c0\"\n[[contractor]]\nid = \"c1\"\n";
+                    for u in 0..users {
+                        t += &format!(
+                            "[[user]]\nname = \"u{u}\"\nrole = \"contractor\"\ncontractor = \"c{}\"\ndesktops = [\"10.{}.0.{}\"]\n",
+                            u % 2,
+                            u % pools,
+                            u + 1
+                        );
+                    }
+                    t += "[[hypervisor]]\nname = \"h\"\naddress = \"192.168.0.1\"\n";
+                    for (i, &vm) in kinds.iter().enumerate().take(targets) {
+                        if vm {
+                            t += &format!(
+                                "[[target]]\nname = \"t{i}\"\naddress = \"172.16.0.{}\"\nkind = \"vm\"\nzone = \"z{}\"\nhypervisor = \"h\"\nvnc_console = \"192.168.0.1:{}\"\n",
+                                i + 1,
+                                i % 3,
+                                5900 + i
+                            );
+                        } else {
+                            t += &format!(
+                                "[[target]]\nname = \"t{i}\"\naddress = \"172.16.0.{}\"\nkind = \"physical\"\nzone = \"z{}\"\n",
+                                i + 1,
+                                i % 3
+                            );
+                        }
+                    }
+                    for (n, (start, len, windowed)) in contracts.iter().enumerate() {
+                        let from = chrono::NaiveDate::from_ymd_opt(2026, 1, 1).unwrap()
+                            + chrono::Days::new(u64::from(*start));
+                        let until = from + chrono::Days::new(u64::from(*len));
+                        let all: Vec<String> = (0..targets).map(|i| format!("\"t{i}\"")).collect();
+                        t += &format!(
+                            "[[contract]]\ncontractor = \"c{}\"\ntargets = [{}]\nvalid_from = \"{from}\"\nvalid_until = \"{until}\"\n",
+                            n % 2,
+                            all.join(", ")
+                        );
+                        if *windowed {
+                            t += "windows = [\"mon-sun 00:00-24:00\"]\n";
+                        }
+                    }
+                    (t, pools, targets)
+                })
+        }
+
+        proptest! {
+            #[test]
+            fn rdp_from_vdi_to_vm_is_never_allowed(
+                (text, pools, targets) in inventory(),
+                pool in 0usize..4,
+                host in 0u8..=255,
+                mid in 0u8..=255,
+                target in 0usize..6,
+                user in proptest::option::of(0usize..4),
+                secs in 0i64..(3 * 365 * 86400),
+            ) {
+                let inv = Inventory::from_toml(&text, "gen.toml").map_err(|e| TestCaseError::fail(format!("{e}\n{text}")))?;
+                let pool = pool % pools;
+                let target = target % targets;
+                let t = &inv.targets()[target];
+                let src: IpAddr = format!("10.{pool}.{mid}.{host}").parse().unwrap();
+                let live = vec![console(1, &t.name, "u0", "c0", "internet-vpn")];
+                let now = utc("2026-01-01T00:00:00Z") + chrono::Duration::seconds(secs);
+                for target_ref in [TargetRef::Name(t.name.clone()), TargetRef::Address(t.address)] {
+                    let r = Request {
+                        protocol: Protocol::Rdp,
+                        source: src,
+                        target: target_ref,
+                        user: user.map(|u| format!("u{u}")),
+                    };
+                    let d = evaluate(&inv, &live, &r, now);
+                    if t.kind == TargetKind::Vm {
+                        prop_assert!(!d.is_allow(), "{}", d.reason());
+                    }
+                }
+            }
+        }
+    }
+}
