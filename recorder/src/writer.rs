@@ -1,0 +1,688 @@
+//! The async recording writer: one per session.
+//!
+//! Relays hand records to [`RecordingWriter`]; a background task groups them into chunks,
+//! compresses, appends and fsyncs each chunk, closes a chunk at least every
+//! [`WriterConfig::flush_interval`] (1 s) so a crash loses at most about a second, and writes
+//! the signed trailer on [`RecordingWriter::finish`].
+//!
+//! Memory per session is bounded (see [`WriterConfig`]): a relay that produces faster than
+//! the disk absorbs waits in [`RecordingWriter::write`] (backpressure), it never grows a
+//! queue. When storage fails or fills, the failure is sticky: every later write returns it,
+//! and [`RecordingWriter::failed`] resolves so the session can end itself (fail closed).
+
+use std::sync::Arc;
+use std::time::Duration;
+
+use bytes::Bytes;
+use serde::{Deserialize, Serialize};
+use tokio::sync::{OwnedSemaphorePermit, Semaphore, mpsc, oneshot, watch};
+use tracing::{Instrument, debug, error, info, warn};
+
+use crate::format::{
+    self, ChannelId, ChunkBuilder, Direction, EncodeError, Event, EventKind, Hash, Header,
+    IndexBuilder, IndexEntry, Record, RecordKind, TrailerBody,
+};
+use crate::signing::RecordingKey;
+use crate::storage::{ObjectKey, ObjectWriter, Storage, StorageError};
+
+/// Writer tuning. Defaults suit every protocol.
+///
+/// INVARIANT (memory bound per session): queued records hold at most `queue_bytes` encoded
+/// bytes and at most `queue_records` records; the chunk being built holds at most
+/// `chunk_bytes` plus one record ([`format::MAX_RECORD_PAYLOAD`]); one compressed chunk is in
+/// flight at a time. So a session uses at most about
+/// `queue_bytes + 2 × (chunk_bytes + MAX_RECORD_PAYLOAD)` for recording (≈ 18 MiB with the
+/// defaults), however slow the disk.
+#[derive(Debug, Clone)]
+pub struct WriterConfig {
+    /// A chunk closes once its uncompressed records reach this size.
+    pub chunk_bytes: usize,
+    /// A non-empty chunk closes at least this often (the crash-loss window).
+    pub flush_interval: Duration,
+    /// Maximum records waiting for the background task.
+    pub queue_records: usize,
+    /// Maximum encoded bytes waiting for the background task. A record larger than this still
+    /// passes, alone (it takes the whole budget).
+    pub queue_bytes: usize,
+    /// zstd level; 3 measured at ≥ 200 MB/s ingest (see `benches/ingest.rs`).
+    pub compression_level: i32,
+}
+
+impl Default for WriterConfig {
+    fn default() -> Self {
+        WriterConfig {
+            chunk_bytes: 1024 * 1024,
+            flush_interval: Duration::from_secs(1),
+            queue_records: 4096,
+            queue_bytes: 8 * 1024 * 1024,
+            compression_level: 3,
+        }
+    }
+}
+
+/// Why recording stopped: the storage error, shared by every handle.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+#[error("recording failed: {error}")]
+pub struct WriterFailure {
+    /// The cause; [`StorageError::Full`] when the disk filled.
+    pub error: StorageError,
+}
+
+/// Errors from the writer API.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+#[non_exhaustive]
+pub enum WriteError {
+    /// Storage failed (now or earlier): the session must end.
+    #[error(transparent)]
+    Failed(#[from] WriterFailure),
+    /// Creating the recording failed.
+    #[error("cannot create recording: {0}")]
+    Create(StorageError),
+    /// The writer was finished; no more records.
+    #[error("recording already finished")]
+    Closed,
+    /// The record or header cannot be encoded (caller misuse: over a limit).
+    #[error(transparent)]
+    Encode(#[from] EncodeError),
+}
+
+/// What a finished recording is, for the catalogue.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct RecordingSummary {
+    /// File path or storage URL.
+    pub location: String,
+    /// Size in bytes.
+    pub size: u64,
+    /// Final chain hash, lowercase hex (what the trailer signs).
+    pub final_hash: String,
+    /// Number of chunks.
+    pub chunks: u32,
+    /// Number of records.
+    pub records: u64,
+}
+
+enum Msg {
+    /// A record and the queue budget it holds until the background task has taken it.
+    Record(Record, OwnedSemaphorePermit),
+    Finish {
+        end_us: u64,
+        reply: oneshot::Sender<Result<RecordingSummary, WriteError>>,
+    },
+}
+
+struct Shared {
+    tx: mpsc::Sender<Msg>,
+    budget: Arc<Semaphore>,
+    failure: watch::Receiver<Option<WriterFailure>>,
+    started: tokio::time::Instant,
+    location: String,
+    queue_bytes: usize,
+}
+
+/// A session's recording. Cheap to clone (both relay directions can hold one); records from
+/// all clones go to one file in the order they are accepted.
+#[derive(Clone)]
+pub struct RecordingWriter {
+    shared: Arc<Shared>,
+}
+
+impl std::fmt::Debug for RecordingWriter {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("RecordingWriter")
+            .field("location", &self.shared.location)
+            .finish_non_exhaustive()
+    }
+}
+
+impl RecordingWriter {
+    /// Creates the recording object and writes (and fsyncs) the header, then starts the
+    /// background task. Record times are measured from this call (with Tokio's clock, so
+    /// tests can pause time); `header.start_unix_us` should be the wall-clock time now.
+    pub async fn create(
+        storage: &dyn Storage,
+        header: Header,
+        key: RecordingKey,
+        config: WriterConfig,
+    ) -> Result<RecordingWriter, WriteError> {
+        let (header_bytes, header_hash) = format::encode_header(&header)?;
+        let builder = ChunkBuilder::new(config.compression_level)?;
+        let started_at = header
+            .start_time()
+            .ok_or(EncodeError::TooLong {
+                what: "start time",
+                len: 0,
+                max: 0,
+            })
+            .map_err(WriteError::Encode)?;
+        let object_key = ObjectKey {
+            session_id: header.session_id,
+            started: started_at,
+        };
+        let mut object = storage
+            .create(&object_key)
+            .await
+            .map_err(WriteError::Create)?;
+        let size = header_bytes.len() as u64;
+        object
+            .append(Bytes::from(header_bytes))
+            .await
+            .map_err(WriteError::Create)?;
+        let location = object.location().to_string();
+        info!(%location, session = %header.session_id, "Recording started");
+
+        let queue_bytes = config.queue_bytes.clamp(1, Semaphore::MAX_PERMITS);
+        let budget = Arc::new(Semaphore::new(queue_bytes));
+        let (tx, rx) = mpsc::channel(config.queue_records.max(1));
+        let (fail_tx, fail_rx) = watch::channel(None);
+        let task = Task {
+            rx,
+            object,
+            builder,
+            config,
+            key,
+            header_hash,
+            prev: header_hash,
+            seq: 0,
+            size,
+            records: 0,
+            last_us: 0,
+            index: IndexBuilder::new(),
+            fail_tx,
+            budget: budget.clone(),
+            failed: None,
+        };
+        let span = tracing::info_span!("recording", session = %header.session_id);
+        tokio::spawn(task.run().instrument(span));
+        Ok(RecordingWriter {
+            shared: Arc::new(Shared {
+                tx,
+                budget,
+                failure: fail_rx,
+                started: tokio::time::Instant::now(),
+                location,
+                queue_bytes,
+            }),
+        })
+    }
+
+    /// Where the recording is stored.
+    pub fn location(&self) -> &str {
+        &self.shared.location
+    }
+
+    /// Microseconds since the recording started.
+    pub fn now_us(&self) -> u64 {
+        u64::try_from(self.shared.started.elapsed().as_micros()).unwrap_or(u64::MAX)
+    }
+
+    /// The failure, if storage has failed.
+    pub fn failure(&self) -> Option<WriterFailure> {
+        self.shared.failure.borrow().clone()
+    }
+
+    /// Resolves when storage fails (never, if it does not). Select on it in the session
+    /// actor and end the session when it fires.
+    pub fn failed(&self) -> impl std::future::Future<Output = WriterFailure> + Send + 'static {
+        let mut rx = self.shared.failure.clone();
+        async move {
+            loop {
+                if let Some(f) = rx.borrow_and_update().clone() {
+                    return f;
+                }
+                if rx.changed().await.is_err() {
+                    // Writer finished without failure: nothing will ever fail.
+                    std::future::pending::<()>().await;
+                }
+            }
+        }
+    }
+
+    fn closed_error(&self) -> WriteError {
+        match self.failure() {
+            Some(f) => WriteError::Failed(f),
+            None => WriteError::Closed,
+        }
+    }
+
+    /// Records `kind` now. Waits while the queue is full (backpressure).
+    pub async fn write(&self, kind: RecordKind) -> Result<(), WriteError> {
+        let at_us = self.now_us();
+        self.write_at(Record { at_us, kind }).await
+    }
+
+    /// Records a record with an explicit time (µs since start). Times that go backwards are
+    /// raised to the previous record's time.
+    pub async fn write_at(&self, record: Record) -> Result<(), WriteError> {
+        if let Some(f) = self.failure() {
+            return Err(WriteError::Failed(f));
+        }
+        format::validate(&record.kind)?;
+        let cost = record.kind.encoded_len().clamp(1, self.shared.queue_bytes);
+        // cost ≤ queue_bytes ≤ Semaphore::MAX_PERMITS, and MAX_RECORD_PAYLOAD < u32::MAX.
+        let permits = u32::try_from(cost).unwrap_or(u32::MAX);
+        let permit = self
+            .shared
+            .budget
+            .clone()
+            .acquire_many_owned(permits)
+            .await
+            .map_err(|_| self.closed_error())?;
+        self.shared
+            .tx
+            .send(Msg::Record(record, permit))
+            .await
+            .map_err(|_| self.closed_error())
+    }
+
+    /// Records relayed bytes.
+    pub async fn data(
+        &self,
+        direction: Direction,
+        channel: ChannelId,
+        bytes: Bytes,
+    ) -> Result<(), WriteError> {
+        self.write(RecordKind::Data {
+            direction,
+            channel,
+            bytes,
+        })
+        .await
+    }
+
+    /// Records an event.
+    pub async fn event(
+        &self,
+        kind: EventKind,
+        detail: impl Into<String>,
+    ) -> Result<(), WriteError> {
+        self.write(RecordKind::Event(Event {
+            kind,
+            detail: detail.into(),
+        }))
+        .await
+    }
+
+    /// Records a keyframe.
+    pub async fn keyframe(&self, channel: ChannelId, bytes: Bytes) -> Result<(), WriteError> {
+        self.write(RecordKind::Keyframe { channel, bytes }).await
+    }
+
+    /// Flushes the last chunk, writes the signed trailer and closes the object. Other clones
+    /// get [`WriteError::Closed`] afterwards.
+    pub async fn finish(self) -> Result<RecordingSummary, WriteError> {
+        let end_us = self.now_us();
+        let (reply, rx) = oneshot::channel();
+        self.shared
+            .tx
+            .send(Msg::Finish { end_us, reply })
+            .await
+            .map_err(|_| self.closed_error())?;
+        rx.await.map_err(|_| self.closed_error())?
+    }
+}
+
+/// The background task's state.
+struct Task {
+    rx: mpsc::Receiver<Msg>,
+    object: Box<dyn ObjectWriter>,
+    builder: ChunkBuilder,
+    config: WriterConfig,
+    key: RecordingKey,
+    header_hash: Hash,
+    /// Chain hash of the last chunk written (header hash before the first).
+    prev: Hash,
+    /// Next chunk's sequence number.
+    seq: u32,
+    /// Bytes appended so far (= offset of the next chunk).
+    size: u64,
+    records: u64,
+    last_us: u64,
+    index: IndexBuilder,
+    fail_tx: watch::Sender<Option<WriterFailure>>,
+    budget: Arc<Semaphore>,
+    /// Sticky: once set, records are discarded and `finish` reports it.
+    failed: Option<WriterFailure>,
+}
+
+impl Task {
+    async fn run(mut self) {
+        let period = self.config.flush_interval.max(Duration::from_millis(1));
+        let mut tick = tokio::time::interval_at(tokio::time::Instant::now() + period, period);
+        tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+        loop {
+            tokio::select! {
+                msg = self.rx.recv() => match msg {
+                    Some(Msg::Record(record, permit)) => {
+                        self.add(record).await;
+                        drop(permit);
+                    }
+                    Some(Msg::Finish { end_us, reply }) => {
+                        let result = self.finish(end_us).await;
+                        let _ = reply.send(result);
+                        break;
+                    }
+                    None => {
+                        // Every handle dropped without finish: keep what we have; the file
+                        // stays without trailer ("incomplete") until sealed.
+                        self.flush().await;
+                        warn!(location = %self.object.location(), "Recording dropped without finish");
+                        break;
+                    }
+                },
+                _ = tick.tick() => self.flush().await,
+            }
+        }
+        // Wake writers still waiting for budget.
+        self.budget.close();
+    }
+
+    async fn add(&mut self, record: Record) {
+        if self.failed.is_some() {
+            return;
+        }
+        let len = record.kind.encoded_len();
+        if self.builder.would_overflow(len) {
+            self.flush().await;
+            if self.failed.is_some() {
+                return;
+            }
+        }
+        if let Err(e) = self.builder.push(&record) {
+            // Validated by the handle; reaching this is a bug, and losing a record silently
+            // would be worse than stopping.
+            self.fail(StorageError::Io(format!("encode: {e}")));
+            return;
+        }
+        self.last_us = self.last_us.max(record.at_us);
+        self.records += 1;
+        if self.builder.len() >= self.config.chunk_bytes {
+            self.flush().await;
+        }
+    }
+
+    fn fail(&mut self, error: StorageError) {
+        error!(error = %error, location = %self.object.location(), "Recording failed");
+        let f = WriterFailure { error };
+        self.failed = Some(f.clone());
+        let _ = self.fail_tx.send(Some(f));
+        self.budget.close();
+    }
+
+    /// Closes the current chunk, if any, and appends it durably.
+    async fn flush(&mut self) {
+        if self.failed.is_some() || self.builder.is_empty() {
+            return;
+        }
+        if self.seq >= format::MAX_CHUNKS {
+            self.fail(StorageError::Io("recording reached the chunk limit".into()));
+            return;
+        }
+        let chunk = match self.builder.finish(self.seq, &self.prev) {
+            Ok(c) => c,
+            Err(e) => {
+                self.fail(StorageError::Io(format!("compress: {e}")));
+                return;
+            }
+        };
+        let len = chunk.bytes.len() as u64;
+        debug!(
+            seq = chunk.seq,
+            records = chunk.record_count,
+            len,
+            "Chunk written"
+        );
+        if let Err(e) = self.object.append(Bytes::from(chunk.bytes)).await {
+            self.fail(e);
+            return;
+        }
+        self.index.push(IndexEntry {
+            seq: chunk.seq,
+            first_us: chunk.first_us,
+            offset: self.size,
+        });
+        self.size += len;
+        self.prev = chunk.hash;
+        self.seq += 1;
+    }
+
+    async fn finish(&mut self, end_us: u64) -> Result<RecordingSummary, WriteError> {
+        self.flush().await;
+        if let Some(f) = &self.failed {
+            return Err(WriteError::Failed(f.clone()));
+        }
+        let body = TrailerBody {
+            flags: 0,
+            chunk_count: self.seq,
+            record_count: self.records,
+            end_us: end_us.max(self.last_us),
+            final_hash: self.prev,
+            public_key: [0; 32],
+            index: self.index.entries().to_vec(),
+        };
+        let trailer =
+            format::encode_trailer(&self.header_hash, &body, self.key.signing_key(), self.size);
+        let trailer_len = trailer.len() as u64;
+        let result = async {
+            self.object.append(Bytes::from(trailer)).await?;
+            self.object.finalize().await
+        }
+        .await;
+        match result {
+            Ok(size) => {
+                debug_assert_eq!(size, self.size + trailer_len);
+                let summary = RecordingSummary {
+                    location: self.object.location().to_string(),
+                    size: self.size + trailer_len,
+                    final_hash: hex::encode(self.prev),
+                    chunks: self.seq,
+                    records: self.records,
+                };
+                info!(location = %summary.location, size = summary.size, chunks = summary.chunks, "Recording finished");
+                Ok(summary)
+            }
+            Err(e) => {
+                self.fail(e);
+                Err(WriteError::Failed(self.failed.clone().unwrap_or(
+                    WriterFailure {
+                        error: StorageError::Closed,
+                    },
+                )))
+            }
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::format::tests::sample_header;
+    use crate::storage::{BoxFuture, LocalDir, ObjectInfo};
+    use crate::verify::{VerifyState, verify};
+    use std::sync::Mutex;
+    use std::sync::atomic::{AtomicUsize, Ordering};
+
+    /// Storage in memory whose appends start failing after `ok_appends` parts.
+    struct FlakyStorage {
+        ok_appends: usize,
+        error: StorageError,
+        data: Arc<Mutex<Vec<u8>>>,
+    }
+
+    struct FlakyObject {
+        left: Arc<AtomicUsize>,
+        error: StorageError,
+        data: Arc<Mutex<Vec<u8>>>,
+    }
+
+    impl Storage for FlakyStorage {
+        fn create<'a>(
+            &'a self,
+            _key: &'a ObjectKey,
+        ) -> BoxFuture<'a, Result<Box<dyn ObjectWriter>, StorageError>> {
+            let o: Box<dyn ObjectWriter> = Box::new(FlakyObject {
+                left: Arc::new(AtomicUsize::new(self.ok_appends)),
+                error: self.error.clone(),
+                data: self.data.clone(),
+            });
+            Box::pin(async move { Ok(o) })
+        }
+        fn read<'a>(&'a self, _l: &'a str) -> BoxFuture<'a, Result<Vec<u8>, StorageError>> {
+            let d = self.data.lock().unwrap().clone();
+            Box::pin(async move { Ok(d) })
+        }
+        fn list(&self) -> BoxFuture<'_, Result<Vec<ObjectInfo>, StorageError>> {
+            Box::pin(async { Ok(vec![]) })
+        }
+    }
+
+    impl ObjectWriter for FlakyObject {
+        fn location(&self) -> &str {
+            "memory:flaky"
+        }
+        fn append(&mut self, part: Bytes) -> BoxFuture<'_, Result<(), StorageError>> {
+            Box::pin(async move {
+                if self
+                    .left
+                    .fetch_update(Ordering::SeqCst, Ordering::SeqCst, |n| n.checked_sub(1))
+                    .is_err()
+                {
+                    return Err(self.error.clone());
+                }
+                self.data.lock().unwrap().extend_from_slice(&part);
+                Ok(())
+            })
+        }
+        fn finalize(&mut self) -> BoxFuture<'_, Result<u64, StorageError>> {
+            let n = self.data.lock().unwrap().len() as u64;
+            Box::pin(async move { Ok(n) })
+        }
+    }
+
+    fn key() -> RecordingKey {
+        RecordingKey::new(ed25519_dalek::SigningKey::from_bytes(&[1; 32]))
+    }
+
+    #[tokio::test]
+    async fn disk_full_reaches_failure_channel_and_sticks() {
+        let storage = FlakyStorage {
+            ok_appends: 2, // header and one chunk
+            error: StorageError::Full("no space left on device".into()),
+            data: Arc::default(),
+        };
+        let config = WriterConfig {
+            chunk_bytes: 1024,
+            ..WriterConfig::default()
+        };
+        let w = RecordingWriter::create(&storage, sample_header(), key(), config)
+            .await
+            .unwrap();
+        let failed = w.failed();
+        let mut result = Ok(());
+        for i in 0..200u32 {
+            result = w
+                .data(
+                    Direction::ServerToClient,
+                    ChannelId(0),
+                    Bytes::from(format!("line {i} ").repeat(40)),
+                )
+                .await;
+            if result.is_err() {
+                break;
+            }
+        }
+        let f = tokio::time::timeout(Duration::from_secs(5), failed)
+            .await
+            .expect("failure signalled");
+        assert!(matches!(f.error, StorageError::Full(_)));
+        assert!(matches!(result, Err(WriteError::Failed(_))) || w.failure().is_some());
+        assert!(matches!(
+            w.event(EventKind::Note, "after").await,
+            Err(WriteError::Failed(_))
+        ));
+        assert!(matches!(w.finish().await, Err(WriteError::Failed(_))));
+        // What did reach storage is a valid, incomplete recording.
+        let bytes = storage.data.lock().unwrap().clone();
+        assert!(matches!(
+            verify(&bytes, None).state,
+            VerifyState::Incomplete { .. }
+        ));
+    }
+
+    #[tokio::test]
+    async fn header_write_failure_refuses_session() {
+        let storage = FlakyStorage {
+            ok_appends: 0,
+            error: StorageError::Io("broken".into()),
+            data: Arc::default(),
+        };
+        let r = RecordingWriter::create(&storage, sample_header(), key(), WriterConfig::default())
+            .await;
+        assert!(matches!(r, Err(WriteError::Create(_))));
+    }
+
+    #[tokio::test(start_paused = true)]
+    async fn chunk_closes_within_flush_interval() {
+        let storage = FlakyStorage {
+            ok_appends: usize::MAX,
+            error: StorageError::Closed,
+            data: Arc::default(),
+        };
+        let w = RecordingWriter::create(&storage, sample_header(), key(), WriterConfig::default())
+            .await
+            .unwrap();
+        let header_len = storage.data.lock().unwrap().len();
+        w.data(
+            Direction::ClientToServer,
+            ChannelId(0),
+            Bytes::from_static(b"ls\r"),
+        )
+        .await
+        .unwrap();
+        tokio::time::sleep(Duration::from_millis(1100)).await;
+        // Let the background task run its blocking-free append.
+        tokio::task::yield_now().await;
+        assert!(
+            storage.data.lock().unwrap().len() > header_len,
+            "chunk flushed by the tick"
+        );
+        let s = w.finish().await.unwrap();
+        assert_eq!((s.chunks, s.records), (1, 1));
+    }
+
+    #[tokio::test]
+    async fn local_dir_round_trip_is_intact() {
+        let dir = tempfile::tempdir().unwrap();
+        let storage = LocalDir::new(dir.path());
+        let w = RecordingWriter::create(&storage, sample_header(), key(), WriterConfig::default())
+            .await
+            .unwrap();
+        let w2 = w.clone();
+        w.event(
+            EventKind::Resize {
+                width: 80,
+                height: 24,
+            },
+            "",
+        )
+        .await
+        .unwrap();
+        w2.data(
+            Direction::ServerToClient,
+            ChannelId(0),
+            Bytes::from_static(b"$ "),
+        )
+        .await
+        .unwrap();
+        let s = w.finish().await.unwrap();
+        assert!(matches!(
+            w2.event(EventKind::Note, "late").await,
+            Err(WriteError::Closed)
+        ));
+        let bytes = std::fs::read(&s.location).unwrap();
+        assert_eq!(bytes.len() as u64, s.size);
+        let report = verify(&bytes, Some(&key().verifying_key()));
+        assert_eq!(report.state, VerifyState::Intact, "{report:?}");
+        assert_eq!(report.final_hash.as_deref(), Some(s.final_hash.as_str()));
+        assert_eq!(s.records, 2);
+    }
+}
