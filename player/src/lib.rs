@@ -1,1 +1,3 @@
 //! Sekisho player: decoders and export.
+
+pub mod rfb;
