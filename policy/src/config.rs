@@ -22,7 +22,7 @@
 //! endpoint; a physical server has neither; pool networks may not overlap and may not contain a
 //! target's address, so a source address classifies one way only.
 
-use std::collections::{BTreeMap, HashMap};
+use std::collections::{BTreeMap, HashMap, HashSet};
 use std::fmt;
 use std::net::{IpAddr, SocketAddr};
 use std::path::PathBuf;
@@ -908,8 +908,33 @@ impl Inventory {
     }
 }
 
+/// Names declared anywhere in the file, valid or not, so that one broken `[[target]]` does
+/// not also produce "unknown target" errors at every reference to it.
+struct Declared {
+    targets: HashSet<String>,
+    hypervisors: HashSet<String>,
+    contractors: HashSet<String>,
+}
+
+impl Declared {
+    fn of(raw: &RawConfig) -> Declared {
+        fn names<T>(items: &[S<T>], name: impl Fn(&T) -> &Option<S<String>>) -> HashSet<String> {
+            items
+                .iter()
+                .filter_map(|i| name(i.get_ref()).as_ref().map(|n| n.get_ref().clone()))
+                .collect()
+        }
+        Declared {
+            targets: names(&raw.target, |t| &t.name),
+            hypervisors: names(&raw.hypervisor, |h| &h.name),
+            contractors: names(&raw.contractor, |c| &c.id),
+        }
+    }
+}
+
 fn build(diag: &mut Diag<'_>, raw: RawConfig) -> Option<Inventory> {
     let mut inv = Inventory::default();
+    let declared = Declared::of(&raw);
 
     if let Some(tz) = &raw.timezone {
         match tz.get_ref().parse::<Tz>() {
@@ -1120,7 +1145,7 @@ fn build(diag: &mut Diag<'_>, raw: RawConfig) -> Option<Inventory> {
 
     // targets
     for rt in &raw.target {
-        if let Some(t) = build_target(diag, &inv, rt) {
+        if let Some(t) = build_target(diag, &inv, &declared, rt) {
             let idx = inv.targets.len();
             let name_ok = match &rt.get_ref().name {
                 Some(n) => unique(
@@ -1154,14 +1179,14 @@ fn build(diag: &mut Diag<'_>, raw: RawConfig) -> Option<Inventory> {
 
     // users
     for ru in &raw.user {
-        if let Some(u) = build_user(diag, &mut inv, ru) {
+        if let Some(u) = build_user(diag, &mut inv, &declared, ru) {
             inv.users.push(u);
         }
     }
 
     // contracts
     for rc in &raw.contract {
-        if let Some(c) = build_contract(diag, &inv, rc) {
+        if let Some(c) = build_contract(diag, &declared, rc) {
             let ci = inv.idx.contractors.get(&c.contractor).copied();
             let idx = inv.contracts.len();
             for t in &c.targets {
@@ -1179,7 +1204,12 @@ fn build(diag: &mut Diag<'_>, raw: RawConfig) -> Option<Inventory> {
     if diag.has_errors() { None } else { Some(inv) }
 }
 
-fn build_target(diag: &mut Diag<'_>, inv: &Inventory, rt: &S<RawTarget>) -> Option<Target> {
+fn build_target(
+    diag: &mut Diag<'_>,
+    inv: &Inventory,
+    declared: &Declared,
+    rt: &S<RawTarget>,
+) -> Option<Target> {
     let span = rt.span();
     let t = rt.get_ref();
     let name = required(diag, &t.name, span.clone(), "target.name");
@@ -1257,7 +1287,7 @@ fn build_target(diag: &mut Diag<'_>, inv: &Inventory, rt: &S<RawTarget>) -> Opti
                 "target.hypervisor",
                 "a vm needs a hypervisor",
             ),
-            Some(h) if inv.hypervisor(h.get_ref()).is_none() => diag.error(
+            Some(h) if !declared.hypervisors.contains(h.get_ref()) => diag.error(
                 h.span(),
                 "target.hypervisor",
                 format!("unknown hypervisor {:?}", h.get_ref()),
@@ -1314,7 +1344,12 @@ fn build_target(diag: &mut Diag<'_>, inv: &Inventory, rt: &S<RawTarget>) -> Opti
     })
 }
 
-fn build_user(diag: &mut Diag<'_>, inv: &mut Inventory, ru: &S<RawUser>) -> Option<User> {
+fn build_user(
+    diag: &mut Diag<'_>,
+    inv: &mut Inventory,
+    declared: &Declared,
+    ru: &S<RawUser>,
+) -> Option<User> {
     let span = ru.span();
     let u = ru.get_ref();
     let name = required(diag, &u.name, span.clone(), "user.name");
@@ -1346,7 +1381,7 @@ fn build_user(diag: &mut Diag<'_>, inv: &mut Inventory, ru: &S<RawUser>) -> Opti
             "user.contractor",
             format!("only contractor-role users belong to a contractor (this user is {r})"),
         ),
-        (_, Some(c)) if inv.contractor(c.get_ref()).is_none() => diag.error(
+        (_, Some(c)) if !declared.contractors.contains(c.get_ref()) => diag.error(
             c.span(),
             "user.contractor",
             format!("unknown contractor {:?}", c.get_ref()),
@@ -1460,12 +1495,16 @@ fn build_user(diag: &mut Diag<'_>, inv: &mut Inventory, ru: &S<RawUser>) -> Opti
     })
 }
 
-fn build_contract(diag: &mut Diag<'_>, inv: &Inventory, rc: &S<RawContract>) -> Option<Contract> {
+fn build_contract(
+    diag: &mut Diag<'_>,
+    declared: &Declared,
+    rc: &S<RawContract>,
+) -> Option<Contract> {
     let span = rc.span();
     let c = rc.get_ref();
     let contractor = required(diag, &c.contractor, span.clone(), "contract.contractor");
     if let Some(ct) = contractor
-        && inv.contractor(ct.get_ref()).is_none()
+        && !declared.contractors.contains(ct.get_ref())
     {
         diag.error(
             ct.span(),
@@ -1481,7 +1520,7 @@ fn build_contract(diag: &mut Diag<'_>, inv: &Inventory, rc: &S<RawContract>) -> 
         );
     }
     for t in &c.targets {
-        if inv.target(t.get_ref()).is_none() {
+        if !declared.targets.contains(t.get_ref()) {
             diag.error(
                 t.span(),
                 "contract.targets",
@@ -1530,5 +1569,519 @@ mod tests {
         assert_eq!(inv.target("web01").unwrap().rdp_port, 13390);
         assert_eq!(inv.users().len(), 2);
         assert_eq!(inv.contracts_for("acme", "web01").count(), 1);
+    }
+
+    /// A valid base the error cases below break one way each.
+    const BASE: &str = r#"
+[[vdi_pool]]
+name = "vdi-internet"
+path = "internet-vpn"
+networks = ["127.0.10.0/24"]
+
+[zones]
+business = ["internet-vpn"]
+
+[[contractor]]
+id = "acme"
+
+[[user]]
+name = "tanaka"
+contractor = "acme"
+role = "contractor"
+desktops = ["127.0.10.11"]
+
+[[hypervisor]]
+name = "kvm01"
+address = "127.0.0.1"
+
+[[target]]
+name = "web01"
+address = "127.0.20.11"
+kind = "vm"
+zone = "business"
+hypervisor = "kvm01"
+vnc_console = "127.0.0.1:15901"
+
+[[target]]
+name = "phys01"
+address = "127.0.20.21"
+kind = "physical"
+zone = "business"
+
+[[contract]]
+contractor = "acme"
+targets = ["web01"]
+valid_from = "2026-04-01"
+valid_until = "2027-03-31"
+windows = ["mon-fri 08:30-20:00"]
+"#;
+
+    fn line_of(text: &str, needle: &str) -> usize {
+        let at = text
+            .rfind(needle)
+            .unwrap_or_else(|| panic!("{needle:?} not in text"));
+        text[..at].matches('\n').count() + 1
+    }
+
+    /// Applies `from → to` to BASE (or appends `to` if `from` is empty), and asserts one error
+    /// line is at the line of `at` (in the changed text), names `key` and contains `msg`.
+    fn assert_error(from: &str, to: &str, at: &str, key: &str, msg: &str) {
+        let text = if from.is_empty() {
+            format!("{BASE}{to}")
+        } else {
+            assert!(BASE.contains(from), "{from:?} not in BASE");
+            BASE.replacen(from, to, 1)
+        };
+        let errs = Inventory::from_toml(&text, "c.toml")
+            .unwrap_err()
+            .to_string();
+        let line = line_of(&text, at);
+        let prefix = format!("c.toml:{line}:");
+        assert!(
+            errs.lines().any(|l| l.starts_with(&prefix)
+                && l.contains(&format!(": {key}: "))
+                && l.contains(msg)),
+            "want {prefix} {key}: …{msg}…, got:\n{errs}"
+        );
+    }
+
+    #[test]
+    fn base_is_valid_and_empty_gives_defaults() {
+        Inventory::from_toml(BASE, "c.toml").unwrap();
+        let inv = Inventory::from_toml("", "empty.toml").unwrap();
+        assert_eq!(inv.storage().database, "sqlite://data/sekisho.db");
+        assert_eq!(inv.storage().recordings, PathBuf::from("data/recordings"));
+        assert_eq!(inv.storage().signing_key, PathBuf::from("data/signing.key"));
+        assert_eq!(inv.storage().secrets, PathBuf::from("data/secrets.toml"));
+        assert_eq!(inv.tls().cert, PathBuf::from("data/tls/cert.pem"));
+        assert_eq!(inv.tls().key, PathBuf::from("data/tls/key.pem"));
+        assert_eq!(inv.listen().rdp.to_string(), "127.0.0.1:13389");
+        assert_eq!(inv.listen().ssh.to_string(), "127.0.0.1:12222");
+        assert_eq!(inv.listen().vnc.to_string(), "127.0.0.1:15900");
+        assert_eq!(inv.listen().web.to_string(), "127.0.0.1:18080");
+        assert!(inv.recording().required);
+        assert_eq!(inv.rdp().allow_static_channels, ["rdpsnd", "drdynvc"]);
+        assert_eq!(inv.rdp().deny_dynamic_channels.len(), 4);
+        assert_eq!(inv.timezone(), chrono_tz::Asia::Tokyo);
+        assert_eq!(
+            Inventory::from_toml("", "e").unwrap().listen(),
+            Inventory::default().listen()
+        );
+    }
+
+    #[test]
+    fn example_extra_keys_parse() {
+        let text = format!(
+            "{BASE}{}",
+            r#"
+[[user]]
+name = "sato"
+contractor = "acme"
+role = "contractor"
+nt_hash = "8846F7EAEE8FB117AD06BDD830B7586C"
+ssh_keys = ["ssh-ed25519 AAAAC3NzaC1lZDI1NTE5AAAAIB0fakefakefakefake sato@vdi"]
+matrix_card = ["1234", "5678"]
+
+[[target]]
+name = "txt03"
+address = "127.0.20.13"
+kind = "vm"
+zone = "business"
+hypervisor = "kvm01"
+ssh_console = "kvm01.example:22"
+console_command = "virsh console {vm}"
+serial_console = "[::1]:4555"
+ssh_port = 2222
+rdp_port = 3390
+credential = "x"
+"#
+        );
+        let inv = Inventory::from_toml(&text, "c.toml").unwrap();
+        let u = inv.user("sato").unwrap();
+        assert_eq!(u.nt_hash.as_ref().unwrap().expose()[0], 0x88);
+        assert_eq!(format!("{:?}", u.nt_hash), "Some(<secret>)");
+        assert_eq!(u.matrix_card.as_ref().unwrap().len(), 2);
+        let t = inv.target("txt03").unwrap();
+        assert_eq!(
+            t.ssh_console.as_ref().unwrap().to_string(),
+            "kvm01.example:22"
+        );
+        assert_eq!(t.serial_console.as_ref().unwrap().to_string(), "[::1]:4555");
+        assert_eq!((t.ssh_port, t.rdp_port), (2222, 3390));
+        assert_eq!(inv.target("phys01").unwrap().rdp_port, 3389);
+        assert_eq!(
+            inv.target_by_address("127.0.20.13".parse().unwrap())
+                .unwrap()
+                .name,
+            "txt03"
+        );
+    }
+
+    #[test]
+    fn syntax_and_unknown_keys() {
+        assert_error(
+            "\n[[vdi_pool]]",
+            "\nbogus = 1\n[[vdi_pool]]",
+            "bogus",
+            "bogus",
+            "unknown field `bogus`",
+        );
+        assert_error(
+            "kind = \"physical\"",
+            "kind = \"physical\"\nsize = 3",
+            "size",
+            "target.size",
+            "unknown field `size`",
+        );
+        assert_error(
+            "",
+            "\n[rdp]\nallow = []\n",
+            "allow =",
+            "rdp.allow",
+            "unknown field",
+        );
+        assert_error(
+            "",
+            "\n[listen]\nrdp = 5\n",
+            "rdp = 5",
+            "listen.rdp",
+            "invalid type",
+        );
+        assert_error("", "\nx = = 3\n", "x = =", "(document)", "");
+        // Several at once: all reported.
+        let text = format!("bogus = 1\n{BASE}\n[storage]\nfoo = 1\nbar = 2\n");
+        let errs = Inventory::from_toml(&text, "c.toml").unwrap_err();
+        assert_eq!(errs.errors().len(), 3, "{errs}");
+    }
+
+    #[test]
+    fn reference_errors() {
+        assert_error(
+            "targets = [\"web01\"]",
+            "targets = [\"web01\", \"nope\"]",
+            "targets",
+            "contract.targets",
+            "unknown target \"nope\"",
+        );
+        assert_error(
+            "contractor = \"acme\"\ntargets",
+            "contractor = \"acme-x\"\ntargets",
+            "acme-x",
+            "contract.contractor",
+            "unknown contractor",
+        );
+        assert_error(
+            "contractor = \"acme\"\nrole",
+            "contractor = \"zeta\"\nrole",
+            "zeta",
+            "user.contractor",
+            "unknown contractor",
+        );
+        assert_error(
+            "hypervisor = \"kvm01\"",
+            "hypervisor = \"kvm09\"",
+            "kvm09",
+            "target.hypervisor",
+            "unknown hypervisor",
+        );
+        assert_error(
+            "zone = \"business\"\nhypervisor",
+            "zone = \"dmz\"\nhypervisor",
+            "dmz",
+            "target.zone",
+            "unknown zone \"dmz\"",
+        );
+        assert_error(
+            "business = [\"internet-vpn\"]",
+            "business = [\"internet-vpm\"]",
+            "internet-vpm",
+            "zones.business",
+            "unknown access path",
+        );
+    }
+
+    #[test]
+    fn address_errors() {
+        assert_error(
+            "networks = [\"127.0.10.0/24\"]",
+            "networks = [\"127.0.10.0/33\"]",
+            "networks",
+            "vdi_pool.networks",
+            "bad CIDR",
+        );
+        assert_error(
+            "networks = [\"127.0.10.0/24\"]",
+            "networks = [\"127.0.10.5/24\"]",
+            "networks",
+            "vdi_pool.networks",
+            "host bits",
+        );
+        assert_error(
+            "address = \"127.0.20.11\"",
+            "address = \"127.0.20.311\"",
+            "127.0.20.311",
+            "target.address",
+            "bad address",
+        );
+        assert_error(
+            "address = \"127.0.0.1\"",
+            "address = \"kvm\"",
+            "\"kvm\"",
+            "hypervisor.address",
+            "bad address",
+        );
+        assert_error(
+            "vnc_console = \"127.0.0.1:15901\"",
+            "vnc_console = \"127.0.0.1\"",
+            "vnc_console",
+            "target.vnc_console",
+            "bad address",
+        );
+        assert_error(
+            "desktops = [\"127.0.10.11\"]",
+            "desktops = [\"10.9.9.9\"]",
+            "desktops",
+            "user.desktops",
+            "not inside any vdi_pool",
+        );
+        assert_error(
+            "address = \"127.0.20.21\"",
+            "address = \"127.0.20.11\"",
+            "address = \"127.0.20.11\"\nkind = \"physical\"",
+            "target.address",
+            "already used by target \"web01\"",
+        );
+        assert_error(
+            "address = \"127.0.20.21\"",
+            "address = \"127.0.10.50\"",
+            "127.0.10.50",
+            "target.address",
+            "inside vdi_pool",
+        );
+        assert_error(
+            "",
+            "\n[listen]\nweb = \"localhost\"\n",
+            "localhost",
+            "listen.web",
+            "bad address",
+        );
+        assert_error(
+            "",
+            "\n[[vdi_pool]]\nname = \"p2\"\npath = \"internet-vpn\"\nnetworks = [\"127.0.0.0/16\"]\n",
+            "127.0.0.0/16",
+            "vdi_pool.networks",
+            "overlaps",
+        );
+    }
+
+    #[test]
+    fn date_and_window_errors() {
+        assert_error(
+            "valid_from = \"2026-04-01\"",
+            "valid_from = \"2026-4-1\"",
+            "2026-4-1",
+            "contract.valid_from",
+            "bad date",
+        );
+        assert_error(
+            "valid_until = \"2027-03-31\"",
+            "valid_until = \"2027-02-30\"",
+            "2027-02-30",
+            "contract.valid_until",
+            "bad date",
+        );
+        assert_error(
+            "valid_until = \"2027-03-31\"",
+            "valid_until = \"2026-03-31\"",
+            "2026-03-31",
+            "contract.valid_until",
+            "before valid_from",
+        );
+        assert_error(
+            "windows = [\"mon-fri 08:30-20:00\"]",
+            "windows = [\"mon-fri 08:30-20:00\",\n  \"sun 10:00-10:00\"]",
+            "\"sun",
+            "contract.windows",
+            "empty",
+        );
+        assert_error(
+            "windows = [\"mon-fri 08:30-20:00\"]",
+            "windows = [\"mon-fry 08:30-20:00\"]",
+            "windows",
+            "contract.windows",
+            "unknown day",
+        );
+        assert_error(
+            "windows = [\"mon-fri 08:30-20:00\"]",
+            "windows = [\"mon-fri 8:30-20:00\"]",
+            "windows",
+            "contract.windows",
+            "bad time",
+        );
+        assert_error(
+            "",
+            "\n[[contract]]\ncontractor = \"acme\"\ntargets = [\"web01\"]\nvalid_from = \"2026-04-01\"\n",
+            "[[contract]]\ncontractor = \"acme\"\ntargets = [\"web01\"]\nvalid_from = \"2026-04-01\"\n",
+            "contract.valid_until",
+            "missing",
+        );
+    }
+
+    #[test]
+    fn duplicate_errors() {
+        assert_error(
+            "",
+            "\n[[user]]\nname = \"tanaka\"\nrole = \"auditor\"\n",
+            "\"tanaka\"\nrole = \"auditor\"",
+            "user.name",
+            "duplicate user name",
+        );
+        assert_error(
+            "",
+            "\n[[target]]\nname = \"web01\"\naddress = \"127.0.20.99\"\nkind = \"physical\"\nzone = \"business\"\n",
+            "\"web01\"\naddress = \"127.0.20.99\"",
+            "target.name",
+            "duplicate target name",
+        );
+        assert_error(
+            "",
+            "\n[[contractor]]\nid = \"acme\"\n",
+            "\"acme\"",
+            "contractor.id",
+            "duplicate contractor",
+        );
+        assert_error(
+            "",
+            "\n[[vdi_pool]]\nname = \"vdi-internet\"\npath = \"ip-vpn\"\n",
+            "\"vdi-internet\"\npath = \"ip-vpn\"",
+            "vdi_pool.name",
+            "duplicate vdi_pool",
+        );
+        assert_error(
+            "",
+            "\n[[hypervisor]]\nname = \"kvm01\"\naddress = \"127.0.0.2\"\n",
+            "\"kvm01\"\naddress = \"127.0.0.2\"",
+            "hypervisor.name",
+            "duplicate hypervisor",
+        );
+        assert_error(
+            "",
+            "\n[[user]]\nname = \"sato\"\ncontractor = \"acme\"\nrole = \"contractor\"\ndesktops = [\"127.0.10.11\"]\n",
+            "[\"127.0.10.11\"]",
+            "user.desktops",
+            "already assigned to user \"tanaka\"",
+        );
+    }
+
+    #[test]
+    fn role_and_kind_errors() {
+        assert_error(
+            "",
+            "\n[[user]]\nname = \"sato\"\nrole = \"contractor\"\n",
+            "\"sato\"",
+            "user.contractor",
+            "needs a contractor",
+        );
+        assert_error(
+            "",
+            "\n[[user]]\nname = \"sato\"\nrole = \"auditor\"\ncontractor = \"acme\"\n",
+            "\"acme\"",
+            "user.contractor",
+            "only contractor-role users",
+        );
+        assert_error(
+            "",
+            "\n[[user]]\nname = \"sato\"\nrole = \"admin\"\ndesktops = [\"127.0.10.12\"]\n",
+            "[\"127.0.10.12\"]",
+            "user.desktops",
+            "only contractor-role users",
+        );
+        assert_error(
+            "role = \"contractor\"",
+            "role = \"boss\"",
+            "boss",
+            "user.role",
+            "bad role",
+        );
+        assert_error(
+            "hypervisor = \"kvm01\"\n",
+            "",
+            "name = \"web01\"",
+            "target.hypervisor",
+            "a vm needs a hypervisor",
+        );
+        assert_error(
+            "vnc_console = \"127.0.0.1:15901\"\n",
+            "",
+            "name = \"web01\"",
+            "target.vnc_console",
+            "at least one of",
+        );
+        assert_error(
+            "kind = \"physical\"",
+            "kind = \"physical\"\nhypervisor = \"kvm01\"",
+            "hypervisor = \"kvm01\"\nzone",
+            "target.hypervisor",
+            "physical server",
+        );
+        assert_error(
+            "kind = \"physical\"",
+            "kind = \"physical\"\nserial_console = \"127.0.0.1:1\"",
+            "serial_console",
+            "target.serial_console",
+            "physical server",
+        );
+        assert_error(
+            "kind = \"physical\"",
+            "kind = \"metal\"",
+            "metal",
+            "target.kind",
+            "unknown kind",
+        );
+        assert_error(
+            "vnc_console = \"127.0.0.1:15901\"",
+            "vnc_console = \"127.0.0.1:15901\"\nconsole_command = \"x\"",
+            "console_command",
+            "target.console_command",
+            "needs ssh_console",
+        );
+    }
+
+    #[test]
+    fn other_value_errors() {
+        let top = "\n[[vdi_pool]]\nname = \"vdi-internet\"";
+        let tz = "\ntimezone = \"Mars/Olympus\"\n[[vdi_pool]]\nname = \"vdi-internet\"";
+        assert_error(top, tz, "Mars", "timezone", "unknown timezone");
+        let db = "\n[storage]\ndatabase = \"mysql://x\"\n[[vdi_pool]]\nname = \"vdi-internet\"";
+        assert_error(top, db, "mysql", "storage.database", "unsupported database");
+        let u = "role = \"contractor\"";
+        assert_error(
+            u,
+            "role = \"contractor\"\nnt_hash = \"abc\"",
+            "nt_hash",
+            "user.nt_hash",
+            "32 hex",
+        );
+        assert_error(
+            u,
+            "role = \"contractor\"\nmatrix_card = [\"12\", \"3\"]",
+            "matrix_card",
+            "user.matrix_card",
+            "rows of digits",
+        );
+        assert_error(
+            u,
+            "role = \"contractor\"\nssh_keys = [\"not a key\"]",
+            "ssh_keys",
+            "user.ssh_keys",
+            "OpenSSH public key",
+        );
+        assert_error(
+            u,
+            "role = \"contractor\"\npassword_hash = \"plain\"",
+            "password_hash",
+            "user.password_hash",
+            "argon2",
+        );
     }
 }
