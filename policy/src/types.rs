@@ -156,6 +156,17 @@ pub enum Rule {
     SshForwarding,
     /// Deny: SSH file transfer (decided by the SSH proxy).
     SshFileTransfer,
+    /// Deny: Sekisho cannot decide safely right now (the catalogue cannot be read or written),
+    /// so it fails closed (decided by the proxies).
+    SekishoUnavailable,
+    /// Deny: the target needs a credential from the secrets file that is not there.
+    CredentialMissing,
+    /// Deny: an RDP server presented a certificate other than the one pinned for it.
+    RdpServerCertChanged,
+    /// Deny: a VNC console ticket was wrong, reused, expired or from another address.
+    VncTicketInvalid,
+    /// Deny: the user failed to authenticate at a front door.
+    AuthFailed,
     /// Allow: RDP to a physical server.
     RdpPhysical,
     /// Allow: RDP from a server reached through a live console session.
@@ -168,7 +179,7 @@ pub enum Rule {
 
 impl Rule {
     /// Every rule, for documentation and tests.
-    pub const ALL: [Rule; 19] = [
+    pub const ALL: [Rule; 24] = [
         Rule::SourceUnknown,
         Rule::SourceDesktopMismatch,
         Rule::TargetUnknown,
@@ -184,6 +195,11 @@ impl Rule {
         Rule::SshVdiToVm,
         Rule::SshForwarding,
         Rule::SshFileTransfer,
+        Rule::SekishoUnavailable,
+        Rule::CredentialMissing,
+        Rule::RdpServerCertChanged,
+        Rule::VncTicketInvalid,
+        Rule::AuthFailed,
         Rule::RdpPhysical,
         Rule::RdpHopFromConsole,
         Rule::ConsoleVm,
@@ -212,6 +228,11 @@ impl Rule {
             Rule::RdpHopFromConsole => "rdp.hop-from-console",
             Rule::ConsoleVm => "console.vm",
             Rule::SshPhysical => "ssh.physical",
+            Rule::SekishoUnavailable => "sekisho.unavailable",
+            Rule::CredentialMissing => "credential.missing",
+            Rule::RdpServerCertChanged => "rdp.server-cert-changed",
+            Rule::VncTicketInvalid => "vnc.ticket-invalid",
+            Rule::AuthFailed => "auth.failed",
         }
     }
 
