@@ -1,1 +1,1137 @@
 //! The audit catalogue: decisions, sessions, events.
+//!
+//! Every allow/deny decision, every session (with its recording's location and state), the
+//! policy events inside sessions, kill requests and catalogue-level audit events are kept in
+//! a SQL database through [`Catalogue`]:
+//!
+//! - SQLite by default (`sqlite://data/sekisho.db`, relative to the process's working
+//!   directory; the file and its directory are created on first connect; WAL mode, so the
+//!   CLI can read while `serve` writes).
+//! - PostgreSQL for `postgres://…` / `postgresql://…` URLs. Several instances may share one
+//!   database: every id is a UUIDv7 and every row records the [`InstanceId`] that wrote it.
+//!
+//! Both backends run their embedded migrations on connect (`recorder/migrations/sqlite`,
+//! `recorder/migrations/postgres`) and answer the same queries. Timestamps are stored in UTC
+//! with microsecond precision (see `ts.rs`).
+//!
+//! Fail closed: callers treat any [`CatalogueError`] as "deny / disconnect".
+
+mod error;
+mod ts;
+mod types;
+mod url;
+
+use std::fmt;
+use std::net::IpAddr;
+use std::str::FromStr;
+use std::time::Duration;
+
+use chrono::{DateTime, Utc};
+use sqlx::migrate::Migrator;
+use sqlx::postgres::{PgConnectOptions, PgPool, PgPoolOptions};
+use sqlx::sqlite::{
+    SqliteConnectOptions, SqliteJournalMode, SqlitePool, SqlitePoolOptions, SqliteSynchronous,
+};
+use sqlx::{AssertSqlSafe, FromRow};
+use tracing::{debug, info};
+
+pub use error::CatalogueError;
+pub use policy::{LiveConsole, Protocol, SessionId};
+pub use types::{
+    AuditEvent, AuditEventId, AuditEventRow, AuditFilter, BackendKind, DecisionFilter, DecisionId,
+    DecisionRecord, DecisionRow, DenialFilter, DenialRow, InstanceId, Interrupted,
+    MAX_INSTANCE_ID_LEN, NewSession, Outcome, RecordingState, RecordingSummary, SessionEventRow,
+    SessionFilter, SessionRow, Verdict, event_kind,
+};
+pub use url::redact as redact_url;
+
+use ts::Ts;
+
+/// Most rows one list call returns: a page for the web UI or CLI, not an export. Bounds the
+/// memory a single query can take whatever filter a user types.
+pub const MAX_PAGE: u32 = 10_000;
+
+/// Longest free text stored (characters), for reasons, details and targets "as given":
+/// targets come from untrusted input (an RDP preconnection PDU, an SSH user name), and a
+/// peer must not be able to grow the catalogue by megabytes per attempt. Longer text is
+/// cut and marked with `…`.
+pub const MAX_TEXT_LEN: usize = 4096;
+
+/// How long an SQLite writer waits for another (e.g. the CLI) before giving up.
+const SQLITE_BUSY_TIMEOUT: Duration = Duration::from_secs(5);
+/// SQLite serialises writers anyway; a few connections let readers run beside one writer.
+const SQLITE_MAX_CONNECTIONS: u32 = 4;
+/// Per instance; several instances share one PostgreSQL, so keep this modest.
+const PG_MAX_CONNECTIONS: u32 = 8;
+/// How long a query waits for a pooled connection before failing (closed).
+const ACQUIRE_TIMEOUT: Duration = Duration::from_secs(10);
+/// Rows per multi-row INSERT in [`Catalogue::session_started_batch`]: 14 parameters each,
+/// well under both backends' parameter limits (SQLite 32766, PostgreSQL 65535).
+const BATCH_ROWS: usize = 500;
+
+static SQLITE_MIGRATIONS: Migrator = sqlx::migrate!("migrations/sqlite");
+static PG_MIGRATIONS: Migrator = sqlx::migrate!("migrations/postgres");
+
+#[derive(Clone)]
+enum Backend {
+    Sqlite(SqlitePool),
+    Postgres(PgPool),
+}
+
+/// A handle on the catalogue database. Cheap to clone (a connection pool inside).
+#[derive(Clone)]
+pub struct Catalogue {
+    backend: Backend,
+    /// The URL it was opened with, password redacted: for logs and `Debug`.
+    url: String,
+}
+
+impl fmt::Debug for Catalogue {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("Catalogue")
+            .field("backend", &self.backend())
+            .field("url", &self.url)
+            .finish()
+    }
+}
+
+/// Runs `$body` with `$pool` bound to whichever pool the catalogue has. The body is the
+/// same text for both backends: SQL uses `$N` placeholders, which SQLite accepts too, and
+/// every bound or read type implements both backends' traits.
+macro_rules! on_backend {
+    ($self:expr, |$pool:ident| $body:expr) => {
+        match &$self.backend {
+            Backend::Sqlite($pool) => $body,
+            Backend::Postgres($pool) => $body,
+        }
+    };
+}
+
+/// Binds a list of [`Arg`]s, in order, to a query.
+macro_rules! bind_args {
+    ($query:expr, $args:expr) => {{
+        let mut q = $query;
+        for arg in $args {
+            q = match arg {
+                Arg::Text(v) => q.bind(v),
+                Arg::OptText(v) => q.bind(v),
+                Arg::Ts(v) => q.bind(v),
+                Arg::Int(v) => q.bind(v),
+            };
+        }
+        q
+    }};
+}
+
+/// Inserts a session event under the session's own instance; evaluates to `false` if there
+/// is no such session. A macro, not a function, so it expands inside [`on_backend!`] for a
+/// pool or a transaction of either backend (their result types share no trait).
+macro_rules! insert_session_event {
+    ($executor:expr, $id:expr, $at:expr, $kind:expr, $detail:expr) => {
+        sqlx::query(
+            "INSERT INTO session_events (id, session_id, instance_id, at, kind, detail) \
+             SELECT $1, id, instance_id, $2, $3, $4 FROM sessions WHERE id = $5",
+        )
+        .bind(uuid::Uuid::now_v7().to_string())
+        .bind(Ts::new($at))
+        .bind(text($kind))
+        .bind(opt_text($detail))
+        .bind($id.to_string())
+        .execute($executor)
+        .await?
+        .rows_affected()
+            > 0
+    };
+}
+
+/// A value bound to a dynamically built query.
+enum Arg {
+    Text(String),
+    OptText(Option<String>),
+    Ts(Ts),
+    Int(i64),
+}
+
+/// A `WHERE` clause built from filter fields, with numbered placeholders.
+#[derive(Default)]
+struct Where {
+    clauses: Vec<String>,
+    args: Vec<Arg>,
+}
+
+impl Where {
+    /// Adds `column OP $n` with the next placeholder number.
+    fn cmp(&mut self, column: &str, op: &str, arg: Arg) {
+        self.args.push(arg);
+        self.clauses
+            .push(format!("{column} {op} ${}", self.args.len()));
+    }
+
+    /// Adds a clause without parameters.
+    fn raw(&mut self, clause: &str) {
+        self.clauses.push(clause.to_owned());
+    }
+
+    /// ` WHERE a AND b` (or nothing), then the `ORDER BY`, then `LIMIT`/`OFFSET` placeholders.
+    fn finish(
+        mut self,
+        select: &str,
+        order: &str,
+        limit: Option<u32>,
+        offset: Option<u64>,
+    ) -> Result<(String, Vec<Arg>), CatalogueError> {
+        let mut sql = select.to_owned();
+        if !self.clauses.is_empty() {
+            sql.push_str(" WHERE ");
+            sql.push_str(&self.clauses.join(" AND "));
+        }
+        sql.push_str(" ORDER BY ");
+        sql.push_str(order);
+        let limit = limit.unwrap_or(MAX_PAGE).min(MAX_PAGE);
+        let offset =
+            i64::try_from(offset.unwrap_or(0)).map_err(|_| CatalogueError::OutOfRange("offset"))?;
+        self.args.push(Arg::Int(i64::from(limit)));
+        self.args.push(Arg::Int(offset));
+        let n = self.args.len();
+        sql.push_str(&format!(" LIMIT ${} OFFSET ${n}", n - 1));
+        Ok((sql, self.args))
+    }
+}
+
+/// Cuts caller text to [`MAX_TEXT_LEN`] characters.
+fn text(s: &str) -> String {
+    if s.chars().count() <= MAX_TEXT_LEN {
+        return s.to_owned();
+    }
+    let mut out: String = s.chars().take(MAX_TEXT_LEN - 1).collect();
+    out.push('…');
+    out
+}
+
+fn opt_text(s: Option<&str>) -> Option<String> {
+    s.map(text)
+}
+
+fn parse_session_id(s: &str) -> Result<SessionId, CatalogueError> {
+    s.parse()
+        .map_err(|_| CatalogueError::corrupt("session id", s))
+}
+
+fn parse_instance(s: &str) -> Result<InstanceId, CatalogueError> {
+    InstanceId::new(s).map_err(|_| CatalogueError::corrupt("instance id", s))
+}
+
+fn parse_protocol(s: &str) -> Result<Protocol, CatalogueError> {
+    s.parse()
+        .map_err(|_| CatalogueError::corrupt("protocol", s))
+}
+
+fn parse_ip(s: &str) -> Result<IpAddr, CatalogueError> {
+    s.parse()
+        .map_err(|_| CatalogueError::corrupt("source address", s))
+}
+
+fn size_to_db(size: u64) -> Result<i64, CatalogueError> {
+    i64::try_from(size).map_err(|_| CatalogueError::OutOfRange("recording size"))
+}
+
+const DECISION_COLS: &str = "id, at, instance_id, protocol, source, target, user_name, \
+     contractor, verdict, rule, reason, session_id";
+
+#[derive(FromRow)]
+struct RawDecision {
+    id: String,
+    at: Ts,
+    instance_id: String,
+    protocol: String,
+    source: String,
+    target: Option<String>,
+    user_name: Option<String>,
+    contractor: Option<String>,
+    verdict: String,
+    rule: String,
+    reason: String,
+    session_id: Option<String>,
+}
+
+impl RawDecision {
+    fn parse(self) -> Result<DecisionRow, CatalogueError> {
+        Ok(DecisionRow {
+            id: self
+                .id
+                .parse()
+                .map_err(|_| CatalogueError::corrupt("decision id", &self.id))?,
+            at: self.at.get(),
+            instance_id: parse_instance(&self.instance_id)?,
+            protocol: parse_protocol(&self.protocol)?,
+            source: parse_ip(&self.source)?,
+            target: self.target,
+            user: self.user_name,
+            contractor: self.contractor,
+            verdict: self.verdict.parse()?,
+            rule: self.rule,
+            reason: self.reason,
+            session_id: self
+                .session_id
+                .as_deref()
+                .map(parse_session_id)
+                .transpose()?,
+        })
+    }
+}
+
+const SESSION_COLS: &str = "id, instance_id, protocol, user_name, contractor, source, target, \
+     access_path, console_session, started_at, ended_at, outcome, recording, recording_state, \
+     recording_size, recording_hash, detail";
+
+#[derive(FromRow)]
+struct RawSession {
+    id: String,
+    instance_id: String,
+    protocol: String,
+    user_name: String,
+    contractor: String,
+    source: String,
+    target: String,
+    access_path: String,
+    console_session: Option<String>,
+    started_at: Ts,
+    ended_at: Option<Ts>,
+    outcome: String,
+    recording: Option<String>,
+    recording_state: Option<String>,
+    recording_size: Option<i64>,
+    recording_hash: Option<String>,
+    detail: Option<String>,
+}
+
+impl RawSession {
+    fn parse(self) -> Result<SessionRow, CatalogueError> {
+        Ok(SessionRow {
+            id: parse_session_id(&self.id)?,
+            protocol: parse_protocol(&self.protocol)?,
+            user: self.user_name,
+            contractor: self.contractor,
+            source: parse_ip(&self.source)?,
+            target: self.target,
+            started_at: self.started_at.get(),
+            ended_at: self.ended_at.map(Ts::get),
+            outcome: self.outcome.parse()?,
+            recording: self.recording,
+            recording_state: self
+                .recording_state
+                .as_deref()
+                .map(RecordingState::from_str)
+                .transpose()?,
+            console_session: self
+                .console_session
+                .as_deref()
+                .map(parse_session_id)
+                .transpose()?,
+            recording_size: self
+                .recording_size
+                .map(|s| {
+                    u64::try_from(s)
+                        .map_err(|_| CatalogueError::corrupt("recording size", &s.to_string()))
+                })
+                .transpose()?,
+            recording_hash: self.recording_hash,
+            path: self.access_path,
+            instance_id: parse_instance(&self.instance_id)?,
+            detail: self.detail,
+        })
+    }
+}
+
+#[derive(FromRow)]
+struct RawConsole {
+    id: String,
+    target: String,
+    user_name: String,
+    contractor: String,
+    access_path: String,
+}
+
+#[derive(FromRow)]
+struct RawSessionEvent {
+    session_id: String,
+    at: Ts,
+    kind: String,
+    detail: Option<String>,
+    instance_id: String,
+}
+
+const AUDIT_COLS: &str = "id, at, instance_id, kind, detail, session_id";
+
+#[derive(FromRow)]
+struct RawAudit {
+    id: String,
+    at: Ts,
+    instance_id: String,
+    kind: String,
+    detail: Option<String>,
+    session_id: Option<String>,
+}
+
+/// The arguments of one sessions row, in `INSERT` column order.
+fn session_args(s: &NewSession) -> Vec<Arg> {
+    vec![
+        Arg::Text(s.id.to_string()),
+        Arg::Text(s.instance.as_str().to_owned()),
+        Arg::Text(s.protocol.to_string()),
+        Arg::Text(text(&s.user)),
+        Arg::Text(text(&s.contractor)),
+        Arg::Text(s.source.to_string()),
+        Arg::Text(text(&s.target)),
+        Arg::Text(text(&s.path)),
+        Arg::OptText(s.console_session.map(|c| c.to_string())),
+        Arg::Ts(Ts::new(s.started_at)),
+        Arg::Text(Outcome::Live.as_str().to_owned()),
+        Arg::OptText(opt_text(s.recording.as_deref())),
+        Arg::OptText(
+            s.recording
+                .as_ref()
+                .map(|_| RecordingState::Live.as_str().to_owned()),
+        ),
+        Arg::OptText(opt_text(s.detail.as_deref())),
+    ]
+}
+
+const SESSION_INSERT: &str = "INSERT INTO sessions (id, instance_id, protocol, user_name, \
+     contractor, source, target, access_path, console_session, started_at, outcome, recording, \
+     recording_state, detail) VALUES ";
+/// Parameters per sessions row in [`SESSION_INSERT`].
+const SESSION_INSERT_PARAMS: usize = 14;
+
+/// `($1, …, $14), ($15, …)` for `rows` rows.
+fn values_placeholders(rows: usize, per_row: usize) -> String {
+    (0..rows)
+        .map(|r| {
+            let cols: Vec<String> = (1..=per_row)
+                .map(|c| format!("${}", r * per_row + c))
+                .collect();
+            format!("({})", cols.join(", "))
+        })
+        .collect::<Vec<_>>()
+        .join(", ")
+}
+
+/// Sets the recording to `incomplete` when it was still `live`: a session that ends without
+/// a summary (or is interrupted) cannot have a finished recording.
+const RECORDING_CUT: &str = "recording_state = CASE WHEN recording_state = 'live' \
+     THEN 'incomplete' ELSE recording_state END";
+
+impl Catalogue {
+    /// Opens the catalogue at `url` and brings its schema up to date.
+    ///
+    /// `sqlite://PATH` (relative to the working directory; `sqlite:///abs/path` for an
+    /// absolute one; `sqlite::memory:` for tests) creates the file and its directory if
+    /// missing. `postgres://` / `postgresql://` connect to an existing database; the query
+    /// parameter `options[search_path]=SCHEMA` puts the catalogue in its own schema.
+    pub async fn connect(url: &str) -> Result<Catalogue, CatalogueError> {
+        let shown = url::redact(url);
+        let catalogue = match url::scheme(url) {
+            Some(url::Scheme::Sqlite) => Self::connect_sqlite(url, &shown).await?,
+            Some(url::Scheme::Postgres) => Self::connect_postgres(url, &shown).await?,
+            None => return Err(CatalogueError::UnsupportedUrl { url: shown }),
+        };
+        info!(url = %catalogue.url, backend = ?catalogue.backend(), "Catalogue ready");
+        Ok(catalogue)
+    }
+
+    async fn connect_sqlite(url: &str, shown: &str) -> Result<Catalogue, CatalogueError> {
+        let invalid = |e: sqlx::Error| CatalogueError::InvalidUrl {
+            url: shown.to_owned(),
+            reason: url::scrub(&e.to_string(), url),
+        };
+        let options = SqliteConnectOptions::from_str(url)
+            .map_err(invalid)?
+            .create_if_missing(true)
+            .journal_mode(SqliteJournalMode::Wal)
+            .synchronous(SqliteSynchronous::Normal)
+            .busy_timeout(SQLITE_BUSY_TIMEOUT)
+            .foreign_keys(true);
+        let in_memory = url.contains(":memory:") || url.contains("mode=memory");
+        if !in_memory
+            && let Some(dir) = options.get_filename().parent()
+            && !dir.as_os_str().is_empty()
+        {
+            tokio::fs::create_dir_all(dir)
+                .await
+                .map_err(|source| CatalogueError::CreateDir {
+                    path: dir.to_owned(),
+                    source,
+                })?;
+        }
+        let mut pool = SqlitePoolOptions::new().acquire_timeout(ACQUIRE_TIMEOUT);
+        pool = if in_memory {
+            // An in-memory database lives as long as its last connection: keep exactly one.
+            pool.max_connections(1)
+                .min_connections(1)
+                .idle_timeout(None)
+                .max_lifetime(None)
+        } else {
+            pool.max_connections(SQLITE_MAX_CONNECTIONS)
+        };
+        let pool = pool
+            .connect_with(options)
+            .await
+            .map_err(|e| CatalogueError::Connect {
+                url: shown.to_owned(),
+                reason: url::scrub(&e.to_string(), url),
+            })?;
+        SQLITE_MIGRATIONS
+            .run(&pool)
+            .await
+            .map_err(CatalogueError::Migrate)?;
+        Ok(Catalogue {
+            backend: Backend::Sqlite(pool),
+            url: shown.to_owned(),
+        })
+    }
+
+    async fn connect_postgres(url: &str, shown: &str) -> Result<Catalogue, CatalogueError> {
+        let options = PgConnectOptions::from_str(url).map_err(|e| CatalogueError::InvalidUrl {
+            url: shown.to_owned(),
+            reason: url::scrub(&e.to_string(), url),
+        })?;
+        let pool = PgPoolOptions::new()
+            .max_connections(PG_MAX_CONNECTIONS)
+            .acquire_timeout(ACQUIRE_TIMEOUT)
+            .connect_with(options)
+            .await
+            .map_err(|e| CatalogueError::Connect {
+                url: shown.to_owned(),
+                reason: url::scrub(&e.to_string(), url),
+            })?;
+        // Takes an advisory lock, so instances starting together migrate once.
+        PG_MIGRATIONS
+            .run(&pool)
+            .await
+            .map_err(CatalogueError::Migrate)?;
+        Ok(Catalogue {
+            backend: Backend::Postgres(pool),
+            url: shown.to_owned(),
+        })
+    }
+
+    /// Which backend this catalogue uses.
+    pub fn backend(&self) -> BackendKind {
+        match self.backend {
+            Backend::Sqlite(_) => BackendKind::Sqlite,
+            Backend::Postgres(_) => BackendKind::Postgres,
+        }
+    }
+
+    /// The URL it was opened with, password redacted.
+    pub fn url(&self) -> &str {
+        &self.url
+    }
+
+    /// Waits for in-flight queries and closes every connection.
+    pub async fn close(&self) {
+        on_backend!(self, |pool| pool.close().await)
+    }
+
+    // ----- decisions -----
+
+    /// Writes one decision; returns its new id.
+    pub async fn record_decision(&self, d: &DecisionRecord) -> Result<DecisionId, CatalogueError> {
+        let id = DecisionId::new_v7();
+        let sql = "INSERT INTO decisions (id, at, instance_id, protocol, source, target, \
+                   user_name, contractor, verdict, rule, reason, session_id) \
+                   VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12)";
+        on_backend!(self, |pool| {
+            sqlx::query(sql)
+                .bind(id.to_string())
+                .bind(Ts::new(d.at))
+                .bind(d.instance.as_str().to_owned())
+                .bind(d.protocol.to_string())
+                .bind(d.source.to_string())
+                .bind(opt_text(d.target.as_deref()))
+                .bind(opt_text(d.user.as_deref()))
+                .bind(opt_text(d.contractor.as_deref()))
+                .bind(d.verdict.as_str())
+                .bind(text(&d.rule))
+                .bind(text(&d.reason))
+                .bind(d.session_id.map(|s| s.to_string()))
+                .execute(pool)
+                .await?;
+        });
+        Ok(id)
+    }
+
+    /// Decisions matching `filter`, newest first.
+    pub async fn list_decisions(
+        &self,
+        filter: &DecisionFilter,
+    ) -> Result<Vec<DecisionRow>, CatalogueError> {
+        let mut w = Where::default();
+        if let Some(t) = filter.since {
+            w.cmp("at", ">=", Arg::Ts(Ts::new(t)));
+        }
+        if let Some(t) = filter.until {
+            w.cmp("at", "<", Arg::Ts(Ts::new(t)));
+        }
+        if let Some(u) = &filter.user {
+            w.cmp("user_name", "=", Arg::Text(u.clone()));
+        }
+        if let Some(r) = &filter.rule {
+            w.cmp("rule", "=", Arg::Text(r.clone()));
+        }
+        if let Some(t) = &filter.target {
+            w.cmp("target", "=", Arg::Text(t.clone()));
+        }
+        if let Some(v) = filter.verdict {
+            w.cmp("verdict", "=", Arg::Text(v.as_str().to_owned()));
+        }
+        let (sql, args) = w.finish(
+            &format!("SELECT {DECISION_COLS} FROM decisions"),
+            "at DESC, id DESC",
+            filter.limit,
+            filter.offset,
+        )?;
+        let raw: Vec<RawDecision> = on_backend!(self, |pool| {
+            bind_args!(sqlx::query_as(AssertSqlSafe(sql)), args)
+                .fetch_all(pool)
+                .await?
+        });
+        raw.into_iter().map(RawDecision::parse).collect()
+    }
+
+    /// One decision by id.
+    pub async fn get_decision(
+        &self,
+        id: DecisionId,
+    ) -> Result<Option<DecisionRow>, CatalogueError> {
+        let sql = AssertSqlSafe(format!(
+            "SELECT {DECISION_COLS} FROM decisions WHERE id = $1"
+        ));
+        let raw: Option<RawDecision> = on_backend!(self, |pool| {
+            sqlx::query_as(sql)
+                .bind(id.to_string())
+                .fetch_optional(pool)
+                .await?
+        });
+        raw.map(RawDecision::parse).transpose()
+    }
+
+    /// Deny decisions matching `filter`, newest first (`sekisho denials list`).
+    pub async fn list_denials(
+        &self,
+        filter: &DenialFilter,
+    ) -> Result<Vec<DenialRow>, CatalogueError> {
+        let rows = self
+            .list_decisions(&DecisionFilter {
+                since: filter.since,
+                until: None,
+                user: filter.user.clone(),
+                rule: filter.rule.clone(),
+                target: None,
+                verdict: Some(Verdict::Deny),
+                limit: filter.limit,
+                offset: filter.offset,
+            })
+            .await?;
+        Ok(rows.into_iter().map(DenialRow::from).collect())
+    }
+
+    // ----- sessions -----
+
+    /// Writes a new live session.
+    pub async fn session_started(&self, s: &NewSession) -> Result<(), CatalogueError> {
+        self.session_started_batch(std::slice::from_ref(s)).await
+    }
+
+    /// Writes many new sessions in one transaction (imports, tests): all or none.
+    pub async fn session_started_batch(
+        &self,
+        sessions: &[NewSession],
+    ) -> Result<(), CatalogueError> {
+        on_backend!(self, |pool| {
+            let mut tx = pool.begin().await?;
+            for chunk in sessions.chunks(BATCH_ROWS) {
+                let sql = format!(
+                    "{SESSION_INSERT}{}",
+                    values_placeholders(chunk.len(), SESSION_INSERT_PARAMS)
+                );
+                let args = chunk.iter().flat_map(session_args);
+                bind_args!(sqlx::query(AssertSqlSafe(sql)), args)
+                    .execute(&mut *tx)
+                    .await?;
+            }
+            tx.commit().await?;
+        });
+        Ok(())
+    }
+
+    /// Records an event inside a session ("clipboard stripped", "sftp refused", ...), under
+    /// the instance that runs the session.
+    pub async fn session_event(
+        &self,
+        id: SessionId,
+        at: DateTime<Utc>,
+        kind: &str,
+        detail: Option<&str>,
+    ) -> Result<(), CatalogueError> {
+        let done = on_backend!(self, |pool| {
+            insert_session_event!(pool, id, at, kind, detail)
+        });
+        if done {
+            Ok(())
+        } else {
+            Err(CatalogueError::UnknownSession(id))
+        }
+    }
+
+    /// The events of one session, oldest first.
+    pub async fn session_events(
+        &self,
+        id: SessionId,
+    ) -> Result<Vec<SessionEventRow>, CatalogueError> {
+        let sql = "SELECT session_id, at, kind, detail, instance_id FROM session_events \
+                   WHERE session_id = $1 ORDER BY at, id";
+        let raw: Vec<RawSessionEvent> = on_backend!(self, |pool| {
+            sqlx::query_as(sql)
+                .bind(id.to_string())
+                .fetch_all(pool)
+                .await?
+        });
+        raw.into_iter()
+            .map(|r| {
+                Ok(SessionEventRow {
+                    session_id: parse_session_id(&r.session_id)?,
+                    at: r.at.get(),
+                    kind: r.kind,
+                    detail: r.detail,
+                    instance_id: parse_instance(&r.instance_id)?,
+                })
+            })
+            .collect()
+    }
+
+    /// Ends a live session with `outcome` and, when given, its recording's final state.
+    /// Without a summary, a recording still marked `live` becomes `incomplete`. Pending kill
+    /// requests for the session count as handled.
+    ///
+    /// Returns `false` (and changes nothing) if the session had already ended, e.g. because
+    /// it was marked interrupted.
+    pub async fn session_ended(
+        &self,
+        id: SessionId,
+        ended_at: DateTime<Utc>,
+        outcome: Outcome,
+        recording: Option<&RecordingSummary>,
+    ) -> Result<bool, CatalogueError> {
+        if outcome == Outcome::Live {
+            return Err(CatalogueError::EndedLive);
+        }
+        let size = recording.map(|r| size_to_db(r.size)).transpose()?;
+        let at = Ts::new(ended_at);
+        let ended = on_backend!(self, |pool| {
+            let mut tx = pool.begin().await?;
+            let done = match recording {
+                Some(r) => sqlx::query(
+                    "UPDATE sessions SET ended_at = $1, outcome = $2, recording = $3, \
+                     recording_state = $4, recording_size = $5, recording_hash = $6 \
+                     WHERE id = $7 AND ended_at IS NULL",
+                )
+                .bind(at)
+                .bind(outcome.as_str())
+                .bind(text(&r.location))
+                .bind(r.state.as_str())
+                .bind(size)
+                .bind(opt_text(r.hash.as_deref()))
+                .bind(id.to_string())
+                .execute(&mut *tx)
+                .await?
+                .rows_affected(),
+                None => sqlx::query(AssertSqlSafe(format!(
+                    "UPDATE sessions SET ended_at = $1, outcome = $2, {RECORDING_CUT} \
+                     WHERE id = $3 AND ended_at IS NULL"
+                )))
+                .bind(at)
+                .bind(outcome.as_str())
+                .bind(id.to_string())
+                .execute(&mut *tx)
+                .await?
+                .rows_affected(),
+            };
+            if done > 0 {
+                sqlx::query(
+                    "UPDATE kill_requests SET handled_at = $1 \
+                     WHERE session_id = $2 AND handled_at IS NULL",
+                )
+                .bind(at)
+                .bind(id.to_string())
+                .execute(&mut *tx)
+                .await?;
+            }
+            tx.commit().await?;
+            done > 0
+        });
+        if !ended && self.get_session(id).await?.is_none() {
+            return Err(CatalogueError::UnknownSession(id));
+        }
+        if ended {
+            debug!(session = %id, %outcome, "Session ended in catalogue");
+        }
+        Ok(ended)
+    }
+
+    /// Sets where a session's recording is and what state it is in (e.g. `sealed` after
+    /// recovery), live or not.
+    pub async fn set_recording(
+        &self,
+        id: SessionId,
+        recording: &RecordingSummary,
+    ) -> Result<(), CatalogueError> {
+        let size = size_to_db(recording.size)?;
+        let n = on_backend!(self, |pool| {
+            sqlx::query(
+                "UPDATE sessions SET recording = $1, recording_state = $2, recording_size = $3, \
+                 recording_hash = $4 WHERE id = $5",
+            )
+            .bind(text(&recording.location))
+            .bind(recording.state.as_str())
+            .bind(size)
+            .bind(opt_text(recording.hash.as_deref()))
+            .bind(id.to_string())
+            .execute(pool)
+            .await?
+            .rows_affected()
+        });
+        if n == 0 {
+            return Err(CatalogueError::UnknownSession(id));
+        }
+        Ok(())
+    }
+
+    fn session_where(filter: &SessionFilter) -> Where {
+        let mut w = Where::default();
+        if let Some(t) = filter.since {
+            w.cmp("started_at", ">=", Arg::Ts(Ts::new(t)));
+        }
+        if let Some(t) = filter.until {
+            w.cmp("started_at", "<", Arg::Ts(Ts::new(t)));
+        }
+        if let Some(u) = &filter.user {
+            w.cmp("user_name", "=", Arg::Text(u.clone()));
+        }
+        if let Some(c) = &filter.contractor {
+            w.cmp("contractor", "=", Arg::Text(c.clone()));
+        }
+        if let Some(t) = &filter.target {
+            w.cmp("target", "=", Arg::Text(t.clone()));
+        }
+        if let Some(p) = filter.protocol {
+            w.cmp("protocol", "=", Arg::Text(p.to_string()));
+        }
+        match filter.outcome {
+            // Live is "not ended": the partial index on live sessions answers it.
+            Some(Outcome::Live) => w.raw("ended_at IS NULL"),
+            Some(o) => w.cmp("outcome", "=", Arg::Text(o.as_str().to_owned())),
+            None => {}
+        }
+        if let Some(i) = &filter.instance {
+            w.cmp("instance_id", "=", Arg::Text(i.as_str().to_owned()));
+        }
+        w
+    }
+
+    /// Sessions matching `filter`, newest first (by start time, then id).
+    pub async fn list_sessions(
+        &self,
+        filter: &SessionFilter,
+    ) -> Result<Vec<SessionRow>, CatalogueError> {
+        let (sql, args) = Self::session_where(filter).finish(
+            &format!("SELECT {SESSION_COLS} FROM sessions"),
+            "started_at DESC, id DESC",
+            filter.limit,
+            filter.offset,
+        )?;
+        let raw: Vec<RawSession> = on_backend!(self, |pool| {
+            bind_args!(sqlx::query_as(AssertSqlSafe(sql)), args)
+                .fetch_all(pool)
+                .await?
+        });
+        raw.into_iter().map(RawSession::parse).collect()
+    }
+
+    /// How many sessions match `filter` (its `limit` and `offset` are ignored).
+    pub async fn count_sessions(&self, filter: &SessionFilter) -> Result<u64, CatalogueError> {
+        let w = Self::session_where(filter);
+        let mut sql = "SELECT COUNT(*) FROM sessions".to_owned();
+        if !w.clauses.is_empty() {
+            sql.push_str(" WHERE ");
+            sql.push_str(&w.clauses.join(" AND "));
+        }
+        let args = w.args;
+        let n: i64 = on_backend!(self, |pool| {
+            bind_args!(sqlx::query_scalar(AssertSqlSafe(sql)), args)
+                .fetch_one(pool)
+                .await?
+        });
+        u64::try_from(n).map_err(|_| CatalogueError::corrupt("count", &n.to_string()))
+    }
+
+    /// One session by id.
+    pub async fn get_session(&self, id: SessionId) -> Result<Option<SessionRow>, CatalogueError> {
+        let sql = AssertSqlSafe(format!("SELECT {SESSION_COLS} FROM sessions WHERE id = $1"));
+        let raw: Option<RawSession> = on_backend!(self, |pool| {
+            sqlx::query_as(sql)
+                .bind(id.to_string())
+                .fetch_optional(pool)
+                .await?
+        });
+        raw.map(RawSession::parse).transpose()
+    }
+
+    /// Every live console session (serial or VNC) of every instance: the policy engine's
+    /// input for RDP hops from a server.
+    pub async fn live_consoles(&self) -> Result<Vec<LiveConsole>, CatalogueError> {
+        let sql = "SELECT id, target, user_name, contractor, access_path FROM sessions \
+                   WHERE ended_at IS NULL AND protocol IN ('console-serial', 'console-vnc') \
+                   ORDER BY started_at, id";
+        let raw: Vec<RawConsole> =
+            on_backend!(self, |pool| sqlx::query_as(sql).fetch_all(pool).await?);
+        raw.into_iter()
+            .map(|r| {
+                Ok(LiveConsole {
+                    session_id: parse_session_id(&r.id)?,
+                    target: r.target,
+                    user: r.user_name,
+                    contractor: r.contractor,
+                    path: r.access_path,
+                })
+            })
+            .collect()
+    }
+
+    /// The live sessions of one instance, oldest first (e.g. to find those a crash left
+    /// behind, or to warn before a window closes).
+    pub async fn live_sessions(
+        &self,
+        instance: &InstanceId,
+    ) -> Result<Vec<SessionRow>, CatalogueError> {
+        let sql = AssertSqlSafe(format!(
+            "SELECT {SESSION_COLS} FROM sessions WHERE ended_at IS NULL AND instance_id = $1 \
+             ORDER BY started_at, id"
+        ));
+        let raw: Vec<RawSession> = on_backend!(self, |pool| {
+            sqlx::query_as(sql)
+                .bind(instance.as_str().to_owned())
+                .fetch_all(pool)
+                .await?
+        });
+        raw.into_iter().map(RawSession::parse).collect()
+    }
+
+    // ----- kills -----
+
+    /// Asks the instance running session `id` to end it now. `by` says who asked (kept in
+    /// the request and as a session event). Returns `false` if no such session is live.
+    ///
+    /// The instance sees the request through [`Catalogue::pending_kills`], which it polls.
+    pub async fn request_kill(&self, id: SessionId, by: &str) -> Result<bool, CatalogueError> {
+        let now = Ts::new(Utc::now());
+        let requested = on_backend!(self, |pool| {
+            let mut tx = pool.begin().await?;
+            let n = sqlx::query(
+                "INSERT INTO kill_requests \
+                 (id, session_id, instance_id, requested_at, requested_by) \
+                 SELECT $1, id, instance_id, $2, $3 FROM sessions \
+                 WHERE id = $4 AND ended_at IS NULL",
+            )
+            .bind(uuid::Uuid::now_v7().to_string())
+            .bind(now)
+            .bind(text(by))
+            .bind(id.to_string())
+            .execute(&mut *tx)
+            .await?
+            .rows_affected();
+            if n > 0 {
+                // The session row was just updated in this transaction, so it exists.
+                let _ = insert_session_event!(
+                    &mut *tx,
+                    id,
+                    now.get(),
+                    event_kind::KILL_REQUESTED,
+                    Some(by)
+                );
+                tx.commit().await?;
+            }
+            n > 0
+        });
+        if requested {
+            info!(session = %id, by, "Kill requested");
+        }
+        Ok(requested)
+    }
+
+    /// Sessions of `instance` with a kill request not yet handled.
+    pub async fn pending_kills(
+        &self,
+        instance: &InstanceId,
+    ) -> Result<Vec<SessionId>, CatalogueError> {
+        let sql = "SELECT DISTINCT session_id FROM kill_requests \
+                   WHERE instance_id = $1 AND handled_at IS NULL ORDER BY session_id";
+        let raw: Vec<String> = on_backend!(self, |pool| {
+            sqlx::query_scalar(sql)
+                .bind(instance.as_str().to_owned())
+                .fetch_all(pool)
+                .await?
+        });
+        raw.iter().map(|s| parse_session_id(s)).collect()
+    }
+
+    /// Marks the kill requests for session `id` handled (the instance has acted on them).
+    pub async fn kill_handled(&self, id: SessionId) -> Result<(), CatalogueError> {
+        let now = Ts::new(Utc::now());
+        on_backend!(self, |pool| {
+            sqlx::query(
+                "UPDATE kill_requests SET handled_at = $1 \
+                 WHERE session_id = $2 AND handled_at IS NULL",
+            )
+            .bind(now)
+            .bind(id.to_string())
+            .execute(pool)
+            .await?;
+        });
+        Ok(())
+    }
+
+    // ----- crash recovery -----
+
+    /// Ends the selected live sessions as `interrupted` at `at` (their instance stopped
+    /// while they ran): a recording still `live` becomes `incomplete`, each gets an
+    /// "interrupted" event, and their kill requests count as handled. The caller decides
+    /// which sessions are orphaned (its own at start-up, or ones whose recordings it sealed).
+    ///
+    /// Returns the sessions it changed; sessions already ended are left alone.
+    pub async fn mark_interrupted(
+        &self,
+        which: Interrupted<'_>,
+        at: DateTime<Utc>,
+    ) -> Result<Vec<SessionId>, CatalogueError> {
+        let at = Ts::new(at);
+        let update = format!(
+            "UPDATE sessions SET ended_at = $1, outcome = 'interrupted', {RECORDING_CUT} \
+             WHERE ended_at IS NULL AND "
+        );
+        let marked: Vec<String> = on_backend!(self, |pool| {
+            let mut tx = pool.begin().await?;
+            let mut marked: Vec<String> = Vec::new();
+            match which {
+                Interrupted::Instance(instance) => {
+                    let sql = AssertSqlSafe(format!("{update}instance_id = $2 RETURNING id"));
+                    marked = sqlx::query_scalar(sql)
+                        .bind(at)
+                        .bind(instance.as_str().to_owned())
+                        .fetch_all(&mut *tx)
+                        .await?;
+                }
+                Interrupted::Sessions(ids) => {
+                    for id in ids {
+                        let sql = AssertSqlSafe(format!("{update}id = $2 RETURNING id"));
+                        let one: Option<String> = sqlx::query_scalar(sql)
+                            .bind(at)
+                            .bind(id.to_string())
+                            .fetch_optional(&mut *tx)
+                            .await?;
+                        marked.extend(one);
+                    }
+                }
+            }
+            for raw in &marked {
+                let id = parse_session_id(raw)?;
+                // The session row was just updated in this transaction, so it exists.
+                let _ =
+                    insert_session_event!(&mut *tx, id, at.get(), event_kind::INTERRUPTED, None);
+                sqlx::query(
+                    "UPDATE kill_requests SET handled_at = $1 \
+                     WHERE session_id = $2 AND handled_at IS NULL",
+                )
+                .bind(at)
+                .bind(raw.as_str())
+                .execute(&mut *tx)
+                .await?;
+            }
+            tx.commit().await?;
+            marked
+        });
+        let ids = marked
+            .iter()
+            .map(|s| parse_session_id(s))
+            .collect::<Result<Vec<_>, _>>()?;
+        if !ids.is_empty() {
+            info!(count = ids.len(), "Sessions marked interrupted");
+        }
+        Ok(ids)
+    }
+
+    // ----- audit events -----
+
+    /// Writes a catalogue-level event ("recording storage failed", "retention deleted", ...).
+    pub async fn audit_event(&self, e: &AuditEvent) -> Result<AuditEventId, CatalogueError> {
+        let id = AuditEventId::new_v7();
+        on_backend!(self, |pool| {
+            sqlx::query(
+                "INSERT INTO audit_events (id, at, instance_id, kind, detail, session_id) \
+                 VALUES ($1, $2, $3, $4, $5, $6)",
+            )
+            .bind(id.to_string())
+            .bind(Ts::new(e.at))
+            .bind(e.instance.as_str().to_owned())
+            .bind(text(&e.kind))
+            .bind(opt_text(e.detail.as_deref()))
+            .bind(e.session_id.map(|s| s.to_string()))
+            .execute(pool)
+            .await?;
+        });
+        Ok(id)
+    }
+
+    /// Audit events matching `filter`, newest first.
+    pub async fn list_audit_events(
+        &self,
+        filter: &AuditFilter,
+    ) -> Result<Vec<AuditEventRow>, CatalogueError> {
+        let mut w = Where::default();
+        if let Some(t) = filter.since {
+            w.cmp("at", ">=", Arg::Ts(Ts::new(t)));
+        }
+        if let Some(k) = &filter.kind {
+            w.cmp("kind", "=", Arg::Text(k.clone()));
+        }
+        if let Some(i) = &filter.instance {
+            w.cmp("instance_id", "=", Arg::Text(i.as_str().to_owned()));
+        }
+        let (sql, args) = w.finish(
+            &format!("SELECT {AUDIT_COLS} FROM audit_events"),
+            "at DESC, id DESC",
+            filter.limit,
+            filter.offset,
+        )?;
+        let raw: Vec<RawAudit> = on_backend!(self, |pool| {
+            bind_args!(sqlx::query_as(AssertSqlSafe(sql)), args)
+                .fetch_all(pool)
+                .await?
+        });
+        raw.into_iter()
+            .map(|r| {
+                Ok(AuditEventRow {
+                    id: r
+                        .id
+                        .parse()
+                        .map_err(|_| CatalogueError::corrupt("audit event id", &r.id))?,
+                    at: r.at.get(),
+                    instance_id: parse_instance(&r.instance_id)?,
+                    kind: r.kind,
+                    detail: r.detail,
+                    session_id: r.session_id.as_deref().map(parse_session_id).transpose()?,
+                })
+            })
+            .collect()
+    }
+}

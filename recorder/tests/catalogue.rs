@@ -1,0 +1,1064 @@
+//! The catalogue test suite, run against both backends.
+//!
+//! Every test in `catalogue_tests!` runs twice: `sqlite::NAME` on a fresh file in a temporary
+//! directory, and `postgres::NAME` in a fresh schema of the PostgreSQL named by
+//! `SEKISHO_TEST_POSTGRES_URL` (start one with `eval "$(scripts/pg-test-server start)"`).
+//! Without that variable the PostgreSQL tests fail, unless `SEKISHO_SKIP_PEERS=1` says to skip
+//! them (a note is printed).
+
+// Tests may unwrap and panic (the workspace lints deny them in library code only; clippy.toml
+// exempts `#[test]` functions but not these shared helpers).
+#![allow(
+    clippy::unwrap_used,
+    clippy::expect_used,
+    clippy::panic,
+    clippy::indexing_slicing
+)]
+
+use std::net::IpAddr;
+use std::time::Instant;
+
+use chrono::{DateTime, Duration, TimeZone, Utc};
+use recorder::catalogue::{
+    AuditEvent, AuditFilter, BackendKind, Catalogue, CatalogueError, DecisionFilter,
+    DecisionRecord, DenialFilter, InstanceId, Interrupted, NewSession, Outcome, Protocol,
+    RecordingState, RecordingSummary, SessionFilter, SessionId, Verdict, event_kind,
+};
+
+const PG_URL_VAR: &str = "SEKISHO_TEST_POSTGRES_URL";
+
+/// A database for one test; PostgreSQL schemas are dropped at the end of a passing test.
+struct TestDb {
+    url: String,
+    _dir: Option<tempfile::TempDir>,
+    pg: Option<(String, String)>,
+}
+
+impl TestDb {
+    async fn sqlite() -> TestDb {
+        let dir = tempfile::tempdir().unwrap();
+        // A directory that does not exist yet: connect must create it.
+        let path = dir.path().join("data").join("sekisho.db");
+        TestDb {
+            url: format!("sqlite://{}", path.display()),
+            _dir: Some(dir),
+            pg: None,
+        }
+    }
+
+    /// A fresh schema in the test PostgreSQL, or `None` when skipping is allowed.
+    async fn postgres(test: &str) -> Option<TestDb> {
+        let base = match std::env::var(PG_URL_VAR) {
+            Ok(url) if !url.is_empty() => url,
+            _ => {
+                if std::env::var("SEKISHO_SKIP_PEERS").as_deref() == Ok("1") {
+                    eprintln!(
+                        "note: skipping PostgreSQL catalogue test {test}: {PG_URL_VAR} is unset \
+                         and SEKISHO_SKIP_PEERS=1"
+                    );
+                    return None;
+                }
+                panic!(
+                    "{PG_URL_VAR} is not set, so the PostgreSQL catalogue tests cannot run: start a \
+                     test server with `eval \"$(scripts/pg-test-server start)\"`, or set \
+                     SEKISHO_SKIP_PEERS=1 to skip them"
+                );
+            }
+        };
+        let schema = format!("t_{}", uuid::Uuid::now_v7().simple());
+        let admin = sqlx::PgPool::connect(&base)
+            .await
+            .unwrap_or_else(|e| panic!("cannot reach {PG_URL_VAR}: {e}"));
+        sqlx::query(sqlx::AssertSqlSafe(format!("CREATE SCHEMA {schema}")))
+            .execute(&admin)
+            .await
+            .unwrap();
+        admin.close().await;
+        let sep = if base.contains('?') { '&' } else { '?' };
+        Some(TestDb {
+            url: format!("{base}{sep}options[search_path]={schema}"),
+            _dir: None,
+            pg: Some((base, schema)),
+        })
+    }
+
+    async fn cleanup(self) {
+        if let Some((base, schema)) = &self.pg {
+            let admin = sqlx::PgPool::connect(base).await.unwrap();
+            sqlx::query(sqlx::AssertSqlSafe(format!("DROP SCHEMA {schema} CASCADE")))
+                .execute(&admin)
+                .await
+                .unwrap();
+            admin.close().await;
+        }
+    }
+}
+
+macro_rules! catalogue_tests {
+    ($($name:ident),* $(,)?) => {
+        mod sqlite {
+            $(
+                #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+                async fn $name() {
+                    let db = super::TestDb::sqlite().await;
+                    super::$name(&db.url, recorder::catalogue::BackendKind::Sqlite).await;
+                }
+            )*
+        }
+        mod postgres {
+            $(
+                #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+                async fn $name() {
+                    let Some(db) = super::TestDb::postgres(stringify!($name)).await else {
+                        return;
+                    };
+                    super::$name(&db.url, recorder::catalogue::BackendKind::Postgres).await;
+                    db.cleanup().await;
+                }
+            )*
+        }
+    };
+}
+
+catalogue_tests!(
+    decisions_round_trip,
+    denial_filters,
+    session_lifecycle,
+    live_consoles,
+    kill_requests,
+    interrupted_marking,
+    paging_over_20000_sessions,
+    two_instances_share_one_database,
+    audit_events,
+    reconnect_keeps_data,
+);
+
+// ----- helpers -----
+
+fn t0() -> DateTime<Utc> {
+    // Microseconds on purpose: both backends must keep them.
+    Utc.with_ymd_and_hms(2026, 11, 25, 10, 0, 0).unwrap() + Duration::microseconds(123_456)
+}
+
+fn instance(name: &str) -> InstanceId {
+    InstanceId::new(name).unwrap()
+}
+
+fn ip(s: &str) -> IpAddr {
+    s.parse().unwrap()
+}
+
+fn new_id() -> SessionId {
+    SessionId(uuid::Uuid::now_v7())
+}
+
+async fn open(url: &str, kind: BackendKind) -> Catalogue {
+    let c = Catalogue::connect(url).await.unwrap();
+    assert_eq!(c.backend(), kind);
+    c
+}
+
+fn session(inst: &InstanceId, protocol: Protocol, user: &str, target: &str) -> NewSession {
+    NewSession {
+        id: new_id(),
+        instance: inst.clone(),
+        protocol,
+        user: user.to_owned(),
+        contractor: "acme".to_owned(),
+        source: ip("127.0.10.11"),
+        target: target.to_owned(),
+        path: "internet-vpn".to_owned(),
+        console_session: None,
+        started_at: t0(),
+        recording: Some(format!("/var/lib/sekisho/recordings/{target}.skr")),
+        detail: None,
+    }
+}
+
+fn deny(inst: &InstanceId, at: DateTime<Utc>, user: &str, rule: &str) -> DecisionRecord {
+    DecisionRecord {
+        at,
+        instance: inst.clone(),
+        protocol: Protocol::Rdp,
+        source: ip("127.0.10.11"),
+        target: Some("web01".to_owned()),
+        user: Some(user.to_owned()),
+        contractor: Some("acme".to_owned()),
+        verdict: Verdict::Deny,
+        rule: rule.to_owned(),
+        reason: format!("RDP from VDI desktop 127.0.10.11 ({user}, acme) to web01 denied"),
+        session_id: None,
+    }
+}
+
+// ----- tests -----
+
+async fn decisions_round_trip(url: &str, kind: BackendKind) {
+    let c = open(url, kind).await;
+    let a = instance("bastion-a");
+    let sid = new_id();
+    let allow = DecisionRecord {
+        at: t0(),
+        instance: a.clone(),
+        protocol: Protocol::ConsoleSerial,
+        source: ip("127.0.10.12"),
+        target: Some("web01".to_owned()),
+        user: Some("tanaka".to_owned()),
+        contractor: Some("acme".to_owned()),
+        verdict: Verdict::Allow,
+        rule: "console.vm".to_owned(),
+        reason: "console of web01 allowed".to_owned(),
+        session_id: Some(sid),
+    };
+    let unknown = DecisionRecord {
+        at: t0() + Duration::seconds(1),
+        instance: a.clone(),
+        protocol: Protocol::Rdp,
+        source: ip("::1"),
+        target: Some("no-such-host\u{1f600}".to_owned()),
+        user: None,
+        contractor: None,
+        verdict: Verdict::Deny,
+        rule: "source.unknown".to_owned(),
+        reason: "x".repeat(10_000),
+        session_id: None,
+    };
+    let id1 = c.record_decision(&allow).await.unwrap();
+    let id2 = c.record_decision(&unknown).await.unwrap();
+    assert_ne!(id1, id2);
+
+    let got = c.get_decision(id1).await.unwrap().unwrap();
+    assert_eq!(got.id, id1);
+    assert_eq!(got.at, allow.at);
+    assert_eq!(got.instance_id, a);
+    assert_eq!(got.protocol, Protocol::ConsoleSerial);
+    assert_eq!(got.source, ip("127.0.10.12"));
+    assert_eq!(got.target.as_deref(), Some("web01"));
+    assert_eq!(got.user.as_deref(), Some("tanaka"));
+    assert_eq!(got.contractor.as_deref(), Some("acme"));
+    assert_eq!(got.verdict, Verdict::Allow);
+    assert_eq!(got.rule, "console.vm");
+    assert_eq!(got.session_id, Some(sid));
+
+    let got = c.get_decision(id2).await.unwrap().unwrap();
+    assert_eq!(got.user, None);
+    assert_eq!(got.source, ip("::1"));
+    assert_eq!(got.target.as_deref(), Some("no-such-host\u{1f600}"));
+    // Untrusted text is capped.
+    assert_eq!(
+        got.reason.chars().count(),
+        recorder::catalogue::MAX_TEXT_LEN
+    );
+    assert!(got.reason.ends_with('…'));
+
+    let all = c.list_decisions(&DecisionFilter::default()).await.unwrap();
+    assert_eq!(
+        all.iter().map(|d| d.id).collect::<Vec<_>>(),
+        vec![id2, id1],
+        "newest first"
+    );
+    let allows = c
+        .list_decisions(&DecisionFilter {
+            verdict: Some(Verdict::Allow),
+            ..Default::default()
+        })
+        .await
+        .unwrap();
+    assert_eq!(allows.len(), 1);
+    assert!(
+        c.get_decision(recorder::catalogue::DecisionId::new_v7())
+            .await
+            .unwrap()
+            .is_none()
+    );
+}
+
+async fn denial_filters(url: &str, kind: BackendKind) {
+    let c = open(url, kind).await;
+    let a = instance("bastion-a");
+    for i in 0..10 {
+        let user = if i % 2 == 0 { "tanaka" } else { "suzuki" };
+        let rule = if i < 5 {
+            "rdp.vdi-to-vm"
+        } else {
+            "contract.window"
+        };
+        c.record_decision(&deny(&a, t0() + Duration::minutes(i), user, rule))
+            .await
+            .unwrap();
+    }
+    // An allow never shows up as a denial.
+    let mut allow = deny(&a, t0() + Duration::hours(1), "tanaka", "rdp.physical");
+    allow.verdict = Verdict::Allow;
+    c.record_decision(&allow).await.unwrap();
+
+    let all = c.list_denials(&DenialFilter::default()).await.unwrap();
+    assert_eq!(all.len(), 10);
+    assert!(all.windows(2).all(|w| w[0].started_at > w[1].started_at));
+    assert_eq!(all[0].started_at, t0() + Duration::minutes(9));
+
+    let since = c
+        .list_denials(&DenialFilter {
+            since: Some(t0() + Duration::minutes(7)),
+            ..Default::default()
+        })
+        .await
+        .unwrap();
+    assert_eq!(since.len(), 3, "since is inclusive");
+
+    let tanaka = c
+        .list_denials(&DenialFilter {
+            user: Some("tanaka".to_owned()),
+            ..Default::default()
+        })
+        .await
+        .unwrap();
+    assert_eq!(tanaka.len(), 5);
+    assert!(tanaka.iter().all(|d| d.user.as_deref() == Some("tanaka")));
+
+    let window = c
+        .list_denials(&DenialFilter {
+            rule: Some("contract.window".to_owned()),
+            user: Some("suzuki".to_owned()),
+            ..Default::default()
+        })
+        .await
+        .unwrap();
+    assert_eq!(window.len(), 3); // minutes 5, 7, 9
+
+    let page = c
+        .list_denials(&DenialFilter {
+            limit: Some(3),
+            offset: Some(2),
+            ..Default::default()
+        })
+        .await
+        .unwrap();
+    assert_eq!(
+        page.iter().map(|d| d.id).collect::<Vec<_>>(),
+        all[2..5].iter().map(|d| d.id).collect::<Vec<_>>()
+    );
+
+    // The JSON shape of `sekisho denials list --json`.
+    let json = serde_json::to_value(&all[0]).unwrap();
+    for key in [
+        "id",
+        "protocol",
+        "user",
+        "contractor",
+        "source",
+        "target",
+        "started_at",
+        "rule",
+        "reason",
+    ] {
+        assert!(json.get(key).is_some(), "denial JSON lacks {key}: {json}");
+    }
+    assert_eq!(json["protocol"], "rdp");
+    assert_eq!(json["rule"], "contract.window");
+    assert_eq!(json["source"], "127.0.10.11");
+}
+
+async fn session_lifecycle(url: &str, kind: BackendKind) {
+    let c = open(url, kind).await;
+    let a = instance("bastion-a");
+    let mut s = session(&a, Protocol::ConsoleSerial, "tanaka", "web01");
+    s.detail = Some("virsh console web01".to_owned());
+    c.session_started(&s).await.unwrap();
+
+    let row = c.get_session(s.id).await.unwrap().unwrap();
+    assert_eq!(row.id, s.id);
+    assert_eq!(row.instance_id, a);
+    assert_eq!(row.protocol, Protocol::ConsoleSerial);
+    assert_eq!(row.user, "tanaka");
+    assert_eq!(row.contractor, "acme");
+    assert_eq!(row.source, ip("127.0.10.11"));
+    assert_eq!(row.target, "web01");
+    assert_eq!(row.path, "internet-vpn");
+    assert_eq!(row.started_at, t0());
+    assert_eq!(row.ended_at, None);
+    assert_eq!(row.outcome, Outcome::Live);
+    assert_eq!(row.recording, s.recording);
+    assert_eq!(row.recording_state, Some(RecordingState::Live));
+    assert_eq!(row.detail.as_deref(), Some("virsh console web01"));
+
+    let json = serde_json::to_value(&row).unwrap();
+    for key in [
+        "id",
+        "protocol",
+        "user",
+        "contractor",
+        "source",
+        "target",
+        "started_at",
+        "ended_at",
+        "outcome",
+        "recording",
+        "recording_state",
+        "console_session",
+    ] {
+        assert!(json.get(key).is_some(), "session JSON lacks {key}: {json}");
+    }
+    assert!(json["ended_at"].is_null());
+    assert_eq!(json["outcome"], "live");
+    assert_eq!(json["protocol"], "console-serial");
+    assert_eq!(json["id"], s.id.to_string());
+
+    // A hop rides on the console.
+    let mut hop = session(&a, Protocol::Rdp, "tanaka", "db01");
+    hop.console_session = Some(s.id);
+    hop.source = ip("127.0.20.5");
+    hop.started_at = t0() + Duration::seconds(30);
+    hop.recording = None;
+    c.session_started(&hop).await.unwrap();
+    let hop_row = c.get_session(hop.id).await.unwrap().unwrap();
+    assert_eq!(hop_row.console_session, Some(s.id));
+    assert_eq!(hop_row.recording_state, None);
+
+    // Events.
+    c.session_event(
+        s.id,
+        t0() + Duration::seconds(5),
+        event_kind::SFTP_REFUSED,
+        Some("scp -t /tmp"),
+    )
+    .await
+    .unwrap();
+    c.session_event(s.id, t0() + Duration::seconds(6), "window resized", None)
+        .await
+        .unwrap();
+    let events = c.session_events(s.id).await.unwrap();
+    assert_eq!(events.len(), 2);
+    assert_eq!(events[0].kind, "sftp refused");
+    assert_eq!(events[0].detail.as_deref(), Some("scp -t /tmp"));
+    assert_eq!(events[0].instance_id, a);
+    assert_eq!(events[1].at, t0() + Duration::seconds(6));
+    let missing = new_id();
+    assert!(matches!(
+        c.session_event(missing, t0(), "x", None).await,
+        Err(CatalogueError::UnknownSession(id)) if id == missing
+    ));
+
+    // Recording progress, then the end.
+    let live_rec = RecordingSummary {
+        location: "/var/lib/sekisho/recordings/web01.skr".to_owned(),
+        state: RecordingState::Live,
+        size: 4096,
+        hash: None,
+    };
+    c.set_recording(s.id, &live_rec).await.unwrap();
+    assert_eq!(
+        c.get_session(s.id).await.unwrap().unwrap().recording_size,
+        Some(4096)
+    );
+    assert!(matches!(
+        c.set_recording(missing, &live_rec).await,
+        Err(CatalogueError::UnknownSession(_))
+    ));
+    assert!(matches!(
+        c.session_ended(s.id, t0(), Outcome::Live, None).await,
+        Err(CatalogueError::EndedLive)
+    ));
+
+    let end = t0() + Duration::minutes(10) + Duration::microseconds(7);
+    let done = RecordingSummary {
+        location: live_rec.location.clone(),
+        state: RecordingState::Complete,
+        size: 5_000_000_000, // larger than u32
+        hash: Some("ab".repeat(32)),
+    };
+    assert!(
+        c.session_ended(s.id, end, Outcome::Completed, Some(&done))
+            .await
+            .unwrap()
+    );
+    let row = c.get_session(s.id).await.unwrap().unwrap();
+    assert_eq!(row.ended_at, Some(end));
+    assert_eq!(row.outcome, Outcome::Completed);
+    assert_eq!(row.recording_state, Some(RecordingState::Complete));
+    assert_eq!(row.recording_size, Some(5_000_000_000));
+    assert_eq!(row.recording_hash, done.hash);
+    // Ending twice changes nothing.
+    assert!(
+        !c.session_ended(s.id, end + Duration::hours(1), Outcome::Killed, None)
+            .await
+            .unwrap()
+    );
+    assert_eq!(
+        c.get_session(s.id).await.unwrap().unwrap().outcome,
+        Outcome::Completed
+    );
+    assert!(matches!(
+        c.session_ended(missing, end, Outcome::Completed, None)
+            .await,
+        Err(CatalogueError::UnknownSession(_))
+    ));
+
+    // Ending without a summary: a live recording is incomplete.
+    let mut other = session(&a, Protocol::ConsoleVnc, "tanaka", "web02");
+    other.started_at = t0() + Duration::minutes(1);
+    c.session_started(&other).await.unwrap();
+    assert!(
+        c.session_ended(other.id, end, Outcome::Failed, None)
+            .await
+            .unwrap()
+    );
+    let row = c.get_session(other.id).await.unwrap().unwrap();
+    assert_eq!(row.outcome, Outcome::Failed);
+    assert_eq!(row.recording_state, Some(RecordingState::Incomplete));
+
+    // Filters.
+    let list = c.list_sessions(&SessionFilter::default()).await.unwrap();
+    assert_eq!(
+        list.iter().map(|r| r.id).collect::<Vec<_>>(),
+        vec![other.id, hop.id, s.id]
+    );
+    let rdp = c
+        .list_sessions(&SessionFilter {
+            protocol: Some(Protocol::Rdp),
+            ..Default::default()
+        })
+        .await
+        .unwrap();
+    assert_eq!(rdp.len(), 1);
+    let live = c
+        .list_sessions(&SessionFilter {
+            outcome: Some(Outcome::Live),
+            ..Default::default()
+        })
+        .await
+        .unwrap();
+    assert_eq!(live.iter().map(|r| r.id).collect::<Vec<_>>(), vec![hop.id]);
+    let completed = c
+        .list_sessions(&SessionFilter {
+            outcome: Some(Outcome::Completed),
+            target: Some("web01".to_owned()),
+            user: Some("tanaka".to_owned()),
+            contractor: Some("acme".to_owned()),
+            since: Some(t0()),
+            until: Some(t0() + Duration::seconds(1)),
+            ..Default::default()
+        })
+        .await
+        .unwrap();
+    assert_eq!(
+        completed.iter().map(|r| r.id).collect::<Vec<_>>(),
+        vec![s.id]
+    );
+    assert!(c.get_session(missing).await.unwrap().is_none());
+}
+
+async fn live_consoles(url: &str, kind: BackendKind) {
+    let c = open(url, kind).await;
+    let a = instance("bastion-a");
+    let serial = session(&a, Protocol::ConsoleSerial, "tanaka", "web01");
+    let mut vnc = session(&a, Protocol::ConsoleVnc, "sato", "web02");
+    vnc.contractor = "beta".to_owned();
+    vnc.path = "ip-vpn".to_owned();
+    vnc.started_at = t0() + Duration::seconds(1);
+    let rdp = session(&a, Protocol::Rdp, "tanaka", "phys01");
+    let ssh = session(&a, Protocol::Ssh, "tanaka", "phys02");
+    let ended = session(&a, Protocol::ConsoleSerial, "tanaka", "web03");
+    c.session_started_batch(&[serial.clone(), vnc.clone(), rdp, ssh, ended.clone()])
+        .await
+        .unwrap();
+    c.session_ended(
+        ended.id,
+        t0() + Duration::minutes(1),
+        Outcome::Completed,
+        None,
+    )
+    .await
+    .unwrap();
+
+    let consoles = c.live_consoles().await.unwrap();
+    assert_eq!(consoles.len(), 2, "{consoles:?}");
+    let web01 = consoles.iter().find(|l| l.target == "web01").unwrap();
+    assert_eq!(web01.session_id, serial.id);
+    assert_eq!(web01.user, "tanaka");
+    assert_eq!(web01.contractor, "acme");
+    assert_eq!(web01.path, "internet-vpn");
+    let web02 = consoles.iter().find(|l| l.target == "web02").unwrap();
+    assert_eq!(web02.session_id, vnc.id);
+    assert_eq!(web02.contractor, "beta");
+    assert_eq!(web02.path, "ip-vpn");
+
+    c.session_ended(
+        serial.id,
+        t0() + Duration::minutes(2),
+        Outcome::Killed,
+        None,
+    )
+    .await
+    .unwrap();
+    let consoles = c.live_consoles().await.unwrap();
+    assert_eq!(
+        consoles.iter().map(|l| l.session_id).collect::<Vec<_>>(),
+        vec![vnc.id]
+    );
+}
+
+async fn kill_requests(url: &str, kind: BackendKind) {
+    let c = open(url, kind).await;
+    let a = instance("bastion-a");
+    let b = instance("bastion-b");
+    let s1 = session(&a, Protocol::ConsoleSerial, "tanaka", "web01");
+    let s2 = session(&a, Protocol::Rdp, "tanaka", "phys01");
+    let s3 = session(&b, Protocol::Rdp, "sato", "phys02");
+    c.session_started_batch(&[s1.clone(), s2.clone(), s3.clone()])
+        .await
+        .unwrap();
+
+    assert!(c.pending_kills(&a).await.unwrap().is_empty());
+    assert!(c.request_kill(s1.id, "admin (cli)").await.unwrap());
+    assert!(c.request_kill(s1.id, "admin (web)").await.unwrap());
+    assert!(c.request_kill(s3.id, "admin").await.unwrap());
+    assert_eq!(c.pending_kills(&a).await.unwrap(), vec![s1.id]);
+    assert_eq!(c.pending_kills(&b).await.unwrap(), vec![s3.id]);
+    let events = c.session_events(s1.id).await.unwrap();
+    assert_eq!(events.len(), 2);
+    assert_eq!(events[0].kind, event_kind::KILL_REQUESTED);
+    assert!(
+        events
+            .iter()
+            .any(|e| e.detail.as_deref() == Some("admin (web)"))
+    );
+
+    // The instance acts: handled, then the session ends as killed.
+    c.kill_handled(s1.id).await.unwrap();
+    assert!(c.pending_kills(&a).await.unwrap().is_empty());
+    c.session_ended(s1.id, t0() + Duration::seconds(1), Outcome::Killed, None)
+        .await
+        .unwrap();
+    assert!(
+        !c.request_kill(s1.id, "admin").await.unwrap(),
+        "not live any more"
+    );
+    assert!(
+        !c.request_kill(new_id(), "admin").await.unwrap(),
+        "unknown session"
+    );
+
+    // Ending a session also settles its pending kills.
+    assert!(c.request_kill(s2.id, "admin").await.unwrap());
+    c.session_ended(s2.id, t0() + Duration::seconds(2), Outcome::Completed, None)
+        .await
+        .unwrap();
+    assert!(c.pending_kills(&a).await.unwrap().is_empty());
+    assert_eq!(c.pending_kills(&b).await.unwrap(), vec![s3.id]);
+
+    // Polling pending kills is cheap enough for a sub-second kill.
+    let start = Instant::now();
+    for _ in 0..20 {
+        c.pending_kills(&a).await.unwrap();
+    }
+    let per_poll = start.elapsed() / 20;
+    eprintln!("{kind:?}: pending_kills poll takes {per_poll:?}");
+    assert!(per_poll < std::time::Duration::from_millis(100));
+}
+
+async fn interrupted_marking(url: &str, kind: BackendKind) {
+    let c = open(url, kind).await;
+    let a = instance("bastion-a");
+    let b = instance("bastion-b");
+    let a1 = session(&a, Protocol::ConsoleSerial, "tanaka", "web01");
+    let mut a2 = session(&a, Protocol::Rdp, "tanaka", "phys01");
+    a2.recording = None;
+    let a3 = session(&a, Protocol::Ssh, "tanaka", "phys02");
+    let b1 = session(&b, Protocol::ConsoleVnc, "sato", "web02");
+    let b2 = session(&b, Protocol::ConsoleVnc, "sato", "web03");
+    c.session_started_batch(&[a1.clone(), a2.clone(), a3.clone(), b1.clone(), b2.clone()])
+        .await
+        .unwrap();
+    c.session_ended(a3.id, t0() + Duration::seconds(1), Outcome::Completed, None)
+        .await
+        .unwrap();
+    assert!(c.request_kill(a1.id, "admin").await.unwrap());
+
+    let at = t0() + Duration::hours(1);
+    let mut marked = c
+        .mark_interrupted(Interrupted::Instance(&a), at)
+        .await
+        .unwrap();
+    marked.sort();
+    let mut want = vec![a1.id, a2.id];
+    want.sort();
+    assert_eq!(marked, want);
+    let r1 = c.get_session(a1.id).await.unwrap().unwrap();
+    assert_eq!(r1.outcome, Outcome::Interrupted);
+    assert_eq!(r1.ended_at, Some(at));
+    assert_eq!(r1.recording_state, Some(RecordingState::Incomplete));
+    assert_eq!(
+        c.get_session(a2.id).await.unwrap().unwrap().recording_state,
+        None
+    );
+    assert_eq!(
+        c.get_session(a3.id).await.unwrap().unwrap().outcome,
+        Outcome::Completed,
+        "ended sessions are left alone"
+    );
+    assert!(
+        c.session_events(a1.id)
+            .await
+            .unwrap()
+            .iter()
+            .any(|e| e.kind == event_kind::INTERRUPTED)
+    );
+    assert!(c.pending_kills(&a).await.unwrap().is_empty());
+    assert!(c.live_sessions(&a).await.unwrap().is_empty());
+    assert_eq!(
+        c.live_sessions(&b).await.unwrap().len(),
+        2,
+        "other instance untouched"
+    );
+
+    // By id, e.g. after sealing recordings; repeating is a no-op.
+    let marked = c
+        .mark_interrupted(Interrupted::Sessions(&[b1.id, a1.id, new_id()]), at)
+        .await
+        .unwrap();
+    assert_eq!(marked, vec![b1.id]);
+    assert!(
+        c.mark_interrupted(Interrupted::Instance(&a), at)
+            .await
+            .unwrap()
+            .is_empty()
+    );
+    assert_eq!(
+        c.live_sessions(&b)
+            .await
+            .unwrap()
+            .iter()
+            .map(|r| r.id)
+            .collect::<Vec<_>>(),
+        vec![b2.id]
+    );
+
+    // Sealing the recovered recording later.
+    c.set_recording(
+        a1.id,
+        &RecordingSummary {
+            location: a1.recording.clone().unwrap(),
+            state: RecordingState::Sealed,
+            size: 1234,
+            hash: Some("00ff".to_owned()),
+        },
+    )
+    .await
+    .unwrap();
+    let r1 = c.get_session(a1.id).await.unwrap().unwrap();
+    assert_eq!(r1.recording_state, Some(RecordingState::Sealed));
+    assert_eq!(r1.outcome, Outcome::Interrupted);
+}
+
+async fn paging_over_20000_sessions(url: &str, kind: BackendKind) {
+    const N: usize = 20_000;
+    const PAGE: u32 = 1000;
+    let c = open(url, kind).await;
+    let a = instance("bastion-a");
+    let users = ["tanaka", "suzuki", "sato", "ito"];
+    let sessions: Vec<NewSession> = (0..N)
+        .map(|i| {
+            let mut s = session(
+                &a,
+                Protocol::ALL[i % 4],
+                users[i % 4],
+                &format!("host{:03}", i % 500),
+            );
+            // Pairs share a start time, so the id must break ties.
+            s.started_at = t0() + Duration::seconds((i / 2) as i64);
+            s
+        })
+        .collect();
+    let start = Instant::now();
+    c.session_started_batch(&sessions).await.unwrap();
+    eprintln!("{kind:?}: inserted {N} sessions in {:?}", start.elapsed());
+    assert_eq!(
+        c.count_sessions(&SessionFilter::default()).await.unwrap(),
+        N as u64
+    );
+
+    let start = Instant::now();
+    let first = c
+        .list_sessions(&SessionFilter {
+            limit: Some(50),
+            ..Default::default()
+        })
+        .await
+        .unwrap();
+    let first_page = start.elapsed();
+    assert_eq!(first.len(), 50);
+    let start = Instant::now();
+    let deep = c
+        .list_sessions(&SessionFilter {
+            limit: Some(50),
+            offset: Some(19_000),
+            ..Default::default()
+        })
+        .await
+        .unwrap();
+    let deep_page = start.elapsed();
+    assert_eq!(deep.len(), 50);
+    let start = Instant::now();
+    let filtered = c
+        .list_sessions(&SessionFilter {
+            user: Some("sato".to_owned()),
+            since: Some(t0() + Duration::seconds(5000)),
+            limit: Some(50),
+            ..Default::default()
+        })
+        .await
+        .unwrap();
+    let filtered_page = start.elapsed();
+    assert_eq!(filtered.len(), 50);
+    assert!(filtered.iter().all(|r| r.user == "sato"));
+    eprintln!(
+        "{kind:?}: list_sessions over {N} rows: first page of 50 {first_page:?}, page at offset \
+         19000 {deep_page:?}, user+since page {filtered_page:?}"
+    );
+    assert!(first_page < std::time::Duration::from_millis(500));
+
+    // Walk every page: newest first, each row once, ties broken by id.
+    let mut seen = std::collections::HashSet::new();
+    let mut prev: Option<(DateTime<Utc>, SessionId)> = None;
+    let mut offset = 0u64;
+    loop {
+        let page = c
+            .list_sessions(&SessionFilter {
+                limit: Some(PAGE),
+                offset: Some(offset),
+                ..Default::default()
+            })
+            .await
+            .unwrap();
+        if page.is_empty() {
+            break;
+        }
+        for r in &page {
+            let key = (r.started_at, r.id);
+            if let Some(p) = prev {
+                assert!(key < p, "not strictly newest first: {key:?} after {p:?}");
+            }
+            prev = Some(key);
+            assert!(seen.insert(r.id));
+        }
+        offset += page.len() as u64;
+    }
+    assert_eq!(seen.len(), N);
+    assert_eq!(prev.unwrap().0, t0(), "the oldest comes last");
+
+    // The page cap holds.
+    let capped = c
+        .list_sessions(&SessionFilter {
+            limit: Some(u32::MAX),
+            ..Default::default()
+        })
+        .await
+        .unwrap();
+    assert_eq!(capped.len(), recorder::catalogue::MAX_PAGE as usize);
+}
+
+async fn two_instances_share_one_database(url: &str, kind: BackendKind) {
+    let ca = open(url, kind).await;
+    let cb = open(url, kind).await; // a second instance: its own pool, same database
+    let a = instance("bastion-a");
+    let b = instance("bastion-b");
+
+    let sa = session(&a, Protocol::ConsoleSerial, "tanaka", "web01");
+    let mut sb = session(&b, Protocol::ConsoleVnc, "sato", "web02");
+    sb.started_at = t0() + Duration::seconds(1);
+    // Both write at the same time.
+    let (ra, rb) = tokio::join!(ca.session_started(&sa), cb.session_started(&sb));
+    ra.unwrap();
+    rb.unwrap();
+    let (deny_a, deny_b) = (
+        deny(&a, t0(), "tanaka", "zone.path"),
+        deny(&b, t0(), "sato", "zone.path"),
+    );
+    let (da, db) = tokio::join!(ca.record_decision(&deny_a), cb.record_decision(&deny_b));
+    let (da, db) = (da.unwrap(), db.unwrap());
+
+    // Each sees both.
+    for c in [&ca, &cb] {
+        let all = c.list_sessions(&SessionFilter::default()).await.unwrap();
+        assert_eq!(
+            all.iter().map(|r| r.id).collect::<Vec<_>>(),
+            vec![sb.id, sa.id]
+        );
+        assert_eq!(c.live_consoles().await.unwrap().len(), 2);
+        let denials = c.list_denials(&DenialFilter::default()).await.unwrap();
+        let mut ids: Vec<_> = denials.iter().map(|d| d.id).collect();
+        ids.sort();
+        let mut want = vec![da, db];
+        want.sort();
+        assert_eq!(ids, want);
+    }
+    assert_eq!(
+        ca.get_decision(db).await.unwrap().unwrap().instance_id,
+        b,
+        "rows record their writer"
+    );
+    let only_b = ca
+        .list_sessions(&SessionFilter {
+            instance: Some(b.clone()),
+            ..Default::default()
+        })
+        .await
+        .unwrap();
+    assert_eq!(only_b.iter().map(|r| r.id).collect::<Vec<_>>(), vec![sb.id]);
+
+    // A kill asked on A for B's session reaches B only.
+    assert!(ca.request_kill(sb.id, "admin@a").await.unwrap());
+    assert!(ca.pending_kills(&a).await.unwrap().is_empty());
+    assert_eq!(cb.pending_kills(&b).await.unwrap(), vec![sb.id]);
+    cb.session_ended(sb.id, t0() + Duration::seconds(9), Outcome::Killed, None)
+        .await
+        .unwrap();
+    assert_eq!(
+        ca.get_session(sb.id).await.unwrap().unwrap().outcome,
+        Outcome::Killed
+    );
+
+    // A restarting after a crash closes only its own.
+    assert_eq!(
+        ca.mark_interrupted(Interrupted::Instance(&a), t0() + Duration::minutes(1))
+            .await
+            .unwrap(),
+        vec![sa.id]
+    );
+    assert!(cb.live_consoles().await.unwrap().is_empty());
+    ca.close().await;
+    cb.close().await;
+}
+
+async fn audit_events(url: &str, kind: BackendKind) {
+    let c = open(url, kind).await;
+    let a = instance("bastion-a");
+    let b = instance("bastion-b");
+    let sid = new_id();
+    let e1 = c
+        .audit_event(&AuditEvent {
+            at: t0(),
+            instance: a.clone(),
+            kind: event_kind::RECORDING_STORAGE_FAILED.to_owned(),
+            detail: Some("no space left on device".to_owned()),
+            session_id: Some(sid),
+        })
+        .await
+        .unwrap();
+    let e2 = c
+        .audit_event(&AuditEvent {
+            at: t0() + Duration::seconds(1),
+            instance: b.clone(),
+            kind: event_kind::RETENTION_DELETED.to_owned(),
+            detail: Some("12 recordings".to_owned()),
+            session_id: None,
+        })
+        .await
+        .unwrap();
+    let all = c.list_audit_events(&AuditFilter::default()).await.unwrap();
+    assert_eq!(all.iter().map(|e| e.id).collect::<Vec<_>>(), vec![e2, e1]);
+    assert_eq!(all[1].session_id, Some(sid));
+    assert_eq!(all[1].at, t0());
+    assert_eq!(all[1].instance_id, a);
+    let of_b = c
+        .list_audit_events(&AuditFilter {
+            instance: Some(b.clone()),
+            ..Default::default()
+        })
+        .await
+        .unwrap();
+    assert_eq!(of_b.len(), 1);
+    let storage = c
+        .list_audit_events(&AuditFilter {
+            kind: Some(event_kind::RECORDING_STORAGE_FAILED.to_owned()),
+            since: Some(t0()),
+            ..Default::default()
+        })
+        .await
+        .unwrap();
+    assert_eq!(storage.iter().map(|e| e.id).collect::<Vec<_>>(), vec![e1]);
+}
+
+async fn reconnect_keeps_data(url: &str, kind: BackendKind) {
+    let a = instance("bastion-a");
+    let s = session(&a, Protocol::ConsoleSerial, "tanaka", "web01");
+    {
+        let c = open(url, kind).await;
+        c.session_started(&s).await.unwrap();
+        c.close().await;
+    }
+    // Migrations run again (a no-op) and the data is still there.
+    let c = open(url, kind).await;
+    assert_eq!(c.get_session(s.id).await.unwrap().unwrap().id, s.id);
+}
+
+// ----- backend-specific -----
+
+#[tokio::test]
+async fn unsupported_url_is_rejected() {
+    let err = Catalogue::connect("mysql://root:hunter2@db/sekisho")
+        .await
+        .unwrap_err();
+    assert!(matches!(err, CatalogueError::UnsupportedUrl { .. }));
+    let text = err.to_string();
+    assert!(!text.contains("hunter2"), "{text}");
+    assert!(text.contains("mysql://root:***@db/sekisho"), "{text}");
+}
+
+#[tokio::test]
+async fn sqlite_file_and_directory_are_created_in_wal_mode() {
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().join("a").join("b").join("sekisho.db");
+    let c = Catalogue::connect(&format!("sqlite://{}", path.display()))
+        .await
+        .unwrap();
+    assert!(path.exists());
+    c.close().await;
+    let pool = sqlx::SqlitePool::connect(&format!("sqlite://{}", path.display()))
+        .await
+        .unwrap();
+    let mode: String = sqlx::query_scalar("PRAGMA journal_mode")
+        .fetch_one(&pool)
+        .await
+        .unwrap();
+    assert_eq!(mode, "wal");
+}
+
+#[tokio::test]
+async fn sqlite_in_memory_works() {
+    let c = Catalogue::connect("sqlite::memory:").await.unwrap();
+    let a = instance("mem");
+    let s = session(&a, Protocol::Rdp, "tanaka", "phys01");
+    c.session_started(&s).await.unwrap();
+    assert_eq!(
+        c.list_sessions(&SessionFilter::default())
+            .await
+            .unwrap()
+            .len(),
+        1
+    );
+}
+
+#[tokio::test]
+async fn postgres_connect_error_hides_the_password() {
+    let Some(db) = TestDb::postgres("postgres_connect_error_hides_the_password").await else {
+        return;
+    };
+    let (base, _) = db.pg.clone().unwrap();
+    // Same server, wrong password.
+    let (head, rest) = base.split_once('@').unwrap();
+    let (user_part, _password) = head.rsplit_once(':').unwrap();
+    let bad = format!("{user_part}:wrong-Secret-42@{rest}");
+    let err = Catalogue::connect(&bad).await.unwrap_err();
+    assert!(matches!(err, CatalogueError::Connect { .. }), "{err:?}");
+    let text = format!("{err} {err:?}");
+    assert!(!text.contains("wrong-Secret-42"), "{text}");
+    assert!(text.contains(":***@"), "{text}");
+    // A closed port is a connection error too, not a hang.
+    let closed = "postgres://u:wrong-Secret-42@127.0.0.1:1/db";
+    let err = Catalogue::connect(closed).await.unwrap_err();
+    assert!(matches!(err, CatalogueError::Connect { .. }), "{err:?}");
+    assert!(!format!("{err} {err:?}").contains("wrong-Secret-42"));
+    db.cleanup().await;
+}
