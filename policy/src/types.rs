@@ -206,6 +206,21 @@ impl Rule {
         Rule::SshPhysical,
     ];
 
+    /// Rules that the proxies decide (refusals inside a session, front-door failures), never
+    /// [`evaluate`](crate::evaluate).
+    pub const fn is_proxy_side(self) -> bool {
+        matches!(
+            self,
+            Rule::SshForwarding
+                | Rule::SshFileTransfer
+                | Rule::SekishoUnavailable
+                | Rule::CredentialMissing
+                | Rule::RdpServerCertChanged
+                | Rule::VncTicketInvalid
+                | Rule::AuthFailed
+        )
+    }
+
     /// The rule id of interfaces.md, e.g. `rdp.vdi-to-vm`.
     pub const fn as_str(self) -> &'static str {
         match self {
