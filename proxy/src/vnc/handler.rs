@@ -1,0 +1,358 @@
+//! One viewer connection up to the relay: Sekisho's RFB server side (VNC authentication with a
+//! one-time ticket), the policy check at connect time, and the upstream handshake with the
+//! VM's console on its hypervisor.
+//!
+//! The order is chosen so a viewer learns every refusal as a SecurityResult failure with a
+//! reason: the ticket is checked, the policy asked and the console reached and authenticated
+//! before the viewer is told "OK".
+
+use std::net::{IpAddr, SocketAddr};
+use std::sync::Arc;
+use std::time::Duration;
+
+use anyhow::{Context, Result, anyhow, bail};
+use chrono::Utc;
+use player::rfb::{
+    self, CHALLENGE_LEN, MAX_MESSAGE_LEN, ProtocolVersion, RfbError, SECURITY_NONE,
+    SECURITY_VNC_AUTH, SecurityResult, SecurityTypes, ServerInit,
+};
+use policy::{Decision, Denial, Protocol, Request, Rule, TargetRef};
+use rand::RngCore;
+use tokio::io::{AsyncReadExt, AsyncWriteExt};
+use tokio::net::TcpStream;
+use tokio_util::sync::CancellationToken;
+use tracing::{debug, info, warn};
+
+use super::tickets::{TicketError, TicketStore, vnc_auth_response};
+use crate::services::Services;
+
+/// The whole handshake (viewer, policy, upstream) must finish within this; a viewer that stalls
+/// holds a session slot.
+pub const HANDSHAKE_TIMEOUT: Duration = Duration::from_secs(15);
+/// Connecting to the hypervisor's VNC port.
+pub const UPSTREAM_CONNECT_TIMEOUT: Duration = Duration::from_secs(5);
+/// Read chunk size.
+const READ_CHUNK: usize = 64 * 1024;
+
+/// A TCP stream with a read buffer, read through the sans-IO decoders.
+pub(crate) struct Conn {
+    pub(crate) stream: TcpStream,
+    /// Bytes read but not yet decoded.
+    /// INVARIANT: at most `MAX_MESSAGE_LEN + READ_CHUNK` bytes (checked in `fill`).
+    pub(crate) buf: Vec<u8>,
+}
+
+impl Conn {
+    pub(crate) fn new(stream: TcpStream) -> Self {
+        Conn {
+            stream,
+            buf: Vec::with_capacity(READ_CHUNK),
+        }
+    }
+
+    /// Reads more bytes; errors on EOF and on a peer that makes the buffer exceed the limit.
+    /// Cancel-safe (`read_buf` appends only what was read), so it can sit in `select!`.
+    pub(crate) async fn fill(&mut self) -> Result<usize> {
+        if self.buf.len() as u64 > MAX_MESSAGE_LEN {
+            bail!("peer message exceeds {MAX_MESSAGE_LEN} bytes");
+        }
+        self.buf.reserve(READ_CHUNK);
+        let n = self.stream.read_buf(&mut self.buf).await?;
+        if n == 0 {
+            bail!("connection closed");
+        }
+        Ok(n)
+    }
+
+    /// Reads one message with `decode`; returns it and its raw bytes.
+    pub(crate) async fn read_msg<T>(
+        &mut self,
+        decode: impl Fn(&[u8]) -> Result<Option<(T, usize)>, RfbError>,
+    ) -> Result<(T, Vec<u8>)> {
+        loop {
+            if let Some((msg, n)) = decode(&self.buf)? {
+                let raw: Vec<u8> = self.buf.drain(..n).collect();
+                return Ok((msg, raw));
+            }
+            self.fill().await?;
+        }
+    }
+
+    pub(crate) async fn read_exact_n<const N: usize>(&mut self) -> Result<[u8; N]> {
+        let (v, _) = self
+            .read_msg(|b| {
+                Ok(b.get(..N)
+                    .and_then(|s| <[u8; N]>::try_from(s).ok())
+                    .map(|a| (a, N)))
+            })
+            .await?;
+        Ok(v)
+    }
+
+    pub(crate) async fn send(&mut self, bytes: &[u8]) -> Result<()> {
+        self.stream.write_all(bytes).await?;
+        Ok(())
+    }
+}
+
+/// Everything the relay needs after a successful handshake.
+pub(crate) struct Established {
+    pub viewer: Conn,
+    pub upstream: Conn,
+    pub auth: policy::Authorized,
+    pub request: Request,
+    pub server_init: ServerInit,
+    pub server_init_raw: Vec<u8>,
+}
+
+/// Runs one viewer connection to its end.
+pub(crate) async fn handle(
+    stream: TcpStream,
+    peer: SocketAddr,
+    services: Arc<Services>,
+    tickets: Arc<TicketStore>,
+    shutdown: CancellationToken,
+) {
+    let mut viewer = Conn::new(stream);
+    let est = tokio::select! {
+        r = tokio::time::timeout(HANDSHAKE_TIMEOUT, handshake(&mut viewer, peer.ip(), &services, &tickets)) => r,
+        _ = shutdown.cancelled() => return,
+    };
+    let (auth, request, upstream, server_init, server_init_raw) = match est {
+        Ok(Ok(Some(v))) => v,
+        Ok(Ok(None)) => return, // refused; already answered and recorded
+        Ok(Err(e)) => {
+            info!(client_ip = %peer.ip(), error = %format!("{e:#}"), "VNC handshake failed");
+            return;
+        }
+        Err(_) => {
+            info!(client_ip = %peer.ip(), "VNC handshake timed out");
+            return;
+        }
+    };
+    let est = Established {
+        viewer,
+        upstream,
+        auth,
+        request,
+        server_init,
+        server_init_raw,
+    };
+    if let Err(e) = super::session::run(est, services, shutdown).await {
+        warn!(client_ip = %peer.ip(), error = %format!("{e:#}"), "VNC session ended with an error");
+    }
+}
+
+type Handshaken = (policy::Authorized, Request, Conn, ServerInit, Vec<u8>);
+
+async fn handshake(
+    viewer: &mut Conn,
+    source: IpAddr,
+    services: &Arc<Services>,
+    tickets: &TicketStore,
+) -> Result<Option<Handshaken>> {
+    viewer.send(ProtocolVersion::V3_8.to_bytes()).await?;
+    let (version, _) = viewer.read_msg(rfb::decode_version).await?;
+    if version == ProtocolVersion::V3_3 {
+        // 3.3: the server decides the security type.
+        viewer
+            .send(&u32::from(SECURITY_VNC_AUTH).to_be_bytes())
+            .await?;
+    } else {
+        let mut out = Vec::new();
+        rfb::encode_security_types(&[SECURITY_VNC_AUTH], "", &mut out)?;
+        viewer.send(&out).await?;
+        let [choice] = viewer.read_exact_n::<1>().await?;
+        if choice != SECURITY_VNC_AUTH {
+            refuse(
+                viewer,
+                version,
+                "sekisho accepts only VNC authentication with a one-time ticket",
+            )
+            .await?;
+            return Ok(None);
+        }
+    }
+    let mut challenge = [0u8; CHALLENGE_LEN];
+    rand::rng().fill_bytes(&mut challenge);
+    viewer.send(&challenge).await?;
+    let response = viewer.read_exact_n::<CHALLENGE_LEN>().await?;
+
+    let grant = match tickets.redeem(&challenge, &response, source, Utc::now()) {
+        Ok(g) => g,
+        Err(e) => {
+            let reason = ticket_reason(&e);
+            info!(client_ip = %source, reason = %reason, "VNC ticket refused");
+            let grant = e.grant();
+            let req = Request {
+                protocol: Protocol::ConsoleVnc,
+                source,
+                target: TargetRef::Name(grant.map(|g| g.target.clone()).unwrap_or_default()),
+                user: grant.map(|g| g.user.clone()),
+            };
+            let denial = Denial::new(
+                Rule::VncTicketInvalid,
+                reason.clone(),
+                grant.map(|g| g.user.clone()),
+                None,
+                grant.map(|g| g.target.clone()),
+            );
+            services.record_refusal(None, &denial, &req).await;
+            refuse(viewer, version, &reason).await?;
+            return Ok(None);
+        }
+    };
+
+    // Ask the policy again: the contract window may have closed since the ticket was issued.
+    let request = Request {
+        protocol: Protocol::ConsoleVnc,
+        source,
+        target: TargetRef::Name(grant.target.clone()),
+        user: Some(grant.user.clone()),
+    };
+    let auth = match services.decide(&request).await {
+        Decision::Allow(a) => a,
+        Decision::Deny(d) => {
+            info!(client_ip = %source, rule = d.rule().as_str(), "VNC console denied");
+            refuse(viewer, version, &format!("sekisho: {}", d.reason())).await?;
+            return Ok(None);
+        }
+    };
+
+    let (upstream, server_init, raw) = match connect_upstream(services, &auth).await {
+        Ok(v) => v,
+        Err(e) => {
+            warn!(target = auth.target(), error = %format!("{e:#}"), "Cannot reach the VM console");
+            refuse(
+                viewer,
+                version,
+                &format!(
+                    "sekisho: the console of {} cannot be reached: {e:#}",
+                    auth.target()
+                ),
+            )
+            .await?;
+            return Ok(None);
+        }
+    };
+
+    let mut ok = Vec::new();
+    rfb::encode_security_result(&SecurityResult::Ok, version, &mut ok)?;
+    viewer.send(&ok).await?;
+    let _shared = viewer.read_msg(rfb::decode_client_init).await?;
+    Ok(Some((auth, request, upstream, server_init, raw)))
+}
+
+fn ticket_reason(e: &TicketError) -> String {
+    match e {
+        TicketError::NoMatch => {
+            "sekisho: wrong VNC ticket; ask for one with `ssh USER@bastion console TARGET`"
+                .to_owned()
+        }
+        other => {
+            format!("sekisho: {other}; ask for a new one with `ssh USER@bastion console TARGET`")
+        }
+    }
+}
+
+/// Sends a SecurityResult failure with `reason` (3.8; older viewers get no reason).
+async fn refuse(viewer: &mut Conn, version: ProtocolVersion, reason: &str) -> Result<()> {
+    let mut out = Vec::new();
+    let mut reason = reason.to_owned();
+    reason.truncate(rfb::MAX_REASON_LEN as usize);
+    rfb::encode_security_result(&SecurityResult::Failed(reason), version, &mut out)?;
+    viewer.send(&out).await?;
+    let _ = viewer.stream.shutdown().await;
+    Ok(())
+}
+
+/// Connects to the VM's `vnc_console` and authenticates: None, or VNC authentication with the
+/// password of the target's (or its hypervisor's) credential. Sends ClientInit (shared, so other
+/// viewers of the console are not disconnected) and reads ServerInit.
+async fn connect_upstream(
+    services: &Services,
+    auth: &policy::Authorized,
+) -> Result<(Conn, ServerInit, Vec<u8>)> {
+    let inventory = services.inventory();
+    let target = inventory
+        .target(auth.target())
+        .ok_or_else(|| anyhow!("target {} vanished from the inventory", auth.target()))?;
+    let endpoint = target
+        .vnc_console
+        .as_ref()
+        .ok_or_else(|| anyhow!("{} has no vnc_console", auth.target()))?;
+    let credential = target.credential.clone().or_else(|| {
+        target
+            .hypervisor
+            .as_deref()
+            .and_then(|h| inventory.hypervisor(h))
+            .and_then(|h| h.credential.clone())
+    });
+    let addr = format!("{}:{}", endpoint.host, endpoint.port);
+    debug!(%addr, "Connecting to the VM console");
+    let stream = tokio::time::timeout(UPSTREAM_CONNECT_TIMEOUT, TcpStream::connect(&addr))
+        .await
+        .map_err(|_| anyhow!("connecting to {addr} timed out"))?
+        .with_context(|| format!("cannot connect to {addr}"))?;
+    stream.set_nodelay(true).ok();
+    let mut up = Conn::new(stream);
+    let (server_version, _) = up.read_msg(rfb::decode_version).await?;
+    let version = server_version.min(ProtocolVersion::V3_8);
+    up.send(version.to_bytes()).await?;
+    let chosen = if version == ProtocolVersion::V3_3 {
+        let t = u32::from_be_bytes(up.read_exact_n::<4>().await?);
+        u8::try_from(t).map_err(|_| anyhow!("console chose security type {t}"))?
+    } else {
+        let (types, _) = up.read_msg(rfb::decode_security_types).await?;
+        let offered = match types {
+            SecurityTypes::Offered(t) => t,
+            SecurityTypes::Refused(reason) => bail!("the console refused: {reason}"),
+        };
+        let pick = if offered.contains(&SECURITY_NONE) {
+            SECURITY_NONE
+        } else if offered.contains(&SECURITY_VNC_AUTH) {
+            SECURITY_VNC_AUTH
+        } else {
+            bail!("the console offers no usable security type ({offered:?})");
+        };
+        up.send(&[pick]).await?;
+        pick
+    };
+    match chosen {
+        SECURITY_NONE => {}
+        SECURITY_VNC_AUTH => {
+            let name = credential.ok_or_else(|| {
+                anyhow!(
+                    "the console needs a password and {} has no credential",
+                    auth.target()
+                )
+            })?;
+            let secrets = services
+                .secrets()
+                .ok_or_else(|| anyhow!("the secrets file is missing"))?;
+            let cred = secrets
+                .credential(&name)
+                .ok_or_else(|| anyhow!("credential {name} is not in the secrets file"))?;
+            let password = cred
+                .password
+                .as_ref()
+                .ok_or_else(|| anyhow!("credential {name} has no password"))?;
+            let challenge = up.read_exact_n::<CHALLENGE_LEN>().await?;
+            up.send(&vnc_auth_response(password.expose().as_bytes(), &challenge))
+                .await?;
+        }
+        other => bail!("the console chose unsupported security type {other}"),
+    }
+    // 3.3 sends a SecurityResult after None only from 3.8 on (RFC 6143 §7.2.1).
+    if !(chosen == SECURITY_NONE && version < ProtocolVersion::V3_8) {
+        let (result, _) = up
+            .read_msg(|b| rfb::decode_security_result(b, version))
+            .await?;
+        if let SecurityResult::Failed(reason) = result {
+            bail!("the console refused the credential: {reason}");
+        }
+    }
+    up.send(&[1]).await?; // ClientInit, shared
+    let (init, raw) = up.read_msg(rfb::decode_server_init).await?;
+    Ok((up, init, raw))
+}

@@ -1,0 +1,218 @@
+//! One recorded VNC console session: opens the session in [`Services`], then relays both ways
+//! message by message through the sans-IO decoders, filtering SetEncodings, dropping the
+//! clipboard in both directions, recording what passes, and ending on kill, window end or
+//! shutdown.
+//!
+//! Recording layout (channel 0): the ServerInit is the first keyframe and is also in the header
+//! metadata (`rfb.*` keys); client-to-server data records hold whole client messages as
+//! forwarded (after filtering), server-to-client records whole server messages and rectangles.
+//! A player feeds both directions to `player::rfb::Replay` in recording order.
+
+use std::collections::BTreeMap;
+use std::sync::Arc;
+
+use anyhow::{Result, bail};
+use player::rfb::{self, ClientMsg, ServerDecoder, ServerMsg};
+use recorder::catalogue::Outcome;
+use recorder::format::EventKind;
+use tokio::io::AsyncWriteExt;
+use tokio_util::sync::CancellationToken;
+use tracing::{Instrument, debug, info, info_span, trace};
+
+use super::handler::Established;
+use crate::services::{EndReason, LiveSession, Services, SessionMeta};
+
+/// The recording channel of RFB data.
+pub const RFB_CHANNEL: u32 = 0;
+
+/// Header metadata the player needs to decode the recording.
+pub fn metadata(init: &rfb::ServerInit, raw: &[u8]) -> BTreeMap<String, String> {
+    let hex = |b: &[u8]| b.iter().map(|x| format!("{x:02x}")).collect::<String>();
+    BTreeMap::from([
+        ("rfb.width".to_owned(), init.width.to_string()),
+        ("rfb.height".to_owned(), init.height.to_string()),
+        (
+            "rfb.pixel_format".to_owned(),
+            hex(&init.pixel_format.to_bytes()),
+        ),
+        ("rfb.name".to_owned(), init.name.clone()),
+        ("rfb.server_init".to_owned(), hex(raw)),
+    ])
+}
+
+/// Runs the session to its end and closes its recording and catalogue row.
+pub(crate) async fn run(
+    est: Established,
+    services: Arc<Services>,
+    shutdown: CancellationToken,
+) -> Result<()> {
+    let Established {
+        mut viewer,
+        mut upstream,
+        auth,
+        request,
+        server_init,
+        server_init_raw,
+    } = est;
+    let meta = SessionMeta {
+        protocol_metadata: metadata(&server_init, &server_init_raw),
+        detail: Some(format!(
+            "{}x{} {:?}",
+            server_init.width, server_init.height, server_init.name
+        )),
+    };
+    let live = match services.open_session(&auth, &request, meta).await {
+        Ok(l) => l,
+        Err(e) => {
+            // Fail closed: no recording, no console. The viewer already got "OK", so the only
+            // signal left is the close.
+            let _ = viewer.stream.shutdown().await;
+            return Err(e.context("cannot open the session"));
+        }
+    };
+    let span = info_span!("session", id = %live.id, proto = "console-vnc", client_ip = %request.source, user = auth.user());
+    async move {
+        let outcome = match relay(
+            &mut viewer,
+            &mut upstream,
+            &live,
+            &server_init,
+            &server_init_raw,
+            &shutdown,
+        )
+        .await
+        {
+            Ok(Some(reason)) => {
+                info!(reason = ?reason, "Session told to end");
+                reason.outcome()
+            }
+            Ok(None) => Outcome::Completed,
+            Err(e) => {
+                debug!(error = %format!("{e:#}"), "Relay stopped");
+                Outcome::Completed
+            }
+        };
+        let _ = viewer.stream.shutdown().await;
+        let _ = upstream.stream.shutdown().await;
+        live.finish(outcome).await
+    }
+    .instrument(span)
+    .await
+}
+
+/// Relays until a side closes (`Ok(None)`), the session must end (`Ok(Some(reason))`), or a
+/// peer misbehaves or the recording fails (`Err`).
+async fn relay(
+    viewer: &mut super::handler::Conn,
+    upstream: &mut super::handler::Conn,
+    live: &LiveSession,
+    init: &rfb::ServerInit,
+    init_raw: &[u8],
+    shutdown: &CancellationToken,
+) -> Result<Option<EndReason>> {
+    live.keyframe(RFB_CHANNEL, init_raw).await?;
+    viewer.send(init_raw).await?;
+    let mut decoder = ServerDecoder::new(init.width, init.height, init.pixel_format);
+    let mut last_removed: Vec<i32> = Vec::new();
+    loop {
+        tokio::select! {
+            reason = live.ended() => return Ok(Some(reason)),
+            _ = shutdown.cancelled() => return Ok(Some(EndReason::Shutdown)),
+            r = viewer.fill() => {
+                if r.is_err() {
+                    return Ok(None);
+                }
+                let out = client_to_server(viewer, &mut decoder, live, &mut last_removed).await?;
+                if !out.is_empty() {
+                    live.client_data(RFB_CHANNEL, &out).await?;
+                    upstream.stream.write_all(&out).await?;
+                }
+            }
+            r = upstream.fill() => {
+                if r.is_err() {
+                    return Ok(None);
+                }
+                let out = server_to_client(upstream, &mut decoder, live).await?;
+                if !out.is_empty() {
+                    live.server_data(RFB_CHANNEL, &out).await?;
+                    viewer.stream.write_all(&out).await?;
+                }
+            }
+        }
+    }
+}
+
+/// Decodes every complete client message in the buffer and returns the bytes to forward.
+async fn client_to_server(
+    viewer: &mut super::handler::Conn,
+    decoder: &mut ServerDecoder,
+    live: &LiveSession,
+    last_removed: &mut Vec<i32>,
+) -> Result<Vec<u8>> {
+    let mut out = Vec::new();
+    let mut pos = 0;
+    while let Some((msg, n)) = rfb::decode_client(viewer.buf.get(pos..).unwrap_or_default())? {
+        let raw = viewer.buf.get(pos..pos + n).unwrap_or_default();
+        pos += n;
+        trace!(kind = msg.kind(), len = n, "Viewer message");
+        match msg {
+            ClientMsg::SetEncodings(list) => {
+                let (kept, removed) = rfb::filter_encodings(&list);
+                if !removed.is_empty() && removed != *last_removed {
+                    let detail = format!(
+                        "encodings the player cannot decode removed from the viewer's SetEncodings: {removed:?}"
+                    );
+                    live.event(EventKind::Policy, &detail).await?;
+                    *last_removed = removed;
+                }
+                rfb::encode_client(&ClientMsg::SetEncodings(kept), &mut out)?;
+            }
+            ClientMsg::SetPixelFormat(pf) => {
+                decoder.set_pixel_format(pf);
+                out.extend_from_slice(raw);
+            }
+            ClientMsg::ClientCutText(text) => {
+                let detail = format!("clipboard from the viewer dropped ({} bytes)", text.len());
+                live.event(EventKind::ClipboardDropped, &detail).await?;
+            }
+            _ => out.extend_from_slice(raw),
+        }
+    }
+    viewer.buf.drain(..pos);
+    Ok(out)
+}
+
+/// Decodes every complete server message (or rectangle) in the buffer and returns the bytes to
+/// forward.
+async fn server_to_client(
+    upstream: &mut super::handler::Conn,
+    decoder: &mut ServerDecoder,
+    live: &LiveSession,
+) -> Result<Vec<u8>> {
+    let mut out = Vec::new();
+    let mut pos = 0;
+    loop {
+        let rest = upstream.buf.get(pos..).unwrap_or_default();
+        let Some((msg, n)) = decoder.decode(rest)? else {
+            break;
+        };
+        let raw = rest.get(..n).unwrap_or_default();
+        pos += n;
+        match msg {
+            ServerMsg::ServerCutText(text) => {
+                let detail = format!("clipboard from the console dropped ({} bytes)", text.len());
+                live.event(EventKind::ClipboardDropped, &detail).await?;
+            }
+            ServerMsg::Rect(r) if r.encoding == rfb::Encoding::DesktopSize => {
+                live.resize(r.width.into(), r.height.into()).await?;
+                out.extend_from_slice(raw);
+            }
+            _ => out.extend_from_slice(raw),
+        }
+    }
+    if pos == 0 && upstream.buf.len() as u64 > rfb::MAX_MESSAGE_LEN {
+        bail!("console message exceeds the limit");
+    }
+    upstream.buf.drain(..pos);
+    Ok(out)
+}
