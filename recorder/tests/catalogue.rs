@@ -131,6 +131,8 @@ catalogue_tests!(
     two_instances_share_one_database,
     audit_events,
     reconnect_keeps_data,
+    stale_instances_lose_their_consoles,
+    records_from_policy_decisions,
 );
 
 // ----- helpers -----
@@ -991,6 +993,86 @@ async fn reconnect_keeps_data(url: &str, kind: BackendKind) {
     // Migrations run again (a no-op) and the data is still there.
     let c = open(url, kind).await;
     assert_eq!(c.get_session(s.id).await.unwrap().unwrap().id, s.id);
+}
+
+async fn stale_instances_lose_their_consoles(url: &str, kind: BackendKind) {
+    let c = open(url, kind).await;
+    let a = instance("bastion-a");
+    let b = instance("bastion-b");
+    let sa = session(&a, Protocol::ConsoleSerial, "tanaka", "web01");
+    let sb = session(&b, Protocol::ConsoleVnc, "sato", "web02");
+    c.session_started_batch(&[sa.clone(), sb.clone()])
+        .await
+        .unwrap();
+    let now = Utc::now();
+
+    // No heartbeats yet: both count (single-instance set-ups need none).
+    assert_eq!(c.live_consoles_at(now).await.unwrap().len(), 2);
+    assert!(c.instances().await.unwrap().is_empty());
+
+    c.heartbeat(&a, now - Duration::seconds(2)).await.unwrap();
+    c.heartbeat(&b, now - Duration::minutes(10)).await.unwrap();
+    c.heartbeat(&a, now).await.unwrap();
+    let consoles = c.live_consoles_at(now).await.unwrap();
+    assert_eq!(
+        consoles.iter().map(|l| l.session_id).collect::<Vec<_>>(),
+        vec![sa.id],
+        "b's heartbeat is stale"
+    );
+    let instances = c.instances().await.unwrap();
+    assert_eq!(instances.len(), 2);
+    assert_eq!(instances[0].instance_id, a);
+    assert_eq!(
+        instances[0].started_at,
+        Ts(now - Duration::seconds(2)).get()
+    );
+    assert_eq!(instances[0].last_seen, Ts(now).get());
+
+    // b comes back.
+    c.heartbeat(&b, now).await.unwrap();
+    assert_eq!(c.live_consoles().await.unwrap().len(), 2);
+}
+
+/// Truncation to the microseconds the catalogue keeps.
+struct Ts(DateTime<Utc>);
+
+impl Ts {
+    fn get(&self) -> DateTime<Utc> {
+        use chrono::SubsecRound;
+        self.0.trunc_subsecs(6)
+    }
+}
+
+async fn records_from_policy_decisions(url: &str, kind: BackendKind) {
+    let c = open(url, kind).await;
+    let a = instance("bastion-a");
+    let request = policy::Request {
+        protocol: Protocol::Rdp,
+        source: ip("127.0.10.11"),
+        target: policy::TargetRef::Address(ip("10.1.2.3")),
+        user: Some("tanaka".to_owned()),
+    };
+    let decision = policy::Decision::Deny(policy::Denial::new(
+        policy::Rule::TargetUnknown,
+        "no target has address 10.1.2.3",
+        None,
+        None,
+        None,
+    ));
+    let record = DecisionRecord::from_decision(t0(), &a, &request, &decision, None);
+    assert_eq!(record.verdict, Verdict::Deny);
+    assert_eq!(
+        record.target.as_deref(),
+        Some("10.1.2.3"),
+        "target as given"
+    );
+    assert_eq!(record.user.as_deref(), Some("tanaka"));
+    let id = c.record_decision(&record).await.unwrap();
+    let denials = c.list_denials(&DenialFilter::default()).await.unwrap();
+    assert_eq!(denials.len(), 1);
+    assert_eq!(denials[0].id, id);
+    assert_eq!(denials[0].rule, "target.unknown");
+    assert_eq!(denials[0].reason, "no target has address 10.1.2.3");
 }
 
 // ----- backend-specific -----

@@ -39,7 +39,7 @@ pub use error::CatalogueError;
 pub use policy::{LiveConsole, Protocol, SessionId};
 pub use types::{
     AuditEvent, AuditEventId, AuditEventRow, AuditFilter, BackendKind, DecisionFilter, DecisionId,
-    DecisionRecord, DecisionRow, DenialFilter, DenialRow, InstanceId, Interrupted,
+    DecisionRecord, DecisionRow, DenialFilter, DenialRow, InstanceId, InstanceRow, Interrupted,
     MAX_INSTANCE_ID_LEN, NewSession, Outcome, RecordingState, RecordingSummary, SessionEventRow,
     SessionFilter, SessionRow, Verdict, event_kind,
 };
@@ -56,6 +56,18 @@ pub const MAX_PAGE: u32 = 10_000;
 /// peer must not be able to grow the catalogue by megabytes per attempt. Longer text is
 /// cut and marked with `…`.
 pub const MAX_TEXT_LEN: usize = 4096;
+
+/// How often an instance should poll [`Catalogue::pending_kills`]: a kill must take effect
+/// within 1 s of `sekisho sessions kill`, and the query is an index lookup.
+pub const KILL_POLL_INTERVAL: Duration = Duration::from_millis(250);
+
+/// How often an instance should call [`Catalogue::heartbeat`] while serving.
+pub const HEARTBEAT_INTERVAL: Duration = Duration::from_secs(5);
+
+/// An instance whose last heartbeat is older than this is presumed dead: its live consoles
+/// stop counting for RDP hops. Several missed heartbeats, so a slow database does not
+/// flap hops on and off.
+pub const STALE_INSTANCE_AFTER: chrono::Duration = chrono::Duration::seconds(30);
 
 /// How long an SQLite writer waits for another (e.g. the CLI) before giving up.
 const SQLITE_BUSY_TIMEOUT: Duration = Duration::from_secs(5);
@@ -350,6 +362,13 @@ struct RawConsole {
     user_name: String,
     contractor: String,
     access_path: String,
+}
+
+#[derive(FromRow)]
+struct RawInstance {
+    instance_id: String,
+    started_at: Ts,
+    last_seen: Ts,
 }
 
 #[derive(FromRow)]
@@ -889,12 +908,33 @@ impl Catalogue {
 
     /// Every live console session (serial or VNC) of every instance: the policy engine's
     /// input for RDP hops from a server.
+    ///
+    /// Fail closed for shared catalogues: consoles of an instance whose last
+    /// [`heartbeat`](Catalogue::heartbeat) is older than [`STALE_INSTANCE_AFTER`] are left
+    /// out (that instance has probably died; its sessions are no longer watched or recorded).
+    /// Instances that never sent a heartbeat are trusted, so single-instance set-ups need none.
     pub async fn live_consoles(&self) -> Result<Vec<LiveConsole>, CatalogueError> {
-        let sql = "SELECT id, target, user_name, contractor, access_path FROM sessions \
-                   WHERE ended_at IS NULL AND protocol IN ('console-serial', 'console-vnc') \
-                   ORDER BY started_at, id";
-        let raw: Vec<RawConsole> =
-            on_backend!(self, |pool| sqlx::query_as(sql).fetch_all(pool).await?);
+        self.live_consoles_at(Utc::now()).await
+    }
+
+    /// [`live_consoles`](Catalogue::live_consoles) as of `now` (for tests and tools).
+    pub async fn live_consoles_at(
+        &self,
+        now: DateTime<Utc>,
+    ) -> Result<Vec<LiveConsole>, CatalogueError> {
+        let fresh_since = Ts::new(now - STALE_INSTANCE_AFTER);
+        let sql = "SELECT s.id AS id, s.target AS target, s.user_name AS user_name, \
+                   s.contractor AS contractor, s.access_path AS access_path \
+                   FROM sessions s LEFT JOIN instances i ON i.instance_id = s.instance_id \
+                   WHERE s.ended_at IS NULL AND s.protocol IN ('console-serial', 'console-vnc') \
+                   AND (i.last_seen IS NULL OR i.last_seen >= $1) \
+                   ORDER BY s.started_at, s.id";
+        let raw: Vec<RawConsole> = on_backend!(self, |pool| {
+            sqlx::query_as(sql)
+                .bind(fresh_since)
+                .fetch_all(pool)
+                .await?
+        });
         raw.into_iter()
             .map(|r| {
                 Ok(LiveConsole {
@@ -903,6 +943,47 @@ impl Catalogue {
                     user: r.user_name,
                     contractor: r.contractor,
                     path: r.access_path,
+                })
+            })
+            .collect()
+    }
+
+    // ----- instances -----
+
+    /// Records that `instance` is alive at `at` (call every [`HEARTBEAT_INTERVAL`] while
+    /// serving). The first heartbeat registers the instance.
+    pub async fn heartbeat(
+        &self,
+        instance: &InstanceId,
+        at: DateTime<Utc>,
+    ) -> Result<(), CatalogueError> {
+        let at = Ts::new(at);
+        on_backend!(self, |pool| {
+            sqlx::query(
+                "INSERT INTO instances (instance_id, started_at, last_seen) VALUES ($1, $2, $3) \
+                 ON CONFLICT (instance_id) DO UPDATE SET last_seen = excluded.last_seen",
+            )
+            .bind(instance.as_str().to_owned())
+            .bind(at)
+            .bind(at)
+            .execute(pool)
+            .await?;
+        });
+        Ok(())
+    }
+
+    /// Every instance that ever sent a heartbeat, most recently seen first.
+    pub async fn instances(&self) -> Result<Vec<InstanceRow>, CatalogueError> {
+        let sql = "SELECT instance_id, started_at, last_seen FROM instances \
+                   ORDER BY last_seen DESC, instance_id";
+        let raw: Vec<RawInstance> =
+            on_backend!(self, |pool| sqlx::query_as(sql).fetch_all(pool).await?);
+        raw.into_iter()
+            .map(|r| {
+                Ok(InstanceRow {
+                    instance_id: parse_instance(&r.instance_id)?,
+                    started_at: r.started_at.get(),
+                    last_seen: r.last_seen.get(),
                 })
             })
             .collect()

@@ -245,6 +245,45 @@ pub struct DecisionRecord {
     pub session_id: Option<SessionId>,
 }
 
+impl DecisionRecord {
+    /// The record of `decision`, made by `instance` at `at` for `request`.
+    ///
+    /// The target is the resolved name when policy found one, else the target as the client
+    /// gave it (name or address), so a denial for an unknown target still says what was asked.
+    pub fn from_decision(
+        at: DateTime<Utc>,
+        instance: &InstanceId,
+        request: &policy::Request,
+        decision: &policy::Decision,
+        session_id: Option<SessionId>,
+    ) -> Self {
+        DecisionRecord {
+            at,
+            instance: instance.clone(),
+            protocol: request.protocol,
+            source: request.source,
+            target: Some(
+                decision
+                    .target()
+                    .map_or_else(|| request.target.to_string(), str::to_owned),
+            ),
+            user: decision
+                .user()
+                .map(str::to_owned)
+                .or_else(|| request.user.clone()),
+            contractor: decision.contractor().map(str::to_owned),
+            verdict: if decision.is_allow() {
+                Verdict::Allow
+            } else {
+                Verdict::Deny
+            },
+            rule: decision.rule().as_str().to_owned(),
+            reason: decision.reason().to_owned(),
+            session_id,
+        }
+    }
+}
+
 /// A stored decision.
 #[derive(Clone, Debug, PartialEq, Eq, Serialize)]
 pub struct DecisionRow {
@@ -385,6 +424,33 @@ pub struct NewSession {
     pub recording: Option<String>,
     /// Free text (e.g. the RDP channels negotiated).
     pub detail: Option<String>,
+}
+
+impl NewSession {
+    /// The session `authorized` allows, with every field policy resolved (user, contractor,
+    /// target, access path, and for a hop the console it rides on).
+    pub fn from_authorized(
+        id: SessionId,
+        instance: &InstanceId,
+        authorized: &policy::Authorized,
+        started_at: DateTime<Utc>,
+        recording: Option<String>,
+    ) -> Self {
+        NewSession {
+            id,
+            instance: instance.clone(),
+            protocol: authorized.protocol(),
+            user: authorized.user().to_owned(),
+            contractor: authorized.contractor().to_owned(),
+            source: authorized.source(),
+            target: authorized.target().to_owned(),
+            path: authorized.path().to_owned(),
+            console_session: authorized.console_session(),
+            started_at,
+            recording,
+            detail: None,
+        }
+    }
 }
 
 /// Where a session's recording ended up.
@@ -534,6 +600,17 @@ pub enum Interrupted<'a> {
     Instance(&'a InstanceId),
     /// These sessions (e.g. those whose recordings were just sealed).
     Sessions(&'a [SessionId]),
+}
+
+/// An instance known to the catalogue through its heartbeats.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize)]
+pub struct InstanceRow {
+    /// The instance.
+    pub instance_id: InstanceId,
+    /// Its first heartbeat.
+    pub started_at: DateTime<Utc>,
+    /// Its latest heartbeat.
+    pub last_seen: DateTime<Utc>,
 }
 
 /// Which backend a catalogue uses.
