@@ -723,6 +723,12 @@ impl Inventory {
             Source::Unknown
         }
     }
+    /// The access path of the pool holding `user`'s first desktop; the CLI uses it to stand in
+    /// for a console session's path (`policy check --active-console`).
+    pub fn user_path(&self, user: &str) -> Option<&str> {
+        let ip = *self.user(user)?.desktops.first()?;
+        self.pool_of(ip).map(|p| p.path.as_str())
+    }
     /// May access path `path` reach zone `zone`?
     pub fn zone_allows(&self, zone: &str, path: &str) -> bool {
         self.zones
@@ -1569,6 +1575,9 @@ mod tests {
         assert_eq!(inv.target("web01").unwrap().rdp_port, 13390);
         assert_eq!(inv.users().len(), 2);
         assert_eq!(inv.contracts_for("acme", "web01").count(), 1);
+        assert_eq!(inv.user_path("tanaka"), Some("internet-vpn"));
+        assert_eq!(inv.user_path("suzuki"), None);
+        assert_eq!(inv.desktop_owner("127.0.10.11".parse().unwrap()).unwrap().name, "tanaka");
     }
 
     /// A valid base the error cases below break one way each.

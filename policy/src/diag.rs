@@ -136,7 +136,11 @@ impl<'a> Diag<'a> {
             match T::deserialize(de) {
                 Ok(v) => return Some(v),
                 Err(e) => {
-                    let span = e.span().unwrap_or(0..0);
+                    let Some(span) = e.span() else {
+                        // Without a position nothing can be removed to look further.
+                        self.error(0..0, "(document)", first_line(e.message()));
+                        return None;
+                    };
                     let mut path = Vec::new();
                     let removed = remove_at(doc.get_mut(), span.start, &mut path);
                     let key = if path.is_empty() {
