@@ -1,5 +1,11 @@
 //! Sekisho's listeners and protocol relays. The `sekisho` binary (`src/main.rs`) is a thin
 //! command-line layer over this library.
 
+pub mod auth;
+pub mod cli;
 pub mod rdp;
+pub mod secrets;
+pub mod services;
 pub mod ssh;
+pub mod tls;
+pub mod vnc;

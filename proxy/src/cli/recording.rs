@@ -1,0 +1,154 @@
+//! `sekisho recording info|verify|seal|public-key`.
+
+use std::path::{Path, PathBuf};
+use std::process::ExitCode;
+
+use anyhow::{Context, Result};
+use clap::Args;
+
+use super::EXIT_NO;
+
+#[derive(Debug, Args)]
+pub struct InfoArgs {
+    /// The recording file.
+    file: PathBuf,
+}
+
+#[derive(Debug, Args)]
+pub struct VerifyArgs {
+    /// The recording file.
+    file: PathBuf,
+    /// The instance's public key (hex), as `sekisho recording public-key` prints it. An
+    /// auditor working offline passes the key they were given.
+    #[arg(long, value_name = "HEX")]
+    key: Option<String>,
+    /// Trust the public key of this configuration's signing key.
+    #[arg(long, short = 'c', value_name = "FILE")]
+    config: Option<PathBuf>,
+    /// Print the report as JSON.
+    #[arg(long)]
+    json: bool,
+}
+
+#[derive(Debug, Args)]
+pub struct SealArgs {
+    /// The recording file cut short by a crash.
+    file: PathBuf,
+    /// The configuration whose signing key signs the recovered prefix.
+    #[arg(long, short = 'c', value_name = "FILE")]
+    config: PathBuf,
+}
+
+#[derive(Debug, Args)]
+pub struct PublicKeyArgs {
+    /// The configuration whose signing key to show (created if absent, as on first start).
+    #[arg(long, short = 'c', value_name = "FILE")]
+    config: Option<PathBuf>,
+}
+
+fn read(file: &Path) -> Result<Vec<u8>> {
+    std::fs::read(file).with_context(|| format!("cannot read {}", file.display()))
+}
+
+pub fn info(args: InfoArgs) -> Result<ExitCode> {
+    let bytes = read(&args.file)?;
+    let info = recorder::info(&bytes).with_context(|| format!("{}", args.file.display()))?;
+    println!("{}", serde_json::to_string_pretty(&info)?);
+    Ok(ExitCode::SUCCESS)
+}
+
+/// Exit 0 intact (signed trailer, whole chain, trusted key when one is given), 1 otherwise.
+pub fn verify(args: VerifyArgs) -> Result<ExitCode> {
+    let trusted = match (&args.key, &args.config) {
+        (Some(hex), _) => Some(recorder::signing::parse_public_key(hex).context("--key")?),
+        (None, Some(config)) => {
+            let config = super::load_config(config)?;
+            let key = recorder::signing::load(&config.inventory.storage().signing_key)
+                .context("cannot load the signing key")?;
+            Some(key.verifying_key())
+        }
+        (None, None) => None,
+    };
+    let bytes = read(&args.file)?;
+    let report = recorder::verify(&bytes, trusted.as_ref());
+    if args.json {
+        println!("{}", serde_json::to_string_pretty(&report)?);
+    } else {
+        println!("{}: {}", args.file.display(), describe(&report));
+        if trusted.is_none() {
+            println!(
+                "note: no trusted key given (--key or --config): the signature was checked only against the key inside the recording"
+            );
+        }
+    }
+    // A recording sealed after an interruption is authentic up to the interruption: it is
+    // evidence as it stands, so it verifies (and says it was interrupted).
+    Ok(if report.is_authentic() {
+        ExitCode::SUCCESS
+    } else {
+        ExitCode::from(EXIT_NO)
+    })
+}
+
+/// One line for a person: the state, and where and why when it is not intact.
+fn describe(report: &recorder::VerifyReport) -> String {
+    use recorder::VerifyState;
+    let signer = report
+        .signer
+        .as_ref()
+        .map(|s| format!(", signed by {}", s.fingerprint))
+        .unwrap_or_default();
+    match &report.state {
+        VerifyState::Intact => format!(
+            "intact ({} chunks, {} records{signer})",
+            report.chunks, report.records
+        ),
+        VerifyState::Interrupted => format!(
+            "interrupted: authentic up to the interruption, sealed afterwards ({} chunks, {} records{signer})",
+            report.chunks, report.records
+        ),
+        VerifyState::Incomplete {
+            last_good_chunk,
+            offset,
+            reason,
+        } => format!(
+            "incomplete: {reason}; readable up to byte {offset} (last whole chunk: {}); not tampered, but not yet sealed (`sekisho recording seal`)",
+            last_good_chunk.map_or_else(|| "none".to_owned(), |c| c.to_string())
+        ),
+        VerifyState::Tampered { offset, reason } => {
+            format!("TAMPERED at byte {offset}: {reason}")
+        }
+    }
+}
+
+pub fn seal(args: SealArgs) -> Result<ExitCode> {
+    let config = super::load_config(&args.config)?;
+    let key = recorder::signing::load(&config.inventory.storage().signing_key)
+        .context("cannot load the signing key")?;
+    let (summary, reason) = recorder::seal_file(&args.file, &key)
+        .with_context(|| format!("cannot seal {}", args.file.display()))?;
+    println!(
+        "{}: sealed after interruption ({reason}); {} chunks, {} records, final hash {}",
+        args.file.display(),
+        summary.chunks,
+        summary.records,
+        summary.final_hash
+    );
+    Ok(ExitCode::SUCCESS)
+}
+
+pub fn public_key(args: PublicKeyArgs) -> Result<ExitCode> {
+    let config = super::load_config_or_default(args.config.as_deref())?;
+    let (key, created) = recorder::signing::load_or_create(&config.inventory.storage().signing_key)
+        .context("cannot load or create the signing key")?;
+    let public = key.verifying_key();
+    if created {
+        eprintln!(
+            "created a new signing key at {}",
+            config.inventory.storage().signing_key.display()
+        );
+    }
+    println!("{}", recorder::signing::public_key_hex(&public));
+    eprintln!("fingerprint: {}", recorder::signing::fingerprint(&public));
+    Ok(ExitCode::SUCCESS)
+}
