@@ -1,0 +1,498 @@
+//! Console backends: where a text console session's bytes go upstream.
+//!
+//! - Serial: raw TCP to the hypervisor's serial port (QEMU `-serial tcp:…,server`).
+//! - SSH: a russh client to the hypervisor's SSH console (running `console_command`, e.g.
+//!   `virsh console {vm}`) or to a physical server's own sshd, with a PTY of the client's size.
+//!   The upstream host key is pinned on first use in `known_hosts` under the data directory;
+//!   a changed key refuses the connection.
+//!
+//! Each backend runs as one task bridged to the session actor by two bounded channels, so the
+//! actor treats every backend the same and backpressure reaches the socket.
+
+use std::io::Write as _;
+use std::path::{Path, PathBuf};
+use std::sync::{Arc, Mutex};
+use std::time::Duration;
+
+use bytes::Bytes;
+use russh::ChannelMsg;
+use russh::client;
+use russh::keys::{PrivateKeyWithHashAlg, PublicKey, PublicKeyOrCertificate};
+use tokio::io::{AsyncReadExt, AsyncWriteExt};
+use tokio::net::TcpStream;
+use tokio::sync::mpsc;
+use tracing::{debug, trace};
+
+/// Output chunks buffered between a backend and the session actor. Small: a full queue makes
+/// the backend stop reading its socket, which is the backpressure we want.
+const OUTPUT_QUEUE: usize = 32;
+/// Input messages buffered toward a backend.
+const INPUT_QUEUE: usize = 32;
+/// Largest read from a serial socket at once.
+const SERIAL_READ: usize = 16 * 1024;
+/// How long dialling and logging in to a console may take.
+pub const CONNECT_TIMEOUT: Duration = Duration::from_secs(15);
+
+/// Credentials Sekisho injects toward an SSH console. Debug hides the password.
+#[derive(Clone)]
+pub enum UpstreamAuth {
+    /// A password.
+    Password(policy::Secret<String>),
+    /// A private key file (OpenSSH format, no passphrase).
+    Key(PathBuf),
+}
+
+impl std::fmt::Debug for UpstreamAuth {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match self {
+            UpstreamAuth::Password(_) => f.write_str("Password(<secret>)"),
+            UpstreamAuth::Key(p) => write!(f, "Key({})", p.display()),
+        }
+    }
+}
+
+/// Where and how to reach a console.
+#[derive(Debug, Clone)]
+pub enum Route {
+    /// Raw TCP serial console.
+    Serial {
+        /// `host:port`.
+        endpoint: String,
+    },
+    /// SSH console (hypervisor) or a physical server's sshd.
+    Ssh {
+        /// Host name or address.
+        host: String,
+        /// Port.
+        port: u16,
+        /// Upstream user name.
+        username: String,
+        /// Password or key.
+        auth: UpstreamAuth,
+        /// Command to run instead of a shell (`{vm}` already replaced).
+        command: Option<String>,
+    },
+}
+
+impl Route {
+    /// Short description for logs and messages (no secrets).
+    pub fn describe(&self) -> String {
+        match self {
+            Route::Serial { endpoint } => format!("serial console {endpoint}"),
+            Route::Ssh {
+                host,
+                port,
+                username,
+                command,
+                ..
+            } => match command {
+                Some(c) => format!("ssh console {username}@{host}:{port} ({c})"),
+                None => format!("ssh {username}@{host}:{port}"),
+            },
+        }
+    }
+}
+
+/// The client's terminal, passed on to the console.
+#[derive(Debug, Clone)]
+pub struct Pty {
+    /// `TERM`.
+    pub term: String,
+    /// Columns.
+    pub cols: u32,
+    /// Rows.
+    pub rows: u32,
+}
+
+/// Toward a console.
+#[derive(Debug)]
+pub enum ConsoleInput {
+    /// Keys.
+    Data(Bytes),
+    /// The client's window changed.
+    Resize {
+        /// Columns.
+        cols: u32,
+        /// Rows.
+        rows: u32,
+    },
+}
+
+/// A connected console: output arrives on `output` (closed when the console ends), input goes
+/// to `input` (dropping it ends the backend).
+#[derive(Debug)]
+pub struct ConsoleIo {
+    /// Console output.
+    pub output: mpsc::Receiver<Bytes>,
+    /// Keys and resizes.
+    pub input: mpsc::Sender<ConsoleInput>,
+}
+
+/// Why a console could not be reached.
+#[derive(Debug, thiserror::Error)]
+#[non_exhaustive]
+pub enum ConsoleError {
+    /// TCP connect failed or timed out.
+    #[error("cannot connect to {what}: {error}")]
+    Connect {
+        /// Which console.
+        what: String,
+        /// Why.
+        error: String,
+    },
+    /// The upstream SSH host key differs from the pinned one.
+    #[error("host key of {host}:{port} has changed (pinned in {file}); refusing to connect")]
+    HostKeyChanged {
+        /// Host.
+        host: String,
+        /// Port.
+        port: u16,
+        /// The known_hosts file.
+        file: String,
+    },
+    /// Upstream authentication failed.
+    #[error("the console at {0} did not accept Sekisho's credential")]
+    AuthFailed(String),
+    /// The private key could not be loaded.
+    #[error("cannot load the private key {path}: {error}")]
+    Key {
+        /// The key file.
+        path: String,
+        /// Why.
+        error: String,
+    },
+    /// An SSH protocol error after connecting.
+    #[error("ssh console {what}: {error}")]
+    Ssh {
+        /// Which console.
+        what: String,
+        /// Why.
+        error: String,
+    },
+}
+
+/// Connects `route`, with the client's terminal `pty`; `known_hosts` pins SSH host keys.
+pub async fn connect(
+    route: &Route,
+    pty: &Pty,
+    known_hosts: &Path,
+) -> Result<ConsoleIo, ConsoleError> {
+    match tokio::time::timeout(CONNECT_TIMEOUT, connect_inner(route, pty, known_hosts)).await {
+        Ok(r) => r,
+        Err(_) => Err(ConsoleError::Connect {
+            what: route.describe(),
+            error: "timed out".to_owned(),
+        }),
+    }
+}
+
+async fn connect_inner(
+    route: &Route,
+    pty: &Pty,
+    known_hosts: &Path,
+) -> Result<ConsoleIo, ConsoleError> {
+    match route {
+        Route::Serial { endpoint } => {
+            let stream =
+                TcpStream::connect(endpoint.as_str())
+                    .await
+                    .map_err(|e| ConsoleError::Connect {
+                        what: route.describe(),
+                        error: e.to_string(),
+                    })?;
+            let _ = stream.set_nodelay(true);
+            Ok(spawn_serial(stream))
+        }
+        Route::Ssh {
+            host,
+            port,
+            username,
+            auth,
+            command,
+        } => {
+            connect_ssh(
+                host,
+                *port,
+                username,
+                auth,
+                command.as_deref(),
+                pty,
+                known_hosts,
+            )
+            .await
+        }
+    }
+}
+
+fn spawn_serial(stream: TcpStream) -> ConsoleIo {
+    let (out_tx, out_rx) = mpsc::channel::<Bytes>(OUTPUT_QUEUE);
+    let (in_tx, mut in_rx) = mpsc::channel::<ConsoleInput>(INPUT_QUEUE);
+    tokio::spawn(async move {
+        let (mut rd, mut wr) = stream.into_split();
+        let mut buf = vec![0u8; SERIAL_READ];
+        loop {
+            tokio::select! {
+                n = rd.read(&mut buf) => {
+                    let n = match n { Ok(0) | Err(_) => break, Ok(n) => n };
+                    let chunk = Bytes::copy_from_slice(buf.get(..n).unwrap_or_default());
+                    trace!(len = n, "Serial console output");
+                    if out_tx.send(chunk).await.is_err() {
+                        break;
+                    }
+                }
+                input = in_rx.recv() => match input {
+                    Some(ConsoleInput::Data(bytes)) => {
+                        if wr.write_all(&bytes).await.is_err() {
+                            break;
+                        }
+                    }
+                    // A serial line has no window size.
+                    Some(ConsoleInput::Resize { .. }) => {}
+                    None => break,
+                },
+            }
+        }
+        debug!("Serial console closed");
+    });
+    ConsoleIo {
+        output: out_rx,
+        input: in_tx,
+    }
+}
+
+/// russh client handler: pins the server's host key.
+struct Pinning {
+    file: PathBuf,
+    host: String,
+    port: u16,
+    changed: Arc<Mutex<bool>>,
+}
+
+impl client::Handler for Pinning {
+    type Error = russh::Error;
+
+    async fn check_server_key(
+        &mut self,
+        key: &PublicKeyOrCertificate,
+    ) -> Result<bool, Self::Error> {
+        let PublicKeyOrCertificate::PublicKey { key, .. } = key else {
+            return Ok(false); // certificates: no CA configured, refuse
+        };
+        match check_or_pin(&self.file, &self.host, self.port, key) {
+            Ok(ok) => {
+                if !ok && let Ok(mut changed) = self.changed.lock() {
+                    *changed = true;
+                }
+                Ok(ok)
+            }
+            Err(e) => {
+                tracing::warn!(error = %e, file = %self.file.display(), "Cannot use the known_hosts file; refusing");
+                Ok(false)
+            }
+        }
+    }
+}
+
+/// The name a host key is pinned under.
+fn host_entry(host: &str, port: u16) -> String {
+    format!("[{host}]:{port}")
+}
+
+/// Largest known_hosts file read; it holds one line per console endpoint.
+const MAX_KNOWN_HOSTS: u64 = 4 * 1024 * 1024;
+
+/// True when `key` matches the pinned key of `host:port`, or none was pinned (then it is pinned
+/// now). False on a mismatch.
+pub fn check_or_pin(file: &Path, host: &str, port: u16, key: &PublicKey) -> std::io::Result<bool> {
+    let name = host_entry(host, port);
+    let text = match std::fs::metadata(file) {
+        Ok(m) if m.len() > MAX_KNOWN_HOSTS => {
+            return Err(std::io::Error::other("known_hosts file is too large"));
+        }
+        Ok(_) => std::fs::read_to_string(file)?,
+        Err(e) if e.kind() == std::io::ErrorKind::NotFound => String::new(),
+        Err(e) => return Err(e),
+    };
+    let mut pinned_any = false;
+    for line in text.lines() {
+        let mut parts = line.splitn(2, ' ');
+        if parts.next() != Some(name.as_str()) {
+            continue;
+        }
+        let Some(k) = parts.next() else { continue };
+        pinned_any = true;
+        if PublicKey::from_openssh(k.trim()).is_ok_and(|p| p.key_data() == key.key_data()) {
+            return Ok(true);
+        }
+    }
+    if pinned_any {
+        return Ok(false);
+    }
+    if let Some(dir) = file.parent() {
+        std::fs::create_dir_all(dir)?;
+    }
+    let mut bare = key.clone();
+    bare.set_comment("");
+    let line = bare.to_openssh().map_err(std::io::Error::other)?;
+    let mut f = std::fs::OpenOptions::new()
+        .create(true)
+        .append(true)
+        .open(file)?;
+    writeln!(f, "{name} {}", line.trim())?;
+    tracing::info!(host = %name, "Pinned the console host key");
+    Ok(true)
+}
+
+#[allow(clippy::too_many_arguments)]
+async fn connect_ssh(
+    host: &str,
+    port: u16,
+    username: &str,
+    auth: &UpstreamAuth,
+    command: Option<&str>,
+    pty: &Pty,
+    known_hosts: &Path,
+) -> Result<ConsoleIo, ConsoleError> {
+    let what = format!("{host}:{port}");
+    let ssh_err = |e: russh::Error| ConsoleError::Ssh {
+        what: what.clone(),
+        error: e.to_string(),
+    };
+    let changed = Arc::new(Mutex::new(false));
+    let handler = Pinning {
+        file: known_hosts.to_owned(),
+        host: host.to_owned(),
+        port,
+        changed: Arc::clone(&changed),
+    };
+    let config = Arc::new(client::Config {
+        nodelay: true,
+        inactivity_timeout: None,
+        ..Default::default()
+    });
+    let mut handle = match client::connect(config, (host, port), handler).await {
+        Ok(h) => h,
+        Err(e) => {
+            if changed.lock().map(|c| *c).unwrap_or(false) {
+                return Err(ConsoleError::HostKeyChanged {
+                    host: host.to_owned(),
+                    port,
+                    file: known_hosts.display().to_string(),
+                });
+            }
+            return Err(match e {
+                russh::Error::IO(io) => ConsoleError::Connect {
+                    what: what.clone(),
+                    error: io.to_string(),
+                },
+                other => ssh_err(other),
+            });
+        }
+    };
+    let result = match auth {
+        UpstreamAuth::Password(pw) => handle
+            .authenticate_password(username, pw.expose().as_str())
+            .await
+            .map_err(ssh_err)?,
+        UpstreamAuth::Key(path) => {
+            let key = russh::keys::load_secret_key(path, None).map_err(|e| ConsoleError::Key {
+                path: path.display().to_string(),
+                error: e.to_string(),
+            })?;
+            let hash = handle
+                .best_supported_rsa_hash()
+                .await
+                .map_err(ssh_err)?
+                .flatten();
+            handle
+                .authenticate_publickey(username, PrivateKeyWithHashAlg::new(Arc::new(key), hash))
+                .await
+                .map_err(ssh_err)?
+        }
+    };
+    if !result.success() {
+        return Err(ConsoleError::AuthFailed(what));
+    }
+    let channel = handle.channel_open_session().await.map_err(ssh_err)?;
+    channel
+        .request_pty(false, &pty.term, pty.cols, pty.rows, 0, 0, &[])
+        .await
+        .map_err(ssh_err)?;
+    match command {
+        Some(c) => channel.exec(false, c).await.map_err(ssh_err)?,
+        None => channel.request_shell(false).await.map_err(ssh_err)?,
+    }
+
+    let (out_tx, out_rx) = mpsc::channel::<Bytes>(OUTPUT_QUEUE);
+    let (in_tx, mut in_rx) = mpsc::channel::<ConsoleInput>(INPUT_QUEUE);
+    tokio::spawn(async move {
+        // Keep the connection alive as long as the channel.
+        let _handle = handle;
+        let (mut read, write) = channel.split();
+        loop {
+            tokio::select! {
+                msg = read.wait() => match msg {
+                    Some(ChannelMsg::Data { data }) | Some(ChannelMsg::ExtendedData { data, .. }) => {
+                        if out_tx.send(data).await.is_err() {
+                            break;
+                        }
+                    }
+                    Some(ChannelMsg::Eof) | Some(ChannelMsg::Close) | None => break,
+                    Some(other) => trace!(?other, "SSH console message"),
+                },
+                input = in_rx.recv() => match input {
+                    Some(ConsoleInput::Data(bytes)) => {
+                        if write.data_bytes(bytes).await.is_err() {
+                            break;
+                        }
+                    }
+                    Some(ConsoleInput::Resize { cols, rows }) => {
+                        let _ = write.window_change(cols, rows, 0, 0).await;
+                    }
+                    None => {
+                        let _ = write.close().await;
+                        break;
+                    }
+                },
+            }
+        }
+        debug!("SSH console closed");
+    });
+    Ok(ConsoleIo {
+        output: out_rx,
+        input: in_tx,
+    })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn pin_on_first_use_then_refuse_a_changed_key() {
+        let dir = tempfile::tempdir().unwrap();
+        let file = dir.path().join("data/known_hosts");
+        let a = PublicKey::from_openssh(
+            "ssh-ed25519 AAAAC3NzaC1lZDI1NTE5AAAAIDR3zNuxPoloAlApNaiynbruslOsDwaEPN/suAH+DF1N a@b",
+        )
+        .unwrap();
+        let b = PublicKey::from_openssh(
+            "ssh-ed25519 AAAAC3NzaC1lZDI1NTE5AAAAIDwSr/AmLnGu/fhdqI8YA5uyHODpzJF9J0U2PGvXOIt1",
+        )
+        .unwrap();
+        assert!(check_or_pin(&file, "127.0.0.1", 22, &a).unwrap());
+        assert!(check_or_pin(&file, "127.0.0.1", 22, &a).unwrap());
+        assert!(!check_or_pin(&file, "127.0.0.1", 22, &b).unwrap());
+        // Another port is another endpoint.
+        assert!(check_or_pin(&file, "127.0.0.1", 2222, &b).unwrap());
+        let text = std::fs::read_to_string(&file).unwrap();
+        assert_eq!(text.lines().count(), 2);
+        assert!(!text.contains("a@b"));
+    }
+
+    #[test]
+    fn upstream_auth_debug_hides_password() {
+        let a = UpstreamAuth::Password(policy::Secret::new("hunter2".to_owned()));
+        assert_eq!(format!("{a:?}"), "Password(<secret>)");
+    }
+}

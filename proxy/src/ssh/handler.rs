@@ -1,0 +1,591 @@
+//! The russh `Handler` of one SSH connection. It holds no session logic: authentication is
+//! answered here (it must be, synchronously with the protocol), and every channel callback
+//! becomes an [`Event`] for the connection's actor in [`super::session`]. Requests Sekisho never
+//! grants (port/agent/X11 forwarding, subsystems) are refused here and reported as events.
+
+use std::borrow::Cow;
+use std::net::SocketAddr;
+use std::sync::Arc;
+use std::time::Instant;
+
+use bytes::Bytes;
+use russh::server::{
+    Auth, ChannelOpenHandle, Msg, PublicKeyOffer, Response, Session, VerifiedPublicKey,
+};
+use russh::{Channel, ChannelId, MethodKind, MethodSet};
+use tokio::sync::mpsc;
+use tracing::{Instrument, info, info_span, warn};
+
+use super::Shared;
+use super::menu::parse_login;
+use super::session::Actor;
+use crate::auth::matrix_card::{MatrixCard, Verdict};
+use crate::auth::{key_is_authorized, verify_password};
+use crate::services::Services;
+
+/// Events queued toward the actor. Small: a full queue stalls russh's read loop, which is the
+/// backpressure toward a fast typist or a paste.
+const EVENT_QUEUE: usize = 64;
+/// Most keyboard-interactive answers looked at in one response.
+const MAX_KBD_ANSWERS: usize = 8;
+
+/// A refused request kind; maps to the `ssh.file-transfer` / `ssh.forwarding` rules.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Refusal {
+    /// SFTP/SCP/rsync.
+    FileTransfer,
+    /// Port, agent or X11 forwarding.
+    Forwarding,
+}
+
+/// What happened on the connection, for the actor.
+#[derive(Debug)]
+pub enum Event {
+    /// The session channel was opened.
+    SessionChannel(ChannelId),
+    /// A PTY was requested.
+    Pty {
+        /// `TERM`.
+        term: String,
+        /// Columns.
+        cols: u32,
+        /// Rows.
+        rows: u32,
+    },
+    /// A shell was requested on the channel.
+    Shell(ChannelId),
+    /// A command was requested on the channel.
+    Exec(ChannelId, String),
+    /// Keys.
+    Data(ChannelId, Bytes),
+    /// The client's window changed.
+    Resize {
+        /// Columns.
+        cols: u32,
+        /// Rows.
+        rows: u32,
+    },
+    /// A request was refused (already answered negatively toward the client).
+    Refused {
+        /// Which rule.
+        kind: Refusal,
+        /// What was asked, for the user and the recording.
+        detail: String,
+        /// The channel it came on, if any (the actor ends an otherwise idle channel).
+        channel: Option<ChannelId>,
+        /// The user was already told (by the handler).
+        told: bool,
+    },
+    /// The client sent EOF on a channel.
+    Eof(ChannelId),
+    /// The client closed a channel.
+    Closed(ChannelId),
+}
+
+/// Who logged in (after the first factor).
+#[derive(Debug, Clone)]
+struct Login {
+    /// The login name as sent (`USER+TARGET`).
+    login: String,
+    user: String,
+    target: Option<String>,
+}
+
+/// One connection's russh handler.
+pub struct ConnectionHandler {
+    services: Arc<Services>,
+    shared: Arc<Shared>,
+    peer: SocketAddr,
+    /// Set once the first factor (password or key) passed.
+    login: Option<Login>,
+    /// The card to ask, when the user has one and the first factor passed.
+    card: Option<MatrixCard>,
+    /// Toward the actor, once authenticated.
+    events: Option<mpsc::Sender<Event>>,
+    /// The one session channel this connection may have.
+    session_channel: Option<ChannelId>,
+}
+
+impl ConnectionHandler {
+    pub(super) fn new(services: Arc<Services>, shared: Arc<Shared>, peer: SocketAddr) -> Self {
+        ConnectionHandler {
+            services,
+            shared,
+            peer,
+            login: None,
+            card: None,
+            events: None,
+            session_channel: None,
+        }
+    }
+
+    /// The first factor passed: either done, or the matrix card comes next.
+    fn first_factor(&mut self, login: &str, card: Option<Vec<String>>) -> Auth {
+        let (user, target) = parse_login(login);
+        self.login = Some(Login {
+            login: login.to_owned(),
+            user: user.to_owned(),
+            target: target.map(str::to_owned),
+        });
+        let Some(rows) = card else {
+            info!(user, "SSH login accepted");
+            return Auth::Accept;
+        };
+        match MatrixCard::from_config_rows(&rows) {
+            Ok(card) => {
+                self.card = Some(card);
+                Auth::Reject {
+                    proceed_with_methods: Some(MethodSet::from(
+                        &[MethodKind::KeyboardInteractive][..],
+                    )),
+                    partial_success: true,
+                }
+            }
+            Err(e) => {
+                warn!(user, error = %e, "Unusable matrix card; refusing the login");
+                self.login = None;
+                Auth::reject()
+            }
+        }
+    }
+
+    async fn emit(&self, event: Event) {
+        if let Some(tx) = &self.events {
+            // A closed actor means the session is over; russh will close the connection.
+            let _ = tx.send(event).await;
+        }
+    }
+
+    async fn refuse(&self, kind: Refusal, detail: String, channel: Option<ChannelId>) {
+        info!(?kind, %detail, "Refused an SSH request");
+        self.emit(Event::Refused {
+            kind,
+            detail,
+            channel,
+            told: false,
+        })
+        .await;
+    }
+}
+
+impl russh::server::Handler for ConnectionHandler {
+    type Error = russh::Error;
+
+    async fn auth_none(&mut self, _user: &str) -> Result<Auth, Self::Error> {
+        Ok(Auth::reject())
+    }
+
+    async fn auth_password(&mut self, login: &str, password: &str) -> Result<Auth, Self::Error> {
+        let (user, _) = parse_login(login);
+        let inventory = self.services.inventory();
+        let Some(u) = inventory.user(user) else {
+            info!(user, "SSH login for an unknown user");
+            return Ok(Auth::reject());
+        };
+        let Some(hash) = u.password_hash.clone() else {
+            return Ok(Auth::reject());
+        };
+        let card = u.matrix_card.clone();
+        let password = policy::Secret::new(password.to_owned());
+        let ok = tokio::task::spawn_blocking(move || verify_password(&hash, password.expose()))
+            .await
+            .unwrap_or(false);
+        if !ok {
+            info!(user, "SSH password rejected");
+            return Ok(Auth::reject());
+        }
+        Ok(self.first_factor(login, card))
+    }
+
+    async fn auth_publickey_offered(
+        &mut self,
+        login: &str,
+        offer: PublicKeyOffer<'_>,
+    ) -> Result<Auth, Self::Error> {
+        let (user, _) = parse_login(login);
+        let inventory = self.services.inventory();
+        let known = inventory
+            .user(user)
+            .is_some_and(|u| key_is_authorized(&u.ssh_keys, offer.public_key));
+        Ok(if known { Auth::Accept } else { Auth::reject() })
+    }
+
+    async fn auth_publickey(
+        &mut self,
+        login: &str,
+        key: VerifiedPublicKey<'_>,
+    ) -> Result<Auth, Self::Error> {
+        let (user, _) = parse_login(login);
+        let inventory = self.services.inventory();
+        let Some(u) = inventory.user(user) else {
+            return Ok(Auth::reject());
+        };
+        if !key_is_authorized(&u.ssh_keys, key.public_key) {
+            return Ok(Auth::reject());
+        }
+        let card = u.matrix_card.clone();
+        Ok(self.first_factor(login, card))
+    }
+
+    async fn auth_keyboard_interactive<'a>(
+        &'a mut self,
+        login: &str,
+        _submethods: &str,
+        response: Option<Response<'a>>,
+    ) -> Result<Auth, Self::Error> {
+        let (Some(l), Some(card)) = (&self.login, &self.card) else {
+            return Ok(Auth::reject());
+        };
+        if l.login != login {
+            return Ok(Auth::reject());
+        }
+        let user = l.user.clone();
+        let guard = &self.shared.matrix;
+        match response {
+            None => {
+                let Some(challenge) =
+                    guard.challenge(&user, card, &mut rand::rng(), Instant::now())
+                else {
+                    warn!(user, "Matrix card locked out");
+                    return Ok(Auth::reject());
+                };
+                let prompts: Vec<(Cow<'static, str>, bool)> = challenge
+                    .prompts()
+                    .into_iter()
+                    .map(|p| (Cow::Owned(p), false))
+                    .collect();
+                Ok(Auth::Partial {
+                    name: Cow::Borrowed("Sekisho matrix card"),
+                    instructions: Cow::Borrowed(
+                        "Enter the digit printed in each cell of your matrix card.",
+                    ),
+                    prompts: Cow::Owned(prompts),
+                })
+            }
+            Some(response) => {
+                let answers: Vec<String> = response
+                    .take(MAX_KBD_ANSWERS)
+                    .map(|b| String::from_utf8_lossy(&b).into_owned())
+                    .collect();
+                let refs: Vec<&str> = answers.iter().map(String::as_str).collect();
+                match guard.answer(&user, card, &refs, Instant::now()) {
+                    Verdict::Pass => {
+                        info!(user, "SSH login accepted (with matrix card)");
+                        Ok(Auth::Accept)
+                    }
+                    Verdict::Fail { remaining } => {
+                        info!(user, remaining, "Matrix card answer rejected");
+                        Ok(Auth::Reject {
+                            proceed_with_methods: Some(MethodSet::from(
+                                &[MethodKind::KeyboardInteractive][..],
+                            )),
+                            partial_success: true,
+                        })
+                    }
+                    Verdict::Locked => {
+                        warn!(user, "Matrix card locked out after repeated failures");
+                        Ok(Auth::reject())
+                    }
+                }
+            }
+        }
+    }
+
+    async fn auth_succeeded(&mut self, session: &mut Session) -> Result<(), Self::Error> {
+        let Some(login) = self.login.clone() else {
+            return Err(russh::Error::NotAuthenticated);
+        };
+        let (tx, rx) = mpsc::channel(EVENT_QUEUE);
+        self.events = Some(tx);
+        let span = info_span!(
+            "session",
+            proto = "ssh",
+            client_ip = %self.peer.ip(),
+            user = %login.user,
+        );
+        let actor = Actor::new(
+            Arc::clone(&self.services),
+            session.handle(),
+            rx,
+            login.user,
+            login.target,
+            self.peer.ip(),
+            self.shared.shutdown.clone(),
+        );
+        self.services.tasks().spawn(actor.run().instrument(span));
+        Ok(())
+    }
+
+    async fn channel_open_session(
+        &mut self,
+        channel: Channel<Msg>,
+        reply: ChannelOpenHandle,
+        _session: &mut Session,
+    ) -> Result<(), Self::Error> {
+        if self.events.is_none() || self.session_channel.is_some() {
+            // One terminal per connection: nothing else leaves the session.
+            reply
+                .reject(russh::ChannelOpenFailure::AdministrativelyProhibited)
+                .await;
+            return Ok(());
+        }
+        let id = channel.id();
+        // The channel object is dropped: its data also reaches `data` below.
+        drop(channel);
+        self.session_channel = Some(id);
+        reply.accept().await;
+        self.emit(Event::SessionChannel(id)).await;
+        Ok(())
+    }
+
+    async fn channel_open_x11(
+        &mut self,
+        _channel: Channel<Msg>,
+        _originator_address: &str,
+        _originator_port: u32,
+        reply: ChannelOpenHandle,
+        _session: &mut Session,
+    ) -> Result<(), Self::Error> {
+        reply
+            .reject(russh::ChannelOpenFailure::AdministrativelyProhibited)
+            .await;
+        self.refuse(Refusal::Forwarding, "X11 channel".to_owned(), None)
+            .await;
+        Ok(())
+    }
+
+    async fn channel_open_direct_tcpip(
+        &mut self,
+        _channel: Channel<Msg>,
+        host_to_connect: &str,
+        port_to_connect: u32,
+        _originator_address: &str,
+        _originator_port: u32,
+        reply: ChannelOpenHandle,
+        _session: &mut Session,
+    ) -> Result<(), Self::Error> {
+        reply
+            .reject(russh::ChannelOpenFailure::AdministrativelyProhibited)
+            .await;
+        let detail =
+            format!("port forwarding to {host_to_connect}:{port_to_connect} (direct-tcpip)");
+        self.refuse(Refusal::Forwarding, detail, None).await;
+        Ok(())
+    }
+
+    async fn channel_open_forwarded_tcpip(
+        &mut self,
+        _channel: Channel<Msg>,
+        _host_to_connect: &str,
+        _port_to_connect: u32,
+        _originator_address: &str,
+        _originator_port: u32,
+        reply: ChannelOpenHandle,
+        _session: &mut Session,
+    ) -> Result<(), Self::Error> {
+        reply
+            .reject(russh::ChannelOpenFailure::AdministrativelyProhibited)
+            .await;
+        self.refuse(
+            Refusal::Forwarding,
+            "forwarded-tcpip channel".to_owned(),
+            None,
+        )
+        .await;
+        Ok(())
+    }
+
+    async fn channel_open_direct_streamlocal(
+        &mut self,
+        _channel: Channel<Msg>,
+        socket_path: &str,
+        reply: ChannelOpenHandle,
+        _session: &mut Session,
+    ) -> Result<(), Self::Error> {
+        reply
+            .reject(russh::ChannelOpenFailure::AdministrativelyProhibited)
+            .await;
+        let detail = format!("unix socket forwarding to {socket_path}");
+        self.refuse(Refusal::Forwarding, detail, None).await;
+        Ok(())
+    }
+
+    async fn channel_eof(
+        &mut self,
+        channel: ChannelId,
+        _session: &mut Session,
+    ) -> Result<(), Self::Error> {
+        self.emit(Event::Eof(channel)).await;
+        Ok(())
+    }
+
+    async fn channel_close(
+        &mut self,
+        channel: ChannelId,
+        _session: &mut Session,
+    ) -> Result<(), Self::Error> {
+        self.emit(Event::Closed(channel)).await;
+        Ok(())
+    }
+
+    async fn data(
+        &mut self,
+        channel: ChannelId,
+        data: &[u8],
+        _session: &mut Session,
+    ) -> Result<(), Self::Error> {
+        tracing::trace!(len = data.len(), "Client data");
+        self.emit(Event::Data(channel, Bytes::copy_from_slice(data)))
+            .await;
+        Ok(())
+    }
+
+    async fn pty_request(
+        &mut self,
+        channel: ChannelId,
+        term: &str,
+        col_width: u32,
+        row_height: u32,
+        _pix_width: u32,
+        _pix_height: u32,
+        _modes: &[(russh::Pty, u32)],
+        session: &mut Session,
+    ) -> Result<(), Self::Error> {
+        session.channel_success(channel)?;
+        self.emit(Event::Pty {
+            term: term.chars().take(64).collect(),
+            cols: col_width,
+            rows: row_height,
+        })
+        .await;
+        Ok(())
+    }
+
+    async fn x11_request(
+        &mut self,
+        channel: ChannelId,
+        _single_connection: bool,
+        _x11_auth_protocol: &str,
+        _x11_auth_cookie: &str,
+        _x11_screen_number: u32,
+        session: &mut Session,
+    ) -> Result<(), Self::Error> {
+        session.channel_failure(channel)?;
+        self.refuse(
+            Refusal::Forwarding,
+            "X11 forwarding".to_owned(),
+            Some(channel),
+        )
+        .await;
+        Ok(())
+    }
+
+    async fn env_request(
+        &mut self,
+        channel: ChannelId,
+        _variable_name: &str,
+        _variable_value: &str,
+        session: &mut Session,
+    ) -> Result<(), Self::Error> {
+        // The console's environment is not the client's business.
+        session.channel_failure(channel)?;
+        Ok(())
+    }
+
+    async fn shell_request(
+        &mut self,
+        channel: ChannelId,
+        session: &mut Session,
+    ) -> Result<(), Self::Error> {
+        session.channel_success(channel)?;
+        self.emit(Event::Shell(channel)).await;
+        Ok(())
+    }
+
+    async fn exec_request(
+        &mut self,
+        channel: ChannelId,
+        data: &[u8],
+        session: &mut Session,
+    ) -> Result<(), Self::Error> {
+        session.channel_success(channel)?;
+        let command: String = String::from_utf8_lossy(data).chars().take(1024).collect();
+        self.emit(Event::Exec(channel, command)).await;
+        Ok(())
+    }
+
+    async fn subsystem_request(
+        &mut self,
+        channel: ChannelId,
+        name: &str,
+        session: &mut Session,
+    ) -> Result<(), Self::Error> {
+        let name: String = name.chars().take(64).collect();
+        // Tell the user first: OpenSSH's sftp exits as soon as the request fails.
+        let line = format!(
+            "sekisho: denied (ssh.file-transfer): file transfer (subsystem {name}) is not allowed through Sekisho\r\n"
+        );
+        session.extended_data(channel, 1, Bytes::from(line))?;
+        session.channel_failure(channel)?;
+        self.emit(Event::Refused {
+            kind: Refusal::FileTransfer,
+            detail: format!("subsystem {name}"),
+            channel: Some(channel),
+            told: true,
+        })
+        .await;
+        Ok(())
+    }
+
+    async fn window_change_request(
+        &mut self,
+        _channel: ChannelId,
+        col_width: u32,
+        row_height: u32,
+        _pix_width: u32,
+        _pix_height: u32,
+        _session: &mut Session,
+    ) -> Result<(), Self::Error> {
+        self.emit(Event::Resize {
+            cols: col_width,
+            rows: row_height,
+        })
+        .await;
+        Ok(())
+    }
+
+    async fn agent_request(
+        &mut self,
+        channel: ChannelId,
+        _session: &mut Session,
+    ) -> Result<bool, Self::Error> {
+        self.refuse(
+            Refusal::Forwarding,
+            "agent forwarding".to_owned(),
+            Some(channel),
+        )
+        .await;
+        Ok(false)
+    }
+
+    async fn tcpip_forward(
+        &mut self,
+        address: &str,
+        port: &mut u32,
+        _session: &mut Session,
+    ) -> Result<bool, Self::Error> {
+        let detail = format!("remote port forwarding from {address}:{port} (tcpip-forward)");
+        self.refuse(Refusal::Forwarding, detail, None).await;
+        Ok(false)
+    }
+
+    async fn streamlocal_forward(
+        &mut self,
+        socket_path: &str,
+        _session: &mut Session,
+    ) -> Result<bool, Self::Error> {
+        let detail = format!("remote unix socket forwarding from {socket_path}");
+        self.refuse(Refusal::Forwarding, detail, None).await;
+        Ok(false)
+    }
+}

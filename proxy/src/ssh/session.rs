@@ -1,0 +1,632 @@
+//! One actor per authenticated SSH connection: waits for the terminal, shows the menu or takes
+//! the target from the login name, asks the policy, opens the recorded session, connects the
+//! console and relays both ways until one side ends or the session must end.
+//!
+//! All glue with the rest of Sekisho (policy decisions, refusals, recording) goes through
+//! [`Services`] here and nowhere else in `ssh/`.
+
+use std::collections::BTreeMap;
+use std::net::IpAddr;
+use std::sync::Arc;
+use std::time::Duration;
+
+use bytes::Bytes;
+use chrono::Utc;
+use policy::{Decision, Denial, Inventory, Protocol, Request, Rule, TargetKind, TargetRef};
+use recorder::catalogue::Outcome;
+use recorder::format::EventKind;
+use russh::server::Handle;
+use russh::{ChannelId, Disconnect};
+use tokio::sync::mpsc;
+use tokio_util::sync::CancellationToken;
+use tracing::{info, warn};
+
+use super::console::{self, ConsoleInput, Pty, Route, UpstreamAuth};
+use super::handler::{Event, Refusal};
+use super::menu::{self, ExecCommand, LineEditor, MenuEntry};
+use crate::services::{LiveSession, Services, SessionMeta};
+
+/// How long an authenticated connection may sit without asking for a shell or command.
+const SETUP_TIMEOUT: Duration = Duration::from_secs(60);
+/// How long the menu waits for a choice.
+const MENU_TIMEOUT: Duration = Duration::from_secs(300);
+/// The channel number terminal data is recorded under (one terminal per session).
+const TERMINAL_CHANNEL: u32 = 0;
+
+/// The actor of one connection.
+pub struct Actor {
+    services: Arc<Services>,
+    handle: Handle,
+    events: mpsc::Receiver<Event>,
+    user: String,
+    target: Option<String>,
+    source: IpAddr,
+    shutdown: CancellationToken,
+    channel: Option<ChannelId>,
+    pty: Pty,
+    /// Refusals seen before the recording opened, written into it once it does.
+    early_refusals: Vec<(Refusal, String)>,
+}
+
+/// How the connection phase ended.
+enum Next {
+    Shell,
+    Exec(String),
+    /// A request on the channel was refused; end with a failure status.
+    Refused,
+    Gone,
+}
+
+impl Actor {
+    pub(super) fn new(
+        services: Arc<Services>,
+        handle: Handle,
+        events: mpsc::Receiver<Event>,
+        user: String,
+        target: Option<String>,
+        source: IpAddr,
+        shutdown: CancellationToken,
+    ) -> Actor {
+        Actor {
+            services,
+            handle,
+            events,
+            user,
+            target,
+            source,
+            shutdown,
+            channel: None,
+            pty: Pty {
+                term: "xterm".to_owned(),
+                cols: 80,
+                rows: 24,
+            },
+            early_refusals: Vec::new(),
+        }
+    }
+
+    /// Runs the connection to its end, then disconnects the client.
+    pub async fn run(mut self) {
+        let shutdown = self.shutdown.clone();
+        let next = tokio::select! {
+            n = self.setup() => n,
+            _ = tokio::time::sleep(SETUP_TIMEOUT) => Next::Gone,
+            _ = shutdown.cancelled() => Next::Gone,
+        };
+        let status = match next {
+            Next::Gone => None,
+            Next::Refused => Some(1),
+            Next::Exec(cmd) => Some(self.exec(&cmd).await),
+            Next::Shell => Some(self.shell().await),
+        };
+        self.flush_refusals(None).await;
+        if let (Some(status), Some(ch)) = (status, self.channel) {
+            let _ = self.handle.exit_status_request(ch, status).await;
+            let _ = self.handle.eof(ch).await;
+            let _ = self.handle.close(ch).await;
+        }
+        // Give the client a moment to read the last line before the transport goes.
+        tokio::time::sleep(Duration::from_millis(100)).await;
+        let _ = self
+            .handle
+            .disconnect(
+                Disconnect::ByApplication,
+                "session ended".to_owned(),
+                String::new(),
+            )
+            .await;
+    }
+
+    /// Waits for the session channel and a shell or exec request.
+    async fn setup(&mut self) -> Next {
+        while let Some(ev) = self.events.recv().await {
+            match ev {
+                Event::SessionChannel(ch) => self.channel = Some(ch),
+                Event::Pty { term, cols, rows } => self.pty = Pty { term, cols, rows },
+                Event::Resize { cols, rows } => {
+                    self.pty.cols = cols;
+                    self.pty.rows = rows;
+                }
+                Event::Shell(ch) if Some(ch) == self.channel => return Next::Shell,
+                Event::Exec(ch, cmd) if Some(ch) == self.channel => return Next::Exec(cmd),
+                Event::Refused {
+                    kind,
+                    detail,
+                    channel,
+                    told,
+                } => {
+                    let ends = channel.is_some()
+                        && channel == self.channel
+                        && kind == Refusal::FileTransfer;
+                    self.refused(None, kind, &detail, told).await;
+                    if ends {
+                        return Next::Refused;
+                    }
+                }
+                Event::Eof(ch) | Event::Closed(ch) if Some(ch) == self.channel => {
+                    return Next::Gone;
+                }
+                _ => {}
+            }
+        }
+        Next::Gone
+    }
+
+    /// Writes a line (or prompt) to the user's terminal.
+    async fn say(&self, text: &str) {
+        if let Some(ch) = self.channel {
+            let _ = self
+                .handle
+                .data(ch, Bytes::copy_from_slice(text.as_bytes()))
+                .await;
+        }
+    }
+
+    /// Writes a message to the user's stderr (shown even without a terminal, e.g. by sftp).
+    async fn say_err(&self, text: &str) {
+        if let Some(ch) = self.channel {
+            let _ = self
+                .handle
+                .extended_data(ch, 1, Bytes::copy_from_slice(text.as_bytes()))
+                .await;
+        }
+    }
+
+    fn request(&self, protocol: Protocol, target: Option<&str>) -> Request {
+        Request {
+            protocol,
+            source: self.source,
+            target: TargetRef::Name(target.unwrap_or_default().to_owned()),
+            user: Some(self.user.clone()),
+        }
+    }
+
+    /// Reports a refused request: to the user, the catalogue and (when open) the recording.
+    async fn refused(
+        &mut self,
+        live: Option<&LiveSession>,
+        kind: Refusal,
+        detail: &str,
+        told: bool,
+    ) {
+        let (rule, what) = match kind {
+            Refusal::FileTransfer => (Rule::SshFileTransfer, "file transfer"),
+            Refusal::Forwarding => (Rule::SshForwarding, "forwarding"),
+        };
+        let reason = format!(
+            "{detail} refused for {} from {}: {what} is not allowed through Sekisho; only the console terminal is available",
+            self.user, self.source
+        );
+        if !told {
+            self.say_err(&format!(
+                "\r\nsekisho: denied ({}): {reason}\r\n",
+                rule.as_str()
+            ))
+            .await;
+        }
+        let inventory = self.services.inventory();
+        let contractor = inventory
+            .user(&self.user)
+            .and_then(|u| u.contractor.clone());
+        let denial = Denial::new(
+            rule,
+            reason.clone(),
+            Some(self.user.clone()),
+            contractor,
+            self.target.clone(),
+        );
+        let req = self.request(Protocol::Ssh, self.target.as_deref());
+        match live {
+            Some(live) => {
+                self.services
+                    .record_refusal(Some(live.id), &denial, &req)
+                    .await;
+                let kind = match kind {
+                    Refusal::FileTransfer => EventKind::SftpRefused,
+                    Refusal::Forwarding => EventKind::ForwardingRefused,
+                };
+                if let Err(e) = live.event(kind, &reason).await {
+                    warn!(error = %format!("{e:#}"), "Cannot record a refusal");
+                }
+            }
+            None => {
+                self.services.record_refusal(None, &denial, &req).await;
+                self.early_refusals.push((kind, reason));
+            }
+        }
+    }
+
+    /// Writes refusals that happened before the recording opened into it.
+    async fn flush_refusals(&mut self, live: Option<&LiveSession>) {
+        let early = std::mem::take(&mut self.early_refusals);
+        if let Some(live) = live {
+            for (kind, reason) in early {
+                let kind = match kind {
+                    Refusal::FileTransfer => EventKind::SftpRefused,
+                    Refusal::Forwarding => EventKind::ForwardingRefused,
+                };
+                let _ = live.event(kind, &reason).await;
+            }
+        }
+    }
+
+    /// `ssh USER@bastion COMMAND`. Returns the exit status.
+    async fn exec(&mut self, command: &str) -> u32 {
+        match menu::parse_exec(command) {
+            ExecCommand::Console(target) => {
+                info!(%target, "Graphical console ticket asked for");
+                self.say_err(&format!(
+                    "sekisho: graphical console tickets for {target} are not available yet on this bastion\r\n"
+                ))
+                .await;
+                1
+            }
+            ExecCommand::FileTransfer => {
+                let program: String = command
+                    .split_whitespace()
+                    .next()
+                    .unwrap_or_default()
+                    .chars()
+                    .take(64)
+                    .collect();
+                self.refused(
+                    None,
+                    Refusal::FileTransfer,
+                    &format!("command {program}"),
+                    false,
+                )
+                .await;
+                1
+            }
+            ExecCommand::Other => {
+                self.say_err(&format!(
+                    "sekisho: commands are not available; log in as {0}+TARGET for a console, or as {0} for the menu\r\n",
+                    self.user
+                ))
+                .await;
+                1
+            }
+        }
+    }
+
+    /// An interactive login: the menu or the named target, then the console.
+    async fn shell(&mut self) -> u32 {
+        let target = match self.target.clone() {
+            Some(t) => t,
+            None => match self.menu().await {
+                Some(t) => t,
+                None => return 0,
+            },
+        };
+        self.target = Some(target.clone());
+        self.console(&target).await
+    }
+
+    /// Shows the targets the user may reach now and reads a choice.
+    async fn menu(&mut self) -> Option<String> {
+        let inventory = self.services.inventory();
+        let entries = menu_entries(&inventory, &self.user, self.source, Utc::now());
+        self.say(&menu::render_menu(&self.user, &entries)).await;
+        let mut editor = LineEditor::default();
+        let deadline = tokio::time::sleep(MENU_TIMEOUT);
+        tokio::pin!(deadline);
+        loop {
+            let ev = tokio::select! {
+                ev = self.events.recv() => ev?,
+                _ = &mut deadline => {
+                    self.say("\r\nsekisho: no choice made; goodbye\r\n").await;
+                    return None;
+                }
+                _ = self.shutdown.cancelled() => return None,
+            };
+            match ev {
+                Event::Data(_, bytes) => {
+                    let edit = editor.feed(&bytes);
+                    if !edit.echo.is_empty() {
+                        self.say(&String::from_utf8_lossy(&edit.echo)).await;
+                    }
+                    if edit.cancel {
+                        self.say("\r\n").await;
+                        return None;
+                    }
+                    if let Some(line) = edit.line {
+                        let line = line.trim();
+                        if line == "q" || line == "quit" || line == "exit" {
+                            return None;
+                        }
+                        if line.is_empty() {
+                            self.say("Choose a target by number or name (q to quit): ")
+                                .await;
+                            continue;
+                        }
+                        match menu::pick(&entries, line) {
+                            Some(e) => return Some(e.name.clone()),
+                            None => {
+                                self.say("sekisho: no such target in the list\r\nChoose a target by number or name (q to quit): ")
+                                    .await
+                            }
+                        }
+                    }
+                }
+                Event::Resize { cols, rows } => {
+                    self.pty.cols = cols;
+                    self.pty.rows = rows;
+                }
+                Event::Refused {
+                    kind, detail, told, ..
+                } => self.refused(None, kind, &detail, told).await,
+                Event::Eof(_) | Event::Closed(_) => return None,
+                _ => {}
+            }
+        }
+    }
+
+    /// Decides, opens the recorded session, connects the console and relays.
+    async fn console(&mut self, target: &str) -> u32 {
+        let inventory = self.services.inventory();
+        let protocol = inventory
+            .target(target)
+            .map_or(Protocol::ConsoleSerial, |t| protocol_for(t.kind));
+        let req = self.request(protocol, Some(target));
+        let auth = match self.services.decide(&req).await {
+            Decision::Allow(a) => a,
+            Decision::Deny(d) => {
+                info!(%target, rule = d.rule().as_str(), "SSH console denied");
+                self.say(&format!(
+                    "sekisho: denied ({}): {}\r\n",
+                    d.rule().as_str(),
+                    d.reason()
+                ))
+                .await;
+                return 1;
+            }
+        };
+        let route = match route_for(&inventory, self.services.secrets().as_deref(), target) {
+            Ok(r) => r,
+            Err(why) => {
+                self.say(&format!(
+                    "sekisho: cannot open the console of {target}: {why}\r\n"
+                ))
+                .await;
+                return 1;
+            }
+        };
+        let mut metadata = BTreeMap::new();
+        metadata.insert("term".to_owned(), self.pty.term.clone());
+        metadata.insert("cols".to_owned(), self.pty.cols.to_string());
+        metadata.insert("rows".to_owned(), self.pty.rows.to_string());
+        metadata.insert("console".to_owned(), route.describe());
+        let mut live = match self
+            .services
+            .open_session(
+                &auth,
+                &req,
+                SessionMeta {
+                    protocol_metadata: metadata,
+                    detail: Some(route.describe()),
+                },
+            )
+            .await
+        {
+            Ok(l) => l,
+            Err(e) => {
+                warn!(error = %format!("{e:#}"), "Cannot open a recorded session; refusing");
+                self.say(
+                    "sekisho: this session cannot be recorded right now, so it is refused\r\n",
+                )
+                .await;
+                return 1;
+            }
+        };
+        self.flush_refusals(Some(&live)).await;
+        let known_hosts = self.services.data_dir().join("known_hosts");
+        let io = match console::connect(&route, &self.pty, &known_hosts).await {
+            Ok(io) => io,
+            Err(e) => {
+                warn!(error = %e, "Console connection failed");
+                let _ = live
+                    .event(EventKind::Policy, &format!("console unavailable: {e}"))
+                    .await;
+                self.say(&format!("sekisho: {e}\r\n")).await;
+                if let Err(e) = live.finish(Outcome::Failed).await {
+                    warn!(error = %format!("{e:#}"), "Cannot close the session");
+                }
+                return 1;
+            }
+        };
+        info!(session = %live.id, %target, console = %route.describe(), "Console connected");
+        self.say(&format!(
+            "sekisho: connected to {target} ({}); this session is recorded\r\n",
+            route.describe()
+        ))
+        .await;
+        let (outcome, status) = self.relay(&mut live, io).await;
+        if let Err(e) = live.finish(outcome).await {
+            warn!(error = %format!("{e:#}"), "Cannot close the session");
+        }
+        status
+    }
+
+    /// Moves bytes both ways, recording each, until one side ends or the session must end.
+    async fn relay(
+        &mut self,
+        live: &mut LiveSession,
+        mut io: console::ConsoleIo,
+    ) -> (Outcome, u32) {
+        let mut notices = live.take_notices();
+        let live: &LiveSession = live;
+        let ended = live.ended();
+        tokio::pin!(ended);
+        loop {
+            tokio::select! {
+                reason = &mut ended => {
+                    info!(reason = %reason.message(), "Session ended by Sekisho");
+                    self.say(&format!("\r\n{}\r\n", reason.message())).await;
+                    return (reason.outcome(), 1);
+                }
+                Some(notice) = recv_opt(&mut notices) => {
+                    self.say(&format!("\r\n{notice}\r\n")).await;
+                    let _ = live.event(EventKind::Policy, &notice).await;
+                }
+                out = io.output.recv() => match out {
+                    Some(bytes) => {
+                        if live.server_data(TERMINAL_CHANNEL, &bytes).await.is_err() {
+                            continue; // `ended` fires next: fail closed
+                        }
+                        if let Some(ch) = self.channel
+                            && self.handle.data(ch, bytes).await.is_err()
+                        {
+                            return (Outcome::Completed, 0);
+                        }
+                    }
+                    None => {
+                        self.say("\r\nsekisho: the console closed the connection\r\n").await;
+                        return (Outcome::Completed, 0);
+                    }
+                },
+                ev = self.events.recv() => match ev {
+                    Some(Event::Data(_, bytes)) => {
+                        if live.client_data(TERMINAL_CHANNEL, &bytes).await.is_err() {
+                            continue;
+                        }
+                        if io.input.send(ConsoleInput::Data(bytes)).await.is_err() {
+                            return (Outcome::Completed, 0);
+                        }
+                    }
+                    Some(Event::Resize { cols, rows }) => {
+                        self.pty.cols = cols;
+                        self.pty.rows = rows;
+                        if live.resize(cols, rows).await.is_err() {
+                            continue;
+                        }
+                        let _ = io.input.send(ConsoleInput::Resize { cols, rows }).await;
+                    }
+                    Some(Event::Refused { kind, detail, told, .. }) => {
+                        self.refused(Some(live), kind, &detail, told).await
+                    }
+                    Some(Event::Eof(ch) | Event::Closed(ch)) if Some(ch) == self.channel => {
+                        return (Outcome::Completed, 0);
+                    }
+                    Some(_) => {}
+                    None => return (Outcome::Completed, 0),
+                },
+            }
+        }
+    }
+}
+
+async fn recv_opt(rx: &mut Option<mpsc::Receiver<String>>) -> Option<String> {
+    match rx {
+        Some(rx) => rx.recv().await,
+        None => std::future::pending().await,
+    }
+}
+
+/// The protocol of a text console login: a VM's hypervisor console, or a physical server's own
+/// sshd.
+pub fn protocol_for(kind: TargetKind) -> Protocol {
+    match kind {
+        TargetKind::Physical => Protocol::Ssh,
+        _ => Protocol::ConsoleSerial,
+    }
+}
+
+/// The menu: the targets under the user's contracts, with whether each may be reached now.
+/// Evaluated with the pure policy (nothing is written: looking is not connecting).
+pub fn menu_entries(
+    inventory: &Inventory,
+    user: &str,
+    source: IpAddr,
+    now: chrono::DateTime<Utc>,
+) -> Vec<MenuEntry> {
+    inventory
+        .targets()
+        .iter()
+        .filter_map(|t| {
+            let req = Request {
+                protocol: protocol_for(t.kind),
+                source,
+                target: TargetRef::Name(t.name.clone()),
+                user: Some(user.to_owned()),
+            };
+            let decision = policy::evaluate(inventory, &[], &req, now);
+            if matches!(decision.rule(), Rule::ContractNone | Rule::TargetUnknown) {
+                return None;
+            }
+            Some(MenuEntry {
+                name: t.name.clone(),
+                kind: t.kind.as_str().to_owned(),
+                zone: t.zone.clone(),
+                denied: match &decision {
+                    Decision::Allow(_) => None,
+                    Decision::Deny(d) => Some(format!("{}: {}", d.rule().as_str(), d.reason())),
+                },
+            })
+        })
+        .collect()
+}
+
+/// Where the console of `target` is and how to log in to it.
+pub fn route_for(
+    inventory: &Inventory,
+    secrets: Option<&policy::Secrets>,
+    target: &str,
+) -> Result<Route, String> {
+    let t = inventory
+        .target(target)
+        .ok_or_else(|| format!("{target} is not in the inventory"))?;
+    let (host, port, credential, command) = match t.kind {
+        TargetKind::Physical => (
+            t.address.to_string(),
+            t.ssh_port,
+            t.credential.clone(),
+            None,
+        ),
+        _ => {
+            if let Some(ep) = &t.ssh_console {
+                let hv_cred = t
+                    .hypervisor
+                    .as_deref()
+                    .and_then(|h| inventory.hypervisor(h))
+                    .and_then(|h| h.credential.clone());
+                let command = t
+                    .console_command
+                    .as_ref()
+                    .map(|c| c.replace("{vm}", &t.name));
+                (
+                    ep.host.clone(),
+                    ep.port,
+                    hv_cred.or_else(|| t.credential.clone()),
+                    command,
+                )
+            } else if let Some(ep) = &t.serial_console {
+                return Ok(Route::Serial {
+                    endpoint: ep.to_string(),
+                });
+            } else {
+                return Err(format!("{target} has no text console configured"));
+            }
+        }
+    };
+    let name = credential.ok_or_else(|| format!("no credential is configured for {target}"))?;
+    let secrets = secrets.ok_or_else(|| "the secrets file is missing".to_owned())?;
+    let cred = secrets
+        .credential(&name)
+        .ok_or_else(|| format!("credential {name} is not in the secrets file"))?;
+    let auth = match (&cred.private_key, &cred.password) {
+        (Some(key), _) => UpstreamAuth::Key(key.into()),
+        (None, Some(pw)) => UpstreamAuth::Password(pw.clone()),
+        (None, None) => {
+            return Err(format!(
+                "credential {name} has neither password nor private_key"
+            ));
+        }
+    };
+    Ok(Route::Ssh {
+        host,
+        port,
+        username: cred.username.clone(),
+        auth,
+        command,
+    })
+}
