@@ -20,7 +20,7 @@ use std::collections::BTreeMap;
 use std::fmt;
 
 use bytes::Bytes;
-use ed25519_dalek::{Signature, Signer, SigningKey, Verifier, VerifyingKey};
+use ed25519_dalek::{Signature, Signer, SigningKey, VerifyingKey};
 use serde::{Deserialize, Serialize};
 use uuid::Uuid;
 
@@ -507,9 +507,7 @@ impl TrailerFrame {
             .map_err(|_| DecodeError::Invalid("trailer public key"))?;
         let msg = signature_message(header_hash, &self.body_hash);
         let sig = Signature::from_bytes(&self.signature);
-        key.verify(&msg, &sig)
-            .map_err(|_| DecodeError::Invalid("trailer signature"))?;
-        // verify_strict rejects weak keys and malleable signatures as well.
+        // verify_strict: also rejects weak keys and malleable signatures.
         key.verify_strict(&msg, &sig)
             .map_err(|_| DecodeError::Invalid("trailer signature"))?;
         Ok(key)
@@ -854,6 +852,11 @@ fn decode_trailer_body(b: &[u8]) -> Result<TrailerBody, DecodeError> {
     })
 }
 
+thread_local! {
+    static DECOMPRESSOR: std::cell::RefCell<Option<zstd::bulk::Decompressor<'static>>> =
+        const { std::cell::RefCell::new(None) };
+}
+
 /// Decompresses a chunk payload: a single zstd frame whose declared content size must equal
 /// `declared` (itself ≤ [`MAX_CHUNK_UNCOMPRESSED`]), checked before allocating; decompression
 /// is bounded by that size.
@@ -877,11 +880,24 @@ pub fn decompress_payload(payload: &[u8], declared: u32) -> Result<Vec<u8>, Deco
     if frame_len != payload.len() {
         return Err(DecodeError::Payload("bytes after zstd frame".into()));
     }
-    let mut d = zstd::bulk::Decompressor::new()
-        .map_err(|e| DecodeError::Payload(format!("zstd context: {e}")))?;
-    let out = d
-        .decompress(payload, declared)
-        .map_err(|e| DecodeError::Payload(e.to_string().to_lowercase()))?;
+    let out = DECOMPRESSOR.with(|cell| {
+        // A zstd context is costly to create; reuse one per thread. `try_borrow_mut` cannot
+        // fail (no re-entrancy here) but is handled rather than assumed.
+        let mut slot = cell
+            .try_borrow_mut()
+            .map_err(|_| DecodeError::Payload("zstd context busy".into()))?;
+        if slot.is_none() {
+            *slot = Some(
+                zstd::bulk::Decompressor::new()
+                    .map_err(|e| DecodeError::Payload(format!("zstd context: {e}")))?,
+            );
+        }
+        let d = slot
+            .as_mut()
+            .ok_or_else(|| DecodeError::Payload("zstd context".into()))?;
+        d.decompress(payload, declared)
+            .map_err(|e| DecodeError::Payload(e.to_string().to_lowercase()))
+    })?;
     if out.len() != declared {
         return Err(DecodeError::Payload(
             "decompressed size differs from chunk".into(),
@@ -1337,6 +1353,162 @@ impl IndexBuilder {
     pub fn entries(&self) -> &[IndexEntry] {
         &self.entries
     }
+}
+
+/// Largest chunk size an [`Encoder`] accepts: leaves room for one maximal record below
+/// [`MAX_CHUNK_UNCOMPRESSED`], so closing at the size limit is the only way a chunk closes.
+pub const MAX_CHUNK_TARGET: usize = MAX_CHUNK_UNCOMPRESSED - MAX_RECORD_PAYLOAD - 64 * 1024;
+
+/// The whole-file encoder, sans-IO: header bytes, then chunks as they close, then the trailer.
+/// The async writer drives it; tests and benchmarks use it directly.
+///
+/// INVARIANT: every chunk returned must be appended, in order, before the next one (the
+/// encoder advances the hash chain and the file offset when it hands a chunk out).
+#[derive(Debug)]
+pub struct Encoder {
+    builder: ChunkBuilder,
+    chunk_bytes: usize,
+    header_hash: Hash,
+    prev: Hash,
+    seq: u32,
+    size: u64,
+    records: u64,
+    last_us: u64,
+    index: IndexBuilder,
+}
+
+/// Counts of a finished encoding.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct EncoderSummary {
+    /// Total file size.
+    pub size: u64,
+    /// Final chain hash.
+    pub final_hash: Hash,
+    /// Chunks.
+    pub chunks: u32,
+    /// Records.
+    pub records: u64,
+}
+
+impl Encoder {
+    /// Starts a recording; returns the encoder and the header frame to write first.
+    /// `chunk_bytes` is clamped to [`MAX_CHUNK_TARGET`].
+    pub fn new(
+        header: &Header,
+        level: i32,
+        chunk_bytes: usize,
+    ) -> Result<(Encoder, Vec<u8>), EncodeError> {
+        let (bytes, header_hash) = encode_header(header)?;
+        let enc = Encoder {
+            builder: ChunkBuilder::new(level)?,
+            chunk_bytes: chunk_bytes.clamp(1, MAX_CHUNK_TARGET),
+            header_hash,
+            prev: header_hash,
+            seq: 0,
+            size: bytes.len() as u64,
+            records: 0,
+            last_us: 0,
+            index: IndexBuilder::new(),
+        };
+        Ok((enc, bytes))
+    }
+
+    /// Adds a record; returns a chunk when this record filled one.
+    pub fn push(&mut self, r: &Record) -> Result<Option<EncodedChunk>, EncodeError> {
+        if self.builder.would_overflow(r.kind.encoded_len()) {
+            // Unreachable while chunk_bytes ≤ MAX_CHUNK_TARGET; refuse rather than overflow.
+            return Err(EncodeError::TooLong {
+                what: "chunk",
+                len: self.builder.len() + r.kind.encoded_len(),
+                max: MAX_CHUNK_UNCOMPRESSED,
+            });
+        }
+        self.builder.push(r)?;
+        self.records += 1;
+        self.last_us = self.last_us.max(r.at_us);
+        if self.builder.len() >= self.chunk_bytes {
+            return self.flush();
+        }
+        Ok(None)
+    }
+
+    /// Closes the current chunk, if it holds any record (the 1 s timer).
+    pub fn flush(&mut self) -> Result<Option<EncodedChunk>, EncodeError> {
+        if self.builder.is_empty() {
+            return Ok(None);
+        }
+        if self.seq >= MAX_CHUNKS {
+            return Err(EncodeError::TooLong {
+                what: "chunk count",
+                len: self.seq as usize,
+                max: MAX_CHUNKS as usize,
+            });
+        }
+        let chunk = self.builder.finish(self.seq, &self.prev)?;
+        self.index.push(IndexEntry {
+            seq: chunk.seq,
+            first_us: chunk.first_us,
+            offset: self.size,
+        });
+        self.size += chunk.bytes.len() as u64;
+        self.prev = chunk.hash;
+        self.seq += 1;
+        Ok(Some(chunk))
+    }
+
+    /// Bytes handed out so far (header and chunks).
+    pub fn size(&self) -> u64 {
+        self.size
+    }
+
+    /// Closes the last chunk and signs the trailer. `end_us` below the last record's time is
+    /// raised to it. Write the returned chunk (if any), then the trailer.
+    pub fn finish(
+        mut self,
+        end_us: u64,
+        key: &SigningKey,
+    ) -> Result<(Option<EncodedChunk>, Vec<u8>, EncoderSummary), EncodeError> {
+        let last = self.flush()?;
+        let body = TrailerBody {
+            flags: 0,
+            chunk_count: self.seq,
+            record_count: self.records,
+            end_us: end_us.max(self.last_us),
+            final_hash: self.prev,
+            public_key: [0; 32],
+            index: self.index.entries().to_vec(),
+        };
+        let trailer = encode_trailer(&self.header_hash, &body, key, self.size);
+        let summary = EncoderSummary {
+            size: self.size + trailer.len() as u64,
+            final_hash: self.prev,
+            chunks: self.seq,
+            records: self.records,
+        };
+        Ok((last, trailer, summary))
+    }
+}
+
+/// Encodes a whole recording in memory (tests, tools).
+pub fn encode_recording(
+    header: &Header,
+    records: &[Record],
+    chunk_bytes: usize,
+    end_us: u64,
+    key: &SigningKey,
+) -> Result<Vec<u8>, EncodeError> {
+    let (mut enc, mut out) = Encoder::new(header, 3, chunk_bytes)?;
+    for r in records {
+        if let Some(c) = enc.push(r)? {
+            out.extend_from_slice(&c.bytes);
+        }
+    }
+    let (last, trailer, _) = enc.finish(end_us, key)?;
+    if let Some(c) = last {
+        out.extend_from_slice(&c.bytes);
+    }
+    out.extend_from_slice(&trailer);
+    Ok(out)
 }
 
 #[cfg(test)]

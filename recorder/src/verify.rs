@@ -249,9 +249,6 @@ fn scan_into(bytes: &[u8], trusted: Option<&VerifyingKey>, s: &mut Scan) -> Veri
                     );
                 }
                 let b = &t.body;
-                if t.trailer_offset != pos as u64 {
-                    return tampered(pos, "trailer offset mismatch");
-                }
                 if b.chunk_count != s.chunks {
                     return tampered(
                         pos,
@@ -260,6 +257,9 @@ fn scan_into(bytes: &[u8], trusted: Option<&VerifyingKey>, s: &mut Scan) -> Veri
                             b.chunk_count, s.chunks
                         ),
                     );
+                }
+                if t.trailer_offset != pos as u64 {
+                    return tampered(pos, "trailer offset mismatch");
                 }
                 if b.final_hash != prev {
                     return tampered(pos, "trailer final hash mismatch");

@@ -19,8 +19,8 @@ use tokio::sync::{OwnedSemaphorePermit, Semaphore, mpsc, oneshot, watch};
 use tracing::{Instrument, debug, error, info, warn};
 
 use crate::format::{
-    self, ChannelId, ChunkBuilder, Direction, EncodeError, Event, EventKind, Hash, Header,
-    IndexBuilder, IndexEntry, Record, RecordKind, TrailerBody,
+    self, ChannelId, Direction, EncodeError, EncodedChunk, Encoder, Event, EventKind, Header,
+    Record, RecordKind,
 };
 use crate::signing::RecordingKey;
 use crate::storage::{ObjectKey, ObjectWriter, Storage, StorageError};
@@ -144,8 +144,8 @@ impl RecordingWriter {
         key: RecordingKey,
         config: WriterConfig,
     ) -> Result<RecordingWriter, WriteError> {
-        let (header_bytes, header_hash) = format::encode_header(&header)?;
-        let builder = ChunkBuilder::new(config.compression_level)?;
+        let (enc, header_bytes) =
+            Encoder::new(&header, config.compression_level, config.chunk_bytes)?;
         let started_at = header
             .start_time()
             .ok_or(EncodeError::TooLong {
@@ -162,7 +162,6 @@ impl RecordingWriter {
             .create(&object_key)
             .await
             .map_err(WriteError::Create)?;
-        let size = header_bytes.len() as u64;
         object
             .append(Bytes::from(header_bytes))
             .await
@@ -177,16 +176,9 @@ impl RecordingWriter {
         let task = Task {
             rx,
             object,
-            builder,
-            config,
+            enc: Some(enc),
             key,
-            header_hash,
-            prev: header_hash,
-            seq: 0,
-            size,
-            records: 0,
-            last_us: 0,
-            index: IndexBuilder::new(),
+            flush_interval: config.flush_interval,
             fail_tx,
             budget: budget.clone(),
             failed: None,
@@ -325,19 +317,10 @@ impl RecordingWriter {
 struct Task {
     rx: mpsc::Receiver<Msg>,
     object: Box<dyn ObjectWriter>,
-    builder: ChunkBuilder,
-    config: WriterConfig,
+    /// `None` once finished.
+    enc: Option<Encoder>,
     key: RecordingKey,
-    header_hash: Hash,
-    /// Chain hash of the last chunk written (header hash before the first).
-    prev: Hash,
-    /// Next chunk's sequence number.
-    seq: u32,
-    /// Bytes appended so far (= offset of the next chunk).
-    size: u64,
-    records: u64,
-    last_us: u64,
-    index: IndexBuilder,
+    flush_interval: Duration,
     fail_tx: watch::Sender<Option<WriterFailure>>,
     budget: Arc<Semaphore>,
     /// Sticky: once set, records are discarded and `finish` reports it.
@@ -346,7 +329,7 @@ struct Task {
 
 impl Task {
     async fn run(mut self) {
-        let period = self.config.flush_interval.max(Duration::from_millis(1));
+        let period = self.flush_interval.max(Duration::from_millis(1));
         let mut tick = tokio::time::interval_at(tokio::time::Instant::now() + period, period);
         tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
         loop {
@@ -376,55 +359,30 @@ impl Task {
         self.budget.close();
     }
 
-    async fn add(&mut self, record: Record) {
-        if self.failed.is_some() {
-            return;
-        }
-        let len = record.kind.encoded_len();
-        if self.builder.would_overflow(len) {
-            self.flush().await;
-            if self.failed.is_some() {
-                return;
-            }
-        }
-        if let Err(e) = self.builder.push(&record) {
-            // Validated by the handle; reaching this is a bug, and losing a record silently
-            // would be worse than stopping.
-            self.fail(StorageError::Io(format!("encode: {e}")));
-            return;
-        }
-        self.last_us = self.last_us.max(record.at_us);
-        self.records += 1;
-        if self.builder.len() >= self.config.chunk_bytes {
-            self.flush().await;
-        }
-    }
-
     fn fail(&mut self, error: StorageError) {
         error!(error = %error, location = %self.object.location(), "Recording failed");
         let f = WriterFailure { error };
         self.failed = Some(f.clone());
+        self.enc = None;
         let _ = self.fail_tx.send(Some(f));
         self.budget.close();
     }
 
-    /// Closes the current chunk, if any, and appends it durably.
-    async fn flush(&mut self) {
-        if self.failed.is_some() || self.builder.is_empty() {
+    async fn add(&mut self, record: Record) {
+        let Some(enc) = self.enc.as_mut() else {
             return;
-        }
-        if self.seq >= format::MAX_CHUNKS {
-            self.fail(StorageError::Io("recording reached the chunk limit".into()));
-            return;
-        }
-        let chunk = match self.builder.finish(self.seq, &self.prev) {
-            Ok(c) => c,
-            Err(e) => {
-                self.fail(StorageError::Io(format!("compress: {e}")));
-                return;
-            }
         };
-        let len = chunk.bytes.len() as u64;
+        match enc.push(&record) {
+            Ok(Some(chunk)) => self.append(chunk).await,
+            Ok(None) => {}
+            // Validated by the handle; reaching this is a bug, and losing a record silently
+            // would be worse than stopping.
+            Err(e) => self.fail(StorageError::Io(format!("encode: {e}"))),
+        }
+    }
+
+    async fn append(&mut self, chunk: EncodedChunk) {
+        let len = chunk.bytes.len();
         debug!(
             seq = chunk.seq,
             records = chunk.record_count,
@@ -433,60 +391,64 @@ impl Task {
         );
         if let Err(e) = self.object.append(Bytes::from(chunk.bytes)).await {
             self.fail(e);
-            return;
         }
-        self.index.push(IndexEntry {
-            seq: chunk.seq,
-            first_us: chunk.first_us,
-            offset: self.size,
-        });
-        self.size += len;
-        self.prev = chunk.hash;
-        self.seq += 1;
+    }
+
+    /// Closes the current chunk, if any, and appends it durably.
+    async fn flush(&mut self) {
+        let Some(enc) = self.enc.as_mut() else {
+            return;
+        };
+        match enc.flush() {
+            Ok(Some(chunk)) => self.append(chunk).await,
+            Ok(None) => {}
+            Err(e) => self.fail(StorageError::Io(format!("encode: {e}"))),
+        }
+    }
+
+    fn failure(&self) -> WriteError {
+        WriteError::Failed(self.failed.clone().unwrap_or(WriterFailure {
+            error: StorageError::Closed,
+        }))
     }
 
     async fn finish(&mut self, end_us: u64) -> Result<RecordingSummary, WriteError> {
-        self.flush().await;
-        if let Some(f) = &self.failed {
-            return Err(WriteError::Failed(f.clone()));
-        }
-        let body = TrailerBody {
-            flags: 0,
-            chunk_count: self.seq,
-            record_count: self.records,
-            end_us: end_us.max(self.last_us),
-            final_hash: self.prev,
-            public_key: [0; 32],
-            index: self.index.entries().to_vec(),
+        let Some(enc) = self.enc.take() else {
+            return Err(self.failure());
         };
-        let trailer =
-            format::encode_trailer(&self.header_hash, &body, self.key.signing_key(), self.size);
-        let trailer_len = trailer.len() as u64;
+        let (last, trailer, summary) = match enc.finish(end_us, self.key.signing_key()) {
+            Ok(v) => v,
+            Err(e) => {
+                self.fail(StorageError::Io(format!("encode: {e}")));
+                return Err(self.failure());
+            }
+        };
+        if let Some(chunk) = last {
+            self.append(chunk).await;
+            if self.failed.is_some() {
+                return Err(self.failure());
+            }
+        }
         let result = async {
             self.object.append(Bytes::from(trailer)).await?;
             self.object.finalize().await
         }
         .await;
         match result {
-            Ok(size) => {
-                debug_assert_eq!(size, self.size + trailer_len);
+            Ok(_) => {
                 let summary = RecordingSummary {
                     location: self.object.location().to_string(),
-                    size: self.size + trailer_len,
-                    final_hash: hex::encode(self.prev),
-                    chunks: self.seq,
-                    records: self.records,
+                    size: summary.size,
+                    final_hash: hex::encode(summary.final_hash),
+                    chunks: summary.chunks,
+                    records: summary.records,
                 };
                 info!(location = %summary.location, size = summary.size, chunks = summary.chunks, "Recording finished");
                 Ok(summary)
             }
             Err(e) => {
                 self.fail(e);
-                Err(WriteError::Failed(self.failed.clone().unwrap_or(
-                    WriterFailure {
-                        error: StorageError::Closed,
-                    },
-                )))
+                Err(self.failure())
             }
         }
     }
