@@ -849,6 +849,52 @@ async fn paging_over_20000_sessions(url: &str, kind: BackendKind) {
     assert_eq!(seen.len(), N);
     assert_eq!(prev.unwrap().0, t0(), "the oldest comes last");
 
+    // The same walk by cursor (keyset paging): same rows, same order.
+    let mut by_cursor = Vec::with_capacity(N);
+    let mut after = None;
+    let mut slowest = std::time::Duration::ZERO;
+    loop {
+        let start = Instant::now();
+        let page = c
+            .list_sessions(&SessionFilter {
+                limit: Some(PAGE),
+                after,
+                ..Default::default()
+            })
+            .await
+            .unwrap();
+        slowest = slowest.max(start.elapsed());
+        let Some(last) = page.last() else { break };
+        after = Some(last.cursor());
+        by_cursor.extend(page.iter().map(|r| r.id));
+    }
+    assert_eq!(by_cursor.len(), N);
+    assert_eq!(
+        by_cursor
+            .iter()
+            .collect::<std::collections::HashSet<_>>()
+            .len(),
+        N
+    );
+    let start = Instant::now();
+    let deep_by_cursor = c
+        .list_sessions(&SessionFilter {
+            limit: Some(50),
+            after: Some(deep[0].cursor()),
+            ..Default::default()
+        })
+        .await
+        .unwrap();
+    let deep_cursor_page = start.elapsed();
+    assert_eq!(
+        deep_by_cursor.first().map(|r| r.id),
+        deep.get(1).map(|r| r.id)
+    );
+    eprintln!(
+        "{kind:?}: keyset paging: slowest page of {PAGE} {slowest:?}; page of 50 near the end \
+         {deep_cursor_page:?}"
+    );
+
     // The page cap holds.
     let capped = c
         .list_sessions(&SessionFilter {

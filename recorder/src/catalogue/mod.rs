@@ -40,8 +40,8 @@ pub use policy::{LiveConsole, Protocol, SessionId};
 pub use types::{
     AuditEvent, AuditEventId, AuditEventRow, AuditFilter, BackendKind, DecisionFilter, DecisionId,
     DecisionRecord, DecisionRow, DenialFilter, DenialRow, InstanceId, InstanceRow, Interrupted,
-    MAX_INSTANCE_ID_LEN, NewSession, Outcome, RecordingState, RecordingSummary, SessionEventRow,
-    SessionFilter, SessionRow, Verdict, event_kind,
+    MAX_INSTANCE_ID_LEN, NewSession, Outcome, RecordingState, RecordingSummary, SessionCursor,
+    SessionEventRow, SessionFilter, SessionRow, Verdict, event_kind,
 };
 pub use url::redact as redact_url;
 
@@ -854,6 +854,15 @@ impl Catalogue {
         }
         if let Some(i) = &filter.instance {
             w.cmp("instance_id", "=", Arg::Text(i.as_str().to_owned()));
+        }
+        if let Some(c) = filter.after {
+            // A row-value comparison in list order; both backends walk the
+            // (started_at DESC, id DESC) index from there.
+            w.args.push(Arg::Ts(Ts::new(c.started_at)));
+            w.args.push(Arg::Text(c.id.to_string()));
+            let n = w.args.len();
+            w.clauses
+                .push(format!("(started_at, id) < (${}, ${n})", n - 1));
         }
         w
     }

@@ -505,6 +505,25 @@ pub struct SessionRow {
     pub detail: Option<String>,
 }
 
+/// A position in the session list (newest first): keyset paging.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct SessionCursor {
+    /// The start time of the last row seen.
+    pub started_at: DateTime<Utc>,
+    /// Its id (breaks ties between sessions that started in the same microsecond).
+    pub id: SessionId,
+}
+
+impl SessionRow {
+    /// Where the next page after this row starts.
+    pub fn cursor(&self) -> SessionCursor {
+        SessionCursor {
+            started_at: self.started_at,
+            id: self.id,
+        }
+    }
+}
+
 /// Which sessions to list (newest first). `None` fields do not filter.
 #[derive(Clone, Debug, Default, PartialEq, Eq)]
 pub struct SessionFilter {
@@ -524,6 +543,10 @@ pub struct SessionFilter {
     pub outcome: Option<Outcome>,
     /// Only sessions of this instance.
     pub instance: Option<InstanceId>,
+    /// Only sessions after this one in list order (older, or as old with a smaller id): the
+    /// last row's [`SessionRow::cursor`] gives the next page without counting an offset,
+    /// so deep pages cost as little as the first.
+    pub after: Option<SessionCursor>,
     /// At most this many rows (capped at [`MAX_PAGE`](super::MAX_PAGE); `None` = the cap).
     pub limit: Option<u32>,
     /// Skip this many rows first.
