@@ -121,10 +121,16 @@ fn describe(report: &recorder::VerifyReport) -> String {
     }
 }
 
+/// Signs the readable prefix of an interrupted recording and, when the catalogue knows its
+/// session, marks that session interrupted with the sealed recording's size and hash.
 pub fn seal(args: SealArgs) -> Result<ExitCode> {
     let config = super::load_config(&args.config)?;
     let key = recorder::signing::load(&config.inventory.storage().signing_key)
         .context("cannot load the signing key")?;
+    let bytes = read(&args.file)?;
+    let session = recorder::info(&bytes)
+        .ok()
+        .and_then(|info| info.session_id.parse::<policy::SessionId>().ok());
     let (summary, reason) = recorder::seal_file(&args.file, &key)
         .with_context(|| format!("cannot seal {}", args.file.display()))?;
     println!(
@@ -134,6 +140,36 @@ pub fn seal(args: SealArgs) -> Result<ExitCode> {
         summary.records,
         summary.final_hash
     );
+    let Some(session) = session else {
+        return Ok(ExitCode::SUCCESS);
+    };
+    let rt = super::runtime()?;
+    rt.block_on(async {
+        let catalogue = super::open_catalogue(&config).await?;
+        if catalogue.get_session(session).await?.is_none() {
+            eprintln!("session {session} is not in this catalogue; only the file was sealed");
+            return Ok(());
+        }
+        catalogue
+            .mark_interrupted(
+                recorder::catalogue::Interrupted::Sessions(&[session]),
+                chrono::Utc::now(),
+            )
+            .await?;
+        catalogue
+            .set_recording(
+                session,
+                &recorder::catalogue::RecordingSummary {
+                    location: args.file.display().to_string(),
+                    state: recorder::catalogue::RecordingState::Sealed,
+                    size: summary.size,
+                    hash: Some(summary.final_hash.clone()),
+                },
+            )
+            .await?;
+        println!("session {session} marked interrupted in the catalogue");
+        anyhow::Ok(())
+    })?;
     Ok(ExitCode::SUCCESS)
 }
 
