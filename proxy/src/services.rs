@@ -17,9 +17,7 @@ use chrono::{DateTime, Utc};
 use policy::{
     Authorized, Decision, Denial, Inventory, LiveConsole, Request, Rule, Secrets, SessionId,
 };
-use recorder::catalogue::{
-    Catalogue, DecisionRecord, InstanceId, NewSession, Outcome, Verdict, event_kind,
-};
+use recorder::catalogue::{Catalogue, DecisionRecord, InstanceId, NewSession, Outcome, event_kind};
 use recorder::{ChannelId, Direction, EventKind, RecordingKey, RecordingWriter, WriterConfig};
 use tokio::sync::{mpsc, watch};
 use tokio_util::sync::CancellationToken;
@@ -277,28 +275,7 @@ impl Services {
         session: Option<SessionId>,
         at: DateTime<Utc>,
     ) -> Result<()> {
-        let (verdict, target) = match decision {
-            Decision::Allow(a) => (Verdict::Allow, Some(a.target().to_owned())),
-            Decision::Deny(d) => (
-                Verdict::Deny,
-                d.target()
-                    .map(str::to_owned)
-                    .or_else(|| Some(req.target.to_string())),
-            ),
-        };
-        let record = DecisionRecord {
-            at,
-            instance: self.instance.clone(),
-            protocol: req.protocol,
-            source: req.source,
-            target,
-            user: decision.user().map(str::to_owned),
-            contractor: decision.contractor().map(str::to_owned),
-            verdict,
-            rule: decision.rule().as_str().to_owned(),
-            reason: decision.reason().to_owned(),
-            session_id: session,
-        };
+        let record = DecisionRecord::from_decision(at, &self.instance, req, decision, session);
         self.catalogue
             .record_decision(&record)
             .await
@@ -407,6 +384,8 @@ impl Services {
     pub async fn supervise(self: Arc<Self>) {
         let mut tick = tokio::time::interval(SUPERVISE_INTERVAL);
         tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+        // Other instances count this instance's consoles for hops only while it beats.
+        let mut last_beat: Option<tokio::time::Instant> = None;
         loop {
             tokio::select! {
                 _ = self.shutdown.cancelled() => {
@@ -416,6 +395,12 @@ impl Services {
                     return;
                 }
                 _ = tick.tick() => {}
+            }
+            if last_beat.is_none_or(|t| t.elapsed() >= recorder::catalogue::HEARTBEAT_INTERVAL) {
+                match self.catalogue.heartbeat(&self.instance, Utc::now()).await {
+                    Ok(()) => last_beat = Some(tokio::time::Instant::now()),
+                    Err(e) => warn!(error = %e, "Cannot write the heartbeat"),
+                }
             }
             if let Err(e) = self.supervise_once(Utc::now()).await {
                 warn!(error = %format!("{e:#}"), "Supervisor pass failed");

@@ -69,6 +69,10 @@ async fn serve(config: super::LoadedConfig) -> Result<()> {
     let recordings = recorder::LocalDir::new(storage.recordings.clone());
 
     recover_interrupted(&catalogue, &instance, &signing_key).await?;
+    catalogue
+        .heartbeat(&instance, chrono::Utc::now())
+        .await
+        .context("cannot register this instance in the catalogue")?;
 
     let tls = match crate::tls::acceptor(&inventory.tls().cert, &inventory.tls().key) {
         Ok(a) => Some(a),
