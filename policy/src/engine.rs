@@ -262,7 +262,7 @@ pub fn evaluate(
     let source = inv.classify(req.source);
     let src_text = match source {
         Source::VdiDesktop(_) => format!("VDI desktop {}", req.source),
-        Source::FarmServer(t) => format!("server {} ({})", t.name, req.source),
+        Source::FarmServer(t) => format!("server {} at {}", t.name, req.source),
         Source::Unknown => req.source.to_string(),
     };
     let target_text = req.target.to_string();
@@ -539,12 +539,14 @@ impl<'a> Ctx<'a> {
 
         // 4. zone
         if !self.inv.zone_allows(&target.zone, path) {
-            let allowed = self
-                .inv
-                .zones()
-                .get(&target.zone)
-                .filter(|p| !p.is_empty())
-                .map_or_else(|| "no access path".to_owned(), |p| p.join(" or "));
+            let advice = match self.inv.zones().get(&target.zone) {
+                Some(p) if !p.is_empty() => format!(
+                    "only {} may, so connect from a VDI desktop on that path",
+                    p.join(" or ")
+                ),
+                _ => "no access path may reach that zone; ask an administrator if this is wrong"
+                    .to_owned(),
+            };
             let via = match hop {
                 Some((c, s)) => format!(
                     "the {path} access path (of console session {} on {}) may not reach it",
@@ -555,7 +557,7 @@ impl<'a> Ctx<'a> {
             return deny(
                 Rule::ZonePath,
                 &format!(
-                    "{} is in zone {} and {via}; only {allowed} may, so connect from a VDI desktop on that path",
+                    "{} is in zone {} and {via}; {advice}",
                     target.name, target.zone
                 ),
             );
@@ -576,11 +578,16 @@ impl<'a> Ctx<'a> {
             Protocol::Rdp if hop.is_some() => Rule::RdpHopFromConsole,
             Protocol::Rdp => Rule::RdpPhysical,
             Protocol::Ssh if is_vm => {
+                let how = if target.has_text_console() {
+                    format!("ssh {}+{}@bastion", user.name, target.name)
+                } else {
+                    format!("ssh {}@bastion console {}", user.name, target.name)
+                };
                 return deny(
                     Rule::SshVdiToVm,
                     &format!(
-                        "{} is a virtual machine, and virtual machines are reached only through their console; open its console instead (ssh {}+{}@bastion)",
-                        target.name, user.name, target.name
+                        "{} is a virtual machine, and virtual machines are reached only through their console; open its console instead ({how})",
+                        target.name
                     ),
                 );
             }
@@ -629,18 +636,18 @@ impl<'a> Ctx<'a> {
                 );
             }
             ContractCheck::Expired(c, today) => {
-                let state = if today < c.valid_from {
-                    "is not yet in force"
+                let why = if today < c.valid_from {
+                    format!(
+                        "{contractor}'s contract for {} runs from {} to {} and is not yet in force (today is {today} in {tz}); wait until {}, or ask for the start date to be corrected",
+                        target.name, c.valid_from, c.valid_until, c.valid_from
+                    )
                 } else {
-                    "has expired"
-                };
-                return deny(
-                    Rule::ContractExpired,
-                    &format!(
-                        "{contractor}'s contract for {} runs from {} to {} and {state} on {today} ({tz}); ask for the contract to be renewed or corrected",
+                    format!(
+                        "{contractor}'s contract for {} ran from {} to {} and is no longer in force (today is {today} in {tz}); ask for the contract to be renewed",
                         target.name, c.valid_from, c.valid_until
-                    ),
-                );
+                    )
+                };
+                return deny(Rule::ContractExpired, &why);
             }
             ContractCheck::Window(c, local) => {
                 let windows: Vec<String> = c.windows.iter().map(ToString::to_string).collect();
@@ -1571,7 +1578,7 @@ valid_until = "2027-03-31"
         assert_eq!(a.target(), "db-phys01");
         assert_eq!(a.user(), "tanaka");
         assert!(
-            a.reason().contains("server web01 (127.0.20.11)"),
+            a.reason().contains("server web01 at 127.0.20.11"),
             "{}",
             a.reason()
         );
@@ -1609,7 +1616,8 @@ valid_until = "2027-03-31"
             utc(WED),
         );
         assert!(
-            d.reason().contains("has expired on 2026-11-25"),
+            d.reason()
+                .contains("is no longer in force (today is 2026-11-25 in Asia/Tokyo)"),
             "{}",
             d.reason()
         );
@@ -1631,7 +1639,7 @@ valid_until = "2027-03-31"
             utc(WED),
         );
         assert!(
-            d.reason().contains("server web01 (127.0.20.11)")
+            d.reason().contains("server web01 at 127.0.20.11")
                 && d.reason().contains("open web01's console first"),
             "{}",
             d.reason()
