@@ -1,3 +1,5 @@
 //! Sekisho player: decoders and export.
 
+pub mod export;
 pub mod rfb;
+pub mod terminal;
