@@ -100,6 +100,7 @@ async fn serve(config: super::LoadedConfig) -> Result<()> {
 
     let ssh = bind("ssh", listen.ssh).await?;
     let rdp = bind("rdp", listen.rdp).await?;
+    let vnc = bind("vnc", listen.vnc).await?;
 
     let mut listeners = tokio::task::JoinSet::new();
     listeners.spawn(crate::ssh::serve(
@@ -109,6 +110,11 @@ async fn serve(config: super::LoadedConfig) -> Result<()> {
     ));
     listeners.spawn(crate::rdp::serve(
         rdp,
+        Arc::clone(&services),
+        shutdown.clone(),
+    ));
+    listeners.spawn(crate::vnc::serve(
+        vnc,
         Arc::clone(&services),
         shutdown.clone(),
     ));
