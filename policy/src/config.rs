@@ -1577,7 +1577,12 @@ mod tests {
         assert_eq!(inv.contracts_for("acme", "web01").count(), 1);
         assert_eq!(inv.user_path("tanaka"), Some("internet-vpn"));
         assert_eq!(inv.user_path("suzuki"), None);
-        assert_eq!(inv.desktop_owner("127.0.10.11".parse().unwrap()).unwrap().name, "tanaka");
+        assert_eq!(
+            inv.desktop_owner("127.0.10.11".parse().unwrap())
+                .unwrap()
+                .name,
+            "tanaka"
+        );
     }
 
     /// A valid base the error cases below break one way each.
@@ -2092,5 +2097,38 @@ credential = "x"
             "user.password_hash",
             "argon2",
         );
+    }
+
+    proptest::proptest! {
+        /// Damaged configurations never panic, and every error has the documented shape.
+        #[test]
+        fn damaged_example_reports_well_formed_errors(
+            cut in 0usize..EXAMPLE.len(),
+            len in 0usize..40,
+            insert in "[a-z =\"\\[\\]\n0-9.:/-]{0,12}",
+        ) {
+            let end = (cut + len).min(EXAMPLE.len());
+            let (Some(a), Some(b)) = (EXAMPLE.get(..cut), EXAMPLE.get(end..)) else {
+                return Ok(());
+            };
+            let text = format!("{a}{insert}{b}");
+            if let Err(errs) = Inventory::from_toml(&text, "d.toml") {
+                proptest::prop_assert!(!errs.errors().is_empty());
+                for line in errs.to_string().lines() {
+                    let mut parts = line.splitn(5, ':');
+                    proptest::prop_assert_eq!(parts.next(), Some("d.toml"), "{}", line);
+                    let l: usize = parts.next().unwrap_or("").parse().unwrap_or(0);
+                    let c: usize = parts.next().unwrap_or("").parse().unwrap_or(0);
+                    proptest::prop_assert!(l >= 1 && c >= 1, "{}", line);
+                    proptest::prop_assert!(l <= text.lines().count() + 1, "{}", line);
+                }
+            }
+        }
+
+        #[test]
+        fn arbitrary_text_never_panics(text in "\\PC{0,200}") {
+            let _ = Inventory::from_toml(&text, "x.toml");
+            let _ = crate::Secrets::from_toml(&text, "x.toml");
+        }
     }
 }
