@@ -6,3 +6,4 @@ mod cli;
 mod rdp;
 mod ssh;
 mod support;
+mod vnc;
