@@ -17,7 +17,7 @@ use recorder::catalogue::Outcome;
 use recorder::format::EventKind;
 use tokio::io::AsyncWriteExt;
 use tokio_util::sync::CancellationToken;
-use tracing::{Instrument, debug, info, info_span, trace};
+use tracing::{Instrument, info, info_span, trace};
 
 use super::handler::Established;
 use crate::services::{EndReason, LiveSession, Services, SessionMeta};
@@ -88,8 +88,9 @@ pub(crate) async fn run(
             }
             Ok(None) => Outcome::Completed,
             Err(e) => {
-                debug!(error = %format!("{e:#}"), "Relay stopped");
-                Outcome::Completed
+                // A hostile or broken peer, or a recording failure (which `finish` names).
+                info!(error = %format!("{e:#}"), "Relay stopped on an error");
+                Outcome::Failed
             }
         };
         let _ = viewer.stream.shutdown().await;
@@ -172,6 +173,11 @@ async fn client_to_server(
                 out.extend_from_slice(raw);
             }
             ClientMsg::ClientCutText(text) => {
+                info!(
+                    direction = "viewer-to-console",
+                    bytes = text.len(),
+                    "Clipboard dropped"
+                );
                 let detail = format!("clipboard from the viewer dropped ({} bytes)", text.len());
                 live.event(EventKind::ClipboardDropped, &detail).await?;
             }
@@ -200,6 +206,11 @@ async fn server_to_client(
         pos += n;
         match msg {
             ServerMsg::ServerCutText(text) => {
+                info!(
+                    direction = "console-to-viewer",
+                    bytes = text.len(),
+                    "Clipboard dropped"
+                );
                 let detail = format!("clipboard from the console dropped ({} bytes)", text.len());
                 live.event(EventKind::ClipboardDropped, &detail).await?;
             }

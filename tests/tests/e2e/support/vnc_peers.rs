@@ -1,0 +1,268 @@
+//! Real peers for the VNC console tests: QEMU's VNC server as the VM console, and a Python RFB
+//! viewer (the RFB steps of `shared/lab/probes/rfb_probe.py`, an implementation independent of
+//! Sekisho's codec) as the contractor's viewer. The viewer speaks RFB 3.8 with VNC
+//! authentication, asks for Raw/DesktopSize/Cursor plus encodings Sekisho must filter, can
+//! send a clipboard, key and pointer events, and reports what it saw as one JSON line.
+
+use std::path::{Path, PathBuf};
+use std::process::{Child, Command, Stdio};
+use std::time::{Duration, Instant};
+
+use anyhow::{Context, Result, bail};
+
+use crate::support::free_port;
+
+/// QEMU with a VNC console (no disk: the SeaBIOS screen), killed on drop.
+pub struct Qemu {
+    pub child: Child,
+    /// Holds QEMU's log until the peer is dropped.
+    pub _dir: tempfile::TempDir,
+    pub port: u16,
+}
+
+impl Drop for Qemu {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
+
+/// Starts QEMU with its VNC console on a free port, protected by `password` if given.
+pub fn start_qemu_vnc(password: Option<&str>) -> Result<Qemu> {
+    let dir = tempfile::Builder::new()
+        .prefix("sekisho-qemu-vnc-")
+        .tempdir()?;
+    let port = free_port("127.0.0.1")?;
+    let display = port
+        .checked_sub(5900)
+        .context("free port below 5900; cannot express it as a VNC display")?;
+    let log = std::fs::File::create(dir.path().join("qemu.log"))?;
+    let mut cmd = Command::new("qemu-system-x86_64");
+    cmd.args([
+        "-nodefaults",
+        "-machine",
+        "pc,accel=tcg",
+        "-m",
+        "64",
+        "-vga",
+        "std",
+        "-display",
+        "none",
+        "-monitor",
+        "none",
+    ]);
+    match password {
+        Some(pw) => {
+            cmd.args(["-object", &format!("secret,id=vncpw,data={pw}")]);
+            cmd.args([
+                "-vnc",
+                &format!("127.0.0.1:{display},password-secret=vncpw"),
+            ]);
+        }
+        None => {
+            cmd.args(["-vnc", &format!("127.0.0.1:{display}")]);
+        }
+    }
+    let child = cmd
+        .stdin(Stdio::null())
+        .stdout(log.try_clone()?)
+        .stderr(log)
+        .spawn()
+        .context("spawn qemu-system-x86_64")?;
+    let q = Qemu {
+        child,
+        _dir: dir,
+        port,
+    };
+    let deadline = Instant::now() + Duration::from_secs(10);
+    while std::net::TcpStream::connect(("127.0.0.1", port)).is_err() {
+        if Instant::now() > deadline {
+            bail!("qemu vnc port {port} not listening");
+        }
+        std::thread::sleep(Duration::from_millis(20));
+    }
+    Ok(q)
+}
+
+/// The viewer script (written next to the test's files).
+pub const VIEWER_PY: &str = r#"
+import json, socket, struct, sys, time
+
+def recvn(s, n):
+    b = b""
+    while len(b) < n:
+        c = s.recv(n - len(b))
+        if not c:
+            raise EOFError("closed after %d/%d bytes" % (len(b), n))
+        b += c
+    return b
+
+def des_response(password, challenge):
+    try:
+        from cryptography.hazmat.decrepit.ciphers.algorithms import TripleDES
+    except ImportError:
+        from cryptography.hazmat.primitives.ciphers.algorithms import TripleDES
+    from cryptography.hazmat.primitives.ciphers import Cipher, modes
+    key = bytes(int("{:08b}".format(b)[::-1], 2) for b in password.encode()[:8].ljust(8, b"\0"))
+    enc = Cipher(TripleDES(key * 3), modes.ECB()).encryptor()
+    return enc.update(challenge) + enc.finalize()
+
+args = json.loads(sys.argv[1])
+out = {"result": None, "encodings_seen": [], "updates": 0, "server_cut": 0}
+t0 = time.time()
+s = socket.socket()
+s.bind((args["source"], 0))
+s.connect((args["host"], args["port"]))
+s.settimeout(args.get("timeout", 10))
+ver = recvn(s, 12)
+out["server_version"] = ver.decode().strip()
+s.sendall(b"RFB 003.008\n")
+n = recvn(s, 1)[0]
+if n == 0:
+    out["result"] = "refused"
+    out["reason"] = recvn(s, struct.unpack(">I", recvn(s, 4))[0]).decode(errors="replace")
+    print(json.dumps(out)); sys.exit(0)
+out["security_types"] = list(recvn(s, n))
+s.sendall(b"\x02")
+s.sendall(des_response(args["password"], recvn(s, 16)))
+res = struct.unpack(">I", recvn(s, 4))[0]
+if res != 0:
+    out["result"] = "refused"
+    out["reason"] = recvn(s, struct.unpack(">I", recvn(s, 4))[0]).decode(errors="replace")
+    print(json.dumps(out)); sys.exit(0)
+s.sendall(b"\x01")
+w, h = struct.unpack(">HH", recvn(s, 4))
+pf = recvn(s, 16)
+name = recvn(s, struct.unpack(">I", recvn(s, 4))[0]).decode(errors="replace")
+out.update(result="ok", width=w, height=h, name=name, bpp=pf[0])
+bpp = pf[0] // 8
+# Raw, DesktopSize, Cursor, plus QEMU extended key event (-258), ExtendedDesktopSize (-308),
+# QEMU audio (-259) and LED state (-261): Sekisho must remove the last four.
+encs = [0, -223, -239, -258, -308, -259, -261]
+s.sendall(struct.pack(">BBH", 2, 0, len(encs)) + b"".join(struct.pack(">i", e) for e in encs))
+if args.get("cut"):
+    t = args["cut"].encode("latin-1")
+    s.sendall(struct.pack(">BxxxI", 6, len(t)) + t)
+s.sendall(struct.pack(">BBHHHH", 3, 0, 0, 0, w, h))
+fb = bytearray(w * h * 3)
+hold = args.get("hold", 0)
+deadline = time.time() + max(hold, 0)
+sent_input = False
+try:
+    while True:
+        t = recvn(s, 1)[0]
+        if t == 0:
+            nrects = struct.unpack(">xH", recvn(s, 3))[0]
+            for _ in range(nrects):
+                x, y, rw, rh, enc = struct.unpack(">HHHHi", recvn(s, 12))
+                if enc not in out["encodings_seen"]:
+                    out["encodings_seen"].append(enc)
+                if enc == 0:
+                    data = recvn(s, rw * rh * bpp)
+                    for j in range(rh):
+                        row = data[j * rw * bpp:(j + 1) * rw * bpp]
+                        for i in range(rw):
+                            v = int.from_bytes(row[i * bpp:(i + 1) * bpp], "big" if pf[2] else "little")
+                            d = ((y + j) * w + (x + i)) * 3
+                            if d + 2 < len(fb):
+                                fb[d] = (v >> pf[10]) & 255; fb[d + 1] = (v >> pf[11]) & 255; fb[d + 2] = (v >> pf[12]) & 255
+                elif enc == -223:
+                    w, h = rw, rh
+                    fb = bytearray(w * h * 3)
+                elif enc == -239:
+                    recvn(s, rw * rh * bpp + ((rw + 7) // 8) * rh)
+                else:
+                    raise SystemExit("undecodable encoding %d" % enc)
+            out["updates"] += 1
+            if not sent_input:
+                # A key (the letter a) and a pointer move: recorded by Sekisho.
+                s.sendall(struct.pack(">BBxxI", 4, 1, 0x61) + struct.pack(">BBxxI", 4, 0, 0x61))
+                s.sendall(struct.pack(">BBHH", 5, 0, 10, 10))
+                sent_input = True
+            if time.time() >= deadline:
+                break
+            s.sendall(struct.pack(">BBHHHH", 3, 1, 0, 0, w, h))
+        elif t == 1:
+            _, n = struct.unpack(">xHH", recvn(s, 5))
+            recvn(s, n * 6)
+        elif t == 2:
+            pass
+        elif t == 3:
+            out["server_cut"] += 1
+            recvn(s, struct.unpack(">xxxI", recvn(s, 7))[0])
+        else:
+            raise SystemExit("unknown server message %d" % t)
+except (EOFError, OSError) as e:
+    out["closed"] = str(e)
+    out["closed_at"] = time.time()
+out["elapsed"] = time.time() - t0
+if args.get("snapshot"):
+    with open(args["snapshot"], "wb") as f:
+        f.write(b"P6 %d %d 255\n" % (w, h) + bytes(fb))
+nonblack = sum(1 for i in range(0, len(fb), 3) if fb[i] or fb[i + 1] or fb[i + 2])
+out["nonblack_pixels"] = nonblack
+print(json.dumps(out))
+"#;
+
+/// What the viewer should do.
+#[derive(Debug, Clone, Default)]
+pub struct ViewerArgs {
+    pub host: String,
+    pub port: u16,
+    pub source: String,
+    pub password: String,
+    /// Send this as ClientCutText before asking for updates.
+    pub cut: Option<String>,
+    /// Keep reading updates for this many seconds (0: stop after the first update).
+    pub hold: f64,
+    /// Write the screen as PPM here.
+    pub snapshot: Option<PathBuf>,
+}
+
+/// Writes the viewer script into `dir` and returns its path.
+pub fn viewer_script(dir: &Path) -> Result<PathBuf> {
+    let path = dir.join("vnc_viewer.py");
+    std::fs::write(&path, VIEWER_PY)?;
+    Ok(path)
+}
+
+/// Starts the viewer; `wait_viewer` collects its report.
+pub fn spawn_viewer(script: &Path, args: &ViewerArgs) -> Result<Child> {
+    let json = serde_json::json!({
+        "host": args.host,
+        "port": args.port,
+        "source": args.source,
+        "password": args.password,
+        "cut": args.cut,
+        "hold": args.hold,
+        "snapshot": args.snapshot.as_ref().map(|p| p.display().to_string()),
+        "timeout": 10,
+    });
+    Command::new("python3")
+        .arg(script)
+        .arg(json.to_string())
+        .stdin(Stdio::null())
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .context("spawn python3 viewer")
+}
+
+/// Waits for the viewer and parses its JSON report.
+pub fn wait_viewer(child: Child) -> Result<serde_json::Value> {
+    let out = child.wait_with_output()?;
+    let stdout = String::from_utf8_lossy(&out.stdout);
+    let line = stdout.lines().last().unwrap_or_default();
+    serde_json::from_str(line).with_context(|| {
+        format!(
+            "viewer output is not JSON (status {}): {stdout}\n{}",
+            out.status,
+            String::from_utf8_lossy(&out.stderr)
+        )
+    })
+}
+
+/// Runs the viewer to its end.
+pub fn run_viewer(script: &Path, args: &ViewerArgs) -> Result<serde_json::Value> {
+    wait_viewer(spawn_viewer(script, args)?)
+}
