@@ -20,7 +20,9 @@
 //! Decisions taken here: only `role = "contractor"` users have a `contractor` and `desktops`
 //! (other roles may not open sessions at all); a VM needs a hypervisor and at least one console
 //! endpoint; a physical server has neither; pool networks may not overlap and may not contain a
-//! target's address, so a source address classifies one way only.
+//! target's address, so a source address classifies one way only. Contract dates may be
+//! quoted (`"2026-04-01"`, as in the example) or bare TOML dates; windows are described in
+//! [`crate::window`].
 
 use std::collections::{BTreeMap, HashMap, HashSet};
 use std::fmt;
@@ -484,10 +486,40 @@ struct RawContract {
     contractor: Option<S<String>>,
     #[serde(default)]
     targets: Vec<S<String>>,
-    valid_from: Option<S<String>>,
-    valid_until: Option<S<String>>,
+    valid_from: Option<S<DateText>>,
+    valid_until: Option<S<DateText>>,
     #[serde(default)]
     windows: Vec<S<String>>,
+}
+
+/// A date written as a string (`"2026-04-01"`, as in the example) or as a bare TOML date
+/// (`2026-04-01`); both are kept as text and parsed during validation.
+struct DateText(String);
+
+impl<'de> Deserialize<'de> for DateText {
+    fn deserialize<D: serde::Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
+        struct V;
+        impl<'de> serde::de::Visitor<'de> for V {
+            type Value = DateText;
+            fn expecting(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+                f.write_str("a date YYYY-MM-DD")
+            }
+            fn visit_str<E: serde::de::Error>(self, v: &str) -> Result<DateText, E> {
+                Ok(DateText(v.to_owned()))
+            }
+            // toml hands a bare date/time over as a one-entry map holding its text.
+            fn visit_map<A: serde::de::MapAccess<'de>>(
+                self,
+                mut map: A,
+            ) -> Result<DateText, A::Error> {
+                let Some((_, text)) = map.next_entry::<String, String>()? else {
+                    return Err(serde::de::Error::custom("expected a date YYYY-MM-DD"));
+                };
+                Ok(DateText(text))
+            }
+        }
+        d.deserialize_any(V)
+    }
 }
 
 // ---- defaults ----
@@ -807,7 +839,7 @@ fn parse_endpoint(diag: &mut Diag<'_>, s: &Option<S<String>>, key: &str) -> Opti
 
 fn parse_date(
     diag: &mut Diag<'_>,
-    s: &Option<S<String>>,
+    s: &Option<S<DateText>>,
     key: &str,
     whole: &S<RawContract>,
 ) -> Option<NaiveDate> {
@@ -815,13 +847,14 @@ fn parse_date(
         diag.error(whole.span(), key, "missing (expected a date YYYY-MM-DD)");
         return None;
     };
-    match NaiveDate::parse_from_str(s.get_ref(), "%Y-%m-%d") {
-        Ok(d) if s.get_ref().len() == 10 => Some(d),
+    let text = &s.get_ref().0;
+    match NaiveDate::parse_from_str(text, "%Y-%m-%d") {
+        Ok(d) if text.len() == 10 => Some(d),
         _ => {
             diag.error(
                 s.span(),
                 key,
-                format!("bad date {:?} (expected YYYY-MM-DD)", s.get_ref()),
+                format!("bad date {text:?} (expected YYYY-MM-DD)"),
             );
             None
         }
@@ -1938,6 +1971,29 @@ credential = "x"
             "[[contract]]\ncontractor = \"acme\"\ntargets = [\"web01\"]\nvalid_from = \"2026-04-01\"\n",
             "contract.valid_until",
             "missing",
+        );
+    }
+
+    #[test]
+    fn bare_toml_dates_are_accepted() {
+        let text = BASE
+            .replace("valid_from = \"2026-04-01\"", "valid_from = 2026-04-01")
+            .replace("valid_until = \"2027-03-31\"", "valid_until = 2027-03-31");
+        let inv = Inventory::from_toml(&text, "c.toml").unwrap();
+        assert_eq!(inv.contracts()[0].valid_until.to_string(), "2027-03-31");
+        assert_error(
+            "valid_from = \"2026-04-01\"",
+            "valid_from = 2026-04-01T10:00:00",
+            "2026-04-01T",
+            "contract.valid_from",
+            "bad date",
+        );
+        assert_error(
+            "valid_from = \"2026-04-01\"",
+            "valid_from = 20260401",
+            "20260401",
+            "contract.valid_from",
+            "expected a date",
         );
     }
 
