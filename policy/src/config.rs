@@ -1183,37 +1183,38 @@ fn build(diag: &mut Diag<'_>, raw: RawConfig) -> Option<Inventory> {
     }
 
     // targets
+    // Index entries are only trusted when there are no errors, and then every target is
+    // pushed, so registering names before knowing the target is valid is fine.
     for rt in &raw.target {
-        if let Some(t) = build_target(diag, &inv, &declared, rt) {
-            let idx = inv.targets.len();
-            let name_ok = match &rt.get_ref().name {
-                Some(n) => unique(
-                    diag,
-                    &mut inv.idx.targets,
-                    n,
-                    idx,
-                    "target.name",
-                    "target name",
-                ),
-                None => false,
-            };
-            if !name_ok {
-                continue;
+        let built = build_target(diag, &inv, &declared, rt);
+        let idx = inv.targets.len();
+        let name_ok = match &rt.get_ref().name {
+            Some(n) => unique(
+                diag,
+                &mut inv.idx.targets,
+                n,
+                idx,
+                "target.name",
+                "target name",
+            ),
+            None => false,
+        };
+        let Some(t) = built.filter(|_| name_ok) else {
+            continue;
+        };
+        if let Some(&other) = inv.idx.target_addrs.get(&t.address) {
+            let other = inv.targets.get(other).map_or("?", |o| o.name.as_str());
+            if let Some(a) = &rt.get_ref().address {
+                diag.error(
+                    a.span(),
+                    "target.address",
+                    format!("address {} is already used by target {other:?}", t.address),
+                );
             }
-            if let Some(&other) = inv.idx.target_addrs.get(&t.address) {
-                let other = inv.targets.get(other).map_or("?", |o| o.name.as_str());
-                if let Some(a) = &rt.get_ref().address {
-                    diag.error(
-                        a.span(),
-                        "target.address",
-                        format!("address {} is already used by target {other:?}", t.address),
-                    );
-                }
-                continue;
-            }
-            inv.idx.target_addrs.insert(t.address, idx);
-            inv.targets.push(t);
+            continue;
         }
+        inv.idx.target_addrs.insert(t.address, idx);
+        inv.targets.push(t);
     }
 
     // users
