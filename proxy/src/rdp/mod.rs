@@ -1,11 +1,69 @@
 //! RDP inline proxy.
 //!
 //! Layout (house style 2, 15, 16): the sans-IO core — [`framing`], [`negotiation`],
-//! [`channels`], [`mitm`] — has no tokio and is unit- and property-tested; the async relay
-//! drives it over sockets.
+//! [`channels`], [`mitm`] — has no tokio and is unit- and property-tested; [`handler`] sets a
+//! connection up (policy, TLS, server leg) and [`session`] relays it, the only module that
+//! talks to the recording.
 
 pub mod channels;
 pub mod error;
 pub mod framing;
+pub mod handler;
 pub mod mitm;
 pub mod negotiation;
+pub mod pins;
+pub mod relay;
+pub mod session;
+
+use std::sync::Arc;
+use std::time::Duration;
+
+use tokio::net::TcpListener;
+use tokio::sync::Semaphore;
+use tokio_util::sync::CancellationToken;
+use tracing::{Instrument, info, info_span, warn};
+
+use crate::services::Services;
+
+/// Concurrent RDP connections (handshaking or relaying). The benchmark aims at 200 recorded
+/// sessions on a 2-core machine; beyond this new connections wait in the accept queue.
+pub const MAX_SESSIONS: usize = 512;
+
+/// Accepts RDP connections on `listener` until `shutdown`; each runs in its own task, tracked
+/// by `services.tasks()` so shutdown waits for recordings to be sealed.
+pub async fn serve(
+    listener: TcpListener,
+    services: Arc<Services>,
+    shutdown: CancellationToken,
+) -> anyhow::Result<()> {
+    let limit = Arc::new(Semaphore::new(MAX_SESSIONS));
+    info!(addr = %listener.local_addr()?, "RDP front door listening");
+    loop {
+        let permit = tokio::select! {
+            _ = shutdown.cancelled() => return Ok(()),
+            p = Arc::clone(&limit).acquire_owned() => p?,
+        };
+        let (stream, peer) = tokio::select! {
+            _ = shutdown.cancelled() => return Ok(()),
+            r = listener.accept() => match r {
+                Ok(x) => x,
+                Err(e) => {
+                    warn!(error = %e, "RDP accept failed");
+                    tokio::time::sleep(Duration::from_millis(100)).await;
+                    continue;
+                }
+            },
+        };
+        stream.set_nodelay(true).ok();
+        let services2 = Arc::clone(&services);
+        services.tasks().spawn(
+            async move {
+                if let Err(e) = handler::handle(stream, peer, services2).await {
+                    warn!(error = %format!("{e:#}"), "RDP connection ended with an error");
+                }
+                drop(permit);
+            }
+            .instrument(info_span!("rdp-connection", %peer)),
+        );
+    }
+}

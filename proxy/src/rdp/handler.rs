@@ -1,0 +1,372 @@
+//! One accepted RDP connection up to the MCS phase: read the client's hello, pick the target,
+//! ask the policy (before any byte reaches the target), terminate TLS toward the contractor,
+//! open the server leg (TLS, pinned certificate), then hand both legs to [`super::session`].
+
+use std::net::{IpAddr, SocketAddr};
+use std::sync::Arc;
+use std::time::Duration;
+
+use anyhow::{Context, Result, anyhow, bail};
+use ironrdp_pdu::nego::{ConnectionConfirm, FailureCode, SecurityProtocol};
+use policy::{Decision, Denial, Protocol, Request, Rule, TargetRef};
+use tokio::io::{AsyncRead, AsyncReadExt, AsyncWriteExt};
+use tokio::net::TcpStream;
+use tokio_rustls::TlsConnector;
+use tokio_rustls::rustls::pki_types::ServerName;
+use tracing::{Instrument, info, info_span, warn};
+
+use super::channels::ChannelRules;
+use super::framing;
+use super::mitm::{Mitm, MitmConfig, Secret, TargetCredentials};
+use super::negotiation::{self, ClientHello, ConnectionRequestInfo};
+use super::pins::{self, PinCheck};
+use super::session::{self, Relay};
+use crate::services::{Services, SessionMeta};
+
+/// Time a client has to send its hello and finish TLS; a silent peer must not hold a slot.
+pub const HANDSHAKE_TIMEOUT: Duration = Duration::from_secs(10);
+
+/// Time to reach the target and finish its TLS handshake.
+pub const CONNECT_TIMEOUT: Duration = Duration::from_secs(10);
+
+/// Bytes buffered while waiting for the client's hello: a preconnection PDU and one X.224
+/// frame at most.
+const MAX_HELLO_BUFFER: usize = negotiation::MAX_PCB_LEN + framing::MAX_FRAME_LEN;
+
+/// What the client's first bytes told us.
+#[derive(Debug, Default)]
+pub(crate) struct Hello {
+    pub(crate) pcb_target: Option<String>,
+    pub(crate) request: Option<ConnectionRequestInfo>,
+}
+
+/// Handles one connection; errors are logged by the caller.
+pub async fn handle(stream: TcpStream, peer: SocketAddr, services: Arc<Services>) -> Result<()> {
+    let span =
+        info_span!("session", proto = "rdp", client_ip = %peer.ip(), user = tracing::field::Empty);
+    handle_inner(stream, peer, services).instrument(span).await
+}
+
+async fn handle_inner(
+    mut client: TcpStream,
+    peer: SocketAddr,
+    services: Arc<Services>,
+) -> Result<()> {
+    let hello = tokio::time::timeout(HANDSHAKE_TIMEOUT, read_hello(&mut client))
+        .await
+        .map_err(|_| anyhow!("client sent no connection request in time"))??;
+    let request = hello.request.context("no X.224 Connection Request")?;
+
+    // Target: preconnection PDU, then `user+target`, then the original destination.
+    let (cookie_user, cookie_target) = match &request.cookie {
+        Some(c) => {
+            let (u, t) = negotiation::split_user_target(c);
+            (Some(u), t)
+        }
+        None => (None, None),
+    };
+    let target = match hello.pcb_target.or(cookie_target) {
+        Some(name) => Some(TargetRef::Name(name)),
+        None => original_destination(&client).map(|a| TargetRef::Address(a.ip())),
+    };
+    let Some(target) = target else {
+        warn!("No target: no preconnection PDU, no user+target, no original destination");
+        let req = Request {
+            protocol: Protocol::Rdp,
+            source: peer.ip(),
+            target: TargetRef::Name(String::new()),
+            user: cookie_user,
+        };
+        let _ = services.decide(&req).await;
+        return refuse(&mut client, FailureCode::SSL_NOT_ALLOWED_BY_SERVER).await;
+    };
+    let req = Request {
+        protocol: Protocol::Rdp,
+        source: peer.ip(),
+        target,
+        user: cookie_user.clone(),
+    };
+
+    // The policy decides before any byte reaches the target.
+    let auth = match services.decide(&req).await {
+        Decision::Allow(auth) => auth,
+        Decision::Deny(denial) => {
+            info!(
+                rule = denial.rule().as_str(),
+                reason = denial.reason(),
+                "Connection denied"
+            );
+            return refuse(&mut client, FailureCode::SSL_NOT_ALLOWED_BY_SERVER).await;
+        }
+    };
+    tracing::Span::current().record("user", auth.user());
+    let inventory = services.inventory();
+    let target = inventory
+        .target(auth.target())
+        .with_context(|| format!("target {} vanished from the inventory", auth.target()))?
+        .clone();
+    let credentials = match credentials_for(&services, target.credential.as_deref()) {
+        Ok(c) => c,
+        Err(reason) => {
+            let denial = Denial::new(
+                Rule::CredentialMissing,
+                format!("RDP to {} refused: {reason}", target.name),
+                Some(auth.user().to_owned()),
+                Some(auth.contractor().to_owned()),
+                Some(target.name.clone()),
+            );
+            warn!(target = %target.name, reason = denial.reason(), "Connection refused");
+            services.record_refusal(None, &denial, &req).await;
+            return refuse(&mut client, FailureCode::SSL_NOT_ALLOWED_BY_SERVER).await;
+        }
+    };
+
+    // Contractor leg: TLS (the Client Info logon is checked against password_hash).
+    let client_protocol = negotiation::select_client_protocol(request.requested, false)?;
+    if client_protocol != SecurityProtocol::SSL {
+        warn!("Client offers only CredSSP, which this contractor leg does not terminate yet");
+        return refuse(&mut client, FailureCode::SSL_REQUIRED_BY_SERVER).await;
+    }
+    client
+        .write_all(&negotiation::connection_confirm(client_protocol)?)
+        .await?;
+    let acceptor = services
+        .tls_acceptor()
+        .context("no TLS identity for the RDP front door")?;
+    let client_tls = tokio::time::timeout(HANDSHAKE_TIMEOUT, acceptor.accept(client))
+        .await
+        .map_err(|_| anyhow!("client TLS handshake timed out"))?
+        .context("client TLS handshake")?;
+
+    // Server leg.
+    let addr = SocketAddr::new(target.address, target.rdp_port);
+    let (server_tls, server_protocol) =
+        tokio::time::timeout(CONNECT_TIMEOUT, connect_server(addr, &credentials))
+            .await
+            .map_err(|_| anyhow!("connecting to {addr} timed out"))??;
+    let cert = server_tls
+        .get_ref()
+        .1
+        .peer_certificates()
+        .and_then(|c| c.first())
+        .map(|c| c.as_ref().to_vec())
+        .context("the server presented no certificate")?;
+    let pin = pins::check_and_pin(&pins::pins_path(services.data_dir()), &target.name, &cert)?;
+    if pin == PinCheck::Changed {
+        let denial = Denial::new(
+            Rule::RdpServerCertChanged,
+            format!(
+                "RDP to {} refused: its TLS certificate differs from the one pinned on first use; \
+                 an administrator must check the server and remove its pin from {}",
+                target.name,
+                pins::pins_path(services.data_dir()).display()
+            ),
+            Some(auth.user().to_owned()),
+            Some(auth.contractor().to_owned()),
+            Some(target.name.clone()),
+        );
+        warn!(target = %target.name, rule = denial.rule().as_str(), "Server certificate changed; refusing");
+        services.record_refusal(None, &denial, &req).await;
+        bail!("{}", denial.reason());
+    }
+
+    let mut meta = SessionMeta::default();
+    for (k, v) in [
+        (
+            "rdp.client_requested_protocols",
+            format!("{:#x}", request.requested.bits()),
+        ),
+        (
+            "rdp.client_selected_protocol",
+            format!("{:#x}", client_protocol.bits()),
+        ),
+        (
+            "rdp.server_selected_protocol",
+            format!("{:#x}", server_protocol.bits()),
+        ),
+        ("rdp.io_channel_default", "1003".to_owned()),
+        ("rdp.wire_channel", session::WIRE_CHANNEL.to_string()),
+        ("rdp.compression", "none".to_owned()),
+        ("rdp.drawing_orders", "none".to_owned()),
+    ] {
+        meta.protocol_metadata.insert(k.to_owned(), v);
+    }
+    let live = services
+        .open_session(&auth, &req, meta)
+        .await
+        .context("cannot open the recorded session")?;
+    if pin == PinCheck::FirstUse {
+        live.event(
+            recorder::format::EventKind::Policy,
+            &format!(
+                "rdp.server-cert-pinned: certificate of {} pinned on first use",
+                target.name
+            ),
+        )
+        .await?;
+    }
+
+    let rules = {
+        let rdp = inventory.rdp();
+        ChannelRules {
+            allow_static_channels: rdp.allow_static_channels.clone(),
+            deny_dynamic_channels: rdp.deny_dynamic_channels.clone(),
+        }
+    };
+    let mitm = Mitm::new(MitmConfig {
+        rules,
+        client_requested: request.requested,
+        server_selected: server_protocol,
+        inject: Some(credentials),
+    });
+    let user = inventory.user(auth.user()).cloned();
+    let expected_user = auth.user().to_owned();
+    let logon = Box::new(move |name: &str, password: &Secret| -> bool {
+        let (name, _) = negotiation::split_user_target(name);
+        if name != expected_user {
+            return false;
+        }
+        let Some(hash) = user.as_ref().and_then(|u| u.password_hash.clone()) else {
+            return false;
+        };
+        check_password(&hash, password.expose())
+    });
+    info!(target = %target.name, %addr, "Relaying");
+    session::run(
+        Relay {
+            live,
+            mitm,
+            logon: Some(logon),
+        },
+        client_tls,
+        server_tls,
+    )
+    .await
+}
+
+/// Reads the preconnection PDU (optional) and the X.224 Connection Request.
+pub(crate) async fn read_hello<R: AsyncRead + Unpin>(client: &mut R) -> Result<Hello> {
+    let mut buf: Vec<u8> = Vec::new();
+    let mut hello = Hello::default();
+    loop {
+        match negotiation::decode_client_hello(&buf)? {
+            Some(ClientHello::Preconnection { target, consumed }) => {
+                if hello.pcb_target.is_some() {
+                    bail!("second preconnection PDU");
+                }
+                hello.pcb_target = target;
+                buf.drain(..consumed);
+                continue;
+            }
+            Some(ClientHello::ConnectionRequest { request, consumed }) => {
+                if consumed != buf.len() {
+                    bail!("client sent data after its connection request before the answer");
+                }
+                hello.request = Some(request);
+                return Ok(hello);
+            }
+            None => {}
+        }
+        if buf.len() >= MAX_HELLO_BUFFER {
+            bail!("client hello larger than {MAX_HELLO_BUFFER} bytes");
+        }
+        let mut chunk = [0u8; 4096];
+        let n = client.read(&mut chunk).await?;
+        if n == 0 {
+            bail!("client closed before its connection request");
+        }
+        buf.extend_from_slice(chunk.get(..n).unwrap_or_default());
+    }
+}
+
+/// Writes an X.224 negotiation failure and closes: a prompt, clean refusal.
+async fn refuse(client: &mut TcpStream, code: FailureCode) -> Result<()> {
+    client
+        .write_all(&negotiation::connection_failure(code)?)
+        .await?;
+    client.shutdown().await.ok();
+    Ok(())
+}
+
+fn credentials_for(services: &Services, name: Option<&str>) -> Result<TargetCredentials, String> {
+    let name = name.ok_or_else(|| "the target has no credential configured".to_owned())?;
+    let secrets = services
+        .secrets()
+        .ok_or_else(|| format!("credential {name} is needed but there is no secrets file"))?;
+    let cred = secrets
+        .credential(name)
+        .ok_or_else(|| format!("credential {name} is not in the secrets file"))?;
+    let password = cred
+        .password
+        .as_ref()
+        .ok_or_else(|| format!("credential {name} has no password"))?;
+    Ok(TargetCredentials {
+        username: cred.username.clone(),
+        password: Secret::new(password.expose().clone()),
+        domain: cred.domain.clone(),
+    })
+}
+
+fn check_password(hash: &str, password: &str) -> bool {
+    use argon2::{Argon2, PasswordHash, PasswordVerifier};
+    match PasswordHash::new(hash) {
+        Ok(parsed) => Argon2::default()
+            .verify_password(password.as_bytes(), &parsed)
+            .is_ok(),
+        Err(_) => false,
+    }
+}
+
+/// The original destination of a redirected connection (iptables REDIRECT/DNAT), or `None`
+/// when the client dialled the listener itself.
+fn original_destination(stream: &TcpStream) -> Option<SocketAddr> {
+    use nix::sys::socket::{getsockopt, sockopt};
+    let sin = getsockopt(stream, sockopt::OriginalDst).ok()?;
+    let ip = std::net::Ipv4Addr::from(u32::from_be(sin.sin_addr.s_addr));
+    let addr = SocketAddr::new(IpAddr::V4(ip), u16::from_be(sin.sin_port));
+    match stream.local_addr() {
+        Ok(local) if local == addr => None,
+        _ => Some(addr),
+    }
+}
+
+pub(crate) async fn connect_server(
+    addr: SocketAddr,
+    credentials: &TargetCredentials,
+) -> Result<(tokio_rustls::client::TlsStream<TcpStream>, SecurityProtocol)> {
+    let mut tcp = TcpStream::connect(addr)
+        .await
+        .with_context(|| format!("cannot connect to {addr}"))?;
+    tcp.set_nodelay(true).ok();
+    tcp.write_all(&negotiation::connection_request(
+        &credentials.username,
+        SecurityProtocol::SSL,
+    )?)
+    .await?;
+    let mut buf = Vec::new();
+    let frame = loop {
+        if let Some((_, len)) = framing::decode(&buf)? {
+            break buf.get(..len).map(<[u8]>::to_vec).unwrap_or_default();
+        }
+        let mut chunk = [0u8; 1024];
+        let n = tcp.read(&mut chunk).await?;
+        if n == 0 {
+            bail!("{addr} closed during negotiation");
+        }
+        buf.extend_from_slice(chunk.get(..n).unwrap_or_default());
+    };
+    let protocol = match negotiation::decode_connection_confirm(&frame)? {
+        ConnectionConfirm::Response { protocol, .. } => protocol,
+        ConnectionConfirm::Failure { code } => bail!("{addr} refused the negotiation: {code}"),
+    };
+    if protocol != SecurityProtocol::SSL {
+        bail!("{addr} selected {protocol}, but the server leg speaks TLS only");
+    }
+    let connector = TlsConnector::from(Arc::new(pins::client_config()?));
+    let name = ServerName::IpAddress(addr.ip().into());
+    let tls = connector
+        .connect(name, tcp)
+        .await
+        .context("server TLS handshake")?;
+    Ok((tls, protocol))
+}
