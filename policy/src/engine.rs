@@ -349,7 +349,6 @@ impl<'a> Ctx<'a> {
     }
 
     fn deny_user(&self, rule: Rule, src: &str, user: &User, target: &str, why: &str) -> Denial {
-        let contractor = user.contractor.as_deref().unwrap_or("-");
         let who = user.contractor.as_deref().map(|c| (user.name.as_str(), c));
         let mut reason = self.head(src, who, target, "denied");
         reason.push_str(why);
@@ -357,7 +356,7 @@ impl<'a> Ctx<'a> {
             rule,
             reason,
             Some(user.name.clone()),
-            (contractor != "-").then(|| contractor.to_owned()),
+            user.contractor.clone(),
             Some(target.to_owned()),
         )
     }
@@ -1770,6 +1769,45 @@ valid_until = "2027-03-31"
                     if t.kind == TargetKind::Vm {
                         prop_assert!(!d.is_allow(), "{}", d.reason());
                     }
+                }
+            }
+
+            /// From a server, nothing is allowed unless a console session is live on that
+            /// server, and whatever is allowed carries that session and its path.
+            #[test]
+            fn hops_need_a_console_on_the_source(
+                (text, _pools, targets) in inventory(),
+                from in 0usize..6,
+                to in 0usize..6,
+                proto in 0usize..4,
+                with_console in any::<bool>(),
+                secs in 0i64..(3 * 365 * 86400),
+            ) {
+                let inv = Inventory::from_toml(&text, "gen.toml").map_err(|e| TestCaseError::fail(format!("{e}\n{text}")))?;
+                let s = &inv.targets()[from % targets];
+                let t = &inv.targets()[to % targets];
+                let others: Vec<LiveConsole> = inv
+                    .targets()
+                    .iter()
+                    .filter(|o| o.name != s.name)
+                    .map(|o| console(2, &o.name, "u0", "c0", "ip-vpn"))
+                    .collect();
+                let mut live = others.clone();
+                if with_console {
+                    live.push(console(9, &s.name, "u0", "c0", "internet-vpn"));
+                }
+                let r = Request {
+                    protocol: Protocol::ALL[proto],
+                    source: s.address,
+                    target: TargetRef::Name(t.name.clone()),
+                    user: None,
+                };
+                let now = utc("2026-01-01T00:00:00Z") + chrono::Duration::seconds(secs);
+                let d = evaluate(&inv, &live, &r, now);
+                if let Some(a) = d.authorized() {
+                    prop_assert!(with_console, "{}", d.reason());
+                    prop_assert_eq!(a.console_session(), Some(sid(9)));
+                    prop_assert_eq!(a.path(), "internet-vpn");
                 }
             }
         }
