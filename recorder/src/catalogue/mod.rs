@@ -75,6 +75,8 @@ const SQLITE_BUSY_TIMEOUT: Duration = Duration::from_secs(5);
 const SQLITE_MAX_CONNECTIONS: u32 = 4;
 /// Per instance; several instances share one PostgreSQL, so keep this modest.
 const PG_MAX_CONNECTIONS: u32 = 8;
+/// PostgreSQL `statement_timeout` (unless the URL sets one).
+const PG_STATEMENT_TIMEOUT: &str = "15s";
 /// How long a query waits for a pooled connection before failing (closed).
 const ACQUIRE_TIMEOUT: Duration = Duration::from_secs(10);
 /// Rows per multi-row INSERT in [`Catalogue::session_started_batch`]: 14 parameters each,
@@ -467,7 +469,9 @@ impl Catalogue {
             .map_err(invalid)?
             .create_if_missing(true)
             .journal_mode(SqliteJournalMode::Wal)
-            .synchronous(SqliteSynchronous::Normal)
+            // FULL: a committed decision or session row survives a power cut too, not just
+            // a crash of the process; commits are few (per session, not per packet).
+            .synchronous(SqliteSynchronous::Full)
             .busy_timeout(SQLITE_BUSY_TIMEOUT)
             .foreign_keys(true);
         let in_memory = url.contains(":memory:") || url.contains("mode=memory");
@@ -510,10 +514,16 @@ impl Catalogue {
     }
 
     async fn connect_postgres(url: &str, shown: &str) -> Result<Catalogue, CatalogueError> {
-        let options = PgConnectOptions::from_str(url).map_err(|e| CatalogueError::InvalidUrl {
-            url: shown.to_owned(),
-            reason: url::scrub(&e.to_string(), url),
-        })?;
+        let mut options =
+            PgConnectOptions::from_str(url).map_err(|e| CatalogueError::InvalidUrl {
+                url: shown.to_owned(),
+                reason: url::scrub(&e.to_string(), url),
+            })?;
+        // Unless the URL sets its own, bound every statement: a stuck lock or server must
+        // turn into an error (deny) rather than a session set-up that hangs forever.
+        if !url.contains("statement_timeout") {
+            options = options.options([("statement_timeout", PG_STATEMENT_TIMEOUT)]);
+        }
         let pool = PgPoolOptions::new()
             .max_connections(PG_MAX_CONNECTIONS)
             .acquire_timeout(ACQUIRE_TIMEOUT)
