@@ -496,12 +496,35 @@ fn playback_timing_speed_and_idle_cap() {
         speed: 1.0,
         skip_idle: None,
         from_us: 10 * S,
+        ..PlayOptions::default()
     };
     play_replay(&r, opts, &mut screen, |d| sleeps.push(d)).unwrap();
     let screen = String::from_utf8(screen).unwrap();
     assert!(screen.contains("ab"));
     assert!(screen.ends_with("cd"));
     assert_eq!(sleeps, [Duration::from_secs(21), Duration::from_secs(1)]);
+}
+
+#[test]
+fn playback_drops_sequences_aimed_at_the_viewer() {
+    // A target that asks the viewer's terminal to report its title and writes its clipboard.
+    let h = header("ssh", &[]);
+    let recs = [
+        out(0, b"\x1b[1mls\x1b[0m\x1b[21t\x1b]52;c;cm0gLXJm"),
+        out(1, b"IC8K\x07\x1b[6n done\r\n"),
+    ];
+    let r = TerminalReplay::open(&encode(&h, &recs, 2)).unwrap();
+    let mut screen = Vec::new();
+    play_replay(&r, PlayOptions::default(), &mut screen, |_| {}).unwrap();
+    assert_eq!(screen, b"\x1b[1mls\x1b[0m done\r\n");
+
+    let raw = PlayOptions {
+        danger_raw_output: true,
+        ..PlayOptions::default()
+    };
+    let mut screen = Vec::new();
+    play_replay(&r, raw, &mut screen, |_| {}).unwrap();
+    assert!(screen.windows(5).any(|w| w == b"\x1b[21t"));
 }
 
 #[test]

@@ -19,6 +19,7 @@
 
 mod error;
 mod play;
+mod sanitize;
 mod search;
 mod utf8;
 
@@ -31,6 +32,7 @@ use recorder::reader::{Recording, ScanEnd};
 
 pub use error::PlayerError;
 pub use play::{MAX_SPEED, MIN_SPEED, PlayOptions, PlayStats, play_replay, play_terminal};
+pub use sanitize::OutputSanitizer;
 pub use search::{MAX_QUERY_LEN, MAX_SEARCH_RESULTS, SearchHit, Source};
 pub use utf8::Utf8Stream;
 

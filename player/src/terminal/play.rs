@@ -4,14 +4,16 @@
 //! capped. The clock is injected (`sleep`), so tests run instantly and a caller can pace
 //! playback however it likes.
 //!
-//! Playback writes the recorded output, escape sequences included, to the viewer's terminal,
-//! as `asciinema play` does. A hostile target could have printed sequences aimed at the
-//! viewer's terminal emulator; view untrusted recordings in a terminal you are willing to
-//! reset, or use the web player.
+//! Playback writes the recorded output, escape sequences included, to the viewer's terminal.
+//! The target was under the contractor's control and could have printed sequences aimed at
+//! the viewer's terminal (queries whose answers get typed into the auditor's shell, clipboard
+//! writes): [`OutputSanitizer`] removes those by default; drawing is unaffected.
+//! [`PlayOptions::danger_raw_output`] turns the filter off.
 
 use std::io::Write;
 use std::time::Duration;
 
+use super::sanitize::OutputSanitizer;
 use super::{PlayerError, StepKind, TerminalReplay};
 
 /// Slowest playback speed.
@@ -30,6 +32,9 @@ pub struct PlayOptions {
     /// Start here (µs since the start): the screen at that moment is drawn at once, then the
     /// output after it plays.
     pub from_us: u64,
+    /// Write the recorded output unfiltered, including terminal queries, window operations
+    /// and OSC/DCS strings the target printed (see [`OutputSanitizer`]). Off by default.
+    pub danger_raw_output: bool,
 }
 
 impl Default for PlayOptions {
@@ -38,6 +43,7 @@ impl Default for PlayOptions {
             speed: 1.0,
             skip_idle: None,
             from_us: 0,
+            danger_raw_output: false,
         }
     }
 }
@@ -70,7 +76,7 @@ pub fn play_terminal(
         PlayOptions {
             speed,
             skip_idle,
-            from_us: 0,
+            ..PlayOptions::default()
         },
         out,
         sleep,
@@ -92,11 +98,23 @@ pub fn play_replay(
         .map(|d| u64::try_from(d.as_micros()).unwrap_or(u64::MAX));
     let mut stats = PlayStats::default();
     let mut prev_us = opts.from_us;
+    let mut filter = OutputSanitizer::new();
+    let mut buf = String::new();
+    let mut write = |text: &str, out: &mut dyn Write| -> std::io::Result<usize> {
+        if opts.danger_raw_output {
+            out.write_all(text.as_bytes())?;
+            return Ok(text.len());
+        }
+        buf.clear();
+        filter.push(text, &mut buf);
+        out.write_all(buf.as_bytes())?;
+        Ok(buf.len())
+    };
     if opts.from_us > 0 {
         let dump = replay.dump_at(opts.from_us);
         // Clear the viewer's screen first so the dump lands on a blank terminal.
         out.write_all(b"\x1b[H\x1b[2J")?;
-        out.write_all(dump.as_bytes())?;
+        write(&dump, out)?;
     }
     for step in replay.steps() {
         if step.at_us <= opts.from_us && opts.from_us > 0 {
@@ -116,9 +134,9 @@ pub fn play_replay(
                 stats.slept += d;
             }
         }
-        out.write_all(text.as_bytes())?;
+        let n = write(text, out)?;
         stats.events += 1;
-        stats.bytes += text.len() as u64;
+        stats.bytes += n as u64;
     }
     out.flush()?;
     stats.recorded_us = prev_us.saturating_sub(opts.from_us);
