@@ -5,6 +5,7 @@
 //! I/O); [`reader`] and [`verify`] work on bytes; [`writer`] is the async driver that feeds
 //! [`storage`]. The byte layout is specified in `docs/recording-format.md`.
 
+#[cfg(feature = "catalogue")]
 pub mod catalogue;
 pub mod format;
 pub mod reader;

@@ -2,6 +2,10 @@
 //! `fuzz/fuzz_targets/recording_reader.rs`, and seeds) through the same code the fuzz target
 //! runs. Also what `scripts/fuzz-recorder` falls back to when `cargo fuzz` is unavailable.
 
+// Test helpers outside #[test] fns: the workspace lets tests unwrap and index (clippy.toml),
+// which clippy applies only to #[test] bodies.
+#![allow(clippy::unwrap_used, clippy::indexing_slicing, clippy::panic)]
+
 use std::path::Path;
 
 /// The fuzz target's body, kept identical to `fuzz/fuzz_targets/recording_reader.rs`.
