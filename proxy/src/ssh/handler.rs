@@ -82,6 +82,21 @@ pub enum Event {
     Closed(ChannelId),
 }
 
+/// The methods of the first factor. Keyboard-interactive is offered only after it (for the
+/// matrix card): OpenSSH tries a listed method once, so listing it early would burn it.
+fn first_factor_methods() -> MethodSet {
+    MethodSet::from(&[MethodKind::PublicKey, MethodKind::Password][..])
+}
+
+/// A rejected first factor: the client may try again (russh would otherwise drop the method
+/// from the list after one failure).
+fn reject_first() -> Auth {
+    Auth::Reject {
+        proceed_with_methods: Some(first_factor_methods()),
+        partial_success: false,
+    }
+}
+
 /// Who logged in (after the first factor).
 #[derive(Debug, Clone)]
 struct Login {
@@ -180,10 +195,10 @@ impl russh::server::Handler for ConnectionHandler {
         let inventory = self.services.inventory();
         let Some(u) = inventory.user(user) else {
             info!(user, "SSH login for an unknown user");
-            return Ok(Auth::reject());
+            return Ok(reject_first());
         };
         let Some(hash) = u.password_hash.clone() else {
-            return Ok(Auth::reject());
+            return Ok(reject_first());
         };
         let card = u.matrix_card.clone();
         let password = policy::Secret::new(password.to_owned());
@@ -192,7 +207,7 @@ impl russh::server::Handler for ConnectionHandler {
             .unwrap_or(false);
         if !ok {
             info!(user, "SSH password rejected");
-            return Ok(Auth::reject());
+            return Ok(reject_first());
         }
         Ok(self.first_factor(login, card))
     }
@@ -207,7 +222,7 @@ impl russh::server::Handler for ConnectionHandler {
         let known = inventory
             .user(user)
             .is_some_and(|u| key_is_authorized(&u.ssh_keys, offer.public_key));
-        Ok(if known { Auth::Accept } else { Auth::reject() })
+        Ok(if known { Auth::Accept } else { reject_first() })
     }
 
     async fn auth_publickey(
@@ -218,10 +233,10 @@ impl russh::server::Handler for ConnectionHandler {
         let (user, _) = parse_login(login);
         let inventory = self.services.inventory();
         let Some(u) = inventory.user(user) else {
-            return Ok(Auth::reject());
+            return Ok(reject_first());
         };
         if !key_is_authorized(&u.ssh_keys, key.public_key) {
-            return Ok(Auth::reject());
+            return Ok(reject_first());
         }
         let card = u.matrix_card.clone();
         Ok(self.first_factor(login, card))
@@ -521,12 +536,14 @@ impl russh::server::Handler for ConnectionHandler {
         session: &mut Session,
     ) -> Result<(), Self::Error> {
         let name: String = name.chars().take(64).collect();
-        // Tell the user first: OpenSSH's sftp exits as soon as the request fails.
+        // Accept, then say why on stderr and end the channel with status 1 (the actor does):
+        // OpenSSH exits on a failed subsystem request before printing the channel's stderr,
+        // so a plain failure would leave the user without the reason.
+        session.channel_success(channel)?;
         let line = format!(
             "sekisho: denied (ssh.file-transfer): file transfer (subsystem {name}) is not allowed through Sekisho\r\n"
         );
         session.extended_data(channel, 1, Bytes::from(line))?;
-        session.channel_failure(channel)?;
         self.emit(Event::Refused {
             kind: Refusal::FileTransfer,
             detail: format!("subsystem {name}"),

@@ -95,13 +95,8 @@ pub fn load_or_create_host_key(path: &Path) -> Result<PrivateKey> {
 fn config(host_key: PrivateKey) -> russh::server::Config {
     russh::server::Config {
         server_id: russh::SshId::Standard("SSH-2.0-Sekisho".into()),
-        methods: MethodSet::from(
-            &[
-                MethodKind::PublicKey,
-                MethodKind::Password,
-                MethodKind::KeyboardInteractive,
-            ][..],
-        ),
+        // Keyboard-interactive (the matrix card) is offered after the first factor only.
+        methods: MethodSet::from(&[MethodKind::PublicKey, MethodKind::Password][..]),
         auth_rejection_time: Duration::from_millis(500),
         // OpenSSH probes with "none" first; answering it at once costs nothing.
         auth_rejection_time_initial: Some(Duration::ZERO),

@@ -1,0 +1,602 @@
+//! The SSH front door against real peers: the OpenSSH client (`ssh`, `sftp`, `scp`,
+//! `ssh -L/-R/-D/-A/-X`) toward Sekisho, OpenSSH `sshd` as an SSH console and as a physical
+//! server, QEMU's serial port as a serial console.
+
+use std::time::{Duration, Instant};
+
+use anyhow::{Context, Result};
+
+use crate::support::{InstanceOptions, SekishoInstance, demo_inventory, require_peers};
+
+#[path = "support/ssh_peers.rs"]
+mod ssh_peers;
+
+use ssh_peers::{
+    DEMO_PASSWORD, LAB_PASSWORD, LAB_USER, Peer, Session, askpass, client, ssh_options,
+};
+
+/// tanaka's VDI desktop (internet-vpn path).
+const TANAKA_DESKTOP: &str = "127.0.10.11";
+/// yamada's VDI desktop (globex, whose contract expired in 2021).
+const YAMADA_DESKTOP: &str = "127.0.10.31";
+
+/// The demo inventory with web01's serial console on `serial` (QEMU), app02's console on the
+/// hypervisor's sshd (`sshd`), and file-phys02's own sshd on `sshd` too.
+fn inventory(serial: u16, sshd: u16) -> String {
+    demo_inventory()
+        .replace(
+            "serial_console = \"127.0.0.1:14501\"",
+            &format!("serial_console = \"127.0.0.1:{serial}\""),
+        )
+        .replace(
+            "vnc_console = \"127.0.0.1:15902\"",
+            &format!("vnc_console = \"127.0.0.1:15902\"\nssh_console = \"127.0.0.1:{sshd}\""),
+        )
+        .replace(
+            "name = \"kvm01\"\naddress = \"127.0.0.1\"",
+            "name = \"kvm01\"\naddress = \"127.0.0.1\"\ncredential = \"kvm01-console\"",
+        )
+        .replace(
+            "address = \"127.0.20.22\"\nkind = \"physical\"\nzone = \"business\"\nrdp_port = 13390",
+            &format!(
+                "address = \"127.0.20.22\"\nkind = \"physical\"\nzone = \"business\"\nrdp_port = 13390\nssh_port = {sshd}\ncredential = \"file-phys02-maint\""
+            ),
+        )
+}
+
+fn secrets() -> String {
+    format!(
+        "[credential.kvm01-console]\nusername = \"{LAB_USER}\"\npassword = \"{LAB_PASSWORD}\"\n\n\
+         [credential.file-phys02-maint]\nusername = \"{LAB_USER}\"\npassword = \"{LAB_PASSWORD}\"\n"
+    )
+}
+
+struct Lab {
+    sekisho: SekishoInstance,
+    qemu: Option<Peer>,
+    sshd: Option<Peer>,
+    askpass: std::path::PathBuf,
+}
+
+/// Starts the peers asked for and a Sekisho instance pointing at them.
+fn lab(with_qemu: bool, with_sshd: bool, inventory_edit: impl Fn(String) -> String) -> Result<Lab> {
+    let qemu = if with_qemu {
+        Some(ssh_peers::start_qemu_serial()?)
+    } else {
+        None
+    };
+    let sshd = if with_sshd {
+        Some(ssh_peers::start_sshd(&["127.0.20.22"])?)
+    } else {
+        None
+    };
+    let inv = inventory(
+        qemu.as_ref().map_or(14501, |p| p.port),
+        sshd.as_ref().map_or(10022, |p| p.port),
+    );
+    let sekisho = SekishoInstance::start_with(
+        &inventory_edit(inv),
+        InstanceOptions {
+            secrets: Some(secrets()),
+            ..InstanceOptions::default()
+        },
+    )?;
+    let askpass = askpass(sekisho.dir.path(), DEMO_PASSWORD, None)?;
+    Ok(Lab {
+        sekisho,
+        qemu,
+        sshd,
+        askpass,
+    })
+}
+
+impl Lab {
+    fn port(&self) -> u16 {
+        self.sekisho.listen.ssh.port()
+    }
+
+    /// `ssh -tt LOGIN@sekisho` from `source`, interactive.
+    fn ssh_tt(&self, login: &str, source: &str, extra: &[&str]) -> Result<Session> {
+        let mut cmd = client("ssh", &self.askpass);
+        cmd.args(ssh_options(self.port(), source))
+            .arg("-tt")
+            .args(extra)
+            .arg(format!("{login}@127.0.0.1"));
+        Session::spawn(cmd)
+    }
+
+    /// Rows of `denials list` with `rule`.
+    fn denials_with(&self, rule: &str) -> Result<Vec<serde_json::Value>> {
+        Ok(self
+            .sekisho
+            .denials()?
+            .into_iter()
+            .filter(|d| d["rule"] == rule)
+            .collect())
+    }
+
+    fn wait_denial(&self, rule: &str) -> Result<serde_json::Value> {
+        self.sekisho.wait_until(
+            Duration::from_secs(10),
+            &format!("a {rule} denial row"),
+            || Ok(self.denials_with(rule)?.into_iter().next()),
+        )
+    }
+
+    fn live_session(&self, target: &str) -> Result<serde_json::Value> {
+        self.sekisho.wait_until(
+            Duration::from_secs(10),
+            &format!("a live session on {target}"),
+            || {
+                Ok(self
+                    .sekisho
+                    .sessions()?
+                    .into_iter()
+                    .find(|s| s["target"] == target && s["ended_at"].is_null()))
+            },
+        )
+    }
+
+    fn ended_session(&self, target: &str) -> Result<serde_json::Value> {
+        self.sekisho.wait_until(
+            Duration::from_secs(10),
+            &format!("an ended session on {target}"),
+            || {
+                Ok(self
+                    .sekisho
+                    .sessions()?
+                    .into_iter()
+                    .find(|s| s["target"] == target && !s["ended_at"].is_null()))
+            },
+        )
+    }
+}
+
+fn peers(programs: &[&str]) -> Result<bool> {
+    require_peers(programs)
+}
+
+/// The recording of a session row exists and is not empty.
+fn recording_file(
+    sekisho: &SekishoInstance,
+    row: &serde_json::Value,
+) -> Result<std::path::PathBuf> {
+    let rec = row["recording"]
+        .as_str()
+        .context("session row without recording")?;
+    let path = if std::path::Path::new(rec).is_absolute() {
+        std::path::PathBuf::from(rec)
+    } else {
+        sekisho.path(rec)
+    };
+    let meta = std::fs::metadata(&path)
+        .with_context(|| format!("recording {} missing", path.display()))?;
+    assert!(meta.len() > 0, "recording {} is empty", path.display());
+    Ok(path)
+}
+
+#[test]
+fn ssh_menu_lists_the_targets_of_the_user_and_why_not() -> Result<()> {
+    if !peers(&["ssh"])? {
+        return Ok(());
+    }
+    let lab = lab(false, false, |i| i)?;
+    let mut s = lab.ssh_tt("tanaka", TANAKA_DESKTOP, &[])?;
+    s.wait_for("Choose a target", Duration::from_secs(15))?;
+    let out = s.output();
+    assert!(
+        out.contains("web01") && out.contains("app02") && out.contains("file-phys02"),
+        "{out}"
+    );
+    // db-phys01 is in the mynumber zone, which the internet VPN path may not reach.
+    assert!(out.contains("db-phys01"), "{out}");
+    assert!(out.contains("zone.path"), "{out}");
+    s.send(b"nosuch\r")?;
+    s.wait_for("no such target", Duration::from_secs(5))?;
+    s.send(b"q\r")?;
+    let status = s.wait_exit(Duration::from_secs(10))?;
+    assert_eq!(status.code(), Some(0), "{}", s.output());
+    Ok(())
+}
+
+#[test]
+fn ssh_login_with_target_lands_on_the_serial_console_and_is_recorded() -> Result<()> {
+    if !peers(&["ssh", "qemu-system-x86_64"])? {
+        return Ok(());
+    }
+    let lab = lab(true, false, |i| i)?;
+    let mut s = lab.ssh_tt("tanaka+web01", TANAKA_DESKTOP, &[])?;
+    s.wait_for("SeaBIOS", Duration::from_secs(20))?;
+    s.wait_for("No bootable device", Duration::from_secs(20))?;
+    let live = lab.live_session("web01")?;
+    assert_eq!(live["protocol"], "console-serial");
+    assert_eq!(live["user"], "tanaka");
+    assert_eq!(live["source"], TANAKA_DESKTOP);
+    s.send(b"~.")?; // nothing on a serial line; then the client disconnects
+    drop(s);
+    let row = lab.ended_session("web01")?;
+    recording_file(&lab.sekisho, &row)?;
+    let _ = &lab.qemu;
+    Ok(())
+}
+
+#[test]
+fn ssh_menu_choice_reaches_the_hypervisor_ssh_console_with_window_size() -> Result<()> {
+    if !peers(&["ssh", "sshd"])? {
+        return Ok(());
+    }
+    let lab = lab(false, true, |i| i)?;
+    let mut s = lab.ssh_tt("tanaka", TANAKA_DESKTOP, &[])?;
+    s.wait_for("Choose a target", Duration::from_secs(15))?;
+    s.send(b"app02\r")?;
+    s.wait_for("this session is recorded", Duration::from_secs(20))?;
+    s.send(b"id -un; stty size; echo MARK-$((6*7))\n")?;
+    s.wait_for("MARK-42", Duration::from_secs(20))?;
+    assert!(s.output().contains(LAB_USER), "{}", s.output());
+    let live = lab.live_session("app02")?;
+    assert_eq!(live["protocol"], "console-serial");
+    s.send(b"exit\n")?;
+    let status = s.wait_exit(Duration::from_secs(15))?;
+    assert_eq!(status.code(), Some(0), "{}", s.output());
+    let row = lab.ended_session("app02")?;
+    recording_file(&lab.sekisho, &row)?;
+    let _ = &lab.sshd;
+    Ok(())
+}
+
+#[test]
+fn ssh_to_a_physical_server_reaches_its_own_sshd() -> Result<()> {
+    if !peers(&["ssh", "sshd"])? {
+        return Ok(());
+    }
+    let lab = lab(false, true, |i| i)?;
+    let mut s = lab.ssh_tt("tanaka+file-phys02", TANAKA_DESKTOP, &[])?;
+    s.wait_for("this session is recorded", Duration::from_secs(20))?;
+    s.send(b"echo PHYS-$((40+2)); exit 3\n")?;
+    s.wait_for("PHYS-42", Duration::from_secs(20))?;
+    s.wait_exit(Duration::from_secs(15))?;
+    let row = lab.ended_session("file-phys02")?;
+    assert_eq!(row["protocol"], "ssh");
+    recording_file(&lab.sekisho, &row)?;
+    Ok(())
+}
+
+#[test]
+fn ssh_denied_login_shows_one_line_and_is_in_the_denials() -> Result<()> {
+    if !peers(&["ssh"])? {
+        return Ok(());
+    }
+    let lab = lab(false, false, |i| i)?;
+    // globex's contract for app02 ended in 2021.
+    let mut s = lab.ssh_tt("yamada+app02", YAMADA_DESKTOP, &[])?;
+    let status = s.wait_exit(Duration::from_secs(20))?;
+    let out = s.output();
+    assert!(out.contains("sekisho: denied (contract.expired)"), "{out}");
+    assert_eq!(status.code(), Some(1), "{out}");
+    let row = lab.wait_denial("contract.expired")?;
+    assert_eq!(row["user"], "yamada");
+    assert_eq!(row["target"], "app02");
+    Ok(())
+}
+
+#[test]
+fn ssh_denied_outside_the_contract_window() -> Result<()> {
+    if !peers(&["ssh"])? {
+        return Ok(());
+    }
+    // A window on a day that is never today: yesterday's weekday only, one minute long.
+    let lab = lab(false, false, |inv| {
+        let today = chrono_weekday_not_today();
+        inv.replace(
+            "valid_until = \"2099-12-31\"",
+            &format!("valid_until = \"2099-12-31\"\nwindows = [\"{today} 03:00-03:01\"]"),
+        )
+    })?;
+    let mut s = lab.ssh_tt("tanaka+web01", TANAKA_DESKTOP, &[])?;
+    let status = s.wait_exit(Duration::from_secs(20))?;
+    let out = s.output();
+    assert!(out.contains("sekisho: denied (contract.window)"), "{out}");
+    assert_eq!(status.code(), Some(1), "{out}");
+    lab.wait_denial("contract.window")?;
+    Ok(())
+}
+
+/// A three-letter weekday that is neither today nor tomorrow in any time zone.
+fn chrono_weekday_not_today() -> &'static str {
+    let days = ["sun", "mon", "tue", "wed", "thu", "fri", "sat"];
+    let secs = std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map(|d| d.as_secs())
+        .unwrap_or(0);
+    // 1970-01-01 was a Thursday (index 4). Pick three days ahead of UTC today.
+    let today = ((secs / 86_400 + 4) % 7) as usize;
+    days.get((today + 3) % 7).copied().unwrap_or("sun")
+}
+
+#[test]
+fn ssh_sftp_and_scp_are_refused_and_recorded() -> Result<()> {
+    if !peers(&["sftp", "scp"])? {
+        return Ok(());
+    }
+    let lab = lab(false, false, |i| i)?;
+    let opts = ssh_options(lab.port(), TANAKA_DESKTOP);
+    // sftp's -P is the port; ssh_options uses -p, so pass options one by one.
+    let mut sftp = client("sftp", &lab.askpass);
+    sftp.args(["-F", "/dev/null", "-P", &lab.port().to_string()])
+        .args(["-o", &format!("BindAddress={TANAKA_DESKTOP}")])
+        .args(opts.iter().skip(6)) // the -o options
+        .arg("tanaka+web01@127.0.0.1");
+    // No `-b`: batch mode would forbid the password.
+    let mut s = Session::spawn(sftp)?;
+    s.close_stdin();
+    let status = s.wait_exit(Duration::from_secs(20))?;
+    assert_ne!(status.code(), Some(0), "{}", s.output());
+    assert!(s.output().contains("ssh.file-transfer"), "{}", s.output());
+    lab.wait_denial("ssh.file-transfer")?;
+
+    // scp -O: the legacy protocol, an exec of "scp -t".
+    let src = lab.sekisho.path("upload.txt");
+    std::fs::write(&src, "x")?;
+    let mut scp = client("scp", &lab.askpass);
+    scp.args(["-O", "-F", "/dev/null", "-P", &lab.port().to_string()])
+        .args(["-o", &format!("BindAddress={TANAKA_DESKTOP}")])
+        .args(opts.iter().skip(6))
+        .arg(&src)
+        .arg("tanaka+web01@127.0.0.1:/tmp/upload.txt");
+    let mut s = Session::spawn(scp)?;
+    let status = s.wait_exit(Duration::from_secs(20))?;
+    assert_ne!(status.code(), Some(0), "{}", s.output());
+    lab.sekisho
+        .wait_until(Duration::from_secs(10), "two file-transfer denials", || {
+            Ok((lab.denials_with("ssh.file-transfer")?.len() >= 2).then_some(()))
+        })?;
+    Ok(())
+}
+
+#[test]
+fn ssh_port_forwarding_is_refused_and_recorded() -> Result<()> {
+    if !peers(&["ssh"])? {
+        return Ok(());
+    }
+    let lab = lab(false, false, |i| i)?;
+    // -R: the tcpip-forward request is refused; with ExitOnForwardFailure ssh gives up.
+    let mut cmd = client("ssh", &lab.askpass);
+    cmd.args(ssh_options(lab.port(), TANAKA_DESKTOP))
+        .args([
+            "-N",
+            "-o",
+            "ExitOnForwardFailure=yes",
+            "-R",
+            "0:127.0.0.1:9",
+        ])
+        .arg("tanaka@127.0.0.1");
+    let mut s = Session::spawn(cmd)?;
+    let status = s.wait_exit(Duration::from_secs(20))?;
+    assert_ne!(status.code(), Some(0), "{}", s.output());
+    lab.wait_denial("ssh.forwarding")?;
+
+    // -L and -D: the refusal comes when a connection is forwarded.
+    for flag in ["-L", "-D"] {
+        let before = lab.denials_with("ssh.forwarding")?.len();
+        let local = crate::support::free_port("127.0.0.1")?;
+        let spec = if flag == "-L" {
+            format!("127.0.0.1:{local}:127.0.0.1:22")
+        } else {
+            format!("127.0.0.1:{local}")
+        };
+        let mut cmd = client("ssh", &lab.askpass);
+        cmd.args(ssh_options(lab.port(), TANAKA_DESKTOP))
+            .args(["-N", flag, &spec])
+            .arg("tanaka@127.0.0.1");
+        let _s = Session::spawn(cmd)?;
+        crate::support::wait_for_port(([127, 0, 0, 1], local).into(), Duration::from_secs(15))?;
+        if flag == "-D" {
+            // A SOCKS5 CONNECT to 127.0.0.1:22 makes ssh open a direct-tcpip channel.
+            use std::io::{Read, Write};
+            let mut c = std::net::TcpStream::connect(("127.0.0.1", local))?;
+            c.set_read_timeout(Some(Duration::from_secs(5)))?;
+            c.write_all(&[5, 1, 0])?;
+            let mut r = [0u8; 2];
+            c.read_exact(&mut r)?;
+            c.write_all(&[5, 1, 0, 1, 127, 0, 0, 1, 0, 22])?;
+            let mut r = [0u8; 10];
+            let _ = c.read(&mut r);
+        } else {
+            let _c = std::net::TcpStream::connect(("127.0.0.1", local))?;
+            std::thread::sleep(Duration::from_millis(300));
+        }
+        lab.sekisho.wait_until(
+            Duration::from_secs(10),
+            &format!("a forwarding denial for {flag}"),
+            || Ok((lab.denials_with("ssh.forwarding")?.len() > before).then_some(())),
+        )?;
+    }
+    Ok(())
+}
+
+#[test]
+fn ssh_agent_and_x11_forwarding_are_refused_and_recorded() -> Result<()> {
+    if !peers(&["ssh", "ssh-agent", "xauth"])? {
+        return Ok(());
+    }
+    let lab = lab(false, false, |i| i)?;
+    let agent_sock = lab.sekisho.path("agent.sock");
+    let mut agent = std::process::Command::new("ssh-agent")
+        .arg("-D")
+        .arg("-a")
+        .arg(&agent_sock)
+        .stdout(std::process::Stdio::null())
+        .spawn()?;
+    let deadline = Instant::now() + Duration::from_secs(5);
+    while !agent_sock.exists() && Instant::now() < deadline {
+        std::thread::sleep(Duration::from_millis(20));
+    }
+    let mut cmd = client("ssh", &lab.askpass);
+    cmd.env("SSH_AUTH_SOCK", &agent_sock)
+        .args(ssh_options(lab.port(), TANAKA_DESKTOP))
+        .args(["-tt", "-A", "-Y"])
+        .arg("tanaka@127.0.0.1");
+    let mut s = Session::spawn(cmd)?;
+    s.wait_for("Choose a target", Duration::from_secs(15))?;
+    s.wait_for("agent forwarding", Duration::from_secs(5))?;
+    s.wait_for("X11 forwarding", Duration::from_secs(5))?;
+    s.send(b"q\r")?;
+    s.wait_exit(Duration::from_secs(10))?;
+    let rows = lab
+        .sekisho
+        .wait_until(Duration::from_secs(10), "two forwarding denials", || {
+            let rows = lab.denials_with("ssh.forwarding")?;
+            Ok((rows.len() >= 2).then_some(rows))
+        })?;
+    let reasons: Vec<String> = rows.iter().map(|r| r["reason"].to_string()).collect();
+    assert!(reasons.iter().any(|r| r.contains("agent")), "{reasons:?}");
+    assert!(reasons.iter().any(|r| r.contains("X11")), "{reasons:?}");
+    let _ = agent.kill();
+    let _ = agent.wait();
+    Ok(())
+}
+
+#[test]
+fn ssh_commands_other_than_the_menu_commands_are_refused() -> Result<()> {
+    if !peers(&["ssh"])? {
+        return Ok(());
+    }
+    let lab = lab(false, false, |i| i)?;
+    let mut cmd = client("ssh", &lab.askpass);
+    cmd.args(ssh_options(lab.port(), TANAKA_DESKTOP)).args([
+        "tanaka@127.0.0.1",
+        "cat",
+        "/etc/passwd",
+    ]);
+    let mut s = Session::spawn(cmd)?;
+    let status = s.wait_exit(Duration::from_secs(20))?;
+    assert_eq!(status.code(), Some(1), "{}", s.output());
+    assert!(
+        s.output().contains("commands are not available"),
+        "{}",
+        s.output()
+    );
+    assert!(!s.output().contains("root:"), "{}", s.output());
+
+    let mut cmd = client("ssh", &lab.askpass);
+    cmd.args(ssh_options(lab.port(), TANAKA_DESKTOP)).args([
+        "tanaka@127.0.0.1",
+        "console",
+        "web01",
+    ]);
+    let mut s = Session::spawn(cmd)?;
+    let status = s.wait_exit(Duration::from_secs(20))?;
+    assert_eq!(status.code(), Some(1), "{}", s.output());
+    assert!(s.output().contains("not available yet"), "{}", s.output());
+    Ok(())
+}
+
+#[test]
+fn ssh_wrong_password_is_rejected() -> Result<()> {
+    if !peers(&["ssh"])? {
+        return Ok(());
+    }
+    let lab = lab(false, false, |i| i)?;
+    let wrong = askpass(&lab.sekisho.path("data"), "not-the-password", None)?;
+    let mut cmd = client("ssh", &wrong);
+    cmd.args(ssh_options(lab.port(), TANAKA_DESKTOP)).args([
+        "-o",
+        "NumberOfPasswordPrompts=1",
+        "tanaka@127.0.0.1",
+        "console",
+        "web01",
+    ]);
+    let mut s = Session::spawn(cmd)?;
+    let status = s.wait_exit(Duration::from_secs(20))?;
+    assert_eq!(status.code(), Some(255), "{}", s.output());
+    assert!(s.output().contains("Permission denied"), "{}", s.output());
+    Ok(())
+}
+
+#[test]
+fn ssh_matrix_card_second_factor() -> Result<()> {
+    if !peers(&["ssh"])? {
+        return Ok(());
+    }
+    let card: Vec<String> = [
+        "3829104755",
+        "1047382910",
+        "5561029384",
+        "0192837465",
+        "5647382910",
+    ]
+    .iter()
+    .map(|s| s.to_string())
+    .collect();
+    let rows = card
+        .iter()
+        .map(|r| format!("\"{r}\""))
+        .collect::<Vec<_>>()
+        .join(", ");
+    let lab = lab(false, false, move |inv| {
+        inv.replace(
+            "desktops = [\"127.0.10.11\"]",
+            &format!("desktops = [\"127.0.10.11\"]\nmatrix_card = [{rows}]"),
+        )
+    })?;
+    // Right answers: the menu.
+    let good = askpass(&lab.sekisho.path("data"), DEMO_PASSWORD, Some(&card))?;
+    let mut cmd = client("ssh", &good);
+    cmd.args(ssh_options(lab.port(), TANAKA_DESKTOP))
+        .args(["-tt", "tanaka@127.0.0.1"]);
+    let mut s = Session::spawn(cmd)?;
+    s.wait_for("Choose a target", Duration::from_secs(20))?;
+    s.send(b"q\r")?;
+    s.wait_exit(Duration::from_secs(10))?;
+
+    // Wrong answers: refused, even with the right password.
+    let wrong_card: Vec<String> = card
+        .iter()
+        .map(|r| {
+            r.chars()
+                .map(|c| if c == '9' { '0' } else { '9' })
+                .collect()
+        })
+        .collect();
+    let dir = lab.sekisho.path("wrong");
+    std::fs::create_dir_all(&dir)?;
+    let bad = askpass(&dir, DEMO_PASSWORD, Some(&wrong_card))?;
+    let mut cmd = client("ssh", &bad);
+    cmd.args(ssh_options(lab.port(), TANAKA_DESKTOP)).args([
+        "-o",
+        "NumberOfPasswordPrompts=1",
+        "tanaka@127.0.0.1",
+        "console",
+        "web01",
+    ]);
+    let mut s = Session::spawn(cmd)?;
+    let status = s.wait_exit(Duration::from_secs(30))?;
+    assert_eq!(status.code(), Some(255), "{}", s.output());
+    Ok(())
+}
+
+#[test]
+fn ssh_sessions_kill_ends_a_console_session_within_one_second() -> Result<()> {
+    if !peers(&["ssh", "qemu-system-x86_64"])? {
+        return Ok(());
+    }
+    let lab = lab(true, false, |i| i)?;
+    let s = lab.ssh_tt("tanaka+web01", TANAKA_DESKTOP, &[])?;
+    s.wait_for("SeaBIOS", Duration::from_secs(20))?;
+    let live = lab.live_session("web01")?;
+    let id = live["id"].as_str().context("session id")?.to_owned();
+    let out = lab.sekisho.cli(&["sessions", "kill", &id])?;
+    let killed_at = Instant::now();
+    assert_eq!(
+        out.status.code(),
+        Some(0),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let seen = s.wait_for("session ended by security staff", Duration::from_secs(5))?;
+    let took = seen.duration_since(killed_at);
+    assert!(took < Duration::from_secs(1), "kill took {took:?}");
+    let row = lab.ended_session("web01")?;
+    assert_eq!(row["outcome"], "killed", "{row}");
+    Ok(())
+}
