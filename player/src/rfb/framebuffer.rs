@@ -667,6 +667,38 @@ mod tests {
         assert_eq!(at(fb, 15, 3), [255, 0, 0, 255]);
     }
 
+    /// Replays a capture of QEMU 7.2's VNC server (SeaBIOS screen, 720x400): ServerInit, then
+    /// everything QEMU sent for one full-screen request in the given encoding.
+    fn replay_capture(bytes: &[u8]) -> Replay {
+        let (init, n) = super::super::decode_server_init(bytes).unwrap().unwrap();
+        assert_eq!(
+            (init.width, init.height, init.name.as_str()),
+            (720, 400, "QEMU")
+        );
+        let mut rp = Replay::new(&init).unwrap();
+        rp.server_bytes(&bytes[n..]).unwrap();
+        assert!(
+            rp.server_buf.is_empty(),
+            "the capture decodes to its last byte"
+        );
+        rp
+    }
+
+    fn lit(fb: &Framebuffer) -> usize {
+        fb.rgba()
+            .chunks_exact(4)
+            .filter(|p| p[..3] != [0, 0, 0])
+            .count()
+    }
+
+    #[test]
+    fn real_qemu_zrle_and_hextile_captures_decode_alike() {
+        let z = replay_capture(include_bytes!("testdata/qemu_seabios_zrle.bin"));
+        let h = replay_capture(include_bytes!("testdata/qemu_seabios_hextile.bin"));
+        assert!(lit(z.framebuffer()) > 500, "the firmware text is drawn");
+        assert_eq!(z.framebuffer().rgba(), h.framebuffer().rgba());
+    }
+
     proptest! {
         #[test]
         fn garbage_never_panics(data in proptest::collection::vec(any::<u8>(), 0..600), header in any::<bool>()) {
