@@ -9,3 +9,4 @@ pub mod services;
 pub mod ssh;
 pub mod tls;
 pub mod vnc;
+pub mod web;

@@ -1,0 +1,397 @@
+//! Logging in to the web UI: argon2 passwords from the inventory, server-side sessions behind
+//! a random cookie, CSRF tokens on every form, and a login rate limit per user and per address.
+
+use std::collections::HashMap;
+use std::net::{IpAddr, Ipv4Addr};
+use std::sync::{Arc, Mutex, MutexGuard};
+use std::time::{Duration, Instant};
+
+use axum::Form;
+use axum::extract::{FromRequestParts, State};
+use axum::http::request::Parts;
+use axum::http::{HeaderMap, HeaderValue, StatusCode, header};
+use axum::response::{IntoResponse, Redirect, Response};
+use policy::Role;
+use rand::RngCore as _;
+use serde::Deserialize;
+use subtle::ConstantTimeEq as _;
+use tracing::{info, warn};
+
+use super::i18n::{Lang, tr};
+use super::pages::{escape, page_without_caller};
+use super::{ClientAddr, WebState};
+
+/// The session cookie's name.
+pub const SESSION_COOKIE: &str = "sekisho_session";
+/// The cookie that carries the login form's CSRF token (double submit: no session yet).
+pub const LOGIN_CSRF_COOKIE: &str = "sekisho_login_csrf";
+/// A session unused for this long is logged out.
+pub const IDLE_TIMEOUT: Duration = Duration::from_secs(30 * 60);
+/// A session ends this long after login whatever happens.
+pub const ABSOLUTE_TIMEOUT: Duration = Duration::from_secs(12 * 60 * 60);
+/// At most this many live browser sessions: a login flood must not grow memory without bound.
+pub const MAX_WEB_SESSIONS: usize = 10_000;
+/// Failed logins allowed per user and per client address within [`FAILURE_WINDOW`].
+pub const MAX_FAILURES: usize = 5;
+/// The window over which failed logins count.
+pub const FAILURE_WINDOW: Duration = Duration::from_secs(15 * 60);
+/// At most this many users/addresses tracked by the rate limiter (memory bound).
+pub const MAX_TRACKED: usize = 100_000;
+/// Longest user name accepted in the login form (inventory names are short).
+pub const MAX_USER_LEN: usize = 128;
+
+/// A logged-in browser.
+#[derive(Debug, Clone)]
+struct WebSession {
+    user: String,
+    csrf: String,
+    created: Instant,
+    last_used: Instant,
+}
+
+/// Browser sessions and login failures, in memory (a restart logs everyone out).
+#[derive(Debug, Default)]
+pub struct AuthStore {
+    sessions: Mutex<HashMap<String, WebSession>>,
+    failures: Mutex<HashMap<String, Vec<Instant>>>,
+}
+
+fn lock<T>(m: &Mutex<T>) -> MutexGuard<'_, T> {
+    match m.lock() {
+        Ok(g) => g,
+        Err(poisoned) => poisoned.into_inner(),
+    }
+}
+
+/// 256 random bits as hex.
+pub fn random_token() -> String {
+    let mut raw = [0u8; 32];
+    rand::rng().fill_bytes(&mut raw);
+    raw.iter().map(|b| format!("{b:02x}")).collect()
+}
+
+fn ct_eq(a: &str, b: &str) -> bool {
+    a.len() == b.len() && bool::from(a.as_bytes().ct_eq(b.as_bytes()))
+}
+
+impl AuthStore {
+    pub(super) fn create(&self, user: &str) -> Option<(String, String)> {
+        let now = Instant::now();
+        let mut sessions = lock(&self.sessions);
+        sessions.retain(|_, s| alive(s, now));
+        if sessions.len() >= MAX_WEB_SESSIONS {
+            return None;
+        }
+        let token = random_token();
+        let csrf = random_token();
+        sessions.insert(
+            token.clone(),
+            WebSession {
+                user: user.to_owned(),
+                csrf: csrf.clone(),
+                created: now,
+                last_used: now,
+            },
+        );
+        Some((token, csrf))
+    }
+
+    fn lookup(&self, token: &str) -> Option<WebSession> {
+        let now = Instant::now();
+        let mut sessions = lock(&self.sessions);
+        let s = sessions.get_mut(token)?;
+        if !alive(s, now) {
+            sessions.remove(token);
+            return None;
+        }
+        s.last_used = now;
+        Some(s.clone())
+    }
+
+    fn remove(&self, token: &str) {
+        lock(&self.sessions).remove(token);
+    }
+
+    /// True when `keys` (user, address) may still try to log in.
+    fn allowed(&self, keys: &[String]) -> bool {
+        let now = Instant::now();
+        let mut failures = lock(&self.failures);
+        keys.iter().all(|k| match failures.get_mut(k) {
+            Some(v) => {
+                v.retain(|t| now.duration_since(*t) < FAILURE_WINDOW);
+                v.len() < MAX_FAILURES
+            }
+            None => true,
+        })
+    }
+
+    fn failed(&self, keys: &[String]) {
+        let now = Instant::now();
+        let mut failures = lock(&self.failures);
+        if failures.len() >= MAX_TRACKED {
+            failures.retain(|_, v| v.iter().any(|t| now.duration_since(*t) < FAILURE_WINDOW));
+        }
+        for k in keys {
+            if failures.len() >= MAX_TRACKED && !failures.contains_key(k) {
+                continue;
+            }
+            let v = failures.entry(k.clone()).or_default();
+            // Only the last MAX_FAILURES matter.
+            if v.len() >= MAX_FAILURES {
+                v.remove(0);
+            }
+            v.push(now);
+        }
+    }
+}
+
+fn alive(s: &WebSession, now: Instant) -> bool {
+    now.duration_since(s.last_used) < IDLE_TIMEOUT
+        && now.duration_since(s.created) < ABSOLUTE_TIMEOUT
+}
+
+/// Reads one cookie from the request headers.
+pub fn cookie(headers: &HeaderMap, name: &str) -> Option<String> {
+    headers
+        .get_all(header::COOKIE)
+        .iter()
+        .filter_map(|v| v.to_str().ok())
+        .flat_map(|v| v.split(';'))
+        .filter_map(|kv| kv.trim().split_once('='))
+        .find(|(k, _)| *k == name)
+        .map(|(_, v)| v.to_owned())
+}
+
+/// A `Set-Cookie` value: HttpOnly, SameSite=Strict, Path=/, Secure over TLS.
+pub fn set_cookie(state: &WebState, name: &str, value: &str, max_age: Option<u64>) -> HeaderValue {
+    let mut c = format!("{name}={value}; Path=/; HttpOnly; SameSite=Strict");
+    if let Some(age) = max_age {
+        c.push_str(&format!("; Max-Age={age}"));
+    }
+    if state.secure_cookies {
+        c.push_str("; Secure");
+    }
+    HeaderValue::from_str(&c).unwrap_or_else(|_| HeaderValue::from_static("invalid=1"))
+}
+
+/// The logged-in caller, resolved against the current inventory on every request (a user
+/// removed from the inventory is logged out at once).
+#[derive(Debug, Clone)]
+pub struct Caller {
+    /// The user's name.
+    pub user: String,
+    /// The user's role now.
+    pub role: Role,
+    /// The session's CSRF token (put in every form).
+    pub csrf: String,
+    /// The language of the pages.
+    pub lang: Lang,
+}
+
+impl Caller {
+    /// Every session (auditor, security, admin).
+    pub fn sees_all_sessions(&self) -> bool {
+        matches!(self.role, Role::Auditor | Role::Security | Role::Admin)
+    }
+
+    /// Denials dashboard, live sessions and kill (security, admin).
+    pub fn is_security(&self) -> bool {
+        matches!(self.role, Role::Security | Role::Admin)
+    }
+
+    /// Whether the caller may see a session of `user`.
+    pub fn may_see(&self, user: &str) -> bool {
+        self.sees_all_sessions() || self.user == user
+    }
+
+    /// Checks a submitted CSRF token.
+    pub fn csrf_ok(&self, submitted: &str) -> bool {
+        ct_eq(&self.csrf, submitted)
+    }
+}
+
+/// Why a request has no [`Caller`]: not logged in.
+pub struct NotLoggedIn;
+
+impl IntoResponse for NotLoggedIn {
+    fn into_response(self) -> Response {
+        Redirect::to("/login").into_response()
+    }
+}
+
+impl FromRequestParts<Arc<WebState>> for Caller {
+    type Rejection = NotLoggedIn;
+
+    async fn from_request_parts(
+        parts: &mut Parts,
+        state: &Arc<WebState>,
+    ) -> Result<Self, Self::Rejection> {
+        let token = cookie(&parts.headers, SESSION_COOKIE).ok_or(NotLoggedIn)?;
+        let session = state.auth.lookup(&token).ok_or(NotLoggedIn)?;
+        let inventory = state.services.inventory();
+        let Some(user) = inventory.user(&session.user) else {
+            state.auth.remove(&token);
+            return Err(NotLoggedIn);
+        };
+        Ok(Caller {
+            user: user.name.clone(),
+            role: user.role,
+            csrf: session.csrf,
+            lang: Lang::of(&parts.headers),
+        })
+    }
+}
+
+/// `GET /login`.
+pub async fn login_page(State(state): State<Arc<WebState>>, headers: HeaderMap) -> Response {
+    let lang = Lang::of(&headers);
+    login_form(&state, lang, None, StatusCode::OK)
+}
+
+fn login_form(state: &WebState, lang: Lang, error: Option<&str>, status: StatusCode) -> Response {
+    let csrf = random_token();
+    let error = error
+        .map(|e| format!("<p class=\"error\" id=\"login-error\">{}</p>", escape(e)))
+        .unwrap_or_default();
+    let body = format!(
+        "<h1>{title}</h1>{error}<form method=\"post\" action=\"/login\" class=\"login\">\
+         <input type=\"hidden\" name=\"csrf\" value=\"{csrf}\">\
+         <label>{user} <input name=\"user\" id=\"user\" autocomplete=\"username\" required></label>\
+         <label>{password} <input name=\"password\" id=\"password\" type=\"password\" autocomplete=\"current-password\" required></label>\
+         <button type=\"submit\" id=\"login\">{login}</button></form>",
+        title = tr(lang, "login.title"),
+        user = tr(lang, "login.user"),
+        password = tr(lang, "login.password"),
+        login = tr(lang, "login.submit"),
+    );
+    let mut resp = (
+        status,
+        page_without_caller(lang, tr(lang, "login.title"), &body),
+    )
+        .into_response();
+    resp.headers_mut().append(
+        header::SET_COOKIE,
+        set_cookie(state, LOGIN_CSRF_COOKIE, &csrf, Some(3600)),
+    );
+    resp
+}
+
+/// The login form.
+#[derive(Deserialize)]
+pub struct LoginForm {
+    user: String,
+    password: String,
+    csrf: String,
+}
+
+/// `POST /login`.
+pub async fn login(
+    State(state): State<Arc<WebState>>,
+    client: Option<axum::Extension<ClientAddr>>,
+    headers: HeaderMap,
+    Form(form): Form<LoginForm>,
+) -> Response {
+    let lang = Lang::of(&headers);
+    let expected = cookie(&headers, LOGIN_CSRF_COOKIE).unwrap_or_default();
+    if expected.is_empty() || !ct_eq(&expected, &form.csrf) {
+        return login_form(
+            &state,
+            lang,
+            Some(tr(lang, "error.csrf")),
+            StatusCode::FORBIDDEN,
+        );
+    }
+    let ip = client.map_or(IpAddr::V4(Ipv4Addr::UNSPECIFIED), |c| c.0.0);
+    let user = form.user.trim().to_owned();
+    if user.is_empty() || user.len() > MAX_USER_LEN {
+        return login_form(
+            &state,
+            lang,
+            Some(tr(lang, "login.failed")),
+            StatusCode::UNAUTHORIZED,
+        );
+    }
+    let keys = [format!("user:{user}"), format!("ip:{ip}")];
+    if !state.auth.allowed(&keys) {
+        warn!(user = %user, client_ip = %ip, "Web login rate-limited");
+        return login_form(
+            &state,
+            lang,
+            Some(tr(lang, "login.limited")),
+            StatusCode::TOO_MANY_REQUESTS,
+        );
+    }
+    let hash = state
+        .services
+        .inventory()
+        .user(&user)
+        .and_then(|u| u.password_hash.clone());
+    let password = form.password;
+    let ok = match hash {
+        Some(hash) => {
+            tokio::task::spawn_blocking(move || crate::auth::verify_password(&hash, &password))
+                .await
+                .unwrap_or(false)
+        }
+        None => false,
+    };
+    if !ok {
+        state.auth.failed(&keys);
+        info!(user = %user, client_ip = %ip, "Web login failed");
+        return login_form(
+            &state,
+            lang,
+            Some(tr(lang, "login.failed")),
+            StatusCode::UNAUTHORIZED,
+        );
+    }
+    let Some((token, _csrf)) = state.auth.create(&user) else {
+        return login_form(
+            &state,
+            lang,
+            Some(tr(lang, "login.limited")),
+            StatusCode::SERVICE_UNAVAILABLE,
+        );
+    };
+    info!(user = %user, client_ip = %ip, "Web login");
+    let mut resp = Redirect::to("/sessions").into_response();
+    let headers = resp.headers_mut();
+    headers.append(
+        header::SET_COOKIE,
+        set_cookie(&state, SESSION_COOKIE, &token, None),
+    );
+    headers.append(
+        header::SET_COOKIE,
+        set_cookie(&state, LOGIN_CSRF_COOKIE, "", Some(0)),
+    );
+    resp
+}
+
+/// A form with only a CSRF token (logout, kill).
+#[derive(Deserialize)]
+pub struct CsrfForm {
+    /// The token.
+    pub csrf: String,
+}
+
+/// `POST /logout`.
+pub async fn logout(
+    State(state): State<Arc<WebState>>,
+    caller: Caller,
+    headers: HeaderMap,
+    Form(form): Form<CsrfForm>,
+) -> Response {
+    if !caller.csrf_ok(&form.csrf) {
+        return (StatusCode::FORBIDDEN, tr(caller.lang, "error.csrf")).into_response();
+    }
+    if let Some(token) = cookie(&headers, SESSION_COOKIE) {
+        state.auth.remove(&token);
+    }
+    info!(user = %caller.user, "Web logout");
+    let mut resp = Redirect::to("/login").into_response();
+    resp.headers_mut().append(
+        header::SET_COOKIE,
+        set_cookie(&state, SESSION_COOKIE, "", Some(0)),
+    );
+    resp
+}

@@ -1,0 +1,233 @@
+//! The web UI's strings in Japanese and English. The language comes from the `lang` cookie
+//! (the switch link sets it), else from `Accept-Language`, else Japanese (the users are
+//! Japanese staff).
+
+use axum::http::HeaderMap;
+
+/// A page language.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Lang {
+    /// 日本語.
+    Ja,
+    /// English.
+    En,
+}
+
+impl Lang {
+    /// `ja` or `en`.
+    pub fn code(self) -> &'static str {
+        match self {
+            Lang::Ja => "ja",
+            Lang::En => "en",
+        }
+    }
+
+    /// Parses `ja` / `en`.
+    pub fn parse(s: &str) -> Option<Lang> {
+        match s {
+            "ja" => Some(Lang::Ja),
+            "en" => Some(Lang::En),
+            _ => None,
+        }
+    }
+
+    /// The other language (for the switch link).
+    pub fn other(self) -> Lang {
+        match self {
+            Lang::Ja => Lang::En,
+            Lang::En => Lang::Ja,
+        }
+    }
+
+    /// The language of a request.
+    pub fn of(headers: &HeaderMap) -> Lang {
+        if let Some(l) = super::auth::cookie(headers, "lang").and_then(|v| Lang::parse(&v)) {
+            return l;
+        }
+        let accept = headers
+            .get(axum::http::header::ACCEPT_LANGUAGE)
+            .and_then(|v| v.to_str().ok())
+            .unwrap_or("");
+        // The first listed language we have wins (browsers list by preference).
+        for part in accept.split(',') {
+            let tag = part
+                .split(';')
+                .next()
+                .unwrap_or("")
+                .trim()
+                .to_ascii_lowercase();
+            if tag == "ja" || tag.starts_with("ja-") {
+                return Lang::Ja;
+            }
+            if tag == "en" || tag.starts_with("en-") {
+                return Lang::En;
+            }
+        }
+        Lang::Ja
+    }
+}
+
+/// (key, English, Japanese).
+const STRINGS: &[(&str, &str, &str)] = &[
+    ("app.name", "Sekisho", "関所"),
+    ("lang.switch", "日本語", "English"),
+    ("nav.sessions", "Sessions", "セッション"),
+    ("nav.denials", "Denials", "拒否"),
+    ("nav.live", "Live sessions", "接続中のセッション"),
+    ("nav.logout", "Log out", "ログアウト"),
+    ("login.title", "Log in", "ログイン"),
+    ("login.user", "User", "ユーザー"),
+    ("login.password", "Password", "パスワード"),
+    ("login.submit", "Log in", "ログイン"),
+    (
+        "login.failed",
+        "Wrong user name or password.",
+        "ユーザー名またはパスワードが違います。",
+    ),
+    (
+        "login.limited",
+        "Too many failed attempts; try again later.",
+        "失敗が多すぎます。しばらくしてから再度お試しください。",
+    ),
+    (
+        "error.csrf",
+        "The form has expired; reload the page and try again.",
+        "フォームの有効期限が切れました。ページを再読み込みしてください。",
+    ),
+    ("error.notfound", "Not found.", "見つかりません。"),
+    (
+        "error.catalogue",
+        "The catalogue cannot be read right now.",
+        "カタログを読み込めません。",
+    ),
+    (
+        "error.bad_request",
+        "Invalid request.",
+        "不正なリクエストです。",
+    ),
+    ("sessions.title", "Sessions", "セッション一覧"),
+    (
+        "sessions.none",
+        "No sessions match.",
+        "該当するセッションはありません。",
+    ),
+    ("sessions.next", "Next page", "次のページ"),
+    ("sessions.first", "First page", "最初のページ"),
+    ("filter.apply", "Filter", "絞り込み"),
+    ("filter.any", "any", "すべて"),
+    ("field.id", "ID", "ID"),
+    ("field.user", "User", "ユーザー"),
+    ("field.contractor", "Contractor", "委託業者"),
+    ("field.target", "Target", "接続先"),
+    ("field.protocol", "Protocol", "プロトコル"),
+    ("field.source", "Source", "接続元"),
+    ("field.from", "From (date)", "開始日"),
+    ("field.to", "To (date)", "終了日"),
+    ("field.outcome", "Outcome", "結果"),
+    ("field.started", "Started", "開始"),
+    ("field.ended", "Ended", "終了"),
+    ("field.path", "Access path", "接続経路"),
+    ("field.recording", "Recording", "録画"),
+    ("field.recording_state", "Recording state", "録画の状態"),
+    ("field.verification", "Verification", "検証"),
+    ("field.console", "Console session", "コンソールセッション"),
+    ("field.rule", "Rule", "ルール"),
+    ("field.reason", "Reason", "理由"),
+    ("field.time", "Time", "時刻"),
+    ("field.count", "Count", "件数"),
+    ("field.day", "Day", "日付"),
+    ("field.event", "Event", "イベント"),
+    ("field.detail", "Detail", "詳細"),
+    ("session.title", "Session", "セッション"),
+    ("session.events", "Timeline", "タイムライン"),
+    ("session.no_events", "No events.", "イベントはありません。"),
+    (
+        "session.download",
+        "Download the recording",
+        "録画をダウンロード",
+    ),
+    ("session.play", "Play", "再生"),
+    (
+        "session.kill",
+        "End this session now",
+        "このセッションを今すぐ終了",
+    ),
+    (
+        "session.kill_requested",
+        "The session has been asked to end.",
+        "セッションの終了を要求しました。",
+    ),
+    (
+        "session.not_live",
+        "The session is not live.",
+        "このセッションは接続中ではありません。",
+    ),
+    ("verify.intact", "intact", "正常"),
+    (
+        "verify.interrupted",
+        "interrupted (sealed after a crash)",
+        "中断（障害後に封印）",
+    ),
+    ("verify.incomplete", "incomplete", "不完全"),
+    ("verify.tampered", "TAMPERED", "改ざんあり"),
+    ("verify.unavailable", "unavailable", "確認できません"),
+    ("verify.none", "no recording", "録画なし"),
+    ("denials.title", "Denials", "拒否の一覧"),
+    ("denials.by_rule", "By rule", "ルール別"),
+    ("denials.by_user", "By user", "ユーザー別"),
+    ("denials.by_day", "Per day", "日別"),
+    ("denials.list", "Latest denials", "最近の拒否"),
+    ("denials.days", "Days", "日数"),
+    ("live.title", "Live sessions", "接続中のセッション"),
+    (
+        "live.none",
+        "No live sessions.",
+        "接続中のセッションはありません。",
+    ),
+    ("player.title", "Player", "再生"),
+    (
+        "player.unsupported",
+        "Only terminal sessions can be played here for now.",
+        "現在ここで再生できるのは端末セッションのみです。",
+    ),
+];
+
+/// The string for `key` in `lang` (the key itself when missing, so a gap shows, not breaks).
+pub fn tr(lang: Lang, key: &'static str) -> &'static str {
+    STRINGS
+        .iter()
+        .find(|(k, _, _)| *k == key)
+        .map_or(key, |(_, en, ja)| match lang {
+            Lang::En => en,
+            Lang::Ja => ja,
+        })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn every_key_is_unique_and_translated() {
+        for (i, (k, en, ja)) in STRINGS.iter().enumerate() {
+            assert!(!en.is_empty() && !ja.is_empty(), "{k}");
+            assert!(
+                STRINGS.iter().skip(i + 1).all(|(o, _, _)| o != k),
+                "duplicate {k}"
+            );
+        }
+    }
+
+    #[test]
+    fn accept_language_and_cookie() {
+        let mut h = HeaderMap::new();
+        assert_eq!(Lang::of(&h), Lang::Ja);
+        h.insert(
+            "accept-language",
+            "en-US,en;q=0.9,ja;q=0.8".parse().unwrap(),
+        );
+        assert_eq!(Lang::of(&h), Lang::En);
+        h.insert("cookie", "lang=ja".parse().unwrap());
+        assert_eq!(Lang::of(&h), Lang::Ja);
+    }
+}

@@ -1,0 +1,590 @@
+//! The web UI's authorisation, CSRF and rate limit, over the real router and a real SQLite
+//! catalogue (through `tower::ServiceExt::oneshot`).
+
+use std::sync::Arc;
+
+use axum::body::Body;
+use axum::http::{Request, StatusCode, header};
+use bytes::Bytes;
+use chrono::Utc;
+use policy::{Inventory, Protocol, SessionId};
+use recorder::catalogue::{Catalogue, DecisionRecord, InstanceId, NewSession, Verdict};
+use tower::ServiceExt as _;
+
+use super::{WebState, router};
+use crate::services::{Services, ServicesConfig};
+
+const PASSWORD: &str = "correct horse";
+
+/// A cheap argon2id hash (tests only: the real ones are costly on purpose).
+fn cheap_hash(password: &str) -> String {
+    use argon2::password_hash::{PasswordHasher, SaltString};
+    let params = argon2::Params::new(8, 1, 1, None).unwrap();
+    let a = argon2::Argon2::new(argon2::Algorithm::Argon2id, argon2::Version::V0x13, params);
+    let salt = SaltString::encode_b64(b"0123456789abcdef").unwrap();
+    a.hash_password(password.as_bytes(), &salt)
+        .unwrap()
+        .to_string()
+}
+
+fn inventory(dir: &std::path::Path) -> Inventory {
+    let hash = cheap_hash(PASSWORD);
+    let text = format!(
+        r#"timezone = "Asia/Tokyo"
+
+[storage]
+database = "sqlite://{d}/cat.db"
+recordings = "{d}/rec"
+signing_key = "{d}/signing.key"
+secrets = "{d}/secrets.toml"
+
+[[contractor]]
+id = "acme"
+name = "ACME"
+
+[[contractor]]
+id = "globex"
+name = "Globex"
+
+[[user]]
+name = "tanaka"
+contractor = "acme"
+role = "contractor"
+password_hash = "{hash}"
+
+[[user]]
+name = "yamada"
+contractor = "globex"
+role = "contractor"
+password_hash = "{hash}"
+
+[[user]]
+name = "suzuki"
+role = "auditor"
+password_hash = "{hash}"
+
+[[user]]
+name = "kobayashi"
+role = "security"
+password_hash = "{hash}"
+
+[[user]]
+name = "root"
+role = "admin"
+password_hash = "{hash}"
+"#,
+        d = dir.display()
+    );
+    Inventory::from_toml(&text, "test.toml").unwrap()
+}
+
+struct Fixture {
+    state: Arc<WebState>,
+    /// tanaka's finished SSH session, with an intact recording.
+    tanaka: SessionId,
+    /// yamada's live session.
+    yamada_live: SessionId,
+    _dir: tempfile::TempDir,
+}
+
+async fn fixture() -> Fixture {
+    let dir = tempfile::tempdir().unwrap();
+    let inv = inventory(dir.path());
+    let catalogue = Catalogue::connect(&format!("sqlite://{}/cat.db", dir.path().display()))
+        .await
+        .unwrap();
+    let key = recorder::RecordingKey::generate().unwrap();
+    let recordings = recorder::LocalDir::new(dir.path().join("rec"));
+    std::fs::create_dir_all(dir.path().join("rec")).unwrap();
+    let instance = InstanceId::new("test").unwrap();
+
+    let tanaka = SessionId(uuid::Uuid::now_v7());
+    let header = recorder::Header {
+        session_id: tanaka.0,
+        protocol: "ssh".into(),
+        user: Some("tanaka".into()),
+        contractor: Some("acme".into()),
+        source: "127.0.10.11".into(),
+        target: "web01".into(),
+        start_unix_us: Utc::now().timestamp_micros(),
+        metadata: Default::default(),
+    };
+    let writer = recorder::RecordingWriter::create(
+        &recordings,
+        header,
+        key.clone(),
+        recorder::WriterConfig::default(),
+    )
+    .await
+    .unwrap();
+    writer
+        .data(
+            recorder::Direction::ServerToClient,
+            recorder::ChannelId(0),
+            Bytes::from_static(b"hello from web01\r\n$ "),
+        )
+        .await
+        .unwrap();
+    let summary = writer.finish().await.unwrap();
+    let started = Utc::now() - chrono::Duration::minutes(5);
+    let session = |id, user: &str, contractor: &str, recording: Option<String>| NewSession {
+        id,
+        instance: instance.clone(),
+        protocol: Protocol::Ssh,
+        user: user.into(),
+        contractor: contractor.into(),
+        source: "127.0.10.11".parse().unwrap(),
+        target: "web01".into(),
+        path: "internet-vpn".into(),
+        console_session: None,
+        started_at: started,
+        recording,
+        detail: None,
+    };
+    catalogue
+        .session_started(&session(
+            tanaka,
+            "tanaka",
+            "acme",
+            Some(summary.location.clone()),
+        ))
+        .await
+        .unwrap();
+    catalogue
+        .session_ended(
+            tanaka,
+            Utc::now(),
+            recorder::catalogue::Outcome::Completed,
+            Some(&recorder::catalogue::RecordingSummary {
+                location: summary.location.clone(),
+                state: recorder::catalogue::RecordingState::Complete,
+                size: summary.size,
+                hash: Some(summary.final_hash.clone()),
+            }),
+        )
+        .await
+        .unwrap();
+    let yamada_live = SessionId(uuid::Uuid::now_v7());
+    catalogue
+        .session_started(&session(yamada_live, "yamada", "globex", None))
+        .await
+        .unwrap();
+    catalogue
+        .record_decision(&DecisionRecord {
+            at: Utc::now(),
+            instance: instance.clone(),
+            protocol: Protocol::Rdp,
+            source: "127.0.10.11".parse().unwrap(),
+            target: Some("web01".into()),
+            user: Some("tanaka".into()),
+            contractor: Some("acme".into()),
+            verdict: Verdict::Deny,
+            rule: "rdp.vdi-to-vm".into(),
+            reason: "web01 is a virtual machine; use its console".into(),
+            session_id: None,
+        })
+        .await
+        .unwrap();
+
+    let services = Services::new(ServicesConfig {
+        inventory: inv,
+        secrets: None,
+        catalogue,
+        recordings,
+        signing_key: key.clone(),
+        instance,
+        data_dir: dir.path().to_path_buf(),
+        tls: None,
+        shutdown: tokio_util::sync::CancellationToken::new(),
+        tasks: tokio_util::task::TaskTracker::new(),
+    });
+    let state = WebState::with_key(services, true, Some(key.verifying_key()));
+    Fixture {
+        state,
+        tanaka,
+        yamada_live,
+        _dir: dir,
+    }
+}
+
+/// Logs `user` in directly (the login form itself is tested apart): (cookie, csrf).
+fn login_as(f: &Fixture, user: &str) -> (String, String) {
+    let (token, csrf) = f.state.auth.create(user).unwrap();
+    (format!("sekisho_session={token}"), csrf)
+}
+
+async fn get(f: &Fixture, cookie: Option<&str>, uri: &str) -> (StatusCode, String) {
+    let mut req = Request::builder().uri(uri);
+    if let Some(c) = cookie {
+        req = req.header(header::COOKIE, c);
+    }
+    let resp = router(f.state.clone())
+        .oneshot(req.body(Body::empty()).unwrap())
+        .await
+        .unwrap();
+    let status = resp.status();
+    let body = axum::body::to_bytes(resp.into_body(), 1 << 24)
+        .await
+        .unwrap();
+    (status, String::from_utf8_lossy(&body).into_owned())
+}
+
+async fn post(
+    f: &Fixture,
+    cookie: Option<&str>,
+    uri: &str,
+    form: &str,
+) -> axum::response::Response {
+    let mut req = Request::builder()
+        .method("POST")
+        .uri(uri)
+        .header(header::CONTENT_TYPE, "application/x-www-form-urlencoded");
+    if let Some(c) = cookie {
+        req = req.header(header::COOKIE, c);
+    }
+    router(f.state.clone())
+        .oneshot(req.body(Body::from(form.to_owned())).unwrap())
+        .await
+        .unwrap()
+}
+
+#[tokio::test]
+async fn every_route_checks_the_role() {
+    let f = fixture().await;
+    let t = f.tanaka;
+    let y = f.yamada_live;
+    let pages = [
+        "/sessions".to_owned(),
+        format!("/sessions/{t}"),
+        format!("/sessions/{t}/recording"),
+        format!("/sessions/{t}/play"),
+        format!("/sessions/{t}/screen?ms=0"),
+        format!("/sessions/{y}"),
+        "/denials".to_owned(),
+        "/live".to_owned(),
+    ];
+    use StatusCode as S;
+    // Expected status per role: tanaka (owner of t), yamada (owner of y), auditor, security, admin.
+    let expected: [[S; 5]; 8] = [
+        [S::OK, S::OK, S::OK, S::OK, S::OK],
+        [S::OK, S::NOT_FOUND, S::OK, S::OK, S::OK],
+        [S::OK, S::NOT_FOUND, S::OK, S::OK, S::OK],
+        [S::OK, S::NOT_FOUND, S::OK, S::OK, S::OK],
+        [S::OK, S::NOT_FOUND, S::OK, S::OK, S::OK],
+        [S::NOT_FOUND, S::OK, S::OK, S::OK, S::OK],
+        [S::NOT_FOUND, S::NOT_FOUND, S::NOT_FOUND, S::OK, S::OK],
+        [S::NOT_FOUND, S::NOT_FOUND, S::NOT_FOUND, S::OK, S::OK],
+    ];
+    let users = ["tanaka", "yamada", "suzuki", "kobayashi", "root"];
+    for (ui, user) in users.iter().enumerate() {
+        let (cookie, _) = login_as(&f, user);
+        for (pi, page) in pages.iter().enumerate() {
+            let (status, _) = get(&f, Some(&cookie), page).await;
+            assert_eq!(status, expected[pi][ui], "{user} GET {page}");
+        }
+    }
+    // Not logged in: every page sends to the login page.
+    for page in &pages {
+        let (status, _) = get(&f, None, page).await;
+        assert_eq!(status, S::SEE_OTHER, "anonymous GET {page}");
+    }
+    // An unknown id is a 404 like another's.
+    let (cookie, _) = login_as(&f, "suzuki");
+    let (status, _) = get(
+        &f,
+        Some(&cookie),
+        &format!("/sessions/{}", uuid::Uuid::now_v7()),
+    )
+    .await;
+    assert_eq!(status, S::NOT_FOUND);
+    let (status, _) = get(&f, Some(&cookie), "/sessions/not-a-uuid").await;
+    assert_eq!(status, S::NOT_FOUND);
+}
+
+#[tokio::test]
+async fn contractor_lists_only_own_sessions() {
+    let f = fixture().await;
+    let (cookie, _) = login_as(&f, "tanaka");
+    // Even asking for yamada's sessions gives tanaka's own only.
+    let (status, body) = get(&f, Some(&cookie), "/sessions?user=yamada").await;
+    assert_eq!(status, StatusCode::OK);
+    assert!(body.contains(&f.tanaka.to_string()));
+    assert!(!body.contains(&f.yamada_live.to_string()));
+    let (cookie, _) = login_as(&f, "suzuki");
+    let (_, body) = get(&f, Some(&cookie), "/sessions").await;
+    assert!(body.contains(&f.tanaka.to_string()) && body.contains(&f.yamada_live.to_string()));
+    let (_, body) = get(&f, Some(&cookie), "/sessions?outcome=live").await;
+    assert!(!body.contains(&f.tanaka.to_string()) && body.contains(&f.yamada_live.to_string()));
+    let (status, _) = get(&f, Some(&cookie), "/sessions?protocol=bogus").await;
+    assert_eq!(status, StatusCode::BAD_REQUEST);
+}
+
+#[tokio::test]
+async fn session_page_shows_verification_and_download_is_the_file() {
+    let f = fixture().await;
+    let (cookie, _) = login_as(&f, "suzuki");
+    let (status, body) = get(&f, Some(&cookie), &format!("/sessions/{}", f.tanaka)).await;
+    assert_eq!(status, StatusCode::OK);
+    assert!(body.contains("verify-intact"), "{body}");
+    let (status, bytes) = get(
+        &f,
+        Some(&cookie),
+        &format!("/sessions/{}/recording", f.tanaka),
+    )
+    .await;
+    assert_eq!(status, StatusCode::OK);
+    assert!(!bytes.is_empty());
+    let (status, json) = get(
+        &f,
+        Some(&cookie),
+        &format!("/sessions/{}/screen?ms=100000", f.tanaka),
+    )
+    .await;
+    assert_eq!(status, StatusCode::OK);
+    assert!(json.contains("hello from web01"), "{json}");
+}
+
+#[tokio::test]
+async fn kill_needs_security_and_csrf() {
+    let f = fixture().await;
+    let uri = format!("/sessions/{}/kill", f.yamada_live);
+    // Auditor with a valid token: not allowed (404, like every hidden thing).
+    let (cookie, csrf) = login_as(&f, "suzuki");
+    let resp = post(&f, Some(&cookie), &uri, &format!("csrf={csrf}")).await;
+    assert_eq!(resp.status(), StatusCode::NOT_FOUND);
+    // The owner (a contractor) cannot kill either.
+    let (cookie, csrf) = login_as(&f, "yamada");
+    let resp = post(&f, Some(&cookie), &uri, &format!("csrf={csrf}")).await;
+    assert_eq!(resp.status(), StatusCode::NOT_FOUND);
+    // Security without or with a wrong token: refused.
+    let (cookie, csrf) = login_as(&f, "kobayashi");
+    let resp = post(&f, Some(&cookie), &uri, "csrf=0000").await;
+    assert_eq!(resp.status(), StatusCode::FORBIDDEN);
+    let resp = post(&f, Some(&cookie), &uri, "").await;
+    assert!(resp.status().is_client_error());
+    // A token of another session does not work either.
+    let (_, other_csrf) = login_as(&f, "root");
+    let resp = post(&f, Some(&cookie), &uri, &format!("csrf={other_csrf}")).await;
+    assert_eq!(resp.status(), StatusCode::FORBIDDEN);
+    let resp = post(&f, Some(&cookie), &uri, &format!("csrf={csrf}")).await;
+    assert_eq!(resp.status(), StatusCode::SEE_OTHER);
+    let pending = f
+        .state
+        .services
+        .catalogue()
+        .pending_kills(&InstanceId::new("test").unwrap())
+        .await
+        .unwrap();
+    assert_eq!(pending.len(), 1);
+    // A finished session cannot be killed.
+    let resp = post(
+        &f,
+        Some(&cookie),
+        &format!("/sessions/{}/kill", f.tanaka),
+        &format!("csrf={csrf}"),
+    )
+    .await;
+    assert_eq!(resp.status(), StatusCode::CONFLICT);
+}
+
+fn login_csrf(resp: &axum::response::Response) -> String {
+    resp.headers()
+        .get_all(header::SET_COOKIE)
+        .iter()
+        .filter_map(|v| v.to_str().ok())
+        .find_map(|v| v.strip_prefix("sekisho_login_csrf="))
+        .map(|v| v.split(';').next().unwrap().to_owned())
+        .unwrap()
+}
+
+async fn try_login(f: &Fixture, user: &str, password: &str) -> axum::response::Response {
+    let page = router(f.state.clone())
+        .oneshot(
+            Request::builder()
+                .uri("/login")
+                .body(Body::empty())
+                .unwrap(),
+        )
+        .await
+        .unwrap();
+    let csrf = login_csrf(&page);
+    post(
+        f,
+        Some(&format!("sekisho_login_csrf={csrf}")),
+        "/login",
+        &format!(
+            "user={user}&password={}&csrf={csrf}",
+            password.replace(' ', "+")
+        ),
+    )
+    .await
+}
+
+#[tokio::test]
+async fn login_sets_a_strict_session_cookie_and_logout_ends_it() {
+    let f = fixture().await;
+    let resp = try_login(&f, "suzuki", PASSWORD).await;
+    assert_eq!(resp.status(), StatusCode::SEE_OTHER);
+    let set: Vec<String> = resp
+        .headers()
+        .get_all(header::SET_COOKIE)
+        .iter()
+        .map(|v| v.to_str().unwrap().to_owned())
+        .collect();
+    let session = set
+        .iter()
+        .find(|c| c.starts_with("sekisho_session="))
+        .unwrap();
+    assert!(
+        session.contains("HttpOnly")
+            && session.contains("SameSite=Strict")
+            && session.contains("Secure")
+    );
+    let token = session.split(';').next().unwrap().to_owned();
+    assert_eq!(token.len(), "sekisho_session=".len() + 64);
+    let (status, body) = get(&f, Some(&token), "/sessions").await;
+    assert_eq!(status, StatusCode::OK);
+    let csrf = body
+        .split("name=\"csrf\" value=\"")
+        .nth(1)
+        .unwrap()
+        .split('"')
+        .next()
+        .unwrap()
+        .to_owned();
+    // Logout without the token is refused; with it, the session ends.
+    assert_eq!(
+        post(&f, Some(&token), "/logout", "csrf=x").await.status(),
+        StatusCode::FORBIDDEN
+    );
+    assert_eq!(
+        post(&f, Some(&token), "/logout", &format!("csrf={csrf}"))
+            .await
+            .status(),
+        StatusCode::SEE_OTHER
+    );
+    assert_eq!(
+        get(&f, Some(&token), "/sessions").await.0,
+        StatusCode::SEE_OTHER
+    );
+}
+
+#[tokio::test]
+async fn login_without_csrf_is_refused() {
+    let f = fixture().await;
+    let resp = post(
+        &f,
+        None,
+        "/login",
+        &format!(
+            "user=suzuki&password={}&csrf=abc",
+            PASSWORD.replace(' ', "+")
+        ),
+    )
+    .await;
+    assert_eq!(resp.status(), StatusCode::FORBIDDEN);
+    let resp = post(
+        &f,
+        Some("sekisho_login_csrf=abd"),
+        "/login",
+        &format!(
+            "user=suzuki&password={}&csrf=abc",
+            PASSWORD.replace(' ', "+")
+        ),
+    )
+    .await;
+    assert_eq!(resp.status(), StatusCode::FORBIDDEN);
+    // An unknown user gets the same answer as a wrong password.
+    assert_eq!(
+        try_login(&f, "nobody", PASSWORD).await.status(),
+        StatusCode::UNAUTHORIZED
+    );
+}
+
+#[tokio::test]
+async fn login_is_rate_limited_per_user() {
+    let f = fixture().await;
+    for _ in 0..super::auth::MAX_FAILURES {
+        assert_eq!(
+            try_login(&f, "kobayashi", "wrong").await.status(),
+            StatusCode::UNAUTHORIZED
+        );
+    }
+    // Now even the right password is refused, without being checked.
+    assert_eq!(
+        try_login(&f, "kobayashi", PASSWORD).await.status(),
+        StatusCode::TOO_MANY_REQUESTS
+    );
+}
+
+#[tokio::test]
+async fn login_is_rate_limited_per_address() {
+    let f = fixture().await;
+    let app = router(f.state.clone()).layer(axum::Extension(super::ClientAddr(
+        "192.0.2.7".parse().unwrap(),
+    )));
+    let mut last = StatusCode::OK;
+    for i in 0..=super::auth::MAX_FAILURES {
+        let page = app
+            .clone()
+            .oneshot(
+                Request::builder()
+                    .uri("/login")
+                    .body(Body::empty())
+                    .unwrap(),
+            )
+            .await
+            .unwrap();
+        let csrf = login_csrf(&page);
+        // A different user each time: only the address ties them together.
+        let user = if i == super::auth::MAX_FAILURES {
+            "suzuki".to_owned()
+        } else {
+            format!("guess{i}")
+        };
+        let password = if i == super::auth::MAX_FAILURES {
+            PASSWORD.replace(' ', "+")
+        } else {
+            "x".into()
+        };
+        let req = Request::builder()
+            .method("POST")
+            .uri("/login")
+            .header(header::CONTENT_TYPE, "application/x-www-form-urlencoded")
+            .header(header::COOKIE, format!("sekisho_login_csrf={csrf}"))
+            .body(Body::from(format!(
+                "user={user}&password={password}&csrf={csrf}"
+            )))
+            .unwrap();
+        last = app.clone().oneshot(req).await.unwrap().status();
+    }
+    assert_eq!(last, StatusCode::TOO_MANY_REQUESTS);
+}
+
+#[tokio::test]
+async fn metrics_and_denials_dashboard() {
+    let f = fixture().await;
+    let (status, text) = get(&f, None, "/metrics").await;
+    assert_eq!(status, StatusCode::OK);
+    assert!(
+        text.contains("sekisho_sessions_live{protocol=\"ssh\"} 1"),
+        "{text}"
+    );
+    assert!(
+        text.contains("sekisho_denials_24h{rule=\"rdp.vdi-to-vm\"} 1"),
+        "{text}"
+    );
+    assert!(text.contains("sekisho_web_catalogue_errors_total 0"));
+    let (cookie, _) = login_as(&f, "kobayashi");
+    let (status, body) = get(&f, Some(&cookie), "/denials").await;
+    assert_eq!(status, StatusCode::OK);
+    assert!(body.contains("rdp.vdi-to-vm") && body.contains("use its console"));
+}
+
+#[test]
+fn escape_covers_html_metacharacters() {
+    assert_eq!(
+        super::pages::escape("<a href=\"x\">'&"),
+        "&lt;a href=&quot;x&quot;&gt;&#39;&amp;"
+    );
+}
