@@ -119,10 +119,17 @@ pub struct ConnectionHandler {
     events: Option<mpsc::Sender<Event>>,
     /// The one session channel this connection may have.
     session_channel: Option<ChannelId>,
+    /// Fired once authentication succeeded (stops the listener's authentication timer).
+    authenticated: Option<tokio::sync::oneshot::Sender<()>>,
 }
 
 impl ConnectionHandler {
-    pub(super) fn new(services: Arc<Services>, shared: Arc<Shared>, peer: SocketAddr) -> Self {
+    pub(super) fn new(
+        services: Arc<Services>,
+        shared: Arc<Shared>,
+        peer: SocketAddr,
+        authenticated: tokio::sync::oneshot::Sender<()>,
+    ) -> Self {
         ConnectionHandler {
             services,
             shared,
@@ -131,6 +138,7 @@ impl ConnectionHandler {
             card: None,
             events: None,
             session_channel: None,
+            authenticated: Some(authenticated),
         }
     }
 
@@ -310,6 +318,9 @@ impl russh::server::Handler for ConnectionHandler {
         let Some(login) = self.login.clone() else {
             return Err(russh::Error::NotAuthenticated);
         };
+        if let Some(done) = self.authenticated.take() {
+            let _ = done.send(());
+        }
         let (tx, rx) = mpsc::channel(EVENT_QUEUE);
         self.events = Some(tx);
         let span = info_span!(

@@ -23,16 +23,25 @@ use std::time::Duration;
 
 use anyhow::{Context, Result};
 use russh::keys::{Algorithm, PrivateKey};
-use russh::server::Server as _;
-use russh::{MethodKind, MethodSet};
+use russh::{Disconnect, MethodKind, MethodSet};
+use tokio::sync::{Semaphore, oneshot};
 use tokio_util::sync::CancellationToken;
-use tracing::{info, warn};
+use tracing::{debug, info, warn};
 
 use crate::auth::matrix_card::MatrixGuard;
 use crate::services::Services;
 
 /// File name of the SSH host key in the data directory.
 pub const HOST_KEY_FILE: &str = "ssh_host_ed25519_key";
+/// Most SSH connections at once (authenticated or not). The target is 500 idle console
+/// sessions per instance; twice that leaves room for logins in progress.
+pub const MAX_CONNECTIONS: usize = 1000;
+/// How long a connection may take from TCP accept to successful authentication. Without it a
+/// peer could hold connection slots forever without ever logging in.
+pub const AUTH_TIMEOUT: Duration = Duration::from_secs(60);
+/// How long sessions get to say goodbye and seal their recordings on shutdown before the
+/// transport is cut.
+const SHUTDOWN_GRACE: Duration = Duration::from_secs(3);
 
 /// State shared by every connection of the listener.
 pub struct Shared {
@@ -40,25 +49,6 @@ pub struct Shared {
     pub matrix: MatrixGuard,
     /// Cancelled on shutdown.
     pub shutdown: CancellationToken,
-}
-
-struct Listener {
-    services: Arc<Services>,
-    shared: Arc<Shared>,
-}
-
-impl russh::server::Server for Listener {
-    type Handler = handler::ConnectionHandler;
-
-    fn new_client(&mut self, peer: Option<std::net::SocketAddr>) -> Self::Handler {
-        let peer = peer.unwrap_or_else(|| std::net::SocketAddr::from(([0, 0, 0, 0], 0)));
-        info!(client_ip = %peer.ip(), "SSH connection");
-        handler::ConnectionHandler::new(Arc::clone(&self.services), Arc::clone(&self.shared), peer)
-    }
-
-    fn handle_session_error(&mut self, error: russh::Error) {
-        tracing::debug!(error = %error, "SSH connection ended with an error");
-    }
 }
 
 /// Loads the host key at `path`, creating an ed25519 key (mode 0600) on first start.
@@ -129,21 +119,83 @@ pub async fn serve(
         matrix: MatrixGuard::new(),
         shutdown: shutdown.clone(),
     });
-    let mut server = Listener { services, shared };
-    let addr = listener.local_addr().ok();
-    info!(?addr, "SSH front door listening");
-    let running = server.run_on_socket(config, &listener);
-    let handle = running.handle();
-    tokio::select! {
-        r = running => {
-            if let Err(e) = &r {
-                warn!(error = %e, "SSH listener failed");
+    let slots = Arc::new(Semaphore::new(MAX_CONNECTIONS));
+    info!(addr = ?listener.local_addr().ok(), "SSH front door listening");
+    loop {
+        let (stream, peer) = tokio::select! {
+            r = listener.accept() => match r {
+                Ok(x) => x,
+                Err(e) => {
+                    // EMFILE and friends: back off instead of spinning.
+                    warn!(error = %e, "SSH accept failed");
+                    tokio::time::sleep(Duration::from_millis(100)).await;
+                    continue;
+                }
+            },
+            _ = shutdown.cancelled() => break,
+        };
+        let Ok(slot) = Arc::clone(&slots).try_acquire_owned() else {
+            warn!(client_ip = %peer.ip(), "Too many SSH connections; refusing one");
+            continue;
+        };
+        let _ = stream.set_nodelay(true);
+        info!(client_ip = %peer.ip(), "SSH connection");
+        let (authenticated_tx, authenticated_rx) = oneshot::channel();
+        let handler = handler::ConnectionHandler::new(
+            Arc::clone(&services),
+            Arc::clone(&shared),
+            peer,
+            authenticated_tx,
+        );
+        let config = Arc::clone(&config);
+        let shutdown = shutdown.clone();
+        services.tasks().spawn(async move {
+            let _slot = slot;
+            let session = match tokio::time::timeout(
+                AUTH_TIMEOUT,
+                russh::server::run_stream(config, stream, handler),
+            )
+            .await
+            {
+                Ok(Ok(s)) => s,
+                Ok(Err(e)) => {
+                    debug!(error = %e, "SSH handshake failed");
+                    return;
+                }
+                Err(_) => {
+                    debug!("SSH handshake timed out");
+                    return;
+                }
+            };
+            let handle = session.handle();
+            tokio::pin!(session);
+            let auth_timer = async {
+                if let Ok(Ok(())) = tokio::time::timeout(AUTH_TIMEOUT, authenticated_rx).await {
+                    std::future::pending::<()>().await
+                }
+            };
+            tokio::select! {
+                r = &mut session => {
+                    if let Err(e) = r {
+                        debug!(error = %e, "SSH connection ended with an error");
+                    }
+                }
+                _ = auth_timer => {
+                    info!(client_ip = %peer.ip(), "SSH authentication timed out");
+                    let _ = handle
+                        .disconnect(Disconnect::ByApplication, "authentication timed out".to_owned(), String::new())
+                        .await;
+                }
+                _ = shutdown.cancelled() => {
+                    // The session actor tells the user and seals the recording; then cut.
+                    if tokio::time::timeout(SHUTDOWN_GRACE, &mut session).await.is_err() {
+                        let _ = handle
+                            .disconnect(Disconnect::ByApplication, "Sekisho is shutting down".to_owned(), String::new())
+                            .await;
+                    }
+                }
             }
-            r.context("ssh listener")?;
-        }
-        _ = shutdown.cancelled() => {
-            handle.shutdown("Sekisho is shutting down".to_owned());
-        }
+        });
     }
     Ok(())
 }
