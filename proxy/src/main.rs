@@ -56,10 +56,10 @@ enum Command {
     Recording(RecordingCommand),
 
     /// Replay a terminal session in this terminal.
-    Play(PlayArgs),
+    Play(cli::play::PlayArgs),
 
     /// Export a recording as asciicast v2, plain text, PNG or MP4.
-    Export(ExportArgs),
+    Export(cli::play::ExportArgs),
 
     /// Issue matrix (grid) cards, the second factor of the SSH front door.
     #[command(subcommand, name = "matrix-card")]
@@ -125,18 +125,6 @@ enum RecordingCommand {
     PublicKey(cli::recording::PublicKeyArgs),
 }
 
-#[derive(Debug, Args)]
-struct PlayArgs {
-    #[command(flatten)]
-    inner: cli::play::PlayArgs,
-}
-
-#[derive(Debug, Args)]
-struct ExportArgs {
-    #[command(flatten)]
-    inner: cli::play::ExportArgs,
-}
-
 #[derive(Debug, Subcommand)]
 enum MatrixCardCommand {
     /// Issue a new card for USER: prints the grid to hand over and the config line to store.
@@ -157,8 +145,8 @@ fn main() -> ExitCode {
         Command::Recording(RecordingCommand::Verify(args)) => cli::recording::verify(args),
         Command::Recording(RecordingCommand::Seal(args)) => cli::recording::seal(args),
         Command::Recording(RecordingCommand::PublicKey(args)) => cli::recording::public_key(args),
-        Command::Play(args) => cli::play::play(args.inner),
-        Command::Export(args) => cli::play::export(args.inner),
+        Command::Play(args) => cli::play::play(args),
+        Command::Export(args) => cli::play::export(args),
         Command::MatrixCard(MatrixCardCommand::New(args)) => cli::matrix::new_card(args),
         Command::Passwd => cli::passwd::run(),
     };
@@ -168,5 +156,15 @@ fn main() -> ExitCode {
             eprintln!("sekisho: {e:#}");
             ExitCode::from(cli::EXIT_USAGE)
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use clap::CommandFactory;
+
+    #[test]
+    fn command_line_is_well_formed() {
+        super::Cli::command().debug_assert();
     }
 }

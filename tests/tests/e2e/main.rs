@@ -4,6 +4,7 @@
 
 mod cli;
 mod rdp;
+mod recording;
 mod ssh;
 mod support;
 mod vnc;

@@ -145,7 +145,7 @@ impl SekishoInstance {
     }
 
     pub fn start_with(inventory: &str, options: InstanceOptions) -> Result<Self> {
-        let bin = sekisho_bin()?;
+        sekisho_bin()?; // build first, so a build failure reads as one
         let dir = tempfile::Builder::new().prefix("sekisho-e2e-").tempdir()?;
         let listen = Listeners {
             rdp: SocketAddr::from(([127, 0, 0, 1], free_port("127.0.0.1")?)),
@@ -180,25 +180,40 @@ impl SekishoInstance {
             serve: None,
         };
         if !options.no_serve {
-            let log = std::fs::File::create(instance.dir.path().join("serve.log"))?;
-            let child = Command::new(&bin)
-                .arg("serve")
-                .arg("--config")
-                .arg(&instance.config)
-                .current_dir(instance.dir.path())
-                .env("RUST_LOG", "info,proxy=debug")
-                .stdin(Stdio::null())
-                .stdout(log.try_clone()?)
-                .stderr(log)
-                .spawn()
-                .context("spawn sekisho serve")?;
-            instance.serve = Some(child);
-            let ready = wait_for_port(instance.listen.ssh, Duration::from_secs(20));
-            if let Err(e) = ready {
-                bail!("sekisho serve did not come up: {e}\n{}", instance.serve_log());
-            }
+            instance.spawn_serve()?;
         }
         Ok(instance)
+    }
+
+    /// Starts `sekisho serve` in the instance directory and waits for its SSH listener.
+    fn spawn_serve(&mut self) -> Result<()> {
+        let bin = sekisho_bin()?;
+        let log = std::fs::OpenOptions::new()
+            .create(true)
+            .append(true)
+            .open(self.dir.path().join("serve.log"))?;
+        let child = Command::new(&bin)
+            .arg("serve")
+            .arg("--config")
+            .arg(&self.config)
+            .current_dir(self.dir.path())
+            .env("RUST_LOG", "info,proxy=debug")
+            .stdin(Stdio::null())
+            .stdout(log.try_clone()?)
+            .stderr(log)
+            .spawn()
+            .context("spawn sekisho serve")?;
+        self.serve = Some(child);
+        if let Err(e) = wait_for_port(self.listen.ssh, Duration::from_secs(20)) {
+            bail!("sekisho serve did not come up: {e}\n{}", self.serve_log());
+        }
+        Ok(())
+    }
+
+    /// Starts `serve` again in the same directory (after [`Self::stop`] or [`Self::crash`]).
+    pub fn restart(&mut self) -> Result<()> {
+        self.stop()?;
+        self.spawn_serve()
     }
 
     /// The path of a file inside the instance directory.
