@@ -257,6 +257,9 @@ impl TerminalReplay {
                     RecordKind::Event(ev) => {
                         data_total = add_data(data_total, ev.detail.len())?;
                         match ev.kind {
+                            // A zero dimension means "unknown" (RFC 4254 §6.2, e.g. `ssh -tt`
+                            // without a terminal): keep the current size.
+                            EventKind::Resize { width, height } if width == 0 || height == 0 => {}
                             EventKind::Resize { width, height } => {
                                 let cols = clamp_dim(width, MAX_TERMINAL_COLS, &mut clamped_sizes);
                                 let rows = clamp_dim(height, MAX_TERMINAL_ROWS, &mut clamped_sizes);
@@ -518,6 +521,8 @@ fn initial_size(header: &Header, clamped: &mut u64) -> (u16, u16) {
         keys.iter()
             .find_map(|k| header.metadata.get(*k))
             .and_then(|v| v.trim().parse::<u32>().ok())
+            // Zero means "unknown" (RFC 4254 §6.2): fall back to the default.
+            .filter(|v| *v > 0)
     };
     let cols = get(&["cols", "term.cols"])
         .map_or(DEFAULT_COLS, |v| clamp_dim(v, MAX_TERMINAL_COLS, clamped));
