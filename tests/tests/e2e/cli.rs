@@ -38,7 +38,10 @@ fn the_shipped_example_is_valid() -> Result<()> {
 #[test]
 fn check_config_reports_every_mistake_with_file_line_and_key() -> Result<()> {
     let broken = demo_inventory()
-        .replace("networks = [\"127.0.10.0/24\"]", "networks = [\"127.0.10.0/33\"]")
+        .replace(
+            "networks = [\"127.0.10.0/24\"]",
+            "networks = [\"127.0.10.0/33\"]",
+        )
         .replace(
             "targets = [\"app02\"]",
             "targets = [\"app02\", \"nosuch01\"]\ncolour = \"blue\"",
@@ -56,7 +59,11 @@ fn check_config_reports_every_mistake_with_file_line_and_key() -> Result<()> {
         assert!(line.starts_with(&config), "error without file name: {line}");
         let after = &line[config.len()..];
         assert!(
-            after.starts_with(':') && after[1..].chars().next().is_some_and(|c| c.is_ascii_digit()),
+            after.starts_with(':')
+                && after[1..]
+                    .chars()
+                    .next()
+                    .is_some_and(|c| c.is_ascii_digit()),
             "error without line number: {line}"
         );
     }
@@ -77,48 +84,141 @@ fn policy_check_explains_decisions_with_exit_codes_and_json() -> Result<()> {
         Ok((out.status.code(), v))
     };
 
-    let (code, v) = check(&["--protocol", "rdp", "--source", "127.0.10.11", "--target", "web01"])?;
+    let (code, v) = check(&[
+        "--protocol",
+        "rdp",
+        "--source",
+        "127.0.10.11",
+        "--target",
+        "web01",
+    ])?;
     assert_eq!(code, Some(1));
     assert_eq!(v["decision"], "deny");
     assert_eq!(v["rule"], "rdp.vdi-to-vm");
     assert_eq!(v["user"], "tanaka");
     assert_eq!(v["contractor"], "acme");
     let reason = v["reason"].as_str().unwrap_or_default();
-    assert!(reason.contains("127.0.10.11") && reason.contains("web01"), "{reason}");
+    assert!(
+        reason.contains("127.0.10.11") && reason.contains("web01"),
+        "{reason}"
+    );
 
-    let (code, v) = check(&["--protocol", "rdp", "--source", "127.0.10.11", "--target", "file-phys02"])?;
+    let (code, v) = check(&[
+        "--protocol",
+        "rdp",
+        "--source",
+        "127.0.10.11",
+        "--target",
+        "file-phys02",
+    ])?;
     assert_eq!((code, v["rule"].as_str()), (Some(0), Some("rdp.physical")));
     assert_eq!(v["decision"], "allow");
 
-    let (code, v) = check(&["--protocol", "rdp", "--source", "127.0.10.11", "--target", "db-phys01"])?;
+    let (code, v) = check(&[
+        "--protocol",
+        "rdp",
+        "--source",
+        "127.0.10.11",
+        "--target",
+        "db-phys01",
+    ])?;
     assert_eq!((code, v["rule"].as_str()), (Some(1), Some("zone.path")));
 
-    let (code, v) = check(&["--protocol", "console-serial", "--source", "127.0.10.11", "--target", "web01"])?;
+    let (code, v) = check(&[
+        "--protocol",
+        "console-serial",
+        "--source",
+        "127.0.10.11",
+        "--target",
+        "web01",
+    ])?;
     assert_eq!((code, v["rule"].as_str()), (Some(0), Some("console.vm")));
 
-    let (code, v) = check(&["--protocol", "rdp", "--source", "127.0.20.11", "--target", "app02"])?;
-    assert_eq!((code, v["rule"].as_str()), (Some(1), Some("rdp.hop-no-console")));
+    let (code, v) = check(&[
+        "--protocol",
+        "rdp",
+        "--source",
+        "127.0.20.11",
+        "--target",
+        "app02",
+    ])?;
+    assert_eq!(
+        (code, v["rule"].as_str()),
+        (Some(1), Some("rdp.hop-no-console"))
+    );
 
     let (code, v) = check(&[
-        "--protocol", "rdp", "--source", "127.0.20.11", "--target", "app02", "--active-console", "web01",
+        "--protocol",
+        "rdp",
+        "--source",
+        "127.0.20.11",
+        "--target",
+        "app02",
+        "--active-console",
+        "web01",
     ])?;
-    assert_eq!((code, v["rule"].as_str()), (Some(0), Some("rdp.hop-from-console")));
+    assert_eq!(
+        (code, v["rule"].as_str()),
+        (Some(0), Some("rdp.hop-from-console"))
+    );
 
-    let (code, v) = check(&["--protocol", "console-vnc", "--source", "127.0.10.31", "--target", "app02"])?;
-    assert_eq!((code, v["rule"].as_str()), (Some(1), Some("contract.expired")));
+    let (code, v) = check(&[
+        "--protocol",
+        "console-vnc",
+        "--source",
+        "127.0.10.31",
+        "--target",
+        "app02",
+    ])?;
+    assert_eq!(
+        (code, v["rule"].as_str()),
+        (Some(1), Some("contract.expired"))
+    );
 
-    let (code, v) = check(&["--protocol", "ssh", "--source", "127.0.99.1", "--target", "web01"])?;
-    assert_eq!((code, v["rule"].as_str()), (Some(1), Some("source.unknown")));
+    let (code, v) = check(&[
+        "--protocol",
+        "ssh",
+        "--source",
+        "127.0.99.1",
+        "--target",
+        "web01",
+    ])?;
+    assert_eq!(
+        (code, v["rule"].as_str()),
+        (Some(1), Some("source.unknown"))
+    );
 
     // Text output: one line with the verdict, the rule and the reason.
     let out = sekisho.cli(&[
-        "policy", "check", "--at", at, "--protocol", "rdp", "--source", "127.0.10.11", "--target", "web01",
+        "policy",
+        "check",
+        "--at",
+        at,
+        "--protocol",
+        "rdp",
+        "--source",
+        "127.0.10.11",
+        "--target",
+        "web01",
     ])?;
     assert_eq!(out.status.code(), Some(1));
-    assert!(stdout(&out).starts_with("deny (rdp.vdi-to-vm): "), "{}", stdout(&out));
+    assert!(
+        stdout(&out).starts_with("deny (rdp.vdi-to-vm): "),
+        "{}",
+        stdout(&out)
+    );
 
     // Usage errors exit 2.
-    let out = sekisho.cli(&["policy", "check", "--protocol", "telnet", "--source", "127.0.10.11", "--target", "web01"])?;
+    let out = sekisho.cli(&[
+        "policy",
+        "check",
+        "--protocol",
+        "telnet",
+        "--source",
+        "127.0.10.11",
+        "--target",
+        "web01",
+    ])?;
     assert_eq!(out.status.code(), Some(2));
     Ok(())
 }
@@ -162,14 +262,20 @@ fn passwd_prints_hashes_that_the_config_accepts() -> Result<()> {
     assert!(text.contains("password_hash = \"$argon2id$"), "{text}");
     // winpr-hash -u alice -p 'Secret123!' gives this NT hash (MD4 of UTF-16LE).
     assert!(text.contains("nt_hash = \"59c33a"), "{text}");
-    assert!(!text.contains("Secret123!"), "the password itself is never printed");
+    assert!(
+        !text.contains("Secret123!"),
+        "the password itself is never printed"
+    );
 
     // The printed lines are valid in a user table.
     let mut inventory = demo_inventory();
     let hash_lines: String = text.lines().map(|l| format!("{l}\n")).collect();
     inventory = inventory.replacen(
         "desktops = [\"127.0.10.11\"]",
-        &format!("desktops = [\"127.0.10.11\"]\n{}", hash_lines.replace("password_hash", "# password_hash")),
+        &format!(
+            "desktops = [\"127.0.10.11\"]\n{}",
+            hash_lines.replace("password_hash", "# password_hash")
+        ),
         1,
     );
     std::fs::write(&sekisho.config, &inventory)?;
