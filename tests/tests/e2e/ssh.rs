@@ -175,6 +175,35 @@ fn recording_file(
     Ok(path)
 }
 
+/// The recording verifies and exports as text; returns the text.
+fn exported_text(sekisho: &SekishoInstance, file: &std::path::Path) -> Result<String> {
+    let f = file.display().to_string();
+    let out = sekisho.cli_raw(&["recording", "verify", &f])?;
+    assert_eq!(
+        out.status.code(),
+        Some(0),
+        "verify: {}{}",
+        String::from_utf8_lossy(&out.stdout),
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let txt = sekisho.path("export.txt");
+    let out = sekisho.cli_raw(&[
+        "export",
+        &f,
+        "--format",
+        "txt",
+        "-o",
+        &txt.display().to_string(),
+    ])?;
+    assert_eq!(
+        out.status.code(),
+        Some(0),
+        "export: {}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    Ok(std::fs::read_to_string(txt)?)
+}
+
 #[test]
 fn ssh_menu_lists_the_targets_of_the_user_and_why_not() -> Result<()> {
     if !peers(&["ssh"])? {
@@ -215,7 +244,10 @@ fn ssh_login_with_target_lands_on_the_serial_console_and_is_recorded() -> Result
     s.send(b"~.")?; // nothing on a serial line; then the client disconnects
     drop(s);
     let row = lab.ended_session("web01")?;
-    recording_file(&lab.sekisho, &row)?;
+    let file = recording_file(&lab.sekisho, &row)?;
+    let text = exported_text(&lab.sekisho, &file)?;
+    assert!(text.contains("SeaBIOS"), "{text}");
+    assert!(text.contains("No bootable device"), "{text}");
     let _ = &lab.qemu;
     Ok(())
 }
@@ -239,7 +271,9 @@ fn ssh_menu_choice_reaches_the_hypervisor_ssh_console_with_window_size() -> Resu
     let status = s.wait_exit(Duration::from_secs(15))?;
     assert_eq!(status.code(), Some(0), "{}", s.output());
     let row = lab.ended_session("app02")?;
-    recording_file(&lab.sekisho, &row)?;
+    let file = recording_file(&lab.sekisho, &row)?;
+    let text = exported_text(&lab.sekisho, &file)?;
+    assert!(text.contains("MARK-42"), "{text}");
     let _ = &lab.sshd;
     Ok(())
 }
