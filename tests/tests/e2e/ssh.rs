@@ -9,7 +9,7 @@ use anyhow::{Context, Result};
 use crate::support::{InstanceOptions, SekishoInstance, demo_inventory, require_peers};
 
 #[path = "support/ssh_peers.rs"]
-mod ssh_peers;
+pub(crate) mod ssh_peers;
 
 use ssh_peers::{
     DEMO_PASSWORD, LAB_PASSWORD, LAB_USER, Peer, Session, askpass, client, ssh_options,
