@@ -101,6 +101,7 @@ async fn serve(config: super::LoadedConfig) -> Result<()> {
     let ssh = bind("ssh", listen.ssh).await?;
     let rdp = bind("rdp", listen.rdp).await?;
     let vnc = bind("vnc", listen.vnc).await?;
+    let web = bind("web", listen.web).await?;
 
     let mut listeners = tokio::task::JoinSet::new();
     listeners.spawn(crate::ssh::serve(
@@ -115,6 +116,11 @@ async fn serve(config: super::LoadedConfig) -> Result<()> {
     ));
     listeners.spawn(crate::vnc::serve(
         vnc,
+        Arc::clone(&services),
+        shutdown.clone(),
+    ));
+    listeners.spawn(crate::web::serve(
+        web,
         Arc::clone(&services),
         shutdown.clone(),
     ));
