@@ -12,13 +12,9 @@ use crate::support::{InstanceOptions, SekishoInstance, demo_inventory, require_p
 #[path = "support/vnc_peers.rs"]
 mod vnc_peers;
 
-// Also loaded by `ssh.rs`; that module is private there, so it is loaded again here.
-#[allow(clippy::duplicate_mod)]
-#[path = "support/ssh_peers.rs"]
-mod ssh_peers;
-
 use vnc_peers::{
-    Qemu, ViewerArgs, run_viewer, spawn_viewer, start_qemu_vnc, viewer_script, wait_viewer,
+    DEMO_PASSWORD, Qemu, ViewerArgs, askpass, run_viewer, spawn_viewer, ssh_client, ssh_options,
+    start_qemu_vnc, viewer_script, wait_viewer,
 };
 
 /// tanaka's VDI desktop (acme, contract in force at every hour in the demo inventory).
@@ -59,7 +55,7 @@ fn lab(password: bool) -> Result<Option<Lab>> {
         ));
     }
     let sekisho = SekishoInstance::start_with(&inventory, options)?;
-    let askpass = ssh_peers::askpass(sekisho.dir.path(), ssh_peers::DEMO_PASSWORD, None)?;
+    let askpass = askpass(sekisho.dir.path(), DEMO_PASSWORD)?;
     let script = viewer_script(sekisho.dir.path())?;
     Ok(Some(Lab {
         sekisho,
@@ -72,11 +68,8 @@ fn lab(password: bool) -> Result<Option<Lab>> {
 impl Lab {
     /// `ssh USER@sekisho console TARGET` from `source`: exit status and output.
     fn console(&self, user: &str, target: &str, source: &str) -> Result<(bool, String)> {
-        let out = ssh_peers::client("ssh", &self.askpass)
-            .args(ssh_peers::ssh_options(
-                self.sekisho.listen.ssh.port(),
-                source,
-            ))
+        let out = ssh_client(&self.askpass)
+            .args(ssh_options(self.sekisho.listen.ssh.port(), source))
             .arg(format!("{user}@127.0.0.1"))
             .arg(format!("console {target}"))
             .stdin(std::process::Stdio::null())

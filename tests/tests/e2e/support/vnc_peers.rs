@@ -266,3 +266,52 @@ pub fn wait_viewer(child: Child) -> Result<serde_json::Value> {
 pub fn run_viewer(script: &Path, args: &ViewerArgs) -> Result<serde_json::Value> {
     wait_viewer(spawn_viewer(script, args)?)
 }
+
+/// The demo users' password (`change-me-now`, see `demo_inventory`).
+pub const DEMO_PASSWORD: &str = "change-me-now";
+
+/// Writes an `SSH_ASKPASS` program answering every prompt with `password`. (The SSH tests'
+/// helpers live in a module private to `ssh.rs`; this is the small part the VNC tests need.)
+pub fn askpass(dir: &Path, password: &str) -> Result<PathBuf> {
+    let path = dir.join("vnc-askpass.sh");
+    std::fs::write(&path, format!("#!/bin/sh\nprintf '%s\\n' '{password}'\n"))?;
+    use std::os::unix::fs::PermissionsExt;
+    std::fs::set_permissions(&path, std::fs::Permissions::from_mode(0o755))?;
+    Ok(path)
+}
+
+/// OpenSSH client options toward Sekisho's SSH front door at `port`, from `source`.
+pub fn ssh_options(port: u16, source: &str) -> Vec<String> {
+    let port = port.to_string();
+    [
+        "-F",
+        "/dev/null",
+        "-p",
+        &port,
+        "-b",
+        source,
+        "-o",
+        "StrictHostKeyChecking=no",
+        "-o",
+        "UserKnownHostsFile=/dev/null",
+        "-o",
+        "LogLevel=ERROR",
+        "-o",
+        "PubkeyAuthentication=no",
+        "-o",
+        "ConnectTimeout=10",
+    ]
+    .iter()
+    .map(|s| s.to_string())
+    .collect()
+}
+
+/// `ssh` with the askpass program answering the password prompt.
+pub fn ssh_client(askpass: &Path) -> Command {
+    let mut c = Command::new("ssh");
+    c.env("SSH_ASKPASS", askpass)
+        .env("SSH_ASKPASS_REQUIRE", "force")
+        .env("DISPLAY", ":0")
+        .env_remove("SSH_AUTH_SOCK");
+    c
+}
