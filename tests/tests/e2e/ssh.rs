@@ -634,3 +634,159 @@ fn ssh_sessions_kill_ends_a_console_session_within_one_second() -> Result<()> {
     assert_eq!(row["outcome"], "killed", "{row}");
     Ok(())
 }
+
+/// The `sekisho serve` process of an instance (found by its configuration path).
+fn serve_pid(sekisho: &SekishoInstance) -> Option<u32> {
+    let config = sekisho.config.display().to_string();
+    std::fs::read_dir("/proc").ok()?.flatten().find_map(|e| {
+        let pid: u32 = e.file_name().to_str()?.parse().ok()?;
+        let cmd = std::fs::read(e.path().join("cmdline")).ok()?;
+        let cmd = String::from_utf8_lossy(&cmd).replace('\0', " ");
+        (cmd.contains(" serve ") && cmd.contains(&config)).then_some(pid)
+    })
+}
+
+fn rss_kib(pid: u32) -> Option<u64> {
+    let status = std::fs::read_to_string(format!("/proc/{pid}/status")).ok()?;
+    status
+        .lines()
+        .find(|l| l.starts_with("VmRSS:"))?
+        .split_whitespace()
+        .nth(1)?
+        .parse()
+        .ok()
+}
+
+/// Sends one key at a time and waits for its echo; returns the round trips.
+fn keystroke_rtts(s: &mut Session, n: usize) -> Result<Vec<Duration>> {
+    let mut rtts = Vec::with_capacity(n);
+    for i in 0..n {
+        let before = s.output().len();
+        let key = [b'a' + (i % 26) as u8];
+        let t0 = Instant::now();
+        s.send(&key)?;
+        let deadline = t0 + Duration::from_secs(5);
+        while s.output().len() <= before {
+            if Instant::now() > deadline {
+                anyhow::bail!("no echo for keystroke {i}");
+            }
+            std::thread::sleep(Duration::from_micros(50));
+        }
+        rtts.push(t0.elapsed());
+    }
+    s.send(b"\x15")?; // ^U: drop the typed line
+    Ok(rtts)
+}
+
+fn percentile(sorted: &[Duration], p: f64) -> Duration {
+    let i = ((sorted.len() as f64 - 1.0) * p).round() as usize;
+    sorted.get(i).copied().unwrap_or_default()
+}
+
+/// Bulk output: time for `bytes` of base64 to reach the client.
+fn bulk(s: &mut Session, bytes: usize) -> Result<Duration> {
+    let t0 = Instant::now();
+    s.send(
+        format!("head -c {bytes} /dev/zero | base64 -w 0; echo; echo BULK-$((40+2))\n").as_bytes(),
+    )?;
+    s.wait_for("BULK-42\r\n", Duration::from_secs(120))?;
+    Ok(t0.elapsed())
+}
+
+/// Benchmark (run by hand): keystroke round trip and bulk output through Sekisho versus
+/// directly to the same sshd, and Sekisho's memory per idle console session.
+/// `cargo test -p e2e --test e2e ssh::ssh_bench -- --ignored --nocapture`
+/// (SSH_BENCH_IDLE=500 for the 500 sessions; default 100).
+#[test]
+#[ignore = "benchmark: run by hand"]
+fn ssh_bench_through_sekisho_vs_direct() -> Result<()> {
+    if !peers(&["ssh", "sshd"])? {
+        return Ok(());
+    }
+    // A plain TCP listener stands in for idle serial consoles (a fake: QEMU takes one client
+    // per port, and the figure measured is Sekisho's memory, not the console's).
+    let fake_serial = std::net::TcpListener::bind("127.0.0.1:0")?;
+    let fake_port = fake_serial.local_addr()?.port();
+    std::thread::spawn(move || {
+        let mut held = Vec::new();
+        for c in fake_serial.incoming().flatten() {
+            held.push(c);
+        }
+    });
+    let lab = lab(false, true, |i| {
+        i.replace(
+            "serial_console = \"127.0.0.1:14501\"",
+            &format!("serial_console = \"127.0.0.1:{fake_port}\""),
+        )
+    })?;
+    let sshd_port = lab.sshd.as_ref().map(|p| p.port).context("sshd")?;
+    let lab_pass = askpass(&lab.sekisho.path("data"), LAB_PASSWORD, None)?;
+
+    let mut direct = {
+        let mut cmd = client("ssh", &lab_pass);
+        cmd.args(ssh_options(sshd_port, "127.0.0.1"))
+            .arg("-tt")
+            .arg(format!("{LAB_USER}@127.0.0.1"));
+        Session::spawn(cmd)?
+    };
+    let mut via = lab.ssh_tt("tanaka+app02", TANAKA_DESKTOP, &[])?;
+    for s in [&mut direct, &mut via] {
+        s.send(b"echo READY-$((1+1))\n")?;
+        s.wait_for("READY-2", Duration::from_secs(30))?;
+    }
+    let n = 300;
+    let mut d = keystroke_rtts(&mut direct, n)?;
+    let mut v = keystroke_rtts(&mut via, n)?;
+    d.sort();
+    v.sort();
+    println!("keystroke round trip over {n} keys (OpenSSH client -tt, echo by the remote pty):");
+    println!(
+        "  direct to sshd : p50 {:>8.3} ms  p99 {:>8.3} ms",
+        percentile(&d, 0.5).as_secs_f64() * 1e3,
+        percentile(&d, 0.99).as_secs_f64() * 1e3
+    );
+    println!(
+        "  via Sekisho    : p50 {:>8.3} ms  p99 {:>8.3} ms",
+        percentile(&v, 0.5).as_secs_f64() * 1e3,
+        percentile(&v, 0.99).as_secs_f64() * 1e3
+    );
+    let bytes = 8_000_000;
+    let td = bulk(&mut direct, bytes)?;
+    let tv = bulk(&mut via, bytes)?;
+    let out = bytes as f64 * 4.0 / 3.0 / 1e6;
+    println!("bulk output ({out:.1} MB of base64 through a pty):");
+    println!(
+        "  direct to sshd : {:>7.2} s  {:>7.1} MB/s",
+        td.as_secs_f64(),
+        out / td.as_secs_f64()
+    );
+    println!(
+        "  via Sekisho    : {:>7.2} s  {:>7.1} MB/s",
+        tv.as_secs_f64(),
+        out / tv.as_secs_f64()
+    );
+    drop(direct);
+    drop(via);
+
+    let idle: usize = std::env::var("SSH_BENCH_IDLE")
+        .ok()
+        .and_then(|v| v.parse().ok())
+        .unwrap_or(100);
+    let pid = serve_pid(&lab.sekisho).context("sekisho serve pid")?;
+    std::thread::sleep(Duration::from_secs(2));
+    let before = rss_kib(pid).context("rss")?;
+    let mut sessions = Vec::with_capacity(idle);
+    for _ in 0..idle {
+        let s = lab.ssh_tt("tanaka+web01", TANAKA_DESKTOP, &[])?;
+        s.wait_for("this session is recorded", Duration::from_secs(60))?;
+        sessions.push(s);
+    }
+    std::thread::sleep(Duration::from_secs(2));
+    let after = rss_kib(pid).context("rss")?;
+    println!(
+        "idle console sessions: {idle}; sekisho RSS {before} KiB -> {after} KiB; {:.1} KiB per session",
+        (after.saturating_sub(before)) as f64 / idle as f64
+    );
+    drop(sessions);
+    Ok(())
+}
