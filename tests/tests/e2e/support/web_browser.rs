@@ -1,0 +1,126 @@
+//! A real headless Chromium driven through chromedriver (WebDriver) with `fantoccini`.
+
+use std::net::SocketAddr;
+use std::process::{Child, Command, Stdio};
+use std::time::Duration;
+
+use anyhow::{Context, Result};
+use fantoccini::{Client, ClientBuilder, Locator};
+
+use crate::support::{free_port, wait_for_port};
+
+/// chromedriver plus one browser session; both end on drop / [`Browser::close`].
+pub struct Browser {
+    driver: Child,
+    pub client: Client,
+    _profile: tempfile::TempDir,
+}
+
+impl Browser {
+    /// Starts chromedriver on a free port and a fresh headless Chromium profile.
+    pub async fn start() -> Result<Browser> {
+        let port = free_port("127.0.0.1")?;
+        let mut driver = Command::new("chromedriver")
+            .arg(format!("--port={port}"))
+            .stdin(Stdio::null())
+            .stdout(Stdio::null())
+            .stderr(Stdio::null())
+            .spawn()
+            .context("spawn chromedriver")?;
+        if let Err(e) = wait_for_port(
+            SocketAddr::from(([127, 0, 0, 1], port)),
+            Duration::from_secs(20),
+        ) {
+            let _ = driver.kill();
+            return Err(e.context("chromedriver did not come up"));
+        }
+        let profile = tempfile::Builder::new()
+            .prefix("sekisho-chromium-")
+            .tempdir()?;
+        let binary = crate::support::which("chromium")
+            .map(|p| p.display().to_string())
+            .unwrap_or_else(|| "/usr/bin/chromium".to_owned());
+        let mut caps = serde_json::Map::new();
+        caps.insert(
+            "goog:chromeOptions".into(),
+            serde_json::json!({
+                "binary": binary,
+                "args": [
+                    "--headless", "--no-sandbox", "--disable-gpu", "--disable-quic",
+                    "--no-first-run", "--disable-background-networking",
+                    "--disable-component-update", "--disable-sync",
+                    "--lang=en-US",
+                    format!("--user-data-dir={}", profile.path().display()),
+                ],
+            }),
+        );
+        // Sekisho's web identity is self-signed in the test instance.
+        caps.insert("acceptInsecureCerts".into(), serde_json::json!(true));
+        let connector = hyper_util::client::legacy::connect::HttpConnector::new();
+        let client = match ClientBuilder::new(connector)
+            .capabilities(caps)
+            .connect(&format!("http://127.0.0.1:{port}"))
+            .await
+        {
+            Ok(c) => c,
+            Err(e) => {
+                let _ = driver.kill();
+                let _ = driver.wait();
+                return Err(anyhow::anyhow!("cannot start a chromium session: {e}"));
+            }
+        };
+        Ok(Browser {
+            driver,
+            client,
+            _profile: profile,
+        })
+    }
+
+    /// The page's HTML.
+    pub async fn source(&self) -> Result<String> {
+        Ok(self.client.source().await?)
+    }
+
+    /// Opens `url`.
+    pub async fn goto(&self, url: &str) -> Result<()> {
+        Ok(self.client.goto(url).await?)
+    }
+
+    /// Types into the element with `id`.
+    pub async fn type_into(&self, id: &str, text: &str) -> Result<()> {
+        let e = self.client.find(Locator::Id(id)).await?;
+        e.clear().await?;
+        e.send_keys(text).await?;
+        Ok(())
+    }
+
+    /// Clicks the element with `id`.
+    pub async fn click(&self, id: &str) -> Result<()> {
+        self.client.find(Locator::Id(id)).await?.click().await?;
+        Ok(())
+    }
+
+    /// The current URL's path and query.
+    pub async fn path(&self) -> Result<String> {
+        let url = self.client.current_url().await?;
+        Ok(match url.query() {
+            Some(q) => format!("{}?{q}", url.path()),
+            None => url.path().to_owned(),
+        })
+    }
+
+    /// Ends the browser session and chromedriver.
+    pub async fn close(mut self) -> Result<()> {
+        let _ = self.client.clone().close().await;
+        let _ = self.driver.kill();
+        let _ = self.driver.wait();
+        Ok(())
+    }
+}
+
+impl Drop for Browser {
+    fn drop(&mut self) {
+        let _ = self.driver.kill();
+        let _ = self.driver.wait();
+    }
+}
