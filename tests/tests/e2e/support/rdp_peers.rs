@@ -1,0 +1,200 @@
+//! Real RDP peers for the RDP tests: xrdp 0.9 (+ sesman, Xvnc) and xfreerdp 2 under Xvfb.
+//!
+//! xrdp is started through the lab's verified recipe (`peers.sh start_rdp_server xrdp`,
+//! found at `$SEKISHO_LAB_PEERS` or `../shared/lab/peers.sh` beside the clone); it listens on
+//! 127.0.0.1:13390 with its DEBUG log in `$LAB/xrdp/xrdp.log`, which names every channel a
+//! client asked for ("Adding channel: name cliprdr …").
+
+use std::path::{Path, PathBuf};
+use std::process::{Command, Stdio};
+use std::sync::{Mutex, MutexGuard, OnceLock};
+use std::time::{Duration, Instant};
+
+use anyhow::{Context, Result, bail};
+
+/// xrdp's address (fixed by the lab recipe).
+pub const XRDP_PORT: u16 = 13390;
+/// The Linux account xrdp logs into (created by the recipe).
+pub const LAB_USER: &str = "labuser";
+/// Its password.
+pub const LAB_PASS: &str = "LabPass123!";
+/// The X display xfreerdp draws on (ours; the lab uses :92).
+pub const CLIENT_DISPLAY: &str = ":93";
+
+/// RDP tests share one xrdp and one sesman (fixed ports): run them one at a time.
+pub fn serial() -> MutexGuard<'static, ()> {
+    static LOCK: Mutex<()> = Mutex::new(());
+    match LOCK.lock() {
+        Ok(g) => g,
+        Err(p) => p.into_inner(),
+    }
+}
+
+/// The lab directory (`LAB` of peers.sh).
+pub fn lab_dir() -> PathBuf {
+    PathBuf::from(std::env::var("LAB").unwrap_or_else(|_| "/tmp/sekisho-lab".to_owned()))
+}
+
+fn peers_sh() -> Result<PathBuf> {
+    if let Ok(p) = std::env::var("SEKISHO_LAB_PEERS") {
+        return Ok(PathBuf::from(p));
+    }
+    let manifest = Path::new(env!("CARGO_MANIFEST_DIR"));
+    for candidate in [
+        manifest.join("../../shared/lab/peers.sh"),
+        manifest.join("../shared/lab/peers.sh"),
+        PathBuf::from("/work/shared/lab/peers.sh"),
+    ] {
+        if candidate.is_file() {
+            return Ok(candidate);
+        }
+    }
+    bail!("peers.sh not found (set SEKISHO_LAB_PEERS)")
+}
+
+fn listening(port: u16) -> bool {
+    std::net::TcpStream::connect_timeout(
+        &std::net::SocketAddr::from(([127, 0, 0, 1], port)),
+        Duration::from_millis(200),
+    )
+    .is_ok()
+}
+
+/// Starts xrdp once (reused if already listening).
+pub fn ensure_xrdp() -> Result<()> {
+    static STARTED: OnceLock<std::result::Result<(), String>> = OnceLock::new();
+    STARTED
+        .get_or_init(|| {
+            if listening(XRDP_PORT) {
+                return Ok(());
+            }
+            let script = peers_sh().map_err(|e| e.to_string())?;
+            let out = Command::new("bash")
+                .arg(&script)
+                .args(["start_rdp_server", "xrdp"])
+                .stdin(Stdio::null())
+                .output()
+                .map_err(|e| format!("cannot run peers.sh: {e}"))?;
+            if !listening(XRDP_PORT) {
+                return Err(format!(
+                    "xrdp did not start: {}{}",
+                    String::from_utf8_lossy(&out.stdout),
+                    String::from_utf8_lossy(&out.stderr)
+                ));
+            }
+            Ok(())
+        })
+        .clone()
+        .map_err(anyhow::Error::msg)
+}
+
+/// Starts the client's Xvfb once.
+pub fn ensure_display() -> Result<()> {
+    static STARTED: OnceLock<std::result::Result<(), String>> = OnceLock::new();
+    STARTED
+        .get_or_init(|| {
+            let sock = format!("/tmp/.X11-unix/X{}", CLIENT_DISPLAY.trim_start_matches(':'));
+            if Path::new(&sock).exists() {
+                return Ok(());
+            }
+            Command::new("Xvfb")
+                .args([
+                    CLIENT_DISPLAY,
+                    "-screen",
+                    "0",
+                    "1280x1024x24",
+                    "-nolisten",
+                    "tcp",
+                    "-noreset",
+                ])
+                .stdin(Stdio::null())
+                .stdout(Stdio::null())
+                .stderr(Stdio::null())
+                .spawn()
+                .map_err(|e| format!("cannot start Xvfb: {e}"))?;
+            let deadline = Instant::now() + Duration::from_secs(5);
+            while !Path::new(&sock).exists() {
+                if Instant::now() > deadline {
+                    return Err("Xvfb did not start".to_owned());
+                }
+                std::thread::sleep(Duration::from_millis(50));
+            }
+            Ok(())
+        })
+        .clone()
+        .map_err(anyhow::Error::msg)
+}
+
+/// The current length of xrdp's log, to read only what a test caused.
+pub fn xrdp_log_offset() -> u64 {
+    std::fs::metadata(lab_dir().join("xrdp/xrdp.log"))
+        .map(|m| m.len())
+        .unwrap_or(0)
+}
+
+/// xrdp's log from `offset` on.
+pub fn xrdp_log_since(offset: u64) -> String {
+    let text = std::fs::read(lab_dir().join("xrdp/xrdp.log")).unwrap_or_default();
+    let start = usize::try_from(offset).unwrap_or(0).min(text.len());
+    String::from_utf8_lossy(text.get(start..).unwrap_or_default()).into_owned()
+}
+
+/// What one xfreerdp run showed.
+#[derive(Debug)]
+pub struct ClientRun {
+    /// exit code (124 = still connected when the timeout fired)
+    pub code: Option<i32>,
+    /// how long it ran
+    pub elapsed: Duration,
+    /// its DEBUG log
+    pub log: String,
+}
+
+impl ClientRun {
+    /// Reached the active state.
+    pub fn active(&self) -> bool {
+        self.log.contains("CONNECTION_STATE_ACTIVE")
+    }
+}
+
+/// Runs xfreerdp against `host:port` for at most `seconds`, asking for every redirection.
+pub fn xfreerdp(
+    host: &str,
+    port: u16,
+    user: &str,
+    pass: &str,
+    seconds: u32,
+    extra: &[&str],
+) -> Result<ClientRun> {
+    ensure_display()?;
+    let share = std::env::temp_dir().join("sekisho-e2e-share");
+    std::fs::create_dir_all(&share)?;
+    let started = Instant::now();
+    let out = Command::new("timeout")
+        .arg(seconds.to_string())
+        .arg("xfreerdp")
+        .arg(format!("/v:{host}:{port}"))
+        .arg(format!("/u:{user}"))
+        .arg(format!("/p:{pass}"))
+        .args([
+            "/cert:ignore",
+            "+clipboard",
+            "/printer",
+            "/smartcard",
+            "/usb:auto",
+            "/log-level:DEBUG",
+        ])
+        .arg(format!("/drive:share,{}", share.display()))
+        .args(extra)
+        .env("DISPLAY", CLIENT_DISPLAY)
+        .stdin(Stdio::null())
+        .output()
+        .context("cannot run xfreerdp")?;
+    let mut log = String::from_utf8_lossy(&out.stdout).into_owned();
+    log.push_str(&String::from_utf8_lossy(&out.stderr));
+    Ok(ClientRun {
+        code: out.status.code(),
+        elapsed: started.elapsed(),
+        log,
+    })
+}
