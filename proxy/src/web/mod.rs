@@ -15,14 +15,14 @@ use std::sync::Arc;
 use std::sync::atomic::AtomicU64;
 use std::time::Duration;
 
-use anyhow::{Result, bail};
+use anyhow::Result;
 use axum::Router;
 use axum::routing::{get, post};
 use tokio::io::{AsyncRead, AsyncWrite};
 use tokio::net::TcpListener;
 use tokio_util::sync::CancellationToken;
 use tokio_util::task::TaskTracker;
-use tracing::{info, trace, warn};
+use tracing::{error, info, trace, warn};
 
 use crate::services::Services;
 
@@ -111,7 +111,11 @@ pub async fn serve(
     let tls = services.tls_acceptor();
     let local = listener.local_addr()?;
     if tls.is_none() && !local.ip().is_loopback() {
-        bail!("no TLS identity: the web UI is served without TLS on loopback addresses only");
+        // Passwords and session cookies must not cross the network in clear; the other front
+        // doors keep running, so the web UI stays off until the TLS identity is fixed.
+        error!(%local, "No TLS identity: the web UI stays off (plain HTTP is allowed on loopback only)");
+        shutdown.cancelled().await;
+        return Ok(());
     }
     if tls.is_none() {
         warn!(%local, "No TLS identity: web UI served over plain HTTP on loopback");
