@@ -255,11 +255,37 @@ impl Actor {
         match menu::parse_exec(command) {
             ExecCommand::Console(target) => {
                 info!(%target, "Graphical console ticket asked for");
-                self.say_err(&format!(
-                    "sekisho: graphical console tickets for {target} are not available yet on this bastion\r\n"
-                ))
-                .await;
-                1
+                // Decided (and written to the catalogue) now; the VNC listener asks the policy
+                // again when the ticket is redeemed, since a window may close in between.
+                let req = self.request(Protocol::ConsoleVnc, Some(&target));
+                match self.services.decide(&req).await {
+                    Decision::Deny(d) => {
+                        self.say_err(&format!(
+                            "sekisho: denied ({}): {}\r\n",
+                            d.rule().as_str(),
+                            d.reason()
+                        ))
+                        .await;
+                        1
+                    }
+                    Decision::Allow(a) => match crate::vnc::tickets::shared().issue(
+                        &self.user,
+                        a.target(),
+                        self.source,
+                        chrono::Utc::now(),
+                    ) {
+                        Ok(ticket) => {
+                            let vnc = self.services.inventory().listen().vnc;
+                            self.say(&format!("vnc: {vnc}\r\npassword: {}\r\n", ticket.expose()))
+                                .await;
+                            0
+                        }
+                        Err(e) => {
+                            self.say_err(&format!("sekisho: {e}\r\n")).await;
+                            1
+                        }
+                    },
+                }
             }
             ExecCommand::FileTransfer => {
                 let program: String = command
