@@ -9,10 +9,7 @@ use anyhow::{Context, Result};
 
 use crate::support::{InstanceOptions, SekishoInstance, demo_inventory, require_peers};
 
-#[path = "support/ssh_peers.rs"]
-mod ssh_peers;
-
-use ssh_peers::{DEMO_PASSWORD, Session, askpass, client, ssh_options};
+use crate::ssh::ssh_peers::{self, DEMO_PASSWORD, Session, askpass, client, ssh_options};
 
 const TANAKA_DESKTOP: &str = "127.0.10.11";
 
