@@ -588,3 +588,60 @@ fn escape_covers_html_metacharacters() {
         "&lt;a href=&quot;x&quot;&gt;&#39;&amp;"
     );
 }
+
+#[tokio::test]
+async fn session_list_pages_by_keyset() {
+    let f = fixture().await;
+    let instance = InstanceId::new("test").unwrap();
+    let base = Utc::now() - chrono::Duration::days(1);
+    let rows: Vec<NewSession> = (0..120)
+        .map(|i| NewSession {
+            id: SessionId(uuid::Uuid::now_v7()),
+            instance: instance.clone(),
+            protocol: Protocol::Rdp,
+            user: "tanaka".into(),
+            contractor: "acme".into(),
+            source: "127.0.10.11".parse().unwrap(),
+            target: "file-phys02".into(),
+            path: "internet-vpn".into(),
+            console_session: None,
+            // Several share a start time: the id breaks the tie, nothing is lost or repeated.
+            started_at: base + chrono::Duration::seconds(i / 3),
+            recording: None,
+            detail: None,
+        })
+        .collect();
+    f.state
+        .services
+        .catalogue()
+        .session_started_batch(&rows)
+        .await
+        .unwrap();
+    let (cookie, _) = login_as(&f, "suzuki");
+    let mut uri = "/sessions?target=file-phys02".to_owned();
+    let mut seen = std::collections::HashSet::new();
+    let mut pages = 0;
+    loop {
+        let (status, body) = get(&f, Some(&cookie), &uri).await;
+        assert_eq!(status, StatusCode::OK);
+        pages += 1;
+        let ids: Vec<&str> = body
+            .split("class=\"session-row\" data-id=\"")
+            .skip(1)
+            .filter_map(|s| s.split('"').next())
+            .collect();
+        assert!(ids.len() <= super::pages::PAGE_SIZE as usize);
+        for id in ids {
+            assert!(seen.insert(id.to_owned()), "{id} listed twice");
+        }
+        match body.split("id=\"next-page\" href=\"").nth(1) {
+            Some(rest) => uri = rest.split('"').next().unwrap().replace("&amp;", "&"),
+            None => break,
+        }
+    }
+    assert_eq!(pages, 3);
+    assert_eq!(seen.len(), 120);
+    // A malformed cursor is a bad request.
+    let (status, _) = get(&f, Some(&cookie), "/sessions?after=garbage").await;
+    assert_eq!(status, StatusCode::BAD_REQUEST);
+}
