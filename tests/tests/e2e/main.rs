@@ -8,3 +8,4 @@ mod recording;
 mod ssh;
 mod support;
 mod vnc;
+mod web;
