@@ -48,7 +48,17 @@ pub struct WebState {
     secure_cookies: bool,
     /// Catalogue errors seen by web handlers (exported in `/metrics`).
     catalogue_errors: AtomicU64,
+    /// The last terminal recording opened by the player, keyed by session and file size (a
+    /// live recording grows): decoding builds seek checkpoints once, not on every slider move.
+    player_cache: std::sync::Mutex<Option<PlayerCacheEntry>>,
 }
+
+/// One decoded recording kept for the player: (session, file size, replay).
+type PlayerCacheEntry = (
+    policy::SessionId,
+    u64,
+    Arc<player::terminal::TerminalReplay>,
+);
 
 impl WebState {
     /// The web UI's state over `services`. `secure_cookies` is true when served over TLS.
@@ -76,6 +86,7 @@ impl WebState {
             verifying_key,
             secure_cookies,
             catalogue_errors: AtomicU64::new(0),
+            player_cache: std::sync::Mutex::new(None),
         })
     }
 }

@@ -879,12 +879,15 @@ pub async fn screen(
         Ok(_) => return not_found(&caller),
         Err(resp) => return resp,
     };
-    let Some(bytes) = read_recording(row.recording.as_deref().unwrap_or("")).await else {
-        return not_found(&caller);
+    let Some(replay) = replay_of(&state, &row).await else {
+        return (
+            StatusCode::UNPROCESSABLE_ENTITY,
+            "cannot decode the recording",
+        )
+            .into_response();
     };
     let at_us = q.ms.unwrap_or(0).saturating_mul(1000);
     let result = tokio::task::spawn_blocking(move || {
-        let replay = player::terminal::TerminalReplay::open(&bytes).ok()?;
         let end_us = replay.end_us();
         let s = replay.screen_at(at_us.min(end_us));
         Some(serde_json::json!({
@@ -909,6 +912,44 @@ pub async fn screen(
         )
             .into_response(),
     }
+}
+
+/// The decoded terminal recording of `row`, from the one-entry cache when the file has not
+/// changed since it was decoded.
+async fn replay_of(
+    state: &WebState,
+    row: &SessionRow,
+) -> Option<Arc<player::terminal::TerminalReplay>> {
+    let location = row.recording.as_deref()?;
+    if location.contains("://") {
+        return None;
+    }
+    let size = tokio::fs::metadata(location).await.ok()?.len();
+    {
+        let cache = match state.player_cache.lock() {
+            Ok(g) => g,
+            Err(poisoned) => poisoned.into_inner(),
+        };
+        if let Some((id, len, replay)) = cache.as_ref()
+            && *id == row.id
+            && *len == size
+        {
+            return Some(Arc::clone(replay));
+        }
+    }
+    let bytes = read_recording(location).await?;
+    let replay =
+        tokio::task::spawn_blocking(move || player::terminal::TerminalReplay::open(&bytes).ok())
+            .await
+            .ok()
+            .flatten()
+            .map(Arc::new)?;
+    let mut cache = match state.player_cache.lock() {
+        Ok(g) => g,
+        Err(poisoned) => poisoned.into_inner(),
+    };
+    *cache = Some((row.id, size, Arc::clone(&replay)));
+    Some(replay)
 }
 
 /// `GET /metrics`: Prometheus text format (no personal data: counts only).
