@@ -20,8 +20,12 @@ struct Lab {
 }
 
 fn lab() -> Result<Lab> {
+    lab_with(|i| i)
+}
+
+fn lab_with(edit: impl Fn(String) -> String) -> Result<Lab> {
     let qemu = ssh_peers::start_qemu_serial()?;
-    let inventory = demo_inventory().replace(
+    let inventory = edit(demo_inventory()).replace(
         "serial_console = \"127.0.0.1:14501\"",
         &format!("serial_console = \"127.0.0.1:{}\"", qemu.port),
     );
@@ -202,5 +206,50 @@ fn a_finished_session_verifies_plays_and_exports() -> Result<()> {
         .output()?;
     assert!(cat.status.success(), "{}", text(&cat));
     assert!(String::from_utf8_lossy(&cat.stdout).contains("No bootable device"));
+    Ok(())
+}
+
+#[test]
+fn a_session_is_warned_then_ended_when_its_contract_window_closes() -> Result<()> {
+    use chrono::Timelike;
+    if !require_peers(&["ssh", "qemu-system-x86_64"])? {
+        return Ok(());
+    }
+    // A window that opened an hour ago and closes at the second minute boundary from now,
+    // in Tokyo time (the inventory's zone; UTC+9 all year).
+    let tokyo = chrono::Utc::now() + chrono::Duration::hours(9);
+    let start = tokyo - chrono::Duration::hours(1);
+    let end = tokyo + chrono::Duration::minutes(2);
+    let window = format!(
+        "{:02}:{:02}-{:02}:{:02}",
+        start.hour(),
+        start.minute(),
+        end.hour(),
+        end.minute()
+    );
+    let lab = lab_with(|inv| {
+        inv.replacen(
+            "valid_until = \"2099-12-31\"",
+            &format!("valid_until = \"2099-12-31\"\nwindows = [\"{window}\"]"),
+            1,
+        )
+    })?;
+    let session = lab.console()?;
+    session.wait_for("No bootable device", Duration::from_secs(20))?;
+    // The window closes in under five minutes: the warning comes at once.
+    session.wait_for("closes in", Duration::from_secs(10))?;
+    let row = lab.sekisho.wait_until(
+        Duration::from_secs(200),
+        "the session ended by its window",
+        || {
+            Ok(lab
+                .sekisho
+                .sessions()?
+                .into_iter()
+                .find(|s| s["target"] == "web01" && !s["ended_at"].is_null()))
+        },
+    )?;
+    assert_eq!(row["outcome"], "window-closed", "{row}");
+    session.wait_for("session ended", Duration::from_secs(5))?;
     Ok(())
 }
