@@ -36,11 +36,16 @@ struct Lab {
 /// QEMU as web01's VNC console (with a VNC password from the secrets file if `password`), and a
 /// Sekisho instance in front of it.
 fn lab(password: bool) -> Result<Option<Lab>> {
+    lab_with(password, |i| i)
+}
+
+/// [`lab`] with an edit of the inventory.
+fn lab_with(password: bool, edit: impl Fn(String) -> String) -> Result<Option<Lab>> {
     if !require_peers(&["qemu-system-x86_64", "python3", "ssh"])? {
         return Ok(None);
     }
     let qemu = start_qemu_vnc(password.then_some(QEMU_VNC_PASSWORD))?;
-    let mut inventory = demo_inventory().replace(
+    let mut inventory = edit(demo_inventory()).replace(
         "vnc_console = \"127.0.0.1:15901\"",
         &format!("vnc_console = \"127.0.0.1:{}\"", qemu.port),
     );
@@ -351,6 +356,46 @@ fn vnc_kill_ends_the_console_within_a_second() -> Result<()> {
     let row = lab.session(false)?;
     assert_eq!(row["id"], id.as_str());
     assert_eq!(row["outcome"], "killed", "{row}");
+    Ok(())
+}
+
+#[test]
+fn vnc_console_ends_when_its_contract_window_closes() -> Result<()> {
+    use chrono::Timelike;
+    // A window that opened an hour ago and closes at the second minute boundary from now, in
+    // Tokyo time (the inventory's zone; UTC+9 all year).
+    let tokyo = chrono::Utc::now() + chrono::Duration::hours(9);
+    let start = tokyo - chrono::Duration::hours(1);
+    let end = tokyo + chrono::Duration::minutes(2);
+    let window = format!(
+        "{:02}:{:02}-{:02}:{:02}",
+        start.hour(),
+        start.minute(),
+        end.hour(),
+        end.minute()
+    );
+    let Some(lab) = lab_with(false, |inv| {
+        inv.replacen(
+            "valid_until = \"2099-12-31\"",
+            &format!("valid_until = \"2099-12-31\"\nwindows = [\"{window}\"]"),
+            1,
+        )
+    })?
+    else {
+        return Ok(());
+    };
+    let ticket = lab.ticket("tanaka", "web01", TANAKA_DESKTOP)?;
+    let mut args = lab.viewer(TANAKA_DESKTOP, &ticket);
+    args.hold = 200.0;
+    let viewer = spawn_viewer(&lab.script, &args)?;
+    lab.session(true)?;
+    let report = wait_viewer(viewer)?;
+    assert!(
+        report["closed_at"].as_f64().is_some(),
+        "viewer was not disconnected: {report}"
+    );
+    let row = lab.session(false)?;
+    assert_eq!(row["outcome"], "window-closed", "{row}");
     Ok(())
 }
 
