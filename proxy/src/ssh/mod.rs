@@ -16,7 +16,6 @@ pub mod handler;
 pub mod menu;
 pub mod session;
 
-use std::os::unix::fs::PermissionsExt;
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
 use std::time::Duration;
@@ -65,18 +64,7 @@ pub fn load_or_create_host_key(path: &Path) -> Result<PrivateKey> {
     let text = key
         .to_openssh(russh::keys::ssh_key::LineEnding::LF)
         .context("cannot encode the SSH host key")?;
-    {
-        use std::io::Write as _;
-        use std::os::unix::fs::OpenOptionsExt;
-        let mut f = std::fs::OpenOptions::new()
-            .write(true)
-            .create_new(true)
-            .mode(0o600)
-            .open(path)
-            .with_context(|| format!("cannot create {}", path.display()))?;
-        f.write_all(text.as_bytes())?;
-    }
-    std::fs::set_permissions(path, std::fs::Permissions::from_mode(0o600))?;
+    crate::tls::write_private(path, text.as_bytes())?;
     info!(path = %path.display(), "Created the SSH host key");
     Ok(key)
 }
@@ -203,6 +191,7 @@ pub async fn serve(
 #[cfg(test)]
 mod tests {
     use super::*;
+    use std::os::unix::fs::PermissionsExt;
 
     #[test]
     fn host_key_is_created_once_with_mode_0600() {
