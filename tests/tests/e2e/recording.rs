@@ -211,29 +211,8 @@ fn a_finished_session_verifies_plays_and_exports() -> Result<()> {
 
 #[test]
 fn a_session_is_warned_then_ended_when_its_contract_window_closes() -> Result<()> {
-    use chrono::Timelike;
-    if !require_peers(&["ssh", "qemu-system-x86_64"])? {
-        return Ok(());
-    }
-    // A window that opened an hour ago and closes at the second minute boundary from now,
-    // in Tokyo time (the inventory's zone; UTC+9 all year).
-    let tokyo = chrono::Utc::now() + chrono::Duration::hours(9);
-    let start = tokyo - chrono::Duration::hours(1);
-    let end = tokyo + chrono::Duration::minutes(2);
-    let window = format!(
-        "{:02}:{:02}-{:02}:{:02}",
-        start.hour(),
-        start.minute(),
-        end.hour(),
-        end.minute()
-    );
-    let lab = lab_with(|inv| {
-        inv.replacen(
-            "valid_until = \"2099-12-31\"",
-            &format!("valid_until = \"2099-12-31\"\nwindows = [\"{window}\"]"),
-            1,
-        )
-    })?;
+    let window = crate::support::window_closing_soon();
+    let lab = lab_with(|inv| crate::support::with_window(inv, &window))?;
     let session = lab.console()?;
     session.wait_for("No bootable device", Duration::from_secs(20))?;
     // The window closes in under five minutes: the warning comes at once.

@@ -361,27 +361,8 @@ fn vnc_kill_ends_the_console_within_a_second() -> Result<()> {
 
 #[test]
 fn vnc_console_ends_when_its_contract_window_closes() -> Result<()> {
-    use chrono::Timelike;
-    // A window that opened an hour ago and closes at the second minute boundary from now, in
-    // Tokyo time (the inventory's zone; UTC+9 all year).
-    let tokyo = chrono::Utc::now() + chrono::Duration::hours(9);
-    let start = tokyo - chrono::Duration::hours(1);
-    let end = tokyo + chrono::Duration::minutes(2);
-    let window = format!(
-        "{:02}:{:02}-{:02}:{:02}",
-        start.hour(),
-        start.minute(),
-        end.hour(),
-        end.minute()
-    );
-    let Some(lab) = lab_with(false, |inv| {
-        inv.replacen(
-            "valid_until = \"2099-12-31\"",
-            &format!("valid_until = \"2099-12-31\"\nwindows = [\"{window}\"]"),
-            1,
-        )
-    })?
-    else {
+    let window = crate::support::window_closing_soon();
+    let Some(lab) = lab_with(false, |inv| crate::support::with_window(inv, &window))? else {
         return Ok(());
     };
     let ticket = lab.ticket("tanaka", "web01", TANAKA_DESKTOP)?;

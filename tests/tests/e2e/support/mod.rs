@@ -354,6 +354,32 @@ fn split_top_level(inventory: &str, generated: &str) -> String {
     out
 }
 
+/// A contract window (`"HH:MM-HH:MM"`, Tokyo time: the test inventories' zone, UTC+9 all year)
+/// that opened an hour ago and closes at the second minute boundary from now, so that a
+/// session opened now is warned at once and ended within two minutes.
+pub fn window_closing_soon() -> String {
+    use chrono::Timelike;
+    let tokyo = chrono::Utc::now() + chrono::Duration::hours(9);
+    let start = tokyo - chrono::Duration::hours(1);
+    let end = tokyo + chrono::Duration::minutes(2);
+    format!(
+        "{:02}:{:02}-{:02}:{:02}",
+        start.hour(),
+        start.minute(),
+        end.hour(),
+        end.minute()
+    )
+}
+
+/// `inventory` with acme's contract limited to `window`.
+pub fn with_window(inventory: String, window: &str) -> String {
+    inventory.replacen(
+        "valid_until = \"2099-12-31\"",
+        &format!("valid_until = \"2099-12-31\"\nwindows = [\"{window}\"]"),
+        1,
+    )
+}
+
 /// The inventory used by most tests: the shape of `examples/sekisho.toml`, with the contract
 /// open at every hour so tests do not depend on the wall clock, and ports chosen by the test.
 pub fn demo_inventory() -> String {
