@@ -597,8 +597,9 @@ fn hostile_sizes_are_clamped() {
         out(2, b" world"),
     ];
     let r = TerminalReplay::open(&encode(&h, &recs, 3)).unwrap();
-    assert_eq!(r.size(), (MAX_TERMINAL_COLS, 1));
-    assert_eq!(r.clamped_sizes(), 4);
+    // Zero rows means "unknown" (RFC 4254), so the default stands; the rest is clamped.
+    assert_eq!(r.size(), (MAX_TERMINAL_COLS, 24));
+    assert_eq!(r.clamped_sizes(), 3);
     let s = r.screen_at(3);
     assert_eq!((s.cols, s.rows), (1000, 1000));
     assert_eq!(s.lines[0], "hello world");
