@@ -873,3 +873,28 @@ fn conference_user_id(ccr: &ConferenceCreateResponse) -> Result<u16, RdpError> {
 #[cfg(test)]
 #[path = "mitm_tests.rs"]
 mod tests;
+
+/// An MCS Disconnect Provider Ultimatum (reason: user requested), the PDU with which an RDP
+/// server ends a session ([MS-RDPBCGR] 2.2.2.3). Sent to the client when Sekisho ends a session
+/// (kill, window end), so that the client shows "disconnected" at once instead of waiting on
+/// a half-closed transport.
+///
+/// [MS-RDPBCGR]: https://learn.microsoft.com/en-us/openspecs/windows_protocols/ms-rdpbcgr/
+pub fn disconnect_ultimatum() -> Result<Vec<u8>, RdpError> {
+    use ironrdp_pdu::mcs::{DisconnectProviderUltimatum, DisconnectReason};
+    encode_vec(&X224(DisconnectProviderUltimatum::from_reason(
+        DisconnectReason::UserRequested,
+    )))
+    .map_err(|e| RdpError::encode("Disconnect Provider Ultimatum", e))
+}
+
+#[cfg(test)]
+mod ultimatum_tests {
+    #[test]
+    fn disconnect_ultimatum_is_one_tpkt_frame() {
+        let bytes = super::disconnect_ultimatum().unwrap();
+        assert_eq!(bytes.first(), Some(&3), "TPKT version 3");
+        let len = usize::from(u16::from_be_bytes([bytes[2], bytes[3]]));
+        assert_eq!(len, bytes.len());
+    }
+}

@@ -62,6 +62,18 @@ where
             let (from_client, n) = tokio::select! {
                 message = sink.ended() => {
                     info!(reason = %message, "Session ended by Sekisho");
+                    // Tell the client the session is over, as a server would; a client that
+                    // is not reading cannot hold the end up for long.
+                    if let Ok(pdu) = super::mitm::disconnect_ultimatum() {
+                        let _ = tokio::time::timeout(
+                            std::time::Duration::from_millis(500),
+                            async {
+                                client_w.write_all(&pdu).await?;
+                                client_w.flush().await
+                            },
+                        )
+                        .await;
+                    }
                     return Ok(RelayEnd::Ended(message));
                 }
                 r = read_more(&mut client_r, &mut cbuf) => (true, r.context("client read")?),
@@ -126,8 +138,10 @@ where
     if let Err(e) = &result {
         warn!(error = %format!("{e:#}"), "Session failed");
     }
-    let _ = client_w.shutdown().await;
-    let _ = server_w.shutdown().await;
+    // A peer that stopped reading must not keep the session (and its recording) open.
+    let grace = std::time::Duration::from_secs(1);
+    let _ = tokio::time::timeout(grace, client_w.shutdown()).await;
+    let _ = tokio::time::timeout(grace, server_w.shutdown()).await;
     result
 }
 
