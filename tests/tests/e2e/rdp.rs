@@ -12,7 +12,7 @@ use std::io::{Read, Write};
 use std::net::TcpStream;
 use std::time::{Duration, Instant};
 
-use anyhow::Result;
+use anyhow::{Context, Result};
 use rdp_peers::{LAB_PASS, LAB_USER, XRDP_PORT};
 
 use crate::support::{InstanceOptions, SekishoInstance, require_peers};
@@ -277,6 +277,66 @@ fn rdp_vdi_to_physical_is_relayed_without_clipboard_or_devices() -> Result<()> {
             .as_str()
             .is_some_and(|r| !r.is_empty())
     );
+    Ok(())
+}
+
+#[test]
+fn rdp_sessions_kill_ends_the_session_promptly() -> Result<()> {
+    if !peers()? {
+        return Ok(());
+    }
+    let _serial = rdp_peers::serial();
+    let vdi = start("ip-vpn", "physical", "business", "2099-12-31")?;
+    let port = vdi.instance.listen.rdp.port();
+    let client = std::thread::spawn(move || {
+        rdp_peers::xfreerdp(
+            "127.0.0.1",
+            port,
+            "tanaka",
+            TANAKA_PASS,
+            40,
+            &["/pcb:srv01"],
+        )
+    });
+    let live = vdi
+        .instance
+        .wait_until(Duration::from_secs(20), "a live RDP session", || {
+            Ok(vdi
+                .instance
+                .sessions()?
+                .into_iter()
+                .find(|s| s["protocol"] == "rdp" && s["ended_at"].is_null()))
+        })?;
+    // Let the client reach the active state before the stop.
+    std::thread::sleep(Duration::from_secs(4));
+    let id = live["id"].as_str().context("session id")?.to_owned();
+    let killed = Instant::now();
+    let out = vdi.instance.cli(&["sessions", "kill", &id])?;
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let run = client
+        .join()
+        .map_err(|_| anyhow::anyhow!("client thread panicked"))??;
+    let after_kill = killed.elapsed();
+    assert!(run.active(), "the session never came up:\n{}", run.log);
+    assert_ne!(
+        run.code,
+        Some(124),
+        "the client stayed connected after the kill"
+    );
+    assert!(
+        after_kill < Duration::from_secs(5),
+        "the client ended {after_kill:?} after the kill"
+    );
+    let row = vdi
+        .instance
+        .sessions()?
+        .into_iter()
+        .find(|s| s["id"] == id.as_str());
+    assert_eq!(row.context("session row")?["outcome"], "killed");
     Ok(())
 }
 

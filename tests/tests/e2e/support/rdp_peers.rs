@@ -93,10 +93,14 @@ pub fn ensure_display() -> Result<()> {
     static STARTED: OnceLock<std::result::Result<(), String>> = OnceLock::new();
     STARTED
         .get_or_init(|| {
-            let sock = format!("/tmp/.X11-unix/X{}", CLIENT_DISPLAY.trim_start_matches(':'));
-            if Path::new(&sock).exists() {
+            let n = CLIENT_DISPLAY.trim_start_matches(':');
+            let sock = format!("/tmp/.X11-unix/X{n}");
+            if std::os::unix::net::UnixStream::connect(&sock).is_ok() {
                 return Ok(());
             }
+            // A socket nobody answers on is left from an Xvfb that died: clear it and its lock.
+            let _ = std::fs::remove_file(&sock);
+            let _ = std::fs::remove_file(format!("/tmp/.X{n}-lock"));
             Command::new("Xvfb")
                 .args([
                     CLIENT_DISPLAY,
