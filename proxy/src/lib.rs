@@ -4,6 +4,7 @@
 pub mod auth;
 pub mod cli;
 pub mod rdp;
+pub mod recovery;
 pub mod secrets;
 pub mod services;
 pub mod ssh;

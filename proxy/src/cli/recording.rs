@@ -131,8 +131,11 @@ pub fn seal(args: SealArgs) -> Result<ExitCode> {
     let session = recorder::info(&bytes)
         .ok()
         .and_then(|info| info.session_id.parse::<policy::SessionId>().ok());
-    let (summary, reason) = recorder::seal_file(&args.file, &key)
-        .with_context(|| format!("cannot seal {}", args.file.display()))?;
+    let sealed = recorder::seal_file(&args.file, &key);
+    let (summary, reason) = match &sealed {
+        Ok(ok) => ok,
+        Err(e) => anyhow::bail!("cannot seal {}: {e}", args.file.display()),
+    };
     println!(
         "{}: sealed after interruption ({reason}); {} chunks, {} records, final hash {}",
         args.file.display(),
@@ -146,27 +149,12 @@ pub fn seal(args: SealArgs) -> Result<ExitCode> {
     let rt = super::runtime()?;
     rt.block_on(async {
         let catalogue = super::open_catalogue(&config).await?;
-        if catalogue.get_session(session).await?.is_none() {
+        let Some(row) = catalogue.get_session(session).await? else {
             eprintln!("session {session} is not in this catalogue; only the file was sealed");
             return Ok(());
-        }
-        catalogue
-            .mark_interrupted(
-                recorder::catalogue::Interrupted::Sessions(&[session]),
-                chrono::Utc::now(),
-            )
-            .await?;
-        catalogue
-            .set_recording(
-                session,
-                &recorder::catalogue::RecordingSummary {
-                    location: args.file.display().to_string(),
-                    state: recorder::catalogue::RecordingState::Sealed,
-                    size: summary.size,
-                    hash: Some(summary.final_hash.clone()),
-                },
-            )
-            .await?;
+        };
+        let location = args.file.display().to_string();
+        crate::recovery::record_interruption(&catalogue, &row, Some((&location, &sealed))).await?;
         println!("session {session} marked interrupted in the catalogue");
         anyhow::Ok(())
     })?;

@@ -199,53 +199,20 @@ async fn recover_interrupted(
         .await
         .context("cannot read sessions left live")?;
     for session in left {
-        catalogue
-            .mark_interrupted(
-                recorder::catalogue::Interrupted::Sessions(&[session.id]),
-                chrono::Utc::now(),
-            )
-            .await
-            .context("cannot mark a session interrupted")?;
-        let Some(location) = session.recording.as_deref() else {
-            continue;
-        };
-        let (summary, detail) = match recorder::seal_file(Path::new(location), key) {
-            Ok((sealed, reason)) => (
-                recorder::catalogue::RecordingSummary {
-                    location: location.to_owned(),
-                    state: recorder::catalogue::RecordingState::Sealed,
-                    size: sealed.size,
-                    hash: Some(sealed.final_hash),
-                },
-                format!("recording sealed after interruption: {reason}"),
-            ),
-            Err(e) => {
+        let location = session.recording.clone();
+        let sealed = location.as_deref().map(|l| {
+            let sealed = recorder::seal_file(Path::new(l), key);
+            if let Err(e) = &sealed {
                 warn!(session = %session.id, error = %e, "Cannot seal an interrupted recording");
-                (
-                    recorder::catalogue::RecordingSummary {
-                        location: location.to_owned(),
-                        state: recorder::catalogue::RecordingState::Incomplete,
-                        size: std::fs::metadata(location).map(|m| m.len()).unwrap_or(0),
-                        hash: None,
-                    },
-                    format!("recording could not be sealed: {e}"),
-                )
             }
-        };
-        catalogue
-            .set_recording(session.id, &summary)
-            .await
-            .context("cannot update an interrupted session's recording")?;
-        catalogue
-            .audit_event(&recorder::catalogue::AuditEvent {
-                at: chrono::Utc::now(),
-                instance: instance.clone(),
-                kind: recorder::catalogue::event_kind::INTERRUPTED_SESSION_SEALED.to_owned(),
-                detail: Some(detail),
-                session_id: Some(session.id),
-            })
-            .await
-            .context("cannot write the audit event")?;
+            (l, sealed)
+        });
+        crate::recovery::record_interruption(
+            catalogue,
+            &session,
+            sealed.as_ref().map(|(l, s)| (*l, s)),
+        )
+        .await?;
         info!(session = %session.id, "Interrupted session sealed and marked");
     }
     Ok(())
