@@ -3,6 +3,8 @@
 //! A missing peer fails the test unless `SEKISHO_SKIP_PEERS=1` is set.
 
 mod cli;
+mod faults;
+mod player;
 mod rdp;
 mod recording;
 mod ssh;
