@@ -85,6 +85,9 @@ pub struct Listen {
 pub struct Recording {
     /// Fail closed: without a working recording no session may run.
     pub required: bool,
+    /// Delete the recordings of sessions that ended more than this many days ago (the
+    /// deletion is written to the catalogue). `None`: keep recordings for ever.
+    pub retention_days: Option<u32>,
 }
 
 /// `[rdp]`: virtual channel filtering.
@@ -416,6 +419,7 @@ struct RawListen {
 #[serde(deny_unknown_fields)]
 struct RawRecording {
     required: Option<bool>,
+    retention_days: Option<S<i64>>,
 }
 
 #[derive(Deserialize, Default)]
@@ -588,7 +592,10 @@ impl Default for Listen {
 
 impl Default for Recording {
     fn default() -> Self {
-        Recording { required: true }
+        Recording {
+            required: true,
+            retention_days: None,
+        }
     }
 }
 
@@ -1030,6 +1037,19 @@ fn build(diag: &mut Diag<'_>, raw: RawConfig) -> Option<Inventory> {
     };
     if let Some(r) = raw.recording.required {
         inv.recording.required = r;
+    }
+    if let Some(days) = &raw.recording.retention_days {
+        match u32::try_from(*days.get_ref()) {
+            Ok(d) if d >= 1 => inv.recording.retention_days = Some(d),
+            _ => diag.error(
+                days.span(),
+                "recording.retention_days",
+                format!(
+                    "{} is not a number of days (at least 1; leave the key out to keep recordings for ever)",
+                    days.get_ref()
+                ),
+            ),
+        }
     }
     if let Some(a) = raw.rdp.allow_static_channels {
         inv.rdp.allow_static_channels = a;
@@ -1715,6 +1735,23 @@ windows = ["mon-fri 08:30-20:00"]
             Inventory::from_toml("", "e").unwrap().listen(),
             Inventory::default().listen()
         );
+    }
+
+    #[test]
+    fn recording_retention_days() {
+        assert_eq!(Inventory::default().recording().retention_days, None);
+        let inv = Inventory::from_toml("[recording]\nretention_days = 365\n", "c.toml").unwrap();
+        assert_eq!(inv.recording().retention_days, Some(365));
+        for bad in ["0", "-3"] {
+            let text = format!("[recording]\nretention_days = {bad}\n");
+            let errs = Inventory::from_toml(&text, "c.toml")
+                .unwrap_err()
+                .to_string();
+            assert!(
+                errs.contains("c.toml:2:") && errs.contains("recording.retention_days"),
+                "{errs}"
+            );
+        }
     }
 
     #[test]

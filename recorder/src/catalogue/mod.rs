@@ -1027,6 +1027,73 @@ impl Catalogue {
         raw.into_iter().map(RawSession::parse).collect()
     }
 
+    // ----- retention -----
+
+    /// Sessions that ended before `ended_before` and still have a recording to delete
+    /// (any state but `deleted`), oldest first, at most `limit`. Live sessions are never
+    /// returned, whatever their start time.
+    pub async fn recordings_to_prune(
+        &self,
+        ended_before: DateTime<Utc>,
+        limit: u32,
+    ) -> Result<Vec<SessionRow>, CatalogueError> {
+        let sql = AssertSqlSafe(format!(
+            "SELECT {SESSION_COLS} FROM sessions WHERE ended_at IS NOT NULL AND ended_at < $1 \
+             AND recording IS NOT NULL \
+             AND (recording_state IS NULL OR recording_state <> 'deleted') \
+             ORDER BY ended_at, id LIMIT $2"
+        ));
+        let raw: Vec<RawSession> = on_backend!(self, |pool| {
+            sqlx::query_as(sql)
+                .bind(Ts::new(ended_before))
+                .bind(i64::from(limit))
+                .fetch_all(pool)
+                .await?
+        });
+        raw.into_iter().map(RawSession::parse).collect()
+    }
+
+    /// Marks an ended session's recording deleted (by retention) and writes the audit event,
+    /// in one transaction, so the catalogue never claims a deletion it has no event for.
+    /// Returns `false` (and changes nothing) when the session is live, unknown or its
+    /// recording already deleted.
+    pub async fn recording_deleted(
+        &self,
+        id: SessionId,
+        event: &AuditEvent,
+    ) -> Result<bool, CatalogueError> {
+        let event_id = AuditEventId::new_v7();
+        let done = on_backend!(self, |pool| {
+            let mut tx = pool.begin().await?;
+            let n = sqlx::query(
+                "UPDATE sessions SET recording_state = 'deleted' \
+                 WHERE id = $1 AND ended_at IS NOT NULL \
+                 AND (recording_state IS NULL OR recording_state <> 'deleted')",
+            )
+            .bind(id.to_string())
+            .execute(&mut *tx)
+            .await?
+            .rows_affected();
+            if n > 0 {
+                sqlx::query(
+                    "INSERT INTO audit_events (id, at, instance_id, kind, detail, session_id) \
+                     VALUES ($1, $2, $3, $4, $5, $6)",
+                )
+                .bind(event_id.to_string())
+                .bind(Ts::new(event.at))
+                .bind(event.instance.as_str().to_owned())
+                .bind(text(&event.kind))
+                .bind(opt_text(event.detail.as_deref()))
+                .bind(Some(id.to_string()))
+                .execute(&mut *tx)
+                .await?;
+            }
+            tx.commit().await?;
+            n > 0
+        });
+        Ok(done)
+    }
+
     // ----- kills -----
 
     /// Asks the instance running session `id` to end it now. `by` says who asked (kept in

@@ -189,6 +189,9 @@ text_enum!(
         Incomplete = "incomplete",
         /// An incomplete recording whose recovered prefix has since been signed.
         Sealed = "sealed",
+        /// Deleted by the retention policy; the row keeps its location, size and final hash
+        /// as evidence of what was deleted.
+        Deleted = "deleted",
     }
 );
 
@@ -216,6 +219,10 @@ pub mod event_kind {
     pub const INTERRUPTED_SESSION_SEALED: &str = "interrupted session sealed";
     /// Audit: retention deleted old recordings.
     pub const RETENTION_DELETED: &str = "retention deleted";
+    /// Audit: the configuration was reloaded (SIGHUP).
+    pub const CONFIG_RELOADED: &str = "config reloaded";
+    /// Audit: a configuration reload was refused; the previous configuration stays.
+    pub const CONFIG_RELOAD_FAILED: &str = "config reload failed";
 }
 
 /// One allow/deny decision to write.
