@@ -6,6 +6,11 @@
 //! [`LiveSession::ended`] tells it when to stop. A relay never talks to the catalogue or the
 //! recorder directly, so the rules "fail closed" and "nothing unrecorded" live here, once.
 
+mod metrics;
+pub mod retention;
+
+pub use metrics::{ErrorKind, Metrics};
+
 use std::collections::{BTreeMap, HashMap};
 use std::path::PathBuf;
 use std::sync::{Arc, Mutex, RwLock};
@@ -27,6 +32,9 @@ use tracing::{error, info, warn};
 /// How often the supervisor looks for kill requests, ended consoles and closing windows.
 /// Kill must take effect within 1 s; 250 ms leaves room for the relay to wind down.
 const SUPERVISE_INTERVAL: Duration = Duration::from_millis(250);
+
+/// How often retention looks for recordings past `[recording] retention_days`.
+const RETENTION_INTERVAL: Duration = Duration::from_secs(3600);
 
 /// How long before a contract window closes a session is warned.
 pub const WINDOW_WARNING: chrono::Duration = chrono::Duration::minutes(5);
@@ -111,6 +119,7 @@ pub struct Services {
     tls: Option<tokio_rustls::TlsAcceptor>,
     shutdown: CancellationToken,
     tasks: TaskTracker,
+    metrics: Metrics,
 }
 
 /// Everything [`Services::new`] needs; `serve` builds it from the configuration.
@@ -141,6 +150,7 @@ impl Services {
             tls: config.tls,
             shutdown: config.shutdown,
             tasks: config.tasks,
+            metrics: Metrics::default(),
         })
     }
 
@@ -160,6 +170,43 @@ impl Services {
             Err(poisoned) => poisoned.into_inner(),
         };
         *guard = Arc::new(inventory);
+    }
+
+    /// Applies a reloaded, validated configuration: new decisions use it at once; live
+    /// sessions keep running and are re-checked against it by the supervisor's next pass
+    /// (a contract no longer there ends them, as a closing window does).
+    pub fn replace_config(&self, inventory: Inventory, secrets: Option<Secrets>) {
+        {
+            let mut guard = match self.secrets.write() {
+                Ok(g) => g,
+                Err(poisoned) => poisoned.into_inner(),
+            };
+            *guard = secrets.map(Arc::new);
+        }
+        self.replace_inventory(inventory);
+        self.metrics.reloaded();
+    }
+
+    /// This instance's counters.
+    pub fn metrics(&self) -> &Metrics {
+        &self.metrics
+    }
+
+    /// `/metrics` text for this instance's counters and live sessions.
+    pub fn render_metrics(&self) -> String {
+        let mut live: Vec<(policy::Protocol, u64)> = Vec::new();
+        for s in self.lock_sessions().values() {
+            match live.iter_mut().find(|(p, _)| *p == s.protocol) {
+                Some((_, n)) => *n += 1,
+                None => live.push((s.protocol, 1)),
+            }
+        }
+        self.metrics.render(&live)
+    }
+
+    /// Whether this process holds session `id` live.
+    pub fn is_live_here(&self, id: SessionId) -> bool {
+        self.lock_sessions().contains_key(&id)
     }
 
     /// The credentials Sekisho injects; `None` when the secrets file does not exist.
@@ -244,22 +291,30 @@ impl Services {
             Ok(live) => policy::evaluate(&inventory, &live, req, now),
             Err(e) => {
                 error!(error = %format!("{e:#}"), "Cannot read live sessions; denying");
+                self.metrics.error(ErrorKind::Catalogue);
                 Decision::Deny(unavailable_denial(req))
             }
         };
-        match self.write_decision(req, &decision, None, now).await {
+        let decision = match self.write_decision(req, &decision, None, now).await {
             Ok(()) => decision,
             Err(e) => {
                 error!(error = %format!("{e:#}"), "Cannot write the decision; denying");
+                self.metrics.error(ErrorKind::Catalogue);
                 Decision::Deny(unavailable_denial(req))
             }
-        }
+        };
+        self.metrics.decision(match &decision {
+            Decision::Deny(d) => Some(d.rule()),
+            _ => None,
+        });
+        decision
     }
 
     /// Records a refusal that is not a connection decision, such as an SFTP request inside an
     /// allowed SSH session (`ssh.file-transfer`) or a port forwarding (`ssh.forwarding`).
     pub async fn record_refusal(&self, session: Option<SessionId>, denial: &Denial, req: &Request) {
         let decision = Decision::Deny(denial.clone());
+        self.metrics.decision(Some(denial.rule()));
         if let Err(e) = self
             .write_decision(req, &decision, session, Utc::now())
             .await
@@ -291,6 +346,11 @@ impl Services {
         req: &Request,
         meta: SessionMeta,
     ) -> Result<LiveSession> {
+        // A session opened after the supervisor told every session to end would never be
+        // told: refuse it (the client's listener is closing anyway).
+        if self.shutdown.is_cancelled() {
+            return Err(anyhow!("Sekisho is shutting down"));
+        }
         let started_at = Utc::now();
         let id = SessionId(uuid::Uuid::now_v7());
         let header = recorder::Header {
@@ -303,14 +363,20 @@ impl Services {
             start_unix_us: started_at.timestamp_micros(),
             metadata: meta.protocol_metadata.clone(),
         };
-        let writer = RecordingWriter::create(
+        let writer = match RecordingWriter::create(
             &self.recordings,
             header,
             self.signing_key.clone(),
             WriterConfig::default(),
         )
         .await
-        .context("cannot open the recording")?;
+        {
+            Ok(w) => w,
+            Err(e) => {
+                self.metrics.error(ErrorKind::Recording);
+                return Err(e).context("cannot open the recording");
+            }
+        };
         let location = writer.location().to_owned();
         let new = NewSession {
             id,
@@ -330,6 +396,7 @@ impl Services {
             // The recording exists but the session will not run: close it so it is not
             // mistaken for a crash, then refuse.
             let _ = writer.finish().await;
+            self.metrics.error(ErrorKind::Catalogue);
             return Err(e).context("cannot register the session in the catalogue");
         }
 
@@ -350,15 +417,26 @@ impl Services {
                 warned: false,
             },
         );
+        self.metrics.session_started(req.protocol);
+        // Shutdown may have begun while the recording was being opened.
+        if self.shutdown.is_cancelled() {
+            end_tx.send_if_modified(|slot| set_once(slot, EndReason::Shutdown));
+        }
 
         // A failing disk ends the session that cannot be recorded.
         let failed = writer.failed();
         let watcher_end = end_tx.clone();
         let services = Arc::clone(self);
         self.tasks.spawn(async move {
-            let failure = failed.await;
+            // `failed` never resolves for a recording that finishes well: stop watching once
+            // the session is gone (every receiver dropped), or shutdown would wait for ever.
+            let failure = tokio::select! {
+                failure = failed => failure,
+                _ = watcher_end.closed() => return,
+            };
             let error = failure.error.to_string();
             warn!(session = %id, error = %error, "Recording failed; ending the session");
+            services.metrics.error(ErrorKind::Recording);
             let _ = services
                 .catalogue
                 .session_event(id, Utc::now(), event_kind::RECORDING_FAILED, Some(&error))
@@ -370,6 +448,7 @@ impl Services {
         info!(session = %id, protocol = %req.protocol, user = auth.user(), target = auth.target(), "Session started");
         Ok(LiveSession {
             id,
+            protocol: req.protocol,
             services: Arc::clone(self),
             writer: Some(writer),
             end: end_rx,
@@ -404,6 +483,54 @@ impl Services {
             }
             if let Err(e) = self.supervise_once(Utc::now()).await {
                 warn!(error = %format!("{e:#}"), "Supervisor pass failed");
+            }
+        }
+    }
+
+    /// Runs until shutdown: once at start, then every hour, deletes the recordings of this
+    /// instance's sessions that ended more than `[recording] retention_days` ago (read from
+    /// the current inventory, so a reload can switch retention on or off).
+    pub async fn retain(self: Arc<Self>) {
+        let mut tick = tokio::time::interval(RETENTION_INTERVAL);
+        tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+        loop {
+            tokio::select! {
+                _ = self.shutdown.cancelled() => return,
+                _ = tick.tick() => {}
+            }
+            let Some(days) = self.inventory().recording().retention_days else {
+                continue;
+            };
+            let result = retention::prune(
+                &self.catalogue,
+                &self.instance,
+                days,
+                Utc::now(),
+                false,
+                |id| self.is_live_here(id),
+            )
+            .await;
+            match result {
+                Ok(report) => {
+                    for p in &report.deleted {
+                        self.metrics.recording_deleted(p.size);
+                    }
+                    for _ in &report.failed {
+                        self.metrics.error(ErrorKind::Retention);
+                    }
+                    if !report.deleted.is_empty() || !report.failed.is_empty() {
+                        info!(
+                            deleted = report.deleted.len(),
+                            failed = report.failed.len(),
+                            days,
+                            "Retention pass done"
+                        );
+                    }
+                }
+                Err(e) => {
+                    self.metrics.error(ErrorKind::Retention);
+                    warn!(error = %format!("{e:#}"), "Retention pass failed");
+                }
             }
         }
     }
@@ -522,6 +649,7 @@ fn unavailable_denial(req: &Request) -> Denial {
 /// [`LiveSession::finish`] (or drop, as a last resort) closes both.
 pub struct LiveSession {
     pub id: SessionId,
+    protocol: policy::Protocol,
     services: Arc<Services>,
     writer: Option<RecordingWriter>,
     end: watch::Receiver<Option<EndReason>>,
@@ -552,6 +680,11 @@ impl LiveSession {
             .writer()?
             .data(direction, ChannelId(channel), Bytes::copy_from_slice(bytes))
             .await;
+        if result.is_ok() {
+            self.services
+                .metrics
+                .recorded(direction == Direction::ClientToServer, bytes.len());
+        }
         self.fail_on_error(result)
     }
 
@@ -656,7 +789,9 @@ impl LiveSession {
         let recording = catalogue_summary(&self.location, &summary);
         if let Err(e) = &summary {
             error!(session = %self.id, error = %e, "Cannot seal the recording");
+            self.services.metrics.error(ErrorKind::Seal);
         }
+        self.services.metrics.session_ended(self.protocol, outcome);
         self.services
             .catalogue
             .session_ended(self.id, Utc::now(), outcome, Some(&recording))
@@ -679,6 +814,9 @@ impl Drop for LiveSession {
             services.lock_sessions().remove(&id);
             let tasks = services.tasks.clone();
             let location = self.location.clone();
+            services
+                .metrics
+                .session_ended(self.protocol, Outcome::Failed);
             tasks.spawn(async move {
                 let summary = writer.finish().await;
                 let recording = catalogue_summary(&location, &summary);

@@ -1,7 +1,13 @@
-//! `sekisho serve`: start every listener and run until SIGTERM/SIGINT.
+//! `sekisho serve`: start every listener and run until SIGTERM/SIGINT; SIGHUP reloads the
+//! configuration.
 //!
 //! Start-up order matters for "fail closed": the catalogue, the signing key and the recording
 //! directory must all work before a single listener accepts a connection.
+//!
+//! Shutdown: stop accepting, tell every live session to end (outcome `shutdown`, the reason
+//! written into its recording), wait for their recordings to be sealed and their rows closed
+//! (at most [`SHUTDOWN_GRACE`]), then exit 0. A session still open after that is left to
+//! crash recovery at the next start, which seals it and marks it interrupted.
 
 use std::net::SocketAddr;
 use std::path::{Path, PathBuf};
@@ -14,7 +20,10 @@ use tokio_util::sync::CancellationToken;
 use tokio_util::task::TaskTracker;
 use tracing::{error, info, warn};
 
-use crate::services::{Services, ServicesConfig};
+use crate::services::{ErrorKind, Services, ServicesConfig};
+
+/// How long shutdown waits for live sessions to seal their recordings.
+const SHUTDOWN_GRACE: std::time::Duration = std::time::Duration::from_secs(10);
 
 pub fn run(config: Option<PathBuf>) -> Result<ExitCode> {
     let config = super::load_config_or_default(config.as_deref())?;
@@ -28,6 +37,7 @@ pub fn run(config: Option<PathBuf>) -> Result<ExitCode> {
 }
 
 async fn serve(config: super::LoadedConfig) -> Result<()> {
+    let config_path = config.path.clone();
     let inventory = config.inventory;
     match &config.path {
         Some(p) => info!(config = %p.display(), "Starting"),
@@ -125,6 +135,13 @@ async fn serve(config: super::LoadedConfig) -> Result<()> {
         shutdown.clone(),
     ));
     let supervisor = tokio::spawn(Arc::clone(&services).supervise());
+    let retention = tokio::spawn(Arc::clone(&services).retain());
+    // Installed before "Ready": SIGHUP's default action would end the process.
+    let reloads = tokio::spawn(reload_on_hangup(
+        Arc::clone(&services),
+        config_path,
+        shutdown.clone(),
+    )?);
     info!("Ready");
 
     let mut failed = None;
@@ -140,15 +157,24 @@ async fn serve(config: super::LoadedConfig) -> Result<()> {
             failed = Some(error);
         }
     }
+    // The listeners watch the token and stop accepting; the supervisor tells every live
+    // session to end with reason shutdown.
     shutdown.cancel();
     let _ = supervisor.await;
+    let _ = retention.await;
+    let _ = reloads.await;
     listeners.shutdown().await;
     tasks.close();
-    if tokio::time::timeout(std::time::Duration::from_secs(10), tasks.wait())
+    if tokio::time::timeout(SHUTDOWN_GRACE, tasks.wait())
         .await
         .is_err()
     {
-        warn!("Some sessions did not finish sealing within 10 s");
+        warn!(
+            grace_s = SHUTDOWN_GRACE.as_secs(),
+            "Some sessions did not finish sealing in time; the next start seals them and marks them interrupted"
+        );
+    } else {
+        info!("Every live session ended and its recording sealed");
     }
     info!("Stopped");
     match failed {
@@ -157,9 +183,163 @@ async fn serve(config: super::LoadedConfig) -> Result<()> {
     }
 }
 
+/// Reloads the configuration on every SIGHUP until shutdown. Returns the task to spawn, so
+/// that the signal handler is in place before the caller announces it is ready.
+fn reload_on_hangup(
+    services: Arc<Services>,
+    path: Option<PathBuf>,
+    shutdown: CancellationToken,
+) -> Result<impl std::future::Future<Output = ()>> {
+    use tokio::signal::unix::{SignalKind, signal};
+    let mut hup = signal(SignalKind::hangup()).context("cannot handle SIGHUP")?;
+    Ok(async move {
+        loop {
+            tokio::select! {
+                _ = shutdown.cancelled() => return,
+                got = hup.recv() => if got.is_none() { return },
+            }
+            match &path {
+                Some(p) => {
+                    reload(&services, p).await;
+                }
+                None => warn!(
+                    "SIGHUP: serve started with built-in defaults (no configuration file); nothing to reload"
+                ),
+            }
+        }
+    })
+}
+
+/// Re-reads and validates the configuration and its secrets file. Valid: new decisions use
+/// it at once and live sessions are re-checked against it. Invalid: the running
+/// configuration stays, with an error in the log and an audit event in the catalogue.
+pub async fn reload(services: &Services, path: &Path) -> ReloadOutcome {
+    info!(config = %path.display(), "SIGHUP: reloading the configuration");
+    // The catalogue gets the configuration's errors but not the secrets file's: a parse
+    // error there can quote a value, and the catalogue is read by more people than the log.
+    let loaded = match super::load_config(path) {
+        Ok(c) => match crate::secrets::load(&c.inventory.storage().secrets) {
+            Ok(secrets) => Ok((c.inventory, secrets)),
+            Err(e) => Err((
+                format!("{e:#}"),
+                format!(
+                    "secrets file {} is invalid (details in the instance's log)",
+                    c.inventory.storage().secrets.display()
+                ),
+            )),
+        },
+        Err(e) => Err((format!("{e:#}"), format!("{e:#}"))),
+    };
+    let (inventory, secrets) = match loaded {
+        Ok(v) => v,
+        Err((error, for_catalogue)) => {
+            error!(config = %path.display(), error = %error, "Configuration reload refused; the running configuration stays in force");
+            services.metrics().error(ErrorKind::Reload);
+            audit(
+                services,
+                recorder::catalogue::event_kind::CONFIG_RELOAD_FAILED,
+                format!(
+                    "{}: reload refused, running configuration kept: {for_catalogue}",
+                    path.display()
+                ),
+            )
+            .await;
+            return ReloadOutcome::Refused(error);
+        }
+    };
+    let old = services.inventory();
+    if secrets.is_none() {
+        warn!(path = %inventory.storage().secrets.display(), "No secrets file: connections that need a credential will be refused");
+    }
+    if let Some(secrets) = &secrets {
+        for (credential, referrer) in inventory.missing_credentials(secrets) {
+            warn!(credential = %credential, referrer = %referrer, "Credential not in the secrets file: connections that need it will be refused");
+        }
+    }
+    let restart = restart_needed(&old, &inventory);
+    for key in &restart {
+        warn!(key = %key, "Changed in the configuration, but takes effect only after a restart");
+    }
+    let summary = format!(
+        "{}: reloaded ({} targets, {} users, {} contractors, {} contracts){}",
+        path.display(),
+        inventory.targets().len(),
+        inventory.users().len(),
+        inventory.contractors().len(),
+        inventory.contracts().len(),
+        if restart.is_empty() {
+            String::new()
+        } else {
+            format!("; restart needed for: {}", restart.join(", "))
+        }
+    );
+    services.replace_config(inventory, secrets);
+    info!(restart_needed = ?restart, "{summary}");
+    audit(
+        services,
+        recorder::catalogue::event_kind::CONFIG_RELOADED,
+        summary,
+    )
+    .await;
+    ReloadOutcome::Applied { restart }
+}
+
+/// What a reload did.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum ReloadOutcome {
+    /// The new configuration is in force; these keys changed but need a restart.
+    Applied { restart: Vec<String> },
+    /// The configuration was invalid (the error); the old one stays.
+    Refused(String),
+}
+
+/// Keys whose new value a running instance cannot take: its sockets, catalogue, storage,
+/// signing key and TLS identity were opened at start.
+fn restart_needed(old: &::policy::Inventory, new: &::policy::Inventory) -> Vec<String> {
+    let mut keys = Vec::new();
+    let (o, n) = (old.listen(), new.listen());
+    for (key, a, b) in [
+        ("listen.rdp", o.rdp, n.rdp),
+        ("listen.ssh", o.ssh, n.ssh),
+        ("listen.vnc", o.vnc, n.vnc),
+        ("listen.web", o.web, n.web),
+    ] {
+        if a != b {
+            keys.push(key.to_owned());
+        }
+    }
+    let (o, n) = (old.storage(), new.storage());
+    if o.database != n.database {
+        keys.push("storage.database".to_owned());
+    }
+    if o.recordings != n.recordings {
+        keys.push("storage.recordings".to_owned());
+    }
+    if o.signing_key != n.signing_key {
+        keys.push("storage.signing_key".to_owned());
+    }
+    if old.tls() != new.tls() {
+        keys.push("tls".to_owned());
+    }
+    keys
+}
+
+async fn audit(services: &Services, kind: &str, detail: String) {
+    let event = recorder::catalogue::AuditEvent {
+        at: chrono::Utc::now(),
+        instance: services.instance().clone(),
+        kind: kind.to_owned(),
+        detail: Some(detail),
+        session_id: None,
+    };
+    if let Err(e) = services.catalogue().audit_event(&event).await {
+        warn!(error = %e, kind, "Cannot write the audit event");
+    }
+}
+
 /// The data directory: where the signing key lives (`data/` by default). Host keys, pinned
 /// certificates and the instance id go beside it.
-fn data_dir_of(signing_key: &Path) -> PathBuf {
+pub(crate) fn data_dir_of(signing_key: &Path) -> PathBuf {
     signing_key
         .parent()
         .filter(|p| !p.as_os_str().is_empty())
@@ -169,7 +349,7 @@ fn data_dir_of(signing_key: &Path) -> PathBuf {
 
 /// This instance's stable identity, kept in `DATA/instance-id` so that after a crash the next
 /// start knows which live sessions were its own.
-fn instance_id(data_dir: &Path) -> Result<recorder::catalogue::InstanceId> {
+pub(crate) fn instance_id(data_dir: &Path) -> Result<recorder::catalogue::InstanceId> {
     let path = data_dir.join("instance-id");
     match std::fs::read_to_string(&path) {
         Ok(text) => text

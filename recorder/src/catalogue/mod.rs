@@ -1029,17 +1029,18 @@ impl Catalogue {
 
     // ----- retention -----
 
-    /// Sessions that ended before `ended_before` and still have a recording to delete
-    /// (any state but `deleted`), oldest first, at most `limit`. Live sessions are never
-    /// returned, whatever their start time.
+    /// Sessions of `instance` (whose recordings are on its storage) that ended before
+    /// `ended_before` and still have a recording to delete (any state but `deleted`), oldest
+    /// first, at most `limit`. Live sessions are never returned, whatever their start time.
     pub async fn recordings_to_prune(
         &self,
+        instance: &InstanceId,
         ended_before: DateTime<Utc>,
         limit: u32,
     ) -> Result<Vec<SessionRow>, CatalogueError> {
         let sql = AssertSqlSafe(format!(
-            "SELECT {SESSION_COLS} FROM sessions WHERE ended_at IS NOT NULL AND ended_at < $1 \
-             AND recording IS NOT NULL \
+            "SELECT {SESSION_COLS} FROM sessions WHERE instance_id = $3 \
+             AND ended_at IS NOT NULL AND ended_at < $1 AND recording IS NOT NULL \
              AND (recording_state IS NULL OR recording_state <> 'deleted') \
              ORDER BY ended_at, id LIMIT $2"
         ));
@@ -1047,6 +1048,7 @@ impl Catalogue {
             sqlx::query_as(sql)
                 .bind(Ts::new(ended_before))
                 .bind(i64::from(limit))
+                .bind(instance.as_str().to_owned())
                 .fetch_all(pool)
                 .await?
         });

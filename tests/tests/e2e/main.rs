@@ -4,6 +4,7 @@
 
 mod cli;
 mod faults;
+mod operations;
 mod player;
 mod rdp;
 mod recording;

@@ -1,0 +1,381 @@
+//! Operations with the real binary: configuration reload on SIGHUP while a real SSH console
+//! session is live, and graceful shutdown on SIGTERM/SIGINT that seals the recordings.
+//!
+//! These tests start `sekisho serve` themselves (not through the harness) because they send
+//! it signals and wait for its exit status.
+
+use std::path::Path;
+use std::process::{Child, Command, ExitStatus, Stdio};
+use std::time::{Duration, Instant};
+
+use anyhow::{Context, Result, bail};
+
+use crate::ssh::ssh_peers::{
+    self, DEMO_PASSWORD, LAB_PASSWORD, LAB_USER, Peer, Session, askpass, client, ssh_options,
+};
+use crate::support::{
+    InstanceOptions, SekishoInstance, demo_inventory, require_peers, sekisho_bin, wait_for_port,
+};
+
+/// tanaka's VDI desktop (internet-vpn path).
+const TANAKA_DESKTOP: &str = "127.0.10.11";
+
+/// The demo inventory with app02's console on the hypervisor's sshd (`sshd`).
+fn inventory(sshd: u16) -> String {
+    demo_inventory()
+        .replace(
+            "vnc_console = \"127.0.0.1:15902\"",
+            &format!("vnc_console = \"127.0.0.1:15902\"\nssh_console = \"127.0.0.1:{sshd}\""),
+        )
+        .replace(
+            "name = \"kvm01\"\naddress = \"127.0.0.1\"",
+            "name = \"kvm01\"\naddress = \"127.0.0.1\"\ncredential = \"kvm01-console\"",
+        )
+}
+
+fn secrets() -> String {
+    format!(
+        "[credential.kvm01-console]\nusername = \"{LAB_USER}\"\npassword = \"{LAB_PASSWORD}\"\n"
+    )
+}
+
+/// A Sekisho instance whose `serve` this test owns (to signal it), plus the sshd console.
+struct Ops {
+    sekisho: SekishoInstance,
+    serve: Option<Child>,
+    _sshd: Peer,
+    askpass: std::path::PathBuf,
+}
+
+impl Ops {
+    fn start() -> Result<Ops> {
+        let sshd = ssh_peers::start_sshd(&[])?;
+        let sekisho = SekishoInstance::start_with(
+            &inventory(sshd.port),
+            InstanceOptions {
+                secrets: Some(secrets()),
+                no_serve: true,
+                ..InstanceOptions::default()
+            },
+        )?;
+        let askpass = askpass(sekisho.dir.path(), DEMO_PASSWORD, None)?;
+        let mut ops = Ops {
+            sekisho,
+            serve: None,
+            _sshd: sshd,
+            askpass,
+        };
+        ops.spawn_serve()?;
+        Ok(ops)
+    }
+
+    fn spawn_serve(&mut self) -> Result<()> {
+        let log = std::fs::OpenOptions::new()
+            .create(true)
+            .append(true)
+            .open(self.sekisho.path("serve.log"))?;
+        let child = Command::new(sekisho_bin()?)
+            .arg("serve")
+            .arg("--config")
+            .arg(&self.sekisho.config)
+            .current_dir(self.sekisho.dir.path())
+            .env("RUST_LOG", "info")
+            .stdin(Stdio::null())
+            .stdout(log.try_clone()?)
+            .stderr(log)
+            .spawn()
+            .context("spawn sekisho serve")?;
+        self.serve = Some(child);
+        if let Err(e) = wait_for_port(self.sekisho.listen.ssh, Duration::from_secs(20)) {
+            bail!(
+                "sekisho serve did not come up: {e}\n{}",
+                self.sekisho.serve_log()
+            );
+        }
+        // "Ready" is logged once the SIGHUP handler is installed.
+        self.wait_log("Ready", 1, Duration::from_secs(10))
+    }
+
+    fn signal(&self, name: &str) -> Result<()> {
+        let pid = self.serve.as_ref().context("serve not running")?.id();
+        let ok = Command::new("kill")
+            .arg(format!("-{name}"))
+            .arg(pid.to_string())
+            .status()?
+            .success();
+        if !ok {
+            bail!("kill -{name} {pid} failed");
+        }
+        Ok(())
+    }
+
+    /// Waits until `needle` appears at least `count` times in serve's log.
+    fn wait_log(&self, needle: &str, count: usize, timeout: Duration) -> Result<()> {
+        let deadline = Instant::now() + timeout;
+        loop {
+            let log = self.sekisho.serve_log();
+            if log.matches(needle).count() >= count {
+                return Ok(());
+            }
+            if Instant::now() > deadline {
+                bail!("{needle:?} not logged {count} time(s) within {timeout:?}:\n{log}");
+            }
+            std::thread::sleep(Duration::from_millis(50));
+        }
+    }
+
+    fn wait_serve_exit(&mut self, timeout: Duration) -> Result<ExitStatus> {
+        let child = self.serve.as_mut().context("serve not running")?;
+        let deadline = Instant::now() + timeout;
+        loop {
+            if let Some(status) = child.try_wait()? {
+                self.serve = None;
+                return Ok(status);
+            }
+            if Instant::now() > deadline {
+                bail!(
+                    "serve did not exit within {timeout:?}:\n{}",
+                    self.sekisho.serve_log()
+                );
+            }
+            std::thread::sleep(Duration::from_millis(50));
+        }
+    }
+
+    fn ssh_tt(&self, login: &str) -> Result<Session> {
+        let mut cmd = client("ssh", &self.askpass);
+        cmd.args(ssh_options(self.sekisho.listen.ssh.port(), TANAKA_DESKTOP))
+            .arg("-tt")
+            .arg(format!("{login}@127.0.0.1"));
+        Session::spawn(cmd)
+    }
+
+    /// A console session on app02 through Sekisho, with a shell prompt working.
+    fn console(&self, mark: &str) -> Result<Session> {
+        let mut s = self.ssh_tt("tanaka+app02")?;
+        s.wait_for("this session is recorded", Duration::from_secs(20))?;
+        s.send(format!("echo {mark}-$((40+2))\n").as_bytes())?;
+        s.wait_for(&format!("{mark}-42"), Duration::from_secs(20))?;
+        Ok(s)
+    }
+
+    fn write_config(&self, edit: impl Fn(&str) -> String) -> Result<()> {
+        let text = std::fs::read_to_string(&self.sekisho.config)?;
+        let new = edit(&text);
+        assert_ne!(text, new, "the edit must change the configuration");
+        std::fs::write(&self.sekisho.config, new)?;
+        Ok(())
+    }
+
+    fn session_rows(&self, target: &str) -> Result<Vec<serde_json::Value>> {
+        Ok(self
+            .sekisho
+            .sessions()?
+            .into_iter()
+            .filter(|s| s["target"] == target)
+            .collect())
+    }
+
+    /// The audit events of `kind`, from the SQLite catalogue.
+    fn audit(&self, kind: &str) -> Result<Vec<String>> {
+        let db = self.sekisho.path("data/sekisho.db");
+        let out = Command::new("sqlite3")
+            .arg(&db)
+            .arg(format!(
+                "SELECT replace(detail, char(10), ' ') FROM audit_events WHERE kind = '{kind}' ORDER BY at"
+            ))
+            .output()
+            .context("sqlite3")?;
+        if !out.status.success() {
+            bail!("sqlite3: {}", String::from_utf8_lossy(&out.stderr));
+        }
+        Ok(String::from_utf8_lossy(&out.stdout)
+            .lines()
+            .map(str::to_owned)
+            .collect())
+    }
+}
+
+impl Drop for Ops {
+    fn drop(&mut self) {
+        if let Some(mut child) = self.serve.take() {
+            let _ = child.kill();
+            let _ = child.wait();
+        }
+        if std::thread::panicking() {
+            eprintln!("--- sekisho serve log ---\n{}", self.sekisho.serve_log());
+        }
+    }
+}
+
+/// `text` without the `[[user]]` table of `name`.
+fn without_user(text: &str, name: &str) -> String {
+    let marker = format!("[[user]]\nname = \"{name}\"\n");
+    let Some(start) = text.find(&marker) else {
+        return text.to_owned();
+    };
+    let rest = &text[start + marker.len()..];
+    let end = rest
+        .find("\n[")
+        .map_or(text.len(), |i| start + marker.len() + i + 1);
+    format!("{}{}", &text[..start], &text[end..])
+}
+
+#[test]
+fn operations_sighup_reload_keeps_live_sessions_and_applies_the_new_policy() -> Result<()> {
+    if !require_peers(&["ssh", "sshd", "sqlite3"])? {
+        return Ok(());
+    }
+    let ops = Ops::start()?;
+    let original = std::fs::read_to_string(&ops.sekisho.config)?;
+    let mut live = ops.console("BEFORE")?;
+
+    // 1. A broken configuration: refused, the running one stays, the live session goes on.
+    ops.write_config(|t| t.replace("[[contractor]]", "[[contractor]\n"))?;
+    ops.signal("HUP")?;
+    ops.wait_log("Configuration reload refused", 1, Duration::from_secs(10))?;
+    let failed = ops.audit("config reload failed")?;
+    assert_eq!(failed.len(), 1, "{failed:?}");
+    assert!(
+        failed[0].contains("running configuration kept"),
+        "{failed:?}"
+    );
+    live.send(b"echo BROKEN-$((1+1))\n")?;
+    live.wait_for("BROKEN-2", Duration::from_secs(10))?;
+    // New logins are still decided by the old configuration.
+    let mut second = ops.console("STILL")?;
+    second.send(b"exit\n")?;
+    second.wait_exit(Duration::from_secs(15))?;
+
+    // 2. tanaka removed: the live session goes on, a new login of tanaka is refused.
+    ops.write_config(|_| without_user(&original, "tanaka"))?;
+    ops.signal("HUP")?;
+    ops.wait_log("reloaded (", 1, Duration::from_secs(10))?;
+    let reloaded = ops.audit("config reloaded")?;
+    assert_eq!(reloaded.len(), 1, "{reloaded:?}");
+    assert!(reloaded[0].contains("3 users"), "{reloaded:?}");
+    live.send(b"echo AFTER-$((2+1))\n")?;
+    live.wait_for("AFTER-3", Duration::from_secs(10))?;
+    let mut refused = ops.ssh_tt("tanaka+app02")?;
+    let status = refused.wait_exit(Duration::from_secs(30))?;
+    assert_ne!(status.code(), Some(0), "{}", refused.output());
+    assert!(
+        refused.output().contains("Permission denied"),
+        "{}",
+        refused.output()
+    );
+    let rows = ops.session_rows("app02")?;
+    assert!(
+        rows.iter().any(|r| r["ended_at"].is_null()),
+        "the console must still be live: {rows:?}"
+    );
+
+    // 3. tanaka back but acme's contract no longer names app02: the live session is ended
+    //    with a message, as a closing window ends it.
+    ops.write_config(|_| {
+        original.replacen(
+            "targets = [\"web01\", \"app02\", \"db-phys01\", \"file-phys02\"]",
+            "targets = [\"web01\", \"db-phys01\", \"file-phys02\"]",
+            1,
+        )
+    })?;
+    ops.signal("HUP")?;
+    ops.wait_log("reloaded (", 2, Duration::from_secs(10))?;
+    live.wait_for("sekisho: session ended", Duration::from_secs(10))?;
+    live.wait_exit(Duration::from_secs(15))?;
+    let ended = ops.sekisho.wait_until(
+        Duration::from_secs(10),
+        "the console ended by the reload",
+        || {
+            Ok(ops
+                .session_rows("app02")?
+                .into_iter()
+                .find(|r| r["outcome"] == "window-closed"))
+        },
+    )?;
+    assert_eq!(ended["user"], "tanaka");
+    Ok(())
+}
+
+/// Shuts serve down with `signal` while a console session is live; checks the exit, the
+/// session's outcome and its sealed recording.
+fn graceful_shutdown(signal: &str) -> Result<()> {
+    if !require_peers(&["ssh", "sshd"])? {
+        return Ok(());
+    }
+    let mut ops = Ops::start()?;
+    let mut live = ops.console("LIVE")?;
+    ops.signal(signal)?;
+    let status = ops.wait_serve_exit(Duration::from_secs(30))?;
+    assert_eq!(status.code(), Some(0), "{}", ops.sekisho.serve_log());
+    live.wait_for("shutting down", Duration::from_secs(10))?;
+    live.wait_exit(Duration::from_secs(15))?;
+    let log = ops.sekisho.serve_log();
+    assert!(
+        log.contains(&format!("signal=\"{signal}\"")) || log.contains(signal),
+        "{log}"
+    );
+    assert!(
+        log.contains("Every live session ended and its recording sealed"),
+        "{log}"
+    );
+    // serve is stopped; the catalogue is SQLite, so the CLI reads it directly.
+    let rows = ops.session_rows("app02")?;
+    assert_eq!(rows.len(), 1, "{rows:?}");
+    let row = rows.first().context("no session row")?;
+    assert_eq!(row["outcome"], "shutdown", "{row}");
+    assert_eq!(row["recording_state"], "complete", "{row}");
+    let rec = row["recording"].as_str().context("no recording")?;
+    let file = if Path::new(rec).is_absolute() {
+        std::path::PathBuf::from(rec)
+    } else {
+        ops.sekisho.path(rec)
+    };
+    let out = ops
+        .sekisho
+        .cli_raw(&["recording", "verify", &file.display().to_string()])?;
+    let text = format!(
+        "{}{}",
+        String::from_utf8_lossy(&out.stdout),
+        String::from_utf8_lossy(&out.stderr)
+    );
+    assert_eq!(out.status.code(), Some(0), "{text}");
+    assert!(text.contains("intact"), "{text}");
+    // The recording holds the reason the session ended.
+    let txt = ops.sekisho.path("export.txt");
+    let out = ops.sekisho.cli_raw(&[
+        "export",
+        &file.display().to_string(),
+        "--format",
+        "txt",
+        "-o",
+        &txt.display().to_string(),
+    ])?;
+    assert_eq!(
+        out.status.code(),
+        Some(0),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    assert!(std::fs::read_to_string(&txt)?.contains("LIVE-42"));
+    // The next start finds nothing to recover.
+    ops.spawn_serve()?;
+    assert!(
+        !ops.sekisho
+            .serve_log()
+            .contains("Interrupted session sealed"),
+        "{}",
+        ops.sekisho.serve_log()
+    );
+    Ok(())
+}
+
+#[test]
+fn operations_sigterm_ends_live_sessions_seals_recordings_and_exits_0() -> Result<()> {
+    graceful_shutdown("TERM")
+}
+
+#[test]
+fn operations_sigint_ends_live_sessions_seals_recordings_and_exits_0() -> Result<()> {
+    graceful_shutdown("INT")
+}
