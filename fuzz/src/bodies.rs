@@ -1,0 +1,626 @@
+//! The bodies of Sekisho's fuzz targets, one function per target, and the seed inputs that
+//! reach deep states (an RDP session in its relay phase).
+//!
+//! This file is compiled twice: by the fuzz crate (`fuzz_targets/*.rs` call [`run`]) and by
+//! `proxy/tests/fuzz_regressions.rs`, which replays `fuzz/seeds/` and `fuzz/regressions/`
+//! through the same functions as ordinary tests. So it uses only crates `proxy` depends on,
+//! and nothing here may unwrap or index: a panic must come from the code under test.
+
+use std::borrow::Cow;
+
+use ironrdp_core::encode_vec;
+use ironrdp_pdu::gcc::{
+    ChannelDef, ChannelName, ChannelOptions, ClientCoreData, ClientCoreOptionalData,
+    ClientEarlyCapabilityFlags, ClientGccBlocks, ClientNetworkData, ClientSecurityData, ColorDepth,
+    ConferenceCreateResponse, ConnectionType, HighColorDepth, KeyboardType, RdpVersion,
+    SecureAccessSequence, ServerCoreData, ServerCoreOptionalData, ServerGccBlocks,
+    ServerNetworkData, ServerSecurityData, SupportedColorDepths,
+};
+use ironrdp_pdu::mcs::{
+    AttachUserConfirm, ChannelJoinRequest, ConnectInitial, ConnectResponse, DomainParameters,
+    McsMessage, SendDataIndication, SendDataRequest,
+};
+use ironrdp_pdu::nego::SecurityProtocol;
+use ironrdp_pdu::rdp::vc::{ChannelControlFlags, ChannelPduHeader};
+use ironrdp_pdu::x224::{X224, X224Data};
+use proxy::rdp::channels::ChannelRules;
+use proxy::rdp::framing;
+use proxy::rdp::mitm::{Mitm, MitmConfig, Secret, TargetCredentials};
+use proxy::rdp::negotiation;
+
+/// Every target, by the name cargo-fuzz knows it.
+pub const TARGETS: [&str; 8] = [
+    "rdp_framing",
+    "rdp_mitm",
+    "rdp_channels",
+    "rfb",
+    "recording_reader",
+    "config",
+    "ssh_menu",
+    "terminal_replay",
+];
+
+/// Runs target `name` on `data`; an unknown name does nothing.
+pub fn run(name: &str, data: &[u8]) {
+    match name {
+        "rdp_framing" => rdp_framing(data),
+        "rdp_mitm" => rdp_mitm(data),
+        "rdp_channels" => rdp_channels(data),
+        "rfb" => rfb(data),
+        "recording_reader" => recording_reader(data),
+        "config" => config(data),
+        "ssh_menu" => ssh_menu(data),
+        "terminal_replay" => terminal_replay(data),
+        _ => {}
+    }
+}
+
+/// Frame splitting and the first PDUs of a connection, as the RDP front door reads them from
+/// the contractor and the server leg.
+pub fn rdp_framing(data: &[u8]) {
+    let mut pos = 0;
+    while let Ok(Some((_, n))) = framing::decode(data.get(pos..).unwrap_or_default()) {
+        if n == 0 {
+            break;
+        }
+        pos += n;
+    }
+    if let Ok(Some(hello)) = negotiation::decode_client_hello(data) {
+        let consumed = match hello {
+            negotiation::ClientHello::Preconnection { consumed, .. }
+            | negotiation::ClientHello::ConnectionRequest { consumed, .. } => consumed,
+        };
+        // A preconnection PDU is followed by the Connection Request in the same stream.
+        let _ = negotiation::decode_client_hello(data.get(consumed..).unwrap_or_default());
+    }
+    if let Ok(Some((_, n))) = framing::decode(data) {
+        let _ = negotiation::decode_connection_confirm(data.get(..n).unwrap_or_default());
+    }
+    let _ = negotiation::decode_connection_confirm(data);
+    let _ = negotiation::split_user_target(&String::from_utf8_lossy(data));
+}
+
+// ---------------------------------------------------------------------------------------
+// RDP MITM machine
+// ---------------------------------------------------------------------------------------
+
+/// The I/O channel id the seeded server grants.
+pub const IO_CHANNEL: u16 = 1003;
+/// The user channel id of the seeded Attach User Confirm.
+pub const USER_CHANNEL: u16 = 1007;
+/// Static channels the seeded client asks for; rdpsnd (1004) and drdynvc (1005) are kept.
+pub const CLIENT_CHANNELS: [&str; 4] = ["rdpdr", "rdpsnd", "cliprdr", "drdynvc"];
+
+fn machine(mode: u8) -> Mitm {
+    let inject = (mode & 2 != 0).then(|| TargetCredentials {
+        username: "labuser".into(),
+        password: Secret::new("LabPass123!"),
+        domain: (mode & 8 != 0).then(|| "LAB".to_owned()),
+    });
+    Mitm::new(MitmConfig {
+        rules: ChannelRules {
+            allow_static_channels: vec!["rdpsnd".into(), "drdynvc".into()],
+            deny_dynamic_channels: vec![
+                "URBDRC".into(),
+                "Microsoft::Windows::RDS::Graphics".into(),
+            ],
+        },
+        client_requested: SecurityProtocol::SSL | SecurityProtocol::HYBRID,
+        server_selected: if mode & 4 != 0 {
+            SecurityProtocol::HYBRID
+        } else {
+            SecurityProtocol::SSL
+        },
+        inject,
+    })
+}
+
+/// An MCS Connect Initial shaped like FreeRDP's, asking for [`CLIENT_CHANNELS`].
+pub fn connect_initial() -> Option<Vec<u8>> {
+    let mut channels = Vec::new();
+    for n in CLIENT_CHANNELS {
+        channels.push(ChannelDef {
+            name: ChannelName::from_utf8(n)?,
+            options: ChannelOptions::INITIALIZED,
+        });
+    }
+    let blocks = ClientGccBlocks {
+        core: ClientCoreData {
+            version: RdpVersion::V5_PLUS,
+            desktop_width: 1024,
+            desktop_height: 768,
+            color_depth: ColorDepth::Bpp8,
+            sec_access_sequence: SecureAccessSequence::Del,
+            keyboard_layout: 0x409,
+            client_build: 2600,
+            client_name: "vdi".into(),
+            keyboard_type: KeyboardType::IBM_ENHANCED,
+            keyboard_subtype: 0,
+            keyboard_functional_keys_count: 12,
+            ime_file_name: String::new(),
+            optional_data: ClientCoreOptionalData {
+                post_beta2_color_depth: Some(ColorDepth::Bpp8),
+                client_product_id: Some(1),
+                serial_number: Some(0),
+                high_color_depth: Some(HighColorDepth::Bpp24),
+                supported_color_depths: Some(SupportedColorDepths::all()),
+                early_capability_flags: Some(
+                    ClientEarlyCapabilityFlags::SUPPORT_ERR_INFO_PDU
+                        | ClientEarlyCapabilityFlags::SUPPORT_DYN_VC_GFX_PROTOCOL,
+                ),
+                dig_product_id: Some(String::new()),
+                connection_type: Some(ConnectionType::Lan),
+                server_selected_protocol: Some(SecurityProtocol::HYBRID),
+                ..ClientCoreOptionalData::default()
+            },
+        },
+        security: ClientSecurityData::no_security(),
+        network: Some(ClientNetworkData { channels }),
+        cluster: None,
+        monitor: None,
+        message_channel: None,
+        multi_transport_channel: None,
+        monitor_extended: None,
+    };
+    let ci = ConnectInitial::with_gcc_blocks(blocks).ok()?;
+    encode_vec(&X224(X224Data {
+        data: Cow::Owned(encode_vec(&ci).ok()?),
+    }))
+    .ok()
+}
+
+/// The server's MCS Connect Response granting `server_ids` for the kept channels.
+pub fn connect_response(server_ids: Vec<u16>) -> Option<Vec<u8>> {
+    let gcc = ServerGccBlocks {
+        core: ServerCoreData {
+            version: RdpVersion::V5_PLUS,
+            optional_data: ServerCoreOptionalData {
+                client_requested_protocols: Some(SecurityProtocol::SSL),
+                early_capability_flags: None,
+            },
+        },
+        network: ServerNetworkData {
+            channel_ids: server_ids,
+            io_channel: IO_CHANNEL,
+        },
+        security: ServerSecurityData::no_security(),
+        message_channel: None,
+        multi_transport_channel: None,
+    };
+    let resp = ConnectResponse {
+        conference_create_response: ConferenceCreateResponse::new(31219, gcc).ok()?,
+        called_connect_id: 0,
+        domain_parameters: DomainParameters::target(),
+    };
+    encode_vec(&X224(X224Data {
+        data: Cow::Owned(encode_vec(&resp).ok()?),
+    }))
+    .ok()
+}
+
+/// The server's Attach User Confirm giving [`USER_CHANNEL`].
+pub fn attach_user_confirm() -> Option<Vec<u8>> {
+    encode_vec(&X224(McsMessage::AttachUserConfirm(AttachUserConfirm {
+        result: 0,
+        initiator_id: USER_CHANNEL,
+    })))
+    .ok()
+}
+
+/// The frames (client?, bytes) that take a fresh machine to its relay phase.
+pub fn relay_prefix() -> Option<Vec<(bool, Vec<u8>)>> {
+    Some(vec![
+        (true, connect_initial()?),
+        (false, connect_response(vec![1004, 1005])?),
+        (false, attach_user_confirm()?),
+    ])
+}
+
+/// The channel a wrapped record goes to: the interesting ids first (I/O, kept, stripped,
+/// user, never granted), then any.
+fn channel_for(sel: u8) -> u16 {
+    match sel {
+        0 => IO_CHANNEL,
+        1 => 1004,
+        2 => 1005,
+        3 => USER_CHANNEL,
+        4 => 0x0F00,
+        5 => 0x0F01,
+        6 => 1006,
+        7 => 1003 + 0x0F00,
+        n => 1000 + u16::from(n),
+    }
+}
+
+/// Wraps `body` the way the relay would see it on `channel`: an MCS Send Data Request from
+/// the client or Send Data Indication from the server, optionally behind a virtual channel
+/// PDU header (chunk flags from `flags`), or a Channel Join Request.
+fn wrap(client: bool, kind: u8, channel: u16, flags: u8, body: &[u8]) -> Option<Vec<u8>> {
+    let mut user_data = Vec::new();
+    if kind & 1 != 0 {
+        let mut f = ChannelControlFlags::empty();
+        if flags & 1 != 0 {
+            f |= ChannelControlFlags::FLAG_FIRST;
+        }
+        if flags & 2 != 0 {
+            f |= ChannelControlFlags::FLAG_LAST;
+        }
+        if flags & 4 != 0 {
+            f |= ChannelControlFlags::PACKET_COMPRESSED;
+        }
+        if flags & 8 != 0 {
+            f |= ChannelControlFlags::FLAG_SHOW_PROTOCOL;
+        }
+        let length = if flags & 16 != 0 {
+            u32::from(flags) << 8
+        } else {
+            u32::try_from(body.len()).ok()?
+        };
+        user_data = encode_vec(&ChannelPduHeader { length, flags: f }).ok()?;
+    }
+    user_data.extend_from_slice(body);
+    let msg = if kind & 2 != 0 && client {
+        McsMessage::ChannelJoinRequest(ChannelJoinRequest {
+            initiator_id: USER_CHANNEL,
+            channel_id: channel,
+        })
+    } else if client {
+        McsMessage::SendDataRequest(SendDataRequest {
+            initiator_id: USER_CHANNEL,
+            channel_id: channel,
+            user_data: Cow::Owned(user_data),
+        })
+    } else {
+        McsMessage::SendDataIndication(SendDataIndication {
+            initiator_id: 1002,
+            channel_id: channel,
+            user_data: Cow::Owned(user_data),
+        })
+    };
+    encode_vec(&X224(msg)).ok()
+}
+
+/// One record of a MITM fuzz input.
+struct Rec<'a> {
+    tag: u8,
+    payload: &'a [u8],
+}
+
+/// Splits `data` into records `[tag][len: u16 LE][payload]` (a short last one takes the rest).
+fn records(mut data: &[u8]) -> Vec<Rec<'_>> {
+    let mut out = Vec::new();
+    while let [tag, rest @ ..] = data {
+        let (len, rest) = match rest {
+            [lo, hi, rest @ ..] => (usize::from(u16::from_le_bytes([*lo, *hi])), rest),
+            _ => (rest.len(), &[][..]),
+        };
+        let len = len.min(rest.len());
+        let (payload, tail) = rest.split_at(len);
+        out.push(Rec { tag: *tag, payload });
+        data = tail;
+    }
+    out
+}
+
+/// Feeds one frame; false once the machine has failed (it stays failed).
+fn feed(m: &mut Mitm, client: bool, frame: &[u8]) -> bool {
+    let r = if client {
+        m.client_frame(frame)
+    } else {
+        m.server_frame(frame)
+    };
+    r.is_ok()
+}
+
+/// Drives a machine with records. Tag bit 0: from the client (else the server). Tag bits 1-2:
+/// 0 = raw bytes, cut into frames by [`framing::decode`] as the relay does; otherwise the
+/// payload is `[channel selector][chunk flags][body]` wrapped by [`wrap`] with kind
+/// `bits 1-2 - 1`.
+fn drive(m: &mut Mitm, data: &[u8]) {
+    for rec in records(data) {
+        let client = rec.tag & 1 != 0;
+        let kind = (rec.tag >> 1) & 3;
+        if kind == 0 {
+            let mut pos = 0;
+            while let Ok(Some((_, n))) = framing::decode(rec.payload.get(pos..).unwrap_or_default())
+            {
+                let frame = rec.payload.get(pos..pos + n).unwrap_or_default();
+                if n == 0 || !feed(m, client, frame) {
+                    return;
+                }
+                pos += n;
+            }
+        } else {
+            let (sel, flags, body) = match rec.payload {
+                [sel, flags, body @ ..] => (*sel, *flags, body),
+                _ => continue,
+            };
+            let Some(frame) = wrap(client, kind - 1, channel_for(sel), flags, body) else {
+                continue;
+            };
+            if !feed(m, client, &frame) {
+                return;
+            }
+        }
+    }
+    let _ = m.negotiated().describe();
+}
+
+/// The MCS-phase machine from its first frame (mode bit 0 clear) or from the relay phase
+/// reached with a well-formed prefix (bit 0 set); other mode bits vary the configuration.
+pub fn rdp_mitm(data: &[u8]) {
+    let Some((&mode, rest)) = data.split_first() else {
+        return;
+    };
+    let mut m = machine(mode);
+    if mode & 1 != 0 {
+        for (client, frame) in relay_prefix().unwrap_or_default() {
+            if !feed(&mut m, client, &frame) {
+                return;
+            }
+        }
+    }
+    drive(&mut m, rest);
+}
+
+/// Static and dynamic virtual channel filtering in the relay phase: every record is channel
+/// data (or a join), so the fuzzer spends its time on the drdynvc and SVC paths.
+pub fn rdp_channels(data: &[u8]) {
+    let Some((&mode, rest)) = data.split_first() else {
+        return;
+    };
+    let mut m = machine(mode);
+    for (client, frame) in relay_prefix().unwrap_or_default() {
+        if !feed(&mut m, client, &frame) {
+            return;
+        }
+    }
+    let mut forced = Vec::with_capacity(rest.len());
+    for rec in records(rest) {
+        // Keep bit 0 (direction), force a wrapped kind (1..=3).
+        let kind = ((rec.tag >> 1) % 3) + 1;
+        forced.push((rec.tag & 1) | (kind << 1));
+        let len = u16::try_from(rec.payload.len()).unwrap_or(u16::MAX);
+        forced.extend_from_slice(&len.to_le_bytes());
+        forced.extend_from_slice(rec.payload);
+    }
+    drive(&mut m, &forced);
+}
+
+// ---------------------------------------------------------------------------------------
+// Other parsers
+// ---------------------------------------------------------------------------------------
+
+/// The RFB codec (VNC consoles and their recordings).
+pub fn rfb(data: &[u8]) {
+    use player::rfb::{self, PixelFormat, Replay, ServerDecoder, ServerInit};
+    let Some((&selector, data)) = data.split_first() else {
+        return;
+    };
+    match selector % 4 {
+        0 => {
+            let mut pos = 0;
+            while let Ok(Some((_, n))) = rfb::decode_client(data.get(pos..).unwrap_or_default()) {
+                if n == 0 {
+                    break;
+                }
+                pos += n;
+            }
+        }
+        1 => {
+            let mut d = ServerDecoder::new(64, 48, PixelFormat::RGB888_LE);
+            let mut pos = 0;
+            while let Ok(Some((_, n))) = d.decode(data.get(pos..).unwrap_or_default()) {
+                if n == 0 {
+                    break;
+                }
+                pos += n;
+            }
+        }
+        2 => {
+            let _ = rfb::decode_version(data);
+            let _ = rfb::decode_security_types(data);
+            let _ = rfb::decode_security_result(data, rfb::ProtocolVersion::V3_8);
+            let _ = rfb::decode_server_init(data);
+        }
+        _ => {
+            let init = ServerInit {
+                width: 64,
+                height: 48,
+                pixel_format: PixelFormat::RGB888_LE,
+                name: String::new(),
+            };
+            if let Ok(mut r) = Replay::new(&init) {
+                let (client, server) = data.split_at(data.len() / 4);
+                let _ = r.client_bytes(client);
+                let _ = r.server_bytes(server);
+            }
+        }
+    }
+}
+
+/// The recording reader, verifier, info and seal. Same body as `exercise` in
+/// `recorder/tests/fuzz_regression.rs`.
+pub fn recording_reader(data: &[u8]) {
+    let _ = recorder::verify(data, None);
+    let _ = recorder::info(data);
+    if let Ok(rec) = recorder::Recording::parse(data) {
+        let _ = rec.index();
+        for r in rec.records().take(10_000) {
+            if r.is_err() {
+                break;
+            }
+        }
+        let _ = rec.records_from(rec.end_us() / 2).count();
+    }
+    let key = recorder::RecordingKey::new(ed25519_dalek::SigningKey::from_bytes(&[1; 32]));
+    if let Ok(plan) = recorder::seal(data, &key) {
+        let keep = usize::try_from(plan.keep_len).unwrap_or(usize::MAX);
+        let mut sealed = data.get(..keep).unwrap_or_default().to_vec();
+        sealed.extend_from_slice(&plan.trailer);
+        // The one property this target checks besides "no panic": a sealed file verifies.
+        assert!(recorder::verify(&sealed, Some(&key.verifying_key())).is_authentic());
+    }
+}
+
+/// `sekisho.toml`, the secrets file, contract windows, endpoints and matrix cards: text an
+/// operator writes, but a mistake must be an error message, never a crash.
+pub fn config(data: &[u8]) {
+    let text = String::from_utf8_lossy(data);
+    let _ = policy::Inventory::from_toml(&text, "fuzz.toml");
+    let _ = policy::Secrets::from_toml(&text, "fuzz-secrets.toml");
+    for line in text.lines().take(64) {
+        let _ = policy::Window::parse(line);
+        let _ = policy::Endpoint::parse(line);
+    }
+    let rows: Vec<String> = text.lines().take(64).map(str::to_owned).collect();
+    let _ = proxy::auth::matrix_card::MatrixCard::from_config_rows(&rows);
+}
+
+/// The SSH front door's login name, exec command, menu choice and line editor.
+pub fn ssh_menu(data: &[u8]) {
+    use proxy::ssh::menu::{LineEditor, MenuEntry, parse_exec, parse_login, pick};
+    let text = String::from_utf8_lossy(data);
+    let _ = parse_login(&text);
+    let _ = parse_exec(&text);
+    let entries = [
+        MenuEntry {
+            name: "web01".into(),
+            kind: "vm".into(),
+            zone: "business".into(),
+            denied: None,
+        },
+        MenuEntry {
+            name: "db01".into(),
+            kind: "physical".into(),
+            zone: "core".into(),
+            denied: Some("contract: expired".into()),
+        },
+    ];
+    let mut editor = LineEditor::default();
+    for chunk in data.chunks(7) {
+        let edit = editor.feed(chunk);
+        if let Some(line) = edit.line {
+            let _ = pick(&entries, &line);
+        }
+        if edit.cancel {
+            break;
+        }
+    }
+}
+
+/// Terminal output as the player and the live SSH relay clean it, and terminal recordings as
+/// the player opens, seeks and searches them.
+pub fn terminal_replay(data: &[u8]) {
+    use player::terminal::{OutputSanitizer, TerminalReplay, Utf8Stream};
+    let Some((&selector, data)) = data.split_first() else {
+        return;
+    };
+    if selector & 1 == 0 {
+        let mut utf8 = Utf8Stream::new();
+        let mut sanitizer = OutputSanitizer::new();
+        let (mut text, mut out) = (String::new(), String::new());
+        for chunk in data.chunks(usize::from(selector >> 1).max(1)) {
+            text.clear();
+            utf8.push(chunk, &mut text);
+            sanitizer.push(&text, &mut out);
+        }
+        utf8.finish(&mut text);
+    } else if let Ok(replay) = TerminalReplay::open(data) {
+        let end = replay.end_us();
+        let _ = replay.screen_at(end / 2);
+        let _ = replay.screen_at(end);
+        let _ = replay.search("$");
+    }
+}
+
+// ---------------------------------------------------------------------------------------
+// Seeds
+// ---------------------------------------------------------------------------------------
+
+fn record(out: &mut Vec<u8>, tag: u8, payload: &[u8]) {
+    out.push(tag);
+    let len = u16::try_from(payload.len()).unwrap_or(u16::MAX);
+    out.extend_from_slice(&len.to_le_bytes());
+    out.extend_from_slice(payload.get(..usize::from(len)).unwrap_or_default());
+}
+
+/// A drdynvc PDU body: `cmd` nibble, channel id, then `rest` ([MS-RDPEDYC] 2.2).
+fn dvc(cmd: u8, id: u8, rest: &[u8]) -> Vec<u8> {
+    let mut v = vec![cmd << 4, id];
+    v.extend_from_slice(rest);
+    v
+}
+
+/// Seed inputs `(target, file name, bytes)` written to `fuzz/seeds/` by the ignored test
+/// `write_fuzz_seeds` in `proxy/tests/fuzz_regressions.rs`.
+pub fn seeds() -> Vec<(&'static str, &'static str, Vec<u8>)> {
+    let mut out = Vec::new();
+    let (Some(ci), Some(cr), Some(attach)) = (
+        connect_initial(),
+        connect_response(vec![1004, 1005]),
+        attach_user_confirm(),
+    ) else {
+        return out;
+    };
+    out.push(("rdp_framing", "connect-initial", ci.clone()));
+    if let Ok(req) = negotiation::connection_request(
+        "tanaka+web01",
+        SecurityProtocol::SSL | SecurityProtocol::HYBRID,
+    ) {
+        out.push(("rdp_framing", "connection-request", req));
+    }
+    if let Ok(cc) = negotiation::connection_confirm(SecurityProtocol::SSL) {
+        out.push(("rdp_framing", "connection-confirm", cc));
+    }
+
+    // From the first frame: the whole connection sequence, then data on each kind of channel.
+    let mut full = vec![0x02];
+    record(&mut full, 1, &ci);
+    record(&mut full, 0, &cr);
+    record(&mut full, 0, &attach);
+    record(&mut full, 3, &[0, 0, 1, 2, 3]);
+    out.push(("rdp_mitm", "handshake", full));
+    let mut fresh_ci = vec![0x06];
+    record(&mut fresh_ci, 1, &ci);
+    out.push(("rdp_mitm", "connect-initial-only", fresh_ci));
+
+    // In the relay phase: a DVC create for a denied and an allowed channel, data on a refused
+    // channel in chunks, a stripped channel join, data on a stripped and a kept channel.
+    let create_denied = dvc(1, 7, b"URBDRC\0");
+    let create_allowed = dvc(1, 8, b"Microsoft::Windows::RDS::DisplayControl\0");
+    let data_refused = dvc(3, 7, &[1, 2, 3]);
+    let mut relay = vec![0x03];
+    for (tag, sel, flags, body) in [
+        (2u8, 2u8, 3u8, create_denied.as_slice()),
+        (2, 2, 3, create_allowed.as_slice()),
+        (2, 2, 1, data_refused.as_slice()),
+        (2, 2, 2, &[9, 9, 9][..]),
+        (3, 2, 3, data_refused.as_slice()),
+        (7, 4, 0, &[][..]),
+        (3, 4, 3, &[1, 2][..]),
+        (2, 1, 3, &[4, 5][..]),
+        (2, 6, 3, &[6][..]),
+    ] {
+        let mut payload = vec![sel, flags];
+        payload.extend_from_slice(body);
+        record(&mut relay, tag, &payload);
+    }
+    out.push(("rdp_mitm", "relay-channels", relay.clone()));
+    out.push(("rdp_channels", "relay-channels", relay));
+
+    out.push(("ssh_menu", "login", b"tanaka+web01".to_vec()));
+    out.push(("ssh_menu", "exec", b"console web01".to_vec()));
+    out.push(("ssh_menu", "typed", b"1\x1b[A\x7fweb01\r".to_vec()));
+    out.push((
+        "terminal_replay",
+        "colours",
+        b"\x00\x1b[01;34metc\x1b[0m \xe9\x96\xa2\xe6\x89\x80\x1b]0;title\x07".to_vec(),
+    ));
+    out.push((
+        "config",
+        "window",
+        b"Mon-Fri 09:00-18:00 Asia/Tokyo\n127.0.0.1:3389\n".to_vec(),
+    ));
+    out
+}

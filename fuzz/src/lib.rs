@@ -1,0 +1,2 @@
+//! Shared bodies of the fuzz targets; see `bodies.rs`.
+pub mod bodies;
