@@ -123,6 +123,9 @@ enum RecordingCommand {
     Seal(cli::recording::SealArgs),
     /// Print this instance's recording-signing public key, for auditors.
     PublicKey(cli::recording::PublicKeyArgs),
+    /// Delete recordings past `[recording] retention_days` (as serve does hourly); each
+    /// deletion is written to the catalogue. Exit status: 0 done, 1 some could not be deleted.
+    Prune(cli::recording::PruneArgs),
 }
 
 #[derive(Debug, Subcommand)]
@@ -145,6 +148,7 @@ fn main() -> ExitCode {
         Command::Recording(RecordingCommand::Verify(args)) => cli::recording::verify(args),
         Command::Recording(RecordingCommand::Seal(args)) => cli::recording::seal(args),
         Command::Recording(RecordingCommand::PublicKey(args)) => cli::recording::public_key(args),
+        Command::Recording(RecordingCommand::Prune(args)) => cli::recording::prune(args),
         Command::Play(args) => cli::play::play(args),
         Command::Export(args) => cli::play::export(args),
         Command::MatrixCard(MatrixCardCommand::New(args)) => cli::matrix::new_card(args),

@@ -1,4 +1,4 @@
-//! `sekisho recording info|verify|seal|public-key`.
+//! `sekisho recording info|verify|seal|public-key|prune`.
 
 use std::path::{Path, PathBuf};
 use std::process::ExitCode;
@@ -44,6 +44,16 @@ pub struct PublicKeyArgs {
     /// The configuration whose signing key to show (created if absent, as on first start).
     #[arg(long, short = 'c', value_name = "FILE")]
     config: Option<PathBuf>,
+}
+
+#[derive(Debug, Args)]
+pub struct PruneArgs {
+    /// The configuration; `[recording] retention_days` says how old is too old.
+    #[arg(long, short = 'c', value_name = "FILE")]
+    config: PathBuf,
+    /// List what would be deleted; delete nothing.
+    #[arg(long)]
+    dry_run: bool,
 }
 
 fn read(file: &Path) -> Result<Vec<u8>> {
@@ -175,4 +185,69 @@ pub fn public_key(args: PublicKeyArgs) -> Result<ExitCode> {
     println!("{}", recorder::signing::public_key_hex(&public));
     eprintln!("fingerprint: {}", recorder::signing::fingerprint(&public));
     Ok(ExitCode::SUCCESS)
+}
+
+/// Deletes the recordings of this instance's sessions that ended more than
+/// `[recording] retention_days` ago and writes each deletion to the catalogue; what `serve`
+/// does every hour. Run it where `serve` runs (recording paths are relative to that directory).
+pub fn prune(args: PruneArgs) -> Result<ExitCode> {
+    let config = super::load_config(&args.config)?;
+    let Some(days) = config.inventory.recording().retention_days else {
+        eprintln!(
+            "{}: [recording] retention_days is not set: recordings are kept for ever",
+            args.config.display()
+        );
+        return Ok(ExitCode::from(super::EXIT_USAGE));
+    };
+    let data_dir = super::serve::data_dir_of(&config.inventory.storage().signing_key);
+    if !data_dir.join("instance-id").exists() {
+        println!(
+            "{} has no instance id: serve never ran here, so there is nothing to prune",
+            data_dir.display()
+        );
+        return Ok(ExitCode::SUCCESS);
+    }
+    let instance = super::serve::instance_id(&data_dir)?;
+    let rt = super::runtime()?;
+    let report = rt.block_on(async {
+        let catalogue = super::open_catalogue(&config).await?;
+        crate::services::retention::prune(
+            &catalogue,
+            &instance,
+            days,
+            chrono::Utc::now(),
+            args.dry_run,
+            |_| false,
+        )
+        .await
+    })?;
+    let verb = if args.dry_run {
+        "would delete"
+    } else {
+        "deleted"
+    };
+    let mut bytes = 0;
+    for p in &report.deleted {
+        bytes += p.size;
+        println!(
+            "{verb} {} (session {}, ended {}, {} bytes)",
+            p.location,
+            p.session,
+            p.ended_at
+                .to_rfc3339_opts(chrono::SecondsFormat::Secs, true),
+            p.size
+        );
+    }
+    for (session, error) in &report.failed {
+        eprintln!("cannot delete the recording of session {session}: {error}");
+    }
+    println!(
+        "{verb} {} recordings ({bytes} bytes) of sessions ended more than {days} days ago",
+        report.deleted.len()
+    );
+    Ok(if report.failed.is_empty() {
+        ExitCode::SUCCESS
+    } else {
+        ExitCode::from(EXIT_NO)
+    })
 }

@@ -379,3 +379,163 @@ fn operations_sigterm_ends_live_sessions_seals_recordings_and_exits_0() -> Resul
 fn operations_sigint_ends_live_sessions_seals_recordings_and_exits_0() -> Result<()> {
     graceful_shutdown("INT")
 }
+
+impl Ops {
+    fn sql(&self, statement: &str) -> Result<String> {
+        let out = Command::new("sqlite3")
+            .arg(self.sekisho.path("data/sekisho.db"))
+            .arg(statement)
+            .output()
+            .context("sqlite3")?;
+        if !out.status.success() {
+            bail!("sqlite3: {}", String::from_utf8_lossy(&out.stderr));
+        }
+        Ok(String::from_utf8_lossy(&out.stdout).trim().to_owned())
+    }
+
+    /// Moves a session `days` into the past, as if it had run then (the catalogue's fixed-width
+    /// UTC text timestamps).
+    fn age(&self, id: &str, days: i64, ended: bool) -> Result<()> {
+        let at = (chrono::Utc::now() - chrono::Duration::days(days))
+            .format("%Y-%m-%dT%H:%M:%S%.6fZ")
+            .to_string();
+        let set_end = if ended {
+            format!(", ended_at = '{at}'")
+        } else {
+            String::new()
+        };
+        self.sql(&format!(
+            "UPDATE sessions SET started_at = '{at}'{set_end} WHERE id = '{id}'"
+        ))?;
+        Ok(())
+    }
+
+    fn recording_path(&self, row: &serde_json::Value) -> Result<std::path::PathBuf> {
+        let rec = row["recording"].as_str().context("no recording")?;
+        Ok(if Path::new(rec).is_absolute() {
+            std::path::PathBuf::from(rec)
+        } else {
+            self.sekisho.path(rec)
+        })
+    }
+
+    fn prune(&self, dry_run: bool) -> Result<String> {
+        let mut args = vec!["recording", "prune"];
+        if dry_run {
+            args.push("--dry-run");
+        }
+        let out = self.sekisho.cli(&args)?;
+        let text = String::from_utf8_lossy(&out.stdout).into_owned();
+        assert_eq!(
+            out.status.code(),
+            Some(0),
+            "{text}{}",
+            String::from_utf8_lossy(&out.stderr)
+        );
+        Ok(text)
+    }
+}
+
+/// Ends a console session on app02 normally and returns its catalogue row.
+fn completed_console(ops: &Ops, mark: &str) -> Result<serde_json::Value> {
+    let mut s = ops.console(mark)?;
+    s.send(b"exit\n")?;
+    s.wait_exit(Duration::from_secs(15))?;
+    ops.sekisho.wait_until(
+        Duration::from_secs(10),
+        "a completed console session",
+        || {
+            Ok(ops
+                .session_rows("app02")?
+                .into_iter()
+                .find(|r| r["outcome"] == "completed" && r["recording_state"] == "complete"))
+        },
+    )
+}
+
+#[test]
+fn operations_retention_deletes_old_recordings_of_ended_sessions_and_writes_it_down() -> Result<()>
+{
+    if !require_peers(&["ssh", "sshd", "sqlite3"])? {
+        return Ok(());
+    }
+    let mut ops = Ops::start()?;
+    ops.write_config(|t| {
+        t.replacen(
+            "[recording]\nrequired = true",
+            "[recording]\nrequired = true\nretention_days = 30",
+            1,
+        )
+    })?;
+
+    // An old ended session, and a live one that started even earlier.
+    let old = completed_console(&ops, "OLD")?;
+    let old_id = old["id"].as_str().context("id")?.to_owned();
+    let old_file = ops.recording_path(&old)?;
+    ops.age(&old_id, 40, true)?;
+    let mut live = ops.console("LIVE")?;
+    let live_row = ops
+        .session_rows("app02")?
+        .into_iter()
+        .find(|r| r["ended_at"].is_null())
+        .context("no live session")?;
+    let live_id = live_row["id"].as_str().context("id")?.to_owned();
+    let live_file = ops.recording_path(&live_row)?;
+    ops.age(&live_id, 60, false)?;
+
+    let dry = ops.prune(true)?;
+    assert!(dry.contains("would delete 1 recordings"), "{dry}");
+    assert!(dry.contains(&old_id), "{dry}");
+    assert!(old_file.exists(), "a dry run deletes nothing");
+
+    let done = ops.prune(false)?;
+    assert!(done.contains("deleted 1 recordings"), "{done}");
+    assert!(!old_file.exists(), "{} must be deleted", old_file.display());
+    assert!(
+        live_file.exists(),
+        "a live session's recording is never deleted"
+    );
+    let row = ops
+        .sekisho
+        .sessions()?
+        .into_iter()
+        .find(|r| r["id"] == old_id.as_str())
+        .context("old row")?;
+    assert_eq!(row["recording_state"], "deleted", "{row}");
+    let events = ops.audit("retention deleted")?;
+    assert_eq!(events.len(), 1, "{events:?}");
+    assert!(
+        events[0].contains(&old_id) && events[0].contains("after 30 days"),
+        "{events:?}"
+    );
+    live.send(b"echo STILL-$((1+1))\n")?;
+    live.wait_for("STILL-2", Duration::from_secs(10))?;
+    drop(live);
+
+    // serve's own pass (once at start, then hourly) does the same.
+    let second =
+        ops.sekisho
+            .wait_until(Duration::from_secs(10), "the live session ended", || {
+                Ok(ops
+                    .sekisho
+                    .sessions()?
+                    .into_iter()
+                    .find(|r| r["id"] == live_id.as_str() && !r["ended_at"].is_null()))
+            })?;
+    ops.age(&live_id, 45, true)?;
+    let second_file = ops.recording_path(&second)?;
+    assert!(second_file.exists());
+    ops.signal("TERM")?;
+    ops.wait_serve_exit(Duration::from_secs(30))?;
+    ops.spawn_serve()?;
+    ops.sekisho
+        .wait_until(Duration::from_secs(15), "serve's retention pass", || {
+            Ok((!second_file.exists()).then_some(()))
+        })?;
+    ops.sekisho.wait_until(
+        Duration::from_secs(10),
+        "the second deletion in the catalogue",
+        || Ok((ops.audit("retention deleted")?.len() == 2).then_some(())),
+    )?;
+    Ok(())
+}
