@@ -12,9 +12,13 @@
 //!   screen, which never scrolls into the transcript; their last screen is inserted as a
 //!   delimited block when they exit. Typed keys that were not echoed (passwords) never
 //!   appear.
+//! - [`image`]: graphical recordings (RDP, VNC): the screen at a moment as PNG, and frames at
+//!   a fixed rate for a video encoder.
 
 pub mod asciicast;
+pub mod image;
 pub mod text;
 
 pub use asciicast::{AsciicastOptions, export_asciicast, write_asciicast};
+pub use image::{Graphical, ImageError, VIDEO_FPS, export_png, video_frames, write_png};
 pub use text::{export_text, write_text};

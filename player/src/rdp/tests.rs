@@ -1,0 +1,179 @@
+// Test helpers unwrap: a failure there is a test failure.
+#![allow(clippy::unwrap_used, clippy::expect_used, clippy::indexing_slicing)]
+
+use bytes::Bytes;
+use ironrdp_core::encode_vec;
+use ironrdp_pdu::fast_path::{
+    EncryptionFlags, FastPathHeader, FastPathUpdatePdu, Fragmentation, UpdateCode,
+};
+use recorder::format::{ChannelId, Header, Record, encode_recording};
+use recorder::signing::RecordingKey;
+
+use super::*;
+
+const S: u64 = 1_000_000;
+
+fn header(meta: &[(&str, &str)]) -> Header {
+    let metadata: serde_json::Map<String, serde_json::Value> = meta
+        .iter()
+        .map(|(k, v)| ((*k).to_owned(), serde_json::Value::String((*v).to_owned())))
+        .collect();
+    serde_json::from_value(serde_json::json!({
+        "session_id": "01936f5e-0000-7000-8000-000000000042",
+        "protocol": "rdp",
+        "user": "tanaka",
+        "contractor": "acme",
+        "source": "127.0.10.11",
+        "target": "srv01",
+        "start_unix_us": 1_764_061_200_000_000i64,
+        "metadata": metadata,
+    }))
+    .unwrap()
+}
+
+/// A fast-path frame with one uncompressed 32 bpp bitmap of a single colour (BGRX).
+pub(crate) fn fill(x: u16, y: u16, w: u16, h: u16, bgrx: [u8; 4]) -> Vec<u8> {
+    let data: Vec<u8> = (0..usize::from(w) * usize::from(h))
+        .flat_map(|_| bgrx)
+        .collect();
+    let body = encode_vec(&BitmapUpdateData {
+        rectangles: vec![BitmapData {
+            rectangle: InclusiveRectangle {
+                left: x,
+                top: y,
+                right: x + w - 1,
+                bottom: y + h - 1,
+            },
+            width: w,
+            height: h,
+            bits_per_pixel: 32,
+            compression_flags: BitmapCompression::empty(),
+            compressed_data_header: None,
+            bitmap_data: &data,
+        }],
+    })
+    .unwrap();
+    let update = encode_vec(&FastPathUpdatePdu {
+        fragmentation: Fragmentation::Single,
+        update_code: UpdateCode::Bitmap,
+        compression_flags: None,
+        compression_type: None,
+        data: &body,
+    })
+    .unwrap();
+    let mut frame =
+        encode_vec(&FastPathHeader::new(EncryptionFlags::empty(), update.len())).unwrap();
+    frame.extend_from_slice(&update);
+    frame
+}
+
+pub(crate) fn recording(w: u16, h: u16, frames: &[(u64, Vec<u8>)], end_us: u64) -> Vec<u8> {
+    let (ws, hs) = (w.to_string(), h.to_string());
+    let hdr = header(&[("rdp.desktop-width", &ws), ("rdp.desktop-height", &hs)]);
+    let records: Vec<Record> = frames
+        .iter()
+        .map(|(at, b)| Record {
+            at_us: *at,
+            kind: RecordKind::Data {
+                direction: Direction::ServerToClient,
+                channel: ChannelId(0),
+                bytes: Bytes::copy_from_slice(b),
+            },
+        })
+        .collect();
+    let key = RecordingKey::generate().unwrap();
+    encode_recording(&hdr, &records, 64 * 1024, end_us, key.signing_key()).unwrap()
+}
+
+fn px(f: &RgbaFrame, x: usize, y: usize) -> [u8; 4] {
+    let i = (y * usize::from(f.width) + x) * 4;
+    f.rgba[i..i + 4].try_into().unwrap()
+}
+
+#[test]
+fn fast_path_bitmaps_paint_the_screen_in_time_order() {
+    let rec = recording(
+        64,
+        48,
+        &[
+            (S, fill(0, 0, 64, 48, [255, 0, 0, 0])),     // blue screen
+            (2 * S, fill(10, 10, 4, 4, [0, 0, 255, 0])), // red square
+        ],
+        3 * S,
+    );
+    let mut r = RdpReplay::open(&rec).unwrap();
+    assert_eq!(r.stats().errors, 0, "{:?}", r.stats());
+    let f0 = r.frame_at(0).unwrap();
+    assert_eq!((f0.width, f0.height), (64, 48));
+    assert_eq!(px(&f0, 0, 0), [0, 0, 0, 255]);
+    let f1 = r.frame_at(S).unwrap();
+    assert_eq!(px(&f1, 11, 11), [0, 0, 255, 255]);
+    let f2 = r.frame_at(3 * S).unwrap();
+    assert_eq!(px(&f2, 11, 11), [255, 0, 0, 255]);
+    assert_eq!(px(&f2, 9, 9), [0, 0, 255, 255]);
+    // Back again.
+    assert_eq!(r.frame_at(S).unwrap(), f1);
+}
+
+#[test]
+fn seeking_through_keyframes_gives_the_same_frames_as_decoding_in_order() {
+    let mut frames = Vec::new();
+    for i in 0..200u16 {
+        let c = (i % 251) as u8;
+        frames.push((
+            u64::from(i) * S / 10,
+            fill(
+                (i * 7) % 100,
+                (i * 3) % 60,
+                20,
+                16,
+                [c, c.wrapping_mul(3), 255 - c, 0],
+            ),
+        ));
+    }
+    let rec = recording(120, 80, &frames, 21 * S);
+    let mut plain = RdpReplay::open_with_keyframe_interval(&rec, usize::MAX).unwrap();
+    let mut keyed = RdpReplay::open_with_keyframe_interval(&rec, 4096).unwrap();
+    assert_eq!(plain.stats().keyframes, 0);
+    assert!(keyed.stats().keyframes > 10, "{:?}", keyed.stats());
+    for t in [15 * S, 2 * S, 19 * S + S / 2, 0, 7 * S, 21 * S] {
+        assert_eq!(
+            keyed.frame_at(t).unwrap(),
+            plain.frame_at(t).unwrap(),
+            "at {t}"
+        );
+    }
+}
+
+#[test]
+fn other_protocols_and_hostile_sizes_are_refused() {
+    let rec = recording(9000, 10, &[], S);
+    assert!(matches!(
+        RdpReplay::open(&rec),
+        Err(RdpError::TooLarge(9000, 10))
+    ));
+    let hdr = header(&[]);
+    let key = RecordingKey::generate().unwrap();
+    let empty = encode_recording(&hdr, &[], 1024, 0, key.signing_key()).unwrap();
+    assert!(matches!(RdpReplay::open(&empty), Err(RdpError::NoDesktop)));
+}
+
+#[test]
+fn garbage_pdus_are_skipped_and_counted() {
+    let rec = recording(
+        32,
+        32,
+        &[
+            (0, vec![0x00, 0x05, 0xff, 0xff, 0xff]),
+            (1, fill(0, 0, 32, 32, [0, 255, 0, 0])),
+            (
+                2,
+                vec![0x03, 0x00, 0x00, 0x09, 0x02, 0xf0, 0x80, 0x68, 0x00],
+            ),
+        ],
+        S,
+    );
+    let mut r = RdpReplay::open(&rec).unwrap();
+    assert!(r.stats().errors >= 1);
+    assert_eq!(px(&r.frame_at(S).unwrap(), 5, 5), [0, 255, 0, 255]);
+}
