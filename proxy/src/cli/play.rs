@@ -106,13 +106,16 @@ pub fn export(args: ExportArgs) -> Result<ExitCode> {
         ExportFormat::Txt => {
             player::export::export_text(&bytes, &mut buffer).context("cannot export text")?
         }
-        ExportFormat::Png | ExportFormat::Mp4 => {
-            let _ = args.at;
-            bail!(
-                "{:?} export of graphical recordings (RDP, VNC) is not available in this build; \
-                 terminal recordings export as asciicast or txt",
-                args.format
-            )
+        ExportFormat::Png => {
+            let at_us = args.at.map(seconds_to_us).transpose()?;
+            player::export::export_png(&bytes, at_us, &mut buffer)
+                .context("cannot export png")?
+        }
+        ExportFormat::Mp4 => {
+            if args.at.is_some() {
+                bail!("--at applies to png; mp4 exports the whole recording");
+            }
+            return export_mp4(&bytes, &args.output);
         }
     }
     // Write whole or not at all: a half-written evidence export is worse than none.
@@ -120,5 +123,66 @@ pub fn export(args: ExportArgs) -> Result<ExitCode> {
     std::fs::write(&tmp, &buffer).with_context(|| format!("cannot write {}", tmp.display()))?;
     std::fs::rename(&tmp, &args.output)
         .with_context(|| format!("cannot write {}", args.output.display()))?;
+    Ok(ExitCode::SUCCESS)
+}
+
+fn seconds_to_us(s: f64) -> Result<u64> {
+    if !s.is_finite() || s < 0.0 {
+        bail!("--at must be a number of seconds from the start, not {s}");
+    }
+    Ok((s * 1e6).round() as u64)
+}
+
+/// Encodes the whole recording as H.264 in MP4 through the system's ffmpeg, fed raw RGBA
+/// frames at a fixed rate on its standard input.
+fn export_mp4(bytes: &[u8], output: &Path) -> Result<ExitCode> {
+    use std::process::{Command, Stdio};
+
+    let mut replay = player::export::Graphical::open(bytes).context("cannot export mp4")?;
+    let ffmpeg = std::env::var_os("SEKISHO_FFMPEG").unwrap_or_else(|| "ffmpeg".into());
+    // ffmpeg picks the container from the name: keep ".mp4" on the partial file.
+    let tmp = output.with_extension("partial.mp4");
+    let first = replay.frame_at(0).context("cannot export mp4")?;
+    let spawn = Command::new(&ffmpeg)
+        .args(["-v", "error", "-y", "-f", "rawvideo", "-pix_fmt", "rgba", "-s"])
+        .arg(format!("{}x{}", first.width, first.height))
+        .args(["-r", &player::export::VIDEO_FPS.to_string(), "-i", "-"])
+        // yuv420p (what players expect) needs even sides.
+        .args(["-vf", "pad=ceil(iw/2)*2:ceil(ih/2)*2"])
+        .args(["-c:v", "libx264", "-pix_fmt", "yuv420p", "-f", "mp4"])
+        .arg(&tmp)
+        .stdin(Stdio::piped())
+        .stdout(Stdio::null())
+        .stderr(Stdio::piped())
+        .spawn();
+    let mut child = match spawn {
+        Ok(c) => c,
+        Err(e) if e.kind() == std::io::ErrorKind::NotFound => bail!(
+            "mp4 export needs ffmpeg, which is not installed (or not on PATH): install it \
+             (Debian: apt-get install ffmpeg), or export single frames with --format png --at S"
+        ),
+        Err(e) => return Err(e).context("cannot start ffmpeg"),
+    };
+    let mut stdin = child.stdin.take().context("ffmpeg stdin")?;
+    let fed = player::export::video_frames(&mut replay, |rgba| stdin.write_all(rgba));
+    drop(stdin);
+    let out = child.wait_with_output().context("ffmpeg")?;
+    if let Err(e) = fed {
+        let _ = std::fs::remove_file(&tmp);
+        return Err(anyhow::Error::new(e).context(format!(
+            "cannot export mp4: {}",
+            String::from_utf8_lossy(&out.stderr).trim()
+        )));
+    }
+    if !out.status.success() {
+        let _ = std::fs::remove_file(&tmp);
+        bail!(
+            "ffmpeg failed ({}): {}",
+            out.status,
+            String::from_utf8_lossy(&out.stderr).trim()
+        );
+    }
+    std::fs::rename(&tmp, output)
+        .with_context(|| format!("cannot write {}", output.display()))?;
     Ok(ExitCode::SUCCESS)
 }
