@@ -162,6 +162,11 @@ pub enum Stall {
     Silent,
     /// Sends one byte of `prefix` per second (then `x`), never finishing a message.
     Dribble(&'static [u8]),
+    /// Sends nothing for `after`, then `line` at once, then nothing again.
+    Late {
+        after: Duration,
+        line: &'static [u8],
+    },
 }
 
 /// Connects to `addr` and stalls as told until the server closes the connection; returns how
@@ -184,6 +189,15 @@ pub fn stall(addr: SocketAddr, how: Stall, give_up: Duration) -> Result<Option<D
             }
             sent += 1;
             next_byte += Duration::from_secs(1);
+        }
+        if let Stall::Late { after, line } = how
+            && sent == 0
+            && t0.elapsed() >= after
+        {
+            if s.write_all(line).is_err() {
+                return Ok(Some(t0.elapsed()));
+            }
+            sent = line.len();
         }
         match s.read(&mut buf) {
             Ok(0) => return Ok(Some(t0.elapsed())),
