@@ -421,3 +421,32 @@ async fn shutdown_signal() -> &'static str {
         }
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn restart_needed_names_what_a_running_instance_cannot_take() {
+        let base =
+            "[listen]\nssh = \"127.0.0.1:12222\"\n[storage]\nrecordings = \"data/recordings\"\n";
+        let old = ::policy::Inventory::from_toml(base, "a").unwrap();
+        assert!(restart_needed(&old, &old).is_empty());
+        let moved = base
+            .replace("12222", "12223")
+            .replace("data/recordings", "/srv/recordings");
+        let new = ::policy::Inventory::from_toml(&format!("{moved}[tls]\ncert = \"x.pem\"\n"), "b")
+            .unwrap();
+        assert_eq!(
+            restart_needed(&old, &new),
+            ["listen.ssh", "storage.recordings", "tls"]
+        );
+        // Policy changes (users, contracts, retention) apply live.
+        let live = ::policy::Inventory::from_toml(
+            &format!("{base}[recording]\nretention_days = 30\n"),
+            "c",
+        )
+        .unwrap();
+        assert!(restart_needed(&old, &live).is_empty());
+    }
+}

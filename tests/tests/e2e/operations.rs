@@ -208,6 +208,12 @@ impl Drop for Ops {
     }
 }
 
+fn set_mode(path: &Path, mode: u32) -> Result<()> {
+    use std::os::unix::fs::PermissionsExt;
+    std::fs::set_permissions(path, std::fs::Permissions::from_mode(mode))?;
+    Ok(())
+}
+
 /// `text` without the `[[user]]` table of `name`.
 fn without_user(text: &str, name: &str) -> String {
     let marker = format!("[[user]]\nname = \"{name}\"\n");
@@ -242,6 +248,17 @@ fn operations_sighup_reload_keeps_live_sessions_and_applies_the_new_policy() -> 
     );
     live.send(b"echo BROKEN-$((1+1))\n")?;
     live.wait_for("BROKEN-2", Duration::from_secs(10))?;
+    // A secrets file anyone may read: refused too, and the catalogue gets no parser detail.
+    std::fs::write(&ops.sekisho.config, &original)?;
+    let secrets = ops.sekisho.path("data/secrets.toml");
+    set_mode(&secrets, 0o644)?;
+    ops.signal("HUP")?;
+    ops.wait_log("Configuration reload refused", 2, Duration::from_secs(10))?;
+    let failed = ops.audit("config reload failed")?;
+    assert_eq!(failed.len(), 2, "{failed:?}");
+    assert!(failed[1].contains("secrets file"), "{failed:?}");
+    assert!(!failed[1].contains(LAB_PASSWORD), "{failed:?}");
+    set_mode(&secrets, 0o600)?;
     // New logins are still decided by the old configuration.
     let mut second = ops.console("STILL")?;
     second.send(b"exit\n")?;
