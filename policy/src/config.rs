@@ -12,6 +12,9 @@
 //!   (at most [`MAX_MATRIX_SIDE`] of each), e.g. `["3829", "1047", "5561"]`.
 //! - `target.ssh_port` (default 22), `target.rdp_port` (default 3389), `target.credential`.
 //! - `target.serial_console`, `target.vnc_console`: `host:port` on the hypervisor.
+//! - `target.vnc_qmp`: `host:port` of the QEMU monitor (QMP over TCP) of the VM, next to
+//!   `vnc_console`: Sekisho sets a one-time VNC password through it right before connecting
+//!   (instead of a stored password); needs `vnc_console`.
 //! - `target.ssh_console`: `host:port` of an SSH endpoint on the hypervisor giving the VM's
 //!   text console, with `target.console_command` (e.g. `"virsh console {vm}"`, `{vm}` being the
 //!   target name) run there; `console_command` needs `ssh_console`.
@@ -276,6 +279,8 @@ pub struct Target {
     pub hypervisor: Option<String>,
     /// Graphical console on the hypervisor (VMs only).
     pub vnc_console: Option<Endpoint>,
+    /// QMP (QEMU monitor, TCP) of the VM, for one-time VNC passwords (VMs with `vnc_console`).
+    pub vnc_qmp: Option<Endpoint>,
     /// Raw TCP serial console on the hypervisor (VMs only).
     pub serial_console: Option<Endpoint>,
     /// SSH endpoint on the hypervisor giving a text console (VMs only).
@@ -476,6 +481,7 @@ struct RawTarget {
     zone: Option<S<String>>,
     hypervisor: Option<S<String>>,
     vnc_console: Option<S<String>>,
+    vnc_qmp: Option<S<String>>,
     serial_console: Option<S<String>>,
     ssh_console: Option<S<String>>,
     console_command: Option<S<String>>,
@@ -1321,6 +1327,10 @@ fn build_target(
         );
     }
     let vnc = parse_endpoint(diag, &t.vnc_console, "target.vnc_console");
+    let vnc_qmp = parse_endpoint(diag, &t.vnc_qmp, "target.vnc_qmp");
+    if let (Some(qmp), None) = (&t.vnc_qmp, &t.vnc_console) {
+        diag.error(qmp.span(), "target.vnc_qmp", "vnc_qmp needs vnc_console");
+    }
     let serial = parse_endpoint(diag, &t.serial_console, "target.serial_console");
     let ssh_console = parse_endpoint(diag, &t.ssh_console, "target.ssh_console");
     if let (Some(cmd), None) = (&t.console_command, &t.ssh_console) {
@@ -1367,6 +1377,7 @@ fn build_target(
             for (v, key) in [
                 (&t.hypervisor, "target.hypervisor"),
                 (&t.vnc_console, "target.vnc_console"),
+                (&t.vnc_qmp, "target.vnc_qmp"),
                 (&t.serial_console, "target.serial_console"),
                 (&t.ssh_console, "target.ssh_console"),
                 (&t.console_command, "target.console_command"),
@@ -1389,6 +1400,7 @@ fn build_target(
         zone: zone?.get_ref().clone(),
         hypervisor: t.hypervisor.as_ref().map(|h| h.get_ref().clone()),
         vnc_console: vnc,
+        vnc_qmp,
         serial_console: serial,
         ssh_console,
         console_command: t.console_command.as_ref().map(|c| c.get_ref().clone()),
@@ -2153,6 +2165,38 @@ credential = "x"
             "target.console_command",
             "needs ssh_console",
         );
+        assert_error(
+            "vnc_console = \"127.0.0.1:15901\"",
+            "vnc_console = \"127.0.0.1:15901\"\nvnc_qmp = \"127.0.0.1\"",
+            "vnc_qmp",
+            "target.vnc_qmp",
+            "bad address",
+        );
+        assert_error(
+            "vnc_console = \"127.0.0.1:15901\"",
+            "vnc_qmp = \"127.0.0.1:4444\"",
+            "vnc_qmp",
+            "target.vnc_qmp",
+            "needs vnc_console",
+        );
+    }
+
+    #[test]
+    fn vnc_qmp_is_an_endpoint_next_to_vnc_console() {
+        let text = BASE.replacen(
+            "vnc_console = \"127.0.0.1:15901\"",
+            "vnc_console = \"127.0.0.1:15901\"\nvnc_qmp = \"127.0.0.1:4444\"",
+            1,
+        );
+        let inv = Inventory::from_toml(&text, "c.toml").unwrap();
+        let with = inv
+            .targets()
+            .iter()
+            .find(|t| t.vnc_qmp.is_some())
+            .unwrap();
+        assert_eq!(with.vnc_qmp.as_ref().unwrap().to_string(), "127.0.0.1:4444");
+        let base = Inventory::from_toml(BASE, "c.toml").unwrap();
+        assert!(base.targets().iter().all(|t| t.vnc_qmp.is_none()));
     }
 
     #[test]

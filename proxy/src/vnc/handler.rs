@@ -266,8 +266,9 @@ async fn refuse(viewer: &mut Conn, version: ProtocolVersion, reason: &str) -> Re
     Ok(())
 }
 
-/// Connects to the VM's `vnc_console` and authenticates: None, or VNC authentication with the
-/// password of the target's (or its hypervisor's) credential. Sends ClientInit (shared, so other
+/// Connects to the VM's `vnc_console` and authenticates: None, or VNC authentication with a
+/// one-time password set through QMP just before (`vnc_qmp`), else with the password of the
+/// target's (or its hypervisor's) credential. Sends ClientInit (shared, so other
 /// viewers of the console are not disconnected) and reads ServerInit.
 async fn connect_upstream(
     services: &Services,
@@ -288,6 +289,20 @@ async fn connect_upstream(
             .and_then(|h| inventory.hypervisor(h))
             .and_then(|h| h.credential.clone())
     });
+    let one_time = match &target.vnc_qmp {
+        Some(qmp) => {
+            let qmp_addr = format!("{}:{}", qmp.host, qmp.port);
+            debug!(%qmp_addr, "Setting a one-time VNC password through QMP");
+            Some(
+                super::qmp::set_one_time_password(&qmp_addr)
+                    .await
+                    .with_context(|| {
+                        format!("cannot set a VNC password through QMP at {qmp_addr}")
+                    })?,
+            )
+        }
+        None => None,
+    };
     let addr = format!("{}:{}", endpoint.host, endpoint.port);
     debug!(%addr, "Connecting to the VM console");
     let stream = tokio::time::timeout(UPSTREAM_CONNECT_TIMEOUT, TcpStream::connect(&addr))
@@ -320,6 +335,14 @@ async fn connect_upstream(
     };
     match chosen {
         SECURITY_NONE => {}
+        SECURITY_VNC_AUTH if one_time.is_some() => {
+            let password = one_time
+                .as_ref()
+                .map(|p| p.expose().as_bytes())
+                .unwrap_or_default();
+            let challenge = up.read_exact_n::<CHALLENGE_LEN>().await?;
+            up.send(&vnc_auth_response(password, &challenge)).await?;
+        }
         SECURITY_VNC_AUTH => {
             let name = credential.ok_or_else(|| {
                 anyhow!(

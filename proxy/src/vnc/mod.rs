@@ -6,12 +6,14 @@
 //! - [`tickets`]: the one-time ticket store (issued by the SSH front door's `console TARGET`).
 //! - [`handler`]: one viewer connection: RFB server handshake, policy, upstream handshake.
 //! - [`session`]: the recorded relay.
+//! - [`qmp`]: one-time console passwords set through QEMU's monitor (`target.vnc_qmp`).
 //!
 //! The RFB codec itself is `player::rfb` (sans-IO, shared with the player).
 //!
 //! [RFC 6143]: https://www.rfc-editor.org/rfc/rfc6143
 
 pub mod handler;
+pub mod qmp;
 pub mod session;
 pub mod tickets;
 
