@@ -13,8 +13,10 @@ use crate::support::{InstanceOptions, SekishoInstance, demo_inventory, require_p
 mod vnc_peers;
 
 use vnc_peers::{
-    DEMO_PASSWORD, Qemu, ViewerArgs, askpass, run_viewer, spawn_viewer, ssh_client, ssh_options,
-    start_qemu_vnc, viewer_script, wait_viewer,
+    DEMO_PASSWORD, Qemu, Reaped, Snat, TigerViewer, ViewerArgs, askpass, get_selection, run_viewer,
+    screen_mean, session_events, set_selection, spawn_serve_with_env, spawn_viewer, ssh_client,
+    ssh_options, start_qemu_vnc, start_qemu_vnc_qmp, start_xvfb, start_xvnc, viewer_script,
+    wait_viewer,
 };
 
 /// tanaka's VDI desktop (acme, contract in force at every hour in the demo inventory).
@@ -27,10 +29,28 @@ const YAMADA_DESKTOP: &str = "127.0.10.31";
 const QEMU_VNC_PASSWORD: &str = "kvmpass1";
 
 struct Lab {
+    /// A `serve` started here with extra environment (dropped before the instance's directory).
+    _serve: Option<Reaped>,
+    /// SNAT for TigerVNC's viewer (removed before the instance ends).
+    _snat: Option<Snat>,
     sekisho: SekishoInstance,
-    _qemu: Qemu,
+    _qemu: Option<Qemu>,
     askpass: std::path::PathBuf,
     script: std::path::PathBuf,
+}
+
+/// How a test's lab is built.
+#[derive(Default)]
+struct LabOptions {
+    /// QEMU asks for a VNC password, taken from the secrets file.
+    password: bool,
+    /// web01's console is this port (e.g. Xvnc) instead of a QEMU started here.
+    console_port: Option<u16>,
+    /// Environment for `serve` (e.g. a short ticket validity).
+    env: Vec<(&'static str, &'static str)>,
+    /// Connections to Sekisho's VNC listener come from tanaka's desktop (for TigerVNC's
+    /// viewer, which cannot bind a source address).
+    snat: bool,
 }
 
 /// QEMU as web01's VNC console (with a VNC password from the secrets file if `password`), and a
@@ -44,25 +64,71 @@ fn lab_with(password: bool, edit: impl Fn(String) -> String) -> Result<Option<La
     if !require_peers(&["qemu-system-x86_64", "python3", "ssh"])? {
         return Ok(None);
     }
-    let qemu = start_qemu_vnc(password.then_some(QEMU_VNC_PASSWORD))?;
+    build_lab(
+        LabOptions {
+            password,
+            ..LabOptions::default()
+        },
+        edit,
+    )
+}
+
+/// Peers of the TigerVNC tests.
+const TIGER_PEERS: &[&str] = &[
+    "qemu-system-x86_64",
+    "ssh",
+    "vncviewer",
+    "vncpasswd",
+    "Xvfb",
+    "Xvnc",
+    "xclip",
+    "xdotool",
+    "xwd",
+    "convert",
+    "iptables",
+];
+
+fn build_lab(options: LabOptions, edit: impl Fn(String) -> String) -> Result<Option<Lab>> {
+    let password = options.password;
+    let (qemu, port) = match options.console_port {
+        Some(port) => (None, port),
+        None => {
+            let q = start_qemu_vnc(password.then_some(QEMU_VNC_PASSWORD))?;
+            let port = q.port;
+            (Some(q), port)
+        }
+    };
     let mut inventory = edit(demo_inventory()).replace(
         "vnc_console = \"127.0.0.1:15901\"",
-        &format!("vnc_console = \"127.0.0.1:{}\"", qemu.port),
+        &format!("vnc_console = \"127.0.0.1:{port}\""),
     );
-    let mut options = InstanceOptions::default();
+    let mut instance = InstanceOptions::default();
     if password {
         inventory = inventory.replace(
             "name = \"kvm01\"\naddress = \"127.0.0.1\"",
             "name = \"kvm01\"\naddress = \"127.0.0.1\"\ncredential = \"kvm01-vnc\"",
         );
-        options.secrets = Some(format!(
+        instance.secrets = Some(format!(
             "[credential.kvm01-vnc]\nusername = \"console\"\npassword = \"{QEMU_VNC_PASSWORD}\"\n"
         ));
     }
-    let sekisho = SekishoInstance::start_with(&inventory, options)?;
+    instance.no_serve = !options.env.is_empty();
+    let sekisho = SekishoInstance::start_with(&inventory, instance)?;
+    let serve = if options.env.is_empty() {
+        None
+    } else {
+        Some(spawn_serve_with_env(&sekisho, &options.env)?)
+    };
+    let snat = if options.snat {
+        Some(Snat::add(sekisho.listen.vnc.port(), TANAKA_DESKTOP)?)
+    } else {
+        None
+    };
     let askpass = askpass(sekisho.dir.path(), DEMO_PASSWORD)?;
     let script = viewer_script(sekisho.dir.path())?;
     Ok(Some(Lab {
+        _serve: serve,
+        _snat: snat,
         sekisho,
         _qemu: qemu,
         askpass,
@@ -144,6 +210,52 @@ impl Lab {
                     .into_iter()
                     .find(|s| s["protocol"] == "console-vnc" && s["ended_at"].is_null() == live))
             })
+    }
+
+    /// The recording file of a session row.
+    fn recording(&self, row: &serde_json::Value) -> Result<std::path::PathBuf> {
+        let recording = row["recording"].as_str().context("recording path")?;
+        Ok(if std::path::Path::new(recording).is_absolute() {
+            std::path::PathBuf::from(recording)
+        } else {
+            self.sekisho.path(recording)
+        })
+    }
+
+    /// Waits for a catalogue event of session `id` of `kind` whose detail contains `contains`.
+    fn event(&self, id: &str, kind: &str, contains: &str) -> Result<(String, String)> {
+        self.sekisho.wait_until(
+            Duration::from_secs(10),
+            &format!("a {kind} event with {contains:?} in session {id}"),
+            || {
+                Ok(session_events(&self.sekisho, id)?
+                    .into_iter()
+                    .find(|(k, d)| k == kind && d.contains(contains)))
+            },
+        )
+    }
+
+    /// TigerVNC's viewer on `display`, connecting to Sekisho's VNC listener with `ticket`.
+    fn tiger(&self, display: &str, ticket: &str) -> Result<TigerViewer> {
+        TigerViewer::start(
+            display,
+            self.sekisho.dir.path(),
+            self.sekisho.listen.vnc,
+            ticket,
+        )
+    }
+
+    /// A TigerVNC viewer given `ticket` is refused with a reason containing `contains`, and the
+    /// refusal is a `vnc.ticket-invalid` denial in the catalogue.
+    fn tiger_refused(&self, display: &str, ticket: &str, contains: &str) -> Result<()> {
+        let viewer = self.tiger(display, ticket)?;
+        let log = viewer.wait_log("Authentication failure", Duration::from_secs(15))?;
+        assert!(
+            log.contains(contains),
+            "the viewer shows the reason {contains:?}:\n{log}"
+        );
+        self.denial("vnc.ticket-invalid", contains)?;
+        Ok(())
     }
 }
 
@@ -393,4 +505,349 @@ fn vnc_upstream_password_comes_from_the_secrets_file() -> Result<()> {
     );
     assert!(report["updates"].as_u64().unwrap_or(0) >= 1, "{report}");
     Ok(())
+}
+
+// ----- TigerVNC's viewer (a real third-party VNC client) under its own Xvfb -----
+
+/// TigerVNC's `vncviewer`, given the ticket as its VNC password, shows QEMU's firmware screen
+/// through Sekisho; the session is recorded with the screen in it; the same ticket is then
+/// refused to a second viewer and the refusal is in the catalogue.
+#[test]
+fn vnc_tigervnc_viewer_shows_the_console_and_the_ticket_is_single_use() -> Result<()> {
+    if !require_peers(TIGER_PEERS)? {
+        return Ok(());
+    }
+    let Some(lab) = build_lab(
+        LabOptions {
+            snat: true,
+            ..LabOptions::default()
+        },
+        |i| i,
+    )?
+    else {
+        return Ok(());
+    };
+    let desktop = start_xvfb()?;
+    let ticket = lab.ticket("tanaka", "web01", TANAKA_DESKTOP)?;
+    assert!(
+        screen_mean(&desktop.display)? < 0.0001,
+        "the desktop starts blank"
+    );
+    let viewer = lab.tiger(&desktop.display, &ticket)?;
+    viewer.wait_log("Using pixel format", Duration::from_secs(15))?;
+    let row = lab.session(true)?;
+    assert_eq!(row["user"], "tanaka");
+    assert_eq!(row["target"], "web01");
+    assert_eq!(row["source"], TANAKA_DESKTOP, "{row}");
+    // The firmware's text on black: a small but non-zero mean once the viewer has painted.
+    let mean = lab.sekisho.wait_until(
+        Duration::from_secs(15),
+        "the console's screen in the viewer's window",
+        || {
+            let m = screen_mean(&desktop.display)?;
+            Ok((m > 0.001).then_some(m))
+        },
+    )?;
+    eprintln!("viewer screen mean brightness {mean:.4}");
+    // Keys and pointer from the real viewer reach the console (and the recording).
+    viewer.focus()?;
+    let status = std::process::Command::new("xdotool")
+        .env("DISPLAY", &desktop.display)
+        .args(["mousemove", "100", "100", "type", "--delay", "20", "dir"])
+        .status()?;
+    assert!(status.success(), "xdotool");
+    std::thread::sleep(Duration::from_millis(500));
+    drop(viewer);
+
+    let row = lab.session(false)?;
+    assert_eq!(row["outcome"], "completed", "{row}");
+    let path = lab.recording(&row)?;
+    let (server_bytes, client) = relayed(&path)?;
+    eprintln!("recording: {server_bytes} bytes from the console");
+    // ZRLE (TigerVNC's choice once Tight is filtered) packs the firmware's text screen into
+    // about 1.3 KB.
+    assert!(
+        server_bytes > 1_000,
+        "the console's framebuffer updates are in the recording ({server_bytes} bytes)"
+    );
+    // KeyEvent, down, keysym 'd' (0x64): the first key xdotool typed.
+    let key_d = [4u8, 1, 0, 0, 0, 0, 0, 0x64];
+    assert!(
+        client.windows(key_d.len()).any(|w| w == key_d),
+        "the viewer's keys are in the recording"
+    );
+    assert!(client.contains(&5), "pointer events are in the recording");
+    let verify = lab
+        .sekisho
+        .cli_raw(&["recording", "verify", &path.display().to_string()])?;
+    assert!(
+        verify.status.success(),
+        "recording verify: {}{}",
+        String::from_utf8_lossy(&verify.stdout),
+        String::from_utf8_lossy(&verify.stderr)
+    );
+    let id = row["id"].as_str().context("session id")?;
+    // TigerVNC asks for Tight, JPEG quality and more: the player decodes none of them.
+    lab.event(id, "policy", "removed from the viewer's SetEncodings")?;
+
+    // Single use: the same ticket again, from the right desktop, is refused.
+    lab.tiger_refused(&desktop.display, &ticket, "already used")?;
+    let sessions = lab.sekisho.sessions()?;
+    assert_eq!(
+        sessions
+            .iter()
+            .filter(|s| s["protocol"] == "console-vnc")
+            .count(),
+        1,
+        "the refused viewer got no session: {sessions:?}"
+    );
+    Ok(())
+}
+
+/// A wrong ticket and an expired one (validity shortened to 3 s for the test) are refused to
+/// TigerVNC's viewer, each with its reason, and each refusal is in the catalogue.
+#[test]
+fn vnc_tigervnc_viewer_wrong_and_expired_tickets_are_refused() -> Result<()> {
+    if !require_peers(TIGER_PEERS)? {
+        return Ok(());
+    }
+    let Some(lab) = build_lab(
+        LabOptions {
+            snat: true,
+            env: vec![("SEKISHO_VNC_TICKET_SECONDS", "3")],
+            ..LabOptions::default()
+        },
+        |i| i,
+    )?
+    else {
+        return Ok(());
+    };
+    let desktop = start_xvfb()?;
+    let ticket = lab.ticket("tanaka", "web01", TANAKA_DESKTOP)?;
+    let wrong = if ticket == "guess123" {
+        "guess124"
+    } else {
+        "guess123"
+    };
+    lab.tiger_refused(&desktop.display, wrong, "wrong VNC ticket")?;
+    std::thread::sleep(Duration::from_secs(4));
+    lab.tiger_refused(&desktop.display, &ticket, "expired")?;
+    assert!(
+        lab.sekisho
+            .sessions()?
+            .iter()
+            .all(|s| s["protocol"] != "console-vnc"),
+        "no console session for refused tickets"
+    );
+    Ok(())
+}
+
+/// Clipboard both ways with real peers: TigerVNC's viewer in front, TigerVNC's Xvnc as the
+/// console (it announces its clipboard as ServerCutText, which QEMU cannot originate).
+/// Viewer to console: the viewer's X clipboard is set with xclip, the viewer sends it, Sekisho
+/// drops it with an event, and the console's clipboard stays empty. Console to viewer: the
+/// console's clipboard is set, Xvnc sends it, Sekisho drops it, and the viewer's stays as it
+/// was. A direct viewer on the same console shows the peers do pass clipboard without Sekisho.
+#[test]
+fn vnc_tigervnc_clipboard_is_cut_both_ways() -> Result<()> {
+    if !require_peers(TIGER_PEERS)? {
+        return Ok(());
+    }
+    let console = start_xvnc()?;
+    let Some(lab) = build_lab(
+        LabOptions {
+            snat: true,
+            console_port: Some(console.port),
+            ..LabOptions::default()
+        },
+        |i| i,
+    )?
+    else {
+        return Ok(());
+    };
+    let desktop = start_xvfb()?;
+    let ticket = lab.ticket("tanaka", "web01", TANAKA_DESKTOP)?;
+    let viewer = lab.tiger(&desktop.display, &ticket)?;
+    viewer.wait_log("Using pixel format", Duration::from_secs(15))?;
+    let row = lab.session(true)?;
+    let id = row["id"].as_str().context("session id")?.to_owned();
+    viewer.focus()?;
+
+    // Viewer -> console.
+    const FROM_VDI: &str = "vdi-clipboard-secret-4711";
+    set_selection(&desktop.display, "clipboard", FROM_VDI)?;
+    viewer.wait_log("Sending clipboard data", Duration::from_secs(10))?;
+    let (_, detail) = lab.event(&id, "clipboard-dropped", "from the viewer")?;
+    eprintln!("event: {detail}");
+    assert_ne!(
+        get_selection(&console.x.display, "clipboard")?,
+        FROM_VDI,
+        "the console never receives the viewer's clipboard"
+    );
+    assert_ne!(get_selection(&console.x.display, "primary")?, FROM_VDI);
+
+    // Console -> viewer.
+    const FROM_VM: &str = "vm-clipboard-secret-0815";
+    set_selection(&console.x.display, "clipboard", FROM_VM)?;
+    let (_, detail) = lab.event(&id, "clipboard-dropped", "from the console")?;
+    eprintln!("event: {detail}");
+    std::thread::sleep(Duration::from_millis(500));
+    assert_eq!(
+        get_selection(&desktop.display, "clipboard")?,
+        FROM_VDI,
+        "the viewer's clipboard is unchanged"
+    );
+    assert_ne!(get_selection(&desktop.display, "primary")?, FROM_VM);
+    assert!(
+        !viewer.log_text().contains("Got clipboard data"),
+        "the viewer never got clipboard data:\n{}",
+        viewer.log_text()
+    );
+    drop(viewer);
+    let row = lab.session(false)?;
+    let bytes = std::fs::read(lab.recording(&row)?)?;
+    let text = String::from_utf8_lossy(&bytes);
+    assert!(
+        !text.contains(FROM_VDI) && !text.contains(FROM_VM),
+        "no clipboard text in the recording"
+    );
+
+    // Control: the same peers without Sekisho do pass the console's clipboard.
+    let direct_desktop = start_xvfb()?;
+    let direct = TigerViewer::start(
+        &direct_desktop.display,
+        lab.sekisho.dir.path(),
+        std::net::SocketAddr::from(([127, 0, 0, 1], console.port)),
+        "unused00",
+    )?;
+    direct.wait_log("Using pixel format", Duration::from_secs(15))?;
+    direct.focus()?;
+    const CONTROL: &str = "control-clipboard-1234";
+    set_selection(&console.x.display, "clipboard", CONTROL)?;
+    lab.sekisho.wait_until(
+        Duration::from_secs(10),
+        "the console's clipboard in a direct viewer",
+        || Ok((get_selection(&direct_desktop.display, "clipboard")? == CONTROL).then_some(())),
+    )?;
+    Ok(())
+}
+
+/// `sessions kill` ends a console that TigerVNC's viewer is using: the viewer sees the end.
+#[test]
+fn vnc_tigervnc_viewer_is_disconnected_by_kill() -> Result<()> {
+    if !require_peers(TIGER_PEERS)? {
+        return Ok(());
+    }
+    let Some(lab) = build_lab(
+        LabOptions {
+            snat: true,
+            ..LabOptions::default()
+        },
+        |i| i,
+    )?
+    else {
+        return Ok(());
+    };
+    let desktop = start_xvfb()?;
+    let ticket = lab.ticket("tanaka", "web01", TANAKA_DESKTOP)?;
+    let viewer = lab.tiger(&desktop.display, &ticket)?;
+    viewer.wait_log("Using pixel format", Duration::from_secs(15))?;
+    let row = lab.session(true)?;
+    let id = row["id"].as_str().context("session id")?.to_owned();
+    let kill = lab.sekisho.cli(&["sessions", "kill", &id])?;
+    assert!(
+        kill.status.success(),
+        "kill: {}",
+        String::from_utf8_lossy(&kill.stderr)
+    );
+    let log = viewer.wait_log("End of stream", Duration::from_secs(5))?;
+    assert!(!log.contains("Authentication failure"), "{log}");
+    let row = lab.session(false)?;
+    assert_eq!(row["outcome"], "killed", "{row}");
+    Ok(())
+}
+
+/// `vnc_qmp`: QEMU's VNC console is password-protected with no password set (every viewer is
+/// refused), and Sekisho sets a one-time password through QEMU's QMP monitor right before
+/// connecting, then authenticates with it: the viewer gets the screen.
+#[test]
+fn vnc_one_time_console_password_is_set_through_qmp() -> Result<()> {
+    if !require_peers(&["qemu-system-x86_64", "python3", "ssh"])? {
+        return Ok(());
+    }
+    let qemu = start_qemu_vnc_qmp()?;
+    let qmp = qemu.qmp_port.context("qmp port")?;
+    crate::support::wait_for_port(
+        std::net::SocketAddr::from(([127, 0, 0, 1], qmp)),
+        Duration::from_secs(10),
+    )?;
+    let Some(lab) = build_lab(
+        LabOptions {
+            console_port: Some(qemu.port),
+            ..LabOptions::default()
+        },
+        |inv| {
+            inv.replacen(
+                "vnc_console = \"127.0.0.1:15901\"",
+                &format!("vnc_console = \"127.0.0.1:15901\"\nvnc_qmp = \"127.0.0.1:{qmp}\""),
+                1,
+            )
+        },
+    )?
+    else {
+        return Ok(());
+    };
+    // Control: without a password set through QMP, QEMU refuses a viewer.
+    let direct = run_viewer(
+        &lab.script,
+        &ViewerArgs {
+            host: "127.0.0.1".to_owned(),
+            port: qemu.port,
+            source: "127.0.0.1".to_owned(),
+            password: "anything".to_owned(),
+            ..ViewerArgs::default()
+        },
+    )?;
+    assert_eq!(direct["result"], "refused", "{direct}");
+
+    let ticket = lab.ticket("tanaka", "web01", TANAKA_DESKTOP)?;
+    let report = run_viewer(&lab.script, &lab.viewer(TANAKA_DESKTOP, &ticket))?;
+    assert_eq!(
+        report["result"],
+        "ok",
+        "{report}\n{}",
+        lab.sekisho.serve_log()
+    );
+    assert!(report["updates"].as_u64().unwrap_or(0) >= 1, "{report}");
+    assert!(
+        report["nonblack_pixels"].as_u64().unwrap_or(0) > 100,
+        "the firmware screen came through: {report}"
+    );
+    let log = lab.sekisho.serve_log();
+    assert!(
+        log.contains("one-time VNC password through QMP"),
+        "the password was set through QMP:\n{log}"
+    );
+    Ok(())
+}
+
+/// The bytes relayed from the console (count) and from the viewer (all of them, in order)
+/// in the recording at `path`.
+fn relayed(path: &std::path::Path) -> Result<(usize, Vec<u8>)> {
+    use recorder::format::{Direction, RecordKind};
+    let bytes = std::fs::read(path).with_context(|| format!("read {}", path.display()))?;
+    let rec = recorder::reader::Recording::parse(&bytes)?;
+    let (mut server, mut client) = (0, Vec::new());
+    for r in rec.records() {
+        if let RecordKind::Data {
+            direction, bytes, ..
+        } = r?.kind
+        {
+            match direction {
+                Direction::ServerToClient => server += bytes.len(),
+                Direction::ClientToServer => client.extend_from_slice(&bytes),
+            }
+        }
+    }
+    Ok((server, client))
 }

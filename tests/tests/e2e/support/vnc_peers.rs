@@ -18,6 +18,8 @@ pub struct Qemu {
     /// Holds QEMU's log until the peer is dropped.
     pub _dir: tempfile::TempDir,
     pub port: u16,
+    /// The QMP monitor's port, when started with one.
+    pub qmp_port: Option<u16>,
 }
 
 impl Drop for Qemu {
@@ -29,6 +31,16 @@ impl Drop for Qemu {
 
 /// Starts QEMU with its VNC console on a free port, protected by `password` if given.
 pub fn start_qemu_vnc(password: Option<&str>) -> Result<Qemu> {
+    start_qemu(password, false)
+}
+
+/// QEMU whose VNC console needs a password that is not set yet (`password=on`: every viewer is
+/// refused until one is set), with its QMP monitor on a free port to set one.
+pub fn start_qemu_vnc_qmp() -> Result<Qemu> {
+    start_qemu(None, true)
+}
+
+fn start_qemu(password: Option<&str>, qmp: bool) -> Result<Qemu> {
     let dir = tempfile::Builder::new()
         .prefix("sekisho-qemu-vnc-")
         .tempdir()?;
@@ -59,10 +71,20 @@ pub fn start_qemu_vnc(password: Option<&str>) -> Result<Qemu> {
                 &format!("127.0.0.1:{display},password-secret=vncpw"),
             ]);
         }
+        None if qmp => {
+            cmd.args(["-vnc", &format!("127.0.0.1:{display},password=on")]);
+        }
         None => {
             cmd.args(["-vnc", &format!("127.0.0.1:{display}")]);
         }
     }
+    let qmp_port = if qmp {
+        let p = free_port("127.0.0.1")?;
+        cmd.args(["-qmp", &format!("tcp:127.0.0.1:{p},server=on,wait=off")]);
+        Some(p)
+    } else {
+        None
+    };
     let child = cmd
         .stdin(Stdio::null())
         .stdout(log.try_clone()?)
@@ -73,6 +95,7 @@ pub fn start_qemu_vnc(password: Option<&str>) -> Result<Qemu> {
         child,
         _dir: dir,
         port,
+        qmp_port,
     };
     let deadline = Instant::now() + Duration::from_secs(10);
     while std::net::TcpStream::connect(("127.0.0.1", port)).is_err() {
@@ -314,4 +337,362 @@ pub fn ssh_client(askpass: &Path) -> Command {
         .env("DISPLAY", ":0")
         .env_remove("SSH_AUTH_SOCK");
     c
+}
+
+// ----- TigerVNC: the real viewer, and Xvnc as a console that originates clipboard -----
+
+/// A process killed (and reaped) on drop.
+pub struct Reaped(pub Child);
+
+impl Drop for Reaped {
+    fn drop(&mut self) {
+        let _ = self.0.kill();
+        let _ = self.0.wait();
+    }
+}
+
+/// An X server started with `-displayfd 1`: the server picks a free display number and writes
+/// it on stdout, so parallel tests never race for a display.
+pub struct XServer {
+    _child: Reaped,
+    /// `:N`
+    pub display: String,
+    /// Held so the server never sees a closed stdout.
+    _stdout: std::process::ChildStdout,
+}
+
+fn start_x(program: &str, args: &[&str]) -> Result<XServer> {
+    use std::io::BufRead;
+    let mut child = Command::new(program)
+        .args(["-displayfd", "1"])
+        .args(args)
+        .stdin(Stdio::null())
+        .stdout(Stdio::piped())
+        .stderr(Stdio::null())
+        .spawn()
+        .with_context(|| format!("spawn {program}"))?;
+    let mut stdout = child.stdout.take().context("X server stdout")?;
+    let child = Reaped(child);
+    // The display number is the first line; read it byte by byte so nothing stays buffered.
+    let mut line = Vec::new();
+    let mut reader = std::io::BufReader::with_capacity(1, &mut stdout);
+    reader.read_until(b'\n', &mut line)?;
+    let n: u32 = String::from_utf8_lossy(&line)
+        .trim()
+        .parse()
+        .with_context(|| format!("{program} did not print its display number"))?;
+    Ok(XServer {
+        _child: child,
+        display: format!(":{n}"),
+        _stdout: stdout,
+    })
+}
+
+/// Xvfb for the contractor's desktop (black background, so a blank screen is all black).
+pub fn start_xvfb() -> Result<XServer> {
+    start_x(
+        "Xvfb",
+        &["-screen", "0", "1024x768x24", "-nolisten", "tcp", "-br"],
+    )
+}
+
+/// TigerVNC's Xvnc as a VM console: an X desktop whose clipboard changes it announces to its
+/// VNC viewers as ServerCutText (QEMU cannot originate clipboard without a guest agent).
+pub struct XvncConsole {
+    pub x: XServer,
+    pub port: u16,
+}
+
+pub fn start_xvnc() -> Result<XvncConsole> {
+    let port = free_port("127.0.0.1")?;
+    let x = start_x(
+        "Xvnc",
+        &[
+            "-rfbport",
+            &port.to_string(),
+            "-localhost",
+            "-SecurityTypes",
+            "None",
+            "-nolisten",
+            "tcp",
+            "-geometry",
+            "800x600",
+            "-depth",
+            "24",
+            "-AlwaysShared",
+        ],
+    )?;
+    crate::support::wait_for_port(
+        std::net::SocketAddr::from(([127, 0, 0, 1], port)),
+        Duration::from_secs(10),
+    )?;
+    Ok(XvncConsole { x, port })
+}
+
+/// TigerVNC's `vncviewer` on `display`, with the ticket in a `vncpasswd -f` password file.
+pub struct TigerViewer {
+    _child: Reaped,
+    pub log: PathBuf,
+    pub display: String,
+}
+
+impl TigerViewer {
+    /// Connects to `addr` (Sekisho's VNC listener) giving `password`.
+    pub fn start(
+        display: &str,
+        dir: &Path,
+        addr: std::net::SocketAddr,
+        password: &str,
+    ) -> Result<Self> {
+        use std::io::Write;
+        static N: std::sync::atomic::AtomicU32 = std::sync::atomic::AtomicU32::new(0);
+        let n = N.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+        let passwd = dir.join(format!("viewer-{n}.passwd"));
+        let mut vncpasswd = Command::new("vncpasswd")
+            .arg("-f")
+            .stdin(Stdio::piped())
+            .stdout(Stdio::piped())
+            .stderr(Stdio::piped())
+            .spawn()
+            .context("spawn vncpasswd")?;
+        vncpasswd
+            .stdin
+            .take()
+            .context("vncpasswd stdin")?
+            .write_all(format!("{password}\n").as_bytes())?;
+        let out = vncpasswd.wait_with_output()?;
+        if !out.status.success() || out.stdout.is_empty() {
+            bail!(
+                "vncpasswd -f failed: {}",
+                String::from_utf8_lossy(&out.stderr)
+            );
+        }
+        std::fs::write(&passwd, &out.stdout)?;
+        let log = dir.join(format!("vncviewer-{n}.log"));
+        let file = std::fs::File::create(&log)?;
+        let child = Command::new("vncviewer")
+            .args(["-display", display, "-passwd"])
+            .arg(&passwd)
+            // Debug level for the clipboard lines; RemoteResize off so the window follows the
+            // console instead of asking it to resize.
+            .args(["-Log", "*:stderr:100", "-RemoteResize=0"])
+            .arg(format!("{}::{}", addr.ip(), addr.port()))
+            .stdin(Stdio::null())
+            .stdout(file.try_clone()?)
+            .stderr(file)
+            .spawn()
+            .context("spawn vncviewer")?;
+        Ok(TigerViewer {
+            _child: Reaped(child),
+            log,
+            display: display.to_owned(),
+        })
+    }
+
+    pub fn log_text(&self) -> String {
+        std::fs::read_to_string(&self.log).unwrap_or_default()
+    }
+
+    /// Waits until the viewer's log contains `needle`; returns the log.
+    pub fn wait_log(&self, needle: &str, timeout: Duration) -> Result<String> {
+        let deadline = Instant::now() + timeout;
+        loop {
+            let text = self.log_text();
+            if text.contains(needle) {
+                return Ok(text);
+            }
+            if Instant::now() > deadline {
+                bail!("vncviewer never logged {needle:?}:\n{text}");
+            }
+            std::thread::sleep(Duration::from_millis(100));
+        }
+    }
+
+    /// Gives the viewer's window the X input focus: TigerVNC sends its clipboard only while
+    /// focused (and there is no window manager under Xvfb to give it focus).
+    pub fn focus(&self) -> Result<()> {
+        let deadline = Instant::now() + Duration::from_secs(10);
+        loop {
+            let out = Command::new("xdotool")
+                .env("DISPLAY", &self.display)
+                .args(["search", "--name", "TigerVNC"])
+                .output()?;
+            let ids = String::from_utf8_lossy(&out.stdout).to_string();
+            if let Some(id) = ids.lines().next() {
+                let status = Command::new("xdotool")
+                    .env("DISPLAY", &self.display)
+                    .args(["windowfocus", "--sync", id])
+                    .status()?;
+                if status.success() {
+                    return Ok(());
+                }
+            }
+            if Instant::now() > deadline {
+                bail!("no TigerVNC window to focus on {}", self.display);
+            }
+            std::thread::sleep(Duration::from_millis(100));
+        }
+    }
+}
+
+/// The mean brightness (0..1) of `display`'s root window: a screenshot with `xwd`, measured by
+/// ImageMagick. 0 is an all-black (blank) screen.
+pub fn screen_mean(display: &str) -> Result<f64> {
+    let xwd = Command::new("xwd")
+        .args(["-root", "-silent", "-display", display])
+        .output()
+        .context("run xwd")?;
+    if !xwd.status.success() {
+        bail!("xwd failed: {}", String::from_utf8_lossy(&xwd.stderr));
+    }
+    use std::io::Write;
+    let mut convert = Command::new("convert")
+        .args(["xwd:-", "-format", "%[fx:mean]", "info:"])
+        .stdin(Stdio::piped())
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .context("spawn convert")?;
+    convert
+        .stdin
+        .take()
+        .context("convert stdin")?
+        .write_all(&xwd.stdout)?;
+    let out = convert.wait_with_output()?;
+    String::from_utf8_lossy(&out.stdout)
+        .trim()
+        .parse()
+        .with_context(|| {
+            format!(
+                "convert printed no mean: {}",
+                String::from_utf8_lossy(&out.stderr)
+            )
+        })
+}
+
+/// Sets `selection` (clipboard or primary) on `display` to `text` with `xclip`, which stays
+/// as the selection owner in the background until another client takes the selection or the
+/// X server ends.
+pub fn set_selection(display: &str, selection: &str, text: &str) -> Result<()> {
+    use std::io::Write;
+    let mut xclip = Command::new("xclip")
+        .args(["-display", display, "-selection", selection, "-i"])
+        .stdin(Stdio::piped())
+        .stdout(Stdio::null())
+        .stderr(Stdio::null())
+        .spawn()
+        .context("spawn xclip")?;
+    xclip
+        .stdin
+        .take()
+        .context("xclip stdin")?
+        .write_all(text.as_bytes())?;
+    let status = xclip.wait()?;
+    anyhow::ensure!(status.success(), "xclip -i failed on {display}");
+    Ok(())
+}
+
+/// The text of `selection` on `display`, or "" when nobody owns it.
+pub fn get_selection(display: &str, selection: &str) -> Result<String> {
+    let out = Command::new("timeout")
+        .args([
+            "5",
+            "xclip",
+            "-display",
+            display,
+            "-selection",
+            selection,
+            "-o",
+        ])
+        .output()
+        .context("run xclip -o")?;
+    Ok(String::from_utf8_lossy(&out.stdout).into_owned())
+}
+
+/// An iptables SNAT rule on loopback for one destination port, removed on drop: TigerVNC's
+/// viewer cannot choose its source address, and tickets are bound to the VDI desktop's.
+pub struct Snat {
+    port: u16,
+    source: String,
+}
+
+fn snat_rule(op: &str, port: u16, source: &str) -> Result<()> {
+    let status = Command::new("iptables")
+        .args(["-w", "-t", "nat", op, "POSTROUTING", "-p", "tcp", "-d"])
+        .args(["127.0.0.1", "--dport", &port.to_string()])
+        .args(["-j", "SNAT", "--to-source", source])
+        .status()
+        .context("run iptables")?;
+    anyhow::ensure!(
+        status.success(),
+        "iptables {op} SNAT for port {port} failed"
+    );
+    Ok(())
+}
+
+impl Snat {
+    pub fn add(port: u16, source: &str) -> Result<Self> {
+        snat_rule("-A", port, source)?;
+        Ok(Snat {
+            port,
+            source: source.to_owned(),
+        })
+    }
+}
+
+impl Drop for Snat {
+    fn drop(&mut self) {
+        let _ = snat_rule("-D", self.port, &self.source);
+    }
+}
+
+/// The catalogue events of session `id` as (kind, detail), read from the instance's SQLite.
+pub fn session_events(
+    sekisho: &crate::support::SekishoInstance,
+    id: &str,
+) -> Result<Vec<(String, String)>> {
+    let url = format!("sqlite://{}", sekisho.path("data/sekisho.db").display());
+    let id: uuid::Uuid = id.parse()?;
+    tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()?
+        .block_on(async move {
+            let cat = recorder::catalogue::Catalogue::connect(&url).await?;
+            let rows = cat.session_events(policy::SessionId(id)).await?;
+            cat.close().await;
+            anyhow::Ok(
+                rows.into_iter()
+                    .map(|r| (r.kind, r.detail.unwrap_or_default()))
+                    .collect(),
+            )
+        })
+}
+
+/// `sekisho serve` for an instance started with `no_serve`, with extra environment (e.g. a
+/// short `SEKISHO_VNC_TICKET_SECONDS`); logs to the instance's `serve.log`.
+pub fn spawn_serve_with_env(
+    sekisho: &crate::support::SekishoInstance,
+    env: &[(&str, &str)],
+) -> Result<Reaped> {
+    let log = std::fs::OpenOptions::new()
+        .create(true)
+        .append(true)
+        .open(sekisho.path("serve.log"))?;
+    let child = Command::new(crate::support::sekisho_bin()?)
+        .arg("serve")
+        .arg("--config")
+        .arg(&sekisho.config)
+        .current_dir(sekisho.dir.path())
+        .env("RUST_LOG", "info,proxy=debug")
+        .envs(env.iter().copied())
+        .stdin(Stdio::null())
+        .stdout(log.try_clone()?)
+        .stderr(log)
+        .spawn()
+        .context("spawn sekisho serve")?;
+    let child = Reaped(child);
+    crate::support::wait_for_port(sekisho.listen.ssh, Duration::from_secs(20))
+        .with_context(|| sekisho.serve_log())?;
+    crate::support::wait_for_port(sekisho.listen.vnc, Duration::from_secs(5))?;
+    Ok(child)
 }
