@@ -108,8 +108,7 @@ pub fn export(args: ExportArgs) -> Result<ExitCode> {
         }
         ExportFormat::Png => {
             let at_us = args.at.map(seconds_to_us).transpose()?;
-            player::export::export_png(&bytes, at_us, &mut buffer)
-                .context("cannot export png")?
+            player::export::export_png(&bytes, at_us, &mut buffer).context("cannot export png")?
         }
         ExportFormat::Mp4 => {
             if args.at.is_some() {
@@ -138,13 +137,19 @@ fn seconds_to_us(s: f64) -> Result<u64> {
 fn export_mp4(bytes: &[u8], output: &Path) -> Result<ExitCode> {
     use std::process::{Command, Stdio};
 
+    // Look for ffmpeg before decoding anything: its absence is the likely failure.
+    let ffmpeg = find_ffmpeg().context(
+        "mp4 export needs ffmpeg, which is not installed (or not on PATH): install it \
+         (Debian: apt-get install ffmpeg), or export single frames with --format png --at S",
+    )?;
     let mut replay = player::export::Graphical::open(bytes).context("cannot export mp4")?;
-    let ffmpeg = std::env::var_os("SEKISHO_FFMPEG").unwrap_or_else(|| "ffmpeg".into());
     // ffmpeg picks the container from the name: keep ".mp4" on the partial file.
     let tmp = output.with_extension("partial.mp4");
     let first = replay.frame_at(0).context("cannot export mp4")?;
-    let spawn = Command::new(&ffmpeg)
-        .args(["-v", "error", "-y", "-f", "rawvideo", "-pix_fmt", "rgba", "-s"])
+    let mut child = Command::new(&ffmpeg)
+        .args([
+            "-v", "error", "-y", "-f", "rawvideo", "-pix_fmt", "rgba", "-s",
+        ])
         .arg(format!("{}x{}", first.width, first.height))
         .args(["-r", &player::export::VIDEO_FPS.to_string(), "-i", "-"])
         // yuv420p (what players expect) needs even sides.
@@ -154,15 +159,8 @@ fn export_mp4(bytes: &[u8], output: &Path) -> Result<ExitCode> {
         .stdin(Stdio::piped())
         .stdout(Stdio::null())
         .stderr(Stdio::piped())
-        .spawn();
-    let mut child = match spawn {
-        Ok(c) => c,
-        Err(e) if e.kind() == std::io::ErrorKind::NotFound => bail!(
-            "mp4 export needs ffmpeg, which is not installed (or not on PATH): install it \
-             (Debian: apt-get install ffmpeg), or export single frames with --format png --at S"
-        ),
-        Err(e) => return Err(e).context("cannot start ffmpeg"),
-    };
+        .spawn()
+        .with_context(|| format!("cannot start {}", ffmpeg.display()))?;
     let mut stdin = child.stdin.take().context("ffmpeg stdin")?;
     let fed = player::export::video_frames(&mut replay, |rgba| stdin.write_all(rgba));
     drop(stdin);
@@ -182,7 +180,16 @@ fn export_mp4(bytes: &[u8], output: &Path) -> Result<ExitCode> {
             String::from_utf8_lossy(&out.stderr).trim()
         );
     }
-    std::fs::rename(&tmp, output)
-        .with_context(|| format!("cannot write {}", output.display()))?;
+    std::fs::rename(&tmp, output).with_context(|| format!("cannot write {}", output.display()))?;
     Ok(ExitCode::SUCCESS)
+}
+
+/// `ffmpeg` on PATH (or `$SEKISHO_FFMPEG`), if it is there.
+fn find_ffmpeg() -> Option<PathBuf> {
+    if let Some(p) = std::env::var_os("SEKISHO_FFMPEG") {
+        return Some(PathBuf::from(p)).filter(|p| p.is_file());
+    }
+    std::env::split_paths(&std::env::var_os("PATH")?)
+        .map(|dir| dir.join("ffmpeg"))
+        .find(|p| p.is_file())
 }

@@ -1,2 +1,487 @@
 //! Player tests against recordings made through Sekisho with real peers: decoders, exports and
 //! fidelity against the peers' own screens.
+//!
+//! Fidelity: the player's last frame (`sekisho export --format png`) is compared with the
+//! server's own picture of its screen (`xwd -root` of xrdp's Xvnc session; QEMU's
+//! `screendump`). Both images are turned into raw RGB by ffmpeg, so the comparison does not
+//! depend on Sekisho's own image code.
+
+#[path = "support/rdp_peers.rs"]
+#[allow(dead_code)] // this module uses xrdp and xfreerdp only
+mod rdp_peers;
+#[path = "support/vnc_peers.rs"]
+#[allow(dead_code)] // this module uses the QEMU and viewer helpers only
+mod vnc_peers;
+
+use std::path::{Path, PathBuf};
+use std::process::{Command, Stdio};
+use std::time::Duration;
+
+use anyhow::{Context, Result, bail, ensure};
+use rdp_peers::{LAB_PASS, LAB_USER, XRDP_PORT};
+
+use crate::support::{InstanceOptions, SekishoInstance, require_peers};
+
+/// tanaka's Sekisho password (the hash in the inventory).
+const TANAKA_PASS: &str = "change-me-now";
+/// The VDI desktop address RDP clients appear to come from (SNAT, as in `rdp.rs`).
+const DESKTOP: &str = "127.0.10.11";
+/// tanaka's VDI desktop in the demo inventory (VNC consoles).
+const VNC_DESKTOP: &str = "127.0.10.11";
+
+/// At most this fraction of pixels may differ between the player's frame and the server's
+/// screen. The cursor is not part of either picture (xwd and screendump leave it out; the
+/// player draws pointer updates separately), so any difference is a decoding error; the
+/// margin only covers a screen change racing the end of the session.
+const MAX_DIFFERING: f64 = 0.001;
+
+fn rdp_inventory() -> String {
+    format!(
+        r#"timezone = "Asia/Tokyo"
+
+[recording]
+required = true
+
+[[vdi_pool]]
+name = "vdi-test"
+path = "ip-vpn"
+networks = ["127.0.10.0/24"]
+
+[zones]
+business = ["ip-vpn"]
+
+[[contractor]]
+id = "acme"
+name = "ACME Systems K.K."
+
+[[user]]
+name = "tanaka"
+contractor = "acme"
+role = "contractor"
+password_hash = "$argon2id$v=19$m=19456,t=2,p=1$IvBzMLDZyFbDrkZ3n1bk7w$8NW46C5ZNmNfiHNU+fwLLsnh9hyP7iNV8iEC4MEm5fU"
+desktops = ["{DESKTOP}"]
+
+[[target]]
+name = "srv01"
+address = "127.0.0.1"
+kind = "physical"
+zone = "business"
+rdp_port = {XRDP_PORT}
+credential = "srv01-maint"
+
+[[contract]]
+contractor = "acme"
+targets = ["srv01"]
+valid_from = "2026-01-01"
+valid_until = "2099-12-31"
+
+[rdp]
+allow_static_channels = ["rdpsnd", "drdynvc"]
+"#
+    )
+}
+
+/// An iptables SNAT rule making connections to Sekisho's RDP port come from [`DESKTOP`];
+/// removed on drop.
+struct Snat(u16);
+
+impl Snat {
+    fn rule(op: &str, port: u16) -> Result<()> {
+        let status = Command::new("iptables")
+            .args([
+                "-t",
+                "nat",
+                op,
+                "POSTROUTING",
+                "-p",
+                "tcp",
+                "-d",
+                "127.0.0.1",
+            ])
+            .arg("--dport")
+            .arg(port.to_string())
+            .args(["-j", "SNAT", "--to-source", DESKTOP])
+            .status()?;
+        ensure!(status.success(), "iptables {op} failed");
+        Ok(())
+    }
+
+    fn add(port: u16) -> Result<Snat> {
+        Snat::rule("-A", port)?;
+        Ok(Snat(port))
+    }
+}
+
+impl Drop for Snat {
+    fn drop(&mut self) {
+        let _ = Snat::rule("-D", self.0);
+    }
+}
+
+/// Converts any image ffmpeg reads (png, xwd, ppm) to raw RGB24: (width, height, pixels).
+fn raw_rgb(path: &Path) -> Result<(u32, u32, Vec<u8>)> {
+    let probe = Command::new("ffprobe")
+        .args(["-v", "error", "-select_streams", "v:0"])
+        .args(["-show_entries", "stream=width,height", "-of", "csv=p=0"])
+        .arg(path)
+        .output()
+        .context("cannot run ffprobe")?;
+    ensure!(
+        probe.status.success(),
+        "ffprobe {}: {}",
+        path.display(),
+        String::from_utf8_lossy(&probe.stderr)
+    );
+    let dims = String::from_utf8_lossy(&probe.stdout);
+    let mut it = dims.trim().split(',');
+    let w: u32 = it.next().context("width")?.trim().parse()?;
+    let h: u32 = it.next().context("height")?.trim().parse()?;
+    let out = Command::new("ffmpeg")
+        .args(["-v", "error", "-i"])
+        .arg(path)
+        .args(["-f", "rawvideo", "-pix_fmt", "rgb24", "-"])
+        .stdin(Stdio::null())
+        .output()
+        .context("cannot run ffmpeg")?;
+    ensure!(
+        out.status.success(),
+        "ffmpeg {}: {}",
+        path.display(),
+        String::from_utf8_lossy(&out.stderr)
+    );
+    ensure!(
+        out.stdout.len() == (w * h * 3) as usize,
+        "{}: {} bytes of RGB for {w}x{h}",
+        path.display(),
+        out.stdout.len()
+    );
+    Ok((w, h, out.stdout))
+}
+
+/// The fraction of pixels that differ between two images of the same size.
+fn differing(a: &Path, b: &Path) -> Result<f64> {
+    let (aw, ah, ap) = raw_rgb(a)?;
+    let (bw, bh, bp) = raw_rgb(b)?;
+    ensure!(
+        (aw, ah) == (bw, bh),
+        "sizes differ: {} is {aw}x{ah}, {} is {bw}x{bh}",
+        a.display(),
+        b.display()
+    );
+    // A uniform screen would make the comparison meaningless.
+    let first = bp.get(..3).context("empty image")?;
+    ensure!(
+        bp.chunks_exact(3).any(|p| p != first),
+        "{} is a single colour",
+        b.display()
+    );
+    let diff = ap
+        .chunks_exact(3)
+        .zip(bp.chunks_exact(3))
+        .filter(|(x, y)| x != y)
+        .count();
+    Ok(diff as f64 / f64::from(aw * ah))
+}
+
+/// `sekisho export --format png` of `recording` into `out`.
+fn export_png(instance: &SekishoInstance, recording: &str, out: &Path) -> Result<()> {
+    let out_s = out.to_str().context("path")?;
+    let run = instance.cli_raw(&["export", recording, "--format", "png", "-o", out_s])?;
+    ensure!(
+        run.status.success(),
+        "export failed: {}",
+        String::from_utf8_lossy(&run.stderr)
+    );
+    Ok(())
+}
+
+/// The X display of the xrdp session from xrdp's log ("login successful for user labuser on
+/// display 4112").
+fn xrdp_display(log: &str) -> Option<String> {
+    log.lines()
+        .rev()
+        .filter_map(|l| l.split(" on display ").nth(1))
+        .map(|d| d.trim().to_owned())
+        .next()
+}
+
+/// Runs one RDP session of `seconds` through Sekisho; returns the finished recording's path.
+fn rdp_session(instance: &SekishoInstance, seconds: u32) -> Result<(PathBuf, String)> {
+    let before = rdp_peers::xrdp_log_offset();
+    let run = rdp_peers::xfreerdp(
+        "127.0.0.1",
+        instance.listen.rdp.port(),
+        "tanaka",
+        TANAKA_PASS,
+        seconds,
+        &["/pcb:srv01", "/size:1024x768", "/bpp:32"],
+    )?;
+    ensure!(
+        run.active(),
+        "session through Sekisho did not come up:\n{}\n{}",
+        run.log,
+        instance.serve_log()
+    );
+    let display = xrdp_display(&rdp_peers::xrdp_log_since(before))
+        .context("no 'login successful … on display' in xrdp's log")?;
+    let session = instance.wait_until(Duration::from_secs(10), "the RDP session to end", || {
+        Ok(instance
+            .sessions()?
+            .into_iter()
+            .find(|s| s["protocol"] == "rdp" && !s["ended_at"].is_null()))
+    })?;
+    let recording = session
+        .get("recording")
+        .and_then(|r| r.as_str())
+        .context("session has no recording")?;
+    let path = if Path::new(recording).is_absolute() {
+        PathBuf::from(recording)
+    } else {
+        instance.dir.path().join(recording)
+    };
+    Ok((path, display))
+}
+
+/// Replaying an RDP recording made through Sekisho by xfreerdp against xrdp reproduces the
+/// server's screen (xwd of the session's X display). Set `SEKISHO_KEEP_RDP_RECORDING=PATH` to
+/// keep the recording (how `player/tests/data/rdp-xrdp.skrec` was made).
+#[test]
+fn player_rdp_last_frame_matches_the_server_screen() -> Result<()> {
+    if !require_peers(&[
+        "xrdp", "xfreerdp", "Xvfb", "Xvnc", "timeout", "iptables", "xwd", "ffmpeg", "ffprobe",
+    ])? {
+        return Ok(());
+    }
+    rdp_peers::ensure_xrdp()?;
+    let _serial = rdp_peers::serial();
+    let instance = SekishoInstance::start_with(
+        &rdp_inventory(),
+        InstanceOptions {
+            secrets: Some(format!(
+                "[credential.srv01-maint]\nusername = \"{LAB_USER}\"\npassword = \"{LAB_PASS}\"\n"
+            )),
+            ..InstanceOptions::default()
+        },
+    )?;
+    let _snat = Snat::add(instance.listen.rdp.port())?;
+    let (recording, display) = rdp_session(&instance, 8)?;
+    if let Some(keep) = std::env::var_os("SEKISHO_KEEP_RDP_RECORDING") {
+        std::fs::copy(&recording, &keep)?;
+    }
+
+    // xrdp keeps the session (KillDisconnected=false): its screen is still what the client
+    // saw last.
+    let shot = instance.dir.path().join("server.xwd");
+    let xauth = rdp_peers::lab_dir().join(format!("home/{LAB_USER}/.Xauthority"));
+    let xwd = Command::new("xwd")
+        .args(["-root", "-silent", "-display", &format!(":{display}")])
+        .arg("-out")
+        .arg(&shot)
+        .env("XAUTHORITY", &xauth)
+        .output()?;
+    if !xwd.status.success() {
+        bail!("xwd :{display}: {}", String::from_utf8_lossy(&xwd.stderr));
+    }
+    let frame = instance.dir.path().join("player.png");
+    export_png(&instance, recording.to_str().context("path")?, &frame)?;
+    let fraction = differing(&frame, &shot)?;
+    eprintln!(
+        "RDP fidelity: {:.4}% of pixels differ between the player's last frame and xwd of :{display}",
+        fraction * 100.0
+    );
+    assert!(
+        fraction <= MAX_DIFFERING,
+        "{:.4}% of pixels differ (at most {:.4}%)",
+        fraction * 100.0,
+        MAX_DIFFERING * 100.0
+    );
+    Ok(())
+}
+
+/// One QMP command on a fresh connection to QEMU's monitor (greeting, capabilities, command).
+fn qmp(port: u16, command: &str) -> Result<String> {
+    use std::io::{BufRead, BufReader, Write};
+    let stream = std::net::TcpStream::connect(("127.0.0.1", port))?;
+    stream.set_read_timeout(Some(Duration::from_secs(10)))?;
+    let mut reader = BufReader::new(stream.try_clone()?);
+    let mut writer = stream;
+    let mut line = String::new();
+    reader.read_line(&mut line)?; // greeting
+    for cmd in [r#"{"execute":"qmp_capabilities"}"#, command] {
+        writer.write_all(cmd.as_bytes())?;
+        writer.write_all(b"\n")?;
+        loop {
+            line.clear();
+            if reader.read_line(&mut line)? == 0 {
+                bail!("QMP closed");
+            }
+            // Asynchronous events come interleaved; the answer has "return" or "error".
+            if line.contains("\"return\"") || line.contains("\"error\"") {
+                break;
+            }
+        }
+        ensure!(!line.contains("\"error\""), "QMP {cmd}: {line}");
+    }
+    Ok(line)
+}
+
+/// Replaying a VNC console recording (QEMU through Sekisho) reproduces QEMU's own screen
+/// (`screendump` through QMP).
+#[test]
+fn player_vnc_last_frame_matches_qemu_screendump() -> Result<()> {
+    if !require_peers(&["qemu-system-x86_64", "python3", "ssh", "ffmpeg", "ffprobe"])? {
+        return Ok(());
+    }
+    let qemu = vnc_peers::start_qemu_vnc_qmp()?;
+    let qmp_port = qemu.qmp_port.context("qmp port")?;
+    crate::support::wait_for_port(
+        std::net::SocketAddr::from(([127, 0, 0, 1], qmp_port)),
+        Duration::from_secs(10),
+    )?;
+    let inventory = crate::support::demo_inventory().replacen(
+        "vnc_console = \"127.0.0.1:15901\"",
+        &format!(
+            "vnc_console = \"127.0.0.1:{}\"\nvnc_qmp = \"127.0.0.1:{qmp_port}\"",
+            qemu.port
+        ),
+        1,
+    );
+    let instance = SekishoInstance::start_with(&inventory, InstanceOptions::default())?;
+    // Let SeaBIOS reach its final screen ("No bootable device") before the session.
+    std::thread::sleep(Duration::from_secs(3));
+    let askpass = vnc_peers::askpass(instance.dir.path(), vnc_peers::DEMO_PASSWORD)?;
+    let script = vnc_peers::viewer_script(instance.dir.path())?;
+    let out = vnc_peers::ssh_client(&askpass)
+        .args(vnc_peers::ssh_options(
+            instance.listen.ssh.port(),
+            VNC_DESKTOP,
+        ))
+        .arg("tanaka@127.0.0.1")
+        .arg("console web01")
+        .stdin(Stdio::null())
+        .output()?;
+    let text = String::from_utf8_lossy(&out.stdout).into_owned();
+    ensure!(
+        out.status.success(),
+        "console refused: {text}{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let ticket = text
+        .lines()
+        .find_map(|l| {
+            l.trim()
+                .strip_prefix("password:")
+                .map(|v| v.trim().to_owned())
+        })
+        .context("no ticket")?;
+    let report = vnc_peers::run_viewer(
+        &script,
+        &vnc_peers::ViewerArgs {
+            host: instance.listen.vnc.ip().to_string(),
+            port: instance.listen.vnc.port(),
+            source: VNC_DESKTOP.to_owned(),
+            password: ticket,
+            hold: 3.0,
+            ..vnc_peers::ViewerArgs::default()
+        },
+    )?;
+    ensure!(
+        report["result"] == "ok",
+        "{report}\n{}",
+        instance.serve_log()
+    );
+    let session = instance.wait_until(Duration::from_secs(10), "the VNC session to end", || {
+        Ok(instance
+            .sessions()?
+            .into_iter()
+            .find(|s| s["protocol"] == "console-vnc" && !s["ended_at"].is_null()))
+    })?;
+    let recording = session["recording"].as_str().context("recording")?;
+    let recording = instance.dir.path().join(recording);
+
+    let shot = instance.dir.path().join("qemu.ppm");
+    qmp(
+        qmp_port,
+        &format!(
+            r#"{{"execute":"screendump","arguments":{{"filename":"{}"}}}}"#,
+            shot.display()
+        ),
+    )?;
+    let frame = instance.dir.path().join("player.png");
+    export_png(&instance, recording.to_str().context("path")?, &frame)?;
+    let fraction = differing(&frame, &shot)?;
+    eprintln!(
+        "VNC fidelity: {:.4}% of pixels differ between the player's last frame and QEMU's screendump",
+        fraction * 100.0
+    );
+    assert!(
+        fraction <= MAX_DIFFERING,
+        "{:.4}% of pixels differ (at most {:.4}%)",
+        fraction * 100.0,
+        MAX_DIFFERING * 100.0
+    );
+
+    // The same recording as video: ffmpeg makes an MP4 of the right size.
+    let mp4 = instance.dir.path().join("session.mp4");
+    let run = instance.cli_raw(&[
+        "export",
+        recording.to_str().context("path")?,
+        "--format",
+        "mp4",
+        "-o",
+        mp4.to_str().context("path")?,
+    ])?;
+    ensure!(
+        run.status.success(),
+        "mp4 export failed: {}",
+        String::from_utf8_lossy(&run.stderr)
+    );
+    let (w, h, _) = raw_rgb_first_frame(&mp4)?;
+    let (fw, fh, _) = raw_rgb(&frame)?;
+    assert_eq!((w, h), (fw + fw % 2, fh + fh % 2), "video size");
+    Ok(())
+}
+
+/// Without ffmpeg, an mp4 export says so plainly and writes nothing.
+#[test]
+fn player_mp4_export_without_ffmpeg_says_so() -> Result<()> {
+    let instance = SekishoInstance::start_with(
+        &crate::support::demo_inventory(),
+        InstanceOptions {
+            no_serve: true,
+            ..InstanceOptions::default()
+        },
+    )?;
+    let bin = crate::support::sekisho_bin()?;
+    // Any file: ffmpeg is looked for before the recording is decoded.
+    let run = Command::new(bin)
+        .args(["export"])
+        .arg(&instance.config)
+        .args(["--format", "mp4", "-o"])
+        .arg(instance.dir.path().join("x.mp4"))
+        .env("PATH", "/nonexistent")
+        .env_remove("SEKISHO_FFMPEG")
+        .output()?;
+    let stderr = String::from_utf8_lossy(&run.stderr);
+    assert!(!run.status.success());
+    assert!(stderr.contains("needs ffmpeg"), "{stderr}");
+    assert!(!instance.dir.path().join("x.mp4").exists());
+    Ok(())
+}
+
+/// The first frame of a video as raw RGB.
+fn raw_rgb_first_frame(path: &Path) -> Result<(u32, u32, Vec<u8>)> {
+    let png = path.with_extension("first.png");
+    let out = Command::new("ffmpeg")
+        .args(["-v", "error", "-y", "-i"])
+        .arg(path)
+        .args(["-frames:v", "1"])
+        .arg(&png)
+        .output()?;
+    ensure!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    raw_rgb(&png)
+}
