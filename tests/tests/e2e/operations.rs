@@ -556,3 +556,72 @@ fn operations_retention_deletes_old_recordings_of_ended_sessions_and_writes_it_d
     )?;
     Ok(())
 }
+
+#[test]
+fn operations_log_json_writes_one_json_object_per_line() -> Result<()> {
+    let sekisho = SekishoInstance::start_with(
+        &demo_inventory(),
+        InstanceOptions {
+            no_serve: true,
+            ..InstanceOptions::default()
+        },
+    )?;
+    let log = sekisho.path("serve.log");
+    let mut child = Command::new(sekisho_bin()?)
+        .args(["--log-json", "serve", "--config"])
+        .arg(&sekisho.config)
+        .current_dir(sekisho.dir.path())
+        .env_remove("RUST_LOG")
+        .stdin(Stdio::null())
+        .stdout(Stdio::null())
+        .stderr(std::fs::File::create(&log)?)
+        .spawn()?;
+    let result = (|| -> Result<()> {
+        wait_for_port(sekisho.listen.ssh, Duration::from_secs(20))?;
+        sekisho.wait_until(Duration::from_secs(10), "Ready", || {
+            Ok(sekisho.serve_log().contains("Ready").then_some(()))
+        })?;
+        let ok = Command::new("kill")
+            .arg("-TERM")
+            .arg(child.id().to_string())
+            .status()?
+            .success();
+        anyhow::ensure!(ok, "kill -TERM failed");
+        let deadline = Instant::now() + Duration::from_secs(30);
+        let status = loop {
+            if let Some(s) = child.try_wait()? {
+                break s;
+            }
+            anyhow::ensure!(Instant::now() < deadline, "serve did not stop");
+            std::thread::sleep(Duration::from_millis(50));
+        };
+        assert_eq!(status.code(), Some(0));
+        Ok(())
+    })();
+    let _ = child.kill();
+    let _ = child.wait();
+    result?;
+    let text = sekisho.serve_log();
+    let mut messages = Vec::new();
+    for line in text.lines().filter(|l| !l.is_empty()) {
+        let v: serde_json::Value =
+            serde_json::from_str(line).with_context(|| format!("not a JSON log line: {line}"))?;
+        assert!(
+            v["timestamp"].is_string() && v["level"].is_string(),
+            "{line}"
+        );
+        messages.push(
+            v["fields"]["message"]
+                .as_str()
+                .unwrap_or_default()
+                .to_owned(),
+        );
+    }
+    for want in ["Starting", "Ready", "Shutting down", "Stopped"] {
+        assert!(
+            messages.iter().any(|m| m == want),
+            "{want} missing: {messages:?}"
+        );
+    }
+    Ok(())
+}
