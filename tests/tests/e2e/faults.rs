@@ -353,9 +353,10 @@ fn postgresql_stopped_refuses_new_sessions_and_recovers_when_back() -> Result<()
     );
     let log = lab.sekisho.serve_log();
     let new_log = log.get(log_before..).unwrap_or_default();
+    // services.rs: "Cannot read live sessions; denying" (or "Cannot write the decision;
+    // denying"), with the catalogue error.
     assert!(
-        new_log.contains("Cannot read live sessions; denying")
-            || new_log.contains("Cannot write the decision; denying"),
+        new_log.contains("denying") && new_log.contains("catalogue"),
         "no clear log line:\n{new_log}"
     );
     faults::assert_serving(&lab.sekisho)?;
@@ -683,7 +684,7 @@ fn half_open_and_slow_connections_are_closed_and_do_not_stop_real_sessions() -> 
 /// An SSH client that sends its id line just before the first timeout and then nothing is
 /// closed too: `AUTH_TIMEOUT` is meant to run from the TCP accept to a successful login.
 #[test]
-#[ignore = "bug: after the SSH id exchange the auth timer restarts, and when it fires the russh session task is left running (RunningSession dropped, not aborted): the connection stays open"]
+#[ignore = "bug: the SSH auth clock restarts after the id line, and its disconnect does not close a connection still in key exchange (measured: closed after 200 s, by russh keepalives)"]
 fn an_ssh_client_that_stops_after_its_id_line_is_closed() -> Result<()> {
     if !peers(&["ssh", "sshd"])? {
         return Ok(());

@@ -83,7 +83,10 @@ impl PgCluster {
         let dir = std::env::temp_dir().join(format!(
             "sekisho-pg-faults-{}-{}",
             std::process::id(),
-            Instant::now().elapsed().as_nanos()
+            std::time::SystemTime::now()
+                .duration_since(std::time::UNIX_EPOCH)
+                .map(|d| d.as_nanos())
+                .unwrap_or_default()
         ));
         let script = workspace_root().join("scripts/pg-test-server");
         let out = Command::new(&script)
