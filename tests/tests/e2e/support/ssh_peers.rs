@@ -282,6 +282,11 @@ impl Session {
         Ok(())
     }
 
+    /// The client's process id.
+    pub fn pid(&self) -> u32 {
+        self.child.id()
+    }
+
     pub fn close_stdin(&mut self) {
         self.stdin = None;
     }
