@@ -851,3 +851,117 @@ fn relayed(path: &std::path::Path) -> Result<(usize, Vec<u8>)> {
     }
     Ok((server, client))
 }
+
+/// A hostile viewer declaring a 4 GiB clipboard: Sekisho closes the connection at once (no
+/// waiting for, or buffering, bytes that will never come), marks the session failed, and keeps
+/// serving.
+#[test]
+fn vnc_hostile_viewer_gets_a_clean_close() -> Result<()> {
+    let Some(lab) = lab(false)? else {
+        return Ok(());
+    };
+    // ClientCutText with length 0xffffffff.
+    let ticket = lab.ticket("tanaka", "web01", TANAKA_DESKTOP)?;
+    let mut args = lab.viewer(TANAKA_DESKTOP, &ticket);
+    args.hostile = Some("06000000ffffffff".to_owned());
+    let report = run_viewer(&lab.script, &args)?;
+    assert_eq!(report["result"], "ok", "{report}");
+    assert_eq!(
+        report["closed"], "eof",
+        "Sekisho closed the viewer: {report}"
+    );
+    let row = lab.session(false)?;
+    assert_eq!(row["outcome"], "failed", "{row}");
+
+    // Sekisho still serves: a well-behaved viewer gets the console.
+    let ticket = lab.ticket("tanaka", "web01", TANAKA_DESKTOP)?;
+    let report = run_viewer(&lab.script, &lab.viewer(TANAKA_DESKTOP, &ticket))?;
+    assert_eq!(report["result"], "ok", "{report}");
+    assert!(report["updates"].as_u64().unwrap_or(0) >= 1, "{report}");
+    Ok(())
+}
+
+/// A hostile console sending a rectangle outside its screen: Sekisho closes both connections,
+/// the viewer never sees the bad update, and the session is marked failed.
+#[test]
+fn vnc_hostile_console_gets_a_clean_close() -> Result<()> {
+    if !require_peers(&["python3", "ssh"])? {
+        return Ok(());
+    }
+    let dir = tempfile::tempdir()?;
+    let script = dir.path().join("hostile_server.py");
+    std::fs::write(&script, vnc_peers::HOSTILE_SERVER_PY)?;
+    let port_file = dir.path().join("port");
+    // FramebufferUpdate, one Raw rectangle at x=60 of width 10 on a 64-pixel-wide screen.
+    let payload = "00000001003c0000000a000a00000000";
+    let server = std::process::Command::new("python3")
+        .arg(&script)
+        .arg(&port_file)
+        .arg(payload)
+        .stdout(std::process::Stdio::piped())
+        .stderr(std::process::Stdio::piped())
+        .spawn()?;
+    let server = vnc_peers::Reaped(server);
+    let deadline = Instant::now() + Duration::from_secs(10);
+    let port: u16 = loop {
+        if let Ok(p) = std::fs::read_to_string(&port_file) {
+            break p.trim().parse()?;
+        }
+        anyhow::ensure!(Instant::now() < deadline, "hostile server did not start");
+        std::thread::sleep(Duration::from_millis(50));
+    };
+    let Some(lab) = build_lab(
+        LabOptions {
+            console_port: Some(port),
+            ..LabOptions::default()
+        },
+        |i| i,
+    )?
+    else {
+        return Ok(());
+    };
+    let ticket = lab.ticket("tanaka", "web01", TANAKA_DESKTOP)?;
+    let mut args = lab.viewer(TANAKA_DESKTOP, &ticket);
+    args.hold = 5.0;
+    let report = run_viewer(&lab.script, &args)?;
+    assert_eq!(report["result"], "ok", "{report}");
+    assert!(
+        report["closed_at"].as_f64().is_some(),
+        "Sekisho closed the viewer: {report}"
+    );
+    assert_eq!(
+        report["updates"], 0,
+        "the bad update never reached the viewer"
+    );
+    let row = lab.session(false)?;
+    assert_eq!(row["outcome"], "failed", "{row}");
+    let mut server = server;
+    let out = {
+        let child = &mut server.0;
+        let status = loop {
+            if let Some(s) = child.try_wait()? {
+                break s;
+            }
+            anyhow::ensure!(
+                Instant::now() < deadline + Duration::from_secs(20),
+                "hostile server still running"
+            );
+            std::thread::sleep(Duration::from_millis(50));
+        };
+        let mut text = String::new();
+        if let Some(mut o) = child.stdout.take() {
+            std::io::Read::read_to_string(&mut o, &mut text)?;
+        }
+        (status, text)
+    };
+    assert!(
+        out.1.contains("\"closed\": \"eof\""),
+        "Sekisho closed the console too: {out:?}"
+    );
+    assert!(
+        lab.sekisho
+            .serve_log()
+            .contains("Relay stopped on an error")
+    );
+    Ok(())
+}

@@ -159,6 +159,17 @@ pf = recvn(s, 16)
 name = recvn(s, struct.unpack(">I", recvn(s, 4))[0]).decode(errors="replace")
 out.update(result="ok", width=w, height=h, name=name, bpp=pf[0])
 bpp = pf[0] // 8
+if args.get("hostile"):
+    # A hostile viewer: send these bytes, then wait for the other side to close.
+    s.sendall(bytes.fromhex(args["hostile"]))
+    try:
+        while s.recv(65536):
+            pass
+        out["closed"] = "eof"
+    except OSError as e:
+        out["closed"] = str(e)
+    out["closed_at"] = time.time()
+    print(json.dumps(out)); sys.exit(0)
 # Raw, DesktopSize, Cursor, plus QEMU extended key event (-258), ExtendedDesktopSize (-308),
 # QEMU audio (-259) and LED state (-261): Sekisho must remove the last four.
 encs = [0, -223, -239, -258, -308, -259, -261]
@@ -240,6 +251,8 @@ pub struct ViewerArgs {
     pub hold: f64,
     /// Write the screen as PPM here.
     pub snapshot: Option<PathBuf>,
+    /// After ServerInit send these bytes (hex) and wait for the close.
+    pub hostile: Option<String>,
 }
 
 /// Writes the viewer script into `dir` and returns its path.
@@ -259,6 +272,7 @@ pub fn spawn_viewer(script: &Path, args: &ViewerArgs) -> Result<Child> {
         "cut": args.cut,
         "hold": args.hold,
         "snapshot": args.snapshot.as_ref().map(|p| p.display().to_string()),
+        "hostile": args.hostile,
         "timeout": 10,
     });
     Command::new("python3")
@@ -696,3 +710,34 @@ pub fn spawn_serve_with_env(
     crate::support::wait_for_port(sekisho.listen.vnc, Duration::from_secs(5))?;
     Ok(child)
 }
+
+/// A hostile VNC "console": completes the RFB handshake (no authentication, a 64x48 screen),
+/// then answers the first client message with `payload` (hex) and reports on stdout whether
+/// the other side closed the connection. A crafted peer on purpose: no real server sends
+/// malformed updates.
+pub const HOSTILE_SERVER_PY: &str = r#"
+import json, socket, struct, sys, time
+port_file, payload = sys.argv[1], bytes.fromhex(sys.argv[2])
+l = socket.socket(); l.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+l.bind(("127.0.0.1", 0)); l.listen(1)
+open(port_file + ".tmp", "w").write(str(l.getsockname()[1]))
+import os; os.rename(port_file + ".tmp", port_file)
+# No accept timeout: the test kills this process when it ends.
+c, _ = l.accept(); c.settimeout(10)
+c.sendall(b"RFB 003.008\n"); c.recv(12)
+c.sendall(b"\x01\x01"); c.recv(1)
+c.sendall(struct.pack(">I", 0)); c.recv(1)
+pf = struct.pack(">BBBBHHHBBBxxx", 32, 24, 0, 1, 255, 255, 255, 16, 8, 0)
+c.sendall(struct.pack(">HH", 64, 48) + pf + struct.pack(">I", 4) + b"evil")
+out = {}
+try:
+    c.recv(4096)
+    c.sendall(payload)
+    t0 = time.time()
+    while c.recv(65536):
+        pass
+    out["closed"] = "eof"; out["after"] = time.time() - t0
+except OSError as e:
+    out["closed"] = str(e)
+print(json.dumps(out))
+"#;
