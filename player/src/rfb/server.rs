@@ -417,6 +417,64 @@ mod tests {
         assert_eq!(d.decode(&[9]), Err(RfbError::UnknownServerMessage(9)));
     }
 
+    /// Oversized screens, cursors and rectangles are refused from their 12-byte header alone:
+    /// the decoder never asks for (and the relay never buffers) the declared body.
+    #[test]
+    fn oversized_declarations_are_refused_from_the_header() {
+        let header = |n: u16| {
+            let mut out = Vec::new();
+            encode_update_header(n, &mut out);
+            out
+        };
+        let rect = |w: u16, h: u16, enc: Encoding| {
+            let mut r = Vec::new();
+            encode_rect_header(0, 0, w, h, enc, &mut r);
+            r
+        };
+        for (w, h) in [(65535, 65535), (8193, 16), (7680, 4321)] {
+            let mut d = dec();
+            d.decode(&header(1)).unwrap().unwrap();
+            assert!(
+                matches!(
+                    d.decode(&rect(w, h, Encoding::DesktopSize)),
+                    Err(RfbError::TooLong { .. })
+                ),
+                "{w}x{h}"
+            );
+            assert_eq!(d.size(), (64, 48), "a refused size changes nothing");
+        }
+        let mut d = dec();
+        d.decode(&header(1)).unwrap().unwrap();
+        assert!(matches!(
+            d.decode(&rect(257, 257, Encoding::Cursor)),
+            Err(RfbError::TooLong { .. })
+        ));
+        // The largest screen allowed; a full-screen Raw rectangle of it is 132 MB, over the
+        // message limit: refused before a single pixel arrives.
+        let mut d = dec();
+        d.decode(&header(2)).unwrap().unwrap();
+        let (_, n) = d
+            .decode(&rect(7680, 4320, Encoding::DesktopSize))
+            .unwrap()
+            .unwrap();
+        assert_eq!(n, 12);
+        assert!(matches!(
+            d.decode(&rect(7680, 4320, Encoding::Raw)),
+            Err(RfbError::TooLong { .. })
+        ));
+        // An update announcing 65535 rectangles allocates nothing for them up front.
+        let mut d = dec();
+        let (msg, n) = d.decode(&header(u16::MAX)).unwrap().unwrap();
+        assert_eq!(n, 4);
+        assert!(
+            matches!(msg, ServerMsg::FramebufferUpdate { .. }),
+            "{msg:?}"
+        );
+        assert!(d.in_update());
+        // A truncated rectangle is "need more bytes", not an error and not a guess.
+        assert_eq!(d.decode(&rect(2, 2, Encoding::Raw)), Ok(None));
+    }
+
     #[test]
     fn desktop_size_changes_bounds() {
         let mut d = dec();
