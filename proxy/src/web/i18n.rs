@@ -186,10 +186,56 @@ const STRINGS: &[(&str, &str, &str)] = &[
     ),
     ("player.title", "Player", "再生"),
     (
-        "player.unsupported",
-        "Only terminal sessions can be played here for now.",
-        "現在ここで再生できるのは端末セッションのみです。",
+        "player.undecodable",
+        "This recording cannot be decoded for playback (yet); download it to inspect it.",
+        "この録画は(まだ)再生用に復号できません。ダウンロードして確認してください。",
     ),
+    (
+        "player.no_recording",
+        "This session has no recording.",
+        "このセッションには録画がありません。",
+    ),
+    ("player.pause", "Pause", "一時停止"),
+    (
+        "player.skip_idle",
+        "Skip idle periods",
+        "無操作の時間を飛ばす",
+    ),
+    ("player.idle", "idle", "無操作"),
+    ("player.events", "Policy events", "ポリシーイベント"),
+    ("player.search", "Search", "検索"),
+    (
+        "player.search_placeholder",
+        "Text on screen or typed keys",
+        "画面の文字または入力したキー",
+    ),
+    ("player.no_hits", "Not found.", "見つかりません。"),
+    (
+        "event.channel-stripped",
+        "Channel stripped",
+        "チャネルを除去",
+    ),
+    (
+        "event.clipboard-dropped",
+        "Clipboard stripped",
+        "クリップボードを遮断",
+    ),
+    ("event.sftp-refused", "SFTP refused", "SFTPを拒否"),
+    (
+        "event.forwarding-refused",
+        "Forwarding refused",
+        "ポート転送を拒否",
+    ),
+    ("event.session-killed", "Killed", "強制切断"),
+    (
+        "event.recording-truncated",
+        "Recording truncated",
+        "録画の欠落",
+    ),
+    ("event.policy", "Policy", "ポリシー"),
+    ("event.note", "Note", "メモ"),
+    ("event.user-identified", "User identified", "ユーザー識別"),
+    ("event.other", "Event", "イベント"),
 ];
 
 /// The string for `key` in `lang` (the key itself when missing, so a gap shows, not breaks).

@@ -9,6 +9,7 @@
 mod auth;
 mod i18n;
 mod pages;
+mod playback;
 
 use std::net::{IpAddr, SocketAddr};
 use std::sync::Arc;
@@ -51,6 +52,8 @@ pub struct WebState {
     /// The last terminal recording opened by the player, keyed by session and file size (a
     /// live recording grows): decoding builds seek checkpoints once, not on every slider move.
     player_cache: std::sync::Mutex<Option<PlayerCacheEntry>>,
+    /// Decoded graphical recordings at the positions they reached (seeking, playing).
+    replays: std::sync::Mutex<playback::ReplayCache>,
 }
 
 /// One decoded recording kept for the player: (session, file size, replay).
@@ -87,6 +90,7 @@ impl WebState {
             secure_cookies,
             catalogue_errors: AtomicU64::new(0),
             player_cache: std::sync::Mutex::new(None),
+            replays: std::sync::Mutex::new(playback::ReplayCache::default()),
         })
     }
 }
@@ -104,6 +108,9 @@ pub fn router(state: Arc<WebState>) -> Router {
         .route("/sessions/{id}/kill", post(pages::kill))
         .route("/sessions/{id}/play", get(pages::play))
         .route("/sessions/{id}/screen", get(pages::screen))
+        .route("/sessions/{id}/frame", get(playback::frame))
+        .route("/sessions/{id}/timeline", get(playback::timeline))
+        .route("/sessions/{id}/search", get(playback::search))
         .route("/denials", get(pages::denials))
         .route("/live", get(pages::live))
         .route("/metrics", get(pages::metrics))

@@ -118,7 +118,7 @@ pub fn page_without_caller(lang: Lang, title: &str, body: &str) -> Html<String> 
     shell(lang, title, "", body)
 }
 
-fn not_found(caller: &Caller) -> Response {
+pub(super) fn not_found(caller: &Caller) -> Response {
     let msg = tr(caller.lang, "error.notfound");
     (
         StatusCode::NOT_FOUND,
@@ -442,7 +442,7 @@ pub async fn sessions(
 }
 
 /// Looks up a session the caller may see; `None` for "no such session" and "not yours" alike.
-async fn visible_session(
+pub(super) async fn visible_session(
     state: &WebState,
     caller: &Caller,
     id: &str,
@@ -458,7 +458,7 @@ async fn visible_session(
 }
 
 /// Reads a local recording file (a storage URL is not readable here), capped in size.
-async fn read_recording(location: &str) -> Option<Vec<u8>> {
+pub(super) async fn read_recording(location: &str) -> Option<Vec<u8>> {
     if location.contains("://") {
         return None;
     }
@@ -501,7 +501,7 @@ async fn verification(state: &WebState, lang: Lang, row: &SessionRow) -> (String
     }
 }
 
-fn is_terminal(p: Protocol) -> bool {
+pub(super) fn is_terminal(p: Protocol) -> bool {
     matches!(p, Protocol::Ssh | Protocol::ConsoleSerial)
 }
 
@@ -574,14 +574,12 @@ pub async fn session(
             row.id,
             tr(lang, "session.download")
         );
-        if is_terminal(row.protocol) {
-            let _ = write!(
-                body,
-                "<a id=\"play\" href=\"/sessions/{}/play\">{}</a>",
-                row.id,
-                tr(lang, "session.play")
-            );
-        }
+        let _ = write!(
+            body,
+            "<a id=\"play\" href=\"/sessions/{}/play\">{}</a>",
+            row.id,
+            tr(lang, "session.play")
+        );
     }
     body.push_str("</p>");
     if row.outcome == Outcome::Live && caller.is_security() {
@@ -829,7 +827,9 @@ pub async fn live(State(state): State<Arc<WebState>>, caller: Caller) -> Respons
     page(&caller, tr(lang, "live.title"), &body).into_response()
 }
 
-/// `GET /sessions/{id}/play`: the terminal player page.
+/// `GET /sessions/{id}/play[?t=SECONDS]`: the player page: a rendered terminal, or a canvas
+/// for RDP and VNC; a timeline with policy-event markers, speed, skip idle, and (terminals)
+/// search. `player.js` does the rest through `/screen`, `/frame`, `/timeline`, `/search`.
 pub async fn play(
     State(state): State<Arc<WebState>>,
     caller: Caller,
@@ -841,22 +841,58 @@ pub async fn play(
         Ok(None) => return not_found(&caller),
         Err(resp) => return resp,
     };
-    if !is_terminal(row.protocol) {
-        let msg = tr(lang, "player.unsupported");
+    if row.recording.is_none() {
+        let msg = tr(lang, "player.no_recording");
         return page(&caller, tr(lang, "player.title"), &format!("<p>{msg}</p>")).into_response();
     }
+    let terminal = is_terminal(row.protocol);
+    let view = if terminal {
+        "<pre id=\"screen\" class=\"terminal\"></pre>".to_owned()
+    } else {
+        "<div class=\"canvas-box\"><canvas id=\"canvas\" width=\"0\" height=\"0\"></canvas></div>"
+            .to_owned()
+    };
+    let mut speeds = String::new();
+    for s in ["0.5", "1", "2", "4", "8", "16"] {
+        let _ = write!(
+            speeds,
+            "<button data-speed=\"{s}\" id=\"speed-{}\">{s}×</button>",
+            s.replace('.', "_")
+        );
+    }
+    let search = if terminal {
+        format!(
+            "<form id=\"search-form\" class=\"search\"><input id=\"search\" type=\"search\" \
+             maxlength=\"{max}\" placeholder=\"{ph}\"><button id=\"search-go\">{go}</button>\
+             <span id=\"search-count\"></span></form><ol id=\"search-results\" class=\"hits\"></ol>",
+            max = player::terminal::MAX_QUERY_LEN,
+            ph = tr(lang, "player.search_placeholder"),
+            go = tr(lang, "player.search"),
+        )
+    } else {
+        String::new()
+    };
     let body = format!(
         "<h1>{title}: <a href=\"/sessions/{id}\">{id}</a></h1>\
-         <div id=\"player\" data-session=\"{id}\"><pre id=\"screen\" class=\"terminal\"></pre>\
-         <input id=\"slider\" type=\"range\" min=\"0\" max=\"0\" value=\"0\" step=\"100\">\
-         <span id=\"clock\"></span> \
-         <button data-speed=\"0\" id=\"pause\">&#9646;&#9646;</button>\
-         <button data-speed=\"0.5\">0.5×</button><button data-speed=\"1\">1×</button>\
-         <button data-speed=\"2\">2×</button><button data-speed=\"4\">4×</button>\
-         <button data-speed=\"16\">16×</button></div>\
+         <div id=\"player\" data-session=\"{id}\" data-kind=\"{kind}\" \
+         data-msg-undecodable=\"{undecodable}\" data-msg-nohits=\"{nohits}\" data-msg-idle=\"{idle_word}\">\
+         <p id=\"player-message\" class=\"error\" hidden></p>{view}\
+         <div class=\"seek\"><div id=\"markers\" class=\"markers\"></div>\
+         <input id=\"slider\" type=\"range\" min=\"0\" max=\"0\" value=\"0\" step=\"100\"></div>\
+         <div class=\"controls\"><span id=\"clock\"></span> \
+         <button data-speed=\"0\" id=\"pause\" title=\"{pause}\">&#9646;&#9646;</button>{speeds}\
+         <label><input type=\"checkbox\" id=\"skip-idle\" checked> {skip}</label></div>\
+         {search}<h2>{events}</h2><ol id=\"marker-list\" class=\"timeline\"></ol></div>\
          <script src=\"/assets/player.js\"></script>",
         title = tr(lang, "player.title"),
         id = row.id,
+        kind = if terminal { "terminal" } else { "graphical" },
+        undecodable = escape(tr(lang, "player.undecodable")),
+        nohits = escape(tr(lang, "player.no_hits")),
+        idle_word = escape(tr(lang, "player.idle")),
+        pause = tr(lang, "player.pause"),
+        skip = tr(lang, "player.skip_idle"),
+        events = tr(lang, "player.events"),
     );
     page(&caller, tr(lang, "player.title"), &body).into_response()
 }
@@ -916,7 +952,7 @@ pub async fn screen(
 
 /// The decoded terminal recording of `row`, from the one-entry cache when the file has not
 /// changed since it was decoded.
-async fn replay_of(
+pub(super) async fn replay_of(
     state: &WebState,
     row: &SessionRow,
 ) -> Option<Arc<player::terminal::TerminalReplay>> {

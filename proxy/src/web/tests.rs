@@ -645,3 +645,237 @@ async fn session_list_pages_by_keyset() {
     let (status, _) = get(&f, Some(&cookie), "/sessions?after=garbage").await;
     assert_eq!(status, StatusCode::BAD_REQUEST);
 }
+
+/// Adds a finished VNC console session of `user` whose recording (made by the real writer)
+/// draws a 16x8 screen red, then a clipboard event, then the left half green.
+async fn add_vnc_session(f: &Fixture, user: &str, contractor: &str) -> SessionId {
+    use player::rfb::{Encoding, PixelFormat, ServerInit};
+    let dir = f._dir.path();
+    let recordings = recorder::LocalDir::new(dir.join("rec"));
+    let key = recorder::RecordingKey::generate().unwrap();
+    let id = SessionId(uuid::Uuid::now_v7());
+    let init = ServerInit {
+        width: 16,
+        height: 8,
+        pixel_format: PixelFormat::RGB888_LE,
+        name: "web01".into(),
+    };
+    let mut raw = Vec::new();
+    player::rfb::encode_server_init(&init, &mut raw).unwrap();
+    let hex: String = raw.iter().map(|b| format!("{b:02x}")).collect();
+    let header = recorder::Header {
+        session_id: id.0,
+        protocol: "console-vnc".into(),
+        user: Some(user.into()),
+        contractor: Some(contractor.into()),
+        source: "127.0.10.11".into(),
+        target: "web01".into(),
+        start_unix_us: Utc::now().timestamp_micros(),
+        metadata: [("rfb.server_init".to_owned(), hex)].into_iter().collect(),
+    };
+    let writer = recorder::RecordingWriter::create(
+        &recordings,
+        header,
+        key,
+        recorder::WriterConfig::default(),
+    )
+    .await
+    .unwrap();
+    // Little-endian RGB888: bytes are B, G, R, X.
+    let update = |w: u16, bgrx: [u8; 4]| {
+        let mut out = Vec::new();
+        player::rfb::encode_update_header(1, &mut out);
+        player::rfb::encode_rect_header(0, 0, w, 8, Encoding::Raw, &mut out);
+        for _ in 0..usize::from(w) * 8 {
+            out.extend_from_slice(&bgrx);
+        }
+        Bytes::from(out)
+    };
+    let ch = recorder::ChannelId(0);
+    writer
+        .data(
+            recorder::Direction::ServerToClient,
+            ch,
+            update(16, [0, 0, 255, 0]),
+        )
+        .await
+        .unwrap();
+    writer
+        .event(
+            recorder::EventKind::ClipboardDropped,
+            "clipboard to the target stripped",
+        )
+        .await
+        .unwrap();
+    tokio::time::sleep(std::time::Duration::from_millis(300)).await;
+    writer
+        .data(
+            recorder::Direction::ServerToClient,
+            ch,
+            update(8, [0, 255, 0, 0]),
+        )
+        .await
+        .unwrap();
+    let summary = writer.finish().await.unwrap();
+    let catalogue = f.state.services.catalogue();
+    catalogue
+        .session_started(&NewSession {
+            id,
+            instance: InstanceId::new("test").unwrap(),
+            protocol: Protocol::ConsoleVnc,
+            user: user.into(),
+            contractor: contractor.into(),
+            source: "127.0.10.11".parse().unwrap(),
+            target: "web01".into(),
+            path: "internet-vpn".into(),
+            console_session: None,
+            started_at: Utc::now(),
+            recording: Some(summary.location.clone()),
+            detail: None,
+        })
+        .await
+        .unwrap();
+    id
+}
+
+async fn get_bytes(f: &Fixture, cookie: &str, uri: &str) -> (StatusCode, Vec<u8>) {
+    let req = Request::builder()
+        .uri(uri)
+        .header(header::COOKIE, cookie)
+        .body(Body::empty())
+        .unwrap();
+    let resp = router(f.state.clone()).oneshot(req).await.unwrap();
+    let status = resp.status();
+    let body = axum::body::to_bytes(resp.into_body(), 1 << 24)
+        .await
+        .unwrap();
+    (status, body.to_vec())
+}
+
+fn decode_png(bytes: &[u8]) -> (u32, u32, Vec<u8>) {
+    let dec = png::Decoder::new(std::io::Cursor::new(bytes));
+    let mut reader = dec.read_info().unwrap();
+    let mut buf = vec![0; reader.output_buffer_size().unwrap()];
+    let info = reader.next_frame(&mut buf).unwrap();
+    buf.truncate(info.buffer_size());
+    assert_eq!(info.color_type, png::ColorType::Rgb);
+    (info.width, info.height, buf)
+}
+
+#[tokio::test]
+async fn player_endpoints_are_authorised_like_the_recording() {
+    let f = fixture().await;
+    let vnc = add_vnc_session(&f, "tanaka", "acme").await;
+    let t = f.tanaka;
+    let pages = [
+        format!("/sessions/{vnc}/play"),
+        format!("/sessions/{vnc}/frame?t=0"),
+        format!("/sessions/{vnc}/timeline"),
+        format!("/sessions/{t}/timeline"),
+        format!("/sessions/{t}/search?q=web01"),
+    ];
+    use StatusCode as S;
+    // tanaka owns both; yamada (another contractor) guesses the ids; auditor, security, admin.
+    for (user, want) in [
+        ("tanaka", S::OK),
+        ("yamada", S::NOT_FOUND),
+        ("suzuki", S::OK),
+        ("kobayashi", S::OK),
+        ("root", S::OK),
+    ] {
+        let (cookie, _) = login_as(&f, user);
+        for page in &pages {
+            let (status, body) = get_bytes(&f, &cookie, page).await;
+            assert_eq!(status, want, "{user} GET {page}");
+            if want == S::NOT_FOUND {
+                // Nothing of the recording leaks in the refusal.
+                assert!(!body.starts_with(b"\x89PNG"), "{user} GET {page}");
+                assert!(!String::from_utf8_lossy(&body).contains("duration_ms"));
+            }
+        }
+    }
+    for page in &pages {
+        let (status, _) = get(&f, None, page).await;
+        assert_eq!(status, S::SEE_OTHER, "anonymous GET {page}");
+    }
+    // Frames only for graphical recordings, search only for terminals, ids unguessable.
+    let (cookie, _) = login_as(&f, "suzuki");
+    for page in [
+        format!("/sessions/{t}/frame?t=0"),
+        format!("/sessions/{vnc}/search?q=x"),
+        format!("/sessions/{}/frame?t=0", uuid::Uuid::now_v7()),
+        format!("/sessions/{}/timeline", uuid::Uuid::now_v7()),
+        "/sessions/not-a-uuid/frame".to_owned(),
+    ] {
+        let (status, _) = get_bytes(&f, &cookie, &page).await;
+        assert_eq!(status, S::NOT_FOUND, "{page}");
+    }
+}
+
+#[tokio::test]
+async fn player_frames_timeline_and_search_show_the_recording() {
+    let f = fixture().await;
+    let vnc = add_vnc_session(&f, "tanaka", "acme").await;
+    let (cookie, _) = login_as(&f, "tanaka");
+    let px = |rgb: &[u8], x: usize, y: usize| rgb[(y * 16 + x) * 3..(y * 16 + x) * 3 + 3].to_vec();
+    // Just after the start: all red. At the end: the left half green. Back again (a new decode from
+    // the cache's earlier position) and forward again.
+    for (t, left, right) in [
+        ("0.1", [255, 0, 0], [255, 0, 0]),
+        ("3600", [0, 255, 0], [255, 0, 0]),
+        ("0.1", [255, 0, 0], [255, 0, 0]),
+        ("1e9", [0, 255, 0], [255, 0, 0]),
+        ("nonsense", [255, 0, 0], [255, 0, 0]),
+    ] {
+        let (status, png) = get_bytes(&f, &cookie, &format!("/sessions/{vnc}/frame?t={t}")).await;
+        if t == "nonsense" {
+            assert_eq!(status, StatusCode::BAD_REQUEST, "t={t}");
+            continue;
+        }
+        assert_eq!(status, StatusCode::OK, "t={t}");
+        let (w, h, rgb) = decode_png(&png);
+        assert_eq!((w, h), (16, 8));
+        assert_eq!(px(&rgb, 0, 0), left, "t={t}");
+        assert_eq!(px(&rgb, 15, 7), right, "t={t}");
+    }
+    let (status, body) = get(&f, Some(&cookie), &format!("/sessions/{vnc}/timeline")).await;
+    assert_eq!(status, StatusCode::OK);
+    let tl: serde_json::Value = serde_json::from_str(&body).unwrap();
+    assert_eq!(tl["kind"], "graphical");
+    assert!(tl["duration_ms"].as_u64().unwrap() >= 300, "{tl}");
+    let markers = tl["markers"].as_array().unwrap();
+    assert_eq!(markers.len(), 1, "{tl}");
+    assert_eq!(markers[0]["kind"], "clipboard-dropped");
+    // The page's language: Japanese by default.
+    assert_eq!(markers[0]["label"], "クリップボードを遮断");
+    assert!(markers[0]["ms"].as_u64().unwrap() < 300);
+
+    let (status, body) = get(
+        &f,
+        Some(&cookie),
+        &format!("/sessions/{}/search?q=WEB01", f.tanaka),
+    )
+    .await;
+    assert_eq!(status, StatusCode::OK);
+    let hits: serde_json::Value = serde_json::from_str(&body).unwrap();
+    assert_eq!(hits["hits"][0]["source"], "output", "{hits}");
+    assert!(
+        hits["hits"][0]["context"]
+            .as_str()
+            .unwrap()
+            .contains("web01")
+    );
+    let (status, _) = get(
+        &f,
+        Some(&cookie),
+        &format!("/sessions/{}/search?q=", f.tanaka),
+    )
+    .await;
+    assert_eq!(status, StatusCode::BAD_REQUEST);
+
+    // The player page: a canvas for VNC, the terminal with search for SSH.
+    let (_, page) = get(&f, Some(&cookie), &format!("/sessions/{vnc}/play")).await;
+    assert!(page.contains("id=\"canvas\"") && !page.contains("id=\"search\""));
+    let (_, page) = get(&f, Some(&cookie), &format!("/sessions/{}/play", f.tanaka)).await;
+    assert!(page.contains("id=\"screen\"") && page.contains("id=\"search\""));
+}
