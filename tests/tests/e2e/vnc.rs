@@ -1,7 +1,13 @@
-//! Graphical VM consoles over VNC against real peers: QEMU's VNC server as the VM console,
-//! the OpenSSH client for `ssh USER@bastion console TARGET` (the one-time ticket), and a
-//! Python RFB viewer (independent of Sekisho's codec, see `support/vnc_peers.rs`) as the
-//! contractor's viewer, connecting from the contractor's VDI desktop address.
+//! Graphical VM consoles over VNC against real peers: QEMU's VNC server as the VM console
+//! (also with a one-time password set through its QMP monitor), TigerVNC's Xvnc as a console
+//! that originates clipboard, the OpenSSH client for `ssh USER@bastion console TARGET` (the
+//! one-time ticket), and as the contractor's viewer TigerVNC's `vncviewer` under its own Xvfb
+//! (`vnc_tigervnc_*`) or a Python RFB viewer (independent of Sekisho's codec, see
+//! `support/vnc_peers.rs`) for checks a GUI viewer cannot report (encodings seen, exact
+//! timing of the close, hostile bytes).
+//!
+//! TigerVNC's viewer cannot bind a source address: an iptables SNAT rule on loopback for the
+//! instance's VNC port (removed at the end) makes it connect from tanaka's VDI desktop.
 
 use std::time::{Duration, Instant};
 

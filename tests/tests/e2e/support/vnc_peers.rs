@@ -3,6 +3,11 @@
 //! Sekisho's codec) as the contractor's viewer. The viewer speaks RFB 3.8 with VNC
 //! authentication, asks for Raw/DesktopSize/Cursor plus encodings Sekisho must filter, can
 //! send a clipboard, key and pointer events, and reports what it saw as one JSON line.
+//!
+//! Also TigerVNC's `vncviewer` (a real third-party viewer) under an Xvfb of its own, given the
+//! ticket through a `vncpasswd -f` file; TigerVNC's `Xvnc` as a console that originates
+//! clipboard (ServerCutText); xclip and xdotool to drive the X clipboards and focus; and a
+//! crafted hostile console for the hostile-input test.
 
 use std::path::{Path, PathBuf};
 use std::process::{Child, Command, Stdio};
