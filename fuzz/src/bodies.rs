@@ -29,7 +29,7 @@ use proxy::rdp::mitm::{Mitm, MitmConfig, Secret, TargetCredentials};
 use proxy::rdp::negotiation;
 
 /// Every target, by the name cargo-fuzz knows it.
-pub const TARGETS: [&str; 8] = [
+pub const TARGETS: [&str; 9] = [
     "rdp_framing",
     "rdp_mitm",
     "rdp_channels",
@@ -38,6 +38,7 @@ pub const TARGETS: [&str; 8] = [
     "config",
     "ssh_menu",
     "terminal_replay",
+    "rdp_replay",
 ];
 
 /// Runs target `name` on `data`; an unknown name does nothing.
@@ -51,6 +52,7 @@ pub fn run(name: &str, data: &[u8]) {
         "config" => config(data),
         "ssh_menu" => ssh_menu(data),
         "terminal_replay" => terminal_replay(data),
+        "rdp_replay" => rdp_replay(data),
         _ => {}
     }
 }
@@ -534,6 +536,72 @@ pub fn terminal_replay(data: &[u8]) {
     }
 }
 
+/// RDP recordings as the player opens and seeks them: the PDUs are what a hostile server (or
+/// client) sent, so the recording is well-formed but its contents are not. Input: records as
+/// for [`rdp_mitm`] (tag bit 0: from the client; raw frames or wrapped channel data), put in a
+/// real recording by the recorder's own encoder; mode bit 0 seeds the recorded handshake.
+pub fn rdp_replay(data: &[u8]) {
+    use recorder::format::{ChannelId, Direction, Header, Record, RecordKind, encode_recording};
+    let Some((&mode, rest)) = data.split_first() else {
+        return;
+    };
+    let mut frames: Vec<(bool, Vec<u8>)> = Vec::new();
+    if mode & 1 != 0 {
+        frames.extend(relay_prefix().unwrap_or_default());
+    }
+    for rec in records(rest) {
+        let client = rec.tag & 1 != 0;
+        let kind = (rec.tag >> 1) & 3;
+        if kind == 0 {
+            frames.push((client, rec.payload.to_vec()));
+        } else if let [sel, flags, body @ ..] = rec.payload
+            && let Some(frame) = wrap(client, kind - 1, channel_for(*sel), *flags, body)
+        {
+            frames.push((client, frame));
+        }
+    }
+    let mut metadata = std::collections::BTreeMap::new();
+    metadata.insert("rdp.desktop-width".to_owned(), "64".to_owned());
+    metadata.insert("rdp.desktop-height".to_owned(), "48".to_owned());
+    let header = Header {
+        session_id: Default::default(),
+        protocol: "rdp".into(),
+        user: Some("tanaka".into()),
+        contractor: None,
+        source: "127.0.10.11".into(),
+        target: "win01".into(),
+        start_unix_us: 1_764_061_200_000_000,
+        metadata,
+    };
+    let recs: Vec<Record> = frames
+        .into_iter()
+        .zip(0u64..)
+        .map(|((client, bytes), i)| Record {
+            at_us: i * 10_000,
+            kind: RecordKind::Data {
+                direction: if client {
+                    Direction::ClientToServer
+                } else {
+                    Direction::ServerToClient
+                },
+                channel: ChannelId(0),
+                bytes: bytes.into(),
+            },
+        })
+        .collect();
+    let end_us = recs.len() as u64 * 10_000;
+    let key = ed25519_dalek::SigningKey::from_bytes(&[1; 32]);
+    let Ok(file) = encode_recording(&header, &recs, 64 * 1024, end_us, &key) else {
+        return;
+    };
+    // Small keyframe interval so restoring keyframes is exercised too.
+    if let Ok(mut replay) = player::rdp::RdpReplay::open_with_keyframe_interval(&file, 4096) {
+        let _ = replay.frame_at(end_us / 2);
+        let _ = replay.frame_at(end_us);
+        let _ = replay.frame_at(0);
+    }
+}
+
 // ---------------------------------------------------------------------------------------
 // Seeds
 // ---------------------------------------------------------------------------------------
@@ -608,6 +676,14 @@ pub fn seeds() -> Vec<(&'static str, &'static str, Vec<u8>)> {
     }
     out.push(("rdp_mitm", "relay-channels", relay.clone()));
     out.push(("rdp_channels", "relay-channels", relay));
+
+    let mut replay = vec![0x01];
+    record(
+        &mut replay,
+        0,
+        &[0x00, 0x80, 0x10, 0x01, 0x0c, 0x00, 0x01, 0x00],
+    );
+    out.push(("rdp_replay", "handshake", replay));
 
     out.push(("ssh_menu", "login", b"tanaka+web01".to_vec()));
     out.push(("ssh_menu", "exec", b"console web01".to_vec()));
