@@ -15,7 +15,7 @@ mod vnc_peers;
 
 use std::path::{Path, PathBuf};
 use std::process::{Command, Stdio};
-use std::time::Duration;
+use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
 use anyhow::{Context, Result, bail, ensure};
 use rdp_peers::{LAB_PASS, LAB_USER, XRDP_PORT};
@@ -205,50 +205,16 @@ fn xrdp_display(log: &str) -> Option<String> {
         .next()
 }
 
-/// Runs one RDP session of `seconds` through Sekisho; returns the finished recording's path.
-fn rdp_session(instance: &SekishoInstance, seconds: u32) -> Result<(PathBuf, String)> {
-    let before = rdp_peers::xrdp_log_offset();
-    let run = rdp_peers::xfreerdp(
-        "127.0.0.1",
-        instance.listen.rdp.port(),
-        "tanaka",
-        TANAKA_PASS,
-        seconds,
-        &["/pcb:srv01", "/size:1024x768", "/bpp:32"],
-    )?;
-    ensure!(
-        run.active(),
-        "session through Sekisho did not come up:\n{}\n{}",
-        run.log,
-        instance.serve_log()
-    );
-    let display = xrdp_display(&rdp_peers::xrdp_log_since(before))
-        .context("no 'login successful … on display' in xrdp's log")?;
-    let session = instance.wait_until(Duration::from_secs(10), "the RDP session to end", || {
-        Ok(instance
-            .sessions()?
-            .into_iter()
-            .find(|s| s["protocol"] == "rdp" && !s["ended_at"].is_null()))
-    })?;
-    let recording = session
-        .get("recording")
-        .and_then(|r| r.as_str())
-        .context("session has no recording")?;
-    let path = if Path::new(recording).is_absolute() {
-        PathBuf::from(recording)
-    } else {
-        instance.dir.path().join(recording)
-    };
-    Ok((path, display))
-}
-
 /// Replaying an RDP recording made through Sekisho by xfreerdp against xrdp reproduces the
-/// server's screen (xwd of the session's X display). Set `SEKISHO_KEEP_RDP_RECORDING=PATH` to
-/// keep the recording (how `player/tests/data/rdp-xrdp.skrec` was made).
+/// server's screen: `xwd -root` of the session's X display, taken during the session, against
+/// the player's frame at that moment. The lab's session runs xclock with a second hand, so
+/// the picture is taken a quarter second after a tick and the frame exported before the next
+/// one. Set `SEKISHO_KEEP_RDP_RECORDING=PATH` to keep the recording.
 #[test]
-fn player_rdp_last_frame_matches_the_server_screen() -> Result<()> {
+fn player_rdp_frame_matches_the_server_screen() -> Result<()> {
     if !require_peers(&[
-        "xrdp", "xfreerdp", "Xvfb", "Xvnc", "timeout", "iptables", "xwd", "ffmpeg", "ffprobe",
+        "xrdp", "xfreerdp", "Xvfb", "Xvnc", "timeout", "iptables", "xwd", "convert", "ffmpeg",
+        "ffprobe",
     ])? {
         return Ok(());
     }
@@ -264,13 +230,28 @@ fn player_rdp_last_frame_matches_the_server_screen() -> Result<()> {
         },
     )?;
     let _snat = Snat::add(instance.listen.rdp.port())?;
-    let (recording, display) = rdp_session(&instance, 8)?;
-    if let Some(keep) = std::env::var_os("SEKISHO_KEEP_RDP_RECORDING") {
-        std::fs::copy(&recording, &keep)?;
-    }
-
-    // xrdp keeps the session (KillDisconnected=false): its screen is still what the client
-    // saw last.
+    let before = rdp_peers::xrdp_log_offset();
+    let port = instance.listen.rdp.port();
+    let client = std::thread::spawn(move || {
+        rdp_peers::xfreerdp(
+            "127.0.0.1",
+            port,
+            "tanaka",
+            TANAKA_PASS,
+            12,
+            &["/pcb:srv01", "/size:1024x768", "/bpp:32"],
+        )
+    });
+    let display = instance.wait_until(Duration::from_secs(8), "xrdp's session display", || {
+        Ok(xrdp_display(&rdp_peers::xrdp_log_since(before)))
+    })?;
+    // Let the first screen arrive, then take the picture 250 ms after a clock tick.
+    std::thread::sleep(Duration::from_secs(4));
+    let now = SystemTime::now().duration_since(UNIX_EPOCH)?;
+    std::thread::sleep(Duration::from_millis(
+        (1250 - u64::from(now.subsec_millis())) % 1000,
+    ));
+    let shot_at = SystemTime::now().duration_since(UNIX_EPOCH)?;
     let shot = instance.dir.path().join("server.xwd");
     let xauth = rdp_peers::lab_dir().join(format!("home/{LAB_USER}/.Xauthority"));
     let xwd = Command::new("xwd")
@@ -279,14 +260,70 @@ fn player_rdp_last_frame_matches_the_server_screen() -> Result<()> {
         .arg(&shot)
         .env("XAUTHORITY", &xauth)
         .output()?;
+    let run = client
+        .join()
+        .map_err(|_| anyhow::anyhow!("client thread panicked"))??;
+    ensure!(
+        run.active(),
+        "session through Sekisho did not come up:\n{}\n{}",
+        run.log,
+        instance.serve_log()
+    );
     if !xwd.status.success() {
         bail!("xwd :{display}: {}", String::from_utf8_lossy(&xwd.stderr));
     }
+    // ffmpeg does not read xwd dumps of a 32-bit visual (it wants a colormap): ImageMagick does.
+    let shot_png = instance.dir.path().join("server.png");
+    let conv = Command::new("convert")
+        .arg(format!("xwd:{}", shot.display()))
+        .arg(format!("png:{}", shot_png.display()))
+        .output()?;
+    ensure!(
+        conv.status.success(),
+        "convert: {}",
+        String::from_utf8_lossy(&conv.stderr)
+    );
+    let session = instance.wait_until(Duration::from_secs(10), "the RDP session to end", || {
+        Ok(instance
+            .sessions()?
+            .into_iter()
+            .find(|s| s["protocol"] == "rdp" && !s["ended_at"].is_null()))
+    })?;
+    let recording = session
+        .get("recording")
+        .and_then(|r| r.as_str())
+        .context("session has no recording")?;
+    let recording = instance.dir.path().join(recording);
+    if let Some(keep) = std::env::var_os("SEKISHO_KEEP_RDP_RECORDING") {
+        std::fs::copy(&recording, &keep)?;
+    }
+
+    // The recording's start (header: magic 8, version 2, length 4, session id 16, start i64).
+    let bytes = std::fs::read(&recording)?;
+    let start_us = i64::from_le_bytes(bytes.get(30..38).context("header")?.try_into()?);
+    let shot_us = i64::try_from(shot_at.as_micros())?;
+    // Updates reach the recording a little after the screen changed: take the frame 450 ms
+    // after the picture, still 300 ms before the next tick.
+    let at = (shot_us - start_us + 450_000) as f64 / 1e6;
     let frame = instance.dir.path().join("player.png");
-    export_png(&instance, recording.to_str().context("path")?, &frame)?;
-    let fraction = differing(&frame, &shot)?;
+    let run = instance.cli_raw(&[
+        "export",
+        recording.to_str().context("path")?,
+        "--format",
+        "png",
+        "--at",
+        &format!("{at:.3}"),
+        "-o",
+        frame.to_str().context("path")?,
+    ])?;
+    ensure!(
+        run.status.success(),
+        "export failed: {}",
+        String::from_utf8_lossy(&run.stderr)
+    );
+    let fraction = differing(&frame, &shot_png)?;
     eprintln!(
-        "RDP fidelity: {:.4}% of pixels differ between the player's last frame and xwd of :{display}",
+        "RDP fidelity: {:.4}% of pixels differ between the player's frame at {at:.3} s and xwd of :{display}",
         fraction * 100.0
     );
     assert!(
