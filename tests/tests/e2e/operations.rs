@@ -176,22 +176,30 @@ impl Ops {
             .collect())
     }
 
-    /// The audit events of `kind`, from the SQLite catalogue.
+    /// The details of the audit events of `kind`, oldest first, read from the catalogue.
     fn audit(&self, kind: &str) -> Result<Vec<String>> {
-        let db = self.sekisho.path("data/sekisho.db");
-        let out = Command::new("sqlite3")
-            .arg(&db)
-            .arg(format!(
-                "SELECT replace(detail, char(10), ' ') FROM audit_events WHERE kind = '{kind}' ORDER BY at"
-            ))
-            .output()
-            .context("sqlite3")?;
-        if !out.status.success() {
-            bail!("sqlite3: {}", String::from_utf8_lossy(&out.stderr));
-        }
-        Ok(String::from_utf8_lossy(&out.stdout)
-            .lines()
-            .map(str::to_owned)
+        let url = format!(
+            "sqlite://{}",
+            self.sekisho.path("data/sekisho.db").display()
+        );
+        let rt = tokio::runtime::Builder::new_current_thread()
+            .enable_all()
+            .build()?;
+        let rows = rt.block_on(async {
+            let catalogue = recorder::catalogue::Catalogue::connect(&url).await?;
+            let rows = catalogue
+                .list_audit_events(&recorder::catalogue::AuditFilter {
+                    kind: Some(kind.to_owned()),
+                    ..Default::default()
+                })
+                .await?;
+            catalogue.close().await;
+            anyhow::Ok(rows)
+        })?;
+        Ok(rows
+            .into_iter()
+            .rev()
+            .map(|r| r.detail.unwrap_or_default())
             .collect())
     }
 }
@@ -229,7 +237,7 @@ fn without_user(text: &str, name: &str) -> String {
 
 #[test]
 fn operations_sighup_reload_keeps_live_sessions_and_applies_the_new_policy() -> Result<()> {
-    if !require_peers(&["ssh", "sshd", "sqlite3"])? {
+    if !require_peers(&["ssh", "sshd"])? {
         return Ok(());
     }
     let ops = Ops::start()?;
