@@ -711,11 +711,23 @@ fn vnc_tigervnc_clipboard_is_cut_both_ways() -> Result<()> {
     );
     drop(viewer);
     let row = lab.session(false)?;
-    let bytes = std::fs::read(lab.recording(&row)?)?;
+    let path = lab.recording(&row)?;
+    let bytes = std::fs::read(&path)?;
     let text = String::from_utf8_lossy(&bytes);
     assert!(
         !text.contains(FROM_VDI) && !text.contains(FROM_VM),
         "no clipboard text in the recording"
+    );
+    // Both drops are events in the recording too, not only in the catalogue.
+    let dropped = recorded_events(&path)?
+        .into_iter()
+        .filter(|(k, _)| *k == recorder::EventKind::ClipboardDropped)
+        .map(|(_, d)| d)
+        .collect::<Vec<_>>();
+    assert!(
+        dropped.iter().any(|d| d.contains("from the viewer"))
+            && dropped.iter().any(|d| d.contains("from the console")),
+        "clipboard events in the recording: {dropped:?}"
     );
 
     // Control: the same peers without Sekisho do pass the console's clipboard.
@@ -970,4 +982,17 @@ fn vnc_hostile_console_gets_a_clean_close() -> Result<()> {
             .contains("Relay stopped on an error")
     );
     Ok(())
+}
+
+/// The events recorded in the recording at `path`, in order.
+fn recorded_events(path: &std::path::Path) -> Result<Vec<(recorder::EventKind, String)>> {
+    let bytes = std::fs::read(path).with_context(|| format!("read {}", path.display()))?;
+    let rec = recorder::reader::Recording::parse(&bytes)?;
+    let mut out = Vec::new();
+    for r in rec.records() {
+        if let recorder::format::RecordKind::Event(e) = r?.kind {
+            out.push((e.kind, e.detail));
+        }
+    }
+    Ok(out)
 }
