@@ -120,6 +120,17 @@ pub struct Services {
     shutdown: CancellationToken,
     tasks: TaskTracker,
     metrics: Metrics,
+    /// Sessions that ended while the catalogue could not be written; the supervisor retries
+    /// closing their rows, so a session never stays "live" after the catalogue returns.
+    pending_closes: Mutex<Vec<PendingClose>>,
+}
+
+/// A catalogue row still to be closed.
+struct PendingClose {
+    id: SessionId,
+    ended_at: DateTime<Utc>,
+    outcome: Outcome,
+    recording: recorder::catalogue::RecordingSummary,
 }
 
 /// Everything [`Services::new`] needs; `serve` builds it from the configuration.
@@ -151,6 +162,7 @@ impl Services {
             shutdown: config.shutdown,
             tasks: config.tasks,
             metrics: Metrics::default(),
+            pending_closes: Mutex::new(Vec::new()),
         })
     }
 
@@ -276,10 +288,7 @@ impl Services {
     }
 
     fn lock_sessions(&self) -> std::sync::MutexGuard<'_, HashMap<SessionId, Registered>> {
-        match self.sessions.lock() {
-            Ok(g) => g,
-            Err(poisoned) => poisoned.into_inner(),
-        }
+        lock_ignoring_poison(&self.sessions)
     }
 
     /// Decides a request and writes the decision to the catalogue. Fails closed: when the live
@@ -374,6 +383,10 @@ impl Services {
             Ok(w) => w,
             Err(e) => {
                 self.metrics.error(ErrorKind::Recording);
+                // The allow decision is already in the catalogue; the refusal that followed
+                // it must be there too, or the audit trail says a session ran that never did.
+                let denial = unrecordable_denial(req, auth, &e.to_string());
+                self.record_refusal(None, &denial, req).await;
                 return Err(e).context("cannot open the recording");
             }
         };
@@ -535,7 +548,42 @@ impl Services {
         }
     }
 
+    /// Closes a session's catalogue row; when the catalogue is unavailable the close is kept
+    /// and retried by the supervisor until it succeeds.
+    async fn close_row(
+        &self,
+        close: PendingClose,
+    ) -> Result<(), recorder::catalogue::CatalogueError> {
+        let result = self
+            .catalogue
+            .session_ended(
+                close.id,
+                close.ended_at,
+                close.outcome,
+                Some(&close.recording),
+            )
+            .await;
+        if let Err(e) = &result {
+            self.metrics.error(ErrorKind::Catalogue);
+            warn!(session = %close.id, error = %e, "Cannot close the session in the catalogue; will retry");
+            lock_ignoring_poison(&self.pending_closes).push(close);
+        }
+        result.map(|_| ())
+    }
+
+    /// Retries the closes that failed while the catalogue was unavailable.
+    async fn retry_pending_closes(&self) {
+        let pending = std::mem::take(&mut *lock_ignoring_poison(&self.pending_closes));
+        for close in pending {
+            let id = close.id;
+            if self.close_row(close).await.is_ok() {
+                info!(session = %id, "Session closed in the catalogue after it returned");
+            }
+        }
+    }
+
     async fn supervise_once(&self, now: DateTime<Utc>) -> Result<()> {
+        self.retry_pending_closes().await;
         // Kill requests (from any instance's CLI) for this instance's sessions.
         for id in self.catalogue.pending_kills(&self.instance).await? {
             if let Some(s) = self.lock_sessions().get(&id) {
@@ -615,6 +663,13 @@ impl Services {
     }
 }
 
+fn lock_ignoring_poison<T>(m: &Mutex<T>) -> std::sync::MutexGuard<'_, T> {
+    match m.lock() {
+        Ok(g) => g,
+        Err(poisoned) => poisoned.into_inner(),
+    }
+}
+
 fn is_contract_rule(rule: Rule) -> bool {
     matches!(
         rule,
@@ -628,6 +683,21 @@ fn set_once(slot: &mut Option<EndReason>, reason: EndReason) -> bool {
     }
     *slot = Some(reason);
     true
+}
+
+fn unrecordable_denial(req: &Request, auth: &Authorized, error: &str) -> Denial {
+    Denial::new(
+        Rule::SekishoUnavailable,
+        format!(
+            "{} from {} to {} denied: the session cannot be recorded right now ({error}); try again later",
+            req.protocol,
+            req.source,
+            auth.target()
+        ),
+        Some(auth.user().to_owned()),
+        Some(auth.contractor().to_owned()),
+        Some(auth.target().to_owned()),
+    )
 }
 
 fn unavailable_denial(req: &Request) -> Denial {
@@ -793,10 +863,14 @@ impl LiveSession {
         }
         self.services.metrics.session_ended(self.protocol, outcome);
         self.services
-            .catalogue
-            .session_ended(self.id, Utc::now(), outcome, Some(&recording))
+            .close_row(PendingClose {
+                id: self.id,
+                ended_at: Utc::now(),
+                outcome,
+                recording,
+            })
             .await
-            .context("cannot close the session in the catalogue")?;
+            .context("cannot close the session in the catalogue (retrying in the background)")?;
         info!(session = %self.id, outcome = %outcome, "Session ended");
         summary
             .map(|_| ())
@@ -821,8 +895,12 @@ impl Drop for LiveSession {
                 let summary = writer.finish().await;
                 let recording = catalogue_summary(&location, &summary);
                 let _ = services
-                    .catalogue
-                    .session_ended(id, Utc::now(), Outcome::Failed, Some(&recording))
+                    .close_row(PendingClose {
+                        id,
+                        ended_at: Utc::now(),
+                        outcome: Outcome::Failed,
+                        recording,
+                    })
                     .await;
             });
         }

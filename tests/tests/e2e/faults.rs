@@ -403,7 +403,6 @@ fn postgresql_stopped_refuses_new_sessions_and_recovers_when_back() -> Result<()
 /// A session that runs while PostgreSQL is stopped, and ends before it is back, is closed in
 /// the catalogue once PostgreSQL returns (its row must not stay `live` for ever).
 #[test]
-#[ignore = "bug: LiveSession::finish tries session_ended once; when the catalogue is down the row stays live until the next restart marks it interrupted"]
 fn a_session_ended_while_postgresql_was_down_is_closed_when_it_is_back() -> Result<()> {
     if !peers(&["ssh", "sshd", "runuser"])? {
         return Ok(());
