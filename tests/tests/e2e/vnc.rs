@@ -16,7 +16,7 @@ use anyhow::{Context, Result, bail};
 use crate::support::{InstanceOptions, SekishoInstance, demo_inventory, require_peers};
 
 #[path = "support/vnc_peers.rs"]
-mod vnc_peers;
+pub(crate) mod vnc_peers;
 
 use vnc_peers::{
     DEMO_PASSWORD, Qemu, Reaped, Snat, TigerViewer, ViewerArgs, askpass, get_selection, run_viewer,
