@@ -2189,11 +2189,7 @@ credential = "x"
             1,
         );
         let inv = Inventory::from_toml(&text, "c.toml").unwrap();
-        let with = inv
-            .targets()
-            .iter()
-            .find(|t| t.vnc_qmp.is_some())
-            .unwrap();
+        let with = inv.targets().iter().find(|t| t.vnc_qmp.is_some()).unwrap();
         assert_eq!(with.vnc_qmp.as_ref().unwrap().to_string(), "127.0.0.1:4444");
         let base = Inventory::from_toml(BASE, "c.toml").unwrap();
         assert!(base.targets().iter().all(|t| t.vnc_qmp.is_none()));
