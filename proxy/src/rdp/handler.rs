@@ -16,10 +16,12 @@ use tokio_rustls::rustls::pki_types::ServerName;
 use tracing::{Instrument, info, info_span, warn};
 
 use super::channels::ChannelRules;
+use super::credssp::{Account, NlaAcceptor, NlaError, Step};
 use super::framing;
 use super::mitm::{Mitm, MitmConfig, Secret, TargetCredentials};
 use super::negotiation::{self, ClientHello, ConnectionRequestInfo};
 use super::pins::{self, PinCheck};
+use super::relay::LogonCheck;
 use super::session::{self, Relay};
 use crate::services::{Services, SessionMeta};
 
@@ -121,22 +123,71 @@ async fn handle_inner(
         }
     };
 
-    // Contractor leg: TLS (the Client Info logon is checked against password_hash).
-    let client_protocol = negotiation::select_client_protocol(request.requested, false)?;
-    if client_protocol != SecurityProtocol::SSL {
-        warn!("Client offers only CredSSP, which this contractor leg does not terminate yet");
-        return refuse(&mut client, FailureCode::SSL_REQUIRED_BY_SERVER).await;
-    }
+    // Contractor leg: NLA against the account's nt_hash when it has one and the client
+    // offers it; otherwise TLS, and the Client Info logon is checked against password_hash.
+    let user = inventory.user(auth.user()).cloned();
+    let nla_account = user.as_ref().and_then(|u| {
+        u.nt_hash.as_ref().map(|h| Account {
+            user: u.name.clone(),
+            nt_hash: *h.expose(),
+        })
+    });
+    let client_protocol =
+        negotiation::select_client_protocol(request.requested, nla_account.is_some())?;
+    let nla = match (client_protocol, nla_account) {
+        (p, _) if p == SecurityProtocol::SSL => None,
+        (p, Some(account)) if p == SecurityProtocol::HYBRID => Some(account),
+        _ => {
+            warn!("Client offers only CredSSP, and this account has no nt_hash for NLA");
+            return refuse(&mut client, FailureCode::SSL_REQUIRED_BY_SERVER).await;
+        }
+    };
     client
         .write_all(&negotiation::connection_confirm(client_protocol)?)
         .await?;
     let acceptor = services
         .tls_acceptor()
         .context("no TLS identity for the RDP front door")?;
-    let client_tls = tokio::time::timeout(HANDSHAKE_TIMEOUT, acceptor.accept(client))
+    let (acceptor, public_key) = capture_public_key(&acceptor);
+    let mut client_tls = tokio::time::timeout(HANDSHAKE_TIMEOUT, acceptor.accept(client))
         .await
         .map_err(|_| anyhow!("client TLS handshake timed out"))?
         .context("client TLS handshake")?;
+    let nla_done = match nla {
+        None => false,
+        Some(account) => {
+            let key = public_key
+                .lock()
+                .ok()
+                .and_then(|k| k.clone())
+                .context("no public key for the TLS certificate")?;
+            let result =
+                tokio::time::timeout(HANDSHAKE_TIMEOUT, accept_nla(&mut client_tls, account, key))
+                    .await
+                    .map_err(|_| anyhow!("CredSSP timed out"))?;
+            match result {
+                Ok(()) => true,
+                Err(NlaError::LogonRefused) => {
+                    let denial = Denial::new(
+                        Rule::AuthFailed,
+                        format!(
+                            "RDP logon of {} to {} refused: NLA credentials did not match the Sekisho account",
+                            auth.user(),
+                            target.name
+                        ),
+                        Some(auth.user().to_owned()),
+                        Some(auth.contractor().to_owned()),
+                        Some(target.name.clone()),
+                    );
+                    warn!(rule = denial.rule().as_str(), "NLA logon refused");
+                    services.record_refusal(None, &denial, &req).await;
+                    client_tls.shutdown().await.ok();
+                    return Ok(());
+                }
+                Err(e) => return Err(e).context("NLA on the contractor leg"),
+            }
+        }
+    };
 
     // Server leg.
     let addr = SocketAddr::new(target.address, target.rdp_port);
@@ -191,6 +242,13 @@ async fn handle_inner(
     ] {
         meta.protocol_metadata.insert(k.to_owned(), v);
     }
+    // A hop is linked to its console in the recording as in the catalogue, so the recording
+    // alone tells an auditor which console session the RDP session rode on.
+    if let Some(console) = auth.console_session() {
+        meta.protocol_metadata
+            .insert("console_session".to_owned(), console.to_string());
+        meta.detail = Some(format!("hop from console session {console}"));
+    }
     let live = services
         .open_session(&auth, &req, meta)
         .await
@@ -219,9 +277,8 @@ async fn handle_inner(
         server_selected: server_protocol,
         inject: Some(credentials),
     });
-    let user = inventory.user(auth.user()).cloned();
     let expected_user = auth.user().to_owned();
-    let logon = Box::new(move |name: &str, password: &Secret| -> bool {
+    let logon: LogonCheck = Box::new(move |name: &str, password: &Secret| -> bool {
         let (name, _) = negotiation::split_user_target(name);
         if name != expected_user {
             return false;
@@ -236,7 +293,8 @@ async fn handle_inner(
         Relay {
             live,
             mitm,
-            logon: Some(logon),
+            // NLA already proved who the contractor is; the Client Info then carries no password.
+            logon: (!nla_done).then_some(logon),
         },
         client_tls,
         server_tls,
@@ -369,4 +427,85 @@ pub(crate) async fn connect_server(
         .await
         .context("server TLS handshake")?;
     Ok((tls, protocol))
+}
+
+/// Wraps the front door's TLS identity so that the subjectPublicKey of the certificate chosen
+/// for this connection is kept: CredSSP binds the NLA exchange to it.
+fn capture_public_key(
+    acceptor: &tokio_rustls::TlsAcceptor,
+) -> (
+    tokio_rustls::TlsAcceptor,
+    Arc<std::sync::Mutex<Option<Vec<u8>>>>,
+) {
+    let slot = Arc::new(std::sync::Mutex::new(None));
+    let mut config = (**acceptor.config()).clone();
+    config.cert_resolver = Arc::new(CaptureKey {
+        inner: Arc::clone(&config.cert_resolver),
+        slot: Arc::clone(&slot),
+    });
+    (tokio_rustls::TlsAcceptor::from(Arc::new(config)), slot)
+}
+
+#[derive(Debug)]
+struct CaptureKey {
+    inner: Arc<dyn tokio_rustls::rustls::server::ResolvesServerCert>,
+    slot: Arc<std::sync::Mutex<Option<Vec<u8>>>>,
+}
+
+impl tokio_rustls::rustls::server::ResolvesServerCert for CaptureKey {
+    fn resolve(
+        &self,
+        hello: tokio_rustls::rustls::server::ClientHello<'_>,
+    ) -> Option<Arc<tokio_rustls::rustls::sign::CertifiedKey>> {
+        let key = self.inner.resolve(hello)?;
+        if let (Some(spki), Ok(mut slot)) = (key.key.public_key(), self.slot.lock()) {
+            *slot = super::credssp::spki_public_key(spki.as_ref());
+        }
+        Some(key)
+    }
+}
+
+/// Runs CredSSP as server over the contractor's TLS stream. Nothing of it is recorded.
+async fn accept_nla<S>(tls: &mut S, account: Account, public_key: Vec<u8>) -> Result<(), NlaError>
+where
+    S: AsyncRead + tokio::io::AsyncWrite + Unpin,
+{
+    let io = |e: std::io::Error| NlaError::Protocol(e.to_string());
+    let mut acceptor = NlaAcceptor::new(account, public_key)?;
+    let mut buf: Vec<u8> = Vec::new();
+    loop {
+        let frame = loop {
+            if let Some(len) = NlaAcceptor::frame_len(&buf)?
+                && buf.len() >= len
+            {
+                break buf.drain(..len).collect::<Vec<u8>>();
+            }
+            let mut chunk = [0u8; 4096];
+            let n = tls.read(&mut chunk).await.map_err(io)?;
+            if n == 0 {
+                return Err(NlaError::Protocol(
+                    "client closed during CredSSP".to_owned(),
+                ));
+            }
+            buf.extend_from_slice(chunk.get(..n).unwrap_or_default());
+        };
+        match acceptor.step(&frame) {
+            Step::Reply(bytes) => tls.write_all(&bytes).await.map_err(io)?,
+            Step::Done(_) => {
+                if !buf.is_empty() {
+                    return Err(NlaError::Protocol(
+                        "client sent data before CredSSP ended".to_owned(),
+                    ));
+                }
+                return Ok(());
+            }
+            Step::Failed(bytes, e) => {
+                if !bytes.is_empty() {
+                    let _ = tls.write_all(&bytes).await;
+                    let _ = tls.flush().await;
+                }
+                return Err(e);
+            }
+        }
+    }
 }

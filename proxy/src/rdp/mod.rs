@@ -6,6 +6,7 @@
 //! talks to the recording.
 
 pub mod channels;
+pub mod credssp;
 pub mod error;
 pub mod framing;
 pub mod handler;

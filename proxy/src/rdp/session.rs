@@ -9,7 +9,7 @@ use tokio::io::{AsyncRead, AsyncWrite};
 
 use super::mitm::{Direction, Mitm};
 use super::relay::{LogonCheck, Sink, relay_frames};
-use crate::services::LiveSession;
+use crate::services::{EndReason, LiveSession};
 
 /// Recording channel of the RDP wire (whole PDUs, both directions).
 pub const WIRE_CHANNEL: u32 = 0;
@@ -56,6 +56,18 @@ where
 {
     let Relay { live, mitm, logon } = relay;
     let result = relay_frames(&live, mitm, logon, client, server).await;
+    // A hop ended with its console: say so in the catalogue's events too, not only in the
+    // recording, so the link between the two endings can be found without the file.
+    if let Some(EndReason::ConsoleEnded { console }) = live.end_reason() {
+        let _ = LiveSession::event(
+            &live,
+            EventKind::Policy,
+            &format!(
+                "rdp.hop-console-ended: the console session {console} this hop came from has ended"
+            ),
+        )
+        .await;
+    }
     // `finish` turns Completed into the end reason's outcome (killed, console ended…).
     let outcome = match &result {
         Ok(_) => Outcome::Completed,

@@ -15,6 +15,7 @@ use std::time::{Duration, Instant};
 use anyhow::{Context, Result};
 use rdp_peers::{LAB_PASS, LAB_USER, XRDP_PORT};
 
+use crate::ssh::ssh_peers;
 use crate::support::{InstanceOptions, SekishoInstance, require_peers};
 
 const PEERS: &[&str] = &[
@@ -106,6 +107,7 @@ fn secrets() -> String {
 struct Vdi {
     instance: SekishoInstance,
     port: u16,
+    source: &'static str,
 }
 
 impl std::ops::Deref for Vdi {
@@ -115,7 +117,7 @@ impl std::ops::Deref for Vdi {
     }
 }
 
-fn snat(op: &str, port: u16) -> Result<()> {
+fn snat(op: &str, port: u16, source: &str) -> Result<()> {
     let status = std::process::Command::new("iptables")
         .args([
             "-t",
@@ -129,7 +131,7 @@ fn snat(op: &str, port: u16) -> Result<()> {
             "--dport",
         ])
         .arg(port.to_string())
-        .args(["-j", "SNAT", "--to-source", DESKTOP])
+        .args(["-j", "SNAT", "--to-source", source])
         .status()?;
     anyhow::ensure!(status.success(), "iptables {op} failed");
     Ok(())
@@ -137,7 +139,7 @@ fn snat(op: &str, port: u16) -> Result<()> {
 
 impl Drop for Vdi {
     fn drop(&mut self) {
-        let _ = snat("-D", self.port);
+        let _ = snat("-D", self.port, self.source);
     }
 }
 
@@ -145,16 +147,25 @@ impl Drop for Vdi {
 const DESKTOP: &str = "127.0.10.11";
 
 fn start(path: &str, kind: &str, zone: &str, valid_until: &str) -> Result<Vdi> {
+    start_from(&inventory(path, kind, zone, valid_until), DESKTOP)
+}
+
+/// Starts Sekisho with `inventory`; its RDP clients appear to come from `source`.
+fn start_from(inventory: &str, source: &'static str) -> Result<Vdi> {
     let instance = SekishoInstance::start_with(
-        &inventory(path, kind, zone, valid_until),
+        inventory,
         InstanceOptions {
             secrets: Some(secrets()),
             ..InstanceOptions::default()
         },
     )?;
     let port = instance.listen.rdp.port();
-    snat("-A", port)?;
-    Ok(Vdi { instance, port })
+    snat("-A", port, source)?;
+    Ok(Vdi {
+        instance,
+        port,
+        source,
+    })
 }
 
 fn peers() -> Result<bool> {
@@ -450,5 +461,299 @@ fn rdp_garbage_at_handshake_stages_closes_cleanly_and_others_are_unaffected() ->
         .map_err(|_| anyhow::anyhow!("client thread panicked"))??;
     assert!(run.active(), "concurrent session broke:\n{}", run.log);
     assert_eq!(run.code, Some(124));
+    Ok(())
+}
+
+/// The address of jump01, a VM whose serial console tanaka opens through Sekisho and from
+/// which the hop RDP connections come.
+const JUMP01: &str = "127.0.20.5";
+
+/// The standard inventory plus jump01 (a VM reached by its serial console on QEMU at
+/// `serial`), covered by tanaka's contract.
+fn hop_inventory(serial: u16) -> String {
+    inventory("ip-vpn", "physical", "business", "2099-12-31")
+        .replace("targets = [\"srv01\"]", "targets = [\"srv01\", \"jump01\"]")
+        + &format!(
+            r#"
+[[target]]
+name = "jump01"
+address = "{JUMP01}"
+kind = "vm"
+zone = "business"
+hypervisor = "kvm01"
+serial_console = "127.0.0.1:{serial}"
+"#
+        )
+}
+
+/// Records of kind Event in the recording of session `row`: their details.
+fn recording_events(instance: &SekishoInstance, row: &serde_json::Value) -> Result<Vec<String>> {
+    use recorder::format::RecordKind;
+    let rec = row["recording"]
+        .as_str()
+        .context("session row without recording")?;
+    let path = if std::path::Path::new(rec).is_absolute() {
+        std::path::PathBuf::from(rec)
+    } else {
+        instance.path(rec)
+    };
+    let bytes = std::fs::read(&path).with_context(|| format!("read {}", path.display()))?;
+    let parsed = recorder::reader::Recording::parse(&bytes)?;
+    let mut events = Vec::new();
+    for r in parsed.records() {
+        if let RecordKind::Event(e) = r?.kind {
+            events.push(e.detail);
+        }
+    }
+    Ok(events)
+}
+
+/// The header metadata of the recording of session `row`.
+fn recording_metadata(
+    instance: &SekishoInstance,
+    row: &serde_json::Value,
+) -> Result<std::collections::BTreeMap<String, String>> {
+    let rec = row["recording"]
+        .as_str()
+        .context("session row without recording")?;
+    let path = if std::path::Path::new(rec).is_absolute() {
+        std::path::PathBuf::from(rec)
+    } else {
+        instance.path(rec)
+    };
+    let bytes = std::fs::read(&path).with_context(|| format!("read {}", path.display()))?;
+    let parsed = recorder::reader::Recording::parse(&bytes)?;
+    Ok(parsed.header().header.metadata.clone())
+}
+
+/// The catalogue's decisions with `rule` (allowed ones too, which `denials list` leaves out).
+fn decisions_with_rule(
+    instance: &SekishoInstance,
+    rule: &str,
+) -> Result<Vec<recorder::catalogue::DecisionRow>> {
+    let url = format!("sqlite://{}", instance.path("data/sekisho.db").display());
+    let filter = recorder::catalogue::DecisionFilter {
+        rule: Some(rule.to_owned()),
+        ..Default::default()
+    };
+    let rt = tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()?;
+    rt.block_on(async {
+        let catalogue = recorder::catalogue::Catalogue::connect(&url).await?;
+        let rows = catalogue.list_decisions(&filter).await?;
+        catalogue.close().await;
+        Ok(rows)
+    })
+}
+
+#[test]
+fn rdp_hop_from_a_live_console_is_allowed_linked_and_ends_with_the_console() -> Result<()> {
+    if !peers()? || !require_peers(&["ssh", "qemu-system-x86_64"])? {
+        return Ok(());
+    }
+    let _serial = rdp_peers::serial();
+    let qemu = ssh_peers::start_qemu_serial()?;
+    let vdi = start_from(&hop_inventory(qemu.port), JUMP01)?;
+    let port = vdi.instance.listen.rdp.port();
+
+    // No console on jump01 yet: an RDP connection from its address is a hop without console.
+    assert_denied(&vdi, "rdp.hop-no-console")?;
+
+    // tanaka opens jump01's serial console from the VDI desktop.
+    let askpass = ssh_peers::askpass(vdi.instance.dir.path(), TANAKA_PASS, None)?;
+    let mut cmd = ssh_peers::client("ssh", &askpass);
+    cmd.args(ssh_peers::ssh_options(
+        vdi.instance.listen.ssh.port(),
+        DESKTOP,
+    ))
+    .arg("-tt")
+    .arg("tanaka+jump01@127.0.0.1");
+    let console_client = ssh_peers::Session::spawn(cmd)?;
+    console_client.wait_for("SeaBIOS", Duration::from_secs(20))?;
+    let console =
+        vdi.instance
+            .wait_until(Duration::from_secs(10), "a live console on jump01", || {
+                Ok(vdi
+                    .instance
+                    .sessions()?
+                    .into_iter()
+                    .find(|s| s["target"] == "jump01" && s["ended_at"].is_null()))
+            })?;
+    assert_eq!(console["protocol"], "console-serial");
+    let console_id = console["id"].as_str().context("console id")?.to_owned();
+
+    // Now the same RDP connection from jump01 is a hop, linked to the console.
+    let client = std::thread::spawn(move || {
+        rdp_peers::xfreerdp(
+            "127.0.0.1",
+            port,
+            "tanaka",
+            TANAKA_PASS,
+            40,
+            &["/pcb:srv01"],
+        )
+    });
+    let hop = vdi
+        .instance
+        .wait_until(Duration::from_secs(20), "a live hop RDP session", || {
+            Ok(vdi
+                .instance
+                .sessions()?
+                .into_iter()
+                .find(|s| s["protocol"] == "rdp" && s["ended_at"].is_null()))
+        })?;
+    assert_eq!(hop["source"], JUMP01, "{hop}");
+    assert_eq!(hop["target"], "srv01", "{hop}");
+    assert_eq!(hop["console_session"], console_id.as_str(), "{hop}");
+    let hop_id = hop["id"].as_str().context("hop id")?.to_owned();
+    let allowed = decisions_with_rule(&vdi.instance, "rdp.hop-from-console")?;
+    assert!(
+        allowed
+            .iter()
+            .any(|d| d.source.to_string() == JUMP01 && d.target.as_deref() == Some("srv01")),
+        "no rdp.hop-from-console decision: {allowed:?}"
+    );
+    // Let the client reach the active state before the console goes.
+    std::thread::sleep(Duration::from_secs(4));
+
+    // Security staff end the console: the hop ends with it.
+    let out = vdi.instance.cli(&["sessions", "kill", &console_id])?;
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let killed = Instant::now();
+    let run = client
+        .join()
+        .map_err(|_| anyhow::anyhow!("client thread panicked"))??;
+    let after_kill = killed.elapsed();
+    assert!(
+        run.active(),
+        "the hop never came up:\n{}\n{}",
+        run.log,
+        vdi.instance.serve_log()
+    );
+    assert_ne!(
+        run.code,
+        Some(124),
+        "the hop stayed connected after its console ended"
+    );
+    assert!(
+        after_kill < Duration::from_secs(5),
+        "the hop ended {after_kill:?} after the console was killed"
+    );
+    let rows = vdi.instance.sessions()?;
+    let console_row = rows
+        .iter()
+        .find(|s| s["id"] == console_id.as_str())
+        .context("console row")?;
+    assert_eq!(console_row["outcome"], "killed", "{console_row}");
+    let hop_row =
+        vdi.instance
+            .wait_until(Duration::from_secs(10), "the hop row to close", || {
+                Ok(vdi
+                    .instance
+                    .sessions()?
+                    .into_iter()
+                    .find(|s| s["id"] == hop_id.as_str() && !s["ended_at"].is_null()))
+            })?;
+    assert_eq!(hop_row["console_session"], console_id.as_str());
+    // The recording says which console the hop rode on and why it ended.
+    let meta = recording_metadata(&vdi.instance, &hop_row)?;
+    assert_eq!(
+        meta.get("console_session").map(String::as_str),
+        Some(console_id.as_str())
+    );
+    let events = recording_events(&vdi.instance, &hop_row)?;
+    assert!(
+        events
+            .iter()
+            .any(|e| e.contains("console session it came from has ended")),
+        "{events:?}"
+    );
+    assert!(
+        events
+            .iter()
+            .any(|e| e.starts_with("rdp.hop-console-ended")),
+        "{events:?}"
+    );
+    drop(console_client);
+    drop(qemu);
+    Ok(())
+}
+
+#[test]
+fn rdp_server_certificate_is_pinned_on_first_use_and_a_change_is_denied() -> Result<()> {
+    if !require_peers(&[
+        "freerdp-shadow-cli",
+        "xfreerdp",
+        "Xvfb",
+        "timeout",
+        "iptables",
+    ])? {
+        return Ok(());
+    }
+    let _serial = rdp_peers::serial();
+    let work = tempfile::Builder::new()
+        .prefix("sekisho-e2e-shadow-")
+        .tempdir()?;
+    let port = crate::support::free_port("127.0.0.1")?;
+    let shadow = rdp_peers::start_shadow(&work.path().join("a"), port, &["/sec:tls", "-auth"])?;
+    let inventory = inventory("ip-vpn", "physical", "business", "2099-12-31").replace(
+        &format!("rdp_port = {XRDP_PORT}"),
+        &format!("rdp_port = {port}"),
+    );
+    let vdi = start_from(&inventory, DESKTOP)?;
+    let rdp = vdi.instance.listen.rdp.port();
+
+    // First use: the certificate is pinned, and that is recorded.
+    let run = rdp_peers::xfreerdp("127.0.0.1", rdp, "tanaka", TANAKA_PASS, 6, &["/pcb:srv01"])?;
+    let first =
+        vdi.instance
+            .wait_until(Duration::from_secs(10), "the first session to end", || {
+                Ok(vdi
+                    .instance
+                    .sessions()?
+                    .into_iter()
+                    .find(|s| s["protocol"] == "rdp" && !s["ended_at"].is_null()))
+            })?;
+    let events = recording_events(&vdi.instance, &first)?;
+    assert!(
+        events
+            .iter()
+            .any(|e| e.starts_with("rdp.server-cert-pinned") && e.contains("srv01")),
+        "no pin event in {events:?}\nclient:\n{}\nserve:\n{}",
+        run.log,
+        vdi.instance.serve_log()
+    );
+    let pins = std::fs::read_to_string(vdi.instance.path("data/rdp_pins.toml"))?;
+    assert!(pins.contains("srv01"), "{pins}");
+
+    // The server comes back with another certificate: refused before any RDP byte.
+    drop(shadow);
+    let _shadow = rdp_peers::start_shadow(&work.path().join("b"), port, &["/sec:tls", "-auth"])?;
+    let run = rdp_peers::xfreerdp("127.0.0.1", rdp, "tanaka", TANAKA_PASS, 20, &["/pcb:srv01"])?;
+    assert!(!run.active(), "a session to the changed server came up");
+    assert_ne!(run.code, Some(124), "client hung until the timeout");
+    let denial = vdi.instance.wait_until(
+        Duration::from_secs(10),
+        "an rdp.server-cert-changed denial",
+        || {
+            Ok(vdi
+                .instance
+                .denials()?
+                .into_iter()
+                .find(|d| d["rule"] == "rdp.server-cert-changed"))
+        },
+    )?;
+    assert_eq!(denial["target"], "srv01", "{denial}");
+    assert_eq!(denial["user"], "tanaka", "{denial}");
+    // The pin is kept: a changed certificate never replaces it silently.
+    assert_eq!(
+        std::fs::read_to_string(vdi.instance.path("data/rdp_pins.toml"))?,
+        pins
+    );
     Ok(())
 }

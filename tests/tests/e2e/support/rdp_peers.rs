@@ -5,6 +5,9 @@
 //! 127.0.0.1:13390 with its DEBUG log in `$LAB/xrdp/xrdp.log`, which names every channel a
 //! client asked for ("Adding channel: name cliprdr …").
 
+// Two test modules include this file, each using part of it.
+#![allow(dead_code)]
+
 use std::path::{Path, PathBuf};
 use std::process::{Command, Stdio};
 use std::sync::{Mutex, MutexGuard, OnceLock};
@@ -92,41 +95,113 @@ pub fn ensure_xrdp() -> Result<()> {
 pub fn ensure_display() -> Result<()> {
     static STARTED: OnceLock<std::result::Result<(), String>> = OnceLock::new();
     STARTED
-        .get_or_init(|| {
-            let n = CLIENT_DISPLAY.trim_start_matches(':');
-            let sock = format!("/tmp/.X11-unix/X{n}");
-            if std::os::unix::net::UnixStream::connect(&sock).is_ok() {
-                return Ok(());
-            }
-            // A socket nobody answers on is left from an Xvfb that died: clear it and its lock.
-            let _ = std::fs::remove_file(&sock);
-            let _ = std::fs::remove_file(format!("/tmp/.X{n}-lock"));
-            Command::new("Xvfb")
-                .args([
-                    CLIENT_DISPLAY,
-                    "-screen",
-                    "0",
-                    "1280x1024x24",
-                    "-nolisten",
-                    "tcp",
-                    "-noreset",
-                ])
-                .stdin(Stdio::null())
-                .stdout(Stdio::null())
-                .stderr(Stdio::null())
-                .spawn()
-                .map_err(|e| format!("cannot start Xvfb: {e}"))?;
-            let deadline = Instant::now() + Duration::from_secs(5);
-            while !Path::new(&sock).exists() {
-                if Instant::now() > deadline {
-                    return Err("Xvfb did not start".to_owned());
-                }
-                std::thread::sleep(Duration::from_millis(50));
-            }
-            Ok(())
-        })
+        .get_or_init(|| start_xvfb(CLIENT_DISPLAY, "1280x1024x24"))
         .clone()
         .map_err(anyhow::Error::msg)
+}
+
+/// Starts the Xvfb that freerdp-shadow-cli shares, once.
+pub fn ensure_server_display() -> Result<()> {
+    static STARTED: OnceLock<std::result::Result<(), String>> = OnceLock::new();
+    STARTED
+        .get_or_init(|| start_xvfb(SHADOW_DISPLAY, "1024x768x24"))
+        .clone()
+        .map_err(anyhow::Error::msg)
+}
+
+/// The X display freerdp-shadow-cli shares (ours; the lab uses :91).
+pub const SHADOW_DISPLAY: &str = ":94";
+
+/// Starts Xvfb on `display` unless something answers there already.
+fn start_xvfb(display: &str, screen: &str) -> std::result::Result<(), String> {
+    let n = display.trim_start_matches(':');
+    let sock = format!("/tmp/.X11-unix/X{n}");
+    if std::os::unix::net::UnixStream::connect(&sock).is_ok() {
+        return Ok(());
+    }
+    // A socket nobody answers on is left from an Xvfb that died: clear it and its lock.
+    let _ = std::fs::remove_file(&sock);
+    let _ = std::fs::remove_file(format!("/tmp/.X{n}-lock"));
+    Command::new("Xvfb")
+        .args([
+            display,
+            "-screen",
+            "0",
+            screen,
+            "-nolisten",
+            "tcp",
+            "-noreset",
+        ])
+        .stdin(Stdio::null())
+        .stdout(Stdio::null())
+        .stderr(Stdio::null())
+        .spawn()
+        .map_err(|e| format!("cannot start Xvfb: {e}"))?;
+    let deadline = Instant::now() + Duration::from_secs(5);
+    while !Path::new(&sock).exists() {
+        if Instant::now() > deadline {
+            return Err("Xvfb did not start".to_owned());
+        }
+        std::thread::sleep(Duration::from_millis(50));
+    }
+    Ok(())
+}
+
+/// A freerdp-shadow-cli server sharing [`SHADOW_DISPLAY`], stopped on drop.
+pub struct Shadow {
+    child: std::process::Child,
+    /// its HOME; the certificate it generated on first start is under `config/freerdp/shadow`
+    pub home: PathBuf,
+}
+
+impl Drop for Shadow {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
+
+impl Shadow {
+    /// Its log so far.
+    pub fn log(&self) -> String {
+        std::fs::read_to_string(self.home.join("shadow.log")).unwrap_or_default()
+    }
+}
+
+/// Starts freerdp-shadow-cli on 127.0.0.1:`port` with its state in `home` (a new `home`
+/// means a new self-signed certificate) and the security arguments `sec` (e.g. `/sec:tls
+/// -auth`, or `/sec:nla /sam-file:F`).
+pub fn start_shadow(home: &Path, port: u16, sec: &[&str]) -> Result<Shadow> {
+    ensure_server_display()?;
+    std::fs::create_dir_all(home.join("config"))?;
+    let log = std::fs::File::create(home.join("shadow.log"))?;
+    let child = Command::new("freerdp-shadow-cli")
+        .arg("/bind-address:127.0.0.1")
+        .arg(format!("/port:{port}"))
+        .args(sec)
+        .env("DISPLAY", SHADOW_DISPLAY)
+        .env("HOME", home)
+        .env("XDG_CONFIG_HOME", home.join("config"))
+        .stdin(Stdio::null())
+        .stdout(log.try_clone()?)
+        .stderr(log)
+        .spawn()
+        .context("cannot start freerdp-shadow-cli")?;
+    let shadow = Shadow {
+        child,
+        home: home.to_owned(),
+    };
+    let deadline = Instant::now() + Duration::from_secs(10);
+    while !listening(port) {
+        if Instant::now() > deadline {
+            bail!(
+                "freerdp-shadow-cli did not listen on {port}:\n{}",
+                shadow.log()
+            );
+        }
+        std::thread::sleep(Duration::from_millis(50));
+    }
+    Ok(shadow)
 }
 
 /// The current length of xrdp's log, to read only what a test caused.
