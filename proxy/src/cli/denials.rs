@@ -55,7 +55,7 @@ pub fn list(args: ListArgs) -> Result<ExitCode> {
             .context("cannot list denials")
     })?;
     if args.json {
-        println!("{}", serde_json::to_string_pretty(&rows)?);
+        super::emit(&format!("{}\n", serde_json::to_string_pretty(&rows)?))?;
         return Ok(ExitCode::SUCCESS);
     }
     let mut table = Table::new(&[
@@ -76,9 +76,9 @@ pub fn list(args: ListArgs) -> Result<ExitCode> {
         ]);
     }
     if table.is_empty() {
-        println!("no denials");
+        super::emit("no denials\n")?;
     } else {
-        print!("{}", table.render());
+        super::emit(&table.render())?;
     }
     Ok(ExitCode::SUCCESS)
 }

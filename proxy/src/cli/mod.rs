@@ -23,6 +23,20 @@ pub const EXIT_USAGE: u8 = 2;
 /// Exit status of a "no" answer: deny, not live, not intact.
 pub const EXIT_NO: u8 = 1;
 
+/// Writes a command's output to standard output. A reader that stops early (`| head`,
+/// `| grep -q`) closes the pipe: that is the reader's choice, not an error, so it ends the
+/// output quietly instead of failing (or panicking, as `print!` would).
+pub fn emit(text: &str) -> Result<()> {
+    use std::io::Write;
+    let mut out = std::io::stdout().lock();
+    match out.write_all(text.as_bytes()).and_then(|()| out.flush()) {
+        Err(e) if e.kind() != std::io::ErrorKind::BrokenPipe => {
+            Err(e).context("cannot write to standard output")
+        }
+        _ => Ok(()),
+    }
+}
+
 /// Sets up tracing. `serve` logs at info by default; the other commands only warn, so their
 /// standard output stays the answer. `RUST_LOG` overrides both.
 pub fn init_logging(json: bool, serving: bool) {

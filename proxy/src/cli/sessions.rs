@@ -73,7 +73,7 @@ pub fn list(args: ListArgs) -> Result<ExitCode> {
             .context("cannot list sessions")
     })?;
     if args.json {
-        println!("{}", serde_json::to_string_pretty(&rows)?);
+        super::emit(&format!("{}\n", serde_json::to_string_pretty(&rows)?))?;
         return Ok(ExitCode::SUCCESS);
     }
     let tz = config.inventory.timezone();
@@ -98,9 +98,9 @@ pub fn list(args: ListArgs) -> Result<ExitCode> {
         ]);
     }
     if table.is_empty() {
-        println!("no sessions");
+        super::emit("no sessions\n")?;
     } else {
-        print!("{}", table.render());
+        super::emit(&table.render())?;
     }
     Ok(ExitCode::SUCCESS)
 }
