@@ -209,13 +209,19 @@ pub fn attach_user_confirm() -> Option<Vec<u8>> {
     .ok()
 }
 
-/// The frames (client?, bytes) that take a fresh machine to its relay phase.
+/// The frames (client?, bytes) that take a fresh machine to its relay phase. Encoded once
+/// per process: the fuzzer calls this on every input.
 pub fn relay_prefix() -> Option<Vec<(bool, Vec<u8>)>> {
-    Some(vec![
-        (true, connect_initial()?),
-        (false, connect_response(vec![1004, 1005])?),
-        (false, attach_user_confirm()?),
-    ])
+    static PREFIX: std::sync::OnceLock<Option<Vec<(bool, Vec<u8>)>>> = std::sync::OnceLock::new();
+    PREFIX
+        .get_or_init(|| {
+            Some(vec![
+                (true, connect_initial()?),
+                (false, connect_response(vec![1004, 1005])?),
+                (false, attach_user_confirm()?),
+            ])
+        })
+        .clone()
 }
 
 /// The channel a wrapped record goes to: the interesting ids first (I/O, kept, stripped,
@@ -594,8 +600,9 @@ pub fn rdp_replay(data: &[u8]) {
     let Ok(file) = encode_recording(&header, &recs, 64 * 1024, end_us, &key) else {
         return;
     };
-    // Small keyframe interval so restoring keyframes is exercised too.
-    if let Ok(mut replay) = player::rdp::RdpReplay::open_with_keyframe_interval(&file, 4096) {
+    // A keyframe every 64 KiB of server PDUs, so restoring keyframes is exercised too
+    // (smaller makes each run slow: a keyframe deflates the whole desktop).
+    if let Ok(mut replay) = player::rdp::RdpReplay::open_with_keyframe_interval(&file, 65536) {
         let _ = replay.frame_at(end_us / 2);
         let _ = replay.frame_at(end_us);
         let _ = replay.frame_at(0);
