@@ -153,6 +153,7 @@ async fn handle_inner(
         .await
         .map_err(|_| anyhow!("client TLS handshake timed out"))?
         .context("client TLS handshake")?;
+    let mut leftover = Vec::new();
     let nla_done = match nla {
         None => false,
         Some(account) => {
@@ -166,7 +167,10 @@ async fn handle_inner(
                     .await
                     .map_err(|_| anyhow!("CredSSP timed out"))?;
             match result {
-                Ok(()) => true,
+                Ok(rest) => {
+                    leftover = rest;
+                    true
+                }
                 Err(NlaError::LogonRefused) => {
                     let denial = Denial::new(
                         Rule::AuthFailed,
@@ -296,10 +300,71 @@ async fn handle_inner(
             // NLA already proved who the contractor is; the Client Info then carries no password.
             logon: (!nla_done).then_some(logon),
         },
-        client_tls,
+        Prefixed::new(leftover, client_tls),
         server_tls,
     )
     .await
+}
+
+/// A stream whose first reads return `prefix`: bytes read past the end of the CredSSP
+/// exchange, which belong to the relay.
+struct Prefixed<S> {
+    prefix: Vec<u8>,
+    pos: usize,
+    inner: S,
+}
+
+impl<S> Prefixed<S> {
+    fn new(prefix: Vec<u8>, inner: S) -> Self {
+        Self {
+            prefix,
+            pos: 0,
+            inner,
+        }
+    }
+}
+
+impl<S: AsyncRead + Unpin> AsyncRead for Prefixed<S> {
+    fn poll_read(
+        mut self: std::pin::Pin<&mut Self>,
+        cx: &mut std::task::Context<'_>,
+        buf: &mut tokio::io::ReadBuf<'_>,
+    ) -> std::task::Poll<std::io::Result<()>> {
+        let this = &mut *self;
+        if let Some(rest) = this.prefix.get(this.pos..)
+            && !rest.is_empty()
+        {
+            let n = rest.len().min(buf.remaining());
+            buf.put_slice(rest.get(..n).unwrap_or_default());
+            this.pos += n;
+            return std::task::Poll::Ready(Ok(()));
+        }
+        std::pin::Pin::new(&mut this.inner).poll_read(cx, buf)
+    }
+}
+
+impl<S: tokio::io::AsyncWrite + Unpin> tokio::io::AsyncWrite for Prefixed<S> {
+    fn poll_write(
+        mut self: std::pin::Pin<&mut Self>,
+        cx: &mut std::task::Context<'_>,
+        buf: &[u8],
+    ) -> std::task::Poll<std::io::Result<usize>> {
+        std::pin::Pin::new(&mut self.inner).poll_write(cx, buf)
+    }
+
+    fn poll_flush(
+        mut self: std::pin::Pin<&mut Self>,
+        cx: &mut std::task::Context<'_>,
+    ) -> std::task::Poll<std::io::Result<()>> {
+        std::pin::Pin::new(&mut self.inner).poll_flush(cx)
+    }
+
+    fn poll_shutdown(
+        mut self: std::pin::Pin<&mut Self>,
+        cx: &mut std::task::Context<'_>,
+    ) -> std::task::Poll<std::io::Result<()>> {
+        std::pin::Pin::new(&mut self.inner).poll_shutdown(cx)
+    }
 }
 
 /// Reads the preconnection PDU (optional) and the X.224 Connection Request.
@@ -466,7 +531,11 @@ impl tokio_rustls::rustls::server::ResolvesServerCert for CaptureKey {
 }
 
 /// Runs CredSSP as server over the contractor's TLS stream. Nothing of it is recorded.
-async fn accept_nla<S>(tls: &mut S, account: Account, public_key: Vec<u8>) -> Result<(), NlaError>
+async fn accept_nla<S>(
+    tls: &mut S,
+    account: Account,
+    public_key: Vec<u8>,
+) -> Result<Vec<u8>, NlaError>
 where
     S: AsyncRead + tokio::io::AsyncWrite + Unpin,
 {
@@ -491,14 +560,9 @@ where
         };
         match acceptor.step(&frame) {
             Step::Reply(bytes) => tls.write_all(&bytes).await.map_err(io)?,
-            Step::Done(_) => {
-                if !buf.is_empty() {
-                    return Err(NlaError::Protocol(
-                        "client sent data before CredSSP ended".to_owned(),
-                    ));
-                }
-                return Ok(());
-            }
+            // The client sends its MCS Connect Initial right after its last TsRequest,
+            // without waiting: what follows belongs to the relay.
+            Step::Done(_) => return Ok(buf),
             Step::Failed(bytes, e) => {
                 if !bytes.is_empty() {
                     let _ = tls.write_all(&bytes).await;

@@ -6,7 +6,7 @@
 //! desktop 127.0.10.11, so Sekisho sees the source exactly as in production.
 
 #[path = "support/rdp_peers.rs"]
-mod rdp_peers;
+pub(crate) mod rdp_peers;
 
 use std::io::{Read, Write};
 use std::net::TcpStream;
@@ -755,5 +755,117 @@ fn rdp_server_certificate_is_pinned_on_first_use_and_a_change_is_denied() -> Res
         std::fs::read_to_string(vdi.instance.path("data/rdp_pins.toml"))?,
         pins
     );
+    Ok(())
+}
+
+/// tanaka's NT hash (of TANAKA_PASS), as `winpr-hash -u tanaka -p change-me-now` prints it.
+const TANAKA_NT_HASH: &str = "92CEABB25E2C174E131E9FA87BA5C22C";
+
+/// Every relayed byte of the recording of session `row`, both directions.
+fn recorded_bytes(instance: &SekishoInstance, row: &serde_json::Value) -> Result<Vec<u8>> {
+    use recorder::format::RecordKind;
+    let rec = row["recording"]
+        .as_str()
+        .context("session row without recording")?;
+    let bytes = std::fs::read(instance.path(rec))?;
+    let parsed = recorder::reader::Recording::parse(&bytes)?;
+    let mut out = Vec::new();
+    for r in parsed.records() {
+        if let RecordKind::Data { bytes, .. } = r?.kind {
+            out.extend_from_slice(&bytes);
+        }
+    }
+    Ok(out)
+}
+
+#[test]
+fn rdp_nla_on_the_contractor_leg_checks_the_nt_hash() -> Result<()> {
+    if !peers()? {
+        return Ok(());
+    }
+    let _serial = rdp_peers::serial();
+    let inventory = inventory("ip-vpn", "physical", "business", "2099-12-31").replace(
+        "desktops = [\"127.0.10.11\"]",
+        &format!("desktops = [\"127.0.10.11\"]\nnt_hash = \"{TANAKA_NT_HASH}\""),
+    );
+    let vdi = start_from(&inventory, DESKTOP)?;
+    let port = vdi.instance.listen.rdp.port();
+
+    // The right password over NLA: the server leg (TLS, credentials injected) logs in.
+    let before = rdp_peers::xrdp_log_offset();
+    let run = rdp_peers::xfreerdp(
+        "127.0.0.1",
+        port,
+        "tanaka",
+        TANAKA_PASS,
+        8,
+        &["/pcb:srv01", "/sec:nla"],
+    )?;
+    assert!(
+        run.active(),
+        "NLA session did not come up:\n{}\n{}",
+        run.log,
+        vdi.instance.serve_log()
+    );
+    assert_eq!(run.code, Some(124), "client should still be connected");
+    let xrdp_log = rdp_peers::xrdp_log_since(before);
+    assert!(
+        xrdp_log.contains(&format!("login successful for user {LAB_USER}")),
+        "{xrdp_log}"
+    );
+    let row = vdi
+        .instance
+        .wait_until(Duration::from_secs(10), "the NLA session to end", || {
+            Ok(vdi
+                .instance
+                .sessions()?
+                .into_iter()
+                .find(|s| s["protocol"] == "rdp" && !s["ended_at"].is_null()))
+        })?;
+    // No CredSSP byte (NTLM messages start with "NTLMSSP\0") is in the recording.
+    let recorded = recorded_bytes(&vdi.instance, &row)?;
+    assert!(!recorded.is_empty());
+    assert!(
+        !recorded.windows(8).any(|w| w == b"NTLMSSP\0"),
+        "CredSSP bytes in the recording"
+    );
+    assert!(
+        !vdi.instance.serve_log().contains("NTLMSSP"),
+        "CredSSP in the log"
+    );
+
+    // A wrong password: a clean, prompt failure, auth.failed in the catalogue, no session.
+    let run = rdp_peers::xfreerdp(
+        "127.0.0.1",
+        port,
+        "tanaka",
+        "not-the-password",
+        20,
+        &["/pcb:srv01", "/sec:nla"],
+    )?;
+    assert!(!run.active(), "a wrong password reached a session");
+    assert_ne!(run.code, Some(124), "client hung until the timeout");
+    assert!(
+        run.elapsed < Duration::from_secs(10),
+        "refusal took {:?}",
+        run.elapsed
+    );
+    let denial =
+        vdi.instance
+            .wait_until(Duration::from_secs(10), "an auth.failed denial", || {
+                Ok(vdi
+                    .instance
+                    .denials()?
+                    .into_iter()
+                    .find(|d| d["rule"] == "auth.failed" && d["protocol"] == "rdp"))
+            })?;
+    assert_eq!(denial["user"], "tanaka", "{denial}");
+    let rdp_sessions = vdi
+        .instance
+        .sessions()?
+        .into_iter()
+        .filter(|s| s["protocol"] == "rdp")
+        .count();
+    assert_eq!(rdp_sessions, 1, "the refused logon opened a session");
     Ok(())
 }

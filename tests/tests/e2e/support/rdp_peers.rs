@@ -5,9 +5,6 @@
 //! 127.0.0.1:13390 with its DEBUG log in `$LAB/xrdp/xrdp.log`, which names every channel a
 //! client asked for ("Adding channel: name cliprdr …").
 
-// Two test modules include this file, each using part of it.
-#![allow(dead_code)]
-
 use std::path::{Path, PathBuf};
 use std::process::{Command, Stdio};
 use std::sync::{Mutex, MutexGuard, OnceLock};
