@@ -1159,7 +1159,39 @@ pub struct ChunkBuilder {
     first_us: u64,
     last_us: u64,
     count: u32,
-    compressor: zstd::bulk::Compressor<'static>,
+    level: i32,
+}
+
+/// A builder keeps its buffer's capacity up to this after a chunk; a larger buffer (a burst
+/// of output) is released, so an idle session does not hold its busiest chunk's memory.
+const KEEP_BUFFER_CAPACITY: usize = 16 * 1024;
+
+thread_local! {
+    /// One zstd compression context per thread and level, shared by every recording that
+    /// closes a chunk on this thread. A context keeps its tables after first use (about 1 MiB
+    /// at level 1 for a 1 MiB chunk); one per session was most of an idle session's memory.
+    static COMPRESSOR: std::cell::RefCell<Option<(i32, zstd::bulk::Compressor<'static>)>> =
+        const { std::cell::RefCell::new(None) };
+}
+
+/// Compresses `src` as one zstd frame (with its content size) at `level`.
+fn compress_chunk(level: i32, src: &[u8]) -> Result<Vec<u8>, EncodeError> {
+    COMPRESSOR.with(|cell| {
+        // No re-entrancy here, so the borrow cannot fail; handled rather than assumed.
+        let mut slot = cell
+            .try_borrow_mut()
+            .map_err(|_| EncodeError::Compression("zstd context busy".into()))?;
+        if slot.as_ref().is_none_or(|(l, _)| *l != level) {
+            let c = zstd::bulk::Compressor::new(level)
+                .map_err(|e| EncodeError::Compression(e.to_string()))?;
+            *slot = Some((level, c));
+        }
+        let (_, c) = slot
+            .as_mut()
+            .ok_or_else(|| EncodeError::Compression("zstd context".into()))?;
+        c.compress(src)
+            .map_err(|e| EncodeError::Compression(e.to_string()))
+    })
 }
 
 impl fmt::Debug for ChunkBuilder {
@@ -1174,14 +1206,20 @@ impl fmt::Debug for ChunkBuilder {
 impl ChunkBuilder {
     /// A builder compressing at zstd `level` (1–3 keep ingest above 200 MB/s).
     pub fn new(level: i32) -> Result<Self, EncodeError> {
-        let compressor = zstd::bulk::Compressor::new(level)
-            .map_err(|e| EncodeError::Compression(e.to_string()))?;
+        let levels = zstd::compression_level_range();
+        if !levels.contains(&level) {
+            return Err(EncodeError::Compression(format!(
+                "zstd level {level} outside {}..={}",
+                levels.start(),
+                levels.end()
+            )));
+        }
         Ok(ChunkBuilder {
             buf: Vec::new(),
             first_us: 0,
             last_us: 0,
             count: 0,
-            compressor,
+            level,
         })
     }
 
@@ -1237,10 +1275,7 @@ impl ChunkBuilder {
                 max: MAX_CHUNK_UNCOMPRESSED,
             });
         }
-        let compressed = self
-            .compressor
-            .compress(&self.buf)
-            .map_err(|e| EncodeError::Compression(e.to_string()))?;
+        let compressed = compress_chunk(self.level, &self.buf)?;
         let mut out = Vec::with_capacity(CHUNK_PREFIX_LEN + compressed.len() + HASH_LEN);
         out.extend_from_slice(&CHUNK_MAGIC);
         out.extend_from_slice(&seq.to_le_bytes());
@@ -1262,7 +1297,11 @@ impl ChunkBuilder {
             record_count: self.count,
             uncompressed_len: self.buf.len(),
         };
-        self.buf.clear();
+        if self.buf.capacity() > KEEP_BUFFER_CAPACITY {
+            self.buf = Vec::new();
+        } else {
+            self.buf.clear();
+        }
         self.count = 0;
         self.first_us = self.last_us;
         Ok(chunk)
@@ -1666,6 +1705,44 @@ pub(crate) mod tests {
         assert_eq!(t.body.index, body.index);
         assert!(t.verify_signature(&hh).is_ok());
         assert!(t.verify_signature(&[8u8; 32]).is_err());
+    }
+
+    #[test]
+    fn builders_share_a_context_and_release_big_buffers() {
+        let data = |n: usize, fill: u8| Record {
+            at_us: 1,
+            kind: RecordKind::Data {
+                direction: Direction::ServerToClient,
+                channel: ChannelId(0),
+                bytes: Bytes::from(vec![fill; n]),
+            },
+        };
+        // Interleaved builders at two levels on one thread: each chunk decodes to its own
+        // records, and the same records give the same bytes whichever builder came first.
+        let mut a = ChunkBuilder::new(1).unwrap();
+        let mut b = ChunkBuilder::new(3).unwrap();
+        let mut a2 = ChunkBuilder::new(1).unwrap();
+        a.push(&data(200_000, b'a')).unwrap();
+        b.push(&data(3_000, b'b')).unwrap();
+        a2.push(&data(200_000, b'a')).unwrap();
+        let ca = a.finish(0, &[0; 32]).unwrap();
+        let cb = b.finish(0, &[0; 32]).unwrap();
+        let ca2 = a2.finish(0, &[0; 32]).unwrap();
+        assert_eq!(ca.bytes, ca2.bytes);
+        for (c, want) in [(&ca, data(200_000, b'a')), (&cb, data(3_000, b'b'))] {
+            let (Frame::Chunk(ch), _) = decode_frame(&c.bytes).unwrap().unwrap() else {
+                panic!("not a chunk")
+            };
+            assert_eq!(ch.records().unwrap(), vec![want]);
+        }
+        // A burst's buffer is let go; a small one is kept for the next chunk.
+        assert!(
+            a.buf.capacity() <= KEEP_BUFFER_CAPACITY,
+            "{}",
+            a.buf.capacity()
+        );
+        assert!(b.buf.capacity() > 0 && b.buf.capacity() <= KEEP_BUFFER_CAPACITY);
+        assert!(ChunkBuilder::new(i32::MAX).is_err());
     }
 
     #[test]

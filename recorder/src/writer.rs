@@ -5,6 +5,10 @@
 //! [`WriterConfig::flush_interval`] (1 s) so a crash loses at most about a second, and writes
 //! the signed trailer on [`RecordingWriter::finish`].
 //!
+//! An idle session holds no zstd context (chunks are compressed with one context per thread,
+//! shared by all sessions) and no large buffer (a chunk's buffer beyond 16 KiB is released
+//! once the chunk is written): a few KiB per idle session.
+//!
 //! Memory per session is bounded (see [`WriterConfig`]): a relay that produces faster than
 //! the disk absorbs waits in [`RecordingWriter::write`] (backpressure), it never grows a
 //! queue. When storage fails or fills, the failure is sticky: every later write returns it,

@@ -28,8 +28,9 @@ use tracing::{debug, trace};
 const OUTPUT_QUEUE: usize = 32;
 /// Input messages buffered toward a backend.
 const INPUT_QUEUE: usize = 32;
-/// Largest read from a serial socket at once.
-const SERIAL_READ: usize = 16 * 1024;
+/// Largest read from a serial socket at once. Held by every serial session, idle or not, so
+/// kept small: a serial line brings a few KiB per second at most.
+const SERIAL_READ: usize = 4 * 1024;
 /// How long dialling and logging in to a console may take.
 pub const CONNECT_TIMEOUT: Duration = Duration::from_secs(15);
 
