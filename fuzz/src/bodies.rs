@@ -209,10 +209,13 @@ pub fn attach_user_confirm() -> Option<Vec<u8>> {
     .ok()
 }
 
+/// Frames in order, each with whether the client sent it.
+pub type Frames = Vec<(bool, Vec<u8>)>;
+
 /// The frames (client?, bytes) that take a fresh machine to its relay phase. Encoded once
 /// per process: the fuzzer calls this on every input.
-pub fn relay_prefix() -> Option<Vec<(bool, Vec<u8>)>> {
-    static PREFIX: std::sync::OnceLock<Option<Vec<(bool, Vec<u8>)>>> = std::sync::OnceLock::new();
+pub fn relay_prefix() -> Option<Frames> {
+    static PREFIX: std::sync::OnceLock<Option<Frames>> = std::sync::OnceLock::new();
     PREFIX
         .get_or_init(|| {
             Some(vec![
