@@ -116,7 +116,9 @@ impl NlaAcceptor {
                 "TsRequest of {len} bytes is larger than {MAX_TS_REQUEST}"
             ))),
             Ok(len) => Ok(Some(len)),
-            Err(e) if e.kind() == std::io::ErrorKind::UnexpectedEof => Ok(None),
+            // sspi reports every header error as UnexpectedEof; a BER sequence header is at
+            // most 4 bytes here (u16 lengths), so past that the header is malformed, not short.
+            Err(e) if e.kind() == std::io::ErrorKind::UnexpectedEof && buf.len() < 6 => Ok(None),
             Err(e) => Err(NlaError::Protocol(format!("bad TsRequest header: {e}"))),
         }
     }
@@ -245,7 +247,11 @@ mod tests {
     fn frame_len_waits_for_the_header_and_bounds_the_size() {
         assert!(matches!(NlaAcceptor::frame_len(&[0x30]), Ok(None)));
         assert!(matches!(
-            NlaAcceptor::frame_len(&[0x30, 0x83, 0x10, 0x00, 0x00]),
+            NlaAcceptor::frame_len(&[0x30, 0x83, 0x10, 0x00, 0x00, 0x00]),
+            Err(NlaError::Protocol(_))
+        ));
+        assert!(matches!(
+            NlaAcceptor::frame_len(&[0xff; 64]),
             Err(NlaError::Protocol(_))
         ));
     }
