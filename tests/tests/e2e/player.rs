@@ -6,21 +6,16 @@
 //! `screendump`). Both images are turned into raw RGB by ffmpeg, so the comparison does not
 //! depend on Sekisho's own image code.
 
-#[path = "support/rdp_peers.rs"]
-#[allow(dead_code)] // this module uses xrdp and xfreerdp only
-mod rdp_peers;
-#[path = "support/vnc_peers.rs"]
-#[allow(dead_code)] // this module uses the QEMU and viewer helpers only
-mod vnc_peers;
-
-use std::path::{Path, PathBuf};
+use std::path::Path;
 use std::process::{Command, Stdio};
 use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
 use anyhow::{Context, Result, bail, ensure};
 use rdp_peers::{LAB_PASS, LAB_USER, XRDP_PORT};
 
+use crate::rdp::rdp_peers;
 use crate::support::{InstanceOptions, SekishoInstance, require_peers};
+use crate::vnc::vnc_peers;
 
 /// tanaka's Sekisho password (the hash in the inventory).
 const TANAKA_PASS: &str = "change-me-now";
