@@ -242,7 +242,7 @@ pub async fn timeline(
         .into_iter()
         .map(|(at, kind, detail)| {
             json!({
-                "ms": at / 1000,
+                "ms": ms_after(at),
                 "label": marker_label(lang, &kind),
                 "kind": kind,
                 "detail": detail,
@@ -256,10 +256,16 @@ pub async fn timeline(
     json_response(&json!({
         "kind": kind,
         "protocol": row.protocol.to_string(),
-        "duration_ms": end_us / 1000,
+        "duration_ms": ms_after(end_us),
         "markers": markers,
         "idle": idle,
     }))
+}
+
+/// The first whole millisecond at or after `at_us`: the browser asks for screens by the
+/// millisecond, and a moment rounded down would be just before what happened at it.
+fn ms_after(at_us: u64) -> u64 {
+    at_us.div_ceil(1000)
 }
 
 /// The moment of a frame, in seconds from the start.
@@ -403,7 +409,7 @@ pub async fn search(
         .take(MAX_HITS)
         .map(|h| {
             json!({
-                "ms": h.at_us / 1000,
+                "ms": ms_after(h.at_us),
                 "source": match h.source {
                     player::terminal::Source::Output => "output",
                     player::terminal::Source::Input => "input",

@@ -865,6 +865,11 @@ async fn player_frames_timeline_and_search_show_the_recording() {
             .unwrap()
             .contains("web01")
     );
+    // The hit's moment shows the hit on screen.
+    let ms = hits["hits"][0]["ms"].as_u64().unwrap();
+    let uri = format!("/sessions/{}/screen?ms={ms}", f.tanaka);
+    let (_, screen) = get(&f, Some(&cookie), &uri).await;
+    assert!(screen.contains("hello from web01"), "{hits} {screen}");
     let (status, _) = get(
         &f,
         Some(&cookie),

@@ -7,6 +7,9 @@
 //! hosted in-process by `proxy::web::serve` over the instance's own catalogue, key and TLS
 //! identity (the same call `serve` makes), and the test says so on stderr.
 
+#[path = "support/vnc_peers.rs"]
+#[allow(dead_code, clippy::duplicate_mod)] // this module uses QEMU and the scripted viewer only
+mod vnc_peers;
 #[path = "support/web_browser.rs"]
 mod web_browser;
 
@@ -24,6 +27,8 @@ use crate::support::{SekishoInstance, demo_inventory, require_peers, wait_for_po
 use web_browser::Browser;
 
 const PASSWORD: &str = "change-me-now";
+/// tanaka's VDI desktop in the demo inventory (VNC consoles).
+const VNC_DESKTOP: &str = "127.0.10.11";
 const HASH: &str = "$argon2id$v=19$m=19456,t=2,p=1$IvBzMLDZyFbDrkZ3n1bk7w$8NW46C5ZNmNfiHNU+fwLLsnh9hyP7iNV8iEC4MEm5fU";
 
 fn inventory() -> String {
@@ -327,5 +332,388 @@ fn web_ui_in_chromium() -> Result<()> {
         run(&base, &seeded).await
     });
     stop.cancel();
+    result.map_err(|e| anyhow::anyhow!("{e:#}\n--- serve log ---\n{}", instance.serve_log()))
+}
+
+/// At most this fraction of pixels may differ between the browser's canvas and the decoder's
+/// frame at the same moment. The canvas draws the server's PNG of that very frame without
+/// scaling, so any difference is a bug (colour management, scaling, a frame of another
+/// moment); the margin is for nothing else.
+const MAX_CANVAS_DIFFERING: f64 = 0.001;
+/// The moment of the VNC recording the test seeks to (seconds).
+const SEEK_AT: f64 = 1.5;
+/// The word printed late in the seeded terminal recording, and when (at least).
+const NEEDLE: &str = "needle-4711";
+const NEEDLE_AFTER_MS: u64 = 1200;
+
+/// Converts an image ffmpeg reads to raw RGB24: (width, height, pixels). ffmpeg, not
+/// Sekisho's own image code, so a bug there cannot hide itself.
+fn raw_rgb(path: &std::path::Path) -> Result<(u32, u32, Vec<u8>)> {
+    use std::process::{Command, Stdio};
+    let probe = Command::new("ffprobe")
+        .args(["-v", "error", "-select_streams", "v:0"])
+        .args(["-show_entries", "stream=width,height", "-of", "csv=p=0"])
+        .arg(path)
+        .output()
+        .context("cannot run ffprobe")?;
+    ensure!(probe.status.success(), "ffprobe {}", path.display());
+    let dims = String::from_utf8_lossy(&probe.stdout);
+    let mut it = dims.trim().split(',');
+    let w: u32 = it.next().context("width")?.trim().parse()?;
+    let h: u32 = it.next().context("height")?.trim().parse()?;
+    let out = Command::new("ffmpeg")
+        .args(["-v", "error", "-i"])
+        .arg(path)
+        .args(["-f", "rawvideo", "-pix_fmt", "rgb24", "-"])
+        .stdin(Stdio::null())
+        .output()
+        .context("cannot run ffmpeg")?;
+    ensure!(out.status.success(), "ffmpeg {}", path.display());
+    ensure!(
+        out.stdout.len() == (w * h * 3) as usize,
+        "{}: {} bytes for {w}x{h}",
+        path.display(),
+        out.stdout.len()
+    );
+    Ok((w, h, out.stdout))
+}
+
+/// Makes a real VNC console session through Sekisho against QEMU (tanaka, ~4 s); returns
+/// (session id, recording path).
+fn vnc_session(instance: &SekishoInstance) -> Result<(String, std::path::PathBuf)> {
+    use std::process::Stdio;
+    let askpass = vnc_peers::askpass(instance.dir.path(), vnc_peers::DEMO_PASSWORD)?;
+    let script = vnc_peers::viewer_script(instance.dir.path())?;
+    let out = vnc_peers::ssh_client(&askpass)
+        .args(vnc_peers::ssh_options(
+            instance.listen.ssh.port(),
+            VNC_DESKTOP,
+        ))
+        .arg("tanaka@127.0.0.1")
+        .arg("console web01")
+        .stdin(Stdio::null())
+        .output()?;
+    let text = String::from_utf8_lossy(&out.stdout).into_owned();
+    ensure!(
+        out.status.success(),
+        "console refused: {text}{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let ticket = text
+        .lines()
+        .find_map(|l| {
+            l.trim()
+                .strip_prefix("password:")
+                .map(|v| v.trim().to_owned())
+        })
+        .context("no ticket")?;
+    let report = vnc_peers::run_viewer(
+        &script,
+        &vnc_peers::ViewerArgs {
+            host: instance.listen.vnc.ip().to_string(),
+            port: instance.listen.vnc.port(),
+            source: VNC_DESKTOP.to_owned(),
+            password: ticket,
+            hold: 4.0,
+            ..vnc_peers::ViewerArgs::default()
+        },
+    )?;
+    ensure!(
+        report.get("result").and_then(|r| r.as_str()) == Some("ok"),
+        "{report}"
+    );
+    let session = instance.wait_until(Duration::from_secs(10), "the VNC session to end", || {
+        Ok(instance.sessions()?.into_iter().find(|s| {
+            s.get("protocol").and_then(|p| p.as_str()) == Some("console-vnc")
+                && s.get("ended_at").is_some_and(|e| !e.is_null())
+        }))
+    })?;
+    let id = session
+        .get("id")
+        .and_then(|v| v.as_str())
+        .context("id")?
+        .to_owned();
+    let recording = instance.dir.path().join(
+        session
+            .get("recording")
+            .and_then(|v| v.as_str())
+            .context("recording")?,
+    );
+    Ok((id, recording))
+}
+
+/// Seeds tanaka's SSH session whose recording (the real writer) prints a prompt, then
+/// [`NEEDLE`] after [`NEEDLE_AFTER_MS`].
+async fn seed_terminal(instance: &SekishoInstance) -> Result<SessionId> {
+    let dir = instance.dir.path();
+    let key = recorder::signing::load(&dir.join("data/signing.key"))?;
+    let recordings = recorder::LocalDir::new(dir.join("data/recordings"));
+    let id = SessionId(uuid::Uuid::now_v7());
+    let header = recorder::Header {
+        session_id: id.0,
+        protocol: "ssh".into(),
+        user: Some("tanaka".into()),
+        contractor: Some("acme".into()),
+        source: "127.0.10.11".into(),
+        target: "web01".into(),
+        start_unix_us: Utc::now().timestamp_micros(),
+        metadata: Default::default(),
+    };
+    let w = recorder::RecordingWriter::create(
+        &recordings,
+        header,
+        key,
+        recorder::WriterConfig::default(),
+    )
+    .await?;
+    let out = recorder::Direction::ServerToClient;
+    let ch = recorder::ChannelId(0);
+    w.data(out, ch, "web01$ ".as_bytes().to_vec().into())
+        .await?;
+    w.data(
+        recorder::Direction::ClientToServer,
+        ch,
+        "grep -r x\r".as_bytes().to_vec().into(),
+    )
+    .await?;
+    tokio::time::sleep(Duration::from_millis(NEEDLE_AFTER_MS + 100)).await;
+    w.data(
+        out,
+        ch,
+        (format!("\r\n{NEEDLE} found\r\nweb01$ "))
+            .into_bytes()
+            .into(),
+    )
+    .await?;
+    let summary = w.finish().await?;
+    let catalogue =
+        Catalogue::connect(&format!("sqlite://{}/data/sekisho.db", dir.display())).await?;
+    catalogue
+        .session_started(&NewSession {
+            id,
+            instance: InstanceId::new("e2e-web-seed")?,
+            protocol: Protocol::Ssh,
+            user: "tanaka".into(),
+            contractor: "acme".into(),
+            source: "127.0.10.11".parse()?,
+            target: "web01".into(),
+            path: "internet-vpn".into(),
+            console_session: None,
+            started_at: Utc::now(),
+            recording: Some(summary.location.clone()),
+            detail: None,
+        })
+        .await?;
+    catalogue
+        .session_ended(
+            id,
+            Utc::now(),
+            recorder::catalogue::Outcome::Completed,
+            None,
+        )
+        .await?;
+    catalogue.close().await;
+    Ok(id)
+}
+
+/// A data attribute of the element with `id` (None while absent).
+async fn attr(b: &Browser, id: &str, name: &str) -> Result<Option<String>> {
+    let e = b.client.find(fantoccini::Locator::Id(id)).await?;
+    Ok(e.attr(name).await?)
+}
+
+/// Waits (up to 15 s) until `data-at` of the element `id` satisfies `ok`; returns it.
+async fn wait_at(b: &Browser, id: &str, ok: impl Fn(u64) -> bool) -> Result<Option<u64>> {
+    let mut last = None;
+    for _ in 0..150 {
+        last = attr(b, id, "data-at")
+            .await?
+            .and_then(|v| v.parse::<u64>().ok());
+        if last.is_some_and(&ok) {
+            break;
+        }
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+    Ok(last)
+}
+
+/// The HTTP status of a same-origin GET made by the page (the browser's own cookie).
+async fn fetch_status(b: &Browser, path: &str) -> Result<u64> {
+    let v = b
+        .client
+        .execute_async(
+            "const done = arguments[arguments.length - 1];\
+             fetch(arguments[0], {credentials: 'same-origin'}).then(r => done(r.status), () => done(0));",
+            vec![serde_json::json!(path)],
+        )
+        .await?;
+    v.as_u64().context("status")
+}
+
+async fn run_player(
+    base: &str,
+    instance: &SekishoInstance,
+    vnc: &str,
+    recording: &std::path::Path,
+    terminal: SessionId,
+) -> Result<()> {
+    let b = Browser::start().await?;
+    let result = async {
+        let play = format!("{base}/sessions/{vnc}/play?t={SEEK_AT}");
+        // Contractor: own recording plays; the canvas at SEEK_AT is the decoder's frame.
+        login(&b, base, "tanaka").await?;
+        b.goto(&play).await?;
+        let want = (SEEK_AT * 1000.0) as u64;
+        let at = wait_at(&b, "canvas", |v| v == want).await?;
+        ensure!(at == Some(want), "canvas never showed {want} ms (at {at:?})");
+        let first = attr(&b, "canvas", "data-first-frame-ms").await?;
+        eprintln!(
+            "web player: time to first frame {} ms from navigation start (VNC, seek to {SEEK_AT} s)",
+            first.as_deref().unwrap_or("?")
+        );
+        let canvas = b.client.find(fantoccini::Locator::Id("canvas")).await?;
+        let shot = instance.dir.path().join("canvas.png");
+        std::fs::write(&shot, canvas.screenshot().await?)?;
+        let frame = instance.dir.path().join("decoder.png");
+        let run = instance.cli_raw(&[
+            "export",
+            recording.to_str().context("path")?,
+            "--format",
+            "png",
+            "--at",
+            &SEEK_AT.to_string(),
+            "-o",
+            frame.to_str().context("path")?,
+        ])?;
+        ensure!(
+            run.status.success(),
+            "export: {}",
+            String::from_utf8_lossy(&run.stderr)
+        );
+        let (aw, ah, a) = raw_rgb(&shot)?;
+        let (bw, bh, d) = raw_rgb(&frame)?;
+        ensure!(
+            (aw, ah) == (bw, bh),
+            "canvas screenshot {aw}x{ah}, decoder frame {bw}x{bh}"
+        );
+        let differing = a
+            .chunks_exact(3)
+            .zip(d.chunks_exact(3))
+            .filter(|(x, y)| x != y)
+            .count() as f64
+            / f64::from(aw * ah);
+        eprintln!(
+            "web player: {:.4}% of pixels differ between the canvas ({aw}x{ah}) and the decoder's frame at {SEEK_AT} s",
+            differing * 100.0
+        );
+        ensure!(
+            differing <= MAX_CANVAS_DIFFERING,
+            "{:.4}% of pixels differ (at most {:.4}%)",
+            differing * 100.0,
+            MAX_CANVAS_DIFFERING * 100.0
+        );
+        // Playing at 16x moves the clock on.
+        b.click("speed-16").await?;
+        let moved = wait_at(&b, "canvas", |v| v > want).await?;
+        ensure!(moved.is_some_and(|v| v > want), "16x did not play (at {moved:?})");
+        b.click("pause").await?;
+        logout(&b).await?;
+
+        // Another contractor: neither the page nor its frames nor its timeline.
+        login(&b, base, "yamada").await?;
+        b.goto(&play).await?;
+        ensure!(
+            !b.source().await?.contains("id=\"canvas\""),
+            "yamada opened tanaka's player"
+        );
+        for path in [
+            format!("/sessions/{vnc}/frame?t=1"),
+            format!("/sessions/{vnc}/timeline"),
+        ] {
+            let status = fetch_status(&b, &path).await?;
+            ensure!(status == 404, "yamada GET {path}: {status}");
+        }
+        logout(&b).await?;
+
+        // Auditor and security see it.
+        for user in ["suzuki", "kobayashi"] {
+            login(&b, base, user).await?;
+            b.goto(&play).await?;
+            let at = wait_at(&b, "canvas", |v| v == want).await?;
+            ensure!(at == Some(want), "{user}: canvas at {at:?}");
+            let status = fetch_status(&b, &format!("/sessions/{vnc}/timeline")).await?;
+            ensure!(status == 200, "{user}: timeline {status}");
+            logout(&b).await?;
+        }
+
+        // Search in a terminal recording jumps to the moment the word appeared.
+        login(&b, base, "tanaka").await?;
+        b.goto(&format!("{base}/sessions/{terminal}/play")).await?;
+        ensure!(
+            wait_at(&b, "screen", |_| true).await?.is_some(),
+            "terminal player shows nothing"
+        );
+        let screen = b.client.find(fantoccini::Locator::Id("screen")).await?;
+        ensure!(!screen.text().await?.contains(NEEDLE), "needle shown at the start");
+        b.type_into("search", NEEDLE).await?;
+        b.click("search-go").await?;
+        let at = wait_at(&b, "screen", |v| v >= NEEDLE_AFTER_MS).await?;
+        ensure!(
+            at.is_some_and(|v| v >= NEEDLE_AFTER_MS),
+            "search did not jump (at {at:?})"
+        );
+        let screen = b.client.find(fantoccini::Locator::Id("screen")).await?;
+        ensure!(
+            screen.text().await?.contains(NEEDLE),
+            "the screen at the hit lacks the word"
+        );
+        // Typed keys are searched too.
+        b.type_into("search", "grep -r").await?;
+        b.click("search-go").await?;
+        let ok = wait_source(&b, |s| s.contains("hit hit-input")).await?;
+        ensure!(ok, "typed keys not found");
+        Ok(())
+    }
+    .await;
+    b.close().await?;
+    result
+}
+
+/// The player in Chromium: a real VNC session through Sekisho against QEMU, played in the
+/// browser; the canvas at a known moment equals the decoder's frame; who may see it; search
+/// in a terminal recording.
+#[test]
+fn web_player_in_chromium() -> Result<()> {
+    if !require_peers(&[
+        "chromium",
+        "chromedriver",
+        "qemu-system-x86_64",
+        "python3",
+        "ssh",
+        "ffmpeg",
+        "ffprobe",
+    ])? {
+        return Ok(());
+    }
+    let qemu = vnc_peers::start_qemu_vnc(None)?;
+    let inventory = inventory().replacen(
+        "vnc_console = \"127.0.0.1:15901\"",
+        &format!("vnc_console = \"127.0.0.1:{}\"", qemu.port),
+        1,
+    );
+    let instance = SekishoInstance::start(&inventory)?;
+    // Let SeaBIOS reach a steady screen first.
+    std::thread::sleep(Duration::from_secs(3));
+    let (vnc, recording) = vnc_session(&instance)
+        .map_err(|e| anyhow::anyhow!("{e:#}\n--- serve log ---\n{}", instance.serve_log()))?;
+    let runtime = tokio::runtime::Runtime::new()?;
+    let stop = CancellationToken::new();
+    let result = runtime.block_on(async {
+        let terminal = seed_terminal(&instance).await?;
+        let base = web_base(&instance, &stop).await?;
+        run_player(&base, &instance, &vnc, &recording, terminal).await
+    });
+    stop.cancel();
+    drop(qemu);
     result.map_err(|e| anyhow::anyhow!("{e:#}\n--- serve log ---\n{}", instance.serve_log()))
 }

@@ -50,6 +50,9 @@ impl Browser {
                     "--no-first-run", "--disable-background-networking",
                     "--disable-component-update", "--disable-sync",
                     "--lang=en-US",
+                    // Element screenshots are clipped to the viewport: room for a whole
+                    // 1024x768 console screen, one CSS pixel per device pixel.
+                    "--window-size=1600,1400", "--force-device-scale-factor=1",
                     format!("--user-data-dir={}", profile.path().display()),
                 ],
             }),
