@@ -7,9 +7,6 @@
 //! hosted in-process by `proxy::web::serve` over the instance's own catalogue, key and TLS
 //! identity (the same call `serve` makes), and the test says so on stderr.
 
-#[path = "support/vnc_peers.rs"]
-#[allow(dead_code, clippy::duplicate_mod)] // this module uses QEMU and the scripted viewer only
-mod vnc_peers;
 #[path = "support/web_browser.rs"]
 mod web_browser;
 
@@ -24,6 +21,7 @@ use recorder::catalogue::{Catalogue, DecisionRecord, InstanceId, NewSession, Ver
 use tokio_util::sync::CancellationToken;
 
 use crate::support::{SekishoInstance, demo_inventory, require_peers, wait_for_port};
+use crate::vnc::vnc_peers;
 use web_browser::Browser;
 
 const PASSWORD: &str = "change-me-now";
