@@ -1041,6 +1041,8 @@ pub async fn metrics(State(state): State<Arc<WebState>>) -> Response {
         "# HELP sekisho_web_catalogue_errors_total Catalogue errors seen by the web UI.\n# TYPE sekisho_web_catalogue_errors_total counter\nsekisho_web_catalogue_errors_total {}",
         state.catalogue_errors.load(Ordering::Relaxed)
     );
+    // This instance's own counters (sessions, decisions, bytes recorded, errors, reloads).
+    out.push_str(&state.services.render_metrics());
     (
         [(
             header::CONTENT_TYPE,

@@ -575,6 +575,17 @@ async fn metrics_and_denials_dashboard() {
         "{text}"
     );
     assert!(text.contains("sekisho_web_catalogue_errors_total 0"));
+    for family in [
+        "sekisho_sessions_started_total",
+        "sekisho_denials_total",
+        "sekisho_recorded_bytes_total",
+        "sekisho_errors_total",
+    ] {
+        assert!(
+            text.contains(&format!("# TYPE {family} counter")),
+            "{family}: {text}"
+        );
+    }
     let (cookie, _) = login_as(&f, "kobayashi");
     let (status, body) = get(&f, Some(&cookie), "/denials").await;
     assert_eq!(status, StatusCode::OK);
