@@ -11,7 +11,7 @@
 
 use std::io::Write as _;
 use std::path::{Path, PathBuf};
-use std::sync::{Arc, Mutex};
+use std::sync::{Arc, Mutex, OnceLock};
 use std::time::Duration;
 
 use bytes::Bytes;
@@ -127,6 +127,16 @@ pub struct ConsoleIo {
     pub output: mpsc::Receiver<Bytes>,
     /// Keys and resizes.
     pub input: mpsc::Sender<ConsoleInput>,
+    /// Set by the backend before it closes `output` because the console went away.
+    lost: Arc<OnceLock<String>>,
+}
+
+impl ConsoleIo {
+    /// Once `output` is closed: why the console went away, or `None` when it ended normally
+    /// (the shell or console command exited).
+    pub fn lost(&self) -> Option<&str> {
+        self.lost.get().map(String::as_str)
+    }
 }
 
 /// Why a console could not be reached.
@@ -228,13 +238,24 @@ async fn connect_inner(
 fn spawn_serial(stream: TcpStream) -> ConsoleIo {
     let (out_tx, out_rx) = mpsc::channel::<Bytes>(OUTPUT_QUEUE);
     let (in_tx, mut in_rx) = mpsc::channel::<ConsoleInput>(INPUT_QUEUE);
+    let lost = Arc::new(OnceLock::new());
+    let lost_by_backend = Arc::clone(&lost);
     tokio::spawn(async move {
         let (mut rd, mut wr) = stream.into_split();
         let mut buf = vec![0u8; SERIAL_READ];
+        // A serial line has no logout: the port closes only when the VM or its hypervisor
+        // process goes away.
+        let gone = |why: String| {
+            let _ = lost_by_backend.set(why);
+        };
         loop {
             tokio::select! {
                 n = rd.read(&mut buf) => {
-                    let n = match n { Ok(0) | Err(_) => break, Ok(n) => n };
+                    let n = match n {
+                        Ok(0) => { gone("the serial console closed the connection".to_owned()); break }
+                        Err(e) => { gone(format!("the serial console failed: {e}")); break }
+                        Ok(n) => n,
+                    };
                     let chunk = Bytes::copy_from_slice(buf.get(..n).unwrap_or_default());
                     trace!(len = n, "Serial console output");
                     if out_tx.send(chunk).await.is_err() {
@@ -243,7 +264,8 @@ fn spawn_serial(stream: TcpStream) -> ConsoleIo {
                 }
                 input = in_rx.recv() => match input {
                     Some(ConsoleInput::Data(bytes)) => {
-                        if wr.write_all(&bytes).await.is_err() {
+                        if let Err(e) = wr.write_all(&bytes).await {
+                            gone(format!("the serial console failed: {e}"));
                             break;
                         }
                     }
@@ -258,6 +280,7 @@ fn spawn_serial(stream: TcpStream) -> ConsoleIo {
     ConsoleIo {
         output: out_rx,
         input: in_tx,
+        lost,
     }
 }
 
@@ -426,6 +449,8 @@ async fn connect_ssh(
 
     let (out_tx, out_rx) = mpsc::channel::<Bytes>(OUTPUT_QUEUE);
     let (in_tx, mut in_rx) = mpsc::channel::<ConsoleInput>(INPUT_QUEUE);
+    let lost = Arc::new(OnceLock::new());
+    let lost_by_backend = Arc::clone(&lost);
     tokio::spawn(async move {
         // Keep the connection alive as long as the channel.
         let _handle = handle;
@@ -438,7 +463,13 @@ async fn connect_ssh(
                             break;
                         }
                     }
-                    Some(ChannelMsg::Eof) | Some(ChannelMsg::Close) | None => break,
+                    Some(ChannelMsg::Eof) | Some(ChannelMsg::Close) => break,
+                    // The transport ended without the channel closing: the server went away.
+                    None => {
+                        let _ = lost_by_backend
+                            .set("the SSH connection to the console was cut".to_owned());
+                        break;
+                    }
                     Some(other) => trace!(?other, "SSH console message"),
                 },
                 input = in_rx.recv() => match input {
@@ -462,6 +493,7 @@ async fn connect_ssh(
     Ok(ConsoleIo {
         output: out_rx,
         input: in_tx,
+        lost,
     })
 }
 

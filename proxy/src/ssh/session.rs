@@ -507,7 +507,16 @@ impl Actor {
                     }
                     None => {
                         self.say("\r\nsekisho: the console closed the connection\r\n").await;
-                        return (Outcome::Completed, 0);
+                        return match io.lost() {
+                            // The console went away under the session: an auditor must see
+                            // that it did not end by the contractor's choice.
+                            Some(why) => {
+                                warn!(reason = why, "Console lost");
+                                let _ = live.event(EventKind::Note, &format!("{why}: the console closed the connection")).await;
+                                (Outcome::Failed, 1)
+                            }
+                            None => (Outcome::Completed, 0),
+                        };
                     }
                 },
                 ev = self.events.recv() => match ev {

@@ -499,7 +499,6 @@ fn a_vanishing_ssh_console_ends_the_session_cleanly() -> Result<()> {
 /// in the catalogue: the session ends `failed` (an upstream failure) with an event saying the
 /// console went away, not `completed` with nothing to show why.
 #[test]
-#[ignore = "bug: a vanished console ends the session as `completed` with no catalogue or recording event (ssh/session.rs relay)"]
 fn a_vanishing_console_is_recorded_as_such() -> Result<()> {
     if !peers(&["ssh", "sshd"])? {
         return Ok(());
