@@ -128,6 +128,17 @@ pub async fn serve(
         };
         let _ = stream.set_nodelay(true);
         info!(client_ip = %peer.ip(), "SSH connection");
+        // One login deadline from accept, whatever stage the client stalls in.
+        let deadline = tokio::time::Instant::now() + AUTH_TIMEOUT;
+        // A second handle on the socket, to cut a client that ignores our disconnect: russh's
+        // own task keeps a connection in key exchange open after its future is dropped.
+        let (stream, cutter) = match duplicate(stream) {
+            Ok(pair) => pair,
+            Err(e) => {
+                warn!(error = %e, "Cannot set up an SSH connection; refusing it");
+                continue;
+            }
+        };
         let (authenticated_tx, authenticated_rx) = oneshot::channel();
         let handler = handler::ConnectionHandler::new(
             Arc::clone(&services),
@@ -139,8 +150,8 @@ pub async fn serve(
         let shutdown = shutdown.clone();
         services.tasks().spawn(async move {
             let _slot = slot;
-            let session = match tokio::time::timeout(
-                AUTH_TIMEOUT,
+            let session = match tokio::time::timeout_at(
+                deadline,
                 russh::server::run_stream(config, stream, handler),
             )
             .await
@@ -158,7 +169,7 @@ pub async fn serve(
             let handle = session.handle();
             tokio::pin!(session);
             let auth_timer = async {
-                if let Ok(Ok(())) = tokio::time::timeout(AUTH_TIMEOUT, authenticated_rx).await {
+                if let Ok(Ok(())) = tokio::time::timeout_at(deadline, authenticated_rx).await {
                     std::future::pending::<()>().await
                 }
             };
@@ -173,6 +184,9 @@ pub async fn serve(
                     let _ = handle
                         .disconnect(Disconnect::ByApplication, "authentication timed out".to_owned(), String::new())
                         .await;
+                    if tokio::time::timeout(Duration::from_secs(1), &mut session).await.is_err() {
+                        let _ = cutter.shutdown(std::net::Shutdown::Both);
+                    }
                 }
                 _ = shutdown.cancelled() => {
                     // The session actor tells the user and seals the recording; then cut.
@@ -186,6 +200,16 @@ pub async fn serve(
         });
     }
     Ok(())
+}
+
+/// Splits an accepted connection into the stream russh runs on and a handle that can shut the
+/// same socket down.
+fn duplicate(
+    stream: tokio::net::TcpStream,
+) -> std::io::Result<(tokio::net::TcpStream, std::net::TcpStream)> {
+    let std_stream = stream.into_std()?;
+    let cutter = std_stream.try_clone()?;
+    Ok((tokio::net::TcpStream::from_std(std_stream)?, cutter))
 }
 
 #[cfg(test)]
