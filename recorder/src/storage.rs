@@ -86,6 +86,11 @@ pub trait Storage: Send + Sync + 'static {
 
     /// Lists all objects.
     fn list(&self) -> BoxFuture<'_, Result<Vec<ObjectInfo>, StorageError>>;
+
+    /// Removes an object that never held a recording (its header could not be written), so
+    /// no empty file is left for recovery or auditors to puzzle over. A missing object is not
+    /// an error.
+    fn discard<'a>(&'a self, location: &'a str) -> BoxFuture<'a, Result<(), StorageError>>;
 }
 
 /// One object being written.
@@ -191,6 +196,16 @@ impl Storage for LocalDir {
                 .await
                 .map_err(|e| StorageError::from_io(location, &e))
         })
+    }
+
+    fn discard<'a>(&'a self, location: &'a str) -> BoxFuture<'a, Result<(), StorageError>> {
+        let path = PathBuf::from(location);
+        Box::pin(blocking(move || match std::fs::remove_file(&path) {
+            Err(e) if e.kind() != std::io::ErrorKind::NotFound => {
+                Err(StorageError::from_io(&path.display().to_string(), &e))
+            }
+            _ => Ok(()),
+        }))
     }
 
     fn list(&self) -> BoxFuture<'_, Result<Vec<ObjectInfo>, StorageError>> {

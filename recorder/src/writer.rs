@@ -167,10 +167,14 @@ impl RecordingWriter {
             .create(&object_key)
             .await
             .map_err(WriteError::Create)?;
-        object
-            .append(Bytes::from(header_bytes))
-            .await
-            .map_err(WriteError::Create)?;
+        if let Err(e) = object.append(Bytes::from(header_bytes)).await {
+            let location = object.location().to_owned();
+            drop(object);
+            if let Err(discard) = storage.discard(&location).await {
+                warn!(%location, error = %discard, "Cannot remove a recording whose header could not be written");
+            }
+            return Err(WriteError::Create(e));
+        }
         let location = object.location().to_string();
         info!(%location, session = %header.session_id, "Recording started");
 
@@ -473,6 +477,7 @@ mod tests {
         ok_appends: usize,
         error: StorageError,
         data: Arc<Mutex<Vec<u8>>>,
+        discarded: Mutex<bool>,
     }
 
     struct FlakyObject {
@@ -499,6 +504,11 @@ mod tests {
         }
         fn list(&self) -> BoxFuture<'_, Result<Vec<ObjectInfo>, StorageError>> {
             Box::pin(async { Ok(vec![]) })
+        }
+        fn discard<'a>(&'a self, _l: &'a str) -> BoxFuture<'a, Result<(), StorageError>> {
+            self.data.lock().unwrap().clear();
+            *self.discarded.lock().unwrap() = true;
+            Box::pin(async { Ok(()) })
         }
     }
 
@@ -535,6 +545,7 @@ mod tests {
             ok_appends: 2, // header and one chunk
             error: StorageError::Full("no space left on device".into()),
             data: Arc::default(),
+            discarded: Mutex::default(),
         };
         let config = WriterConfig {
             chunk_bytes: 1024,
@@ -581,10 +592,34 @@ mod tests {
             ok_appends: 0,
             error: StorageError::Io("broken".into()),
             data: Arc::default(),
+            discarded: Mutex::default(),
         };
         let r = RecordingWriter::create(&storage, sample_header(), key(), WriterConfig::default())
             .await;
         assert!(matches!(r, Err(WriteError::Create(_))));
+        assert!(
+            *storage.discarded.lock().unwrap(),
+            "the headerless object is removed"
+        );
+    }
+
+    #[tokio::test]
+    async fn a_local_recording_without_its_header_is_not_left_behind() {
+        let dir = tempfile::tempdir().unwrap();
+        let storage = LocalDir::new(dir.path());
+        let key_for = ObjectKey {
+            session_id: sample_header().session_id,
+            started: sample_header().start_time().unwrap(),
+        };
+        let mut object = storage.create(&key_for).await.unwrap();
+        let location = object.location().to_owned();
+        object.append(Bytes::from_static(b"x")).await.unwrap();
+        drop(object);
+        assert!(std::path::Path::new(&location).exists());
+        storage.discard(&location).await.unwrap();
+        assert!(!std::path::Path::new(&location).exists());
+        // Discarding what is not there is not an error.
+        storage.discard(&location).await.unwrap();
     }
 
     #[tokio::test(start_paused = true)]
@@ -593,6 +628,7 @@ mod tests {
             ok_appends: usize::MAX,
             error: StorageError::Closed,
             data: Arc::default(),
+            discarded: Mutex::default(),
         };
         let w = RecordingWriter::create(&storage, sample_header(), key(), WriterConfig::default())
             .await

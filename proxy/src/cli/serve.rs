@@ -233,8 +233,8 @@ pub async fn reload(services: &Services, path: &Path) -> ReloadOutcome {
     let (inventory, secrets) = match loaded {
         Ok(v) => v,
         Err((error, for_catalogue)) => {
-            error!(config = %path.display(), error = %error, "Configuration reload refused; the running configuration stays in force");
             services.metrics().error(ErrorKind::Reload);
+            // The audit event goes in first: whoever sees the log line can find it.
             audit(
                 services,
                 recorder::catalogue::event_kind::CONFIG_RELOAD_FAILED,
@@ -244,6 +244,7 @@ pub async fn reload(services: &Services, path: &Path) -> ReloadOutcome {
                 ),
             )
             .await;
+            error!(config = %path.display(), error = %error, "Configuration reload refused; the running configuration stays in force");
             return ReloadOutcome::Refused(error);
         }
     };
@@ -274,13 +275,13 @@ pub async fn reload(services: &Services, path: &Path) -> ReloadOutcome {
         }
     );
     services.replace_config(inventory, secrets);
-    info!(restart_needed = ?restart, "{summary}");
     audit(
         services,
         recorder::catalogue::event_kind::CONFIG_RELOADED,
-        summary,
+        summary.clone(),
     )
     .await;
+    info!(restart_needed = ?restart, "{summary}");
     ReloadOutcome::Applied { restart }
 }
 

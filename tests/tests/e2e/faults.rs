@@ -266,7 +266,6 @@ fn full_disk_ends_the_live_session_refuses_new_ones_and_recovers() -> Result<()>
 /// The refusal of a session that cannot be recorded is written to the catalogue (a denial
 /// row), not only told to the user.
 #[test]
-#[ignore = "bug: a session refused because its recording cannot be created leaves only the allow decision in the catalogue (services.rs open_session writes no refusal), and an empty .skrec file"]
 fn full_disk_refusal_is_in_the_catalogue() -> Result<()> {
     if !peers(&["ssh", "sshd"])? {
         return Ok(());
