@@ -7,6 +7,8 @@ mod faults;
 mod operations;
 mod player;
 mod rdp;
+mod rdp_load;
+mod rdp_netns;
 mod recording;
 mod ssh;
 mod support;

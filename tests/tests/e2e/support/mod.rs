@@ -16,6 +16,7 @@ use std::time::{Duration, Instant};
 use anyhow::{Context, Result, bail};
 
 pub mod faults;
+pub mod netns;
 
 /// Root of the workspace (the parent of this package).
 pub fn workspace_root() -> PathBuf {

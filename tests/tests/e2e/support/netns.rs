@@ -1,0 +1,1 @@
+//! Network namespaces with veth pairs, made and removed by the tests that need them.
