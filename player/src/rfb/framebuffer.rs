@@ -4,7 +4,8 @@
 //! ZRLE zlib stream, which RFC 6143 §7.7.6 keeps open for the whole connection. [`Replay`]
 //! drives a [`ServerDecoder`] and a [`Framebuffer`] from the two byte streams of a recording.
 
-use flate2::{Decompress, FlushDecompress, Status};
+use miniz_oxide::inflate::stream::InflateState;
+use miniz_oxide::{DataFormat, MZError, MZFlush, MZStatus};
 
 use super::handshake::check_fb_size;
 use super::server::hextile;
@@ -31,14 +32,18 @@ pub struct CursorImage {
 /// A framebuffer as RGBA bytes, row-major.
 ///
 /// INVARIANT: `rgba.len() == width * height * 4`, and the size passed `check_fb_size`.
+///
+/// Cloneable, zlib stream included, so a replay can keep snapshots to seek from.
+#[derive(Clone)]
 pub struct Framebuffer {
     width: u16,
     height: u16,
     rgba: Vec<u8>,
     /// Colour map for non-true-colour formats (16-bit entries reduced to 8 bits).
     colour_map: Vec<[u8; 3]>,
-    /// The connection's ZRLE zlib stream.
-    zlib: Decompress,
+    /// The connection's ZRLE zlib stream (miniz_oxide's state, unlike flate2's, can be
+    /// cloned: a keyframe needs it, since later rectangles refer back into its window).
+    zlib: Box<InflateState>,
     cursor: Option<CursorImage>,
 }
 
@@ -64,7 +69,7 @@ impl Framebuffer {
             height,
             rgba: black(width, height),
             colour_map: Vec::new(),
-            zlib: Decompress::new(true),
+            zlib: InflateState::new_boxed(DataFormat::Zlib),
             cursor: None,
         })
     }
@@ -338,38 +343,43 @@ fn short(s: Short) -> RfbError {
 }
 
 /// Inflates `input` on the connection's stream, refusing to produce more than `bound` bytes.
-fn inflate(z: &mut Decompress, input: &[u8], bound: usize) -> Result<Vec<u8>, RfbError> {
+fn inflate(z: &mut InflateState, input: &[u8], bound: usize) -> Result<Vec<u8>, RfbError> {
+    let too_long = |len: usize| RfbError::TooLong {
+        what: "inflated zrle rectangle",
+        len: len as u64,
+        max: bound as u64,
+    };
     let mut out: Vec<u8> = Vec::new();
     let mut consumed = 0usize;
     loop {
-        if out.len() == out.capacity() {
-            if out.len() > bound {
-                return Err(RfbError::TooLong {
-                    what: "inflated zrle rectangle",
-                    len: out.len() as u64,
-                    max: bound as u64,
-                });
-            }
-            out.reserve_exact((bound + 1 - out.len()).min(64 * 1024));
+        let len = out.len();
+        if len > bound {
+            return Err(too_long(len));
         }
+        out.resize(len + (bound + 1 - len).min(64 * 1024), 0);
         let rest = input.get(consumed..).unwrap_or_default();
-        let (before_in, before_out) = (z.total_in(), out.len());
-        let status = z
-            .decompress_vec(rest, &mut out, FlushDecompress::Sync)
-            .map_err(|e| RfbError::Zlib(e.to_string()))?;
-        consumed += usize::try_from(z.total_in() - before_in).unwrap_or(usize::MAX);
-        let progressed = z.total_in() != before_in || out.len() != before_out;
-        let room_left = out.len() < out.capacity();
-        if status == Status::StreamEnd || (consumed >= input.len() && room_left) || !progressed {
+        let r = miniz_oxide::inflate::stream::inflate(
+            z,
+            rest,
+            out.get_mut(len..).unwrap_or_default(),
+            MZFlush::None,
+        );
+        consumed += r.bytes_consumed;
+        let room_left = len + r.bytes_written < out.len();
+        out.truncate(len + r.bytes_written);
+        let progressed = r.bytes_consumed > 0 || r.bytes_written > 0;
+        match r.status {
+            Ok(MZStatus::StreamEnd) => break,
+            // Buf: no progress possible with this input (all of it consumed).
+            Ok(_) | Err(MZError::Buf) => {}
+            Err(e) => return Err(RfbError::Zlib(format!("{e:?}"))),
+        }
+        if (consumed >= input.len() && room_left) || !progressed {
             break;
         }
     }
     if out.len() > bound {
-        return Err(RfbError::TooLong {
-            what: "inflated zrle rectangle",
-            len: out.len() as u64,
-            max: bound as u64,
-        });
+        return Err(too_long(out.len()));
     }
     Ok(out)
 }
@@ -461,7 +471,9 @@ fn zrle_tile(
 
 /// Replays the two byte streams of a recorded RFB session into a [`Framebuffer`]: client bytes
 /// (for SetPixelFormat) and server bytes (updates), in recording order.
-#[derive(Debug)]
+///
+/// A clone is a snapshot to resume from (the player's VNC keyframes).
+#[derive(Debug, Clone)]
 pub struct Replay {
     decoder: ServerDecoder,
     framebuffer: Framebuffer,
