@@ -15,7 +15,7 @@
 
 use std::collections::{HashMap, HashSet};
 use std::fmt;
-use std::sync::Mutex;
+use std::sync::{Arc, LazyLock, Mutex};
 use std::time::{Duration, Instant};
 
 use rand::Rng;
@@ -244,6 +244,15 @@ struct UserState {
 #[derive(Debug, Default)]
 pub struct MatrixGuard {
     users: Mutex<HashMap<String, UserState>>,
+}
+
+/// The guard every front door of this process shares, so a user's failures and lockout count
+/// the same whether the card is asked by SSH or by the web UI.
+static PROCESS_GUARD: LazyLock<Arc<MatrixGuard>> = LazyLock::new(|| Arc::new(MatrixGuard::new()));
+
+/// The process-wide [`MatrixGuard`] (see [`PROCESS_GUARD`]).
+pub fn process_guard() -> Arc<MatrixGuard> {
+    Arc::clone(&PROCESS_GUARD)
 }
 
 /// Number of distinct 3-cell combinations of `n` cells: C(n, 3).

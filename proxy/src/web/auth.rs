@@ -1,5 +1,10 @@
 //! Logging in to the web UI: argon2 passwords from the inventory, server-side sessions behind
 //! a random cookie, CSRF tokens on every form, and a login rate limit per user and per address.
+//!
+//! A user with a matrix card in the inventory logs in in two steps: the right password gives
+//! only a short-lived pending login (its own cookie and CSRF token, no access to any page),
+//! then the answer to three cells of the card gives the session. The challenges, their
+//! one-time use and the lockout are `auth::matrix_card`'s, shared with SSH.
 
 use std::collections::HashMap;
 use std::net::{IpAddr, Ipv4Addr};
@@ -20,6 +25,7 @@ use tracing::{info, warn};
 use super::i18n::{Lang, tr};
 use super::pages::{escape, page_without_caller};
 use super::{ClientAddr, WebState};
+use crate::auth::matrix_card::{CHALLENGE_CELLS, MatrixCard, Verdict};
 
 /// The session cookie's name.
 pub const SESSION_COOKIE: &str = "sekisho_session";
@@ -39,6 +45,20 @@ pub const FAILURE_WINDOW: Duration = Duration::from_secs(15 * 60);
 pub const MAX_TRACKED: usize = 100_000;
 /// Longest user name accepted in the login form (inventory names are short).
 pub const MAX_USER_LEN: usize = 128;
+/// The cookie of a login waiting for its matrix card answer.
+pub const PENDING_COOKIE: &str = "sekisho_login_pending";
+/// How long a password step stays good for answering the matrix card.
+pub const PENDING_TIMEOUT: Duration = Duration::from_secs(5 * 60);
+/// At most this many logins waiting for their card at once (memory bound).
+pub const MAX_PENDING: usize = 10_000;
+
+/// A login whose password was right, waiting for the matrix card. Grants nothing by itself.
+#[derive(Debug, Clone)]
+struct PendingLogin {
+    user: String,
+    csrf: String,
+    created: Instant,
+}
 
 /// A logged-in browser.
 #[derive(Debug, Clone)]
@@ -54,6 +74,7 @@ struct WebSession {
 pub struct AuthStore {
     sessions: Mutex<HashMap<String, WebSession>>,
     failures: Mutex<HashMap<String, Vec<Instant>>>,
+    pending: Mutex<HashMap<String, PendingLogin>>,
 }
 
 fn lock<T>(m: &Mutex<T>) -> MutexGuard<'_, T> {
@@ -110,6 +131,42 @@ impl AuthStore {
 
     fn remove(&self, token: &str) {
         lock(&self.sessions).remove(token);
+    }
+
+    /// A pending login for `user`: (cookie token, CSRF token), or `None` when too many wait.
+    fn create_pending(&self, user: &str) -> Option<(String, String)> {
+        let now = Instant::now();
+        let mut pending = lock(&self.pending);
+        pending.retain(|_, p| now.duration_since(p.created) < PENDING_TIMEOUT);
+        if pending.len() >= MAX_PENDING {
+            return None;
+        }
+        let token = random_token();
+        let csrf = random_token();
+        pending.insert(
+            token.clone(),
+            PendingLogin {
+                user: user.to_owned(),
+                csrf: csrf.clone(),
+                created: now,
+            },
+        );
+        Some((token, csrf))
+    }
+
+    fn pending(&self, token: &str) -> Option<PendingLogin> {
+        let now = Instant::now();
+        let mut pending = lock(&self.pending);
+        let p = pending.get(token)?;
+        if now.duration_since(p.created) >= PENDING_TIMEOUT {
+            pending.remove(token);
+            return None;
+        }
+        Some(p.clone())
+    }
+
+    fn remove_pending(&self, token: &str) {
+        lock(&self.pending).remove(token);
     }
 
     /// True when `keys` (user, address) may still try to log in.
@@ -321,11 +378,12 @@ pub async fn login(
             StatusCode::TOO_MANY_REQUESTS,
         );
     }
-    let hash = state
+    let (hash, card_rows) = state
         .services
         .inventory()
         .user(&user)
-        .and_then(|u| u.password_hash.clone());
+        .map(|u| (u.password_hash.clone(), u.matrix_card.clone()))
+        .unwrap_or_default();
     let password = form.password;
     let ok = match hash {
         Some(hash) => {
@@ -345,26 +403,310 @@ pub async fn login(
             StatusCode::UNAUTHORIZED,
         );
     }
-    let Some((token, _csrf)) = state.auth.create(&user) else {
+    if let Some(rows) = card_rows {
+        return start_card(&state, lang, &user, ip, &rows);
+    }
+    logged_in(&state, lang, &user, ip, "Web login")
+}
+
+/// Opens the browser session of `user` and sends them to the session list.
+fn logged_in(state: &WebState, lang: Lang, user: &str, ip: IpAddr, what: &str) -> Response {
+    let Some((token, _csrf)) = state.auth.create(user) else {
         return login_form(
-            &state,
+            state,
             lang,
             Some(tr(lang, "login.limited")),
             StatusCode::SERVICE_UNAVAILABLE,
         );
     };
-    info!(user = %user, client_ip = %ip, "Web login");
+    info!(user = %user, client_ip = %ip, "{what}");
     let mut resp = Redirect::to("/sessions").into_response();
     let headers = resp.headers_mut();
     headers.append(
         header::SET_COOKIE,
-        set_cookie(&state, SESSION_COOKIE, &token, None),
+        set_cookie(state, SESSION_COOKIE, &token, None),
     );
     headers.append(
         header::SET_COOKIE,
-        set_cookie(&state, LOGIN_CSRF_COOKIE, "", Some(0)),
+        set_cookie(state, LOGIN_CSRF_COOKIE, "", Some(0)),
+    );
+    headers.append(
+        header::SET_COOKIE,
+        set_cookie(state, PENDING_COOKIE, "", Some(0)),
     );
     resp
+}
+
+/// The user's card from the current inventory; `None` (logged) when it is gone or unusable:
+/// the login is refused then, never let through on the password alone.
+fn card_of(state: &WebState, user: &str) -> Option<MatrixCard> {
+    let rows = state.services.inventory().user(user)?.matrix_card.clone()?;
+    match MatrixCard::from_config_rows(&rows) {
+        Ok(card) => Some(card),
+        Err(e) => {
+            warn!(user = %user, error = %e, "Web login refused: the user's matrix card is unusable");
+            None
+        }
+    }
+}
+
+/// The password was right and the user has a card: a pending login and the first challenge.
+fn start_card(state: &WebState, lang: Lang, user: &str, ip: IpAddr, rows: &[String]) -> Response {
+    let card = match MatrixCard::from_config_rows(rows) {
+        Ok(card) => card,
+        Err(e) => {
+            warn!(user = %user, client_ip = %ip, error = %e, "Web login refused: the user's matrix card is unusable");
+            return login_form(
+                state,
+                lang,
+                Some(tr(lang, "login.failed")),
+                StatusCode::UNAUTHORIZED,
+            );
+        }
+    };
+    if state.matrix.is_locked(user, Instant::now()) {
+        warn!(user = %user, client_ip = %ip, "Web login refused: matrix card locked out");
+        return card_locked(state, lang);
+    }
+    let Some((token, csrf)) = state.auth.create_pending(user) else {
+        return login_form(
+            state,
+            lang,
+            Some(tr(lang, "login.limited")),
+            StatusCode::SERVICE_UNAVAILABLE,
+        );
+    };
+    let Some(mut resp) = card_form(state, lang, user, &card, &csrf, None, StatusCode::OK) else {
+        state.auth.remove_pending(&token);
+        warn!(user = %user, client_ip = %ip, "Web login refused: matrix card locked out");
+        return card_locked(state, lang);
+    };
+    info!(user = %user, client_ip = %ip, "Web login password accepted; matrix card asked");
+    let headers = resp.headers_mut();
+    headers.append(
+        header::SET_COOKIE,
+        set_cookie(
+            state,
+            PENDING_COOKIE,
+            &token,
+            Some(PENDING_TIMEOUT.as_secs()),
+        ),
+    );
+    headers.append(
+        header::SET_COOKIE,
+        set_cookie(state, LOGIN_CSRF_COOKIE, "", Some(0)),
+    );
+    resp
+}
+
+/// The login form saying the card is locked, and the pending login's cookie cleared.
+fn card_locked(state: &WebState, lang: Lang) -> Response {
+    let mut resp = login_form(
+        state,
+        lang,
+        Some(tr(lang, "card.locked")),
+        StatusCode::TOO_MANY_REQUESTS,
+    );
+    resp.headers_mut().append(
+        header::SET_COOKIE,
+        set_cookie(state, PENDING_COOKIE, "", Some(0)),
+    );
+    resp
+}
+
+/// The login form again because the pending login is gone (expired, unknown, or its user
+/// or card removed from the inventory).
+fn card_expired(state: &WebState, lang: Lang) -> Response {
+    let mut resp = login_form(
+        state,
+        lang,
+        Some(tr(lang, "card.expired")),
+        StatusCode::UNAUTHORIZED,
+    );
+    resp.headers_mut().append(
+        header::SET_COOKIE,
+        set_cookie(state, PENDING_COOKIE, "", Some(0)),
+    );
+    resp
+}
+
+/// The matrix card form with a freshly drawn challenge; `None` while the user is locked out.
+fn card_form(
+    state: &WebState,
+    lang: Lang,
+    user: &str,
+    card: &MatrixCard,
+    csrf: &str,
+    error: Option<&str>,
+    status: StatusCode,
+) -> Option<Response> {
+    let challenge = state
+        .matrix
+        .challenge(user, card, &mut rand::rng(), Instant::now())?;
+    let error = error
+        .map(|e| format!("<p class=\"error\" id=\"card-error\">{}</p>", escape(e)))
+        .unwrap_or_default();
+    let mut cells = String::new();
+    for (i, cell) in challenge.cells().iter().enumerate() {
+        cells.push_str(&format!(
+            "<label>{label} <span class=\"card-cell\" id=\"cell-{i}\">{cell}</span> \
+             <input name=\"a{i}\" id=\"answer-{i}\" inputmode=\"numeric\" maxlength=\"2\" \
+             autocomplete=\"off\" required></label>",
+            label = tr(lang, "card.cell"),
+        ));
+    }
+    let body = format!(
+        "<h1>{title}</h1>{error}<p id=\"card-intro\">{intro}</p>\
+         <form method=\"post\" action=\"/login/card\" class=\"login\" id=\"card-form\">\
+         <input type=\"hidden\" name=\"csrf\" value=\"{csrf}\">{cells}\
+         <button type=\"submit\" id=\"card-submit\">{submit}</button></form>",
+        title = tr(lang, "card.title"),
+        intro = tr(lang, "card.intro"),
+        csrf = escape(csrf),
+        submit = tr(lang, "card.submit"),
+    );
+    Some(
+        (
+            status,
+            page_without_caller(lang, tr(lang, "card.title"), &body),
+        )
+            .into_response(),
+    )
+}
+
+/// `GET /login/card`: the card form of the pending login, with a fresh challenge (a reload
+/// draws new cells: a challenge is never shown twice).
+pub async fn card_page(
+    State(state): State<Arc<WebState>>,
+    client: Option<axum::Extension<ClientAddr>>,
+    headers: HeaderMap,
+) -> Response {
+    let lang = Lang::of(&headers);
+    let ip = client.map_or(IpAddr::V4(Ipv4Addr::UNSPECIFIED), |c| c.0.0);
+    let Some(token) = cookie(&headers, PENDING_COOKIE) else {
+        return Redirect::to("/login").into_response();
+    };
+    let Some(pending) = state.auth.pending(&token) else {
+        return card_expired(&state, lang);
+    };
+    let Some(card) = card_of(&state, &pending.user) else {
+        state.auth.remove_pending(&token);
+        return card_expired(&state, lang);
+    };
+    match card_form(
+        &state,
+        lang,
+        &pending.user,
+        &card,
+        &pending.csrf,
+        None,
+        StatusCode::OK,
+    ) {
+        Some(resp) => resp,
+        None => {
+            state.auth.remove_pending(&token);
+            warn!(user = %pending.user, client_ip = %ip, "Web login refused: matrix card locked out");
+            card_locked(&state, lang)
+        }
+    }
+}
+
+// The form has one field per challenged cell.
+const _: () = assert!(CHALLENGE_CELLS == 3);
+
+/// The matrix card form: one answer per challenged cell, in order.
+#[derive(Deserialize)]
+pub struct CardForm {
+    csrf: String,
+    #[serde(default)]
+    a0: String,
+    #[serde(default)]
+    a1: String,
+    #[serde(default)]
+    a2: String,
+}
+
+/// `POST /login/card`: checks the answer; right gives the session, wrong draws new cells.
+pub async fn card_answer(
+    State(state): State<Arc<WebState>>,
+    client: Option<axum::Extension<ClientAddr>>,
+    headers: HeaderMap,
+    Form(form): Form<CardForm>,
+) -> Response {
+    let lang = Lang::of(&headers);
+    let ip = client.map_or(IpAddr::V4(Ipv4Addr::UNSPECIFIED), |c| c.0.0);
+    let Some(token) = cookie(&headers, PENDING_COOKIE) else {
+        return card_expired(&state, lang);
+    };
+    let Some(pending) = state.auth.pending(&token) else {
+        return card_expired(&state, lang);
+    };
+    let user = pending.user.clone();
+    let Some(card) = card_of(&state, &user) else {
+        state.auth.remove_pending(&token);
+        return card_expired(&state, lang);
+    };
+    if !ct_eq(&pending.csrf, &form.csrf) {
+        warn!(user = %user, client_ip = %ip, "Web matrix card answer without a valid CSRF token");
+        return card_form(
+            &state,
+            lang,
+            &user,
+            &card,
+            &pending.csrf,
+            Some(tr(lang, "error.csrf")),
+            StatusCode::FORBIDDEN,
+        )
+        .unwrap_or_else(|| card_locked(&state, lang));
+    }
+    let keys = [format!("user:{user}"), format!("ip:{ip}")];
+    if !state.auth.allowed(&keys) {
+        state.auth.remove_pending(&token);
+        warn!(user = %user, client_ip = %ip, "Web matrix card answer rate-limited");
+        let mut resp = login_form(
+            &state,
+            lang,
+            Some(tr(lang, "login.limited")),
+            StatusCode::TOO_MANY_REQUESTS,
+        );
+        resp.headers_mut().append(
+            header::SET_COOKIE,
+            set_cookie(&state, PENDING_COOKIE, "", Some(0)),
+        );
+        return resp;
+    }
+    let answers = [form.a0.as_str(), form.a1.as_str(), form.a2.as_str()];
+    match state.matrix.answer(&user, &card, &answers, Instant::now()) {
+        Verdict::Pass => {
+            state.auth.remove_pending(&token);
+            logged_in(&state, lang, &user, ip, "Web login (with matrix card)")
+        }
+        Verdict::Fail { remaining } => {
+            state.auth.failed(&keys);
+            info!(user = %user, client_ip = %ip, remaining, "Web matrix card answer rejected");
+            match card_form(
+                &state,
+                lang,
+                &user,
+                &card,
+                &pending.csrf,
+                Some(tr(lang, "card.failed")),
+                StatusCode::UNAUTHORIZED,
+            ) {
+                Some(resp) => resp,
+                None => {
+                    state.auth.remove_pending(&token);
+                    card_locked(&state, lang)
+                }
+            }
+        }
+        Verdict::Locked => {
+            state.auth.failed(&keys);
+            state.auth.remove_pending(&token);
+            warn!(user = %user, client_ip = %ip, "Web matrix card locked out after repeated failures");
+            card_locked(&state, lang)
+        }
+    }
 }
 
 /// A form with only a CSRF token (logout, kill).

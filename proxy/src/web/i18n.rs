@@ -89,6 +89,29 @@ const STRINGS: &[(&str, &str, &str)] = &[
         "Too many failed attempts; try again later.",
         "失敗が多すぎます。しばらくしてから再度お試しください。",
     ),
+    ("card.title", "Matrix card", "マトリクスカード"),
+    (
+        "card.intro",
+        "Enter the digit printed in each of these cells of your matrix card.",
+        "マトリクスカードの次のセルに印刷された数字を入力してください。",
+    ),
+    ("card.cell", "Cell", "セル"),
+    ("card.submit", "Confirm", "確認"),
+    (
+        "card.failed",
+        "Wrong answer. Answer these new cells.",
+        "回答が違います。新しいセルに回答してください。",
+    ),
+    (
+        "card.locked",
+        "Too many wrong matrix card answers; the card is locked for a while.",
+        "マトリクスカードの回答の誤りが多すぎます。しばらくロックされます。",
+    ),
+    (
+        "card.expired",
+        "The login has expired; log in again.",
+        "ログインの有効期限が切れました。もう一度ログインしてください。",
+    ),
     (
         "error.csrf",
         "The form has expired; reload the page and try again.",

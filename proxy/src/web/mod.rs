@@ -54,6 +54,9 @@ pub struct WebState {
     player_cache: std::sync::Mutex<Option<PlayerCacheEntry>>,
     /// Decoded graphical recordings at the positions they reached (seeking, playing).
     replays: std::sync::Mutex<playback::ReplayCache>,
+    /// Matrix card challenges and lockouts: the process-wide guard in service, so failures
+    /// over SSH and over the web count together.
+    matrix: Arc<crate::auth::matrix_card::MatrixGuard>,
 }
 
 /// One decoded recording kept for the player: (session, file size, replay).
@@ -74,16 +77,37 @@ impl WebState {
                 None
             }
         };
-        Self::with_key(services, secure_cookies, verifying_key)
+        Self::build(
+            services,
+            secure_cookies,
+            verifying_key,
+            crate::auth::matrix_card::process_guard(),
+        )
     }
 
-    /// Like [`WebState::new`] with an explicit trusted key (tests).
+    /// Like [`WebState::new`] with an explicit trusted key and a matrix card guard of its own
+    /// (tests: one test's lockout must not leak into another's).
     pub fn with_key(
         services: Arc<Services>,
         secure_cookies: bool,
         verifying_key: Option<ed25519_dalek::VerifyingKey>,
     ) -> Arc<Self> {
+        Self::build(
+            services,
+            secure_cookies,
+            verifying_key,
+            Arc::new(crate::auth::matrix_card::MatrixGuard::new()),
+        )
+    }
+
+    fn build(
+        services: Arc<Services>,
+        secure_cookies: bool,
+        verifying_key: Option<ed25519_dalek::VerifyingKey>,
+        matrix: Arc<crate::auth::matrix_card::MatrixGuard>,
+    ) -> Arc<Self> {
         Arc::new(WebState {
+            matrix,
             services,
             auth: auth::AuthStore::default(),
             verifying_key,
@@ -100,6 +124,7 @@ pub fn router(state: Arc<WebState>) -> Router {
     Router::new()
         .route("/", get(pages::index))
         .route("/login", get(auth::login_page).post(auth::login))
+        .route("/login/card", get(auth::card_page).post(auth::card_answer))
         .route("/logout", post(auth::logout))
         .route("/lang/{code}", get(pages::set_lang))
         .route("/sessions", get(pages::sessions))

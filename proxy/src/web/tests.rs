@@ -15,6 +15,14 @@ use super::{WebState, router};
 use crate::services::{Services, ServicesConfig};
 
 const PASSWORD: &str = "correct horse";
+/// sato's matrix card (rows 1..5, columns A..J).
+const CARD: [&str; 5] = [
+    "3829104756",
+    "1047382956",
+    "5561029384",
+    "9012837465",
+    "2749501836",
+];
 
 /// A cheap argon2id hash (tests only: the real ones are costly on purpose).
 fn cheap_hash(password: &str) -> String {
@@ -72,7 +80,19 @@ password_hash = "{hash}"
 name = "root"
 role = "admin"
 password_hash = "{hash}"
+
+[[user]]
+name = "sato"
+contractor = "acme"
+role = "contractor"
+password_hash = "{hash}"
+matrix_card = [{card}]
 "#,
+        card = CARD
+            .iter()
+            .map(|r| format!("\"{r}\""))
+            .collect::<Vec<_>>()
+            .join(", "),
         d = dir.display()
     );
     Inventory::from_toml(&text, "test.toml").unwrap()
@@ -894,4 +914,203 @@ async fn player_frames_timeline_and_search_show_the_recording() {
     assert!(page.contains("id=\"canvas\"") && !page.contains("id=\"search\""));
     let (_, page) = get(&f, Some(&cookie), &format!("/sessions/{}/play", f.tanaka)).await;
     assert!(page.contains("id=\"screen\"") && page.contains("id=\"search\""));
+}
+
+/// Set-Cookie values of a response.
+fn set_cookies(resp: &axum::response::Response) -> Vec<String> {
+    resp.headers()
+        .get_all(header::SET_COOKIE)
+        .iter()
+        .map(|v| v.to_str().unwrap().to_owned())
+        .collect()
+}
+
+/// The `name=value` pair a response sets for cookie `name` (None when not set or cleared).
+fn cookie_set(resp: &axum::response::Response, name: &str) -> Option<String> {
+    set_cookies(resp)
+        .into_iter()
+        .filter_map(|c| c.split(';').next().map(str::to_owned))
+        .find(|kv| kv.starts_with(&format!("{name}=")) && kv.len() > name.len() + 1)
+}
+
+async fn body_of(resp: axum::response::Response) -> String {
+    let bytes = axum::body::to_bytes(resp.into_body(), 1 << 20)
+        .await
+        .unwrap();
+    String::from_utf8_lossy(&bytes).into_owned()
+}
+
+/// The cell names a card page asks for, in order ("C3", ...).
+fn challenged_cells(body: &str) -> Vec<String> {
+    (0..3)
+        .map(|i| {
+            body.split(&format!("id=\"cell-{i}\">"))
+                .nth(1)
+                .unwrap()
+                .split('<')
+                .next()
+                .unwrap()
+                .to_owned()
+        })
+        .collect()
+}
+
+/// The digit of sato's card in `cell`.
+fn card_digit(cell: &str) -> char {
+    let col = usize::from(cell.as_bytes()[0] - b'A');
+    let row: usize = cell[1..].parse().unwrap();
+    CARD[row - 1].as_bytes()[col] as char
+}
+
+fn page_csrf(body: &str) -> String {
+    body.split("name=\"csrf\" value=\"")
+        .nth(1)
+        .unwrap()
+        .split('"')
+        .next()
+        .unwrap()
+        .to_owned()
+}
+
+/// Answers the card page `body` with `pending` cookie; `right` picks the true digits or
+/// digits that are each off by one.
+async fn answer_card(
+    f: &Fixture,
+    pending: &str,
+    body: &str,
+    right: bool,
+) -> axum::response::Response {
+    let cells = challenged_cells(body);
+    let digits: Vec<char> = cells
+        .iter()
+        .map(|c| {
+            let d = card_digit(c);
+            if right {
+                d
+            } else {
+                char::from(b'0' + (d as u8 - b'0' + 1) % 10)
+            }
+        })
+        .collect();
+    post(
+        f,
+        Some(pending),
+        "/login/card",
+        &format!(
+            "csrf={}&a0={}&a1={}&a2={}",
+            page_csrf(body),
+            digits[0],
+            digits[1],
+            digits[2]
+        ),
+    )
+    .await
+}
+
+#[tokio::test]
+async fn matrix_card_user_needs_the_card_after_the_password() {
+    let f = fixture().await;
+    // The password alone: a challenge page, no session cookie, only a pending one.
+    let resp = try_login(&f, "sato", PASSWORD).await;
+    assert_eq!(resp.status(), StatusCode::OK);
+    assert!(cookie_set(&resp, "sekisho_session").is_none());
+    let pending = cookie_set(&resp, "sekisho_login_pending").unwrap();
+    let attrs = set_cookies(&resp)
+        .into_iter()
+        .find(|c| c.starts_with("sekisho_login_pending="))
+        .unwrap();
+    assert!(
+        attrs.contains("HttpOnly")
+            && attrs.contains("SameSite=Strict")
+            && attrs.contains("Max-Age=300")
+    );
+    let body = body_of(resp).await;
+    let cells = challenged_cells(&body);
+    assert_eq!(cells.len(), 3);
+    // The pending cookie opens no page, not even as a session cookie.
+    let token = pending.split('=').nth(1).unwrap();
+    for cookie in [pending.clone(), format!("sekisho_session={token}")] {
+        assert_eq!(
+            get(&f, Some(&cookie), "/sessions").await.0,
+            StatusCode::SEE_OTHER
+        );
+    }
+    // Without the form's CSRF token: refused, and new cells are asked.
+    let resp = post(
+        &f,
+        Some(&pending),
+        "/login/card",
+        "csrf=nope&a0=1&a1=2&a2=3",
+    )
+    .await;
+    assert_eq!(resp.status(), StatusCode::FORBIDDEN);
+    assert!(cookie_set(&resp, "sekisho_session").is_none());
+    let body = body_of(resp).await;
+    // A wrong answer: refused, no session, a fresh challenge.
+    let resp = answer_card(&f, &pending, &body, false).await;
+    assert_eq!(resp.status(), StatusCode::UNAUTHORIZED);
+    assert!(cookie_set(&resp, "sekisho_session").is_none());
+    let body2 = body_of(resp).await;
+    assert!(body2.contains("card-error"));
+    assert_ne!(challenged_cells(&body2), challenged_cells(&body));
+    // The right answer to the new cells: the session, and the pending login is gone.
+    let resp = answer_card(&f, &pending, &body2, true).await;
+    assert_eq!(resp.status(), StatusCode::SEE_OTHER);
+    assert_eq!(resp.headers()[header::LOCATION], "/sessions");
+    let session = cookie_set(&resp, "sekisho_session").unwrap();
+    let (status, body3) = get(&f, Some(&session), "/sessions").await;
+    assert_eq!(status, StatusCode::OK);
+    assert!(body3.contains("sato ("));
+    // Replaying the same answer with the same pending cookie gets nothing.
+    let resp = answer_card(&f, &pending, &body2, true).await;
+    assert_eq!(resp.status(), StatusCode::UNAUTHORIZED);
+    assert!(cookie_set(&resp, "sekisho_session").is_none());
+    assert_eq!(
+        get(&f, Some(&pending), "/login/card").await.0,
+        StatusCode::UNAUTHORIZED
+    );
+    // Without a pending login the card page sends to the login form.
+    assert_eq!(get(&f, None, "/login/card").await.0, StatusCode::SEE_OTHER);
+}
+
+#[tokio::test]
+async fn matrix_card_locks_out_after_repeated_wrong_answers() {
+    let f = fixture().await;
+    let resp = try_login(&f, "sato", PASSWORD).await;
+    let pending = cookie_set(&resp, "sekisho_login_pending").unwrap();
+    let mut body = body_of(resp).await;
+    let mut last = StatusCode::OK;
+    for _ in 0..crate::auth::matrix_card::MAX_FAILURES {
+        let resp = answer_card(&f, &pending, &body, false).await;
+        last = resp.status();
+        body = body_of(resp).await;
+        if last != StatusCode::UNAUTHORIZED {
+            break;
+        }
+    }
+    // The login rate limit (5 per user) or the card's lockout ends it; either way no session
+    // and the pending login is gone.
+    assert_eq!(last, StatusCode::TOO_MANY_REQUESTS, "{body}");
+    assert_eq!(
+        get(&f, Some(&pending), "/login/card").await.0,
+        StatusCode::UNAUTHORIZED
+    );
+    // The card is locked: even the right password and right cells get no session now.
+    assert!(f.state.matrix.is_locked("sato", std::time::Instant::now()));
+    let resp = try_login(&f, "sato", PASSWORD).await;
+    assert!(cookie_set(&resp, "sekisho_session").is_none());
+    assert!(cookie_set(&resp, "sekisho_login_pending").is_none());
+    assert_eq!(resp.status(), StatusCode::TOO_MANY_REQUESTS);
+}
+
+#[tokio::test]
+async fn matrix_card_page_speaks_japanese() {
+    let f = fixture().await;
+    let resp = try_login(&f, "sato", PASSWORD).await;
+    let pending = cookie_set(&resp, "sekisho_login_pending").unwrap();
+    let (status, body) = get(&f, Some(&format!("{pending}; lang=ja")), "/login/card").await;
+    assert_eq!(status, StatusCode::OK);
+    assert!(body.contains("マトリクスカード") && body.contains("id=\"cell-2\""));
+    let (_, body) = get(&f, Some(&format!("{pending}; lang=en")), "/login/card").await;
+    assert!(body.contains("Matrix card"));
 }
