@@ -111,16 +111,7 @@ impl NlaAcceptor {
 
     /// The length of the TsRequest at the start of `buf`, once its header is there.
     pub fn frame_len(buf: &[u8]) -> Result<Option<usize>, NlaError> {
-        match TsRequest::read_length(buf) {
-            Ok(len) if len > MAX_TS_REQUEST => Err(NlaError::Protocol(format!(
-                "TsRequest of {len} bytes is larger than {MAX_TS_REQUEST}"
-            ))),
-            Ok(len) => Ok(Some(len)),
-            // sspi reports every header error as UnexpectedEof; a BER sequence header is at
-            // most 4 bytes here (u16 lengths), so past that the header is malformed, not short.
-            Err(e) if e.kind() == std::io::ErrorKind::UnexpectedEof && buf.len() < 6 => Ok(None),
-            Err(e) => Err(NlaError::Protocol(format!("bad TsRequest header: {e}"))),
-        }
+        frame_len(buf)
     }
 
     /// Processes one whole TsRequest from the client.
@@ -165,7 +156,22 @@ impl NlaAcceptor {
     }
 }
 
-fn encode(ts: &TsRequest) -> Result<Vec<u8>, NlaError> {
+/// The length of the TsRequest at the start of `buf`, once its header is there: frames
+/// CredSSP on both legs.
+pub fn frame_len(buf: &[u8]) -> Result<Option<usize>, NlaError> {
+    match TsRequest::read_length(buf) {
+        Ok(len) if len > MAX_TS_REQUEST => Err(NlaError::Protocol(format!(
+            "TsRequest of {len} bytes is larger than {MAX_TS_REQUEST}"
+        ))),
+        Ok(len) => Ok(Some(len)),
+        // sspi reports every header error as UnexpectedEof; a BER sequence header is at
+        // most 4 bytes here (u16 lengths), so past that the header is malformed, not short.
+        Err(e) if e.kind() == std::io::ErrorKind::UnexpectedEof && buf.len() < 6 => Ok(None),
+        Err(e) => Err(NlaError::Protocol(format!("bad TsRequest header: {e}"))),
+    }
+}
+
+pub(crate) fn encode(ts: &TsRequest) -> Result<Vec<u8>, NlaError> {
     let len = ts
         .buffer_len()
         .map_err(|e| NlaError::Protocol(e.to_string()))?;
@@ -196,6 +202,34 @@ pub fn spki_public_key(spki: &[u8]) -> Option<Vec<u8>> {
         Some((0, key)) => Some(key.to_vec()),
         _ => None,
     }
+}
+
+/// The subjectPublicKey bits of a DER X.509 certificate: what CredSSP binds the exchange
+/// to on the server leg. `None` when `cert` is not a well-formed certificate.
+pub fn cert_public_key(cert: &[u8]) -> Option<Vec<u8>> {
+    // Certificate ::= SEQUENCE { tbsCertificate SEQUENCE { [0] version OPTIONAL,
+    //   serialNumber, signature, issuer, validity, subject, subjectPublicKeyInfo, ... } ... }
+    let (tag, body, _) = der_tlv(cert)?;
+    if tag != 0x30 {
+        return None;
+    }
+    let (tag, mut tbs, _) = der_tlv(body)?;
+    if tag != 0x30 {
+        return None;
+    }
+    if tbs.first() == Some(&0xa0) {
+        tbs = der_tlv(tbs)?.2;
+    }
+    // serialNumber, signature, issuer, validity, subject
+    for _ in 0..5 {
+        tbs = der_tlv(tbs)?.2;
+    }
+    let (tag, _, after) = der_tlv(tbs)?;
+    if tag != 0x30 {
+        return None;
+    }
+    let spki = tbs.get(..tbs.len() - after.len())?;
+    spki_public_key(spki)
 }
 
 /// One DER TLV: (tag, value, rest).
@@ -241,6 +275,21 @@ mod tests {
         assert_eq!(spki_public_key(&spki), None);
         assert_eq!(spki_public_key(&[]), None);
         assert_eq!(spki_public_key(&[0x30, 0x84, 0xff, 0xff, 0xff, 0xff]), None);
+    }
+
+    #[test]
+    fn cert_public_key_is_the_key_of_the_certificate() {
+        let rcgen::CertifiedKey { cert, signing_key } =
+            rcgen::generate_simple_self_signed(vec!["srv01".to_owned()]).unwrap();
+        use rcgen::PublicKeyData;
+        let want = spki_public_key(&signing_key.subject_public_key_info()).unwrap();
+        assert_eq!(want, signing_key.der_bytes());
+        assert_eq!(cert_public_key(cert.der()), Some(want));
+        // Truncated anywhere: no key, no panic.
+        let der = cert.der().to_vec();
+        for n in 0..der.len() {
+            assert_eq!(cert_public_key(der.get(..n).unwrap()), None);
+        }
     }
 
     #[test]

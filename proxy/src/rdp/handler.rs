@@ -1,6 +1,7 @@
 //! One accepted RDP connection up to the MCS phase: read the client's hello, pick the target,
 //! ask the policy (before any byte reaches the target), terminate TLS toward the contractor,
-//! open the server leg (TLS, pinned certificate), then hand both legs to [`super::session`].
+//! open the server leg (TLS, pinned certificate, then CredSSP with the injected credentials
+//! when the server selects NLA), then hand both legs to [`super::session`].
 
 use std::net::{IpAddr, SocketAddr};
 use std::sync::Arc;
@@ -16,10 +17,11 @@ use tokio_rustls::rustls::pki_types::ServerName;
 use tracing::{Instrument, info, info_span, warn};
 
 use super::channels::ChannelRules;
-use super::credssp::{Account, NlaAcceptor, NlaError, Step};
+use super::credssp::{self, Account, NlaAcceptor, NlaError, Step};
 use super::framing;
 use super::mitm::{Mitm, MitmConfig, Secret, TargetCredentials};
 use super::negotiation::{self, ClientHello, ConnectionRequestInfo};
+use super::nla_client::{ClientStep, NlaClient, NlaClientError};
 use super::pins::{self, PinCheck};
 use super::relay::LogonCheck;
 use super::session::{self, Relay};
@@ -223,6 +225,47 @@ async fn handle_inner(
         warn!(target = %target.name, rule = denial.rule().as_str(), "Server certificate changed; refusing");
         services.record_refusal(None, &denial, &req).await;
         bail!("{}", denial.reason());
+    }
+
+    // NLA toward the target, only after its certificate passed the pin check: CredSSP binds
+    // the exchange to that certificate's key, and the password must not go to an impostor.
+    let mut server_tls = server_tls;
+    if server_protocol == SecurityProtocol::HYBRID {
+        let key = credssp::cert_public_key(&cert)
+            .context("cannot read the public key of the server's certificate")?;
+        let result = tokio::time::timeout(
+            HANDSHAKE_TIMEOUT,
+            connect_nla(&mut server_tls, &credentials, key, &target.name),
+        )
+        .await
+        .map_err(|_| anyhow!("CredSSP with {} timed out", target.name))?;
+        match result {
+            Ok(()) => {}
+            Err(NlaClientError::Refused) => {
+                let denial = Denial::new(
+                    Rule::CredentialMissing,
+                    format!(
+                        "RDP to {} refused: the server refused the injected credentials ({})",
+                        target.name,
+                        target.credential.as_deref().unwrap_or_default()
+                    ),
+                    Some(auth.user().to_owned()),
+                    Some(auth.contractor().to_owned()),
+                    Some(target.name.clone()),
+                );
+                warn!(
+                    target = %target.name,
+                    rule = denial.rule().as_str(),
+                    "NLA on the server leg: the server refused the injected credentials"
+                );
+                services.record_refusal(None, &denial, &req).await;
+                client_tls.shutdown().await.ok();
+                return Ok(());
+            }
+            Err(e) => {
+                return Err(e).with_context(|| format!("NLA on the server leg to {}", target.name));
+            }
+        }
     }
 
     let mut meta = SessionMeta::default();
@@ -461,9 +504,16 @@ pub(crate) async fn connect_server(
         .await
         .with_context(|| format!("cannot connect to {addr}"))?;
     tcp.set_nodelay(true).ok();
+    // CredSSP when the server wants it (the credentials are injected there), else TLS and
+    // the Client Info PDU (xrdp 0.9 selects TLS).
+    let offered = if nla_usable(credentials) {
+        SecurityProtocol::SSL | SecurityProtocol::HYBRID
+    } else {
+        SecurityProtocol::SSL
+    };
     tcp.write_all(&negotiation::connection_request(
         &credentials.username,
-        SecurityProtocol::SSL,
+        offered,
     )?)
     .await?;
     let mut buf = Vec::new();
@@ -482,8 +532,10 @@ pub(crate) async fn connect_server(
         ConnectionConfirm::Response { protocol, .. } => protocol,
         ConnectionConfirm::Failure { code } => bail!("{addr} refused the negotiation: {code}"),
     };
-    if protocol != SecurityProtocol::SSL {
-        bail!("{addr} selected {protocol}, but the server leg speaks TLS only");
+    if protocol != SecurityProtocol::SSL
+        && !(protocol == SecurityProtocol::HYBRID && offered.contains(protocol))
+    {
+        bail!("{addr} selected {protocol}, which Sekisho did not offer ({offered})");
     }
     let connector = TlsConnector::from(Arc::new(pins::client_config()?));
     let name = ServerName::IpAddress(addr.ip().into());
@@ -492,6 +544,71 @@ pub(crate) async fn connect_server(
         .await
         .context("server TLS handshake")?;
     Ok((tls, protocol))
+}
+
+/// Whether the target's credentials can be given over CredSSP (NTLM needs a user name).
+fn nla_usable(credentials: &TargetCredentials) -> bool {
+    !credentials.username.is_empty()
+}
+
+/// Runs CredSSP as client over the server leg's TLS stream with the injected credentials.
+/// Nothing of it is recorded or logged.
+async fn connect_nla<S>(
+    tls: &mut S,
+    credentials: &TargetCredentials,
+    server_public_key: Vec<u8>,
+    server_name: &str,
+) -> Result<(), NlaClientError>
+where
+    S: AsyncRead + tokio::io::AsyncWrite + Unpin,
+{
+    let io = |e: std::io::Error| NlaClientError::Protocol(e.to_string());
+    let mut client = NlaClient::new(credentials, server_public_key, server_name)?;
+    tls.write_all(&client.start()?).await.map_err(io)?;
+    tls.flush().await.map_err(io)?;
+    let mut buf: Vec<u8> = Vec::new();
+    loop {
+        let frame = loop {
+            if let Some(len) = credssp::frame_len(&buf)?
+                && buf.len() >= len
+            {
+                break buf.drain(..len).collect::<Vec<u8>>();
+            }
+            let mut chunk = [0u8; 4096];
+            let n = match tls.read(&mut chunk).await {
+                Ok(n) => n,
+                // A server that drops the connection on a wrong password may reset it.
+                Err(e)
+                    if e.kind() == std::io::ErrorKind::ConnectionReset
+                        || e.kind() == std::io::ErrorKind::UnexpectedEof =>
+                {
+                    0
+                }
+                Err(e) => return Err(io(e)),
+            };
+            if n == 0 {
+                return Err(client.closed());
+            }
+            buf.extend_from_slice(chunk.get(..n).unwrap_or_default());
+        };
+        match client.step(&frame)? {
+            ClientStep::Send(bytes) => {
+                tls.write_all(&bytes).await.map_err(io)?;
+                tls.flush().await.map_err(io)?;
+            }
+            ClientStep::Finish(bytes) => {
+                tls.write_all(&bytes).await.map_err(io)?;
+                tls.flush().await.map_err(io)?;
+                // Without HYBRID_EX the server says nothing until the MCS Connect Initial.
+                if !buf.is_empty() {
+                    return Err(NlaClientError::Protocol(
+                        "the server sent data after its last TsRequest".to_owned(),
+                    ));
+                }
+                return Ok(());
+            }
+        }
+    }
 }
 
 /// Wraps the front door's TLS identity so that the subjectPublicKey of the certificate chosen

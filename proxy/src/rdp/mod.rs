@@ -1,7 +1,8 @@
 //! RDP inline proxy.
 //!
 //! Layout (house style 2, 15, 16): the sans-IO core — [`framing`], [`negotiation`],
-//! [`channels`], [`mitm`] — has no tokio and is unit- and property-tested; [`handler`] sets a
+//! [`channels`], [`mitm`], [`credssp`] (NLA as server, contractor leg), [`nla_client`] (NLA as
+//! client, server leg) — has no tokio and is unit- and property-tested; [`handler`] sets a
 //! connection up (policy, TLS, server leg) and [`session`] relays it, the only module that
 //! talks to the recording.
 
@@ -12,6 +13,7 @@ pub mod framing;
 pub mod handler;
 pub mod mitm;
 pub mod negotiation;
+pub mod nla_client;
 pub mod pins;
 pub mod relay;
 pub mod session;
