@@ -47,8 +47,23 @@ pub enum ImageError {
     Io(#[from] std::io::Error),
 }
 
-/// A VNC recording replayed in order (RFB updates depend on the previous picture, e.g.
-/// CopyRect and the ZRLE zlib stream, so going back means starting again).
+/// Server and client bytes between two VNC keyframes, at least. Decoding 4 MiB of RFB updates
+/// takes tens of milliseconds, which bounds a seek; see [`VncReplay`].
+pub const VNC_KEYFRAME_INTERVAL_BYTES: usize = 4 * 1024 * 1024;
+/// A keyframe interval is at least this many times the size of the previous keyframe, so
+/// keyframes never take more than about a quarter of the memory of the recording's own
+/// bytes (a screen that compresses badly, e.g. a photo wallpaper, makes large keyframes).
+const VNC_KEYFRAME_SIZE_FACTOR: usize = 4;
+
+/// A VNC recording replayed in order, with keyframes for seeking.
+///
+/// RFB updates depend on the previous picture (CopyRect) and on the connection's ZRLE zlib
+/// stream, so a keyframe is the replay's whole state ([`rfb::ReplaySnapshot`]: pixels
+/// deflated, the inflater's window as is). Keyframes are laid as decoding first passes each
+/// interval of recorded bytes (bytes, not time: decoding costs by the byte, and an idle
+/// hour needs no keyframe), so opening stays cheap and the first look at a moment decodes up
+/// to it; after that, a seek anywhere restores the nearest keyframe before the moment and
+/// decodes at most one interval.
 #[derive(Debug)]
 pub struct VncReplay {
     init: rfb::ServerInit,
@@ -56,6 +71,16 @@ pub struct VncReplay {
     replay: rfb::Replay,
     next: usize,
     end_us: u64,
+    /// INVARIANT: ascending by the record index (the first record not applied).
+    keyframes: Vec<(usize, rfb::ReplaySnapshot)>,
+    /// Records decoded at least once (keyframes are laid up to here).
+    laid_until: usize,
+    /// Bytes decoded past the last keyframe.
+    since_keyframe: usize,
+    interval: usize,
+    min_interval: usize,
+    /// The record that failed to decode: nothing after it is shown.
+    failed_at: Option<usize>,
     /// Damaged messages skip the rest of the recording from there; counted for callers.
     pub errors: u64,
 }
@@ -73,6 +98,15 @@ fn unhex(s: &str) -> Option<Vec<u8>> {
 impl VncReplay {
     /// Reads a VNC console recording.
     pub fn open(bytes: &[u8]) -> Result<VncReplay, ImageError> {
+        Self::open_with_keyframe_interval(bytes, VNC_KEYFRAME_INTERVAL_BYTES)
+    }
+
+    /// [`Self::open`] with keyframes every `interval` bytes at least (tests, benches;
+    /// `usize::MAX`: none).
+    pub fn open_with_keyframe_interval(
+        bytes: &[u8],
+        interval: usize,
+    ) -> Result<VncReplay, ImageError> {
         let rec = Recording::parse(bytes)?;
         let header = &rec.header().header;
         let mut init = header
@@ -96,12 +130,19 @@ impl VncReplay {
         }
         let init = init.ok_or(ImageError::NoServerInit)?;
         let end_us = rec.end_us().max(records.last().map(|r| r.0).unwrap_or(0));
+        let interval = interval.max(1);
         Ok(VncReplay {
             replay: rfb::Replay::new(&init)?,
             init,
             records,
             next: 0,
             end_us,
+            keyframes: Vec::new(),
+            laid_until: 0,
+            since_keyframe: 0,
+            interval,
+            min_interval: interval,
+            failed_at: None,
             errors: 0,
         })
     }
@@ -111,30 +152,76 @@ impl VncReplay {
         self.end_us
     }
 
-    /// The screen once everything recorded at or before `at_us` is applied.
-    pub fn frame_at(&mut self, at_us: u64) -> Result<RgbaFrame, ImageError> {
+    /// Keyframes laid so far.
+    pub fn keyframe_count(&self) -> usize {
+        self.keyframes.len()
+    }
+
+    /// Memory the keyframes hold (bytes, roughly).
+    pub fn keyframe_bytes(&self) -> usize {
+        self.keyframes.iter().map(|(_, k)| k.size()).sum()
+    }
+
+    /// Moves the replay to just after the last record at or before `at_us`.
+    fn seek(&mut self, at_us: u64) -> Result<(), ImageError> {
         let target = self.records.partition_point(|r| r.0 <= at_us);
-        if self.next > target {
-            self.replay = rfb::Replay::new(&self.init)?;
-            self.next = 0;
-        }
-        while self.next < target {
-            if let Some((_, from_server, bytes)) = self.records.get(self.next) {
-                let r = if *from_server {
-                    self.replay.server_bytes(bytes)
-                } else {
-                    self.replay.client_bytes(bytes)
-                };
-                if r.is_err() {
-                    // The stream cannot be resynchronised after a bad message: show what was
-                    // decoded so far.
-                    self.errors += 1;
-                    self.next = self.records.len();
-                    break;
+        let key = self
+            .keyframes
+            .partition_point(|(next, _)| *next <= target)
+            .checked_sub(1)
+            .and_then(|i| self.keyframes.get(i));
+        let behind = self.next > target;
+        let key_is_closer = key.is_some_and(|(next, _)| *next > self.next);
+        if behind || key_is_closer {
+            match key.and_then(|(next, k)| Some((*next, rfb::Replay::restore(k)?))) {
+                Some((next, replay)) => {
+                    self.replay = replay;
+                    self.next = next;
+                }
+                None => {
+                    self.replay = rfb::Replay::new(&self.init)?;
+                    self.next = 0;
                 }
             }
-            self.next += 1;
         }
+        let stop = self.failed_at.map_or(target, |f| target.min(f));
+        while self.next < stop {
+            let Some((_, from_server, bytes)) = self.records.get(self.next) else {
+                break;
+            };
+            let r = if *from_server {
+                self.replay.server_bytes(bytes)
+            } else {
+                self.replay.client_bytes(bytes)
+            };
+            if r.is_err() {
+                // The stream cannot be resynchronised after a bad message: show what was
+                // decoded so far, wherever the moment is.
+                self.errors += 1;
+                self.failed_at = Some(self.next);
+                break;
+            }
+            let len = bytes.len();
+            self.next += 1;
+            if self.next > self.laid_until {
+                self.laid_until = self.next;
+                self.since_keyframe += len;
+                if self.since_keyframe >= self.interval {
+                    let k = self.replay.snapshot();
+                    self.interval = self
+                        .min_interval
+                        .max(k.size().saturating_mul(VNC_KEYFRAME_SIZE_FACTOR));
+                    self.keyframes.push((self.next, k));
+                    self.since_keyframe = 0;
+                }
+            }
+        }
+        Ok(())
+    }
+
+    /// The screen once everything recorded at or before `at_us` is applied.
+    pub fn frame_at(&mut self, at_us: u64) -> Result<RgbaFrame, ImageError> {
+        self.seek(at_us)?;
         let fb = self.replay.framebuffer();
         let mut rgba = fb.rgba().to_vec();
         for px in rgba.chunks_exact_mut(4) {
@@ -252,4 +339,129 @@ pub fn video_frames(
         t = (t + step).min(end);
     }
     Ok((w, h))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::rfb::{
+        Encoding, PixelFormat, ServerInit, encode_rect_header, encode_server_init,
+        encode_update_header,
+    };
+    use recorder::format::{ChannelId, Record, encode_recording};
+    use recorder::signing::RecordingKey;
+
+    /// A VNC recording of `n` updates, one every 100 ms, mixing ZRLE (one zlib stream for
+    /// the whole connection), CopyRect and raw rectangles: every kind of state a keyframe
+    /// must carry.
+    fn vnc_recording(n: u64) -> Vec<u8> {
+        let init = ServerInit {
+            width: 200,
+            height: 120,
+            pixel_format: PixelFormat::RGB888_LE,
+            name: "t".into(),
+        };
+        let mut raw = Vec::new();
+        encode_server_init(&init, &mut raw).unwrap();
+        let hex: String = raw.iter().map(|b| format!("{b:02x}")).collect();
+        let header = serde_json::from_value(serde_json::json!({
+            "session_id": "01936f5e-0000-7000-8000-000000000044",
+            "protocol": "console-vnc",
+            "user": "tanaka",
+            "contractor": "acme",
+            "source": "127.0.10.11",
+            "target": "web01",
+            "start_unix_us": 1_764_061_200_000_000i64,
+            "metadata": { "rfb.server_init": hex },
+        }))
+        .unwrap();
+        let mut z = flate2::Compress::new(flate2::Compression::default(), true);
+        let mut seed = 0x2545_f491_4f6c_dd1du64;
+        let mut next = move || {
+            seed ^= seed << 13;
+            seed ^= seed >> 7;
+            seed ^= seed << 17;
+            seed
+        };
+        let mut records = Vec::new();
+        for i in 0..n {
+            let mut m = Vec::new();
+            encode_update_header(3, &mut m);
+            // ZRLE: one raw 40x20 tile of noise (3-byte cpixels), so later data refers back
+            // into the zlib window.
+            let (x, y) = ((next() % 160) as u16, (next() % 100) as u16);
+            let mut tile = vec![0u8];
+            let c = next();
+            for p in 0..40 * 20u64 {
+                tile.extend_from_slice(&[(c >> (p % 7)) as u8, (p % 251) as u8, (i % 256) as u8]);
+            }
+            let mut comp = Vec::with_capacity(tile.len() + 64);
+            z.compress_vec(&tile, &mut comp, flate2::FlushCompress::Sync)
+                .unwrap();
+            encode_rect_header(x, y, 40, 20, Encoding::Zrle, &mut m);
+            m.extend_from_slice(&(comp.len() as u32).to_be_bytes());
+            m.extend_from_slice(&comp);
+            // CopyRect from elsewhere: depends on the picture so far.
+            let (sx, sy) = ((next() % 180) as u16, (next() % 100) as u16);
+            encode_rect_header(
+                (next() % 180) as u16,
+                (next() % 100) as u16,
+                20,
+                20,
+                Encoding::CopyRect,
+                &mut m,
+            );
+            m.extend_from_slice(&sx.to_be_bytes());
+            m.extend_from_slice(&sy.to_be_bytes());
+            encode_rect_header(
+                (next() % 196) as u16,
+                (next() % 116) as u16,
+                4,
+                4,
+                Encoding::Raw,
+                &mut m,
+            );
+            let c = next();
+            for _ in 0..16 {
+                m.extend_from_slice(&[c as u8, (c >> 8) as u8, (c >> 16) as u8, 0]);
+            }
+            // Split some updates across records, as a relay reads them.
+            let cut = if i % 3 == 0 { m.len() / 2 } else { m.len() };
+            for (k, part) in [&m[..cut], &m[cut..]].into_iter().enumerate() {
+                if !part.is_empty() {
+                    records.push(Record {
+                        at_us: i * 100_000 + k as u64,
+                        kind: RecordKind::Data {
+                            direction: Direction::ServerToClient,
+                            channel: ChannelId(0),
+                            bytes: Bytes::copy_from_slice(part),
+                        },
+                    });
+                }
+            }
+        }
+        let key = RecordingKey::generate().unwrap();
+        encode_recording(&header, &records, 1 << 16, n * 100_000, key.signing_key()).unwrap()
+    }
+
+    #[test]
+    fn vnc_frame_through_keyframes_equals_frame_from_start() {
+        let rec = vnc_recording(1000);
+        let mut keyed = VncReplay::open_with_keyframe_interval(&rec, 8 * 1024).unwrap();
+        // Lay the keyframes, then seek around: back, forward, within one interval.
+        keyed.frame_at(keyed.end_us()).unwrap();
+        assert!(keyed.keyframe_count() >= 4, "{}", keyed.keyframe_count());
+        assert!(keyed.keyframe_bytes() > 0);
+        for t in [
+            99_950_000, 100_000, 55_000_001, 55_050_000, 3_000_000, 89_000_000, 0, 7_700_000,
+            7_650_000, 72_200_001,
+        ] {
+            let mut fresh = VncReplay::open_with_keyframe_interval(&rec, usize::MAX).unwrap();
+            let want = fresh.frame_at(t).unwrap();
+            assert_eq!(fresh.keyframe_count(), 0);
+            let got = keyed.frame_at(t).unwrap();
+            assert!(got == want, "frame at {t} µs differs");
+            assert_eq!(keyed.errors, 0);
+        }
+    }
 }

@@ -528,6 +528,77 @@ impl Replay {
     }
 }
 
+/// A [`Replay`] saved to resume from later: everything but the pixels as is (decoder, zlib
+/// window, colour map, cursor, partial messages), the pixels deflated, since a screen of
+/// administration work compresses tens of times.
+#[derive(Debug, Clone)]
+pub struct ReplaySnapshot {
+    /// The replay with an empty image.
+    state: Replay,
+    /// Deflate of the RGBA image.
+    pixels: Vec<u8>,
+}
+
+impl ReplaySnapshot {
+    /// Memory the snapshot holds (bytes), roughly.
+    pub fn size(&self) -> usize {
+        let fb = &self.state.framebuffer;
+        self.pixels.len()
+            + std::mem::size_of::<InflateState>()
+            + fb.colour_map.len() * 3
+            + fb.cursor.as_ref().map_or(0, |c| c.rgba.len())
+            + self.state.client_buf.len()
+            + self.state.server_buf.len()
+    }
+}
+
+impl Replay {
+    /// Saves the replay's whole state (see [`ReplaySnapshot`]).
+    pub fn snapshot(&self) -> ReplaySnapshot {
+        let fb = &self.framebuffer;
+        let mut enc = flate2::write::DeflateEncoder::new(Vec::new(), flate2::Compression::fast());
+        // Writing into a Vec cannot fail.
+        let pixels = std::io::Write::write_all(&mut enc, &fb.rgba)
+            .and_then(|()| enc.finish())
+            .unwrap_or_default();
+        ReplaySnapshot {
+            state: Replay {
+                decoder: self.decoder.clone(),
+                framebuffer: Framebuffer {
+                    width: fb.width,
+                    height: fb.height,
+                    rgba: Vec::new(),
+                    colour_map: fb.colour_map.clone(),
+                    zlib: fb.zlib.clone(),
+                    cursor: fb.cursor.clone(),
+                },
+                client_buf: self.client_buf.clone(),
+                server_buf: self.server_buf.clone(),
+            },
+            pixels,
+        }
+    }
+
+    /// The replay as it was when `snap` was taken; `None` if its pixels do not inflate to the
+    /// image's size (the snapshot was damaged in memory).
+    pub fn restore(snap: &ReplaySnapshot) -> Option<Replay> {
+        use std::io::Read;
+        let fb = &snap.state.framebuffer;
+        let expected = rect_area(fb.width, fb.height) * 4;
+        let mut rgba = Vec::with_capacity(expected);
+        flate2::read::DeflateDecoder::new(snap.pixels.as_slice())
+            .take(expected as u64 + 1)
+            .read_to_end(&mut rgba)
+            .ok()?;
+        if rgba.len() != expected {
+            return None;
+        }
+        let mut r = snap.state.clone();
+        r.framebuffer.rgba = rgba;
+        Some(r)
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::super::{encode_client, encode_rect_header, encode_update_header};

@@ -19,7 +19,7 @@ mod server;
 
 pub use client::{ClientMsg, QEMU_CLIENT_MESSAGE, decode_client, encode_client, filter_encodings};
 pub use error::RfbError;
-pub use framebuffer::{CursorImage, Framebuffer, Replay};
+pub use framebuffer::{CursorImage, Framebuffer, Replay, ReplaySnapshot};
 pub use handshake::{
     ProtocolVersion, SecurityResult, SecurityTypes, ServerInit, decode_client_init,
     decode_security_result, decode_security_types, decode_server_init, decode_version,
