@@ -1,6 +1,8 @@
-//! Pictures of graphical recordings (RDP, VNC): one frame as PNG (`--format png`), or every
-//! frame at a fixed rate as raw RGBA for a video encoder (`--format mp4`, through the
-//! system's ffmpeg, driven by the command line).
+//! Pictures of recordings: one frame as PNG (`--format png`), or every frame at a fixed rate
+//! as raw RGBA for a video encoder (`--format mp4`, through the system's ffmpeg, driven by
+//! the command line). RDP and VNC recordings show the decoded screen; terminal recordings
+//! (SSH, serial consoles) the emulated screen drawn with a font
+//! ([`crate::terminal::TerminalFont`]).
 
 use std::io::Write;
 
@@ -10,6 +12,9 @@ use recorder::reader::Recording;
 
 use crate::rdp::{RDP_PROTOCOL, RdpError, RdpReplay, RgbaFrame};
 use crate::rfb::{self, RfbError};
+use crate::terminal::{
+    PlayerError, TERMINAL_PROTOCOLS, TerminalFont, TerminalPictures, TerminalReplay,
+};
 
 /// The recording header's protocol for VNC consoles.
 pub const VNC_PROTOCOL: &str = "console-vnc";
@@ -30,14 +35,17 @@ pub enum ImageError {
     /// The RDP decoder failed.
     #[error(transparent)]
     Rdp(#[from] RdpError),
+    /// The terminal recording cannot be replayed.
+    #[error(transparent)]
+    Terminal(#[from] PlayerError),
     /// The RFB decoder failed.
     #[error("VNC recording: {0}")]
     Rfb(#[from] RfbError),
     /// The VNC recording has no ServerInit (header metadata or first keyframe).
     #[error("the VNC recording holds no ServerInit")]
     NoServerInit,
-    /// Not a graphical recording.
-    #[error("{0:?} recordings have no pictures; export them as asciicast or txt")]
+    /// A protocol the player has no pictures for.
+    #[error("{0:?} recordings have no pictures")]
     NotGraphical(String),
     /// PNG encoding failed.
     #[error("cannot encode PNG: {0}")]
@@ -237,23 +245,29 @@ impl VncReplay {
     }
 }
 
-/// An RDP or VNC replay.
+/// A replay that gives pictures: RDP, VNC, or a terminal drawn with a font.
 #[derive(Debug)]
 pub enum Graphical {
     /// RDP.
     Rdp(Box<RdpReplay>),
     /// VNC console.
     Vnc(Box<VncReplay>),
+    /// SSH or serial console, drawn.
+    Terminal(Box<TerminalPictures>),
 }
 
 impl Graphical {
-    /// Opens a graphical recording; other protocols are [`ImageError::NotGraphical`].
+    /// Opens an RDP, VNC or terminal recording (terminals drawn with
+    /// [`TerminalFont::system`]); other protocols are [`ImageError::NotGraphical`].
     pub fn open(bytes: &[u8]) -> Result<Graphical, ImageError> {
         let rec = Recording::parse(bytes)?;
         let protocol = rec.header().header.protocol.clone();
         match protocol.as_str() {
             RDP_PROTOCOL => Ok(Graphical::Rdp(Box::new(RdpReplay::open(bytes)?))),
             VNC_PROTOCOL => Ok(Graphical::Vnc(Box::new(VncReplay::open(bytes)?))),
+            p if TERMINAL_PROTOCOLS.contains(&p) => Ok(Graphical::Terminal(Box::new(
+                TerminalPictures::new(TerminalReplay::open(bytes)?, TerminalFont::system()),
+            ))),
             _ => Err(ImageError::NotGraphical(protocol)),
         }
     }
@@ -263,6 +277,7 @@ impl Graphical {
         match self {
             Graphical::Rdp(r) => r.end_us(),
             Graphical::Vnc(v) => v.end_us(),
+            Graphical::Terminal(t) => t.end_us(),
         }
     }
 
@@ -271,6 +286,7 @@ impl Graphical {
         match self {
             Graphical::Rdp(r) => Ok(r.frame_at(at_us)?),
             Graphical::Vnc(v) => v.frame_at(at_us),
+            Graphical::Terminal(t) => Ok(t.frame_at(at_us)),
         }
     }
 }

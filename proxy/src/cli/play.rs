@@ -38,7 +38,8 @@ pub struct ExportArgs {
     /// asciicast (v2), txt, png or mp4.
     #[arg(long)]
     format: ExportFormat,
-    /// The moment to export, in seconds from the start (png); default: the end.
+    /// The moment to export, in seconds from the start (png); default: the end. Terminal
+    /// recordings are drawn with a font (see docs/export.md).
     #[arg(long, value_name = "SECONDS")]
     at: Option<f64>,
     /// Where to write.
@@ -108,7 +109,10 @@ pub fn export(args: ExportArgs) -> Result<ExitCode> {
         }
         ExportFormat::Png => {
             let at_us = args.at.map(seconds_to_us).transpose()?;
-            player::export::export_png(&bytes, at_us, &mut buffer).context("cannot export png")?
+            let mut replay = open_pictures(&bytes).context("cannot export png")?;
+            let at = at_us.unwrap_or_else(|| replay.end_us());
+            let frame = replay.frame_at(at).context("cannot export png")?;
+            player::export::write_png(&frame, &mut buffer).context("cannot export png")?
         }
         ExportFormat::Mp4 => {
             if args.at.is_some() {
@@ -142,7 +146,7 @@ fn export_mp4(bytes: &[u8], output: &Path) -> Result<ExitCode> {
         "mp4 export needs ffmpeg, which is not installed (or not on PATH): install it \
          (Debian: apt-get install ffmpeg), or export single frames with --format png --at S",
     )?;
-    let mut replay = player::export::Graphical::open(bytes).context("cannot export mp4")?;
+    let mut replay = open_pictures(bytes).context("cannot export mp4")?;
     // ffmpeg picks the container from the name: keep ".mp4" on the partial file.
     let tmp = output.with_extension("partial.mp4");
     let first = replay.frame_at(0).context("cannot export mp4")?;
@@ -182,6 +186,21 @@ fn export_mp4(bytes: &[u8], output: &Path) -> Result<ExitCode> {
     }
     std::fs::rename(&tmp, output).with_context(|| format!("cannot write {}", output.display()))?;
     Ok(ExitCode::SUCCESS)
+}
+
+/// Opens a recording for pictures; for a terminal recording drawn with the built-in bitmap
+/// font (no font file found), says so: kanji then show as boxes.
+fn open_pictures(bytes: &[u8]) -> Result<player::export::Graphical> {
+    let replay = player::export::Graphical::open(bytes)?;
+    if let player::export::Graphical::Terminal(t) = &replay
+        && !t.font().is_outline()
+    {
+        eprintln!(
+            "note: no terminal font found (Debian: apt-get install fonts-dejavu-core \
+             fonts-ipafont-gothic); drawing with the built-in bitmap font, which has no kanji"
+        );
+    }
+    Ok(replay)
 }
 
 /// `ffmpeg` on PATH (or `$SEKISHO_FFMPEG`), if it is there.
