@@ -29,10 +29,26 @@ const PASSWORD: &str = "change-me-now";
 const VNC_DESKTOP: &str = "127.0.10.11";
 const HASH: &str = "$argon2id$v=19$m=19456,t=2,p=1$IvBzMLDZyFbDrkZ3n1bk7w$8NW46C5ZNmNfiHNU+fwLLsnh9hyP7iNV8iEC4MEm5fU";
 
+/// ito's matrix card (an auditor who logs in with password and card): rows 1..5, A..J.
+const CARD: [&str; 5] = [
+    "3829104756",
+    "1047382956",
+    "5561029384",
+    "9012837465",
+    "2749501836",
+];
+
 fn inventory() -> String {
+    let card = CARD
+        .iter()
+        .map(|r| format!("\"{r}\""))
+        .collect::<Vec<_>>()
+        .join(", ");
     format!(
         "{}\n[[user]]\nname = \"kobayashi\"\nrole = \"security\"\npassword_hash = \"{HASH}\"\n\n\
-         [[user]]\nname = \"root\"\nrole = \"admin\"\npassword_hash = \"{HASH}\"\n",
+         [[user]]\nname = \"root\"\nrole = \"admin\"\npassword_hash = \"{HASH}\"\n\n\
+         [[user]]\nname = \"ito\"\nrole = \"auditor\"\npassword_hash = \"{HASH}\"\n\
+         matrix_card = [{card}]\n",
         demo_inventory()
     )
 }
@@ -192,6 +208,90 @@ async fn logout(b: &Browser) -> Result<()> {
     Ok(())
 }
 
+/// The cell names the card page asks for ("C3", ...), in order.
+async fn challenged_cells(b: &Browser) -> Result<Vec<String>> {
+    let mut cells = Vec::new();
+    for i in 0..3 {
+        let e = b
+            .client
+            .find(fantoccini::Locator::Id(&format!("cell-{i}")))
+            .await?;
+        cells.push(e.text().await?.trim().to_owned());
+    }
+    Ok(cells)
+}
+
+/// The digit of ito's card in `cell` (like "C3"), or that digit plus one when `!right`.
+fn card_answer(cell: &str, right: bool) -> Result<String> {
+    let mut chars = cell.chars();
+    let col = chars.next().context("cell")?;
+    let col = usize::from(u8::try_from(col)?.checked_sub(b'A').context("column")?);
+    let row: usize = chars.as_str().parse()?;
+    let digit = CARD
+        .get(row.checked_sub(1).context("row")?)
+        .and_then(|r| r.as_bytes().get(col))
+        .context("cell outside the card")?
+        - b'0';
+    Ok((if right { digit } else { (digit + 1) % 10 }).to_string())
+}
+
+/// Types the answers to the challenged cells and submits.
+async fn answer_card(b: &Browser, cells: &[String], right: bool) -> Result<()> {
+    for (i, cell) in cells.iter().enumerate() {
+        b.type_into(&format!("answer-{i}"), &card_answer(cell, right)?)
+            .await?;
+    }
+    b.click("card-submit").await
+}
+
+/// A user with a matrix card: the password alone opens nothing; a wrong answer is refused and
+/// new cells are asked; the right answer lands on the session list.
+async fn matrix_card_login(b: &Browser, base: &str) -> Result<()> {
+    b.goto(&format!("{base}/login")).await?;
+    b.type_into("user", "ito").await?;
+    b.type_into("password", PASSWORD).await?;
+    b.click("login").await?;
+    ensure!(
+        wait_source(b, |s| s.contains("id=\"cell-2\"")).await?,
+        "no matrix card challenge after ito's password"
+    );
+    // The password step gives no access to any page.
+    b.goto(&format!("{base}/sessions")).await?;
+    let path = wait_path(b, |p| p == "/login").await?;
+    ensure!(path == "/login", "password alone opened {path}");
+    // The pending login is still there: the card page asks (fresh) cells.
+    b.goto(&format!("{base}/login/card")).await?;
+    let first = challenged_cells(b).await?;
+    answer_card(b, &first, false).await?;
+    ensure!(
+        wait_source(b, |s| s.contains("card-error")).await?,
+        "a wrong matrix card answer was not refused"
+    );
+    ensure!(
+        !b.path().await?.starts_with("/sessions"),
+        "a wrong matrix card answer let ito in"
+    );
+    let second = challenged_cells(b).await?;
+    ensure!(
+        second != first,
+        "the same cells were asked again after a wrong answer: {second:?}"
+    );
+    answer_card(b, &second, true).await?;
+    let path = wait_path(b, |p| p.starts_with("/sessions")).await?;
+    ensure!(
+        path.starts_with("/sessions"),
+        "the right matrix card answer did not log in (at {path})"
+    );
+    ensure!(
+        b.source().await?.contains("ito ("),
+        "ito not shown as logged in"
+    );
+    eprintln!(
+        "web: matrix card login: cells {first:?} refused with wrong digits, {second:?} answered"
+    );
+    logout(b).await
+}
+
 async fn run(base: &str, seeded: &Seeded) -> Result<()> {
     let b = Browser::start().await?;
     let result = async {
@@ -204,6 +304,8 @@ async fn run(base: &str, seeded: &Seeded) -> Result<()> {
             wait_source(&b, |s| s.contains("login-error")).await?,
             "wrong password accepted"
         );
+
+        matrix_card_login(&b, base).await?;
 
         let tanaka0 = seeded.tanaka.first().context("seed")?.to_string();
         let yamada = seeded.yamada.to_string();
@@ -710,6 +812,292 @@ fn web_player_in_chromium() -> Result<()> {
         let terminal = seed_terminal(&instance).await?;
         let base = web_base(&instance, &stop).await?;
         run_player(&base, &instance, &vnc, &recording, terminal).await
+    });
+    stop.cancel();
+    drop(qemu);
+    result.map_err(|e| anyhow::anyhow!("{e:#}\n--- serve log ---\n{}", instance.serve_log()))
+}
+
+/// A real xfreerdp → Sekisho → xrdp recording (1024x768; a clock is on screen at 3 s).
+const RDP_FIXTURE: &str = concat!(
+    env!("CARGO_MANIFEST_DIR"),
+    "/../player/tests/data/rdp-xrdp.skrec"
+);
+/// The moment of the RDP recording the test seeks to (seconds).
+const RDP_SEEK_AT: f64 = 3.0;
+
+/// Imports the RDP fixture into the instance's storage and catalogue as tanaka's session;
+/// returns (session id, recording path).
+async fn seed_rdp(instance: &SekishoInstance) -> Result<(SessionId, std::path::PathBuf)> {
+    let dir = instance.dir.path();
+    let recording = dir.join("data/recordings/rdp-xrdp-fixture.skrec");
+    if let Some(parent) = recording.parent() {
+        std::fs::create_dir_all(parent)?;
+    }
+    std::fs::copy(RDP_FIXTURE, &recording)
+        .with_context(|| format!("cannot copy the fixture {RDP_FIXTURE}"))?;
+    let id = SessionId(uuid::Uuid::now_v7());
+    let catalogue =
+        Catalogue::connect(&format!("sqlite://{}/data/sekisho.db", dir.display())).await?;
+    catalogue
+        .session_started(&NewSession {
+            id,
+            instance: InstanceId::new("e2e-web-seed")?,
+            protocol: Protocol::Rdp,
+            user: "tanaka".into(),
+            contractor: "acme".into(),
+            source: "127.0.10.11".parse()?,
+            target: "file-phys02".into(),
+            path: "internet-vpn".into(),
+            console_session: None,
+            started_at: Utc::now() - chrono::Duration::minutes(1),
+            recording: Some(recording.display().to_string()),
+            detail: None,
+        })
+        .await?;
+    catalogue
+        .session_ended(
+            id,
+            Utc::now(),
+            recorder::catalogue::Outcome::Completed,
+            None,
+        )
+        .await?;
+    catalogue.close().await;
+    Ok((id, recording))
+}
+
+/// Standard base64 (what `canvas.toDataURL` gives).
+fn base64_decode(text: &str) -> Result<Vec<u8>> {
+    let mut out = Vec::with_capacity(text.len() * 3 / 4);
+    let (mut acc, mut bits) = (0u32, 0u32);
+    for c in text.bytes() {
+        let v = match c {
+            b'A'..=b'Z' => c - b'A',
+            b'a'..=b'z' => c - b'a' + 26,
+            b'0'..=b'9' => c - b'0' + 52,
+            b'+' => 62,
+            b'/' => 63,
+            b'=' => break,
+            _ => anyhow::bail!("not base64: {c:#x}"),
+        };
+        acc = (acc << 6) | u32::from(v);
+        bits += 6;
+        if bits >= 8 {
+            bits -= 8;
+            out.push(((acc >> bits) & 0xff) as u8);
+        }
+    }
+    Ok(out)
+}
+
+/// The canvas's own pixels (not a screenshot of the page) as a PNG file at `path`.
+async fn canvas_png(b: &Browser, path: &std::path::Path) -> Result<()> {
+    let v = b
+        .client
+        .execute(
+            "return document.getElementById('canvas').toDataURL('image/png');",
+            vec![],
+        )
+        .await?;
+    let url = v.as_str().context("toDataURL gave no string")?;
+    let data = url
+        .strip_prefix("data:image/png;base64,")
+        .context("toDataURL is not a PNG")?;
+    std::fs::write(path, base64_decode(data)?)?;
+    Ok(())
+}
+
+/// Fraction of pixels that differ between two RGB24 images of the same size.
+fn differing(a: &[u8], b: &[u8], pixels: u32) -> f64 {
+    a.chunks_exact(3)
+        .zip(b.chunks_exact(3))
+        .filter(|(x, y)| x != y)
+        .count() as f64
+        / f64::from(pixels)
+}
+
+async fn run_rdp_player(
+    base: &str,
+    instance: &SekishoInstance,
+    id: SessionId,
+    recording: &std::path::Path,
+) -> Result<()> {
+    let b = Browser::start().await?;
+    let result = async {
+        login(&b, base, "tanaka").await?;
+        b.goto(&format!("{base}/sessions/{id}/play?t={RDP_SEEK_AT}"))
+            .await?;
+        let want = (RDP_SEEK_AT * 1000.0) as u64;
+        let at = wait_at(&b, "canvas", |v| v == want).await?;
+        ensure!(at == Some(want), "canvas never showed {want} ms (at {at:?})");
+        let shot = instance.dir.path().join("rdp-canvas.png");
+        canvas_png(&b, &shot).await?;
+        let frame = instance.dir.path().join("rdp-decoder.png");
+        let run = instance.cli_raw(&[
+            "export",
+            recording.to_str().context("path")?,
+            "--format",
+            "png",
+            "--at",
+            &RDP_SEEK_AT.to_string(),
+            "-o",
+            frame.to_str().context("path")?,
+        ])?;
+        ensure!(
+            run.status.success(),
+            "export: {}",
+            String::from_utf8_lossy(&run.stderr)
+        );
+        let (aw, ah, a) = raw_rgb(&shot)?;
+        let (bw, bh, d) = raw_rgb(&frame)?;
+        ensure!(
+            (aw, ah) == (bw, bh),
+            "canvas {aw}x{ah}, decoder frame {bw}x{bh}"
+        );
+        // Not a blank screen: the moment shows the desktop's clock (white face, black hands).
+        let white = d.chunks_exact(3).filter(|p| p == &[255, 255, 255]).count();
+        ensure!(
+            white > 10_000,
+            "the decoder's frame at {RDP_SEEK_AT} s is nearly blank ({white} white pixels)"
+        );
+        let diff = differing(&a, &d, aw * ah);
+        eprintln!(
+            "web player: {:.4}% of pixels differ between the canvas ({aw}x{ah}) and the RDP decoder's frame at {RDP_SEEK_AT} s",
+            diff * 100.0
+        );
+        // The canvas draws the server's PNG of that very frame unscaled: nothing may differ.
+        ensure!(diff == 0.0, "{:.4}% of pixels differ", diff * 100.0);
+        // Another moment is another picture (the canvas follows the slider).
+        b.goto(&format!("{base}/sessions/{id}/play?t=1")).await?;
+        let at = wait_at(&b, "canvas", |v| v == 1000).await?;
+        ensure!(at == Some(1000), "canvas never showed 1000 ms (at {at:?})");
+        canvas_png(&b, &shot).await?;
+        let (_, _, early) = raw_rgb(&shot)?;
+        ensure!(
+            differing(&early, &d, aw * ah) > 0.01,
+            "the canvas at 1 s equals the frame at {RDP_SEEK_AT} s"
+        );
+        Ok(())
+    }
+    .await;
+    b.close().await?;
+    result
+}
+
+/// The player in Chromium on an RDP recording (the real xrdp fixture): the canvas at a known
+/// moment is the decoder's frame, pixel for pixel.
+#[test]
+fn web_player_rdp_in_chromium() -> Result<()> {
+    if !require_peers(&["chromium", "chromedriver", "ffmpeg", "ffprobe"])? {
+        return Ok(());
+    }
+    let instance = SekishoInstance::start(&inventory())?;
+    let runtime = tokio::runtime::Runtime::new()?;
+    let stop = CancellationToken::new();
+    let result = runtime.block_on(async {
+        let (id, recording) = seed_rdp(&instance).await?;
+        let base = web_base(&instance, &stop).await?;
+        run_rdp_player(&base, &instance, id, &recording).await
+    });
+    stop.cancel();
+    result.map_err(|e| anyhow::anyhow!("{e:#}\n--- serve log ---\n{}", instance.serve_log()))
+}
+
+/// Page loads measured per recording kind by the first-frame benchmark (the first one is cold:
+/// the server decodes the recording; later ones find it in the server's replay cache).
+const BENCH_RUNS: usize = 7;
+
+/// Navigates to the player of `id` `BENCH_RUNS` times; returns the times to first frame (ms,
+/// from navigation start, as the page measured them), in run order.
+async fn first_frames(b: &Browser, base: &str, id: &str, view: &str) -> Result<Vec<f64>> {
+    let mut out = Vec::with_capacity(BENCH_RUNS);
+    for run in 0..BENCH_RUNS {
+        // A blank page in between, so every run is a fresh navigation and a fresh script.
+        b.goto("about:blank").await?;
+        b.goto(&format!("{base}/sessions/{id}/play")).await?;
+        let mut ms = None;
+        for _ in 0..300 {
+            if let Some(v) = attr(b, view, "data-first-frame-ms").await? {
+                ms = Some(v.parse::<f64>()?);
+                break;
+            }
+            tokio::time::sleep(Duration::from_millis(20)).await;
+        }
+        let ms = ms.with_context(|| format!("{view}: no frame drawn in run {run}"))?;
+        out.push(ms);
+    }
+    Ok(out)
+}
+
+fn median(v: &[f64]) -> f64 {
+    let mut s = v.to_vec();
+    s.sort_by(f64::total_cmp);
+    let n = s.len();
+    let at = |i: usize| s.get(i).copied().unwrap_or(f64::NAN);
+    if n % 2 == 1 {
+        at(n / 2)
+    } else {
+        (at((n / 2).wrapping_sub(1)) + at(n / 2)) / 2.0
+    }
+}
+
+/// Benchmark: time from navigation to the first drawn frame in Chromium, for a terminal, a VNC
+/// (real session against QEMU) and an RDP (the xrdp fixture) recording. Prints
+/// `BENCH web_first_frame_<kind>=<median> ms` (median of the warm runs) and the cold run.
+/// `cargo test -p e2e --test e2e -- --ignored --nocapture web_first_frame_bench`
+#[test]
+#[ignore = "benchmark: prints figures, run by scripts/bench"]
+fn web_first_frame_bench() -> Result<()> {
+    if !require_peers(&[
+        "chromium",
+        "chromedriver",
+        "qemu-system-x86_64",
+        "python3",
+        "ssh",
+    ])? {
+        return Ok(());
+    }
+    let qemu = vnc_peers::start_qemu_vnc(None)?;
+    let inventory = inventory().replacen(
+        "vnc_console = \"127.0.0.1:15901\"",
+        &format!("vnc_console = \"127.0.0.1:{}\"", qemu.port),
+        1,
+    );
+    let instance = SekishoInstance::start(&inventory)?;
+    std::thread::sleep(Duration::from_secs(3));
+    let (vnc, _) = vnc_session(&instance)
+        .map_err(|e| anyhow::anyhow!("{e:#}\n--- serve log ---\n{}", instance.serve_log()))?;
+    let runtime = tokio::runtime::Runtime::new()?;
+    let stop = CancellationToken::new();
+    let result: Result<()> = runtime.block_on(async {
+        let terminal = seed_terminal(&instance).await?.to_string();
+        let (rdp, _) = seed_rdp(&instance).await?;
+        let rdp = rdp.to_string();
+        let base = web_base(&instance, &stop).await?;
+        let b = Browser::start().await?;
+        let r: Result<()> = async {
+            login(&b, &base, "suzuki").await?;
+            for (kind, id, view) in [
+                ("terminal", &terminal, "screen"),
+                ("vnc", &vnc, "canvas"),
+                ("rdp", &rdp, "canvas"),
+            ] {
+                let times = first_frames(&b, &base, id, view).await?;
+                let cold = times.first().copied().unwrap_or(f64::NAN);
+                let warm = median(times.get(1..).unwrap_or(&[]));
+                eprintln!(
+                    "web first frame {kind}: runs {times:?} ms (cold {cold:.0} ms, then median of {} warm runs)",
+                    times.len().saturating_sub(1)
+                );
+                println!("BENCH web_first_frame_{kind}={warm:.0} ms");
+                println!("BENCH web_first_frame_{kind}_cold={cold:.0} ms");
+            }
+            Ok(())
+        }
+        .await;
+        b.close().await?;
+        r
     });
     stop.cancel();
     drop(qemu);
