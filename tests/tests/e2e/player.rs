@@ -517,3 +517,246 @@ fn raw_rgb_first_frame(path: &Path) -> Result<(u32, u32, Vec<u8>)> {
     );
     raw_rgb(&png)
 }
+
+/// tanaka's VDI desktop (internet-vpn path), for SSH.
+const SSH_DESKTOP: &str = "127.0.10.11";
+
+/// The times (s) of the asciicast output events of `recording` that contain `needle`.
+fn asciicast_times(instance: &SekishoInstance, recording: &str, needle: &str) -> Result<Vec<f64>> {
+    let cast = instance.dir.path().join("session.cast");
+    let run = instance.cli_raw(&[
+        "export",
+        recording,
+        "--format",
+        "asciicast",
+        "-o",
+        cast.to_str().context("path")?,
+    ])?;
+    ensure!(
+        run.status.success(),
+        "asciicast export failed: {}",
+        String::from_utf8_lossy(&run.stderr)
+    );
+    let text = std::fs::read_to_string(&cast)?;
+    let mut out = Vec::new();
+    for line in text.lines().skip(1) {
+        let ev: serde_json::Value = serde_json::from_str(line)?;
+        let field = |i: usize| ev.get(i).cloned().unwrap_or_default();
+        if field(1) == "o" && field(2).as_str().is_some_and(|s| s.contains(needle)) {
+            out.push(field(0).as_f64().context("event time")?);
+        }
+    }
+    Ok(out)
+}
+
+/// A PNG as (width, height, RGB).
+fn png_rgb(path: &Path) -> Result<(u32, u32, Vec<u8>)> {
+    let decoder = png::Decoder::new(std::io::BufReader::new(std::fs::File::open(path)?));
+    let mut reader = decoder.read_info()?;
+    let mut buf = vec![0; reader.output_buffer_size().context("png size")?];
+    let info = reader.next_frame(&mut buf)?;
+    ensure!(
+        info.color_type == png::ColorType::Rgb && info.bit_depth == png::BitDepth::Eight,
+        "{}: {:?} {:?}",
+        path.display(),
+        info.color_type,
+        info.bit_depth
+    );
+    buf.truncate(info.buffer_size());
+    Ok((info.width, info.height, buf))
+}
+
+/// The columns (x) of pixels of colour `c`, and the rows (y).
+fn extent(w: u32, rgb: &[u8], c: [u8; 3]) -> Option<((u32, u32), (u32, u32))> {
+    let mut xs = (u32::MAX, 0);
+    let mut ys = (u32::MAX, 0);
+    for (i, p) in rgb.chunks_exact(3).enumerate() {
+        if p == c {
+            let (x, y) = (i as u32 % w, i as u32 / w);
+            xs = (xs.0.min(x), xs.1.max(x));
+            ys = (ys.0.min(y), ys.1.max(y));
+        }
+    }
+    (xs.0 != u32::MAX).then_some((xs, ys))
+}
+
+/// A real SSH console session through Sekisho (OpenSSH client → Sekisho → OpenSSH sshd as a
+/// hypervisor's SSH console) prints coloured Latin and Japanese text; `sekisho export
+/// --format png --at S` draws the screen at that moment: a red-background word over exactly
+/// its three cells, two kanji on blue over four cells (wide characters), glyphs inside them,
+/// nothing of it before it was printed; `--format mp4` makes a video ffprobe accepts, as
+/// long as the recording.
+#[test]
+fn player_terminal_png_and_mp4_export_of_a_real_ssh_session() -> Result<()> {
+    use crate::ssh::ssh_peers;
+    if !require_peers(&["ssh", "sshd", "ffmpeg", "ffprobe"])? {
+        return Ok(());
+    }
+    let sshd = ssh_peers::start_sshd(&[])?;
+    let inventory = crate::support::demo_inventory()
+        .replace(
+            "vnc_console = \"127.0.0.1:15902\"",
+            &format!(
+                "vnc_console = \"127.0.0.1:15902\"\nssh_console = \"127.0.0.1:{}\"",
+                sshd.port
+            ),
+        )
+        .replace(
+            "name = \"kvm01\"\naddress = \"127.0.0.1\"",
+            "name = \"kvm01\"\naddress = \"127.0.0.1\"\ncredential = \"kvm01-console\"",
+        );
+    let secrets = format!(
+        "[credential.kvm01-console]\nusername = \"{}\"\npassword = \"{}\"\n",
+        ssh_peers::LAB_USER,
+        ssh_peers::LAB_PASSWORD
+    );
+    let instance = SekishoInstance::start_with(
+        &inventory,
+        InstanceOptions {
+            secrets: Some(secrets),
+            ..InstanceOptions::default()
+        },
+    )?;
+    let askpass = ssh_peers::askpass(instance.dir.path(), ssh_peers::DEMO_PASSWORD, None)?;
+    let mut cmd = ssh_peers::client("ssh", &askpass);
+    cmd.args(ssh_peers::ssh_options(
+        instance.listen.ssh.port(),
+        SSH_DESKTOP,
+    ))
+    .arg("-tt")
+    .arg("tanaka+app02@127.0.0.1");
+    let mut s = ssh_peers::Session::spawn(cmd)?;
+    s.wait_for("this session is recorded", Duration::from_secs(20))?;
+    std::thread::sleep(Duration::from_millis(1500));
+    // The shell computes the marker, so the typed command's echo never matches it.
+    s.send("printf '\\033[41mRED\\033[0m \\033[44m日本\\033[0m MARK-%s\\n' $((6*7))\n".as_bytes())?;
+    s.wait_for("MARK-42", Duration::from_secs(20))?;
+    std::thread::sleep(Duration::from_millis(1500));
+    s.send(b"exit\n")?;
+    s.wait_exit(Duration::from_secs(15))?;
+    let row = instance.wait_until(Duration::from_secs(10), "the ended session", || {
+        Ok(instance
+            .sessions()?
+            .into_iter()
+            .find(|r| r["target"] == "app02" && !r["ended_at"].is_null()))
+    })?;
+    let recording = row["recording"].as_str().context("recording")?.to_owned();
+
+    let marks = asciicast_times(&instance, &recording, "MARK-42")?;
+    let printed = *marks.first().context("MARK-42 not in the recording")?;
+    let png_at = |at: f64, name: &str| -> Result<(u32, u32, Vec<u8>)> {
+        let out = instance.dir.path().join(name);
+        let run = instance.cli_raw(&[
+            "export",
+            &recording,
+            "--format",
+            "png",
+            "--at",
+            &format!("{at:.3}"),
+            "-o",
+            out.to_str().context("path")?,
+        ])?;
+        ensure!(
+            run.status.success(),
+            "png export failed: {}",
+            String::from_utf8_lossy(&run.stderr)
+        );
+        png_rgb(&out)
+    };
+    let (w, h, after) = png_at(printed + 0.5, "after.png")?;
+    // 80x24 cells (the client had no terminal to take a size from).
+    ensure!(
+        w.is_multiple_of(80) && h.is_multiple_of(24),
+        "{w}x{h} is not a grid of 80x24 cells"
+    );
+    let (cw, ch) = (w / 80, h / 24);
+    assert!(
+        (6..=32).contains(&cw) && (8..=64).contains(&ch),
+        "cell {cw}x{ch}"
+    );
+    let red = extent(w, &after, [205, 0, 0]).context("no red background drawn")?;
+    let blue = extent(w, &after, [0, 0, 238]).context("no blue background drawn")?;
+    // Whole cells: "RED" is three, "日本" four (two wide characters), one blank between.
+    assert_eq!(red.0.0 % cw, 0, "red starts mid-cell: {red:?}");
+    assert_eq!(red.0.1 + 1 - red.0.0, 3 * cw, "red: {red:?}, cell {cw}");
+    assert_eq!(blue.0.0, red.0.1 + 1 + cw, "blue: {blue:?}, red {red:?}");
+    assert_eq!(blue.0.1 + 1 - blue.0.0, 4 * cw, "blue: {blue:?}, cell {cw}");
+    assert_eq!((red.1.1 + 1 - red.1.0, blue.1), (ch, red.1), "one row");
+    // Glyphs inside each of the four cells of the kanji (not just a coloured block).
+    for cell in 0..4 {
+        let x0 = blue.0.0 + cell * cw;
+        let glyph = (blue.1.0..=blue.1.1)
+            .flat_map(|y| (x0..x0 + cw).map(move |x| (x, y)))
+            .filter(|(x, y)| {
+                let i = ((y * w + x) * 3) as usize;
+                after.get(i..i + 3) != Some(&[0, 0, 238][..])
+            })
+            .count();
+        assert!(glyph > 0, "kanji cell {cell} is empty");
+    }
+    // The marker's row has text: pixels other than the background right of the blue.
+    let row_text = (blue.1.0..=blue.1.1)
+        .flat_map(|y| (blue.0.1 + 1..w).map(move |x| (x, y)))
+        .filter(|(x, y)| {
+            let i = ((y * w + x) * 3) as usize;
+            after.get(i..i + 3) != Some(&[0, 0, 0][..])
+        })
+        .count();
+    assert!(row_text > 20, "MARK-42 not drawn: {row_text} pixels");
+    // Before the command ran, none of it is on screen.
+    let (bw, bh, before) = png_at((printed - 1.2).max(0.0), "before.png")?;
+    assert_eq!((bw, bh), (w, h));
+    assert!(
+        extent(w, &before, [205, 0, 0]).is_none(),
+        "red before the printf"
+    );
+
+    // Video: ffprobe reads it, at the picture's size (even sides), as long as the recording.
+    let mp4 = instance.dir.path().join("session.mp4");
+    let run = instance.cli_raw(&[
+        "export",
+        &recording,
+        "--format",
+        "mp4",
+        "-o",
+        mp4.to_str().context("path")?,
+    ])?;
+    ensure!(
+        run.status.success(),
+        "mp4 export failed: {}",
+        String::from_utf8_lossy(&run.stderr)
+    );
+    let probe = Command::new("ffprobe")
+        .args(["-v", "error", "-select_streams", "v:0"])
+        .args([
+            "-show_entries",
+            "stream=width,height,codec_name:format=duration",
+        ])
+        .args(["-of", "json"])
+        .arg(&mp4)
+        .output()?;
+    ensure!(
+        probe.status.success(),
+        "ffprobe: {}",
+        String::from_utf8_lossy(&probe.stderr)
+    );
+    let info: serde_json::Value = serde_json::from_slice(&probe.stdout)?;
+    let stream = &info["streams"][0];
+    assert_eq!(stream["codec_name"], "h264", "{info}");
+    assert_eq!(
+        (stream["width"].as_u64(), stream["height"].as_u64()),
+        (Some(u64::from(w + w % 2)), Some(u64::from(h + h % 2))),
+        "{info}"
+    );
+    let duration: f64 = info["format"]["duration"]
+        .as_str()
+        .context("duration")?
+        .parse()?;
+    // The session ends a moment after the marker and the exit (sleeps above: 1.5 s).
+    assert!(
+        duration >= printed + 1.0 && duration <= printed + 10.0,
+        "video {duration} s, marker at {printed} s"
+    );
+    let _ = &sshd;
+    Ok(())
+}
