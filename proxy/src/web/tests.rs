@@ -1114,3 +1114,84 @@ async fn matrix_card_page_speaks_japanese() {
     let (_, body) = get(&f, Some(&format!("{pending}; lang=en")), "/login/card").await;
     assert!(body.contains("Matrix card"));
 }
+
+/// Tens of thousands of sessions: the list pages through all of them by keyset (every session
+/// once, none lost at equal start times), a contractor's filter pages through their own only,
+/// and the time per page is printed for the first and the last pages (a keyset page costs the
+/// same wherever it is; an offset page would grow with its position).
+#[tokio::test]
+async fn session_list_pages_through_twenty_thousand_sessions() {
+    const N: usize = 20_000;
+    let f = fixture().await;
+    let instance = InstanceId::new("test").unwrap();
+    let base = Utc::now() - chrono::Duration::days(30);
+    let rows: Vec<NewSession> = (0..N)
+        .map(|i| {
+            let (user, contractor) = if i % 2 == 0 {
+                ("tanaka", "acme")
+            } else {
+                ("yamada", "globex")
+            };
+            NewSession {
+                id: SessionId(uuid::Uuid::now_v7()),
+                instance: instance.clone(),
+                protocol: Protocol::Rdp,
+                user: user.into(),
+                contractor: contractor.into(),
+                source: "127.0.10.11".parse().unwrap(),
+                target: "bulk-target".into(),
+                path: "internet-vpn".into(),
+                console_session: None,
+                // Runs of four sessions share a start time.
+                started_at: base + chrono::Duration::seconds((i / 4) as i64),
+                recording: None,
+                detail: None,
+            }
+        })
+        .collect();
+    for chunk in rows.chunks(1_000) {
+        f.state
+            .services
+            .catalogue()
+            .session_started_batch(chunk)
+            .await
+            .unwrap();
+    }
+    for (user, expected) in [("suzuki", N), ("tanaka", N / 2)] {
+        let (cookie, _) = login_as(&f, user);
+        let mut uri = "/sessions?target=bulk-target".to_owned();
+        let mut seen = std::collections::HashSet::new();
+        let mut times = Vec::new();
+        loop {
+            let t0 = std::time::Instant::now();
+            let (status, body) = get(&f, Some(&cookie), &uri).await;
+            times.push(t0.elapsed());
+            assert_eq!(status, StatusCode::OK);
+            for id in body
+                .split("class=\"session-row\" data-id=\"")
+                .skip(1)
+                .filter_map(|s| s.split('"').next())
+            {
+                assert!(seen.insert(id.to_owned()), "{user}: {id} listed twice");
+            }
+            match body.split("id=\"next-page\" href=\"").nth(1) {
+                Some(rest) => uri = rest.split('"').next().unwrap().replace("&amp;", "&"),
+                None => break,
+            }
+        }
+        assert_eq!(seen.len(), expected, "{user}");
+        assert_eq!(
+            times.len(),
+            expected.div_ceil(super::pages::PAGE_SIZE as usize)
+        );
+        let avg = |t: &[std::time::Duration]| {
+            t.iter().sum::<std::time::Duration>().as_secs_f64() * 1000.0 / t.len() as f64
+        };
+        eprintln!(
+            "session list ({user}, {expected} sessions, {} pages): first 10 pages {:.1} ms/page, last 10 pages {:.1} ms/page",
+            times.len(),
+            avg(&times[..10]),
+            avg(&times[times.len() - 10..])
+        );
+    }
+}
