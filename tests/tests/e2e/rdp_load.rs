@@ -1,1 +1,771 @@
-//! The headless RDP client (ironrdp-connector) through Sekisho: automation, load and the RDP benchmark.
+//! The headless RDP client (`e2e::rdp_client`, ironrdp-connector + ironrdp-session) through
+//! `sekisho serve`: a normal test against xrdp (TLS, Sekisho injects the server's
+//! credentials, the client logs on with its Sekisho account as `user+target`), and the RDP
+//! benchmark (`rdp_bench`, ignored: run by hand or by `scripts/bench`) against
+//! freerdp-shadow-cli sharing an Xvfb display the bench draws on.
+//!
+//! The client binds its source address itself (the VDI desktop's loopback alias), so no SNAT
+//! rule is needed, unlike xfreerdp in `rdp.rs`.
+
+use std::io::BufRead;
+use std::net::{IpAddr, Ipv4Addr, SocketAddr};
+use std::path::{Path, PathBuf};
+use std::process::{Child, Command, Stdio};
+use std::time::{Duration, Instant};
+
+use anyhow::{Context, Result, bail};
+use e2e::rdp_client::{self, ConnectOptions};
+
+use crate::rdp::rdp_peers::{self, LAB_PASS, LAB_USER, XRDP_PORT};
+use crate::support::{InstanceOptions, SekishoInstance, free_port, require_peers};
+
+/// tanaka's Sekisho password (the hash in the inventory below).
+const TANAKA_PASS: &str = "change-me-now";
+
+/// The VDI desktop the client connects from.
+const DESKTOP: Ipv4Addr = Ipv4Addr::new(127, 0, 10, 11);
+
+/// One VDI pool, tanaka, and the targets `targets` (TOML `[[target]]` tables) under one contract.
+fn inventory(targets: &[(&str, u16)]) -> String {
+    let mut s = String::from(
+        r#"timezone = "Asia/Tokyo"
+
+[recording]
+required = true
+
+[[vdi_pool]]
+name = "vdi-test"
+path = "ip-vpn"
+networks = ["127.0.10.0/24"]
+
+[zones]
+business = ["ip-vpn"]
+
+[[contractor]]
+id = "acme"
+name = "ACME Systems K.K."
+
+[[user]]
+name = "tanaka"
+contractor = "acme"
+role = "contractor"
+password_hash = "$argon2id$v=19$m=19456,t=2,p=1$IvBzMLDZyFbDrkZ3n1bk7w$8NW46C5ZNmNfiHNU+fwLLsnh9hyP7iNV8iEC4MEm5fU"
+desktops = ["127.0.10.11"]
+"#,
+    );
+    for (name, port) in targets {
+        s.push_str(&format!(
+            "\n[[target]]\nname = \"{name}\"\naddress = \"127.0.0.1\"\nkind = \"physical\"\n\
+             zone = \"business\"\nrdp_port = {port}\ncredential = \"{name}-maint\"\n"
+        ));
+    }
+    let names: Vec<String> = targets.iter().map(|(n, _)| format!("\"{n}\"")).collect();
+    s.push_str(&format!(
+        "\n[[contract]]\ncontractor = \"acme\"\ntargets = [{}]\nvalid_from = \"2026-01-01\"\n\
+         valid_until = \"2099-12-31\"\n\n[rdp]\nallow_static_channels = [\"rdpsnd\", \"drdynvc\"]\n",
+        names.join(", ")
+    ));
+    s
+}
+
+/// The secrets file: the server account Sekisho logs on with, per target.
+fn secrets(targets: &[&str]) -> String {
+    targets
+        .iter()
+        .map(|t| {
+            format!(
+                "[credential.{t}-maint]\nusername = \"{LAB_USER}\"\npassword = \"{LAB_PASS}\"\n"
+            )
+        })
+        .collect()
+}
+
+fn runtime() -> Result<tokio::runtime::Runtime> {
+    Ok(tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()?)
+}
+
+/// The recording file of catalogue row `row`.
+fn recording_path(instance: &SekishoInstance, row: &serde_json::Value) -> Result<PathBuf> {
+    let rec = row["recording"]
+        .as_str()
+        .context("session row without recording")?;
+    Ok(if Path::new(rec).is_absolute() {
+        PathBuf::from(rec)
+    } else {
+        instance.path(rec)
+    })
+}
+
+#[test]
+fn rdp_load_headless_client_through_sekisho_to_xrdp_is_recorded() -> Result<()> {
+    if !require_peers(&["xrdp", "xrdp-sesman", "Xvnc"])? {
+        return Ok(());
+    }
+    rdp_peers::ensure_xrdp()?;
+    let _serial = rdp_peers::serial();
+    let instance = SekishoInstance::start_with(
+        &inventory(&[("srv01", XRDP_PORT)]),
+        InstanceOptions {
+            secrets: Some(secrets(&["srv01"])),
+            ..InstanceOptions::default()
+        },
+    )?;
+    let rt = runtime()?;
+
+    // Control: the same client straight to xrdp with the server account.
+    let direct = rt.block_on(async {
+        let o = ConnectOptions::new(
+            SocketAddr::from(([127, 0, 0, 1], XRDP_PORT)),
+            LAB_USER,
+            LAB_PASS,
+        );
+        let mut s = rdp_client::connect(&o).await?;
+        s.pump_for(Duration::from_millis(1500)).await?;
+        let lit = rdp_client::non_black_fraction(s.image());
+        let size = s.desktop_size();
+        s.disconnect().await?;
+        anyhow::Ok((lit, size))
+    })?;
+    assert!(direct.0 > 0.01, "direct: blank desktop ({:.4})", direct.0);
+
+    // Through Sekisho: tanaka's own password; Sekisho logs on to xrdp with srv01's account.
+    let before = rdp_peers::xrdp_log_offset();
+    let frame = instance.path("client-last.png");
+    let (stats, lit, setup) = rt
+        .block_on(async {
+            let mut o = ConnectOptions::new(instance.listen.rdp, "tanaka+srv01", TANAKA_PASS);
+            o.source = Some(IpAddr::V4(DESKTOP));
+            let mut s = rdp_client::connect(&o).await?;
+            assert_eq!(s.desktop_size(), direct.1);
+            // Input goes through (a key and a pointer move), and the session keeps running.
+            s.mouse_move(500, 400).await?;
+            s.key(0x2a).await?; // left shift: types nothing into the session
+            s.pump_for(Duration::from_secs(3)).await?;
+            s.save_png(&frame)?;
+            let lit = rdp_client::non_black_fraction(s.image());
+            let setup = s.setup_time();
+            let stats = s.disconnect().await?;
+            anyhow::Ok((stats, lit, setup))
+        })
+        .with_context(|| format!("through Sekisho:\n{}", instance.serve_log()))?;
+    assert!(stats.updates > 0 && stats.bytes > 0, "{stats:?}");
+    // xrdp's startwm.sh shows a ticking xclock on black: the decoded desktop has it.
+    assert!(lit > 0.01, "through Sekisho: blank desktop ({lit:.4})");
+    assert!(
+        (lit - direct.0).abs() < 0.05,
+        "the desktop through Sekisho ({lit:.4} lit) differs from the direct one ({:.4})",
+        direct.0
+    );
+    let xrdp_log = rdp_peers::xrdp_log_since(before);
+    assert!(
+        xrdp_log.contains(&format!("login successful for user {LAB_USER}")),
+        "xrdp did not log the injected account on:\n{xrdp_log}"
+    );
+    eprintln!(
+        "headless client through Sekisho: set-up {:.0} ms, {stats:?}",
+        setup.as_secs_f64() * 1e3
+    );
+
+    // The session is in the catalogue, ended, with a recording that verifies.
+    let row = instance.wait_until(Duration::from_secs(10), "the RDP session to end", || {
+        Ok(instance
+            .sessions()?
+            .into_iter()
+            .find(|s| s["protocol"] == "rdp" && !s["ended_at"].is_null()))
+    })?;
+    assert_eq!(row["user"], "tanaka");
+    assert_eq!(row["target"], "srv01");
+    assert_eq!(row["source"], DESKTOP.to_string(), "{row}");
+    let file = recording_path(&instance, &row)?;
+    let f = file.display().to_string();
+    let out = instance.cli(&["recording", "verify", &f])?;
+    assert_eq!(
+        out.status.code(),
+        Some(0),
+        "verify {f}: {}{}",
+        String::from_utf8_lossy(&out.stdout),
+        String::from_utf8_lossy(&out.stderr)
+    );
+
+    // A wrong Sekisho password: no session comes up (a TLS-only logon is checked by Sekisho
+    // on the Client Info PDU, so the client fails after the TLS handshake).
+    let wrong = rt.block_on(async {
+        let mut o = ConnectOptions::new(instance.listen.rdp, "tanaka+srv01", "not-the-password");
+        o.source = Some(IpAddr::V4(DESKTOP));
+        o.timeout = Duration::from_secs(15);
+        rdp_client::connect(&o).await
+    });
+    assert!(wrong.is_err(), "a wrong password gave a session");
+    Ok(())
+}
+
+// ---------------------------------------------------------------------------------------------
+// Benchmark
+
+/// A process the bench started; killed (with its process group) on drop.
+struct Proc {
+    child: Child,
+    name: &'static str,
+}
+
+impl Proc {
+    fn spawn(name: &'static str, cmd: &mut Command) -> Result<Proc> {
+        use std::os::unix::process::CommandExt;
+        let child = cmd
+            .process_group(0)
+            .stdin(Stdio::null())
+            .spawn()
+            .with_context(|| format!("cannot start {name}"))?;
+        Ok(Proc { child, name })
+    }
+}
+
+impl Drop for Proc {
+    fn drop(&mut self) {
+        // The whole group: the drawing loop's shell has a `display` child at any moment.
+        let _ = Command::new("kill")
+            .arg("-KILL")
+            .arg(format!("-{}", self.child.id()))
+            .stderr(Stdio::null())
+            .status();
+        let _ = self.child.kill();
+        if self.child.wait().is_err() {
+            eprintln!("{} did not exit", self.name);
+        }
+    }
+}
+
+/// The `sekisho` binary measured: `SEKISHO_BIN`, else a release build.
+fn bench_sekisho() -> Result<PathBuf> {
+    if let Some(bin) = std::env::var_os("SEKISHO_BIN") {
+        return Ok(PathBuf::from(bin));
+    }
+    release_bin("proxy", "sekisho")
+}
+
+/// The headless client measured: `SEKISHO_RDP_CLIENT_BIN`, else a release build (a debug
+/// build decodes bitmaps several times slower and would measure itself).
+fn bench_client() -> Result<PathBuf> {
+    if let Some(bin) = std::env::var_os("SEKISHO_RDP_CLIENT_BIN") {
+        return Ok(PathBuf::from(bin));
+    }
+    release_bin("e2e", "sekisho-rdp-client")
+}
+
+fn release_bin(package: &str, bin: &str) -> Result<PathBuf> {
+    let root = crate::support::workspace_root();
+    let ok = Command::new(env!("CARGO"))
+        .args(["build", "--release", "--quiet", "-p", package, "--bin", bin])
+        .current_dir(&root)
+        .status()
+        .context("cargo build --release")?
+        .success();
+    anyhow::ensure!(ok, "cargo build --release of {bin} failed");
+    let target = std::env::var_os("CARGO_TARGET_DIR")
+        .map(PathBuf::from)
+        .unwrap_or_else(|| root.join("target"));
+    Ok(target.join("release").join(bin))
+}
+
+/// utime + stime of `pid` in seconds.
+fn cpu_seconds(pid: u32) -> Option<f64> {
+    let stat = std::fs::read_to_string(format!("/proc/{pid}/stat")).ok()?;
+    let (_, tail) = stat.rsplit_once(')')?;
+    let f: Vec<&str> = tail.split_whitespace().collect();
+    let t = |i: usize| f.get(i).and_then(|v| v.parse::<f64>().ok());
+    Some((t(11)? + t(12)?) / 100.0)
+}
+
+fn rss_kib(pid: u32) -> Option<u64> {
+    std::fs::read_to_string(format!("/proc/{pid}/status"))
+        .ok()?
+        .lines()
+        .find(|l| l.starts_with("VmRSS:"))?
+        .split_whitespace()
+        .nth(1)?
+        .parse()
+        .ok()
+}
+
+/// An X display number nobody uses (from 160 on; the lab and rdp.rs use 91-94).
+fn free_display() -> Result<u32> {
+    (160..220)
+        .find(|n| {
+            !Path::new(&format!("/tmp/.X11-unix/X{n}")).exists()
+                && !Path::new(&format!("/tmp/.X{n}-lock")).exists()
+        })
+        .context("no free X display number")
+}
+
+/// A PPM of random pixels: the worst case for bitmap compression.
+fn write_noise(path: &Path, w: usize, h: usize, seed: u64) -> Result<()> {
+    let mut x = seed | 1;
+    let mut data = format!("P6\n{w} {h}\n255\n").into_bytes();
+    data.reserve(w * h * 3);
+    for _ in 0..(w * h * 3 / 8) {
+        // xorshift64: enough randomness to defeat RLE, with no dependency.
+        x ^= x << 13;
+        x ^= x >> 7;
+        x ^= x << 17;
+        data.extend_from_slice(&x.to_le_bytes());
+    }
+    std::fs::write(path, data)?;
+    Ok(())
+}
+
+/// Runs the client binary and returns its stdout (it fails the bench if the client fails).
+fn client_run(client: &Path, args: &[String], password: &str) -> Result<String> {
+    let out = Command::new(client)
+        .args(args)
+        .env("SEKISHO_RDP_PASSWORD", password)
+        .stdin(Stdio::null())
+        .output()
+        .context("run sekisho-rdp-client")?;
+    let stdout = String::from_utf8_lossy(&out.stdout).into_owned();
+    if !out.status.success() {
+        bail!(
+            "sekisho-rdp-client {} failed: {}\n{stdout}",
+            args.join(" "),
+            String::from_utf8_lossy(&out.stderr)
+        );
+    }
+    Ok(stdout)
+}
+
+/// The value of `key=` in the first line of `text` starting with `prefix`.
+fn field(text: &str, prefix: &str, key: &str) -> Option<f64> {
+    let line = text.lines().find(|l| l.starts_with(prefix))?;
+    line.split_whitespace()
+        .find_map(|kv| kv.strip_prefix(key)?.strip_prefix('='))?
+        .parse()
+        .ok()
+}
+
+/// What one concurrency ramp showed.
+#[derive(Debug, Default)]
+struct Ramp {
+    asked: u32,
+    up: u32,
+    alive: u32,
+    setup_median_ms: f64,
+    ramp_s: f64,
+    /// Sekisho's RSS before the ramp, after it, and at each 50 sessions (KiB).
+    rss_before: u64,
+    rss_after: u64,
+    rss_marks: Vec<(u32, u64)>,
+    /// Sekisho's CPU seconds while the sessions were held, and the hold's length.
+    hold_cpu_s: f64,
+    hold_s: f64,
+    listed_live: usize,
+    error: String,
+}
+
+/// Ramps the client to `n` concurrent sessions (through `serve` when given), holds them
+/// `hold` seconds, and measures Sekisho meanwhile.
+fn ramp(
+    client: &Path,
+    args: &[String],
+    password: &str,
+    serve: Option<(u32, &SekishoInstance, &str)>,
+) -> Result<Ramp> {
+    let mut child = Command::new(client)
+        .args(args)
+        .env("SEKISHO_RDP_PASSWORD", password)
+        .stdin(Stdio::null())
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .context("run sekisho-rdp-client --sessions")?;
+    let stdout = child.stdout.take().context("client stdout")?;
+    let stderr = child.stderr.take().context("client stderr")?;
+    let err_thread = std::thread::spawn(move || {
+        let mut s = String::new();
+        for l in std::io::BufReader::new(stderr)
+            .lines()
+            .map_while(Result::ok)
+        {
+            s.push_str(&l);
+            s.push('\n');
+        }
+        s
+    });
+    let pid = serve.map(|(p, _, _)| p);
+    let mut r = Ramp {
+        rss_before: pid.and_then(rss_kib).unwrap_or(0),
+        ..Ramp::default()
+    };
+    let mut hold_start: Option<(Instant, f64)> = None;
+    for line in std::io::BufReader::new(stdout)
+        .lines()
+        .map_while(Result::ok)
+    {
+        if line.starts_with("up ") {
+            let n = field(&line, "up ", "n").unwrap_or(0.0) as u32;
+            if n.is_multiple_of(50)
+                && let Some(rss) = pid.and_then(rss_kib)
+            {
+                r.rss_marks.push((n, rss));
+            }
+        } else if line.starts_with("ramped ") {
+            r.up = field(&line, "ramped ", "up").unwrap_or(0.0) as u32;
+            r.ramp_s = field(&line, "ramped ", "t_s").unwrap_or(0.0);
+            // Past the recorders' first flush, so every session has written a chunk.
+            std::thread::sleep(Duration::from_secs(2));
+            if let Some((p, instance, target)) = serve {
+                r.rss_after = rss_kib(p).unwrap_or(0);
+                r.listed_live = instance
+                    .sessions()
+                    .map(|rows| {
+                        rows.iter()
+                            .filter(|s| s["target"] == target && s["ended_at"].is_null())
+                            .count()
+                    })
+                    .unwrap_or(0);
+                hold_start = cpu_seconds(p).map(|c| (Instant::now(), c));
+            }
+        } else if line.starts_with("held ") {
+            r.alive = field(&line, "held ", "alive").unwrap_or(0.0) as u32;
+            if let (Some((t0, c0)), Some(p)) = (hold_start, pid) {
+                r.hold_s = t0.elapsed().as_secs_f64();
+                r.hold_cpu_s = cpu_seconds(p).unwrap_or(c0) - c0;
+            }
+        } else if line.starts_with("summary ") {
+            r.asked = field(&line, "summary ", "asked").unwrap_or(0.0) as u32;
+            r.setup_median_ms = field(&line, "summary ", "setup_median_ms").unwrap_or(0.0);
+        }
+    }
+    let status = child.wait()?;
+    let err = err_thread.join().unwrap_or_default();
+    if !status.success() {
+        r.error = err.lines().last().unwrap_or("").to_owned();
+    }
+    Ok(r)
+}
+
+/// Benchmark (run by hand or by `scripts/bench`; prints figures, asserts none): the headless
+/// client straight to freerdp-shadow-cli and through `sekisho serve` to the same server, in
+/// the same run: connection set-up time (median), throughput of a screen-heavy session (the
+/// bench redraws the whole shared display with random pixels continuously), Sekisho's CPU per
+/// session, and how many concurrent recorded sessions the client holds (ramp to
+/// `RDP_BENCH_SESSIONS`, default 200), with Sekisho's RSS per session.
+/// `cargo test -p e2e --test e2e rdp_load::rdp_bench -- --ignored --nocapture`
+/// measures release builds of `sekisho` and `sekisho-rdp-client` (or `SEKISHO_BIN`,
+/// `SEKISHO_RDP_CLIENT_BIN`). `RDP_BENCH_SECONDS` sets the throughput window (default 10).
+#[test]
+#[ignore = "benchmark: run by hand"]
+fn rdp_bench_through_sekisho_vs_direct() -> Result<()> {
+    if !require_peers(&[
+        "freerdp-shadow-cli",
+        "Xvfb",
+        "display",
+        "xsetroot",
+        "xclock",
+    ])? {
+        return Ok(());
+    }
+    let sessions: u32 = std::env::var("RDP_BENCH_SESSIONS")
+        .ok()
+        .and_then(|v| v.parse().ok())
+        .unwrap_or(200);
+    let window: f64 = std::env::var("RDP_BENCH_SECONDS")
+        .ok()
+        .and_then(|v| v.parse().ok())
+        .unwrap_or(10.0);
+    let sekisho = bench_sekisho()?;
+    let client = bench_client()?;
+    let work = tempfile::Builder::new()
+        .prefix("sekisho-rdp-bench-")
+        .tempdir()?;
+
+    // Our own display and shadow server: the drawing must reach no other test's server.
+    let display = format!(":{}", free_display()?);
+    let _xvfb = Proc::spawn(
+        "Xvfb",
+        Command::new("Xvfb")
+            .args([&display, "-screen", "0", "1024x768x24", "-nolisten", "tcp"])
+            .args(["-noreset"])
+            .stdout(Stdio::null())
+            .stderr(Stdio::null()),
+    )?;
+    let sock = format!("/tmp/.X11-unix/X{}", display.trim_start_matches(':'));
+    let t0 = Instant::now();
+    while !Path::new(&sock).exists() {
+        anyhow::ensure!(t0.elapsed() < Duration::from_secs(10), "Xvfb did not start");
+        std::thread::sleep(Duration::from_millis(50));
+    }
+    let x = |program: &str, args: &[&str]| -> Result<()> {
+        let ok = Command::new(program)
+            .args(args)
+            .env("DISPLAY", &display)
+            .status()?
+            .success();
+        anyhow::ensure!(ok, "{program} failed");
+        Ok(())
+    };
+    x("xsetroot", &["-solid", "#204060"])?;
+    let shadow_port = free_port("127.0.0.1")?;
+    let shadow_home = work.path().join("shadow");
+    std::fs::create_dir_all(shadow_home.join("config"))?;
+    let shadow_log = std::fs::File::create(work.path().join("shadow.log"))?;
+    let shadow = Proc::spawn(
+        "freerdp-shadow-cli",
+        Command::new("freerdp-shadow-cli")
+            .arg("/bind-address:127.0.0.1")
+            .arg(format!("/port:{shadow_port}"))
+            .args(["/sec:tls", "-auth"])
+            .env("DISPLAY", &display)
+            .env("HOME", &shadow_home)
+            .env("XDG_CONFIG_HOME", shadow_home.join("config"))
+            .stdout(shadow_log.try_clone()?)
+            .stderr(shadow_log),
+    )?;
+    crate::support::wait_for_port(
+        SocketAddr::from(([127, 0, 0, 1], shadow_port)),
+        Duration::from_secs(10),
+    )?;
+    let shadow_pid = shadow.child.id();
+
+    // Sekisho (the release binary) with the shadow server as target "shadow01".
+    let instance = SekishoInstance::start_with(
+        &inventory(&[("shadow01", shadow_port)]),
+        InstanceOptions {
+            secrets: Some(secrets(&["shadow01"])),
+            no_serve: true,
+            ..InstanceOptions::default()
+        },
+    )?;
+    let serve_log = std::fs::File::create(instance.path("serve.log"))?;
+    let serve = Proc::spawn(
+        "sekisho serve",
+        Command::new(&sekisho)
+            .arg("serve")
+            .arg("--config")
+            .arg(&instance.config)
+            .current_dir(instance.dir.path())
+            .env("RUST_LOG", "warn")
+            .stdout(serve_log.try_clone()?)
+            .stderr(serve_log),
+    )?;
+    crate::support::wait_for_port(instance.listen.rdp, Duration::from_secs(30))?;
+    let pid = serve.child.id();
+
+    let direct_addr = format!("127.0.0.1:{shadow_port}");
+    let via_addr = instance.listen.rdp.to_string();
+    let args = |addr: &str, user: &str, via: bool, extra: &[&str]| -> Vec<String> {
+        let mut a = vec![addr.to_owned(), user.to_owned()];
+        if via {
+            a.push("--source".to_owned());
+            a.push(DESKTOP.to_string());
+        }
+        a.extend(extra.iter().map(|s| (*s).to_owned()));
+        a
+    };
+    let direct_pass = LAB_PASS;
+
+    // 1. Set-up time: TCP connect to the first graphics update, one connection at a time.
+    let repeat = ["--repeat", "10"];
+    let setup_direct = client_run(
+        &client,
+        &args(&direct_addr, LAB_USER, false, &repeat),
+        direct_pass,
+    )?;
+    let setup_via = client_run(
+        &client,
+        &args(&via_addr, "tanaka+shadow01", true, &repeat),
+        TANAKA_PASS,
+    )
+    .with_context(|| std::fs::read_to_string(instance.path("serve.log")).unwrap_or_default())?;
+    let sd = field(&setup_direct, "summary", "median_ms");
+    let sv = field(&setup_via, "summary", "median_ms");
+
+    // 2. Screen-heavy throughput: the whole display redrawn with random pixels, continuously.
+    let (a, b) = (
+        work.path().join("noise-a.ppm"),
+        work.path().join("noise-b.ppm"),
+    );
+    write_noise(&a, 1024, 768, 0x5eed_1234_5678_9abc)?;
+    write_noise(&b, 1024, 768, 0x0dd5_eed0_f00d_cafe)?;
+    let draw = Proc::spawn(
+        "drawing loop",
+        Command::new("sh")
+            .arg("-c")
+            .arg(format!(
+                "while :; do display -window root '{}'; display -window root '{}'; done",
+                a.display(),
+                b.display()
+            ))
+            .env("DISPLAY", &display)
+            .stdout(Stdio::null())
+            .stderr(Stdio::null()),
+    )?;
+    std::thread::sleep(Duration::from_secs(1));
+    let hold = format!("{window}");
+    let heavy = ["--hold", hold.as_str()];
+    let measure = |a: Vec<String>, pass: &str| -> Result<(String, f64, f64)> {
+        let (c0, s0) = (
+            cpu_seconds(pid).unwrap_or(0.0),
+            cpu_seconds(shadow_pid).unwrap_or(0.0),
+        );
+        let out = client_run(&client, &a, pass)?;
+        let (c1, s1) = (
+            cpu_seconds(pid).unwrap_or(0.0),
+            cpu_seconds(shadow_pid).unwrap_or(0.0),
+        );
+        Ok((out, c1 - c0, s1 - s0))
+    };
+    let (heavy_direct, cpu_direct, shadow_cpu_direct) =
+        measure(args(&direct_addr, LAB_USER, false, &heavy), direct_pass)?;
+    let (heavy_via, cpu_via, shadow_cpu_via) = measure(
+        args(&via_addr, "tanaka+shadow01", true, &heavy),
+        TANAKA_PASS,
+    )?;
+    drop(draw);
+    let g = |t: &str, k: &str| field(t, "session", k);
+    let (held_d, held_v) = (g(&heavy_direct, "held_s"), g(&heavy_via, "held_s"));
+
+    // 3. Concurrent recorded sessions: a quiet desktop with a ticking clock, as an admin's.
+    x("xsetroot", &["-solid", "#204060"])?;
+    let _clock = Proc::spawn(
+        "xclock",
+        Command::new("xclock")
+            .args(["-geometry", "200x200+40+40", "-update", "1"])
+            .env("DISPLAY", &display)
+            .stdout(Stdio::null())
+            .stderr(Stdio::null()),
+    )?;
+    std::thread::sleep(Duration::from_millis(500));
+    let n = sessions.to_string();
+    let conc = ["--sessions", n.as_str(), "--parallel", "4", "--hold", "15"];
+    let ramp_direct = ramp(
+        &client,
+        &args(&direct_addr, LAB_USER, false, &conc),
+        direct_pass,
+        None,
+    )?;
+    std::thread::sleep(Duration::from_secs(3));
+    let ramp_via = ramp(
+        &client,
+        &args(&via_addr, "tanaka+shadow01", true, &conc),
+        TANAKA_PASS,
+        Some((pid, &instance, "shadow01")),
+    )?;
+    let shadow_rss = rss_kib(shadow_pid).unwrap_or(0);
+
+    // Report.
+    println!();
+    println!("sekisho binary: {}", sekisho.display());
+    println!("client binary:  {}", client.display());
+    println!(
+        "{:<46} {:>12} {:>12} {:>9}",
+        "", "direct", "via Sekisho", "ratio"
+    );
+    let row = |name: &str, d: Option<f64>, v: Option<f64>| {
+        let r = match (d, v) {
+            (Some(d), Some(v)) if d > 0.0 => format!("{:.2}x", v / d),
+            _ => "-".to_owned(),
+        };
+        let f = |x: Option<f64>| x.map_or("-".to_owned(), |x| format!("{x:.2}"));
+        println!("{name:<46} {:>12} {:>12} {r:>9}", f(d), f(v));
+    };
+    row("connection set-up, median of 10 (ms)", sd, sv);
+    row(
+        "screen-heavy throughput (MB/s)",
+        g(&heavy_direct, "mb_per_s"),
+        g(&heavy_via, "mb_per_s"),
+    );
+    row(
+        "screen-heavy full screens per second",
+        g(&heavy_direct, "screens_per_s"),
+        g(&heavy_via, "screens_per_s"),
+    );
+    let per_core = |c: f64, h: Option<f64>| h.map(|h| c / h.max(1e-9) * 100.0);
+    row(
+        "Sekisho CPU, one screen-heavy session (% core)",
+        per_core(cpu_direct, held_d),
+        per_core(cpu_via, held_v),
+    );
+    row(
+        "shadow server CPU, same session (% core)",
+        per_core(shadow_cpu_direct, held_d),
+        per_core(shadow_cpu_via, held_v),
+    );
+    row(
+        "client CPU, same session (s)",
+        g(&heavy_direct, "client_cpu_s"),
+        g(&heavy_via, "client_cpu_s"),
+    );
+    row(
+        &format!("concurrent sessions held (asked {sessions})"),
+        Some(f64::from(ramp_direct.alive)),
+        Some(f64::from(ramp_via.alive)),
+    );
+    row(
+        "  set-up median during the ramp (ms)",
+        Some(ramp_direct.setup_median_ms),
+        Some(ramp_via.setup_median_ms),
+    );
+    row(
+        "  ramp time (s)",
+        Some(ramp_direct.ramp_s),
+        Some(ramp_via.ramp_s),
+    );
+    let held = f64::from(ramp_via.up.max(1));
+    let rss_per = ramp_via.rss_after.saturating_sub(ramp_via.rss_before) as f64 / held;
+    let idle_cpu = ramp_via.hold_cpu_s / ramp_via.hold_s.max(1e-9) * 100.0;
+    println!(
+        "{:<46} {:>12} {rss_per:>12.1}",
+        "Sekisho RSS per held session (KiB)", "-"
+    );
+    println!(
+        "{:<46} {:>12} {:>12.3}",
+        "Sekisho CPU per held session (% core)",
+        "-",
+        idle_cpu / held
+    );
+    println!(
+        "  (Sekisho RSS {} KiB -> {} KiB with {} sessions, marks {:?}; {} listed live in the \
+         catalogue; shadow server RSS {shadow_rss} KiB at the end)",
+        ramp_via.rss_before,
+        ramp_via.rss_after,
+        ramp_via.up,
+        ramp_via.rss_marks,
+        ramp_via.listed_live
+    );
+    for (name, r) in [("direct", &ramp_direct), ("via Sekisho", &ramp_via)] {
+        if !r.error.is_empty() {
+            println!("  {name} ramp stopped: {}", r.error);
+        }
+    }
+    let bench = |k: &str, v: Option<f64>, unit: &str| {
+        if let Some(v) = v {
+            println!("BENCH rdp.{k}={v:.3} {unit}");
+        }
+    };
+    bench("setup_direct_ms", sd, "ms");
+    bench("setup_via_ms", sv, "ms");
+    bench("heavy_direct_mb_s", g(&heavy_direct, "mb_per_s"), "MB/s");
+    bench("heavy_via_mb_s", g(&heavy_via, "mb_per_s"), "MB/s");
+    bench(
+        "heavy_direct_screens_s",
+        g(&heavy_direct, "screens_per_s"),
+        "screens/s",
+    );
+    bench(
+        "heavy_via_screens_s",
+        g(&heavy_via, "screens_per_s"),
+        "screens/s",
+    );
+    bench("heavy_sekisho_cpu_pct", per_core(cpu_via, held_v), "% core");
+    bench(
+        "sessions_direct",
+        Some(f64::from(ramp_direct.alive)),
+        "sessions",
+    );
+    bench("sessions_via", Some(f64::from(ramp_via.alive)), "sessions");
+    bench("sessions_asked", Some(f64::from(sessions)), "sessions");
+    bench("rss_per_session_kib", Some(rss_per), "KiB");
+    bench("idle_cpu_per_session_pct", Some(idle_cpu / held), "% core");
+    Ok(())
+}
