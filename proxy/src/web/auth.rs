@@ -635,15 +635,17 @@ pub async fn card_answer(
 ) -> Response {
     let lang = Lang::of(&headers);
     let ip = client.map_or(IpAddr::V4(Ipv4Addr::UNSPECIFIED), |c| c.0.0);
-    let Some(token) = cookie(&headers, PENDING_COOKIE) else {
+    let Some(pending) = cookie(&headers, PENDING_COOKIE)
+        .and_then(|token| state.auth.pending(&token).map(|p| (token, p)))
+    else {
+        info!(client_ip = %ip, "Web matrix card answer without a pending login (expired or unknown)");
         return card_expired(&state, lang);
     };
-    let Some(pending) = state.auth.pending(&token) else {
-        return card_expired(&state, lang);
-    };
+    let (token, pending) = pending;
     let user = pending.user.clone();
     let Some(card) = card_of(&state, &user) else {
         state.auth.remove_pending(&token);
+        info!(user = %user, client_ip = %ip, "Web matrix card answer refused: the user or card is gone from the inventory");
         return card_expired(&state, lang);
     };
     if !ct_eq(&pending.csrf, &form.csrf) {

@@ -1,6 +1,8 @@
 //! The web UI in a real headless Chromium (chromedriver + fantoccini) against a real
-//! `sekisho serve`: log in as each role, list, filter, open the denials dashboard, and a
-//! contractor cannot open another's session by id.
+//! `sekisho serve`: log in as each role (and with a matrix card), list, filter, open the
+//! denials dashboard, and a contractor cannot open another's session by id; the player on a
+//! VNC session through Sekisho against QEMU and on the real xrdp RDP fixture, each canvas
+//! compared with the decoder's frame; an ignored benchmark of the time to first frame.
 //!
 //! The catalogue is seeded directly (sessions and a denial) so the pages have known rows;
 //! no proxy peer is needed. While `serve` does not yet run the web listener, the UI is
