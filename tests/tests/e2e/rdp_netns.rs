@@ -47,6 +47,9 @@ const RDP: u16 = 3389;
 /// byte leaves Sekisho, so nothing needs to answer there.
 const VM_ADDR: &str = "198.51.100.7";
 
+/// An address no target has (TEST-NET-2 as well).
+const UNKNOWN_ADDR: &str = "198.51.100.99";
+
 fn peers() -> Result<bool> {
     Ok(require_peers(netns::TOOLS)? && require_peers(PEERS)?)
 }
@@ -246,7 +249,11 @@ fn assert_refused(
             .into_iter()
             .find(|d| d["rule"] == rule && d["protocol"] == "rdp" && d["source"] == source))
     })?;
-    assert_eq!(denial["target"], target, "{denial}");
+    assert_eq!(
+        denial.get("target").and_then(serde_json::Value::as_str),
+        Some(target),
+        "{denial}"
+    );
     Ok(())
 }
 
@@ -286,10 +293,23 @@ fn rdp_transparent_client_dials_the_server_and_sekisho_relays_by_original_destin
         row["recording"].as_str().is_some_and(|r| !r.is_empty()),
         "{row}"
     );
+    // Sekisho's own leg reached the server in its namespace: its certificate is pinned.
+    let pins = std::fs::read_to_string(instance.path("data/rdp_pins.toml"))?;
+    assert!(pins.contains("srv01"), "{pins}");
 
     // The same desktop dialling a VM's address: the seed's RDP rule, decided by address.
     let run = xfreerdp_in(&desktop, VM_ADDR, "tanaka", 20)?;
     assert_refused(&instance, &run, "rdp.vdi-to-vm", &desktop_addr, "vm01")?;
+
+    // An address that is no target's: refused, and the catalogue keeps the address dialled.
+    let run = xfreerdp_in(&desktop, UNKNOWN_ADDR, "tanaka", 20)?;
+    assert_refused(
+        &instance,
+        &run,
+        "target.unknown",
+        &desktop_addr,
+        UNKNOWN_ADDR,
+    )?;
     Ok(())
 }
 
