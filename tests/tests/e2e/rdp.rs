@@ -869,3 +869,219 @@ fn rdp_nla_on_the_contractor_leg_checks_the_nt_hash() -> Result<()> {
     assert_eq!(rdp_sessions, 1, "the refused logon opened a session");
     Ok(())
 }
+
+/// Every PNG pixel of `path` (RGB or RGBA), to tell a picture from a blank screen.
+fn png_distinct_colours(path: &std::path::Path) -> Result<usize> {
+    let out = std::process::Command::new("convert")
+        .arg(path)
+        .args(["-format", "%k", "info:"])
+        .output()
+        .context("cannot run convert")?;
+    anyhow::ensure!(
+        out.status.success(),
+        "convert failed: {}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    Ok(String::from_utf8_lossy(&out.stdout).trim().parse()?)
+}
+
+/// Starts Sekisho with `inventory` and the secrets file `secrets`; its RDP clients appear to
+/// come from the VDI desktop.
+fn start_with_secrets(inventory: &str, secrets: &str) -> Result<Vdi> {
+    let instance = SekishoInstance::start_with(
+        inventory,
+        InstanceOptions {
+            secrets: Some(secrets.to_owned()),
+            ..InstanceOptions::default()
+        },
+    )?;
+    let port = instance.listen.rdp.port();
+    snat("-A", port, DESKTOP)?;
+    Ok(Vdi {
+        instance,
+        port,
+        source: DESKTOP,
+    })
+}
+
+/// NLA on the server leg: freerdp-shadow-cli with `/sec:nla` and a SAM file holding only the
+/// injected account. xfreerdp logs on to Sekisho as tanaka (TLS, Client Info checked against
+/// the Sekisho account); Sekisho logs on to the server over CredSSP with the credential from
+/// the secrets file. A second target with a wrong password in the secrets is refused promptly
+/// with a catalogue event naming it.
+#[test]
+fn rdp_server_leg_nla_injects_the_secret_credentials() -> Result<()> {
+    if !require_peers(&[
+        "freerdp-shadow-cli",
+        "winpr-hash",
+        "xfreerdp",
+        "Xvfb",
+        "timeout",
+        "iptables",
+        "convert",
+    ])? {
+        return Ok(());
+    }
+    let _serial = rdp_peers::serial();
+    let work = tempfile::Builder::new()
+        .prefix("sekisho-e2e-shadow-nla-")
+        .tempdir()?;
+    let home = work.path().join("shadow");
+    let sam = rdp_peers::write_sam(&home, LAB_USER, LAB_PASS)?;
+    let port = crate::support::free_port("127.0.0.1")?;
+    let sam_arg = format!("/sam-file:{}", sam.display());
+    let shadow = rdp_peers::start_shadow_env(
+        &home,
+        port,
+        &["/sec:nla", &sam_arg],
+        &[("WLOG_LEVEL", "DEBUG")],
+    )?;
+    const WRONG_PASS: &str = "Not-The-Server-Password-7";
+    let inventory = inventory("ip-vpn", "physical", "business", "2099-12-31").replace(
+        &format!("rdp_port = {XRDP_PORT}"),
+        &format!("rdp_port = {port}"),
+    );
+    let vdi = start_with_secrets(&inventory, &secrets())?;
+    let rdp = vdi.port;
+
+    // The session comes up and stays up; the contractor never typed the server's password.
+    let run = rdp_peers::xfreerdp("127.0.0.1", rdp, "tanaka", TANAKA_PASS, 8, &["/pcb:srv01"])?;
+    assert!(
+        run.active(),
+        "session over server-leg NLA did not come up:\n{}\nserver:\n{}\nserve:\n{}",
+        run.log,
+        shadow.log(),
+        vdi.instance.serve_log()
+    );
+    assert_eq!(run.code, Some(124), "client should still be connected");
+
+    // The server's side: NLA negotiated, the NTLM exchange completed and the delegated
+    // credentials received. Its SAM file holds only the injected account, so completing NTLM
+    // is a logon of that account; the X.224 cookie names it too.
+    let server_log = shadow.log();
+    for marker in [
+        format!("received cookie [Cookie: mstshash={LAB_USER}]"),
+        "Negotiated Security: NLA:1".to_owned(),
+        "NTLM_STATE_FINAL".to_owned(),
+        "Receive Encryption Credentials".to_owned(),
+        "CONNECTION_STATE_FINALIZATION".to_owned(),
+    ] {
+        assert!(
+            server_log.contains(&marker),
+            "no {marker:?} in:\n{server_log}"
+        );
+    }
+
+    let row = vdi
+        .instance
+        .wait_until(Duration::from_secs(10), "the session to end", || {
+            Ok(vdi
+                .instance
+                .sessions()?
+                .into_iter()
+                .find(|s| s["protocol"] == "rdp" && !s["ended_at"].is_null()))
+        })?;
+    let meta = recording_metadata(&vdi.instance, &row)?;
+    assert_eq!(
+        meta.get("rdp.server_selected_protocol").map(String::as_str),
+        Some("0x2"),
+        "{meta:?}"
+    );
+    // Neither the server's password (UTF-8 or UTF-16, as the Client Info carries it) nor any
+    // CredSSP byte is in the recording or the log.
+    let recorded = recorded_bytes(&vdi.instance, &row)?;
+    assert!(!recorded.is_empty());
+    let utf16: Vec<u8> = LAB_PASS.encode_utf16().flat_map(u16::to_le_bytes).collect();
+    for needle in [LAB_PASS.as_bytes(), &utf16, b"NTLMSSP\0"] {
+        assert!(
+            !recorded.windows(needle.len()).any(|w| w == needle),
+            "{:?} in the recording",
+            String::from_utf8_lossy(needle)
+        );
+    }
+    let serve_log = vdi.instance.serve_log();
+    assert!(!serve_log.contains(LAB_PASS), "the password is in the log");
+    assert!(!serve_log.contains("NTLMSSP"), "CredSSP in the log");
+    // The recording holds the server's graphics: the player's frame is a picture.
+    let rec = vdi
+        .instance
+        .path(row["recording"].as_str().context("no recording")?);
+    let png = work.path().join("frame.png");
+    let export = vdi.instance.cli_raw(&[
+        "export",
+        rec.to_str().context("path")?,
+        "--format",
+        "png",
+        "-o",
+        png.to_str().context("path")?,
+    ])?;
+    assert!(
+        export.status.success(),
+        "export failed: {}",
+        String::from_utf8_lossy(&export.stderr)
+    );
+    let colours = png_distinct_colours(&png)?;
+    assert!(
+        colours > 1,
+        "the exported frame is blank ({colours} colour)"
+    );
+
+    // A wrong server password in the secrets (a stale credential): a prompt, clean failure
+    // and a catalogue event.
+    drop(vdi);
+    let vdi = start_with_secrets(
+        &inventory,
+        &format!(
+            "[credential.srv01-maint]\nusername = \"{LAB_USER}\"\npassword = \"{WRONG_PASS}\"\n"
+        ),
+    )?;
+    let rdp = vdi.port;
+    let run = rdp_peers::xfreerdp("127.0.0.1", rdp, "tanaka", TANAKA_PASS, 20, &["/pcb:srv01"])?;
+    assert!(!run.active(), "a refused server logon reached a session");
+    assert_ne!(run.code, Some(124), "client hung until the timeout");
+    assert!(
+        run.elapsed < Duration::from_secs(10),
+        "refusal took {:?}",
+        run.elapsed
+    );
+    let denial = vdi.instance.wait_until(
+        Duration::from_secs(10),
+        "a denial for the refused credentials",
+        || {
+            Ok(vdi
+                .instance
+                .denials()?
+                .into_iter()
+                .find(|d| d["target"] == "srv01" && d["protocol"] == "rdp"))
+        },
+    )?;
+    assert_eq!(denial["rule"], "credential.missing", "{denial}");
+    assert_eq!(denial["user"], "tanaka", "{denial}");
+    assert!(
+        denial["reason"]
+            .as_str()
+            .unwrap_or_default()
+            .contains("the server refused the injected credentials"),
+        "{denial}"
+    );
+    let serve_log = vdi.instance.serve_log();
+    assert!(
+        serve_log.lines().any(
+            |l| l.contains("the server refused the injected credentials") && l.contains("srv01")
+        ),
+        "{serve_log}"
+    );
+    assert!(
+        !serve_log.contains(WRONG_PASS),
+        "the password is in the log"
+    );
+    let sessions = vdi
+        .instance
+        .sessions()?
+        .into_iter()
+        .filter(|s| s["protocol"] == "rdp")
+        .count();
+    assert_eq!(sessions, 0, "the refused server logon opened a session");
+    drop(shadow);
+    Ok(())
+}

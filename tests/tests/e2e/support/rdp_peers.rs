@@ -169,6 +169,17 @@ impl Shadow {
 /// means a new self-signed certificate) and the security arguments `sec` (e.g. `/sec:tls
 /// -auth`, or `/sec:nla /sam-file:F`).
 pub fn start_shadow(home: &Path, port: u16, sec: &[&str]) -> Result<Shadow> {
+    start_shadow_env(home, port, sec, &[])
+}
+
+/// [`start_shadow`] with extra environment variables, e.g. `WLOG_LEVEL=DEBUG` so that its
+/// log shows the negotiated security and the NTLM states.
+pub fn start_shadow_env(
+    home: &Path,
+    port: u16,
+    sec: &[&str],
+    env: &[(&str, &str)],
+) -> Result<Shadow> {
     ensure_server_display()?;
     std::fs::create_dir_all(home.join("config"))?;
     let log = std::fs::File::create(home.join("shadow.log"))?;
@@ -179,6 +190,7 @@ pub fn start_shadow(home: &Path, port: u16, sec: &[&str]) -> Result<Shadow> {
         .env("DISPLAY", SHADOW_DISPLAY)
         .env("HOME", home)
         .env("XDG_CONFIG_HOME", home.join("config"))
+        .envs(env.iter().copied())
         .stdin(Stdio::null())
         .stdout(log.try_clone()?)
         .stderr(log)
@@ -199,6 +211,26 @@ pub fn start_shadow(home: &Path, port: u16, sec: &[&str]) -> Result<Shadow> {
         std::thread::sleep(Duration::from_millis(50));
     }
     Ok(shadow)
+}
+
+/// Writes `home/sam`, the SAM file freerdp-shadow-cli checks NLA logons against
+/// (`/sam-file:`), with the NT hash of `user`'s `password` as `winpr-hash -f sam` prints it.
+pub fn write_sam(home: &Path, user: &str, password: &str) -> Result<PathBuf> {
+    std::fs::create_dir_all(home)?;
+    let out = Command::new("winpr-hash")
+        .args(["-u", user, "-p", password, "-f", "sam"])
+        .stdin(Stdio::null())
+        .output()
+        .context("cannot run winpr-hash")?;
+    if !out.status.success() {
+        bail!(
+            "winpr-hash failed: {}",
+            String::from_utf8_lossy(&out.stderr)
+        );
+    }
+    let path = home.join("sam");
+    std::fs::write(&path, &out.stdout)?;
+    Ok(path)
 }
 
 /// The current length of xrdp's log, to read only what a test caused.
