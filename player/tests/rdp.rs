@@ -91,3 +91,33 @@ fn png_export_of_the_recording() {
     assert!(matches!(g, Graphical::Rdp(_)));
     assert_eq!(g.frame_at(0).unwrap().width, 1024);
 }
+
+/// xrdp sends pointer shapes and the client its mouse: drawn when asked, only around the
+/// pointer's position; the screen itself is unchanged.
+#[test]
+fn the_pointer_is_drawn_only_when_asked_and_only_where_it_is() {
+    let mut r = RdpReplay::open(FIXTURE).unwrap();
+    let end = r.end_us();
+    let plain = r.frame_at(end).unwrap();
+    r.set_draw_pointer(true);
+    let drawn = r.frame_at(end).unwrap();
+    let (px, py) = r
+        .pointer_position()
+        .expect("pointer position in the recording");
+    let w = usize::from(drawn.width);
+    let mut differing = 0;
+    for (i, (a, b)) in plain.rgba.chunks(4).zip(drawn.rgba.chunks(4)).enumerate() {
+        if a != b {
+            differing += 1;
+            let (x, y) = (i % w, i / w);
+            // Within a pointer's size (at most 384 px, the large pointer) from its hotspot.
+            assert!(
+                x.abs_diff(usize::from(px)) < 384 && y.abs_diff(usize::from(py)) < 384,
+                "pixel ({x}, {y}) changed, pointer at ({px}, {py})"
+            );
+        }
+    }
+    assert!(differing > 0, "no pointer drawn at ({px}, {py})");
+    r.set_draw_pointer(false);
+    assert_eq!(r.frame_at(end).unwrap(), plain);
+}

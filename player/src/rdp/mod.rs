@@ -9,8 +9,10 @@
 //! clears the drawing orders in the Confirm Active (the server sends bitmaps, not GDI
 //! orders), and never lets the GFX pipeline be negotiated. So the screen is built from
 //! bitmap updates (slow-path and fast-path, raw, interleaved RLE or planar) and surface
-//! commands; pointer updates are not drawn (the server's screen, as `xwd` sees it, has no
-//! cursor either).
+//! commands. The mouse pointer is not part of the screen (the server's screen, as `xwd` sees
+//! it, has no cursor either): it is followed apart, its shapes from the server's pointer
+//! updates and its position from the client's mouse input (and the server's position
+//! updates), and drawn over the frame only when asked ([`RdpReplay::set_draw_pointer`]).
 //!
 //! Seeking: [`RdpReplay::open`] decodes the whole recording once and keeps a compressed
 //! keyframe (the framebuffer) every [`KEYFRAME_INTERVAL_BYTES`] of server PDUs, so
@@ -18,17 +20,24 @@
 //! most that many bytes, wherever the moment is in a long recording.
 
 use std::io::{Read, Write};
+use std::sync::Arc;
 
 use bytes::Bytes;
 use flate2::Compression;
 use flate2::read::DeflateDecoder;
 use flate2::write::DeflateEncoder;
-use ironrdp_core::{ReadCursor, WriteBuf, decode};
+use ironrdp_core::{ReadCursor, WriteBuf, decode, decode_cursor};
 use ironrdp_graphics::image_processing::PixelFormat;
+use ironrdp_graphics::pointer::{DecodedPointer, PointerBitmapTarget};
 use ironrdp_pdu::bitmap::{BitmapData, BitmapUpdateData, Compression as BitmapCompression};
+use ironrdp_pdu::fast_path::{
+    FastPathHeader, FastPathUpdate, FastPathUpdatePdu, Fragmentation, UpdateCode,
+};
 use ironrdp_pdu::gcc::{ClientEarlyCapabilityFlags, HighColorDepth};
 use ironrdp_pdu::geometry::InclusiveRectangle;
+use ironrdp_pdu::input::fast_path::{FastPathInput, FastPathInputEvent};
 use ironrdp_pdu::mcs::{ConnectInitial, ConnectResponse, McsMessage};
+use ironrdp_pdu::pointer::PointerUpdateData;
 use ironrdp_pdu::rdp::ClientInfoPdu;
 use ironrdp_pdu::rdp::capability_sets::CapabilitySet;
 use ironrdp_pdu::rdp::client_info::ClientInfoFlags;
@@ -51,6 +60,9 @@ pub const MAX_DESKTOP_SIDE: u16 = 8192;
 /// milliseconds, which bounds a seek; a compressed desktop keyframe is tens to hundreds of
 /// KiB, so keyframes cost a few percent of the recording's own size.
 pub const KEYFRAME_INTERVAL_BYTES: usize = 4 * 1024 * 1024;
+/// Pointer shapes kept by cache index. Clients announce a cache of 25 or so (Pointer
+/// capability); indexes come from the recording, so they are capped.
+pub const MAX_POINTER_CACHE: usize = 256;
 /// Rows per synthesized bitmap when a keyframe is painted back: keeps each rectangle well
 /// under the 4 MiB a bitmap update may hold, even at 8192 pixels wide.
 const RESTORE_ROWS: u16 = 64;
@@ -146,10 +158,164 @@ pub struct ReplayStats {
     pub keyframes: usize,
 }
 
+/// The mouse pointer as the recording shows it (part of each keyframe; shapes are shared).
+#[derive(Debug, Clone, Default)]
+struct PointerState {
+    /// Shapes by cache index: the server sends a shape once and refers back to it.
+    cache: Vec<Option<Arc<DecodedPointer>>>,
+    /// The current shape (`None`: the system's default arrow, which the recording does not
+    /// hold, so nothing is drawn).
+    shape: Option<Arc<DecodedPointer>>,
+    hidden: bool,
+    position: Option<(u16, u16)>,
+}
+
+impl PointerState {
+    fn cache_put(&mut self, index: u16, p: &Arc<DecodedPointer>) {
+        let i = usize::from(index);
+        if i < MAX_POINTER_CACHE {
+            if self.cache.len() <= i {
+                self.cache.resize(i + 1, None);
+            }
+            if let Some(slot) = self.cache.get_mut(i) {
+                *slot = Some(p.clone());
+            }
+        }
+    }
+
+    fn update(&mut self, u: &PointerUpdateData<'_>) {
+        let decoded = match u {
+            PointerUpdateData::SetHidden => {
+                self.hidden = true;
+                return;
+            }
+            PointerUpdateData::SetDefault => {
+                self.hidden = false;
+                self.shape = None;
+                return;
+            }
+            PointerUpdateData::SetPosition(p) => {
+                self.position = Some((p.x, p.y));
+                return;
+            }
+            PointerUpdateData::Cached(c) => {
+                if let Some(Some(p)) = self.cache.get(usize::from(c.cache_index)) {
+                    self.shape = Some(p.clone());
+                    self.hidden = false;
+                }
+                return;
+            }
+            PointerUpdateData::Color(c) => {
+                DecodedPointer::decode_color_pointer_attribute(c, PointerBitmapTarget::Accelerated)
+                    .map(|p| (c.cache_index, p))
+            }
+            PointerUpdateData::New(n) => {
+                DecodedPointer::decode_pointer_attribute(n, PointerBitmapTarget::Accelerated)
+                    .map(|p| (n.color_pointer.cache_index, p))
+            }
+            PointerUpdateData::Large(l) => {
+                DecodedPointer::decode_large_pointer_attribute(l, PointerBitmapTarget::Accelerated)
+                    .map(|p| (l.cache_index, p))
+            }
+        };
+        // A shape that does not decode leaves the previous one (as a client would).
+        if let Ok((index, p)) = decoded {
+            let p = Arc::new(p);
+            self.cache_put(index, &p);
+            self.shape = Some(p);
+            self.hidden = false;
+        }
+    }
+
+    /// Draws the pointer over RGBA pixels (its bitmap is RGBA, alpha not premultiplied).
+    fn draw(&self, frame: &mut RgbaFrame) {
+        let (Some(p), Some((x, y)), false) = (&self.shape, self.position, self.hidden) else {
+            return;
+        };
+        let (fw, fh) = (i64::from(frame.width), i64::from(frame.height));
+        let x0 = i64::from(x) - i64::from(p.hotspot_x);
+        let y0 = i64::from(y) - i64::from(p.hotspot_y);
+        for py in 0..i64::from(p.height) {
+            for px in 0..i64::from(p.width) {
+                let (tx, ty) = (x0 + px, y0 + py);
+                if !(0..fw).contains(&tx) || !(0..fh).contains(&ty) {
+                    continue;
+                }
+                let si = ((py * i64::from(p.width) + px) * 4) as usize;
+                let di = ((ty * fw + tx) * 4) as usize;
+                let (Some(src), Some(dst)) = (
+                    p.bitmap_data.get(si..si + 4),
+                    frame.rgba.get_mut(di..di + 3),
+                ) else {
+                    continue;
+                };
+                let a = u32::from(src.get(3).copied().unwrap_or(0));
+                for (d, s) in dst.iter_mut().zip(src) {
+                    *d = ((u32::from(*s) * a + u32::from(*d) * (255 - a) + 127) / 255) as u8;
+                }
+            }
+        }
+    }
+
+    /// Follows the client's mouse input (a fast-path input PDU).
+    fn client_input(&mut self, frame: &[u8]) {
+        if frame.first().is_none_or(|b| b & 3 != 0) {
+            return;
+        }
+        let Ok(input) = decode::<FastPathInput>(frame) else {
+            return;
+        };
+        for ev in input.input_events() {
+            match ev {
+                FastPathInputEvent::MouseEvent(m) => {
+                    self.position = Some((m.x_position, m.y_position));
+                }
+                FastPathInputEvent::MouseEventEx(m) => {
+                    self.position = Some((m.x_position, m.y_position));
+                }
+                _ => {}
+            }
+        }
+    }
+
+    /// Reads a fast-path pointer update, if `frame` is one (whole, uncompressed).
+    fn server_frame(&mut self, frame: &[u8]) {
+        let mut cur = ReadCursor::new(frame);
+        if decode_cursor::<FastPathHeader>(&mut cur).is_err() {
+            return;
+        }
+        let Ok(pdu) = decode_cursor::<FastPathUpdatePdu<'_>>(&mut cur) else {
+            return;
+        };
+        let pointer = matches!(
+            pdu.update_code,
+            UpdateCode::HiddenPointer
+                | UpdateCode::DefaultPointer
+                | UpdateCode::PositionPointer
+                | UpdateCode::ColorPointer
+                | UpdateCode::CachedPointer
+                | UpdateCode::NewPointer
+                | UpdateCode::LargePointer
+        );
+        if !pointer
+            || pdu.fragmentation != Fragmentation::Single
+            || pdu.compression_flags.is_some_and(|f| !f.is_empty())
+        {
+            return;
+        }
+        if let Ok(FastPathUpdate::Pointer(u)) =
+            FastPathUpdate::decode_with_code(pdu.data, pdu.update_code)
+        {
+            self.update(&u);
+        }
+    }
+}
+
 struct Decoder {
     processor: Processor,
     image: DecodedImage,
     link: LinkState,
+    pointer: PointerState,
     /// Index of the next PDU to feed.
     next: usize,
 }
@@ -195,6 +361,7 @@ impl Decoder {
             processor: processor(&link),
             image: DecodedImage::new(PixelFormat::BgrX32, width, height),
             link,
+            pointer: PointerState::default(),
             next: 0,
         }
     }
@@ -204,6 +371,7 @@ impl Decoder {
     fn server(&mut self, frame: &[u8], neg: &mut Negotiated) -> Fed {
         match ironrdp_pdu::find_size(frame) {
             Ok(Some(info)) if info.action == ironrdp_pdu::Action::FastPath => {
+                self.pointer.server_frame(frame);
                 let mut out = WriteBuf::new();
                 match self
                     .processor
@@ -413,6 +581,7 @@ struct Keyframe {
     width: u16,
     height: u16,
     link: LinkState,
+    pointer: PointerState,
     /// Deflate of the BGRX pixels.
     pixels: Vec<u8>,
 }
@@ -427,6 +596,7 @@ pub struct RdpReplay {
     end_us: u64,
     initial: (u16, u16),
     current: Decoder,
+    draw_pointer: bool,
 }
 
 impl RdpReplay {
@@ -481,6 +651,7 @@ impl RdpReplay {
             end_us,
             initial,
             current: Decoder::new(initial.0, initial.1, LinkState::default()),
+            draw_pointer: false,
         };
         replay.first_pass(interval.max(1))?;
         Ok(replay)
@@ -492,6 +663,8 @@ impl RdpReplay {
         for i in 0..self.pdus.len() {
             let Some(pdu) = self.pdus.get(i) else { break };
             if !pdu.from_server {
+                self.current.pointer.client_input(&pdu.bytes);
+                self.current.next = i + 1;
                 continue;
             }
             self.stats.server_pdus += 1;
@@ -521,6 +694,7 @@ impl RdpReplay {
             width: self.current.image.width(),
             height: self.current.image.height(),
             link: self.current.link,
+            pointer: self.current.pointer.clone(),
             pixels: enc.finish().map_err(|_| RdpError::Keyframe)?,
         })
     }
@@ -534,6 +708,7 @@ impl RdpReplay {
             .map_err(|_| RdpError::Keyframe)?;
         let mut d = Decoder::new(k.width, k.height, k.link);
         d.paint(&pixels)?;
+        d.pointer = k.pointer.clone();
         d.next = k.next;
         self.current = d;
         Ok(())
@@ -554,10 +729,27 @@ impl RdpReplay {
         self.end_us
     }
 
-    /// The screen once every server PDU recorded at or before `at_us` is applied.
+    /// Whether [`Self::frame_at`] draws the mouse pointer over the screen (off by default:
+    /// the server's own picture of its screen has no pointer, and fidelity checks compare
+    /// with it).
+    pub fn set_draw_pointer(&mut self, draw: bool) {
+        self.draw_pointer = draw;
+    }
+
+    /// The pointer's position at the current moment, if the recording showed one.
+    pub fn pointer_position(&self) -> Option<(u16, u16)> {
+        self.current.pointer.position
+    }
+
+    /// The screen once every server PDU recorded at or before `at_us` is applied, with the
+    /// pointer drawn if [`Self::set_draw_pointer`] asked for it.
     pub fn frame_at(&mut self, at_us: u64) -> Result<RgbaFrame, RdpError> {
         self.seek(at_us)?;
-        Ok(self.current.rgba())
+        let mut frame = self.current.rgba();
+        if self.draw_pointer {
+            self.current.pointer.draw(&mut frame);
+        }
+        Ok(frame)
     }
 
     /// Like [`Self::frame_at`], without copying: `(width, height, BGRX pixels)`.
@@ -588,11 +780,13 @@ impl RdpReplay {
         let mut neg = self.negotiated.clone();
         while self.current.next < target {
             let i = self.current.next;
-            if let Some(pdu) = self.pdus.get(i)
-                && pdu.from_server
-            {
+            if let Some(pdu) = self.pdus.get(i) {
                 let bytes = pdu.bytes.clone();
-                let _ = self.current.server(&bytes, &mut neg);
+                if pdu.from_server {
+                    let _ = self.current.server(&bytes, &mut neg);
+                } else {
+                    self.current.pointer.client_input(&bytes);
+                }
             }
             self.current.next = i + 1;
         }

@@ -177,3 +177,123 @@ fn garbage_pdus_are_skipped_and_counted() {
     assert!(r.stats().errors >= 1);
     assert_eq!(px(&r.frame_at(S).unwrap(), 5, 5), [0, 255, 0, 255]);
 }
+
+/// A fast-path pointer update (`code`, body already encoded).
+fn pointer_frame(code: UpdateCode, body: &[u8]) -> Vec<u8> {
+    let update = encode_vec(&FastPathUpdatePdu {
+        fragmentation: Fragmentation::Single,
+        update_code: code,
+        compression_flags: None,
+        compression_type: None,
+        data: body,
+    })
+    .unwrap();
+    let mut frame =
+        encode_vec(&FastPathHeader::new(EncryptionFlags::empty(), update.len())).unwrap();
+    frame.extend_from_slice(&update);
+    frame
+}
+
+/// A client fast-path input PDU moving the mouse to (x, y).
+fn mouse_to(x: u16, y: u16) -> Vec<u8> {
+    use ironrdp_pdu::input::MousePdu;
+    use ironrdp_pdu::input::fast_path::{FastPathInput, FastPathInputEvent};
+    use ironrdp_pdu::input::mouse::PointerFlags;
+    encode_vec(&FastPathInput::single(FastPathInputEvent::MouseEvent(
+        MousePdu {
+            flags: PointerFlags::MOVE,
+            number_of_wheel_rotation_units: 0,
+            x_position: x,
+            y_position: y,
+        },
+    )))
+    .unwrap()
+}
+
+#[test]
+fn pointer_is_drawn_when_asked_through_keyframes_too() {
+    use ironrdp_pdu::pointer::{CachedPointerAttribute, ColorPointerAttribute, Point16};
+    // A 2x2 opaque red pointer (24 bpp XOR mask, BGR, rows padded to 2 bytes; AND mask 0).
+    let xor = [0u8, 0, 255, 0, 0, 255, 0, 0, 255, 0, 0, 255];
+    let and = [0u8; 4];
+    let shape = encode_vec(&ColorPointerAttribute {
+        cache_index: 3,
+        hot_spot: Point16 { x: 0, y: 0 },
+        width: 2,
+        height: 2,
+        xor_mask: &xor,
+        and_mask: &and,
+    })
+    .unwrap();
+    let cached = encode_vec(&CachedPointerAttribute { cache_index: 3 }).unwrap();
+    let mut records: Vec<(u64, bool, Vec<u8>)> = vec![
+        (S, true, fill(0, 0, 64, 48, [255, 0, 0, 0])), // blue screen
+        (2 * S, true, pointer_frame(UpdateCode::ColorPointer, &shape)),
+        (2 * S + S / 2, false, mouse_to(20, 20)),
+        (4 * S, true, pointer_frame(UpdateCode::DefaultPointer, &[])),
+    ];
+    // Enough drawing for keyframes between the shape and its reuse from the cache.
+    for i in 0..40u64 {
+        records.push((
+            4 * S + i * 10_000,
+            true,
+            fill(40, 0, 20, 20, [255, 0, 0, 0]),
+        ));
+    }
+    records.push((
+        8 * S,
+        true,
+        pointer_frame(UpdateCode::CachedPointer, &cached),
+    ));
+    records.push((8 * S + S / 2, false, mouse_to(30, 30)));
+    let hdr = header(&[("rdp.desktop-width", "64"), ("rdp.desktop-height", "48")]);
+    let recs: Vec<Record> = records
+        .iter()
+        .map(|(at, server, b)| Record {
+            at_us: *at,
+            kind: RecordKind::Data {
+                direction: if *server {
+                    Direction::ServerToClient
+                } else {
+                    Direction::ClientToServer
+                },
+                channel: ChannelId(0),
+                bytes: Bytes::copy_from_slice(b),
+            },
+        })
+        .collect();
+    let key = RecordingKey::generate().unwrap();
+    let rec = encode_recording(&hdr, &recs, 64 * 1024, 10 * S, key.signing_key()).unwrap();
+
+    let mut plain = RdpReplay::open_with_keyframe_interval(&rec, usize::MAX).unwrap();
+    let mut keyed = RdpReplay::open_with_keyframe_interval(&rec, 4096).unwrap();
+    assert_eq!(plain.stats().errors, 0, "{:?}", plain.stats());
+    assert!(keyed.stats().keyframes > 3, "{:?}", keyed.stats());
+    let red = [255, 0, 0, 255];
+    let blue = [0, 0, 255, 255];
+    // Off by default: the screen only.
+    assert_eq!(px(&plain.frame_at(3 * S).unwrap(), 20, 20), blue);
+    for r in [&mut plain, &mut keyed] {
+        r.set_draw_pointer(true);
+    }
+    for r in [&mut keyed, &mut plain] {
+        let f = r.frame_at(3 * S).unwrap();
+        assert_eq!(r.pointer_position(), Some((20, 20)));
+        assert_eq!(
+            (px(&f, 20, 20), px(&f, 21, 21), px(&f, 22, 22)),
+            (red, red, blue)
+        );
+        // The default (system) pointer is not in the recording: nothing drawn.
+        assert_eq!(px(&r.frame_at(5 * S).unwrap(), 20, 20), blue);
+        // Back from the cache after keyframes, at the new position.
+        let f = r.frame_at(9 * S).unwrap();
+        assert_eq!((px(&f, 30, 30), px(&f, 20, 20)), (red, blue));
+    }
+    for t in [9 * S, 3 * S, 6 * S, 10 * S] {
+        assert_eq!(
+            keyed.frame_at(t).unwrap(),
+            plain.frame_at(t).unwrap(),
+            "at {t}"
+        );
+    }
+}
