@@ -11,8 +11,10 @@
 use std::time::{Duration, Instant};
 
 use bytes::Bytes;
-use player::export::{AsciicastOptions, write_asciicast, write_text};
-use player::terminal::TerminalReplay;
+use player::export::{
+    AsciicastOptions, Graphical, VIDEO_FPS, video_frames, write_asciicast, write_png, write_text,
+};
+use player::terminal::{TerminalFont, TerminalPictures, TerminalReplay};
 use recorder::format::{
     ChannelId, Direction, Event, EventKind, Header, Record, RecordKind, encode_recording,
 };
@@ -299,5 +301,44 @@ fn main() {
         "idle periods over 60 s: {}, markers: {}",
         idle.len(),
         replay.markers().len()
+    );
+
+    // Pictures (png/mp4 export): the screen drawn with the system's fonts.
+    let font = TerminalFont::system();
+    println!("pictures drawn with: {}", font.description());
+    let mut pictures = TerminalPictures::new(TerminalReplay::open(&file).unwrap(), font);
+    let mut rng = Rng(7);
+    let mut times = Vec::new();
+    let mut size = (0, 0);
+    for _ in 0..20 {
+        let at = rng.below(end_us);
+        let t0 = Instant::now();
+        let f = pictures.frame_at(at);
+        let mut png = Vec::new();
+        write_png(&f, &mut png).unwrap();
+        times.push(t0.elapsed());
+        size = (f.width, f.height);
+    }
+    let mean = times.iter().sum::<Duration>() / times.len() as u32;
+    println!(
+        "png at a random moment ({}x{} px): mean {}, worst {}",
+        size.0,
+        size.1,
+        ms(mean),
+        ms(*times.iter().max().unwrap())
+    );
+    let mut g = Graphical::Terminal(Box::new(pictures));
+    let t0 = Instant::now();
+    let mut frames = 0u64;
+    video_frames(&mut g, |_| {
+        frames += 1;
+        Ok(())
+    })
+    .unwrap();
+    let video = t0.elapsed();
+    println!(
+        "mp4 frames ({frames} at {VIDEO_FPS}/s, before ffmpeg): {} = {:.0}x real time",
+        ms(video),
+        end_us as f64 / 1e6 / video.as_secs_f64()
     );
 }
