@@ -412,6 +412,11 @@ mod tests {
     }
 
     #[test]
+    fn every_front_door_gets_the_same_process_guard() {
+        assert!(Arc::ptr_eq(&process_guard(), &process_guard()));
+    }
+
+    #[test]
     fn challenges_are_not_reused() {
         let mut rng = StdRng::seed_from_u64(2);
         let card = issue(&mut rng);

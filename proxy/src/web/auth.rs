@@ -169,6 +169,14 @@ impl AuthStore {
         lock(&self.pending).remove(token);
     }
 
+    /// Makes every pending login `by` older (tests of the expiry without sleeping).
+    #[cfg(test)]
+    pub(super) fn age_pending(&self, by: Duration) {
+        for p in lock(&self.pending).values_mut() {
+            p.created = p.created.checked_sub(by).unwrap_or(p.created);
+        }
+    }
+
     /// True when `keys` (user, address) may still try to log in.
     fn allowed(&self, keys: &[String]) -> bool {
         let now = Instant::now();

@@ -1195,3 +1195,21 @@ async fn session_list_pages_through_twenty_thousand_sessions() {
         );
     }
 }
+
+#[tokio::test]
+async fn matrix_card_pending_login_expires() {
+    let f = fixture().await;
+    let resp = try_login(&f, "sato", PASSWORD).await;
+    let pending = cookie_set(&resp, "sekisho_login_pending").unwrap();
+    let body = body_of(resp).await;
+    f.state.auth.age_pending(super::auth::PENDING_TIMEOUT);
+    // Even the right answer gets nothing once the pending login is too old.
+    let resp = answer_card(&f, &pending, &body, true).await;
+    assert_eq!(resp.status(), StatusCode::UNAUTHORIZED);
+    assert!(cookie_set(&resp, "sekisho_session").is_none());
+    assert!(body_of(resp).await.contains("login-error"));
+    assert_eq!(
+        get(&f, Some(&pending), "/login/card").await.0,
+        StatusCode::UNAUTHORIZED
+    );
+}
