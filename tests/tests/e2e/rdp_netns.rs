@@ -365,3 +365,51 @@ fn rdp_transparent_distinct_vdi_desktops_are_decided_by_their_real_source() -> R
     assert_eq!(rdp_sources, [serde_json::Value::from(ipvpn_addr)]);
     Ok(())
 }
+
+/// `ip -o link`, `ip netns list` and the nat rules, as one text.
+fn host_network_state() -> Result<String> {
+    let mut text = String::new();
+    for (program, args) in [
+        ("ip", &["-o", "link"][..]),
+        ("ip", &["netns", "list"][..]),
+        ("iptables", &["-t", "nat", "-S"][..]),
+    ] {
+        let out = std::process::Command::new(program).args(args).output()?;
+        text.push_str(&String::from_utf8_lossy(&out.stdout));
+    }
+    Ok(text)
+}
+
+#[test]
+fn rdp_netns_helper_removes_its_namespace_link_and_rules() -> Result<()> {
+    if !require_peers(netns::TOOLS)? {
+        return Ok(());
+    }
+    let (name, host_if) = {
+        let mut ns = Netns::create()?;
+        ns.redirect(RDP, 40000)?;
+        let inside = ns.command("ip").args(["-4", "-o", "addr"]).output()?;
+        let inside = String::from_utf8_lossy(&inside.stdout);
+        assert!(inside.contains(&format!("{}/30", ns.addr)), "{inside}");
+        let route = ns.command("ip").args(["route"]).output()?;
+        let route = String::from_utf8_lossy(&route.stdout);
+        assert!(
+            route.contains(&format!("default via {}", ns.host_addr)),
+            "{route}"
+        );
+        let state = host_network_state()?;
+        assert!(state.contains(&ns.name), "{state}");
+        assert!(
+            state.contains(&format!("-A PREROUTING -i {} -p tcp", ns.host_if)),
+            "{state}"
+        );
+        (ns.name.clone(), ns.host_if.clone())
+    };
+    let state = host_network_state()?;
+    assert!(!state.contains(&name), "namespace left behind:\n{state}");
+    assert!(
+        !state.contains(&host_if),
+        "link or rule left behind:\n{state}"
+    );
+    Ok(())
+}
