@@ -44,8 +44,8 @@ const SHUTDOWN_GRACE: Duration = Duration::from_secs(3);
 
 /// State shared by every connection of the listener.
 pub struct Shared {
-    /// Matrix card challenges and lockouts (in memory, per user).
-    pub matrix: MatrixGuard,
+    /// Matrix card challenges and lockouts (in memory, per user), shared with the web login.
+    pub matrix: Arc<MatrixGuard>,
     /// Cancelled on shutdown.
     pub shutdown: CancellationToken,
 }
@@ -104,7 +104,7 @@ pub async fn serve(
     let key = load_or_create_host_key(&host_key_path(services.data_dir()))?;
     let config = Arc::new(config(key));
     let shared = Arc::new(Shared {
-        matrix: MatrixGuard::new(),
+        matrix: crate::auth::matrix_card::process_guard(),
         shutdown: shutdown.clone(),
     });
     let slots = Arc::new(Semaphore::new(MAX_CONNECTIONS));
