@@ -120,6 +120,9 @@ impl NlaAcceptor {
             Ok(r) => r,
             Err(e) => return Step::Failed(Vec::new(), NlaError::Protocol(e.to_string())),
         };
+        if let Err(e) = check_sealed_fields(&request) {
+            return Step::Failed(Vec::new(), e);
+        }
         // NTLM needs no network round trip, so the generator completes at once.
         match self.server.process(request).resolve_to_result() {
             Ok(ServerState::ReplyNeeded(ts)) => match encode(&ts) {
@@ -154,6 +157,28 @@ impl NlaAcceptor {
             }
         }
     }
+}
+
+/// Length of the NTLM signature that starts every sealed TsRequest field.
+const NTLM_SIGNATURE_LEN: usize = 16;
+
+/// Refuses sealed fields (`pubKeyAuth`, `authInfo`) too short to hold an NTLM signature:
+/// sspi 0.23 splits them at 16 bytes without checking and would panic.
+pub(crate) fn check_sealed_fields(ts: &TsRequest) -> Result<(), NlaError> {
+    for (name, field) in [
+        ("pubKeyAuth", &ts.pub_key_auth),
+        ("authInfo", &ts.auth_info),
+    ] {
+        if let Some(bytes) = field
+            && bytes.len() < NTLM_SIGNATURE_LEN
+        {
+            return Err(NlaError::Protocol(format!(
+                "TsRequest {name} of {} bytes is shorter than an NTLM signature",
+                bytes.len()
+            )));
+        }
+    }
+    Ok(())
 }
 
 /// The length of the TsRequest at the start of `buf`, once its header is there: frames

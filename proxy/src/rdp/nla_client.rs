@@ -138,6 +138,9 @@ impl NlaClient {
             Ok(r) => r,
             Err(e) => return self.fail(NlaClientError::Protocol(e.to_string())),
         };
+        if let Err(e) = credssp::check_sealed_fields(&request) {
+            return self.fail(e.into());
+        }
         // An error code after our Authenticate message is the server's verdict on the
         // credentials; before it, the exchange itself went wrong.
         if let Some(code) = request.error_code.filter(|c| c.0 != 0) {
@@ -350,5 +353,89 @@ mod tests {
             _ => {}
         }
         assert!(!client.is_done());
+    }
+
+    fn challenge_then(mut f: impl FnMut(&mut NlaClient, TsRequest)) {
+        let mut server = NlaAcceptor::new(
+            Account {
+                user: "maint".to_owned(),
+                nt_hash: nt_hash("pw"),
+            },
+            KEY.to_vec(),
+        )
+        .unwrap();
+        let mut client = NlaClient::new(&creds("maint", "pw"), KEY.to_vec(), "srv01").unwrap();
+        let Step::Reply(challenge) = server.step(&client.start().unwrap()) else {
+            panic!("no challenge");
+        };
+        f(&mut client, TsRequest::from_buffer(&challenge).unwrap());
+    }
+
+    #[test]
+    fn short_sealed_fields_are_errors_on_both_legs() {
+        // sspi would panic splitting a pubKeyAuth shorter than an NTLM signature.
+        let mut server = NlaAcceptor::new(
+            Account {
+                user: "maint".to_owned(),
+                nt_hash: nt_hash("pw"),
+            },
+            KEY.to_vec(),
+        )
+        .unwrap();
+        let mut client = NlaClient::new(&creds("maint", "pw"), KEY.to_vec(), "srv01").unwrap();
+        let Step::Reply(challenge) = server.step(&client.start().unwrap()) else {
+            panic!("no challenge");
+        };
+        let ClientStep::Send(auth) = client.step(&challenge).unwrap() else {
+            panic!("no authenticate");
+        };
+        let mut ts = TsRequest::from_buffer(&auth).unwrap();
+        ts.pub_key_auth = Some(vec![1, 2, 3]);
+        assert!(matches!(
+            server.step(&credssp::encode(&ts).unwrap()),
+            Step::Failed(_, NlaError::Protocol(_))
+        ));
+        let proof = TsRequest {
+            pub_key_auth: Some(vec![0; 15]),
+            ..TsRequest::default()
+        };
+        assert!(matches!(
+            client.step(&credssp::encode(&proof).unwrap()),
+            Err(NlaClientError::Protocol(_))
+        ));
+    }
+
+    proptest::proptest! {
+        // A hostile server: any NTLM payload in a well-formed TsRequest, at either step, is
+        // an answer or a typed error, never a panic.
+        #[test]
+        fn hostile_nego_tokens_never_panic(
+            token in proptest::collection::vec(proptest::prelude::any::<u8>(), 0..400),
+            flip in 0usize..400,
+        ) {
+            let mut first = NlaClient::new(&creds("maint", "pw"), KEY.to_vec(), "srv01").unwrap();
+            first.start().unwrap();
+            let ts = TsRequest { nego_tokens: Some(token.clone()), ..TsRequest::default() };
+            let _ = first.step(&credssp::encode(&ts).unwrap());
+
+            // A real challenge with one byte changed, then garbage as the public key proof.
+            challenge_then(|client, mut ts| {
+                if let Some(t) = ts.nego_tokens.as_mut()
+                    && !t.is_empty()
+                {
+                    let i = flip % t.len();
+                    if let Some(b) = t.get_mut(i) {
+                        *b ^= 0x5a;
+                    }
+                }
+                if client.step(&credssp::encode(&ts).unwrap()).is_ok() {
+                    let proof = TsRequest {
+                        pub_key_auth: Some(token.clone()),
+                        ..TsRequest::default()
+                    };
+                    assert!(client.step(&credssp::encode(&proof).unwrap()).is_err());
+                }
+            });
+        }
     }
 }
