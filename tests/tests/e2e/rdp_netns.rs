@@ -413,3 +413,52 @@ fn rdp_netns_helper_removes_its_namespace_link_and_rules() -> Result<()> {
     );
     Ok(())
 }
+
+#[test]
+fn rdp_netns_helper_clears_what_a_killed_run_left() -> Result<()> {
+    if !require_peers(netns::TOOLS)? {
+        return Ok(());
+    }
+    // A pid above the kernel's maximum (2^22) never runs: its leftovers are stale.
+    let stale = "sekisho-e2e-4194399";
+    let name = format!("{stale}-0");
+    let rule = [
+        "PREROUTING",
+        "-i",
+        "skdeadh",
+        "-p",
+        "tcp",
+        "--dport",
+        "3389",
+        "-m",
+        "comment",
+        "--comment",
+        stale,
+        "-j",
+        "REDIRECT",
+        "--to-ports",
+        "40000",
+    ];
+    let ok = |program: &str, args: &[&str]| -> Result<()> {
+        let out = std::process::Command::new(program).args(args).output()?;
+        anyhow::ensure!(
+            out.status.success(),
+            "{program} {args:?} failed: {}",
+            String::from_utf8_lossy(&out.stderr)
+        );
+        Ok(())
+    };
+    ok("ip", &["netns", "add", &name])?;
+    ok("iptables", &[&["-t", "nat", "-A"][..], &rule[..]].concat())?;
+    let before = host_network_state()?;
+    let made = Netns::create();
+    let after = host_network_state()?;
+    // Clean up by hand whatever the sweep missed, before judging it.
+    let _ = ok("iptables", &[&["-t", "nat", "-D"][..], &rule[..]].concat());
+    let _ = ok("ip", &["netns", "del", &name]);
+    drop(made?);
+    assert!(before.contains(&name) && before.contains(stale), "{before}");
+    assert!(!after.contains(&name), "stale namespace kept:\n{after}");
+    assert!(!after.contains(stale), "stale rule kept:\n{after}");
+    Ok(())
+}
