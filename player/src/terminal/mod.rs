@@ -34,8 +34,8 @@ use recorder::reader::{Recording, ScanEnd};
 pub use error::PlayerError;
 pub use play::{MAX_SPEED, MIN_SPEED, PlayOptions, PlayStats, play_replay, play_terminal};
 pub use render::{
-    Cell, CellGrid, DEFAULT_BG, DEFAULT_FG, FONT_PX, MAX_PICTURE_SIDE, SYSTEM_FONTS, TermColor,
-    TerminalFont, TerminalPictures, indexed_rgb,
+    Cell, CellGrid, DEFAULT_BG, DEFAULT_FG, FONT_PX, MAX_PICTURE_PIXELS, MAX_PICTURE_SIDE,
+    SYSTEM_FONTS, TermColor, TerminalFont, TerminalPictures, indexed_rgb,
 };
 pub use sanitize::OutputSanitizer;
 pub use search::{MAX_QUERY_LEN, MAX_SEARCH_RESULTS, SearchHit, Source};

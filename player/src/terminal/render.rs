@@ -30,6 +30,9 @@ use crate::rdp::RgbaFrame;
 /// Largest picture side in pixels. The terminal size comes from the recording (up to
 /// 1000×1000 cells); cells past this are cropped, which no real window reaches.
 pub const MAX_PICTURE_SIDE: u32 = 8192;
+/// Largest picture area in pixels (an 8K UHD screen, as for VNC framebuffers): rows past it
+/// are cropped, so a hostile size cannot ask for gigabytes.
+pub const MAX_PICTURE_PIXELS: u32 = 7680 * 4320;
 /// Largest font file read (Noto CJK collections are about 20 MiB).
 pub const MAX_FONT_FILE: u64 = 64 * 1024 * 1024;
 /// Height of an outline font's em box in pixels: text as large as a 12-point terminal font.
@@ -280,8 +283,17 @@ impl TerminalFont {
     /// Outline fonts from these files, in order (those that do not load are skipped); the
     /// built-in font when none loads.
     pub fn from_files(paths: &[PathBuf]) -> TerminalFont {
+        // The same file under two names (Debian's fonts-japanese-gothic.ttf is a link to
+        // IPAGothic) is loaded once.
+        let mut seen = Vec::new();
         let loaded: Vec<(FontVec, &PathBuf)> = paths
             .iter()
+            .filter(|p| {
+                let real = std::fs::canonicalize(p).unwrap_or_else(|_| p.to_path_buf());
+                let new = !seen.contains(&real);
+                seen.push(real);
+                new
+            })
             .filter_map(|p| load_font(p).map(|f| (f, p)))
             .collect();
         let Some((first, _)) = loaded.first() else {
@@ -365,7 +377,10 @@ impl TerminalFont {
     pub fn render(&mut self, grid: &CellGrid) -> RgbaFrame {
         let (cw, ch) = (self.cell_width, self.cell_height);
         let cols = u32::from(grid.cols).min(MAX_PICTURE_SIDE / cw).max(1);
-        let rows = u32::from(grid.rows).min(MAX_PICTURE_SIDE / ch).max(1);
+        let rows = u32::from(grid.rows)
+            .min(MAX_PICTURE_SIDE / ch)
+            .min(MAX_PICTURE_PIXELS / (cols * cw) / ch)
+            .max(1);
         let (width, height) = (cols * cw, rows * ch);
         let mut rgba =
             [DEFAULT_BG[0], DEFAULT_BG[1], DEFAULT_BG[2], 255].repeat((width * height) as usize);
@@ -425,6 +440,18 @@ impl TerminalFont {
         };
         let underline_y = h.saturating_sub(2);
         let strike_y = h / 2;
+        if mask.is_none() && !cell.underline && !cell.strikethrough {
+            // A blank cell (most of a screen): one colour, no blending.
+            for y in 0..h {
+                let i = (((y0 + y) * stride + x0) * 4) as usize;
+                if let Some(row) = rgba.get_mut(i..i + (w * 4) as usize) {
+                    for p in row.chunks_exact_mut(4) {
+                        p.copy_from_slice(&[bg[0], bg[1], bg[2], 255]);
+                    }
+                }
+            }
+            return;
+        }
         for y in 0..h {
             let line =
                 (cell.underline && y == underline_y) || (cell.strikethrough && y == strike_y);
@@ -734,6 +761,18 @@ mod tests {
         let f = font.render(&grid(3, 1, "\u{0E01}"));
         // Thai is in no built-in font: a box, not nothing.
         assert!(count(&f, &font, 0, 0, DEFAULT_FG) > 10);
+    }
+
+    #[test]
+    fn hostile_sizes_are_cropped() {
+        let mut font = TerminalFont::builtin();
+        let f = font.render(&grid(1000, 1000, "x"));
+        assert!(u32::from(f.width) <= MAX_PICTURE_SIDE && u32::from(f.height) <= MAX_PICTURE_SIDE);
+        assert!(u32::from(f.width) * u32::from(f.height) <= MAX_PICTURE_PIXELS);
+        assert_eq!(
+            f.rgba.len(),
+            usize::from(f.width) * usize::from(f.height) * 4
+        );
     }
 
     #[test]
