@@ -204,7 +204,7 @@ fn rdp_load_headless_client_through_sekisho_to_xrdp_is_recorded() -> Result<()> 
 // ---------------------------------------------------------------------------------------------
 // Benchmark
 
-/// A process the bench started; killed (with its process group) on drop.
+/// A process the bench started; killed on drop.
 struct Proc {
     child: Child,
     name: &'static str,
@@ -212,9 +212,7 @@ struct Proc {
 
 impl Proc {
     fn spawn(name: &'static str, cmd: &mut Command) -> Result<Proc> {
-        use std::os::unix::process::CommandExt;
         let child = cmd
-            .process_group(0)
             .stdin(Stdio::null())
             .spawn()
             .with_context(|| format!("cannot start {name}"))?;
@@ -224,15 +222,60 @@ impl Proc {
 
 impl Drop for Proc {
     fn drop(&mut self) {
-        // The whole group: the drawing loop's shell has a `display` child at any moment.
-        let _ = Command::new("kill")
-            .arg("-KILL")
-            .arg(format!("-{}", self.child.id()))
-            .stderr(Stdio::null())
-            .status();
         let _ = self.child.kill();
         if self.child.wait().is_err() {
             eprintln!("{} did not exit", self.name);
+        }
+    }
+}
+
+/// Repaints the whole display with `images` in turn, one `display -window root` at a time,
+/// until dropped.
+struct Painter {
+    stop: std::sync::Arc<std::sync::atomic::AtomicBool>,
+    thread: Option<std::thread::JoinHandle<()>>,
+}
+
+impl Painter {
+    fn start(display: &str, images: Vec<PathBuf>) -> Painter {
+        use std::sync::atomic::Ordering;
+        let stop = std::sync::Arc::new(std::sync::atomic::AtomicBool::new(false));
+        let flag = std::sync::Arc::clone(&stop);
+        let display = display.to_owned();
+        let thread = std::thread::spawn(move || {
+            for image in images.iter().cycle() {
+                if flag.load(Ordering::Relaxed) {
+                    break;
+                }
+                // `display -window root` exits 1 even when it painted the root window (IM6):
+                // only a failure to run it stops the painter.
+                let ran = Command::new("display")
+                    .args(["-window", "root"])
+                    .arg(image)
+                    .env("DISPLAY", &display)
+                    .stdin(Stdio::null())
+                    .stdout(Stdio::null())
+                    .stderr(Stdio::null())
+                    .status()
+                    .is_ok();
+                if !ran {
+                    eprintln!("cannot run display; the painter stops");
+                    break;
+                }
+            }
+        });
+        Painter {
+            stop,
+            thread: Some(thread),
+        }
+    }
+}
+
+impl Drop for Painter {
+    fn drop(&mut self) {
+        self.stop.store(true, std::sync::atomic::Ordering::Relaxed);
+        if let Some(t) = self.thread.take() {
+            let _ = t.join();
         }
     }
 }
@@ -564,6 +607,7 @@ fn rdp_bench_through_sekisho_vs_direct() -> Result<()> {
     };
     let direct_pass = LAB_PASS;
 
+    eprintln!("rdp_bench: shadow on {shadow_port}, display {display}; set-up times");
     // 1. Set-up time: TCP connect to the first graphics update, one connection at a time.
     let repeat = ["--repeat", "10"];
     let setup_direct = client_run(
@@ -580,6 +624,7 @@ fn rdp_bench_through_sekisho_vs_direct() -> Result<()> {
     let sd = field(&setup_direct, "summary", "median_ms");
     let sv = field(&setup_via, "summary", "median_ms");
 
+    eprintln!("rdp_bench: screen-heavy throughput, {window} s each");
     // 2. Screen-heavy throughput: the whole display redrawn with random pixels, continuously.
     let (a, b) = (
         work.path().join("noise-a.ppm"),
@@ -587,19 +632,7 @@ fn rdp_bench_through_sekisho_vs_direct() -> Result<()> {
     );
     write_noise(&a, 1024, 768, 0x5eed_1234_5678_9abc)?;
     write_noise(&b, 1024, 768, 0x0dd5_eed0_f00d_cafe)?;
-    let draw = Proc::spawn(
-        "drawing loop",
-        Command::new("sh")
-            .arg("-c")
-            .arg(format!(
-                "while :; do display -window root '{}'; display -window root '{}'; done",
-                a.display(),
-                b.display()
-            ))
-            .env("DISPLAY", &display)
-            .stdout(Stdio::null())
-            .stderr(Stdio::null()),
-    )?;
+    let draw = Painter::start(&display, vec![a, b]);
     std::thread::sleep(Duration::from_secs(1));
     let hold = format!("{window}");
     let heavy = ["--hold", hold.as_str()];
@@ -625,6 +658,7 @@ fn rdp_bench_through_sekisho_vs_direct() -> Result<()> {
     let g = |t: &str, k: &str| field(t, "session", k);
     let (held_d, held_v) = (g(&heavy_direct, "held_s"), g(&heavy_via, "held_s"));
 
+    eprintln!("rdp_bench: ramp to {sessions} sessions, direct then through Sekisho");
     // 3. Concurrent recorded sessions: a quiet desktop with a ticking clock, as an admin's.
     x("xsetroot", &["-solid", "#204060"])?;
     let _clock = Proc::spawn(
