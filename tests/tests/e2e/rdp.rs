@@ -937,15 +937,28 @@ fn rdp_server_leg_nla_injects_the_secret_credentials() -> Result<()> {
         &[("WLOG_LEVEL", "DEBUG")],
     )?;
     const WRONG_PASS: &str = "Not-The-Server-Password-7";
-    let inventory = inventory("ip-vpn", "physical", "business", "2099-12-31").replace(
-        &format!("rdp_port = {XRDP_PORT}"),
-        &format!("rdp_port = {port}"),
-    );
+    // tanaka has an nt_hash, so the contractor leg can be TLS (/sec:tls) or NLA (/sec:nla).
+    let inventory = inventory("ip-vpn", "physical", "business", "2099-12-31")
+        .replace(
+            &format!("rdp_port = {XRDP_PORT}"),
+            &format!("rdp_port = {port}"),
+        )
+        .replace(
+            "desktops = [\"127.0.10.11\"]",
+            &format!("desktops = [\"127.0.10.11\"]\nnt_hash = \"{TANAKA_NT_HASH}\""),
+        );
     let vdi = start_with_secrets(&inventory, &secrets())?;
     let rdp = vdi.port;
 
     // The session comes up and stays up; the contractor never typed the server's password.
-    let run = rdp_peers::xfreerdp("127.0.0.1", rdp, "tanaka", TANAKA_PASS, 8, &["/pcb:srv01"])?;
+    let run = rdp_peers::xfreerdp(
+        "127.0.0.1",
+        rdp,
+        "tanaka",
+        TANAKA_PASS,
+        8,
+        &["/pcb:srv01", "/sec:tls"],
+    )?;
     assert!(
         run.active(),
         "session over server-leg NLA did not come up:\n{}\nserver:\n{}\nserve:\n{}",
@@ -1025,6 +1038,40 @@ fn rdp_server_leg_nla_injects_the_secret_credentials() -> Result<()> {
         colours > 1,
         "the exported frame is blank ({colours} colour)"
     );
+
+    // NLA on both legs: CredSSP as server toward xfreerdp, as client toward the target; still
+    // no CredSSP byte or password in the recording.
+    let run = rdp_peers::xfreerdp(
+        "127.0.0.1",
+        rdp,
+        "tanaka",
+        TANAKA_PASS,
+        8,
+        &["/pcb:srv01", "/sec:nla"],
+    )?;
+    assert!(
+        run.active(),
+        "NLA on both legs did not come up:\n{}\nserve:\n{}",
+        run.log,
+        vdi.instance.serve_log()
+    );
+    assert_eq!(run.code, Some(124), "client should still be connected");
+    let second =
+        vdi.instance
+            .wait_until(Duration::from_secs(10), "the second session to end", || {
+                Ok(vdi.instance.sessions()?.into_iter().find(|s| {
+                    s["protocol"] == "rdp" && !s["ended_at"].is_null() && s["id"] != row["id"]
+                }))
+            })?;
+    let recorded = recorded_bytes(&vdi.instance, &second)?;
+    assert!(!recorded.is_empty());
+    for needle in [LAB_PASS.as_bytes(), &utf16, b"NTLMSSP\0"] {
+        assert!(
+            !recorded.windows(needle.len()).any(|w| w == needle),
+            "{:?} in the recording",
+            String::from_utf8_lossy(needle)
+        );
+    }
 
     // A wrong server password in the secrets (a stale credential): a prompt, clean failure
     // and a catalogue event.
