@@ -325,15 +325,23 @@ async fn handle_inner(
         inject: Some(credentials),
     });
     let expected_user = auth.user().to_owned();
-    let logon: LogonCheck = Box::new(move |name: &str, password: &Secret| -> bool {
+    let logon: LogonCheck = Box::new(move |name: &str, password: &Secret| {
         let (name, _) = negotiation::split_user_target(name);
-        if name != expected_user {
-            return false;
-        }
-        let Some(hash) = user.as_ref().and_then(|u| u.password_hash.clone()) else {
-            return false;
-        };
-        check_password(&hash, password.expose())
+        let hash = (name == expected_user)
+            .then(|| user.as_ref().and_then(|u| u.password_hash.clone()))
+            .flatten();
+        let password = Secret::new(password.expose());
+        Box::pin(async move {
+            let Some(hash) = hash else {
+                return false;
+            };
+            // argon2 on the blocking pool, through the shared bounded working memory.
+            tokio::task::spawn_blocking(move || {
+                crate::auth::verify_password(&hash, password.expose())
+            })
+            .await
+            .unwrap_or(false)
+        })
     });
     info!(target = %target.name, %addr, "Relaying");
     session::run(
@@ -471,16 +479,6 @@ fn credentials_for(services: &Services, name: Option<&str>) -> Result<TargetCred
         password: Secret::new(password.expose().clone()),
         domain: cred.domain.clone(),
     })
-}
-
-fn check_password(hash: &str, password: &str) -> bool {
-    use argon2::{Argon2, PasswordHash, PasswordVerifier};
-    match PasswordHash::new(hash) {
-        Ok(parsed) => Argon2::default()
-            .verify_password(password.as_bytes(), &parsed)
-            .is_ok(),
-        Err(_) => false,
-    }
 }
 
 /// The original destination of a redirected connection (iptables REDIRECT/DNAT), or `None`

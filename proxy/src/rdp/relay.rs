@@ -13,8 +13,10 @@ use super::mitm::{Action, Direction, Mitm, Secret};
 const READ_CHUNK: usize = 16 * 1024;
 
 /// Checks the contractor's logon from the Client Info PDU (TLS-only contractor leg);
-/// `false` refuses it.
-pub type LogonCheck = Box<dyn FnMut(&str, &Secret) -> bool + Send>;
+/// `false` refuses it. A future, because checking a password hash is slow CPU work that must
+/// not hold up the runtime's other sessions.
+pub type LogonCheck =
+    Box<dyn FnMut(&str, &Secret) -> std::pin::Pin<Box<dyn Future<Output = bool> + Send>> + Send>;
 
 /// How a relay ended without error.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -116,7 +118,7 @@ where
                             username, password, ..
                         } => {
                             if let Some(check) = logon.as_mut() {
-                                if !check(&username, &password) {
+                                if !check(&username, &password).await {
                                     sink.event(
                                         "rdp.logon-refused",
                                         &format!("wrong user or password for {username}"),
