@@ -161,6 +161,9 @@ pub enum Rule {
     SekishoUnavailable,
     /// Deny: the target needs a credential from the secrets file that is not there.
     CredentialMissing,
+    /// Deny: the target refused the credential Sekisho injected from the secrets file (stale
+    /// or wrong password there; the contractor cannot fix it).
+    CredentialRefused,
     /// Deny: an RDP server presented a certificate other than the one pinned for it.
     RdpServerCertChanged,
     /// Deny: a VNC console ticket was wrong, reused, expired or from another address.
@@ -179,7 +182,7 @@ pub enum Rule {
 
 impl Rule {
     /// Every rule, for documentation and tests.
-    pub const ALL: [Rule; 24] = [
+    pub const ALL: [Rule; 25] = [
         Rule::SourceUnknown,
         Rule::SourceDesktopMismatch,
         Rule::TargetUnknown,
@@ -197,6 +200,7 @@ impl Rule {
         Rule::SshFileTransfer,
         Rule::SekishoUnavailable,
         Rule::CredentialMissing,
+        Rule::CredentialRefused,
         Rule::RdpServerCertChanged,
         Rule::VncTicketInvalid,
         Rule::AuthFailed,
@@ -215,6 +219,7 @@ impl Rule {
                 | Rule::SshFileTransfer
                 | Rule::SekishoUnavailable
                 | Rule::CredentialMissing
+                | Rule::CredentialRefused
                 | Rule::RdpServerCertChanged
                 | Rule::VncTicketInvalid
                 | Rule::AuthFailed
@@ -245,6 +250,7 @@ impl Rule {
             Rule::SshPhysical => "ssh.physical",
             Rule::SekishoUnavailable => "sekisho.unavailable",
             Rule::CredentialMissing => "credential.missing",
+            Rule::CredentialRefused => "credential.refused",
             Rule::RdpServerCertChanged => "rdp.server-cert-changed",
             Rule::VncTicketInvalid => "vnc.ticket-invalid",
             Rule::AuthFailed => "auth.failed",

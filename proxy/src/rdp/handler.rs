@@ -243,7 +243,7 @@ async fn handle_inner(
             Ok(()) => {}
             Err(NlaClientError::Refused) => {
                 let denial = Denial::new(
-                    Rule::CredentialMissing,
+                    Rule::CredentialRefused,
                     format!(
                         "RDP to {} refused: the server refused the injected credentials ({})",
                         target.name,

@@ -1102,7 +1102,7 @@ fn rdp_server_leg_nla_injects_the_secret_credentials() -> Result<()> {
                 .find(|d| d["target"] == "srv01" && d["protocol"] == "rdp"))
         },
     )?;
-    assert_eq!(denial["rule"], "credential.missing", "{denial}");
+    assert_eq!(denial["rule"], "credential.refused", "{denial}");
     assert_eq!(denial["user"], "tanaka", "{denial}");
     assert!(
         denial["reason"]
