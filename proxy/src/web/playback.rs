@@ -324,7 +324,7 @@ pub async fn frame(
                     id: row.id,
                     size,
                     pos_us: 0,
-                    seeks_back: matches!(replay, Graphical::Rdp(_)),
+                    seeks_back: matches!(replay, Graphical::Rdp(_) | Graphical::Vnc(_)),
                     used: 0,
                     replay,
                 },
