@@ -225,6 +225,7 @@ const STRINGS: &[(&str, &str, &str)] = &[
         "無操作の時間を飛ばす",
     ),
     ("player.idle", "idle", "無操作"),
+    ("player.pointer", "Show the pointer", "マウスポインタを表示"),
     ("player.events", "Policy events", "ポリシーイベント"),
     ("player.search", "Search", "検索"),
     (

@@ -872,6 +872,16 @@ pub async fn play(
     } else {
         String::new()
     };
+    // The RDP recording keeps the pointer's shape and position; drawing it is a choice, since
+    // the server's own screen (and the fidelity checks) has none.
+    let pointer = if row.protocol == Protocol::Rdp {
+        format!(
+            " <label><input type=\"checkbox\" id=\"show-pointer\"> {}</label>",
+            tr(lang, "player.pointer")
+        )
+    } else {
+        String::new()
+    };
     let body = format!(
         "<h1>{title}: <a href=\"/sessions/{id}\">{id}</a></h1>\
          <div id=\"player\" data-session=\"{id}\" data-kind=\"{kind}\" \
@@ -881,7 +891,7 @@ pub async fn play(
          <input id=\"slider\" type=\"range\" min=\"0\" max=\"0\" value=\"0\" step=\"100\"></div>\
          <div class=\"controls\"><span id=\"clock\"></span> \
          <button data-speed=\"0\" id=\"pause\" title=\"{pause}\">&#9646;&#9646;</button>{speeds}\
-         <label><input type=\"checkbox\" id=\"skip-idle\" checked> {skip}</label></div>\
+         <label><input type=\"checkbox\" id=\"skip-idle\" checked> {skip}</label>{pointer}</div>\
          {search}<h2>{events}</h2><ol id=\"marker-list\" class=\"timeline\"></ol></div>\
          <script src=\"/assets/player.js\"></script>",
         title = tr(lang, "player.title"),

@@ -272,6 +272,8 @@ fn ms_after(at_us: u64) -> u64 {
 #[derive(Debug, Default, Deserialize)]
 pub struct FrameQuery {
     t: Option<f64>,
+    /// `1` draws the RDP pointer over the screen (other kinds have none to draw).
+    pointer: Option<u8>,
 }
 
 /// Seconds (possibly fractional, possibly nonsense) to microseconds.
@@ -290,7 +292,7 @@ fn seconds_to_us(t: Option<f64>) -> u64 {
     }
 }
 
-/// `GET /sessions/{id}/frame?t=SECONDS`: the screen of a graphical recording at `t` as PNG.
+/// `GET /sessions/{id}/frame?t=SECONDS[&pointer=1]`: the screen of a graphical recording at `t` as PNG.
 pub async fn frame(
     State(state): State<Arc<WebState>>,
     caller: Caller,
@@ -311,6 +313,7 @@ pub async fn frame(
     };
     let size = meta.len();
     let at_us = seconds_to_us(q.t);
+    let draw_pointer = q.pointer == Some(1);
     let cached = lock(&state).take(row.id, size, at_us);
     let slot = match cached {
         Some(slot) => slot,
@@ -338,6 +341,9 @@ pub async fn frame(
     };
     let decoded = tokio::task::spawn_blocking(move || {
         let mut slot = slot;
+        if let Graphical::Rdp(rdp) = &mut slot.replay {
+            rdp.set_draw_pointer(draw_pointer);
+        }
         let at = at_us.min(slot.replay.end_us());
         let png = slot.replay.frame_at(at).and_then(|f| {
             let mut out = Vec::new();

@@ -1213,3 +1213,71 @@ async fn matrix_card_pending_login_expires() {
         StatusCode::UNAUTHORIZED
     );
 }
+
+/// Registers the real RDP fixture (xfreerdp → Sekisho → xrdp) as a session of `user`.
+async fn add_rdp_fixture_session(f: &Fixture, user: &str, contractor: &str) -> SessionId {
+    let fixture = std::path::Path::new(env!("CARGO_MANIFEST_DIR"))
+        .join("../player/tests/data/rdp-xrdp.skrec");
+    let location = f._dir.path().join("rdp-xrdp.skrec");
+    std::fs::copy(&fixture, &location).unwrap();
+    let id = SessionId(uuid::Uuid::now_v7());
+    f.state
+        .services
+        .catalogue()
+        .session_started(&NewSession {
+            id,
+            instance: InstanceId::new("test").unwrap(),
+            protocol: Protocol::Rdp,
+            user: user.into(),
+            contractor: contractor.into(),
+            source: "127.0.10.11".parse().unwrap(),
+            target: "srv01".into(),
+            path: "internet-vpn".into(),
+            console_session: None,
+            started_at: Utc::now(),
+            recording: Some(location.to_string_lossy().into_owned()),
+            detail: None,
+        })
+        .await
+        .unwrap();
+    id
+}
+
+#[tokio::test]
+async fn rdp_player_draws_the_pointer_only_when_asked() {
+    let f = fixture().await;
+    let rdp = add_rdp_fixture_session(&f, "tanaka", "acme").await;
+    let vnc = add_vnc_session(&f, "tanaka", "acme").await;
+    let (cookie, _) = login_as(&f, "tanaka");
+    let (status, page) = get(&f, Some(&cookie), &format!("/sessions/{rdp}/play")).await;
+    assert_eq!(status, StatusCode::OK);
+    assert!(page.contains("id=\"show-pointer\""), "{page}");
+    let (_, page) = get(&f, Some(&cookie), &format!("/sessions/{vnc}/play")).await;
+    assert!(!page.contains("show-pointer"), "VNC has no pointer to draw");
+
+    let frame = |q: &'static str| {
+        let uri = format!("/sessions/{rdp}/frame?t=1e9{q}");
+        let f = &f;
+        let cookie = &cookie;
+        async move {
+            let (status, png) = get_bytes(f, cookie, &uri).await;
+            assert_eq!(status, StatusCode::OK, "{uri}");
+            decode_png(&png)
+        }
+    };
+    let plain = frame("").await;
+    let drawn = frame("&pointer=1").await;
+    // The cached replay must not keep drawing the pointer for the next plain request.
+    let plain_again = frame("&pointer=0").await;
+    assert_eq!((plain.0, plain.1), (drawn.0, drawn.1));
+    let differing = plain
+        .2
+        .chunks(3)
+        .zip(drawn.2.chunks(3))
+        .filter(|(a, b)| a != b)
+        .count();
+    assert!(differing > 0, "no pointer drawn");
+    // A pointer is at most 384×384 (the large pointer), far less than the screen.
+    assert!(differing <= 384 * 384, "{differing} pixels changed");
+    assert_eq!(plain_again.2, plain.2);
+}

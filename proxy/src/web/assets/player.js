@@ -18,6 +18,7 @@
   var markersBox = document.getElementById("markers");
   var markerList = document.getElementById("marker-list");
   var skipIdle = document.getElementById("skip-idle");
+  var showPointer = document.getElementById("show-pointer");
   var message = document.getElementById("player-message");
   var base = "/sessions/" + id;
   var speed = 0, at = 0, end = 0, idle = [], inflight = false, pending = null, last = null;
@@ -45,7 +46,8 @@
     inflight = true;
     var done;
     if (graphical) {
-      done = fetchOk(base + "/frame?t=" + (ms / 1000).toFixed(3))
+      var pointer = showPointer && showPointer.checked ? "&pointer=1" : "";
+      done = fetchOk(base + "/frame?t=" + (ms / 1000).toFixed(3) + pointer)
         .then(function (r) { return r.blob(); })
         .then(function (b) { return createImageBitmap(b); })
         .then(function (img) {
@@ -98,6 +100,7 @@
   }
 
   slider.addEventListener("input", function () { at = Number(slider.value); show(at); });
+  if (showPointer) showPointer.addEventListener("change", function () { show(at); });
   Array.prototype.forEach.call(root.querySelectorAll("button[data-speed]"), function (b) {
     b.addEventListener("click", function () { setSpeed(Number(b.getAttribute("data-speed"))); });
   });
