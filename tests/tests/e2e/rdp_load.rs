@@ -17,7 +17,7 @@ use anyhow::{Context, Result, bail};
 use e2e::rdp_client::{self, ConnectOptions};
 
 use crate::rdp::rdp_peers::{self, LAB_PASS, LAB_USER, XRDP_PORT};
-use crate::support::{InstanceOptions, SekishoInstance, free_port, require_peers};
+use crate::support::{InstanceOptions, SekishoInstance, bench, free_port, require_peers};
 
 /// tanaka's Sekisho password (the hash in the inventory below).
 const TANAKA_PASS: &str = "change-me-now";
@@ -280,56 +280,13 @@ impl Drop for Painter {
     }
 }
 
-/// The `sekisho` binary measured: `SEKISHO_BIN`, else a release build.
-fn bench_sekisho() -> Result<PathBuf> {
-    if let Some(bin) = std::env::var_os("SEKISHO_BIN") {
-        return Ok(PathBuf::from(bin));
-    }
-    release_bin("proxy", "sekisho")
-}
-
 /// The headless client measured: `SEKISHO_RDP_CLIENT_BIN`, else a release build (a debug
 /// build decodes bitmaps several times slower and would measure itself).
 fn bench_client() -> Result<PathBuf> {
     if let Some(bin) = std::env::var_os("SEKISHO_RDP_CLIENT_BIN") {
         return Ok(PathBuf::from(bin));
     }
-    release_bin("e2e", "sekisho-rdp-client")
-}
-
-fn release_bin(package: &str, bin: &str) -> Result<PathBuf> {
-    let root = crate::support::workspace_root();
-    let ok = Command::new(env!("CARGO"))
-        .args(["build", "--release", "--quiet", "-p", package, "--bin", bin])
-        .current_dir(&root)
-        .status()
-        .context("cargo build --release")?
-        .success();
-    anyhow::ensure!(ok, "cargo build --release of {bin} failed");
-    let target = std::env::var_os("CARGO_TARGET_DIR")
-        .map(PathBuf::from)
-        .unwrap_or_else(|| root.join("target"));
-    Ok(target.join("release").join(bin))
-}
-
-/// utime + stime of `pid` in seconds.
-fn cpu_seconds(pid: u32) -> Option<f64> {
-    let stat = std::fs::read_to_string(format!("/proc/{pid}/stat")).ok()?;
-    let (_, tail) = stat.rsplit_once(')')?;
-    let f: Vec<&str> = tail.split_whitespace().collect();
-    let t = |i: usize| f.get(i).and_then(|v| v.parse::<f64>().ok());
-    Some((t(11)? + t(12)?) / 100.0)
-}
-
-fn rss_kib(pid: u32) -> Option<u64> {
-    std::fs::read_to_string(format!("/proc/{pid}/status"))
-        .ok()?
-        .lines()
-        .find(|l| l.starts_with("VmRSS:"))?
-        .split_whitespace()
-        .nth(1)?
-        .parse()
-        .ok()
+    bench::release_binary("e2e", "sekisho-rdp-client")
 }
 
 /// An X display number nobody uses (from 160 on; the lab and rdp.rs use 91-94).
@@ -436,7 +393,7 @@ fn ramp(
     });
     let pid = serve.map(|(p, _, _)| p);
     let mut r = Ramp {
-        rss_before: pid.and_then(rss_kib).unwrap_or(0),
+        rss_before: pid.and_then(bench::rss_kib).unwrap_or(0),
         ..Ramp::default()
     };
     let mut hold_start: Option<(Instant, f64)> = None;
@@ -447,7 +404,7 @@ fn ramp(
         if line.starts_with("up ") {
             let n = field(&line, "up ", "n").unwrap_or(0.0) as u32;
             if n.is_multiple_of(50)
-                && let Some(rss) = pid.and_then(rss_kib)
+                && let Some(rss) = pid.and_then(bench::rss_kib)
             {
                 r.rss_marks.push((n, rss));
             }
@@ -457,7 +414,7 @@ fn ramp(
             // Past the recorders' first flush, so every session has written a chunk.
             std::thread::sleep(Duration::from_secs(2));
             if let Some((p, instance, target)) = serve {
-                r.rss_after = rss_kib(p).unwrap_or(0);
+                r.rss_after = bench::rss_kib(p).unwrap_or(0);
                 r.listed_live = instance
                     .sessions()
                     .map(|rows| {
@@ -466,13 +423,13 @@ fn ramp(
                             .count()
                     })
                     .unwrap_or(0);
-                hold_start = cpu_seconds(p).map(|c| (Instant::now(), c));
+                hold_start = bench::cpu_seconds(p).map(|c| (Instant::now(), c));
             }
         } else if line.starts_with("held ") {
             r.alive = field(&line, "held ", "alive").unwrap_or(0.0) as u32;
             if let (Some((t0, c0)), Some(p)) = (hold_start, pid) {
                 r.hold_s = t0.elapsed().as_secs_f64();
-                r.hold_cpu_s = cpu_seconds(p).unwrap_or(c0) - c0;
+                r.hold_cpu_s = bench::cpu_seconds(p).unwrap_or(c0) - c0;
             }
         } else if line.starts_with("summary ") {
             r.asked = field(&line, "summary ", "asked").unwrap_or(0.0) as u32;
@@ -516,7 +473,7 @@ fn rdp_bench_through_sekisho_vs_direct() -> Result<()> {
         .ok()
         .and_then(|v| v.parse().ok())
         .unwrap_or(10.0);
-    let sekisho = bench_sekisho()?;
+    let sekisho = bench::sekisho_binary()?;
     let client = bench_client()?;
     let work = tempfile::Builder::new()
         .prefix("sekisho-rdp-bench-")
@@ -638,13 +595,13 @@ fn rdp_bench_through_sekisho_vs_direct() -> Result<()> {
     let heavy = ["--hold", hold.as_str()];
     let measure = |a: Vec<String>, pass: &str| -> Result<(String, f64, f64)> {
         let (c0, s0) = (
-            cpu_seconds(pid).unwrap_or(0.0),
-            cpu_seconds(shadow_pid).unwrap_or(0.0),
+            bench::cpu_seconds(pid).unwrap_or(0.0),
+            bench::cpu_seconds(shadow_pid).unwrap_or(0.0),
         );
         let out = client_run(&client, &a, pass)?;
         let (c1, s1) = (
-            cpu_seconds(pid).unwrap_or(0.0),
-            cpu_seconds(shadow_pid).unwrap_or(0.0),
+            bench::cpu_seconds(pid).unwrap_or(0.0),
+            bench::cpu_seconds(shadow_pid).unwrap_or(0.0),
         );
         Ok((out, c1 - c0, s1 - s0))
     };
@@ -685,7 +642,7 @@ fn rdp_bench_through_sekisho_vs_direct() -> Result<()> {
         TANAKA_PASS,
         Some((pid, &instance, "shadow01")),
     )?;
-    let shadow_rss = rss_kib(shadow_pid).unwrap_or(0);
+    let shadow_rss = bench::rss_kib(shadow_pid).unwrap_or(0);
 
     // Report.
     println!();

@@ -649,17 +649,6 @@ fn ssh_sessions_kill_ends_a_console_session_within_one_second() -> Result<()> {
     Ok(())
 }
 
-fn rss_kib(pid: u32) -> Option<u64> {
-    let status = std::fs::read_to_string(format!("/proc/{pid}/status")).ok()?;
-    status
-        .lines()
-        .find(|l| l.starts_with("VmRSS:"))?
-        .split_whitespace()
-        .nth(1)?
-        .parse()
-        .ok()
-}
-
 /// Sends one key to `s` and waits for its echo; returns the round trip.
 fn keystroke_rtt(s: &mut Session, key: u8) -> Result<Duration> {
     let before = s.output().len();
@@ -688,37 +677,6 @@ fn bulk(s: &mut Session, bytes: usize) -> Result<Duration> {
     )?;
     s.wait_for("BULK-42\r\n", Duration::from_secs(120))?;
     Ok(t0.elapsed())
-}
-
-/// The `sekisho` binary the benchmark measures: `SEKISHO_BIN` if set, else a release build
-/// (the debug build the other tests use is several times slower and says little).
-fn bench_binary() -> Result<std::path::PathBuf> {
-    if let Some(bin) = std::env::var_os("SEKISHO_BIN") {
-        return Ok(std::path::PathBuf::from(bin));
-    }
-    let root = std::path::Path::new(env!("CARGO_MANIFEST_DIR"))
-        .parent()
-        .context("workspace root")?
-        .to_path_buf();
-    let ok = std::process::Command::new(env!("CARGO"))
-        .args([
-            "build",
-            "--release",
-            "--quiet",
-            "-p",
-            "proxy",
-            "--bin",
-            "sekisho",
-        ])
-        .current_dir(&root)
-        .status()
-        .context("cargo build --release")?
-        .success();
-    anyhow::ensure!(ok, "cargo build --release of sekisho failed");
-    let target = std::env::var_os("CARGO_TARGET_DIR")
-        .map(std::path::PathBuf::from)
-        .unwrap_or_else(|| root.join("target"));
-    Ok(target.join("release").join("sekisho"))
 }
 
 /// `sekisho serve` of the benchmark's binary on a lab's configuration; killed on drop.
@@ -767,7 +725,7 @@ fn ssh_bench_through_sekisho_vs_direct() -> Result<()> {
     if !peers(&["ssh", "sshd"])? {
         return Ok(());
     }
-    let bin = bench_binary()?;
+    let bin = crate::support::bench::sekisho_binary()?;
     // A plain TCP listener stands in for idle serial consoles (QEMU takes one client per
     // port, and the figure measured is Sekisho's memory, not the console's).
     let fake_serial = std::net::TcpListener::bind("127.0.0.1:0")?;
@@ -829,7 +787,7 @@ fn ssh_bench_through_sekisho_vs_direct() -> Result<()> {
         .and_then(|v| v.parse().ok())
         .unwrap_or(500);
     std::thread::sleep(Duration::from_secs(2));
-    let before = rss_kib(pid).context("rss")?;
+    let before = crate::support::bench::rss_kib(pid).context("rss")?;
     let mut sessions = Vec::with_capacity(idle);
     // RSS is also read at a fifth of the sessions: the growth from there on is what one more
     // idle session costs, without the one-off growth of the first logins (allocator arenas
@@ -842,7 +800,7 @@ fn ssh_bench_through_sekisho_vs_direct() -> Result<()> {
         sessions.push(s);
         if i + 1 == first && first < idle {
             std::thread::sleep(Duration::from_secs(3));
-            at_first = rss_kib(pid);
+            at_first = crate::support::bench::rss_kib(pid);
         }
     }
     let live = lab
@@ -853,7 +811,7 @@ fn ssh_bench_through_sekisho_vs_direct() -> Result<()> {
         .count();
     // Past the recorders' first flush (1 s), so each session has closed a chunk.
     std::thread::sleep(Duration::from_secs(3));
-    let after = rss_kib(pid).context("rss")?;
+    let after = crate::support::bench::rss_kib(pid).context("rss")?;
     let per_session = after.saturating_sub(before) as f64 / idle as f64;
     drop(sessions);
 
