@@ -1,7 +1,7 @@
 //! NLA (CredSSP with NTLM) on the contractor leg: Sekisho is the CredSSP server and checks the
 //! contractor's NTLM response against the `nt_hash` of their Sekisho account.
 //!
-//! Sans-IO: [`NlaAcceptor::frame_len`] frames the client's TsRequests in a byte stream and
+//! Sans-IO: [`take_frame`] frames the client's TsRequests in a byte stream and
 //! [`NlaAcceptor::step`] turns one into the bytes to answer. No byte of this exchange is ever
 //! recorded or logged: it carries the contractor's credentials.
 
@@ -109,11 +109,6 @@ impl NlaAcceptor {
         Ok(Self { server })
     }
 
-    /// The length of the TsRequest at the start of `buf`, once its header is there.
-    pub fn frame_len(buf: &[u8]) -> Result<Option<usize>, NlaError> {
-        frame_len(buf)
-    }
-
     /// Processes one whole TsRequest from the client.
     pub fn step(&mut self, frame: &[u8]) -> Step {
         let request = match TsRequest::from_buffer(frame) {
@@ -181,9 +176,17 @@ pub(crate) fn check_sealed_fields(ts: &TsRequest) -> Result<(), NlaError> {
     Ok(())
 }
 
-/// The length of the TsRequest at the start of `buf`, once its header is there: frames
-/// CredSSP on both legs.
-pub fn frame_len(buf: &[u8]) -> Result<Option<usize>, NlaError> {
+/// Takes the first whole TsRequest off the front of `buf`, or `None` until it has all
+/// arrived: frames CredSSP on both legs.
+pub fn take_frame(buf: &mut Vec<u8>) -> Result<Option<Vec<u8>>, NlaError> {
+    match frame_len(buf)? {
+        Some(len) if buf.len() >= len => Ok(Some(buf.drain(..len).collect())),
+        _ => Ok(None),
+    }
+}
+
+/// The length of the TsRequest at the start of `buf`, once its header is there.
+fn frame_len(buf: &[u8]) -> Result<Option<usize>, NlaError> {
     match TsRequest::read_length(buf) {
         Ok(len) if len > MAX_TS_REQUEST => Err(NlaError::Protocol(format!(
             "TsRequest of {len} bytes is larger than {MAX_TS_REQUEST}"
@@ -319,14 +322,23 @@ mod tests {
 
     #[test]
     fn frame_len_waits_for_the_header_and_bounds_the_size() {
-        assert!(matches!(NlaAcceptor::frame_len(&[0x30]), Ok(None)));
+        assert!(matches!(frame_len(&[0x30]), Ok(None)));
         assert!(matches!(
-            NlaAcceptor::frame_len(&[0x30, 0x83, 0x10, 0x00, 0x00, 0x00]),
+            frame_len(&[0x30, 0x83, 0x10, 0x00, 0x00, 0x00]),
             Err(NlaError::Protocol(_))
         ));
-        assert!(matches!(
-            NlaAcceptor::frame_len(&[0xff; 64]),
-            Err(NlaError::Protocol(_))
-        ));
+        assert!(matches!(frame_len(&[0xff; 64]), Err(NlaError::Protocol(_))));
+    }
+
+    #[test]
+    fn take_frame_waits_for_the_whole_request_and_keeps_what_follows() {
+        let mut buf = vec![0x30, 0x03, 0x02, 0x01];
+        assert_eq!(take_frame(&mut buf).unwrap(), None);
+        buf.extend_from_slice(&[0x06, 0xaa]);
+        assert_eq!(
+            take_frame(&mut buf).unwrap(),
+            Some(vec![0x30, 0x03, 0x02, 0x01, 0x06])
+        );
+        assert_eq!(buf, [0xaa]);
     }
 }

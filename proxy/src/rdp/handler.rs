@@ -567,10 +567,8 @@ where
     let mut buf: Vec<u8> = Vec::new();
     loop {
         let frame = loop {
-            if let Some(len) = credssp::frame_len(&buf)?
-                && buf.len() >= len
-            {
-                break buf.drain(..len).collect::<Vec<u8>>();
+            if let Some(frame) = credssp::take_frame(&mut buf)? {
+                break frame;
             }
             let mut chunk = [0u8; 4096];
             let n = match tls.read(&mut chunk).await {
@@ -659,10 +657,8 @@ where
     let mut buf: Vec<u8> = Vec::new();
     loop {
         let frame = loop {
-            if let Some(len) = NlaAcceptor::frame_len(&buf)?
-                && buf.len() >= len
-            {
-                break buf.drain(..len).collect::<Vec<u8>>();
+            if let Some(frame) = credssp::take_frame(&mut buf)? {
+                break frame;
             }
             let mut chunk = [0u8; 4096];
             let n = tls.read(&mut chunk).await.map_err(io)?;

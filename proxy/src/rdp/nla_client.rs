@@ -1,7 +1,7 @@
 //! NLA (CredSSP with NTLM) on the server leg: Sekisho is the CredSSP client and logs on to the
 //! target with the credentials of the secrets file, so the contractor never learns them.
 //!
-//! Sans-IO: [`super::credssp::frame_len`] frames the server's TsRequests, [`NlaClient::start`]
+//! Sans-IO: [`super::credssp::take_frame`] frames the server's TsRequests, [`NlaClient::start`]
 //! gives the first TsRequest and [`NlaClient::step`] turns each server TsRequest into the next
 //! one to send. No byte of this exchange is ever recorded or logged: the last TsRequest carries
 //! the target's password, encrypted only by the NTLM session key and TLS.
