@@ -386,11 +386,11 @@ pub async fn login(
             StatusCode::TOO_MANY_REQUESTS,
         );
     }
-    let (hash, card_rows) = state
+    let (hash, has_card) = state
         .services
         .inventory()
         .user(&user)
-        .map(|u| (u.password_hash.clone(), u.matrix_card.clone()))
+        .map(|u| (u.password_hash.clone(), u.matrix_card.is_some()))
         .unwrap_or_default();
     let password = form.password;
     let ok = match hash {
@@ -411,8 +411,8 @@ pub async fn login(
             StatusCode::UNAUTHORIZED,
         );
     }
-    if let Some(rows) = card_rows {
-        return start_card(&state, lang, &user, ip, &rows);
+    if has_card {
+        return start_card(&state, lang, &user, ip);
     }
     logged_in(&state, lang, &user, ip, "Web login")
 }
@@ -447,30 +447,26 @@ fn logged_in(state: &WebState, lang: Lang, user: &str, ip: IpAddr, what: &str) -
 
 /// The user's card from the current inventory; `None` (logged) when it is gone or unusable:
 /// the login is refused then, never let through on the password alone.
-fn card_of(state: &WebState, user: &str) -> Option<MatrixCard> {
+fn card_of(state: &WebState, user: &str, ip: IpAddr) -> Option<MatrixCard> {
     let rows = state.services.inventory().user(user)?.matrix_card.clone()?;
     match MatrixCard::from_config_rows(&rows) {
         Ok(card) => Some(card),
         Err(e) => {
-            warn!(user = %user, error = %e, "Web login refused: the user's matrix card is unusable");
+            warn!(user = %user, client_ip = %ip, error = %e, "Web login refused: the user's matrix card is unusable");
             None
         }
     }
 }
 
 /// The password was right and the user has a card: a pending login and the first challenge.
-fn start_card(state: &WebState, lang: Lang, user: &str, ip: IpAddr, rows: &[String]) -> Response {
-    let card = match MatrixCard::from_config_rows(rows) {
-        Ok(card) => card,
-        Err(e) => {
-            warn!(user = %user, client_ip = %ip, error = %e, "Web login refused: the user's matrix card is unusable");
-            return login_form(
-                state,
-                lang,
-                Some(tr(lang, "login.failed")),
-                StatusCode::UNAUTHORIZED,
-            );
-        }
+fn start_card(state: &WebState, lang: Lang, user: &str, ip: IpAddr) -> Response {
+    let Some(card) = card_of(state, user, ip) else {
+        return login_form(
+            state,
+            lang,
+            Some(tr(lang, "login.failed")),
+            StatusCode::UNAUTHORIZED,
+        );
     };
     if state.matrix.is_locked(user, Instant::now()) {
         warn!(user = %user, client_ip = %ip, "Web login refused: matrix card locked out");
@@ -507,14 +503,14 @@ fn start_card(state: &WebState, lang: Lang, user: &str, ip: IpAddr, rows: &[Stri
     resp
 }
 
-/// The login form saying the card is locked, and the pending login's cookie cleared.
-fn card_locked(state: &WebState, lang: Lang) -> Response {
-    let mut resp = login_form(
-        state,
-        lang,
-        Some(tr(lang, "card.locked")),
-        StatusCode::TOO_MANY_REQUESTS,
-    );
+/// The login form with `message`, the pending login's cookie cleared: the card step is over.
+fn login_form_ending_card(
+    state: &WebState,
+    lang: Lang,
+    message: &'static str,
+    status: StatusCode,
+) -> Response {
+    let mut resp = login_form(state, lang, Some(tr(lang, message)), status);
     resp.headers_mut().append(
         header::SET_COOKIE,
         set_cookie(state, PENDING_COOKIE, "", Some(0)),
@@ -522,20 +518,15 @@ fn card_locked(state: &WebState, lang: Lang) -> Response {
     resp
 }
 
+/// The login form saying the card is locked.
+fn card_locked(state: &WebState, lang: Lang) -> Response {
+    login_form_ending_card(state, lang, "card.locked", StatusCode::TOO_MANY_REQUESTS)
+}
+
 /// The login form again because the pending login is gone (expired, unknown, or its user
 /// or card removed from the inventory).
 fn card_expired(state: &WebState, lang: Lang) -> Response {
-    let mut resp = login_form(
-        state,
-        lang,
-        Some(tr(lang, "card.expired")),
-        StatusCode::UNAUTHORIZED,
-    );
-    resp.headers_mut().append(
-        header::SET_COOKIE,
-        set_cookie(state, PENDING_COOKIE, "", Some(0)),
-    );
-    resp
+    login_form_ending_card(state, lang, "card.expired", StatusCode::UNAUTHORIZED)
 }
 
 /// The matrix card form with a freshly drawn challenge; `None` while the user is locked out.
@@ -597,7 +588,7 @@ pub async fn card_page(
     let Some(pending) = state.auth.pending(&token) else {
         return card_expired(&state, lang);
     };
-    let Some(card) = card_of(&state, &pending.user) else {
+    let Some(card) = card_of(&state, &pending.user, ip) else {
         state.auth.remove_pending(&token);
         return card_expired(&state, lang);
     };
@@ -651,7 +642,7 @@ pub async fn card_answer(
     };
     let (token, pending) = pending;
     let user = pending.user.clone();
-    let Some(card) = card_of(&state, &user) else {
+    let Some(card) = card_of(&state, &user, ip) else {
         state.auth.remove_pending(&token);
         info!(user = %user, client_ip = %ip, "Web matrix card answer refused: the user or card is gone from the inventory");
         return card_expired(&state, lang);
@@ -673,17 +664,12 @@ pub async fn card_answer(
     if !state.auth.allowed(&keys) {
         state.auth.remove_pending(&token);
         warn!(user = %user, client_ip = %ip, "Web matrix card answer rate-limited");
-        let mut resp = login_form(
+        return login_form_ending_card(
             &state,
             lang,
-            Some(tr(lang, "login.limited")),
+            "login.limited",
             StatusCode::TOO_MANY_REQUESTS,
         );
-        resp.headers_mut().append(
-            header::SET_COOKIE,
-            set_cookie(&state, PENDING_COOKIE, "", Some(0)),
-        );
-        return resp;
     }
     let answers = [form.a0.as_str(), form.a1.as_str(), form.a2.as_str()];
     match state.matrix.answer(&user, &card, &answers, Instant::now()) {
