@@ -292,6 +292,24 @@ mod tests {
         assert!(matches!(client.closed(), NlaClientError::Protocol(_)));
     }
 
+    /// Sekisho's own CredSSP server for "maint"/"pw" bound to `server_key`, and a client for
+    /// the same credentials bound to [`KEY`], once the server has sent its NTLM Challenge.
+    fn challenged(server_key: Vec<u8>) -> (NlaAcceptor, NlaClient, Vec<u8>) {
+        let mut server = NlaAcceptor::new(
+            Account {
+                user: "maint".to_owned(),
+                nt_hash: nt_hash("pw"),
+            },
+            server_key,
+        )
+        .unwrap();
+        let mut client = NlaClient::new(&creds("maint", "pw"), KEY.to_vec(), "srv01").unwrap();
+        let Step::Reply(challenge) = server.step(&client.start().unwrap()) else {
+            panic!("no challenge");
+        };
+        (server, client, challenge)
+    }
+
     #[test]
     fn steps_before_start_or_twice_start_are_refused() {
         let mut c = NlaClient::new(&creds("maint", "pw"), KEY.to_vec(), "srv01").unwrap();
@@ -303,18 +321,7 @@ mod tests {
     #[test]
     fn an_error_code_after_authenticate_is_a_refusal() {
         // Challenge from a real acceptor, then the server answers with an error code.
-        let mut server = NlaAcceptor::new(
-            Account {
-                user: "maint".to_owned(),
-                nt_hash: nt_hash("pw"),
-            },
-            KEY.to_vec(),
-        )
-        .unwrap();
-        let mut client = NlaClient::new(&creds("maint", "pw"), KEY.to_vec(), "srv01").unwrap();
-        let Step::Reply(challenge) = server.step(&client.start().unwrap()) else {
-            panic!("no challenge");
-        };
+        let (_server, mut client, challenge) = challenged(KEY.to_vec());
         assert!(matches!(
             client.step(&challenge).unwrap(),
             ClientStep::Send(_)
@@ -331,18 +338,7 @@ mod tests {
     #[test]
     fn a_public_key_mismatch_is_not_a_refusal() {
         // The server proves a different TLS key: a man in the middle, not a wrong password.
-        let mut server = NlaAcceptor::new(
-            Account {
-                user: "maint".to_owned(),
-                nt_hash: nt_hash("pw"),
-            },
-            vec![0x17; 270],
-        )
-        .unwrap();
-        let mut client = NlaClient::new(&creds("maint", "pw"), KEY.to_vec(), "srv01").unwrap();
-        let Step::Reply(challenge) = server.step(&client.start().unwrap()) else {
-            panic!("no challenge");
-        };
+        let (mut server, mut client, challenge) = challenged(vec![0x17; 270]);
         let ClientStep::Send(auth) = client.step(&challenge).unwrap() else {
             panic!("no authenticate");
         };
@@ -356,36 +352,14 @@ mod tests {
     }
 
     fn challenge_then(mut f: impl FnMut(&mut NlaClient, TsRequest)) {
-        let mut server = NlaAcceptor::new(
-            Account {
-                user: "maint".to_owned(),
-                nt_hash: nt_hash("pw"),
-            },
-            KEY.to_vec(),
-        )
-        .unwrap();
-        let mut client = NlaClient::new(&creds("maint", "pw"), KEY.to_vec(), "srv01").unwrap();
-        let Step::Reply(challenge) = server.step(&client.start().unwrap()) else {
-            panic!("no challenge");
-        };
+        let (_server, mut client, challenge) = challenged(KEY.to_vec());
         f(&mut client, TsRequest::from_buffer(&challenge).unwrap());
     }
 
     #[test]
     fn short_sealed_fields_are_errors_on_both_legs() {
         // sspi would panic splitting a pubKeyAuth shorter than an NTLM signature.
-        let mut server = NlaAcceptor::new(
-            Account {
-                user: "maint".to_owned(),
-                nt_hash: nt_hash("pw"),
-            },
-            KEY.to_vec(),
-        )
-        .unwrap();
-        let mut client = NlaClient::new(&creds("maint", "pw"), KEY.to_vec(), "srv01").unwrap();
-        let Step::Reply(challenge) = server.step(&client.start().unwrap()) else {
-            panic!("no challenge");
-        };
+        let (mut server, mut client, challenge) = challenged(KEY.to_vec());
         let ClientStep::Send(auth) = client.step(&challenge).unwrap() else {
             panic!("no authenticate");
         };
