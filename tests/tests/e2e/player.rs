@@ -14,6 +14,7 @@ use anyhow::{Context, Result, bail, ensure};
 use rdp_peers::{LAB_PASS, LAB_USER, XRDP_PORT};
 
 use crate::rdp::rdp_peers;
+use crate::support::images::raw_rgb;
 use crate::support::{InstanceOptions, SekishoInstance, require_peers};
 use crate::vnc::vnc_peers;
 
@@ -111,46 +112,6 @@ impl Drop for Snat {
     fn drop(&mut self) {
         let _ = Snat::rule("-D", self.0);
     }
-}
-
-/// Converts any image ffmpeg reads (png, xwd, ppm) to raw RGB24: (width, height, pixels).
-fn raw_rgb(path: &Path) -> Result<(u32, u32, Vec<u8>)> {
-    let probe = Command::new("ffprobe")
-        .args(["-v", "error", "-select_streams", "v:0"])
-        .args(["-show_entries", "stream=width,height", "-of", "csv=p=0"])
-        .arg(path)
-        .output()
-        .context("cannot run ffprobe")?;
-    ensure!(
-        probe.status.success(),
-        "ffprobe {}: {}",
-        path.display(),
-        String::from_utf8_lossy(&probe.stderr)
-    );
-    let dims = String::from_utf8_lossy(&probe.stdout);
-    let mut it = dims.trim().split(',');
-    let w: u32 = it.next().context("width")?.trim().parse()?;
-    let h: u32 = it.next().context("height")?.trim().parse()?;
-    let out = Command::new("ffmpeg")
-        .args(["-v", "error", "-i"])
-        .arg(path)
-        .args(["-f", "rawvideo", "-pix_fmt", "rgb24", "-"])
-        .stdin(Stdio::null())
-        .output()
-        .context("cannot run ffmpeg")?;
-    ensure!(
-        out.status.success(),
-        "ffmpeg {}: {}",
-        path.display(),
-        String::from_utf8_lossy(&out.stderr)
-    );
-    ensure!(
-        out.stdout.len() == (w * h * 3) as usize,
-        "{}: {} bytes of RGB for {w}x{h}",
-        path.display(),
-        out.stdout.len()
-    );
-    Ok((w, h, out.stdout))
 }
 
 /// The fraction of pixels that differ between two images of the same size.

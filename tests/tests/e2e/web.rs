@@ -22,6 +22,7 @@ use policy::{Protocol, SessionId};
 use recorder::catalogue::{Catalogue, DecisionRecord, InstanceId, NewSession, Verdict};
 use tokio_util::sync::CancellationToken;
 
+use crate::support::images::raw_rgb;
 use crate::support::{SekishoInstance, demo_inventory, require_peers, wait_for_port};
 use crate::vnc::vnc_peers;
 use web_browser::Browser;
@@ -447,38 +448,6 @@ const SEEK_AT: f64 = 1.5;
 /// The word printed late in the seeded terminal recording, and when (at least).
 const NEEDLE: &str = "needle-4711";
 const NEEDLE_AFTER_MS: u64 = 1200;
-
-/// Converts an image ffmpeg reads to raw RGB24: (width, height, pixels). ffmpeg, not
-/// Sekisho's own image code, so a bug there cannot hide itself.
-fn raw_rgb(path: &std::path::Path) -> Result<(u32, u32, Vec<u8>)> {
-    use std::process::{Command, Stdio};
-    let probe = Command::new("ffprobe")
-        .args(["-v", "error", "-select_streams", "v:0"])
-        .args(["-show_entries", "stream=width,height", "-of", "csv=p=0"])
-        .arg(path)
-        .output()
-        .context("cannot run ffprobe")?;
-    ensure!(probe.status.success(), "ffprobe {}", path.display());
-    let dims = String::from_utf8_lossy(&probe.stdout);
-    let mut it = dims.trim().split(',');
-    let w: u32 = it.next().context("width")?.trim().parse()?;
-    let h: u32 = it.next().context("height")?.trim().parse()?;
-    let out = Command::new("ffmpeg")
-        .args(["-v", "error", "-i"])
-        .arg(path)
-        .args(["-f", "rawvideo", "-pix_fmt", "rgb24", "-"])
-        .stdin(Stdio::null())
-        .output()
-        .context("cannot run ffmpeg")?;
-    ensure!(out.status.success(), "ffmpeg {}", path.display());
-    ensure!(
-        out.stdout.len() == (w * h * 3) as usize,
-        "{}: {} bytes for {w}x{h}",
-        path.display(),
-        out.stdout.len()
-    );
-    Ok((w, h, out.stdout))
-}
 
 /// Makes a real VNC console session through Sekisho against QEMU (tanaka, ~4 s); returns
 /// (session id, recording path).

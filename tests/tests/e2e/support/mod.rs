@@ -17,6 +17,7 @@ use anyhow::{Context, Result, bail};
 
 pub mod bench;
 pub mod faults;
+pub mod images;
 pub mod netns;
 
 /// Root of the workspace (the parent of this package).
