@@ -289,6 +289,13 @@ impl Graphical {
             Graphical::Terminal(t) => Ok(t.frame_at(at_us)),
         }
     }
+
+    /// The screen at `at_us` (default: the end) as PNG.
+    pub fn write_png_at(&mut self, at_us: Option<u64>, out: impl Write) -> Result<(), ImageError> {
+        let at = at_us.unwrap_or_else(|| self.end_us());
+        let frame = self.frame_at(at)?;
+        write_png(&frame, out)
+    }
 }
 
 /// Encodes a frame as PNG (RGB, no alpha: screens are opaque).
@@ -310,12 +317,9 @@ pub fn write_png(frame: &RgbaFrame, out: impl Write) -> Result<(), ImageError> {
     Ok(())
 }
 
-/// The screen of a graphical recording at `at_us` (default: its end) as PNG.
+/// The screen of a recording at `at_us` (default: its end) as PNG.
 pub fn export_png(bytes: &[u8], at_us: Option<u64>, out: impl Write) -> Result<(), ImageError> {
-    let mut g = Graphical::open(bytes)?;
-    let at = at_us.unwrap_or_else(|| g.end_us());
-    let frame = g.frame_at(at)?;
-    write_png(&frame, out)
+    Graphical::open(bytes)?.write_png_at(at_us, out)
 }
 
 /// Calls `each` with every frame at [`VIDEO_FPS`] from the start to the end, all of the size

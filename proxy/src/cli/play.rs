@@ -109,10 +109,9 @@ pub fn export(args: ExportArgs) -> Result<ExitCode> {
         }
         ExportFormat::Png => {
             let at_us = args.at.map(seconds_to_us).transpose()?;
-            let mut replay = open_pictures(&bytes).context("cannot export png")?;
-            let at = at_us.unwrap_or_else(|| replay.end_us());
-            let frame = replay.frame_at(at).context("cannot export png")?;
-            player::export::write_png(&frame, &mut buffer).context("cannot export png")?
+            open_pictures(&bytes)
+                .and_then(|mut replay| Ok(replay.write_png_at(at_us, &mut buffer)?))
+                .context("cannot export png")?
         }
         ExportFormat::Mp4 => {
             if args.at.is_some() {
