@@ -572,8 +572,8 @@ pub struct TerminalPictures {
     term: Terminal,
     /// Steps applied to `term`.
     next: usize,
-    /// The last picture and the step count it shows.
-    last: Option<(usize, RgbaFrame)>,
+    /// The picture of `term` as it stood after the last `frame_at`.
+    last: Option<RgbaFrame>,
 }
 
 impl std::fmt::Debug for TerminalPictures {
@@ -629,11 +629,11 @@ impl TerminalPictures {
             }
         }
         self.next = n;
-        if !changed && let Some((_, frame)) = &self.last {
+        if !changed && let Some(frame) = &self.last {
             return frame.clone();
         }
         let frame = self.font.render(&grid_of(&self.term));
-        self.last = Some((n, frame.clone()));
+        self.last = Some(frame.clone());
         frame
     }
 }
