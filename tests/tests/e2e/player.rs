@@ -11,7 +11,7 @@ use std::process::{Command, Stdio};
 use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
 use anyhow::{Context, Result, bail, ensure};
-use rdp_peers::{LAB_PASS, LAB_USER, XRDP_PORT};
+use rdp_peers::{LAB_USER, XRDP_PORT};
 
 use crate::rdp::rdp_peers;
 use crate::support::images::raw_rgb;
@@ -179,9 +179,7 @@ fn player_rdp_frame_matches_the_server_screen() -> Result<()> {
     let instance = SekishoInstance::start_with(
         &rdp_inventory(),
         InstanceOptions {
-            secrets: Some(format!(
-                "[credential.srv01-maint]\nusername = \"{LAB_USER}\"\npassword = \"{LAB_PASS}\"\n"
-            )),
+            secrets: Some(rdp_peers::lab_secrets(&["srv01"])),
             ..InstanceOptions::default()
         },
     )?;

@@ -100,7 +100,7 @@ deny_dynamic_channels = ["URBDRC", "RDCamera_Device_Enumerator", "FileRedirector
 }
 
 fn secrets() -> String {
-    format!("[credential.srv01-maint]\nusername = \"{LAB_USER}\"\npassword = \"{LAB_PASS}\"\n")
+    rdp_peers::lab_secrets(&["srv01"])
 }
 
 /// A Sekisho instance whose RDP clients appear to come from the VDI desktop.

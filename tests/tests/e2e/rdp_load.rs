@@ -68,18 +68,6 @@ desktops = ["127.0.10.11"]
     s
 }
 
-/// The secrets file: the server account Sekisho logs on with, per target.
-fn secrets(targets: &[&str]) -> String {
-    targets
-        .iter()
-        .map(|t| {
-            format!(
-                "[credential.{t}-maint]\nusername = \"{LAB_USER}\"\npassword = \"{LAB_PASS}\"\n"
-            )
-        })
-        .collect()
-}
-
 fn runtime() -> Result<tokio::runtime::Runtime> {
     Ok(tokio::runtime::Builder::new_current_thread()
         .enable_all()
@@ -108,7 +96,7 @@ fn rdp_load_headless_client_through_sekisho_to_xrdp_is_recorded() -> Result<()> 
     let instance = SekishoInstance::start_with(
         &inventory(&[("srv01", XRDP_PORT)]),
         InstanceOptions {
-            secrets: Some(secrets(&["srv01"])),
+            secrets: Some(rdp_peers::lab_secrets(&["srv01"])),
             ..InstanceOptions::default()
         },
     )?;
@@ -531,7 +519,7 @@ fn rdp_bench_through_sekisho_vs_direct() -> Result<()> {
     let instance = SekishoInstance::start_with(
         &inventory(&[("shadow01", shadow_port)]),
         InstanceOptions {
-            secrets: Some(secrets(&["shadow01"])),
+            secrets: Some(rdp_peers::lab_secrets(&["shadow01"])),
             no_serve: true,
             ..InstanceOptions::default()
         },

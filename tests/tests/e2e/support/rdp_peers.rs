@@ -21,6 +21,19 @@ pub const LAB_PASS: &str = "LabPass123!";
 /// The X display xfreerdp draws on (ours; the lab uses :92).
 pub const CLIENT_DISPLAY: &str = ":93";
 
+/// The secrets file for `targets`: each target's credential `TARGET-maint` is the lab
+/// account, which Sekisho injects on the server leg.
+pub fn lab_secrets(targets: &[&str]) -> String {
+    targets
+        .iter()
+        .map(|t| {
+            format!(
+                "[credential.{t}-maint]\nusername = \"{LAB_USER}\"\npassword = \"{LAB_PASS}\"\n"
+            )
+        })
+        .collect()
+}
+
 /// RDP tests share one xrdp and one sesman (fixed ports): run them one at a time.
 pub fn serial() -> MutexGuard<'static, ()> {
     static LOCK: Mutex<()> = Mutex::new(());
