@@ -154,6 +154,10 @@ impl ConnectionHandler {
             info!(user, "SSH login accepted");
             return Auth::Accept;
         };
+        if self.card_locked(user) {
+            self.login = None;
+            return reject_first();
+        }
         match MatrixCard::from_config_rows(&rows) {
             Ok(card) => {
                 self.card = Some(card);
@@ -170,6 +174,16 @@ impl ConnectionHandler {
                 Auth::reject()
             }
         }
+    }
+
+    /// True (and logged) when `user`'s matrix card is locked out: the login is refused at the
+    /// first factor, the same way as a wrong password.
+    fn card_locked(&self, user: &str) -> bool {
+        let locked = self.shared.matrix.is_locked(user, Instant::now());
+        if locked {
+            warn!(user, "SSH login refused: matrix card locked out");
+        }
+        locked
     }
 
     async fn emit(&self, event: Event) {
@@ -209,6 +223,11 @@ impl russh::server::Handler for ConnectionHandler {
             return Ok(reject_first());
         };
         let card = u.matrix_card.clone();
+        // While the card is locked the password is not even checked: a right and a wrong one
+        // get the same refusal, so the lockout is no oracle for guessing it.
+        if card.is_some() && self.card_locked(user) {
+            return Ok(reject_first());
+        }
         let password = policy::Secret::new(password.to_owned());
         let ok = tokio::task::spawn_blocking(move || verify_password(&hash, password.expose()))
             .await

@@ -177,6 +177,12 @@ impl AuthStore {
         }
     }
 
+    /// Forgets every failed login (tests that need the card's lockout alone to answer).
+    #[cfg(test)]
+    pub(super) fn clear_failures(&self) {
+        lock(&self.failures).clear();
+    }
+
     /// True when `keys` (user, address) may still try to log in.
     fn allowed(&self, keys: &[String]) -> bool {
         let now = Instant::now();
@@ -392,6 +398,13 @@ pub async fn login(
         .user(&user)
         .map(|u| (u.password_hash.clone(), u.matrix_card.is_some()))
         .unwrap_or_default();
+    // While the card is locked the password is not even checked: a right and a wrong password
+    // get the same answer, so the lockout is no oracle for guessing it.
+    if has_card && state.matrix.is_locked(&user, Instant::now()) {
+        state.auth.failed(&keys);
+        warn!(user = %user, client_ip = %ip, "Web login refused: matrix card locked out");
+        return card_locked(&state, lang);
+    }
     let password = form.password;
     let ok = match hash {
         Some(hash) => {

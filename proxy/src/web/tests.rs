@@ -407,6 +407,19 @@ async fn kill_needs_security_and_csrf() {
     assert_eq!(resp.status(), StatusCode::CONFLICT);
 }
 
+/// `page` without the value of its CSRF field, which differs on every page.
+fn strip_csrf(page: &str) -> String {
+    let marker = "name=\"csrf\" value=\"";
+    match page.find(marker) {
+        Some(at) => {
+            let rest = &page[at + marker.len()..];
+            let end = rest.find('"').unwrap_or(rest.len());
+            format!("{}{}", &page[..at], &rest[end..])
+        }
+        None => page.to_owned(),
+    }
+}
+
 fn login_csrf(resp: &axum::response::Response) -> String {
     resp.headers()
         .get_all(header::SET_COOKIE)
@@ -1097,10 +1110,20 @@ async fn matrix_card_locks_out_after_repeated_wrong_answers() {
     );
     // The card is locked: even the right password and right cells get no session now.
     assert!(f.state.matrix.is_locked("sato", std::time::Instant::now()));
+    // (The login rate limit is cleared first so that the card's lockout alone answers.)
+    f.state.auth.clear_failures();
     let resp = try_login(&f, "sato", PASSWORD).await;
     assert!(cookie_set(&resp, "sekisho_session").is_none());
     assert!(cookie_set(&resp, "sekisho_login_pending").is_none());
     assert_eq!(resp.status(), StatusCode::TOO_MANY_REQUESTS);
+    let right = body_of(resp).await;
+    // A wrong password gets the very same answer: the lockout tells nothing about the password.
+    f.state.auth.clear_failures();
+    let resp = try_login(&f, "sato", "not-the-password").await;
+    assert_eq!(resp.status(), StatusCode::TOO_MANY_REQUESTS);
+    let wrong = body_of(resp).await;
+    assert!(right.contains("マトリクスカードの回答の誤りが多すぎます"), "{right}");
+    assert_eq!(strip_csrf(&right), strip_csrf(&wrong));
 }
 
 #[tokio::test]

@@ -620,6 +620,66 @@ fn ssh_matrix_card_second_factor() -> Result<()> {
     let mut s = Session::spawn(cmd)?;
     let status = s.wait_exit(Duration::from_secs(30))?;
     assert_eq!(status.code(), Some(255), "{}", s.output());
+
+    // More wrong answers lock the card. From then on the login is refused at the password, and
+    // the right password is refused exactly like a wrong one: the lockout is no oracle for
+    // guessing the password.
+    let locked = "Matrix card locked out after repeated failures";
+    // Five wrong answers lock a card; each connection gives at least one.
+    for _ in 0..6 {
+        if lab.sekisho.serve_log().contains(locked) {
+            break;
+        }
+        let mut cmd = client("ssh", &bad);
+        cmd.args(ssh_options(lab.port(), TANAKA_DESKTOP)).args([
+            "-o",
+            "NumberOfPasswordPrompts=1",
+            "tanaka@127.0.0.1",
+            "console",
+            "web01",
+        ]);
+        Session::spawn(cmd)?.wait_exit(Duration::from_secs(30))?;
+    }
+    lab.sekisho
+        .wait_until(Duration::from_secs(10), "the card locked", || {
+            Ok(lab.sekisho.serve_log().contains(locked).then_some(()))
+        })?;
+    let refused_before = lab
+        .sekisho
+        .serve_log()
+        .matches("SSH login refused: matrix card locked out")
+        .count();
+    for password in [DEMO_PASSWORD, "not-the-password"] {
+        let dir = lab.sekisho.path(if password == DEMO_PASSWORD {
+            "locked-right"
+        } else {
+            "locked-wrong"
+        });
+        std::fs::create_dir_all(&dir)?;
+        let pass = askpass(&dir, password, Some(&card))?;
+        let mut cmd = client("ssh", &pass);
+        cmd.args(ssh_options(lab.port(), TANAKA_DESKTOP)).args([
+            "-o",
+            "NumberOfPasswordPrompts=1",
+            "tanaka@127.0.0.1",
+            "console",
+            "web01",
+        ]);
+        let mut s = Session::spawn(cmd)?;
+        let status = s.wait_exit(Duration::from_secs(30))?;
+        assert_eq!(status.code(), Some(255), "{}", s.output());
+    }
+    let log = lab.sekisho.serve_log();
+    assert_eq!(
+        log.matches("SSH login refused: matrix card locked out")
+            .count(),
+        refused_before + 2,
+        "both passwords are refused at the lockout, before the password is checked"
+    );
+    assert!(
+        !log.contains("SSH password rejected"),
+        "the wrong password was never checked while the card was locked"
+    );
     Ok(())
 }
 
