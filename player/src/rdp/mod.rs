@@ -19,13 +19,9 @@
 //! [`RdpReplay::frame_at`] restores the nearest keyframe before the moment and decodes at
 //! most that many bytes, wherever the moment is in a long recording.
 
-use std::io::{Read, Write};
 use std::sync::Arc;
 
 use bytes::Bytes;
-use flate2::Compression;
-use flate2::read::DeflateDecoder;
-use flate2::write::DeflateEncoder;
 use ironrdp_core::{ReadCursor, WriteBuf, decode, decode_cursor};
 use ironrdp_graphics::image_processing::PixelFormat;
 use ironrdp_graphics::pointer::{DecodedPointer, PointerBitmapTarget};
@@ -48,6 +44,8 @@ use ironrdp_pdu::slow_path::{self, GraphicsUpdateType};
 use ironrdp_pdu::x224::{X224, X224Data};
 use ironrdp_session::fast_path::{Processor, ProcessorBuilder};
 use ironrdp_session::image::DecodedImage;
+
+use crate::packed::PackedPixels;
 use recorder::format::{DecodeError, Direction, RecordKind};
 use recorder::reader::{ReadError, Recording};
 
@@ -582,8 +580,8 @@ struct Keyframe {
     height: u16,
     link: LinkState,
     pointer: PointerState,
-    /// Deflate of the BGRX pixels.
-    pixels: Vec<u8>,
+    /// The BGRX pixels.
+    pixels: PackedPixels,
 }
 
 /// A decoded RDP recording that can show its screen at any moment.
@@ -677,7 +675,7 @@ impl RdpReplay {
             self.current.next = i + 1;
             if since >= interval {
                 since = 0;
-                self.keyframes.push(self.snapshot()?);
+                self.keyframes.push(self.snapshot());
             }
         }
         self.stats.keyframes = self.keyframes.len();
@@ -685,27 +683,20 @@ impl RdpReplay {
         Ok(())
     }
 
-    fn snapshot(&self) -> Result<Keyframe, RdpError> {
-        let mut enc = DeflateEncoder::new(Vec::new(), Compression::fast());
-        enc.write_all(self.current.image.data())
-            .map_err(|_| RdpError::Keyframe)?;
-        Ok(Keyframe {
+    fn snapshot(&self) -> Keyframe {
+        Keyframe {
             next: self.current.next,
             width: self.current.image.width(),
             height: self.current.image.height(),
             link: self.current.link,
             pointer: self.current.pointer.clone(),
-            pixels: enc.finish().map_err(|_| RdpError::Keyframe)?,
-        })
+            pixels: PackedPixels::pack(self.current.image.data()),
+        }
     }
 
     fn restore(&mut self, k: &Keyframe) -> Result<(), RdpError> {
-        let expected = usize::from(k.width) * usize::from(k.height) * 4;
-        let mut pixels = Vec::with_capacity(expected);
-        DeflateDecoder::new(k.pixels.as_slice())
-            .take(expected as u64 + 1)
-            .read_to_end(&mut pixels)
-            .map_err(|_| RdpError::Keyframe)?;
+        let len = usize::from(k.width) * usize::from(k.height) * 4;
+        let pixels = k.pixels.unpack(len).ok_or(RdpError::Keyframe)?;
         let mut d = Decoder::new(k.width, k.height, k.link);
         d.paint(&pixels)?;
         d.pointer = k.pointer.clone();

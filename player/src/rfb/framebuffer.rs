@@ -7,6 +7,8 @@
 use miniz_oxide::inflate::stream::InflateState;
 use miniz_oxide::{DataFormat, MZError, MZFlush, MZStatus};
 
+use crate::packed::PackedPixels;
+
 use super::handshake::check_fb_size;
 use super::server::hextile;
 use super::{
@@ -535,8 +537,8 @@ impl Replay {
 pub struct ReplaySnapshot {
     /// The replay with an empty image.
     state: Replay,
-    /// Deflate of the RGBA image.
-    pixels: Vec<u8>,
+    /// The RGBA image.
+    pixels: PackedPixels,
 }
 
 impl ReplaySnapshot {
@@ -556,11 +558,7 @@ impl Replay {
     /// Saves the replay's whole state (see [`ReplaySnapshot`]).
     pub fn snapshot(&self) -> ReplaySnapshot {
         let fb = &self.framebuffer;
-        let mut enc = flate2::write::DeflateEncoder::new(Vec::new(), flate2::Compression::fast());
-        // Writing into a Vec cannot fail.
-        let pixels = std::io::Write::write_all(&mut enc, &fb.rgba)
-            .and_then(|()| enc.finish())
-            .unwrap_or_default();
+        let pixels = PackedPixels::pack(&fb.rgba);
         ReplaySnapshot {
             state: Replay {
                 decoder: self.decoder.clone(),
@@ -582,17 +580,8 @@ impl Replay {
     /// The replay as it was when `snap` was taken; `None` if its pixels do not inflate to the
     /// image's size (the snapshot was damaged in memory).
     pub fn restore(snap: &ReplaySnapshot) -> Option<Replay> {
-        use std::io::Read;
         let fb = &snap.state.framebuffer;
-        let expected = rect_area(fb.width, fb.height) * 4;
-        let mut rgba = Vec::with_capacity(expected);
-        flate2::read::DeflateDecoder::new(snap.pixels.as_slice())
-            .take(expected as u64 + 1)
-            .read_to_end(&mut rgba)
-            .ok()?;
-        if rgba.len() != expected {
-            return None;
-        }
+        let rgba = snap.pixels.unpack(rect_area(fb.width, fb.height) * 4)?;
         let mut r = snap.state.clone();
         r.framebuffer.rgba = rgba;
         Some(r)
