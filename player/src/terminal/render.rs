@@ -6,9 +6,10 @@
 //! 256-colour cube and grey ramp, and 24-bit colours as the target sent them; default text
 //! is light grey on black. Bold draws the glyph twice a pixel apart and brightens the eight
 //! basic colours (xterm's default), faint mixes the text colour halfway to the background,
-//! inverse swaps the two, underline and strikethrough are one-pixel lines, and the cursor,
-//! when the application shows it, is a block (the cell inverted). Italic and blink are not
-//! drawn.
+//! italic slants the glyph (its top a fifth of the cell height to the right, as fonts' own
+//! obliques do), inverse swaps the two colours, underline and strikethrough are one-pixel
+//! lines, and the cursor, when the application shows it, is a block (the cell inverted).
+//! Blinking text is drawn steady, in its visible phase: a picture shows what was there.
 //!
 //! Glyphs come from [`TerminalFont`]: outline fonts found on the system at run time (DejaVu
 //! Sans Mono for Latin text, then a Japanese font for kana and kanji), or, when none is
@@ -74,6 +75,8 @@ pub struct Cell {
     pub bold: bool,
     /// Faint.
     pub faint: bool,
+    /// Italic.
+    pub italic: bool,
     /// Underlined.
     pub underline: bool,
     /// Struck through.
@@ -124,6 +127,7 @@ pub(super) fn grid_of(term: &Terminal) -> CellGrid {
         bg: None,
         bold: false,
         faint: false,
+        italic: false,
         underline: false,
         strikethrough: false,
         inverse: false,
@@ -140,6 +144,7 @@ pub(super) fn grid_of(term: &Terminal) -> CellGrid {
                 bg: color(pen.background()),
                 bold: pen.is_bold(),
                 faint: pen.is_faint(),
+                italic: pen.is_italic(),
                 underline: pen.is_underline(),
                 strikethrough: pen.is_strikethrough(),
                 inverse: pen.is_inverse(),
@@ -455,10 +460,16 @@ impl TerminalFont {
         for y in 0..h {
             let line =
                 (cell.underline && y == underline_y) || (cell.strikethrough && y == strike_y);
+            // Italic: each row of the glyph moves right by its height above the bottom.
+            let slant = if cell.italic { (h - 1 - y) / 5 } else { 0 };
             for x in 0..w {
                 let mut cov = if line { 255 } else { 0 };
                 if let Some(m) = &mask {
-                    let at = |x: u32| m.get((y * w + x) as usize).copied().unwrap_or(0);
+                    let at = |x: u32| {
+                        x.checked_sub(slant)
+                            .and_then(|x| m.get((y * w + x) as usize).copied())
+                            .unwrap_or(0)
+                    };
                     cov = cov.max(at(x));
                     if cell.bold && x > 0 {
                         cov = cov.max(at(x - 1));
@@ -705,6 +716,38 @@ mod tests {
         // A hidden cursor is not drawn.
         let hidden = font.render(&grid(12, 2, "ab\x1b[?25l"));
         assert_eq!(count(&hidden, &font, 2, 0, DEFAULT_BG), 128);
+    }
+
+    /// Mean column of the text-coloured pixels in rows `ys` of cell `col`.
+    fn ink_column(f: &RgbaFrame, col: u32, ys: std::ops::Range<u32>) -> f64 {
+        let (mut sum, mut n) = (0u32, 0u32);
+        for y in ys {
+            for x in col * 8..(col + 1) * 8 {
+                if px(f, x, y) == DEFAULT_FG {
+                    sum += x - col * 8;
+                    n += 1;
+                }
+            }
+        }
+        assert!(n > 0, "no ink in cell {col}");
+        f64::from(sum) / f64::from(n)
+    }
+
+    #[test]
+    fn italic_slants_and_blink_is_drawn_steady() {
+        let mut font = TerminalFont::builtin();
+        let f = font.render(&grid(4, 1, "l\x1b[3ml\x1b[0m\x1b[5ml\x1b[0m"));
+        // Upright: the stroke sits at the same column at the top and the bottom.
+        let upright = ink_column(&f, 0, 0..6) - ink_column(&f, 0, 10..16);
+        // Italic: the top of the stroke stands to the right of its bottom.
+        let italic = ink_column(&f, 1, 0..6) - ink_column(&f, 1, 10..16);
+        assert!(italic >= upright + 1.0, "{italic} vs {upright}");
+        // Blink: the same pixels as the plain letter.
+        for y in 0..16 {
+            for x in 0..8 {
+                assert_eq!(px(&f, x, y), px(&f, 2 * 8 + x, y));
+            }
+        }
     }
 
     #[test]
