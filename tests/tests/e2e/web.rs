@@ -949,6 +949,42 @@ async fn run_rdp_player(
             differing(&early, &d, aw * ah) > 0.01,
             "the canvas at 1 s equals the frame at {RDP_SEEK_AT} s"
         );
+        // "Show the pointer": ticking the box redraws the same moment with the recorded
+        // pointer over it, which changes a pointer's worth of pixels and nothing else;
+        // unticking it gives the decoder's frame back exactly.
+        b.goto(&format!("{base}/sessions/{id}/play?t={RDP_SEEK_AT}"))
+            .await?;
+        ensure!(wait_at(&b, "canvas", |v| v == want).await? == Some(want));
+        let mut with_pointer = Vec::new();
+        for tick in [true, false] {
+            b.client
+                .execute("delete document.getElementById('canvas').dataset.at;", vec![])
+                .await?;
+            b.click("show-pointer").await?;
+            let at = wait_at(&b, "canvas", |v| v == want).await?;
+            ensure!(at == Some(want), "canvas not redrawn after the pointer box (at {at:?})");
+            canvas_png(&b, &shot).await?;
+            let (_, _, pixels) = raw_rgb(&shot)?;
+            if tick {
+                with_pointer = pixels;
+            } else {
+                ensure!(
+                    differing(&pixels, &d, aw * ah) == 0.0,
+                    "the pointer is still drawn after unticking the box"
+                );
+            }
+        }
+        let changed = with_pointer
+            .chunks_exact(3)
+            .zip(d.chunks_exact(3))
+            .filter(|(x, y)| x != y)
+            .count();
+        eprintln!("web player: the pointer changes {changed} pixels at {RDP_SEEK_AT} s");
+        // A pointer is at most 384×384 (the large pointer), far less than the screen.
+        ensure!(
+            changed > 0 && changed <= 384 * 384,
+            "{changed} pixels changed by the pointer"
+        );
         Ok(())
     }
     .await;
