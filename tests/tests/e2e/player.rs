@@ -15,11 +15,10 @@ use rdp_peers::{LAB_USER, XRDP_PORT};
 
 use crate::rdp::rdp_peers;
 use crate::support::images::raw_rgb;
+use crate::support::inventory::{Inventory, PASSWORD as TANAKA_PASS, Target};
 use crate::support::{InstanceOptions, SekishoInstance, require_peers};
 use crate::vnc::vnc_peers;
 
-/// tanaka's Sekisho password (the hash in the inventory).
-const TANAKA_PASS: &str = "change-me-now";
 /// The VDI desktop address RDP clients appear to come from (SNAT, as in `rdp.rs`).
 const DESKTOP: &str = "127.0.10.11";
 /// tanaka's VDI desktop in the demo inventory (VNC consoles).
@@ -31,50 +30,14 @@ const VNC_DESKTOP: &str = "127.0.10.11";
 /// margin only covers a screen change racing the end of the session.
 const MAX_DIFFERING: f64 = 0.001;
 
+/// tanaka on [`DESKTOP`] and srv01 at xrdp.
 fn rdp_inventory() -> String {
-    format!(
-        r#"timezone = "Asia/Tokyo"
-
-[recording]
-required = true
-
-[[vdi_pool]]
-name = "vdi-test"
-path = "ip-vpn"
-networks = ["127.0.10.0/24"]
-
-[zones]
-business = ["ip-vpn"]
-
-[[contractor]]
-id = "acme"
-name = "ACME Systems K.K."
-
-[[user]]
-name = "tanaka"
-contractor = "acme"
-role = "contractor"
-password_hash = "$argon2id$v=19$m=19456,t=2,p=1$IvBzMLDZyFbDrkZ3n1bk7w$8NW46C5ZNmNfiHNU+fwLLsnh9hyP7iNV8iEC4MEm5fU"
-desktops = ["{DESKTOP}"]
-
-[[target]]
-name = "srv01"
-address = "127.0.0.1"
-kind = "physical"
-zone = "business"
-rdp_port = {XRDP_PORT}
-credential = "srv01-maint"
-
-[[contract]]
-contractor = "acme"
-targets = ["srv01"]
-valid_from = "2026-01-01"
-valid_until = "2099-12-31"
-
-[rdp]
-allow_static_channels = ["rdpsnd", "drdynvc"]
-"#
-    )
+    Inventory::new()
+        .pool("vdi-test", "ip-vpn", "127.0.10.0/24")
+        .zone("business", &["ip-vpn"])
+        .user("tanaka", DESKTOP)
+        .target(Target::rdp_server("srv01", XRDP_PORT))
+        .render()
 }
 
 /// An iptables SNAT rule making connections to Sekisho's RDP port come from [`DESKTOP`];

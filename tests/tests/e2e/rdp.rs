@@ -16,6 +16,7 @@ use anyhow::{Context, Result};
 use rdp_peers::{LAB_PASS, LAB_USER, XRDP_PORT};
 
 use crate::ssh::ssh_peers;
+use crate::support::inventory::{Inventory, PASSWORD as TANAKA_PASS, Target};
 use crate::support::{InstanceOptions, SekishoInstance, require_peers};
 
 const PEERS: &[&str] = &[
@@ -28,75 +29,50 @@ const PEERS: &[&str] = &[
     "iptables",
 ];
 
-/// tanaka's Sekisho password (the hash below).
-const TANAKA_PASS: &str = "change-me-now";
-
-/// An inventory with tanaka on desktop 127.0.0.1 (access path `path`) and one target at xrdp.
-fn inventory(path: &str, kind: &str, zone: &str, valid_until: &str) -> String {
+/// tanaka (with an NT hash for NLA if told) on the VDI desktop, in the pool on access path
+/// `path` (a second pool is on the other path), hypervisor kvm01, and the seed's channel lists;
+/// the targets are the caller's.
+fn lab(path: &str, tanaka_nt_hash: Option<&str>) -> Inventory {
     let other = if path == "ip-vpn" {
         "internet-vpn"
     } else {
         "ip-vpn"
     };
-    let hypervisor = if kind == "vm" {
-        "hypervisor = \"kvm01\"\nvnc_console = \"127.0.0.1:15901\"\n"
+    let inventory = Inventory::new()
+        .pool("vdi-test", path, "127.0.10.0/24")
+        .pool("vdi-other", other, "127.0.11.0/24")
+        .zone("business", &["internet-vpn", "ip-vpn"])
+        .zone("mynumber", &["ip-vpn"]);
+    match tanaka_nt_hash {
+        Some(h) => inventory.user_with_nt_hash("tanaka", DESKTOP, h),
+        None => inventory.user("tanaka", DESKTOP),
+    }
+    .hypervisor()
+    .deny_dynamic(&[
+        "URBDRC",
+        "RDCamera_Device_Enumerator",
+        "FileRedirectorChannel",
+        "Microsoft::Windows::RDS::Graphics",
+    ])
+}
+
+/// srv01 of `kind` in `zone` at 127.0.0.1:`port`, logged on to with srv01-maint.
+fn srv01(kind: &'static str, zone: &str, port: u16) -> Target {
+    let srv01 = Target::new("srv01", "127.0.0.1", kind, zone);
+    let srv01 = if kind == "vm" {
+        srv01.vnc_console("127.0.0.1:15901")
     } else {
-        ""
+        srv01
     };
-    format!(
-        r#"timezone = "Asia/Tokyo"
+    srv01.rdp_port(port).credential()
+}
 
-[recording]
-required = true
-
-[[vdi_pool]]
-name = "vdi-test"
-path = "{path}"
-networks = ["127.0.10.0/24"]
-
-[[vdi_pool]]
-name = "vdi-other"
-path = "{other}"
-networks = ["127.0.11.0/24"]
-
-[zones]
-business = ["internet-vpn", "ip-vpn"]
-mynumber = ["ip-vpn"]
-
-[[contractor]]
-id = "acme"
-name = "ACME Systems K.K."
-
-[[user]]
-name = "tanaka"
-contractor = "acme"
-role = "contractor"
-password_hash = "$argon2id$v=19$m=19456,t=2,p=1$IvBzMLDZyFbDrkZ3n1bk7w$8NW46C5ZNmNfiHNU+fwLLsnh9hyP7iNV8iEC4MEm5fU"
-desktops = ["127.0.10.11"]
-
-[[hypervisor]]
-name = "kvm01"
-address = "127.0.0.1"
-
-[[target]]
-name = "srv01"
-address = "127.0.0.1"
-kind = "{kind}"
-zone = "{zone}"
-{hypervisor}rdp_port = {XRDP_PORT}
-credential = "srv01-maint"
-
-[[contract]]
-contractor = "acme"
-targets = ["srv01"]
-valid_from = "2026-01-01"
-valid_until = "{valid_until}"
-
-[rdp]
-allow_static_channels = ["rdpsnd", "drdynvc"]
-deny_dynamic_channels = ["URBDRC", "RDCamera_Device_Enumerator", "FileRedirectorChannel", "Microsoft::Windows::RDS::Graphics"]
-"#
-    )
+/// tanaka's inventory with srv01 at xrdp under a contract valid until `valid_until`.
+fn inventory(path: &str, kind: &'static str, zone: &str, valid_until: &str) -> String {
+    lab(path, None)
+        .target(srv01(kind, zone, XRDP_PORT))
+        .valid_until(valid_until)
+        .render()
 }
 
 fn secrets() -> String {
@@ -146,7 +122,7 @@ impl Drop for Vdi {
 /// The VDI desktop address the tests connect from.
 const DESKTOP: &str = "127.0.10.11";
 
-fn start(path: &str, kind: &str, zone: &str, valid_until: &str) -> Result<Vdi> {
+fn start(path: &str, kind: &'static str, zone: &str, valid_until: &str) -> Result<Vdi> {
     start_from(&inventory(path, kind, zone, valid_until), DESKTOP)
 }
 
@@ -471,19 +447,13 @@ const JUMP01: &str = "127.0.20.5";
 /// The standard inventory plus jump01 (a VM reached by its serial console on QEMU at
 /// `serial`), covered by tanaka's contract.
 fn hop_inventory(serial: u16) -> String {
-    inventory("ip-vpn", "physical", "business", "2099-12-31")
-        .replace("targets = [\"srv01\"]", "targets = [\"srv01\", \"jump01\"]")
-        + &format!(
-            r#"
-[[target]]
-name = "jump01"
-address = "{JUMP01}"
-kind = "vm"
-zone = "business"
-hypervisor = "kvm01"
-serial_console = "127.0.0.1:{serial}"
-"#
+    lab("ip-vpn", None)
+        .target(srv01("physical", "business", XRDP_PORT))
+        .target(
+            Target::new("jump01", JUMP01, "vm", "business")
+                .serial_console(&format!("127.0.0.1:{serial}")),
         )
+        .render()
 }
 
 /// Records of kind Event in the recording of session `row`: their details.
@@ -701,10 +671,9 @@ fn rdp_server_certificate_is_pinned_on_first_use_and_a_change_is_denied() -> Res
         .tempdir()?;
     let port = crate::support::free_port("127.0.0.1")?;
     let shadow = rdp_peers::start_shadow(&work.path().join("a"), port, &["/sec:tls", "-auth"])?;
-    let inventory = inventory("ip-vpn", "physical", "business", "2099-12-31").replace(
-        &format!("rdp_port = {XRDP_PORT}"),
-        &format!("rdp_port = {port}"),
-    );
+    let inventory = lab("ip-vpn", None)
+        .target(srv01("physical", "business", port))
+        .render();
     let vdi = start_from(&inventory, DESKTOP)?;
     let rdp = vdi.instance.listen.rdp.port();
 
@@ -784,10 +753,9 @@ fn rdp_nla_on_the_contractor_leg_checks_the_nt_hash() -> Result<()> {
         return Ok(());
     }
     let _serial = rdp_peers::serial();
-    let inventory = inventory("ip-vpn", "physical", "business", "2099-12-31").replace(
-        "desktops = [\"127.0.10.11\"]",
-        &format!("desktops = [\"127.0.10.11\"]\nnt_hash = \"{TANAKA_NT_HASH}\""),
-    );
+    let inventory = lab("ip-vpn", Some(TANAKA_NT_HASH))
+        .target(srv01("physical", "business", XRDP_PORT))
+        .render();
     let vdi = start_from(&inventory, DESKTOP)?;
     let port = vdi.instance.listen.rdp.port();
 
@@ -938,15 +906,9 @@ fn rdp_server_leg_nla_injects_the_secret_credentials() -> Result<()> {
     )?;
     const WRONG_PASS: &str = "Not-The-Server-Password-7";
     // tanaka has an nt_hash, so the contractor leg can be TLS (/sec:tls) or NLA (/sec:nla).
-    let inventory = inventory("ip-vpn", "physical", "business", "2099-12-31")
-        .replace(
-            &format!("rdp_port = {XRDP_PORT}"),
-            &format!("rdp_port = {port}"),
-        )
-        .replace(
-            "desktops = [\"127.0.10.11\"]",
-            &format!("desktops = [\"127.0.10.11\"]\nnt_hash = \"{TANAKA_NT_HASH}\""),
-        );
+    let inventory = lab("ip-vpn", Some(TANAKA_NT_HASH))
+        .target(srv01("physical", "business", port))
+        .render();
     let vdi = start_with_secrets(&inventory, &secrets())?;
     let rdp = vdi.port;
 

@@ -17,55 +17,24 @@ use anyhow::{Context, Result, bail};
 use e2e::rdp_client::{self, ConnectOptions};
 
 use crate::rdp::rdp_peers::{self, LAB_PASS, LAB_USER, XRDP_PORT};
+use crate::support::inventory::{Inventory, PASSWORD as TANAKA_PASS, Target};
 use crate::support::{InstanceOptions, SekishoInstance, bench, free_port, require_peers};
-
-/// tanaka's Sekisho password (the hash in the inventory below).
-const TANAKA_PASS: &str = "change-me-now";
 
 /// The VDI desktop the client connects from.
 const DESKTOP: Ipv4Addr = Ipv4Addr::new(127, 0, 10, 11);
 
-/// One VDI pool, tanaka, and the targets `targets` (TOML `[[target]]` tables) under one contract.
+/// One VDI pool, tanaka, and the RDP servers `targets` (name, port) under one contract.
 fn inventory(targets: &[(&str, u16)]) -> String {
-    let mut s = String::from(
-        r#"timezone = "Asia/Tokyo"
-
-[recording]
-required = true
-
-[[vdi_pool]]
-name = "vdi-test"
-path = "ip-vpn"
-networks = ["127.0.10.0/24"]
-
-[zones]
-business = ["ip-vpn"]
-
-[[contractor]]
-id = "acme"
-name = "ACME Systems K.K."
-
-[[user]]
-name = "tanaka"
-contractor = "acme"
-role = "contractor"
-password_hash = "$argon2id$v=19$m=19456,t=2,p=1$IvBzMLDZyFbDrkZ3n1bk7w$8NW46C5ZNmNfiHNU+fwLLsnh9hyP7iNV8iEC4MEm5fU"
-desktops = ["127.0.10.11"]
-"#,
-    );
-    for (name, port) in targets {
-        s.push_str(&format!(
-            "\n[[target]]\nname = \"{name}\"\naddress = \"127.0.0.1\"\nkind = \"physical\"\n\
-             zone = \"business\"\nrdp_port = {port}\ncredential = \"{name}-maint\"\n"
-        ));
-    }
-    let names: Vec<String> = targets.iter().map(|(n, _)| format!("\"{n}\"")).collect();
-    s.push_str(&format!(
-        "\n[[contract]]\ncontractor = \"acme\"\ntargets = [{}]\nvalid_from = \"2026-01-01\"\n\
-         valid_until = \"2099-12-31\"\n\n[rdp]\nallow_static_channels = [\"rdpsnd\", \"drdynvc\"]\n",
-        names.join(", ")
-    ));
-    s
+    targets
+        .iter()
+        .fold(
+            Inventory::new()
+                .pool("vdi-test", "ip-vpn", "127.0.10.0/24")
+                .zone("business", &["ip-vpn"])
+                .user("tanaka", &DESKTOP.to_string()),
+            |inventory, (name, port)| inventory.target(Target::rdp_server(name, *port)),
+        )
+        .render()
 }
 
 fn runtime() -> Result<tokio::runtime::Runtime> {

@@ -31,14 +31,11 @@ use std::time::Duration;
 use anyhow::{Context, Result, bail};
 
 use crate::rdp::rdp_peers::{self, ClientRun};
+use crate::support::inventory::{Inventory, PASSWORD as PASS, Target};
 use crate::support::netns::{self, Netns};
 use crate::support::{InstanceOptions, SekishoInstance, require_peers};
 
 const PEERS: &[&str] = &["freerdp-shadow-cli", "xfreerdp", "Xvfb", "timeout"];
-
-/// tanaka's (and sato's) Sekisho password.
-const PASS: &str = "change-me-now";
-const HASH: &str = "$argon2id$v=19$m=19456,t=2,p=1$IvBzMLDZyFbDrkZ3n1bk7w$8NW46C5ZNmNfiHNU+fwLLsnh9hyP7iNV8iEC4MEm5fU";
 
 /// The RDP port clients dial; what the REDIRECT rule matches.
 const RDP: u16 = 3389;
@@ -163,59 +160,29 @@ fn inventory(
     server: &str,
     zone: &str,
 ) -> String {
-    let mut s = String::from("timezone = \"Asia/Tokyo\"\n\n[recording]\nrequired = true\n\n");
+    let paths: Vec<&str> = pools.iter().map(|(p, _)| *p).collect();
+    let mut inv = Inventory::new();
     for (i, (path, network)) in pools.iter().enumerate() {
-        s.push_str(&format!(
-            "[[vdi_pool]]\nname = \"vdi-{i}\"\npath = \"{path}\"\nnetworks = [\"{network}\"]\n\n"
-        ));
+        inv = inv.pool(&format!("vdi-{i}"), path, network);
     }
     // Zones may only name the paths of the pools above.
-    let paths: Vec<String> = pools.iter().map(|(p, _)| format!("\"{p}\"")).collect();
-    s.push_str(&format!(
-        "[zones]\nbusiness = [{}]\nmynumber = [\"ip-vpn\"]\n\n\
-         [[contractor]]\nid = \"acme\"\nname = \"ACME Systems K.K.\"\n\n",
-        paths.join(", ")
-    ));
+    inv = inv.zone("business", &paths).zone("mynumber", &["ip-vpn"]);
     for (name, desktop) in users {
-        s.push_str(&format!(
-            "[[user]]\nname = \"{name}\"\ncontractor = \"acme\"\nrole = \"contractor\"\n\
-             password_hash = \"{HASH}\"\ndesktops = [\"{desktop}\"]\n\n"
-        ));
+        inv = inv.user(name, desktop);
     }
-    s.push_str(&format!(
-        r#"[[hypervisor]]
-name = "kvm01"
-address = "127.0.0.1"
-
-[[target]]
-name = "srv01"
-address = "{server}"
-kind = "physical"
-zone = "{zone}"
-rdp_port = {RDP}
-credential = "srv01-maint"
-
-[[target]]
-name = "vm01"
-address = "{VM_ADDR}"
-kind = "vm"
-zone = "business"
-hypervisor = "kvm01"
-vnc_console = "127.0.0.1:15901"
-rdp_port = {RDP}
-
-[[contract]]
-contractor = "acme"
-targets = ["srv01", "vm01"]
-valid_from = "2026-01-01"
-valid_until = "2099-12-31"
-
-[rdp]
-allow_static_channels = ["rdpsnd", "drdynvc"]
-deny_dynamic_channels = ["URBDRC", "Microsoft::Windows::RDS::Graphics"]
-"#
-    ));
-    s
+    inv.hypervisor()
+        .target(
+            Target::new("srv01", server, "physical", zone)
+                .rdp_port(RDP)
+                .credential(),
+        )
+        .target(
+            Target::new("vm01", VM_ADDR, "vm", "business")
+                .vnc_console("127.0.0.1:15901")
+                .rdp_port(RDP),
+        )
+        .deny_dynamic(&["URBDRC", "Microsoft::Windows::RDS::Graphics"])
+        .render()
 }
 
 /// The ended RDP session row from `source`.

@@ -18,6 +18,7 @@ use anyhow::{Context, Result, bail};
 pub mod bench;
 pub mod faults;
 pub mod images;
+pub mod inventory;
 pub mod netns;
 
 /// Root of the workspace (the parent of this package).
