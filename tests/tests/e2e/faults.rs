@@ -13,37 +13,14 @@ use std::time::{Duration, Instant};
 use anyhow::{Context, Result, bail};
 
 use crate::ssh::ssh_peers::{
-    self, DEMO_PASSWORD, LAB_PASSWORD, LAB_USER, Peer, Session, askpass, client, ssh_options,
+    self, DEMO_PASSWORD, Peer, Session, askpass, console_inventory, console_secrets, output_text,
+    recording_path,
 };
 use crate::support::faults::{self, Garbage, PgCluster, Stall, TmpfsMount};
-use crate::support::{InstanceOptions, SekishoInstance, demo_inventory, require_peers};
+use crate::support::{InstanceOptions, SekishoInstance, require_peers};
 
 /// tanaka's VDI desktop (acme, contract open at every hour in the demo inventory).
 const TANAKA_DESKTOP: &str = "127.0.10.11";
-
-/// The demo inventory with web01's serial console on `serial` and app02's console on the
-/// hypervisor's sshd at `sshd`.
-fn inventory(serial: u16, sshd: u16) -> String {
-    demo_inventory()
-        .replace(
-            "serial_console = \"127.0.0.1:14501\"",
-            &format!("serial_console = \"127.0.0.1:{serial}\""),
-        )
-        .replace(
-            "vnc_console = \"127.0.0.1:15902\"",
-            &format!("vnc_console = \"127.0.0.1:15902\"\nssh_console = \"127.0.0.1:{sshd}\""),
-        )
-        .replace(
-            "name = \"kvm01\"\naddress = \"127.0.0.1\"",
-            "name = \"kvm01\"\naddress = \"127.0.0.1\"\ncredential = \"kvm01-console\"",
-        )
-}
-
-fn secrets() -> String {
-    format!(
-        "[credential.kvm01-console]\nusername = \"{LAB_USER}\"\npassword = \"{LAB_PASSWORD}\"\n"
-    )
-}
 
 struct Lab {
     sekisho: SekishoInstance,
@@ -54,11 +31,16 @@ struct Lab {
 /// sshd (app02's console) and a Sekisho instance in front of it, not yet serving when
 /// `serve` is false (so the test can prepare the instance directory first).
 fn lab(options: InstanceOptions, serve: bool) -> Result<Lab> {
+    lab_on_serial(14501, options, serve)
+}
+
+/// [`lab`] with web01's serial console on `serial`.
+fn lab_on_serial(serial: u16, options: InstanceOptions, serve: bool) -> Result<Lab> {
     let sshd = ssh_peers::start_sshd(&[])?;
     let sekisho = SekishoInstance::start_with(
-        &inventory(14501, sshd.port),
+        &console_inventory(serial, sshd.port),
         InstanceOptions {
-            secrets: Some(secrets()),
+            secrets: Some(console_secrets()),
             no_serve: !serve,
             ..options
         },
@@ -74,11 +56,12 @@ fn lab(options: InstanceOptions, serve: bool) -> Result<Lab> {
 impl Lab {
     /// `ssh -tt tanaka+TARGET@sekisho` from tanaka's desktop.
     fn console(&self, target: &str) -> Result<Session> {
-        let mut cmd = client("ssh", &self.askpass);
-        cmd.args(ssh_options(self.sekisho.listen.ssh.port(), TANAKA_DESKTOP))
-            .arg("-tt")
-            .arg(format!("tanaka+{target}@127.0.0.1"));
-        Session::spawn(cmd)
+        ssh_peers::ssh_tt(
+            &self.askpass,
+            self.sekisho.listen.ssh.port(),
+            TANAKA_DESKTOP,
+            &format!("tanaka+{target}"),
+        )
     }
 
     /// A console on app02 that has run a command through the shell: proof the session works.
@@ -127,13 +110,7 @@ impl Lab {
     }
 
     fn recording_path(&self, row: &serde_json::Value) -> Result<PathBuf> {
-        let rec = row["recording"].as_str().context("row without recording")?;
-        let p = std::path::Path::new(rec);
-        Ok(if p.is_absolute() {
-            p.to_path_buf()
-        } else {
-            self.sekisho.path(rec)
-        })
+        recording_path(&self.sekisho, row)
     }
 
     /// `sekisho recording verify FILE` with the instance's key: exit code and text.
@@ -141,7 +118,7 @@ impl Lab {
         let out = self
             .sekisho
             .cli(&["recording", "verify", &file.display().to_string()])?;
-        Ok((out.status.code(), text(&out)))
+        Ok((out.status.code(), output_text(&out)))
     }
 }
 
@@ -150,14 +127,6 @@ fn prove_alive(s: &mut Session, tag: &str) -> Result<()> {
     s.send(format!("echo {tag}-$((6*7))\n").as_bytes())?;
     s.wait_for(&format!("{tag}-42"), Duration::from_secs(30))?;
     Ok(())
-}
-
-fn text(out: &std::process::Output) -> String {
-    format!(
-        "{}{}",
-        String::from_utf8_lossy(&out.stdout),
-        String::from_utf8_lossy(&out.stderr)
-    )
 }
 
 fn peers(programs: &[&str]) -> Result<bool> {
@@ -524,20 +493,7 @@ fn a_vanishing_serial_console_ends_the_session_cleanly() -> Result<()> {
         return Ok(());
     }
     let mut qemu = ssh_peers::start_qemu_serial()?;
-    let sshd = ssh_peers::start_sshd(&[])?;
-    let sekisho = SekishoInstance::start_with(
-        &inventory(qemu.port, sshd.port),
-        InstanceOptions {
-            secrets: Some(secrets()),
-            ..InstanceOptions::default()
-        },
-    )?;
-    let askpass = askpass(sekisho.dir.path(), DEMO_PASSWORD, None)?;
-    let lab = Lab {
-        sekisho,
-        sshd,
-        askpass,
-    };
+    let lab = lab_on_serial(qemu.port, InstanceOptions::default(), true)?;
     let s = lab.console("web01")?;
     s.wait_for("No bootable device", Duration::from_secs(30))?;
     let id = lab.live_on("web01")?["id"]

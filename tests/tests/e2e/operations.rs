@@ -11,7 +11,8 @@ use std::time::{Duration, Instant};
 use anyhow::{Context, Result, bail};
 
 use crate::ssh::ssh_peers::{
-    self, DEMO_PASSWORD, LAB_PASSWORD, LAB_USER, Peer, Session, askpass, client, ssh_options,
+    self, DEMO_PASSWORD, LAB_PASSWORD, Peer, Session, askpass, console_inventory, console_secrets,
+    export, output_text, recording_path,
 };
 use crate::support::{
     InstanceOptions, SekishoInstance, demo_inventory, require_peers, sekisho_bin, wait_for_port,
@@ -19,25 +20,6 @@ use crate::support::{
 
 /// tanaka's VDI desktop (internet-vpn path).
 const TANAKA_DESKTOP: &str = "127.0.10.11";
-
-/// The demo inventory with app02's console on the hypervisor's sshd (`sshd`).
-fn inventory(sshd: u16) -> String {
-    demo_inventory()
-        .replace(
-            "vnc_console = \"127.0.0.1:15902\"",
-            &format!("vnc_console = \"127.0.0.1:15902\"\nssh_console = \"127.0.0.1:{sshd}\""),
-        )
-        .replace(
-            "name = \"kvm01\"\naddress = \"127.0.0.1\"",
-            "name = \"kvm01\"\naddress = \"127.0.0.1\"\ncredential = \"kvm01-console\"",
-        )
-}
-
-fn secrets() -> String {
-    format!(
-        "[credential.kvm01-console]\nusername = \"{LAB_USER}\"\npassword = \"{LAB_PASSWORD}\"\n"
-    )
-}
 
 /// A Sekisho instance whose `serve` this test owns (to signal it), plus the sshd console.
 struct Ops {
@@ -51,9 +33,10 @@ impl Ops {
     fn start() -> Result<Ops> {
         let sshd = ssh_peers::start_sshd(&[])?;
         let sekisho = SekishoInstance::start_with(
-            &inventory(sshd.port),
+            // web01's serial console stays where the demo inventory has it.
+            &console_inventory(14501, sshd.port),
             InstanceOptions {
-                secrets: Some(secrets()),
+                secrets: Some(console_secrets()),
                 no_serve: true,
                 ..InstanceOptions::default()
             },
@@ -143,11 +126,12 @@ impl Ops {
     }
 
     fn ssh_tt(&self, login: &str) -> Result<Session> {
-        let mut cmd = client("ssh", &self.askpass);
-        cmd.args(ssh_options(self.sekisho.listen.ssh.port(), TANAKA_DESKTOP))
-            .arg("-tt")
-            .arg(format!("{login}@127.0.0.1"));
-        Session::spawn(cmd)
+        ssh_peers::ssh_tt(
+            &self.askpass,
+            self.sekisho.listen.ssh.port(),
+            TANAKA_DESKTOP,
+            login,
+        )
     }
 
     /// A console session on app02 through Sekisho, with a shell prompt working.
@@ -350,39 +334,15 @@ fn graceful_shutdown(signal: &str) -> Result<()> {
     let row = rows.first().context("no session row")?;
     assert_eq!(row["outcome"], "shutdown", "{row}");
     assert_eq!(row["recording_state"], "complete", "{row}");
-    let rec = row["recording"].as_str().context("no recording")?;
-    let file = if Path::new(rec).is_absolute() {
-        std::path::PathBuf::from(rec)
-    } else {
-        ops.sekisho.path(rec)
-    };
+    let file = ops.recording_path(row)?;
     let out = ops
         .sekisho
         .cli_raw(&["recording", "verify", &file.display().to_string()])?;
-    let text = format!(
-        "{}{}",
-        String::from_utf8_lossy(&out.stdout),
-        String::from_utf8_lossy(&out.stderr)
-    );
+    let text = output_text(&out);
     assert_eq!(out.status.code(), Some(0), "{text}");
     assert!(text.contains("intact"), "{text}");
     // The recording holds the reason the session ended.
-    let txt = ops.sekisho.path("export.txt");
-    let out = ops.sekisho.cli_raw(&[
-        "export",
-        &file.display().to_string(),
-        "--format",
-        "txt",
-        "-o",
-        &txt.display().to_string(),
-    ])?;
-    assert_eq!(
-        out.status.code(),
-        Some(0),
-        "{}",
-        String::from_utf8_lossy(&out.stderr)
-    );
-    assert!(std::fs::read_to_string(&txt)?.contains("LIVE-42"));
+    assert!(export(&ops.sekisho, &file, "txt", "export.txt")?.contains("LIVE-42"));
     // The next start finds nothing to recover.
     ops.spawn_serve()?;
     assert!(
@@ -436,12 +396,7 @@ impl Ops {
     }
 
     fn recording_path(&self, row: &serde_json::Value) -> Result<std::path::PathBuf> {
-        let rec = row["recording"].as_str().context("no recording")?;
-        Ok(if Path::new(rec).is_absolute() {
-            std::path::PathBuf::from(rec)
-        } else {
-            self.sekisho.path(rec)
-        })
+        recording_path(&self.sekisho, row)
     }
 
     fn prune(&self, dry_run: bool) -> Result<String> {

@@ -9,7 +9,9 @@ use anyhow::{Context, Result};
 
 use crate::support::{InstanceOptions, SekishoInstance, demo_inventory, require_peers};
 
-use crate::ssh::ssh_peers::{self, DEMO_PASSWORD, Session, askpass, client, ssh_options};
+use crate::ssh::ssh_peers::{
+    self, DEMO_PASSWORD, Session, askpass, export, output_text as text, recording_path,
+};
 
 const TANAKA_DESKTOP: &str = "127.0.10.11";
 
@@ -40,11 +42,12 @@ fn lab_with(edit: impl Fn(String) -> String) -> Result<Lab> {
 
 impl Lab {
     fn console(&self) -> Result<Session> {
-        let mut cmd = client("ssh", &self.askpass);
-        cmd.args(ssh_options(self.sekisho.listen.ssh.port(), TANAKA_DESKTOP))
-            .arg("-tt")
-            .arg("tanaka+web01@127.0.0.1");
-        Session::spawn(cmd)
+        ssh_peers::ssh_tt(
+            &self.askpass,
+            self.sekisho.listen.ssh.port(),
+            TANAKA_DESKTOP,
+            "tanaka+web01",
+        )
     }
 
     fn session_on_web01(&self, ended: bool) -> Result<serde_json::Value> {
@@ -66,22 +69,8 @@ impl Lab {
     }
 
     fn recording_path(&self, row: &serde_json::Value) -> Result<std::path::PathBuf> {
-        let rec = row["recording"].as_str().context("no recording")?;
-        let p = std::path::Path::new(rec);
-        Ok(if p.is_absolute() {
-            p.to_path_buf()
-        } else {
-            self.sekisho.path(rec)
-        })
+        recording_path(&self.sekisho, row)
     }
-}
-
-fn text(out: &std::process::Output) -> String {
-    format!(
-        "{}{}",
-        String::from_utf8_lossy(&out.stdout),
-        String::from_utf8_lossy(&out.stderr)
-    )
 }
 
 #[test]
@@ -109,17 +98,7 @@ fn a_crash_leaves_a_readable_recording_that_the_next_start_seals() -> Result<()>
     assert!(text(&out).contains("incomplete"), "{}", text(&out));
     assert!(!text(&out).contains("TAMPERED"), "{}", text(&out));
     // What it holds is there: the console output before the crash.
-    let txt = lab.sekisho.path("before-seal.txt");
-    let out = lab.sekisho.cli_raw(&[
-        "export",
-        &path.display().to_string(),
-        "--format",
-        "txt",
-        "-o",
-        &txt.display().to_string(),
-    ])?;
-    assert!(out.status.success(), "{}", text(&out));
-    let transcript = std::fs::read_to_string(&txt)?;
+    let transcript = export(&lab.sekisho, &path, "txt", "before-seal.txt")?;
     assert!(transcript.contains("No bootable device"), "{transcript}");
 
     // The next start seals the prefix and marks the session interrupted.

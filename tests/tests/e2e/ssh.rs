@@ -6,13 +6,14 @@ use std::time::{Duration, Instant};
 
 use anyhow::{Context, Result};
 
-use crate::support::{InstanceOptions, SekishoInstance, demo_inventory, require_peers};
+use crate::support::{InstanceOptions, SekishoInstance, require_peers};
 
 #[path = "support/ssh_peers.rs"]
 pub(crate) mod ssh_peers;
 
 use ssh_peers::{
-    DEMO_PASSWORD, LAB_PASSWORD, LAB_USER, Peer, Session, askpass, client, ssh_options,
+    DEMO_PASSWORD, LAB_PASSWORD, LAB_USER, Peer, Session, askpass, client, console_inventory,
+    console_secrets, export, output_text, recording_path, ssh_options,
 };
 
 /// tanaka's VDI desktop (internet-vpn path).
@@ -23,20 +24,7 @@ const YAMADA_DESKTOP: &str = "127.0.10.31";
 /// The demo inventory with web01's serial console on `serial` (QEMU), app02's console on the
 /// hypervisor's sshd (`sshd`), and file-phys02's own sshd on `sshd` too.
 fn inventory(serial: u16, sshd: u16) -> String {
-    demo_inventory()
-        .replace(
-            "serial_console = \"127.0.0.1:14501\"",
-            &format!("serial_console = \"127.0.0.1:{serial}\""),
-        )
-        .replace(
-            "vnc_console = \"127.0.0.1:15902\"",
-            &format!("vnc_console = \"127.0.0.1:15902\"\nssh_console = \"127.0.0.1:{sshd}\""),
-        )
-        .replace(
-            "name = \"kvm01\"\naddress = \"127.0.0.1\"",
-            "name = \"kvm01\"\naddress = \"127.0.0.1\"\ncredential = \"kvm01-console\"",
-        )
-        .replace(
+    console_inventory(serial, sshd).replace(
             "address = \"127.0.20.22\"\nkind = \"physical\"\nzone = \"business\"\nrdp_port = 13390",
             &format!(
                 "address = \"127.0.20.22\"\nkind = \"physical\"\nzone = \"business\"\nrdp_port = 13390\nssh_port = {sshd}\ncredential = \"file-phys02-maint\""
@@ -46,8 +34,8 @@ fn inventory(serial: u16, sshd: u16) -> String {
 
 fn secrets() -> String {
     format!(
-        "[credential.kvm01-console]\nusername = \"{LAB_USER}\"\npassword = \"{LAB_PASSWORD}\"\n\n\
-         [credential.file-phys02-maint]\nusername = \"{LAB_USER}\"\npassword = \"{LAB_PASSWORD}\"\n"
+        "{}\n[credential.file-phys02-maint]\nusername = \"{LAB_USER}\"\npassword = \"{LAB_PASSWORD}\"\n",
+        console_secrets()
     )
 }
 
@@ -108,13 +96,30 @@ impl Lab {
     }
 
     /// `ssh -tt LOGIN@sekisho` from `source`, interactive.
-    fn ssh_tt(&self, login: &str, source: &str, extra: &[&str]) -> Result<Session> {
-        let mut cmd = client("ssh", &self.askpass);
-        cmd.args(ssh_options(self.port(), source))
-            .arg("-tt")
-            .args(extra)
-            .arg(format!("{login}@127.0.0.1"));
-        Session::spawn(cmd)
+    fn ssh_tt(&self, login: &str, source: &str) -> Result<Session> {
+        ssh_peers::ssh_tt(&self.askpass, self.port(), source, login)
+    }
+
+    /// `ssh ARGS` toward Sekisho from tanaka's desktop, the password from `askpass`.
+    fn ssh_with(&self, askpass: &std::path::Path, args: &[&str]) -> Result<Session> {
+        ssh_peers::ssh(askpass, self.port(), TANAKA_DESKTOP, args)
+    }
+
+    /// `ssh tanaka@sekisho console web01` with a single password prompt answered by `askpass`,
+    /// to the client's exit: its exit code and output.
+    fn console_once(&self, askpass: &std::path::Path) -> Result<(Option<i32>, String)> {
+        let mut s = self.ssh_with(
+            askpass,
+            &[
+                "-o",
+                "NumberOfPasswordPrompts=1",
+                "tanaka@127.0.0.1",
+                "console",
+                "web01",
+            ],
+        )?;
+        let status = s.wait_exit(Duration::from_secs(30))?;
+        Ok((status.code(), s.output()))
     }
 
     /// Rows of `denials list` with `rule`.
@@ -173,14 +178,7 @@ fn recording_file(
     sekisho: &SekishoInstance,
     row: &serde_json::Value,
 ) -> Result<std::path::PathBuf> {
-    let rec = row["recording"]
-        .as_str()
-        .context("session row without recording")?;
-    let path = if std::path::Path::new(rec).is_absolute() {
-        std::path::PathBuf::from(rec)
-    } else {
-        sekisho.path(rec)
-    };
+    let path = recording_path(sekisho, row)?;
     let meta = std::fs::metadata(&path)
         .with_context(|| format!("recording {} missing", path.display()))?;
     assert!(meta.len() > 0, "recording {} is empty", path.display());
@@ -189,31 +187,9 @@ fn recording_file(
 
 /// The recording verifies and exports as text; returns the text.
 fn exported_text(sekisho: &SekishoInstance, file: &std::path::Path) -> Result<String> {
-    let f = file.display().to_string();
-    let out = sekisho.cli_raw(&["recording", "verify", &f])?;
-    assert_eq!(
-        out.status.code(),
-        Some(0),
-        "verify: {}{}",
-        String::from_utf8_lossy(&out.stdout),
-        String::from_utf8_lossy(&out.stderr)
-    );
-    let txt = sekisho.path("export.txt");
-    let out = sekisho.cli_raw(&[
-        "export",
-        &f,
-        "--format",
-        "txt",
-        "-o",
-        &txt.display().to_string(),
-    ])?;
-    assert_eq!(
-        out.status.code(),
-        Some(0),
-        "export: {}",
-        String::from_utf8_lossy(&out.stderr)
-    );
-    Ok(std::fs::read_to_string(txt)?)
+    let out = sekisho.cli_raw(&["recording", "verify", &file.display().to_string()])?;
+    assert_eq!(out.status.code(), Some(0), "verify: {}", output_text(&out));
+    export(sekisho, file, "txt", "export.txt")
 }
 
 #[test]
@@ -222,7 +198,7 @@ fn ssh_menu_lists_the_targets_of_the_user_and_why_not() -> Result<()> {
         return Ok(());
     }
     let lab = lab(false, false, |i| i)?;
-    let mut s = lab.ssh_tt("tanaka", TANAKA_DESKTOP, &[])?;
+    let mut s = lab.ssh_tt("tanaka", TANAKA_DESKTOP)?;
     s.wait_for("Choose a target", Duration::from_secs(15))?;
     let out = s.output();
     assert!(
@@ -246,7 +222,7 @@ fn ssh_login_with_target_lands_on_the_serial_console_and_is_recorded() -> Result
         return Ok(());
     }
     let lab = lab(true, false, |i| i)?;
-    let mut s = lab.ssh_tt("tanaka+web01", TANAKA_DESKTOP, &[])?;
+    let mut s = lab.ssh_tt("tanaka+web01", TANAKA_DESKTOP)?;
     s.wait_for("SeaBIOS", Duration::from_secs(20))?;
     s.wait_for("No bootable device", Duration::from_secs(20))?;
     let live = lab.live_session("web01")?;
@@ -270,7 +246,7 @@ fn ssh_menu_choice_reaches_the_hypervisor_ssh_console_with_window_size() -> Resu
         return Ok(());
     }
     let lab = lab(false, true, |i| i)?;
-    let mut s = lab.ssh_tt("tanaka", TANAKA_DESKTOP, &[])?;
+    let mut s = lab.ssh_tt("tanaka", TANAKA_DESKTOP)?;
     s.wait_for("Choose a target", Duration::from_secs(15))?;
     s.send(b"app02\r")?;
     s.wait_for("this session is recorded", Duration::from_secs(20))?;
@@ -296,7 +272,7 @@ fn ssh_to_a_physical_server_reaches_its_own_sshd() -> Result<()> {
         return Ok(());
     }
     let lab = lab(false, true, |i| i)?;
-    let mut s = lab.ssh_tt("tanaka+file-phys02", TANAKA_DESKTOP, &[])?;
+    let mut s = lab.ssh_tt("tanaka+file-phys02", TANAKA_DESKTOP)?;
     s.wait_for("this session is recorded", Duration::from_secs(20))?;
     s.send(b"echo PHYS-$((40+2)); exit 3\n")?;
     s.wait_for("PHYS-42", Duration::from_secs(20))?;
@@ -314,7 +290,7 @@ fn ssh_denied_login_shows_one_line_and_is_in_the_denials() -> Result<()> {
     }
     let lab = lab(false, false, |i| i)?;
     // globex's contract for app02 ended in 2021.
-    let mut s = lab.ssh_tt("yamada+app02", YAMADA_DESKTOP, &[])?;
+    let mut s = lab.ssh_tt("yamada+app02", YAMADA_DESKTOP)?;
     let status = s.wait_exit(Duration::from_secs(20))?;
     let out = s.output();
     assert!(out.contains("sekisho: denied (contract.expired)"), "{out}");
@@ -338,7 +314,7 @@ fn ssh_denied_outside_the_contract_window() -> Result<()> {
             &format!("valid_until = \"2099-12-31\"\nwindows = [\"{today} 03:00-03:01\"]"),
         )
     })?;
-    let mut s = lab.ssh_tt("tanaka+web01", TANAKA_DESKTOP, &[])?;
+    let mut s = lab.ssh_tt("tanaka+web01", TANAKA_DESKTOP)?;
     let status = s.wait_exit(Duration::from_secs(20))?;
     let out = s.output();
     assert!(out.contains("sekisho: denied (contract.window)"), "{out}");
@@ -406,17 +382,17 @@ fn ssh_port_forwarding_is_refused_and_recorded() -> Result<()> {
     }
     let lab = lab(false, false, |i| i)?;
     // -R: the tcpip-forward request is refused; with ExitOnForwardFailure ssh gives up.
-    let mut cmd = client("ssh", &lab.askpass);
-    cmd.args(ssh_options(lab.port(), TANAKA_DESKTOP))
-        .args([
+    let mut s = lab.ssh_with(
+        &lab.askpass,
+        &[
             "-N",
             "-o",
             "ExitOnForwardFailure=yes",
             "-R",
             "0:127.0.0.1:9",
-        ])
-        .arg("tanaka@127.0.0.1");
-    let mut s = Session::spawn(cmd)?;
+            "tanaka@127.0.0.1",
+        ],
+    )?;
     let status = s.wait_exit(Duration::from_secs(20))?;
     assert_ne!(status.code(), Some(0), "{}", s.output());
     lab.wait_denial("ssh.forwarding")?;
@@ -430,11 +406,7 @@ fn ssh_port_forwarding_is_refused_and_recorded() -> Result<()> {
         } else {
             format!("127.0.0.1:{local}")
         };
-        let mut cmd = client("ssh", &lab.askpass);
-        cmd.args(ssh_options(lab.port(), TANAKA_DESKTOP))
-            .args(["-N", flag, &spec])
-            .arg("tanaka@127.0.0.1");
-        let _s = Session::spawn(cmd)?;
+        let _s = lab.ssh_with(&lab.askpass, &["-N", flag, &spec, "tanaka@127.0.0.1"])?;
         crate::support::wait_for_port(([127, 0, 0, 1], local).into(), Duration::from_secs(15))?;
         if flag == "-D" {
             // A SOCKS5 CONNECT to 127.0.0.1:22 makes ssh open a direct-tcpip channel.
@@ -508,13 +480,7 @@ fn ssh_commands_other_than_the_menu_commands_are_refused() -> Result<()> {
         return Ok(());
     }
     let lab = lab(false, false, |i| i)?;
-    let mut cmd = client("ssh", &lab.askpass);
-    cmd.args(ssh_options(lab.port(), TANAKA_DESKTOP)).args([
-        "tanaka@127.0.0.1",
-        "cat",
-        "/etc/passwd",
-    ]);
-    let mut s = Session::spawn(cmd)?;
+    let mut s = lab.ssh_with(&lab.askpass, &["tanaka@127.0.0.1", "cat", "/etc/passwd"])?;
     let status = s.wait_exit(Duration::from_secs(20))?;
     assert_eq!(status.code(), Some(1), "{}", s.output());
     assert!(
@@ -524,14 +490,8 @@ fn ssh_commands_other_than_the_menu_commands_are_refused() -> Result<()> {
     );
     assert!(!s.output().contains("root:"), "{}", s.output());
 
-    let mut cmd = client("ssh", &lab.askpass);
-    cmd.args(ssh_options(lab.port(), TANAKA_DESKTOP)).args([
-        "tanaka@127.0.0.1",
-        "console",
-        "web01",
-    ]);
     // `console TARGET` is a menu command: it answers with a one-time VNC ticket.
-    let mut s = Session::spawn(cmd)?;
+    let mut s = lab.ssh_with(&lab.askpass, &["tanaka@127.0.0.1", "console", "web01"])?;
     let status = s.wait_exit(Duration::from_secs(20))?;
     assert_eq!(status.code(), Some(0), "{}", s.output());
     assert!(s.output().contains("vnc: "), "{}", s.output());
@@ -546,18 +506,9 @@ fn ssh_wrong_password_is_rejected() -> Result<()> {
     }
     let lab = lab(false, false, |i| i)?;
     let wrong = askpass(&lab.sekisho.path("data"), "not-the-password", None)?;
-    let mut cmd = client("ssh", &wrong);
-    cmd.args(ssh_options(lab.port(), TANAKA_DESKTOP)).args([
-        "-o",
-        "NumberOfPasswordPrompts=1",
-        "tanaka@127.0.0.1",
-        "console",
-        "web01",
-    ]);
-    let mut s = Session::spawn(cmd)?;
-    let status = s.wait_exit(Duration::from_secs(20))?;
-    assert_eq!(status.code(), Some(255), "{}", s.output());
-    assert!(s.output().contains("Permission denied"), "{}", s.output());
+    let (code, out) = lab.console_once(&wrong)?;
+    assert_eq!(code, Some(255), "{out}");
+    assert!(out.contains("Permission denied"), "{out}");
     Ok(())
 }
 
@@ -589,10 +540,7 @@ fn ssh_matrix_card_second_factor() -> Result<()> {
     })?;
     // Right answers: the menu.
     let good = askpass(&lab.sekisho.path("data"), DEMO_PASSWORD, Some(&card))?;
-    let mut cmd = client("ssh", &good);
-    cmd.args(ssh_options(lab.port(), TANAKA_DESKTOP))
-        .args(["-tt", "tanaka@127.0.0.1"]);
-    let mut s = Session::spawn(cmd)?;
+    let mut s = ssh_peers::ssh_tt(&good, lab.port(), TANAKA_DESKTOP, "tanaka")?;
     s.wait_for("Choose a target", Duration::from_secs(20))?;
     s.send(b"q\r")?;
     s.wait_exit(Duration::from_secs(10))?;
@@ -609,17 +557,8 @@ fn ssh_matrix_card_second_factor() -> Result<()> {
     let dir = lab.sekisho.path("wrong");
     std::fs::create_dir_all(&dir)?;
     let bad = askpass(&dir, DEMO_PASSWORD, Some(&wrong_card))?;
-    let mut cmd = client("ssh", &bad);
-    cmd.args(ssh_options(lab.port(), TANAKA_DESKTOP)).args([
-        "-o",
-        "NumberOfPasswordPrompts=1",
-        "tanaka@127.0.0.1",
-        "console",
-        "web01",
-    ]);
-    let mut s = Session::spawn(cmd)?;
-    let status = s.wait_exit(Duration::from_secs(30))?;
-    assert_eq!(status.code(), Some(255), "{}", s.output());
+    let (code, out) = lab.console_once(&bad)?;
+    assert_eq!(code, Some(255), "{out}");
 
     // More wrong answers lock the card. From then on the login is refused at the password, and
     // the right password is refused exactly like a wrong one: the lockout is no oracle for
@@ -630,15 +569,7 @@ fn ssh_matrix_card_second_factor() -> Result<()> {
         if lab.sekisho.serve_log().contains(locked) {
             break;
         }
-        let mut cmd = client("ssh", &bad);
-        cmd.args(ssh_options(lab.port(), TANAKA_DESKTOP)).args([
-            "-o",
-            "NumberOfPasswordPrompts=1",
-            "tanaka@127.0.0.1",
-            "console",
-            "web01",
-        ]);
-        Session::spawn(cmd)?.wait_exit(Duration::from_secs(30))?;
+        lab.console_once(&bad)?;
     }
     lab.sekisho
         .wait_until(Duration::from_secs(10), "the card locked", || {
@@ -657,17 +588,8 @@ fn ssh_matrix_card_second_factor() -> Result<()> {
         });
         std::fs::create_dir_all(&dir)?;
         let pass = askpass(&dir, password, Some(&card))?;
-        let mut cmd = client("ssh", &pass);
-        cmd.args(ssh_options(lab.port(), TANAKA_DESKTOP)).args([
-            "-o",
-            "NumberOfPasswordPrompts=1",
-            "tanaka@127.0.0.1",
-            "console",
-            "web01",
-        ]);
-        let mut s = Session::spawn(cmd)?;
-        let status = s.wait_exit(Duration::from_secs(30))?;
-        assert_eq!(status.code(), Some(255), "{}", s.output());
+        let (code, out) = lab.console_once(&pass)?;
+        assert_eq!(code, Some(255), "{out}");
     }
     let log = lab.sekisho.serve_log();
     assert_eq!(
@@ -689,7 +611,7 @@ fn ssh_sessions_kill_ends_a_console_session_within_one_second() -> Result<()> {
         return Ok(());
     }
     let lab = lab(true, false, |i| i)?;
-    let s = lab.ssh_tt("tanaka+web01", TANAKA_DESKTOP, &[])?;
+    let s = lab.ssh_tt("tanaka+web01", TANAKA_DESKTOP)?;
     s.wait_for("SeaBIOS", Duration::from_secs(20))?;
     let live = lab.live_session("web01")?;
     let id = live["id"].as_str().context("session id")?.to_owned();
@@ -807,14 +729,8 @@ fn ssh_bench_through_sekisho_vs_direct() -> Result<()> {
     let sshd_port = lab.sshd.as_ref().map(|p| p.port).context("sshd")?;
     let lab_pass = askpass(&lab.sekisho.path("data"), LAB_PASSWORD, None)?;
 
-    let mut direct = {
-        let mut cmd = client("ssh", &lab_pass);
-        cmd.args(ssh_options(sshd_port, "127.0.0.1"))
-            .arg("-tt")
-            .arg(format!("{LAB_USER}@127.0.0.1"));
-        Session::spawn(cmd)?
-    };
-    let mut via = lab.ssh_tt("tanaka+app02", TANAKA_DESKTOP, &[])?;
+    let mut direct = ssh_peers::ssh_tt(&lab_pass, sshd_port, "127.0.0.1", LAB_USER)?;
+    let mut via = lab.ssh_tt("tanaka+app02", TANAKA_DESKTOP)?;
     for s in [&mut direct, &mut via] {
         s.send(b"echo READY-$((1+1))\n")?;
         s.wait_for("READY-2", Duration::from_secs(30))?;
@@ -855,7 +771,7 @@ fn ssh_bench_through_sekisho_vs_direct() -> Result<()> {
     let first = (idle / 5).max(1);
     let mut at_first = None;
     for i in 0..idle {
-        let s = lab.ssh_tt("tanaka+web01", TANAKA_DESKTOP, &[])?;
+        let s = lab.ssh_tt("tanaka+web01", TANAKA_DESKTOP)?;
         s.wait_for("this session is recorded", Duration::from_secs(60))?;
         sessions.push(s);
         if i + 1 == first && first < idle {
@@ -975,29 +891,26 @@ fn ssh_public_key_login_with_a_listed_key_and_refused_with_another() -> Result<(
     // No password can be given: BatchMode, and askpass would answer a wrong one anyway.
     let no_password = askpass(&lab.sekisho.path("data"), "not-the-password", None)?;
 
-    let mut cmd = client("ssh", &no_password);
-    cmd.args(pubkey_options(lab.port(), TANAKA_DESKTOP, &listed))
-        .args(["-tt", "tanaka@127.0.0.1"]);
-    let mut s = Session::spawn(cmd)?;
+    let login = |key: &std::path::Path, user: &str| {
+        let mut cmd = client("ssh", &no_password);
+        cmd.args(pubkey_options(lab.port(), TANAKA_DESKTOP, key))
+            .args(["-tt", &format!("{user}@127.0.0.1")]);
+        Session::spawn(cmd)
+    };
+    let mut s = login(&listed, "tanaka")?;
     s.wait_for("Choose a target", Duration::from_secs(20))?;
     s.send(b"q\r")?;
     let status = s.wait_exit(Duration::from_secs(10))?;
     assert_eq!(status.code(), Some(0), "{}", s.output());
 
-    let mut cmd = client("ssh", &no_password);
-    cmd.args(pubkey_options(lab.port(), TANAKA_DESKTOP, &unlisted))
-        .args(["-tt", "tanaka@127.0.0.1"]);
-    let mut s = Session::spawn(cmd)?;
+    let mut s = login(&unlisted, "tanaka")?;
     let status = s.wait_exit(Duration::from_secs(20))?;
     assert_eq!(status.code(), Some(255), "{}", s.output());
     assert!(s.output().contains("Permission denied"), "{}", s.output());
     assert!(!s.output().contains("Choose a target"), "{}", s.output());
 
     // The listed key is tanaka's only: another user cannot log in with it.
-    let mut cmd = client("ssh", &no_password);
-    cmd.args(pubkey_options(lab.port(), TANAKA_DESKTOP, &listed))
-        .args(["-tt", "sato@127.0.0.1"]);
-    let mut s = Session::spawn(cmd)?;
+    let mut s = login(&listed, "sato")?;
     let status = s.wait_exit(Duration::from_secs(20))?;
     assert_eq!(status.code(), Some(255), "{}", s.output());
     assert!(s.output().contains("Permission denied"), "{}", s.output());
@@ -1088,22 +1001,7 @@ fn ssh_window_change_reaches_the_console_and_the_recording() -> Result<()> {
 
     let row = lab.ended_session("app02")?;
     let file = recording_file(&lab.sekisho, &row)?;
-    let cast = lab.sekisho.path("resize.cast");
-    let out = lab.sekisho.cli_raw(&[
-        "export",
-        &file.display().to_string(),
-        "--format",
-        "asciicast",
-        "-o",
-        &cast.display().to_string(),
-    ])?;
-    assert_eq!(
-        out.status.code(),
-        Some(0),
-        "export: {}",
-        String::from_utf8_lossy(&out.stderr)
-    );
-    let cast = std::fs::read_to_string(&cast)?;
+    let cast = export(&lab.sekisho, &file, "asciicast", "resize.cast")?;
     assert!(
         cast.lines().any(|l| l.contains("\"r\", \"132x43\"")),
         "no resize event to 132x43 in the recording:\n{cast}"

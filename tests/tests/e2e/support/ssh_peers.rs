@@ -11,7 +11,7 @@ use std::time::{Duration, Instant};
 
 use anyhow::{Context, Result, bail};
 
-use crate::support::{free_port, wait_for_port};
+use crate::support::{SekishoInstance, free_port, wait_for_port};
 
 /// The lab user sshd logs Sekisho in as (RECIPES.md §4).
 pub const LAB_USER: &str = "labuser";
@@ -229,6 +229,86 @@ pub fn client(program: &str, askpass: &Path) -> Command {
         .env("DISPLAY", ":0")
         .env_remove("SSH_AUTH_SOCK");
     c
+}
+
+/// `ssh` toward Sekisho at `port` from `source` with `args` (more options, the login, a
+/// command), its password prompts answered by `askpass`.
+pub fn ssh(askpass: &Path, port: u16, source: &str, args: &[&str]) -> Result<Session> {
+    let mut cmd = client("ssh", askpass);
+    cmd.args(ssh_options(port, source)).args(args);
+    Session::spawn(cmd)
+}
+
+/// `ssh -tt LOGIN@127.0.0.1` at `port` from `source`: an interactive login.
+pub fn ssh_tt(askpass: &Path, port: u16, source: &str, login: &str) -> Result<Session> {
+    ssh(
+        askpass,
+        port,
+        source,
+        &["-tt", &format!("{login}@127.0.0.1")],
+    )
+}
+
+/// The demo inventory with web01's serial console on `serial` and app02's console on the
+/// hypervisor's sshd at `sshd`, which Sekisho logs in to with [`console_secrets`].
+pub fn console_inventory(serial: u16, sshd: u16) -> String {
+    crate::support::demo_inventory()
+        .replace(
+            "serial_console = \"127.0.0.1:14501\"",
+            &format!("serial_console = \"127.0.0.1:{serial}\""),
+        )
+        .replace(
+            "vnc_console = \"127.0.0.1:15902\"",
+            &format!("vnc_console = \"127.0.0.1:15902\"\nssh_console = \"127.0.0.1:{sshd}\""),
+        )
+        .replace(
+            "name = \"kvm01\"\naddress = \"127.0.0.1\"",
+            "name = \"kvm01\"\naddress = \"127.0.0.1\"\ncredential = \"kvm01-console\"",
+        )
+}
+
+/// The secrets of [`console_inventory`]: the lab user on the hypervisor's sshd.
+pub fn console_secrets() -> String {
+    format!(
+        "[credential.kvm01-console]\nusername = \"{LAB_USER}\"\npassword = \"{LAB_PASSWORD}\"\n"
+    )
+}
+
+/// The recording file of a catalogue session row (relative paths are under the instance).
+pub fn recording_path(sekisho: &SekishoInstance, row: &serde_json::Value) -> Result<PathBuf> {
+    let rec = row["recording"]
+        .as_str()
+        .context("session row without recording")?;
+    Ok(if Path::new(rec).is_absolute() {
+        PathBuf::from(rec)
+    } else {
+        sekisho.path(rec)
+    })
+}
+
+/// A command's stdout and stderr, one after the other.
+pub fn output_text(out: &std::process::Output) -> String {
+    format!(
+        "{}{}",
+        String::from_utf8_lossy(&out.stdout),
+        String::from_utf8_lossy(&out.stderr)
+    )
+}
+
+/// `sekisho export FILE --format FORMAT` into the instance's `name`, which must succeed; what
+/// it wrote.
+pub fn export(sekisho: &SekishoInstance, file: &Path, format: &str, name: &str) -> Result<String> {
+    let to = sekisho.path(name);
+    let out = sekisho.cli_raw(&[
+        "export",
+        &file.display().to_string(),
+        "--format",
+        format,
+        "-o",
+        &to.display().to_string(),
+    ])?;
+    assert_eq!(out.status.code(), Some(0), "export: {}", output_text(&out));
+    Ok(std::fs::read_to_string(to)?)
 }
 
 /// A running client with its output (stdout and stderr together) captured.
