@@ -13,7 +13,7 @@ use std::net::TcpStream;
 use std::time::{Duration, Instant};
 
 use anyhow::{Context, Result};
-use rdp_peers::{LAB_PASS, LAB_USER, XRDP_PORT};
+use rdp_peers::{Background, ClientRun, LAB_PASS, LAB_USER, XRDP_PORT};
 
 use crate::ssh::ssh_peers;
 use crate::support::inventory::{Inventory, PASSWORD as TANAKA_PASS, Target};
@@ -81,41 +81,16 @@ fn secrets() -> String {
 
 /// A Sekisho instance whose RDP clients appear to come from the VDI desktop.
 struct Vdi {
+    // Before the instance: the rule goes first.
+    _snat: rdp_peers::Snat,
     instance: SekishoInstance,
     port: u16,
-    source: &'static str,
 }
 
 impl std::ops::Deref for Vdi {
     type Target = SekishoInstance;
     fn deref(&self) -> &SekishoInstance {
         &self.instance
-    }
-}
-
-fn snat(op: &str, port: u16, source: &str) -> Result<()> {
-    let status = std::process::Command::new("iptables")
-        .args([
-            "-t",
-            "nat",
-            op,
-            "POSTROUTING",
-            "-p",
-            "tcp",
-            "-d",
-            "127.0.0.1",
-            "--dport",
-        ])
-        .arg(port.to_string())
-        .args(["-j", "SNAT", "--to-source", source])
-        .status()?;
-    anyhow::ensure!(status.success(), "iptables {op} failed");
-    Ok(())
-}
-
-impl Drop for Vdi {
-    fn drop(&mut self) {
-        let _ = snat("-D", self.port, self.source);
     }
 }
 
@@ -128,20 +103,47 @@ fn start(path: &str, kind: &'static str, zone: &str, valid_until: &str) -> Resul
 
 /// Starts Sekisho with `inventory`; its RDP clients appear to come from `source`.
 fn start_from(inventory: &str, source: &'static str) -> Result<Vdi> {
+    start_with_secrets(inventory, &secrets(), source)
+}
+
+/// Starts Sekisho with `inventory` and the secrets file `secrets`; its RDP clients appear to
+/// come from `source`.
+fn start_with_secrets(inventory: &str, secrets: &str, source: &'static str) -> Result<Vdi> {
     let instance = SekishoInstance::start_with(
         inventory,
         InstanceOptions {
-            secrets: Some(secrets()),
+            secrets: Some(secrets.to_owned()),
             ..InstanceOptions::default()
         },
     )?;
     let port = instance.listen.rdp.port();
-    snat("-A", port, source)?;
     Ok(Vdi {
+        _snat: rdp_peers::Snat::add(port, source)?,
         instance,
         port,
-        source,
     })
+}
+
+/// tanaka's xfreerdp to srv01 through Sekisho's RDP `port`, for at most `seconds`.
+fn tanaka(port: u16, seconds: u32, extra: &[&str]) -> Result<ClientRun> {
+    let args = [&["/pcb:srv01"][..], extra].concat();
+    rdp_peers::xfreerdp("127.0.0.1", port, "tanaka", TANAKA_PASS, seconds, &args)
+}
+
+/// [`tanaka`] on a thread of its own.
+fn tanaka_background(port: u16, seconds: u32) -> Background {
+    Background::spawn(port, "tanaka", TANAKA_PASS, seconds, &["/pcb:srv01"])
+}
+
+/// `sessions kill ID`, which must succeed.
+fn kill_session(instance: &SekishoInstance, id: &str) -> Result<()> {
+    let out = instance.cli(&["sessions", "kill", id])?;
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    Ok(())
 }
 
 fn peers() -> Result<bool> {
@@ -162,14 +164,7 @@ fn channels_added(log: &str) -> Vec<String> {
 
 /// Asks the policy for a denied target: the client must fail fast, and the denial is listed.
 fn assert_denied(instance: &SekishoInstance, rule: &str) -> Result<()> {
-    let run = rdp_peers::xfreerdp(
-        "127.0.0.1",
-        instance.listen.rdp.port(),
-        "tanaka",
-        TANAKA_PASS,
-        20,
-        &["/pcb:srv01"],
-    )?;
+    let run = tanaka(instance.listen.rdp.port(), 20, &[])?;
     assert!(!run.active(), "denied session became active");
     assert_ne!(run.code, Some(124), "client hung until the timeout");
     assert!(
@@ -215,14 +210,7 @@ fn rdp_vdi_to_physical_is_relayed_without_clipboard_or_devices() -> Result<()> {
 
     // Through Sekisho, with the same requests.
     let before = rdp_peers::xrdp_log_offset();
-    let run = rdp_peers::xfreerdp(
-        "127.0.0.1",
-        instance.listen.rdp.port(),
-        "tanaka",
-        TANAKA_PASS,
-        8,
-        &["/pcb:srv01"],
-    )?;
+    let run = tanaka(instance.listen.rdp.port(), 8, &[])?;
     assert!(
         run.active(),
         "session through Sekisho did not come up:\n{}\n{}",
@@ -249,14 +237,7 @@ fn rdp_vdi_to_physical_is_relayed_without_clipboard_or_devices() -> Result<()> {
         );
     }
 
-    let sessions =
-        instance.wait_until(Duration::from_secs(10), "the RDP session to end", || {
-            Ok(instance
-                .sessions()?
-                .iter()
-                .find(|s| s["protocol"] == "rdp" && !s["ended_at"].is_null())
-                .cloned())
-        })?;
+    let sessions = rdp_peers::ended_session(&instance, "the RDP session to end")?;
     assert_eq!(sessions["target"], "srv01");
     assert_eq!(sessions["user"], "tanaka");
     assert!(
@@ -275,38 +256,14 @@ fn rdp_sessions_kill_ends_the_session_promptly() -> Result<()> {
     let _serial = rdp_peers::serial();
     let vdi = start("ip-vpn", "physical", "business", "2099-12-31")?;
     let port = vdi.instance.listen.rdp.port();
-    let client = std::thread::spawn(move || {
-        rdp_peers::xfreerdp(
-            "127.0.0.1",
-            port,
-            "tanaka",
-            TANAKA_PASS,
-            40,
-            &["/pcb:srv01"],
-        )
-    });
-    let live = vdi
-        .instance
-        .wait_until(Duration::from_secs(20), "a live RDP session", || {
-            Ok(vdi
-                .instance
-                .sessions()?
-                .into_iter()
-                .find(|s| s["protocol"] == "rdp" && s["ended_at"].is_null()))
-        })?;
+    let client = tanaka_background(port, 40);
+    let live = rdp_peers::live_session(&vdi, "a live RDP session")?;
     // Let the client reach the active state before the stop.
     std::thread::sleep(Duration::from_secs(4));
     let id = live["id"].as_str().context("session id")?.to_owned();
     let killed = Instant::now();
-    let out = vdi.instance.cli(&["sessions", "kill", &id])?;
-    assert!(
-        out.status.success(),
-        "{}",
-        String::from_utf8_lossy(&out.stderr)
-    );
-    let run = client
-        .join()
-        .map_err(|_| anyhow::anyhow!("client thread panicked"))??;
+    kill_session(&vdi, &id)?;
+    let run = client.join()?;
     let after_kill = killed.elapsed();
     assert!(run.active(), "the session never came up:\n{}", run.log);
     assert_ne!(
@@ -424,17 +381,13 @@ fn rdp_garbage_at_handshake_stages_closes_cleanly_and_others_are_unaffected() ->
     ];
     // Meanwhile a real session runs and must be unaffected.
     let port = addr.port();
-    let session = std::thread::spawn(move || {
-        rdp_peers::xfreerdp("127.0.0.1", port, "tanaka", TANAKA_PASS, 8, &["/pcb:srv01"])
-    });
+    let session = tanaka_background(port, 8);
     for (name, bytes, half_close) in cases {
         let took =
             closes_cleanly(addr, &bytes, half_close).map_err(|e| anyhow::anyhow!("{name}: {e}"))?;
         assert!(took < Duration::from_secs(12), "{name}: took {took:?}");
     }
-    let run = session
-        .join()
-        .map_err(|_| anyhow::anyhow!("client thread panicked"))??;
+    let run = session.join()?;
     assert!(run.active(), "concurrent session broke:\n{}", run.log);
     assert_eq!(run.code, Some(124));
     Ok(())
@@ -456,18 +409,19 @@ fn hop_inventory(serial: u16) -> String {
         .render()
 }
 
-/// Records of kind Event in the recording of session `row`: their details.
-fn recording_events(instance: &SekishoInstance, row: &serde_json::Value) -> Result<Vec<String>> {
-    use recorder::format::RecordKind;
+/// The recording file of session `row` (a relative path is under the instance).
+fn recording_file(instance: &SekishoInstance, row: &serde_json::Value) -> Result<Vec<u8>> {
     let rec = row["recording"]
         .as_str()
         .context("session row without recording")?;
-    let path = if std::path::Path::new(rec).is_absolute() {
-        std::path::PathBuf::from(rec)
-    } else {
-        instance.path(rec)
-    };
-    let bytes = std::fs::read(&path).with_context(|| format!("read {}", path.display()))?;
+    let path = instance.path(rec);
+    std::fs::read(&path).with_context(|| format!("read {}", path.display()))
+}
+
+/// Records of kind Event in the recording of session `row`: their details.
+fn recording_events(instance: &SekishoInstance, row: &serde_json::Value) -> Result<Vec<String>> {
+    use recorder::format::RecordKind;
+    let bytes = recording_file(instance, row)?;
     let parsed = recorder::reader::Recording::parse(&bytes)?;
     let mut events = Vec::new();
     for r in parsed.records() {
@@ -483,15 +437,7 @@ fn recording_metadata(
     instance: &SekishoInstance,
     row: &serde_json::Value,
 ) -> Result<std::collections::BTreeMap<String, String>> {
-    let rec = row["recording"]
-        .as_str()
-        .context("session row without recording")?;
-    let path = if std::path::Path::new(rec).is_absolute() {
-        std::path::PathBuf::from(rec)
-    } else {
-        instance.path(rec)
-    };
-    let bytes = std::fs::read(&path).with_context(|| format!("read {}", path.display()))?;
+    let bytes = recording_file(instance, row)?;
     let parsed = recorder::reader::Recording::parse(&bytes)?;
     Ok(parsed.header().header.metadata.clone())
 }
@@ -541,38 +487,15 @@ fn rdp_hop_from_a_live_console_is_allowed_linked_and_ends_with_the_console() -> 
     .arg("tanaka+jump01@127.0.0.1");
     let console_client = ssh_peers::Session::spawn(cmd)?;
     console_client.wait_for("SeaBIOS", Duration::from_secs(20))?;
-    let console =
-        vdi.instance
-            .wait_until(Duration::from_secs(10), "a live console on jump01", || {
-                Ok(vdi
-                    .instance
-                    .sessions()?
-                    .into_iter()
-                    .find(|s| s["target"] == "jump01" && s["ended_at"].is_null()))
-            })?;
+    let console = rdp_peers::wait_session(&vdi, 10, "a live console on jump01", |s| {
+        s["target"] == "jump01" && s["ended_at"].is_null()
+    })?;
     assert_eq!(console["protocol"], "console-serial");
     let console_id = console["id"].as_str().context("console id")?.to_owned();
 
     // Now the same RDP connection from jump01 is a hop, linked to the console.
-    let client = std::thread::spawn(move || {
-        rdp_peers::xfreerdp(
-            "127.0.0.1",
-            port,
-            "tanaka",
-            TANAKA_PASS,
-            40,
-            &["/pcb:srv01"],
-        )
-    });
-    let hop = vdi
-        .instance
-        .wait_until(Duration::from_secs(20), "a live hop RDP session", || {
-            Ok(vdi
-                .instance
-                .sessions()?
-                .into_iter()
-                .find(|s| s["protocol"] == "rdp" && s["ended_at"].is_null()))
-        })?;
+    let client = tanaka_background(port, 40);
+    let hop = rdp_peers::live_session(&vdi, "a live hop RDP session")?;
     assert_eq!(hop["source"], JUMP01, "{hop}");
     assert_eq!(hop["target"], "srv01", "{hop}");
     assert_eq!(hop["console_session"], console_id.as_str(), "{hop}");
@@ -588,16 +511,9 @@ fn rdp_hop_from_a_live_console_is_allowed_linked_and_ends_with_the_console() -> 
     std::thread::sleep(Duration::from_secs(4));
 
     // Security staff end the console: the hop ends with it.
-    let out = vdi.instance.cli(&["sessions", "kill", &console_id])?;
-    assert!(
-        out.status.success(),
-        "{}",
-        String::from_utf8_lossy(&out.stderr)
-    );
+    kill_session(&vdi, &console_id)?;
     let killed = Instant::now();
-    let run = client
-        .join()
-        .map_err(|_| anyhow::anyhow!("client thread panicked"))??;
+    let run = client.join()?;
     let after_kill = killed.elapsed();
     assert!(
         run.active(),
@@ -620,15 +536,9 @@ fn rdp_hop_from_a_live_console_is_allowed_linked_and_ends_with_the_console() -> 
         .find(|s| s["id"] == console_id.as_str())
         .context("console row")?;
     assert_eq!(console_row["outcome"], "killed", "{console_row}");
-    let hop_row =
-        vdi.instance
-            .wait_until(Duration::from_secs(10), "the hop row to close", || {
-                Ok(vdi
-                    .instance
-                    .sessions()?
-                    .into_iter()
-                    .find(|s| s["id"] == hop_id.as_str() && !s["ended_at"].is_null()))
-            })?;
+    let hop_row = rdp_peers::wait_session(&vdi, 10, "the hop row to close", |s| {
+        s["id"] == hop_id.as_str() && !s["ended_at"].is_null()
+    })?;
     assert_eq!(hop_row["console_session"], console_id.as_str());
     // The recording says which console the hop rode on and why it ended.
     let meta = recording_metadata(&vdi.instance, &hop_row)?;
@@ -678,16 +588,8 @@ fn rdp_server_certificate_is_pinned_on_first_use_and_a_change_is_denied() -> Res
     let rdp = vdi.instance.listen.rdp.port();
 
     // First use: the certificate is pinned, and that is recorded.
-    let run = rdp_peers::xfreerdp("127.0.0.1", rdp, "tanaka", TANAKA_PASS, 6, &["/pcb:srv01"])?;
-    let first =
-        vdi.instance
-            .wait_until(Duration::from_secs(10), "the first session to end", || {
-                Ok(vdi
-                    .instance
-                    .sessions()?
-                    .into_iter()
-                    .find(|s| s["protocol"] == "rdp" && !s["ended_at"].is_null()))
-            })?;
+    let run = tanaka(rdp, 6, &[])?;
+    let first = rdp_peers::ended_session(&vdi, "the first session to end")?;
     let events = recording_events(&vdi.instance, &first)?;
     assert!(
         events
@@ -703,20 +605,12 @@ fn rdp_server_certificate_is_pinned_on_first_use_and_a_change_is_denied() -> Res
     // The server comes back with another certificate: refused before any RDP byte.
     drop(shadow);
     let _shadow = rdp_peers::start_shadow(&work.path().join("b"), port, &["/sec:tls", "-auth"])?;
-    let run = rdp_peers::xfreerdp("127.0.0.1", rdp, "tanaka", TANAKA_PASS, 20, &["/pcb:srv01"])?;
+    let run = tanaka(rdp, 20, &[])?;
     assert!(!run.active(), "a session to the changed server came up");
     assert_ne!(run.code, Some(124), "client hung until the timeout");
-    let denial = vdi.instance.wait_until(
-        Duration::from_secs(10),
-        "an rdp.server-cert-changed denial",
-        || {
-            Ok(vdi
-                .instance
-                .denials()?
-                .into_iter()
-                .find(|d| d["rule"] == "rdp.server-cert-changed"))
-        },
-    )?;
+    let denial = rdp_peers::wait_denial(&vdi, 10, "an rdp.server-cert-changed denial", |d| {
+        d["rule"] == "rdp.server-cert-changed"
+    })?;
     assert_eq!(denial["target"], "srv01", "{denial}");
     assert_eq!(denial["user"], "tanaka", "{denial}");
     // The pin is kept: a changed certificate never replaces it silently.
@@ -733,10 +627,7 @@ const TANAKA_NT_HASH: &str = "92CEABB25E2C174E131E9FA87BA5C22C";
 /// Every relayed byte of the recording of session `row`, both directions.
 fn recorded_bytes(instance: &SekishoInstance, row: &serde_json::Value) -> Result<Vec<u8>> {
     use recorder::format::RecordKind;
-    let rec = row["recording"]
-        .as_str()
-        .context("session row without recording")?;
-    let bytes = std::fs::read(instance.path(rec))?;
+    let bytes = recording_file(instance, row)?;
     let parsed = recorder::reader::Recording::parse(&bytes)?;
     let mut out = Vec::new();
     for r in parsed.records() {
@@ -761,14 +652,7 @@ fn rdp_nla_on_the_contractor_leg_checks_the_nt_hash() -> Result<()> {
 
     // The right password over NLA: the server leg (TLS, credentials injected) logs in.
     let before = rdp_peers::xrdp_log_offset();
-    let run = rdp_peers::xfreerdp(
-        "127.0.0.1",
-        port,
-        "tanaka",
-        TANAKA_PASS,
-        8,
-        &["/pcb:srv01", "/sec:nla"],
-    )?;
+    let run = tanaka(port, 8, &["/sec:nla"])?;
     assert!(
         run.active(),
         "NLA session did not come up:\n{}\n{}",
@@ -781,15 +665,7 @@ fn rdp_nla_on_the_contractor_leg_checks_the_nt_hash() -> Result<()> {
         xrdp_log.contains(&format!("login successful for user {LAB_USER}")),
         "{xrdp_log}"
     );
-    let row = vdi
-        .instance
-        .wait_until(Duration::from_secs(10), "the NLA session to end", || {
-            Ok(vdi
-                .instance
-                .sessions()?
-                .into_iter()
-                .find(|s| s["protocol"] == "rdp" && !s["ended_at"].is_null()))
-        })?;
+    let row = rdp_peers::ended_session(&vdi, "the NLA session to end")?;
     // No CredSSP byte (NTLM messages start with "NTLMSSP\0") is in the recording.
     let recorded = recorded_bytes(&vdi.instance, &row)?;
     assert!(!recorded.is_empty());
@@ -818,15 +694,9 @@ fn rdp_nla_on_the_contractor_leg_checks_the_nt_hash() -> Result<()> {
         "refusal took {:?}",
         run.elapsed
     );
-    let denial =
-        vdi.instance
-            .wait_until(Duration::from_secs(10), "an auth.failed denial", || {
-                Ok(vdi
-                    .instance
-                    .denials()?
-                    .into_iter()
-                    .find(|d| d["rule"] == "auth.failed" && d["protocol"] == "rdp"))
-            })?;
+    let denial = rdp_peers::wait_denial(&vdi, 10, "an auth.failed denial", |d| {
+        d["rule"] == "auth.failed" && d["protocol"] == "rdp"
+    })?;
     assert_eq!(denial["user"], "tanaka", "{denial}");
     let rdp_sessions = vdi
         .instance
@@ -851,25 +721,6 @@ fn png_distinct_colours(path: &std::path::Path) -> Result<usize> {
         String::from_utf8_lossy(&out.stderr)
     );
     Ok(String::from_utf8_lossy(&out.stdout).trim().parse()?)
-}
-
-/// Starts Sekisho with `inventory` and the secrets file `secrets`; its RDP clients appear to
-/// come from the VDI desktop.
-fn start_with_secrets(inventory: &str, secrets: &str) -> Result<Vdi> {
-    let instance = SekishoInstance::start_with(
-        inventory,
-        InstanceOptions {
-            secrets: Some(secrets.to_owned()),
-            ..InstanceOptions::default()
-        },
-    )?;
-    let port = instance.listen.rdp.port();
-    snat("-A", port, DESKTOP)?;
-    Ok(Vdi {
-        instance,
-        port,
-        source: DESKTOP,
-    })
 }
 
 /// NLA on the server leg: freerdp-shadow-cli with `/sec:nla` and a SAM file holding only the
@@ -909,18 +760,11 @@ fn rdp_server_leg_nla_injects_the_secret_credentials() -> Result<()> {
     let inventory = lab("ip-vpn", Some(TANAKA_NT_HASH))
         .target(srv01("physical", "business", port))
         .render();
-    let vdi = start_with_secrets(&inventory, &secrets())?;
+    let vdi = start_from(&inventory, DESKTOP)?;
     let rdp = vdi.port;
 
     // The session comes up and stays up; the contractor never typed the server's password.
-    let run = rdp_peers::xfreerdp(
-        "127.0.0.1",
-        rdp,
-        "tanaka",
-        TANAKA_PASS,
-        8,
-        &["/pcb:srv01", "/sec:tls"],
-    )?;
+    let run = tanaka(rdp, 8, &["/sec:tls"])?;
     assert!(
         run.active(),
         "session over server-leg NLA did not come up:\n{}\nserver:\n{}\nserve:\n{}",
@@ -947,15 +791,7 @@ fn rdp_server_leg_nla_injects_the_secret_credentials() -> Result<()> {
         );
     }
 
-    let row = vdi
-        .instance
-        .wait_until(Duration::from_secs(10), "the session to end", || {
-            Ok(vdi
-                .instance
-                .sessions()?
-                .into_iter()
-                .find(|s| s["protocol"] == "rdp" && !s["ended_at"].is_null()))
-        })?;
+    let row = rdp_peers::ended_session(&vdi, "the session to end")?;
     let meta = recording_metadata(&vdi.instance, &row)?;
     assert_eq!(
         meta.get("rdp.server_selected_protocol").map(String::as_str),
@@ -1003,14 +839,7 @@ fn rdp_server_leg_nla_injects_the_secret_credentials() -> Result<()> {
 
     // NLA on both legs: CredSSP as server toward xfreerdp, as client toward the target; still
     // no CredSSP byte or password in the recording.
-    let run = rdp_peers::xfreerdp(
-        "127.0.0.1",
-        rdp,
-        "tanaka",
-        TANAKA_PASS,
-        8,
-        &["/pcb:srv01", "/sec:nla"],
-    )?;
+    let run = tanaka(rdp, 8, &["/sec:nla"])?;
     assert!(
         run.active(),
         "NLA on both legs did not come up:\n{}\nserve:\n{}",
@@ -1018,13 +847,9 @@ fn rdp_server_leg_nla_injects_the_secret_credentials() -> Result<()> {
         vdi.instance.serve_log()
     );
     assert_eq!(run.code, Some(124), "client should still be connected");
-    let second =
-        vdi.instance
-            .wait_until(Duration::from_secs(10), "the second session to end", || {
-                Ok(vdi.instance.sessions()?.into_iter().find(|s| {
-                    s["protocol"] == "rdp" && !s["ended_at"].is_null() && s["id"] != row["id"]
-                }))
-            })?;
+    let second = rdp_peers::wait_session(&vdi, 10, "the second session to end", |s| {
+        s["protocol"] == "rdp" && !s["ended_at"].is_null() && s["id"] != row["id"]
+    })?;
     let recorded = recorded_bytes(&vdi.instance, &second)?;
     assert!(!recorded.is_empty());
     for needle in [LAB_PASS.as_bytes(), &utf16, b"NTLMSSP\0"] {
@@ -1043,9 +868,10 @@ fn rdp_server_leg_nla_injects_the_secret_credentials() -> Result<()> {
         &format!(
             "[credential.srv01-maint]\nusername = \"{LAB_USER}\"\npassword = \"{WRONG_PASS}\"\n"
         ),
+        DESKTOP,
     )?;
     let rdp = vdi.port;
-    let run = rdp_peers::xfreerdp("127.0.0.1", rdp, "tanaka", TANAKA_PASS, 20, &["/pcb:srv01"])?;
+    let run = tanaka(rdp, 20, &[])?;
     assert!(!run.active(), "a refused server logon reached a session");
     assert_ne!(run.code, Some(124), "client hung until the timeout");
     assert!(
@@ -1053,17 +879,9 @@ fn rdp_server_leg_nla_injects_the_secret_credentials() -> Result<()> {
         "refusal took {:?}",
         run.elapsed
     );
-    let denial = vdi.instance.wait_until(
-        Duration::from_secs(10),
-        "a denial for the refused credentials",
-        || {
-            Ok(vdi
-                .instance
-                .denials()?
-                .into_iter()
-                .find(|d| d["target"] == "srv01" && d["protocol"] == "rdp"))
-        },
-    )?;
+    let denial = rdp_peers::wait_denial(&vdi, 10, "a denial for the refused credentials", |d| {
+        d["target"] == "srv01" && d["protocol"] == "rdp"
+    })?;
     assert_eq!(denial["rule"], "credential.refused", "{denial}");
     assert_eq!(denial["user"], "tanaka", "{denial}");
     assert!(

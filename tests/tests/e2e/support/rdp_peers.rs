@@ -12,6 +12,8 @@ use std::time::{Duration, Instant};
 
 use anyhow::{Context, Result, bail};
 
+use crate::support::SekishoInstance;
+
 /// xrdp's address (fixed by the lab recipe).
 pub const XRDP_PORT: u16 = 13390;
 /// The Linux account xrdp logs into (created by the recipe).
@@ -260,6 +262,46 @@ pub fn xrdp_log_since(offset: u64) -> String {
     String::from_utf8_lossy(text.get(start..).unwrap_or_default()).into_owned()
 }
 
+/// An iptables SNAT rule on loopback making connections to 127.0.0.1:`port` come from
+/// `source` (xfreerdp cannot choose its source address); removed on drop.
+pub struct Snat {
+    port: u16,
+    source: &'static str,
+}
+
+impl Snat {
+    pub fn add(port: u16, source: &'static str) -> Result<Snat> {
+        snat_rule("-A", port, source)?;
+        Ok(Snat { port, source })
+    }
+}
+
+impl Drop for Snat {
+    fn drop(&mut self) {
+        let _ = snat_rule("-D", self.port, self.source);
+    }
+}
+
+fn snat_rule(op: &str, port: u16, source: &str) -> Result<()> {
+    let status = Command::new("iptables")
+        .args([
+            "-t",
+            "nat",
+            op,
+            "POSTROUTING",
+            "-p",
+            "tcp",
+            "-d",
+            "127.0.0.1",
+            "--dport",
+        ])
+        .arg(port.to_string())
+        .args(["-j", "SNAT", "--to-source", source])
+        .status()?;
+    anyhow::ensure!(status.success(), "iptables {op} failed");
+    Ok(())
+}
+
 /// What one xfreerdp run showed.
 #[derive(Debug)]
 pub struct ClientRun {
@@ -287,12 +329,10 @@ pub fn xfreerdp(
     seconds: u32,
     extra: &[&str],
 ) -> Result<ClientRun> {
-    ensure_display()?;
     let share = std::env::temp_dir().join("sekisho-e2e-share");
     std::fs::create_dir_all(&share)?;
-    let started = Instant::now();
-    let out = Command::new("timeout")
-        .arg(seconds.to_string())
+    let mut cmd = Command::new("timeout");
+    cmd.arg(seconds.to_string())
         .arg("xfreerdp")
         .arg(format!("/v:{host}:{port}"))
         .arg(format!("/u:{user}"))
@@ -306,11 +346,18 @@ pub fn xfreerdp(
             "/log-level:DEBUG",
         ])
         .arg(format!("/drive:share,{}", share.display()))
-        .args(extra)
+        .args(extra);
+    run_client(&mut cmd).context("cannot run xfreerdp")
+}
+
+/// Runs `cmd`, an xfreerdp (under `timeout`) that draws on [`CLIENT_DISPLAY`], to its end.
+pub fn run_client(cmd: &mut Command) -> Result<ClientRun> {
+    ensure_display()?;
+    let started = Instant::now();
+    let out = cmd
         .env("DISPLAY", CLIENT_DISPLAY)
         .stdin(Stdio::null())
-        .output()
-        .context("cannot run xfreerdp")?;
+        .output()?;
     let mut log = String::from_utf8_lossy(&out.stdout).into_owned();
     log.push_str(&String::from_utf8_lossy(&out.stderr));
     Ok(ClientRun {
@@ -318,4 +365,79 @@ pub fn xfreerdp(
         elapsed: started.elapsed(),
         log,
     })
+}
+
+/// An [`xfreerdp`] run to 127.0.0.1 on a thread of its own, for a test that acts while the
+/// session runs.
+pub struct Background(std::thread::JoinHandle<Result<ClientRun>>);
+
+impl Background {
+    pub fn spawn(
+        port: u16,
+        user: &'static str,
+        pass: &'static str,
+        seconds: u32,
+        extra: &'static [&'static str],
+    ) -> Background {
+        Background(std::thread::spawn(move || {
+            xfreerdp("127.0.0.1", port, user, pass, seconds, extra)
+        }))
+    }
+
+    /// What the run showed, once it has ended.
+    pub fn join(self) -> Result<ClientRun> {
+        self.0
+            .join()
+            .map_err(|_| anyhow::anyhow!("client thread panicked"))?
+    }
+}
+
+/// A catalogue listing: [`SekishoInstance::sessions`] or [`SekishoInstance::denials`].
+type Rows = fn(&SekishoInstance) -> Result<Vec<serde_json::Value>>;
+
+/// Waits up to `secs` for the first row of `rows` that `pred` accepts.
+fn wait_row(
+    instance: &SekishoInstance,
+    rows: Rows,
+    secs: u64,
+    what: &str,
+    pred: impl Fn(&serde_json::Value) -> bool,
+) -> Result<serde_json::Value> {
+    instance.wait_until(Duration::from_secs(secs), what, || {
+        Ok(rows(instance)?.into_iter().find(|r| pred(r)))
+    })
+}
+
+/// Waits up to `secs` for the first session row that `pred` accepts.
+pub fn wait_session(
+    instance: &SekishoInstance,
+    secs: u64,
+    what: &str,
+    pred: impl Fn(&serde_json::Value) -> bool,
+) -> Result<serde_json::Value> {
+    wait_row(instance, SekishoInstance::sessions, secs, what, pred)
+}
+
+/// Waits up to 20 s for a live RDP session.
+pub fn live_session(instance: &SekishoInstance, what: &str) -> Result<serde_json::Value> {
+    wait_session(instance, 20, what, |s| {
+        s["protocol"] == "rdp" && s["ended_at"].is_null()
+    })
+}
+
+/// Waits up to 10 s for an ended RDP session.
+pub fn ended_session(instance: &SekishoInstance, what: &str) -> Result<serde_json::Value> {
+    wait_session(instance, 10, what, |s| {
+        s["protocol"] == "rdp" && !s["ended_at"].is_null()
+    })
+}
+
+/// Waits up to `secs` for the first denial that `pred` accepts.
+pub fn wait_denial(
+    instance: &SekishoInstance,
+    secs: u64,
+    what: &str,
+    pred: impl Fn(&serde_json::Value) -> bool,
+) -> Result<serde_json::Value> {
+    wait_row(instance, SekishoInstance::denials, secs, what, pred)
 }
