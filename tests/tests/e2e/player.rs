@@ -40,43 +40,6 @@ fn rdp_inventory() -> String {
         .render()
 }
 
-/// An iptables SNAT rule making connections to Sekisho's RDP port come from [`DESKTOP`];
-/// removed on drop.
-struct Snat(u16);
-
-impl Snat {
-    fn rule(op: &str, port: u16) -> Result<()> {
-        let status = Command::new("iptables")
-            .args([
-                "-t",
-                "nat",
-                op,
-                "POSTROUTING",
-                "-p",
-                "tcp",
-                "-d",
-                "127.0.0.1",
-            ])
-            .arg("--dport")
-            .arg(port.to_string())
-            .args(["-j", "SNAT", "--to-source", DESKTOP])
-            .status()?;
-        ensure!(status.success(), "iptables {op} failed");
-        Ok(())
-    }
-
-    fn add(port: u16) -> Result<Snat> {
-        Snat::rule("-A", port)?;
-        Ok(Snat(port))
-    }
-}
-
-impl Drop for Snat {
-    fn drop(&mut self) {
-        let _ = Snat::rule("-D", self.0);
-    }
-}
-
 /// The fraction of pixels that differ between two images of the same size.
 fn differing(a: &Path, b: &Path) -> Result<f64> {
     let (aw, ah, ap) = raw_rgb(a)?;
@@ -102,13 +65,29 @@ fn differing(a: &Path, b: &Path) -> Result<f64> {
     Ok(diff as f64 / f64::from(aw * ah))
 }
 
-/// `sekisho export --format png` of `recording` into `out`.
-fn export_png(instance: &SekishoInstance, recording: &str, out: &Path) -> Result<()> {
-    let out_s = out.to_str().context("path")?;
-    let run = instance.cli_raw(&["export", recording, "--format", "png", "-o", out_s])?;
+/// `sekisho export RECORDING --format FORMAT [--at AT] -o OUT`, which must succeed.
+pub(crate) fn export(
+    instance: &SekishoInstance,
+    recording: &Path,
+    format: &str,
+    at: Option<f64>,
+    out: &Path,
+) -> Result<()> {
+    let at = at.map(|at| format!("{at:.3}"));
+    let mut args = vec![
+        "export",
+        recording.to_str().context("path")?,
+        "--format",
+        format,
+    ];
+    if let Some(at) = &at {
+        args.extend(["--at", at]);
+    }
+    args.extend(["-o", out.to_str().context("path")?]);
+    let run = instance.cli_raw(&args)?;
     ensure!(
         run.status.success(),
-        "export failed: {}",
+        "{format} export failed: {}",
         String::from_utf8_lossy(&run.stderr)
     );
     Ok(())
@@ -146,19 +125,16 @@ fn player_rdp_frame_matches_the_server_screen() -> Result<()> {
             ..InstanceOptions::default()
         },
     )?;
-    let _snat = Snat::add(instance.listen.rdp.port())?;
+    let _snat = rdp_peers::Snat::add(instance.listen.rdp.port(), DESKTOP)?;
     let before = rdp_peers::xrdp_log_offset();
     let port = instance.listen.rdp.port();
-    let client = std::thread::spawn(move || {
-        rdp_peers::xfreerdp(
-            "127.0.0.1",
-            port,
-            "tanaka",
-            TANAKA_PASS,
-            12,
-            &["/pcb:srv01", "/size:1024x768", "/bpp:32"],
-        )
-    });
+    let client = rdp_peers::Background::spawn(
+        port,
+        "tanaka",
+        TANAKA_PASS,
+        12,
+        &["/pcb:srv01", "/size:1024x768", "/bpp:32"],
+    );
     let display = instance.wait_until(Duration::from_secs(8), "xrdp's session display", || {
         Ok(xrdp_display(&rdp_peers::xrdp_log_since(before)))
     })?;
@@ -177,9 +153,7 @@ fn player_rdp_frame_matches_the_server_screen() -> Result<()> {
         .arg(&shot)
         .env("XAUTHORITY", &xauth)
         .output()?;
-    let run = client
-        .join()
-        .map_err(|_| anyhow::anyhow!("client thread panicked"))??;
+    let run = client.join()?;
     ensure!(
         run.active(),
         "session through Sekisho did not come up:\n{}\n{}",
@@ -200,12 +174,7 @@ fn player_rdp_frame_matches_the_server_screen() -> Result<()> {
         "convert: {}",
         String::from_utf8_lossy(&conv.stderr)
     );
-    let session = instance.wait_until(Duration::from_secs(10), "the RDP session to end", || {
-        Ok(instance
-            .sessions()?
-            .into_iter()
-            .find(|s| s["protocol"] == "rdp" && !s["ended_at"].is_null()))
-    })?;
+    let session = rdp_peers::ended_session(&instance, "the RDP session to end")?;
     let recording = session
         .get("recording")
         .and_then(|r| r.as_str())
@@ -223,21 +192,7 @@ fn player_rdp_frame_matches_the_server_screen() -> Result<()> {
     // after the picture, still 300 ms before the next tick.
     let at = (shot_us - start_us + 450_000) as f64 / 1e6;
     let frame = instance.dir.path().join("player.png");
-    let run = instance.cli_raw(&[
-        "export",
-        recording.to_str().context("path")?,
-        "--format",
-        "png",
-        "--at",
-        &format!("{at:.3}"),
-        "-o",
-        frame.to_str().context("path")?,
-    ])?;
-    ensure!(
-        run.status.success(),
-        "export failed: {}",
-        String::from_utf8_lossy(&run.stderr)
-    );
+    export(&instance, &recording, "png", Some(at), &frame)?;
     let fraction = differing(&frame, &shot_png)?;
     eprintln!(
         "RDP fidelity: {:.4}% of pixels differ between the player's frame at {at:.3} s and xwd of :{display}",
@@ -362,7 +317,7 @@ fn player_vnc_last_frame_matches_qemu_screendump() -> Result<()> {
         ),
     )?;
     let frame = instance.dir.path().join("player.png");
-    export_png(&instance, recording.to_str().context("path")?, &frame)?;
+    export(&instance, &recording, "png", None, &frame)?;
     let fraction = differing(&frame, &shot)?;
     eprintln!(
         "VNC fidelity: {:.4}% of pixels differ between the player's last frame and QEMU's screendump",
@@ -377,19 +332,7 @@ fn player_vnc_last_frame_matches_qemu_screendump() -> Result<()> {
 
     // The same recording as video: ffmpeg makes an MP4 of the right size.
     let mp4 = instance.dir.path().join("session.mp4");
-    let run = instance.cli_raw(&[
-        "export",
-        recording.to_str().context("path")?,
-        "--format",
-        "mp4",
-        "-o",
-        mp4.to_str().context("path")?,
-    ])?;
-    ensure!(
-        run.status.success(),
-        "mp4 export failed: {}",
-        String::from_utf8_lossy(&run.stderr)
-    );
+    export(&instance, &recording, "mp4", None, &mp4)?;
     let (w, h, _) = raw_rgb_first_frame(&mp4)?;
     let (fw, fh, _) = raw_rgb(&frame)?;
     assert_eq!((w, h), (fw + fw % 2, fh + fh % 2), "video size");
@@ -444,21 +387,9 @@ fn raw_rgb_first_frame(path: &Path) -> Result<(u32, u32, Vec<u8>)> {
 const SSH_DESKTOP: &str = "127.0.10.11";
 
 /// The times (s) of the asciicast output events of `recording` that contain `needle`.
-fn asciicast_times(instance: &SekishoInstance, recording: &str, needle: &str) -> Result<Vec<f64>> {
+fn asciicast_times(instance: &SekishoInstance, recording: &Path, needle: &str) -> Result<Vec<f64>> {
     let cast = instance.dir.path().join("session.cast");
-    let run = instance.cli_raw(&[
-        "export",
-        recording,
-        "--format",
-        "asciicast",
-        "-o",
-        cast.to_str().context("path")?,
-    ])?;
-    ensure!(
-        run.status.success(),
-        "asciicast export failed: {}",
-        String::from_utf8_lossy(&run.stderr)
-    );
+    export(instance, recording, "asciicast", None, &cast)?;
     let text = std::fs::read_to_string(&cast)?;
     let mut out = Vec::new();
     for line in text.lines().skip(1) {
@@ -562,27 +493,13 @@ fn player_terminal_png_and_mp4_export_of_a_real_ssh_session() -> Result<()> {
             .into_iter()
             .find(|r| r["target"] == "app02" && !r["ended_at"].is_null()))
     })?;
-    let recording = row["recording"].as_str().context("recording")?.to_owned();
+    let recording = Path::new(row["recording"].as_str().context("recording")?).to_owned();
 
     let marks = asciicast_times(&instance, &recording, "MARK-42")?;
     let printed = *marks.first().context("MARK-42 not in the recording")?;
     let png_at = |at: f64, name: &str| -> Result<(u32, u32, Vec<u8>)> {
         let out = instance.dir.path().join(name);
-        let run = instance.cli_raw(&[
-            "export",
-            &recording,
-            "--format",
-            "png",
-            "--at",
-            &format!("{at:.3}"),
-            "-o",
-            out.to_str().context("path")?,
-        ])?;
-        ensure!(
-            run.status.success(),
-            "png export failed: {}",
-            String::from_utf8_lossy(&run.stderr)
-        );
+        export(&instance, &recording, "png", Some(at), &out)?;
         png_rgb(&out)
     };
     let (w, h, after) = png_at(printed + 0.5, "after.png")?;
@@ -635,19 +552,7 @@ fn player_terminal_png_and_mp4_export_of_a_real_ssh_session() -> Result<()> {
 
     // Video: ffprobe reads it, at the picture's size (even sides), as long as the recording.
     let mp4 = instance.dir.path().join("session.mp4");
-    let run = instance.cli_raw(&[
-        "export",
-        &recording,
-        "--format",
-        "mp4",
-        "-o",
-        mp4.to_str().context("path")?,
-    ])?;
-    ensure!(
-        run.status.success(),
-        "mp4 export failed: {}",
-        String::from_utf8_lossy(&run.stderr)
-    );
+    export(&instance, &recording, "mp4", None, &mp4)?;
     let probe = Command::new("ffprobe")
         .args(["-v", "error", "-select_streams", "v:0"])
         .args([

@@ -818,19 +818,7 @@ fn rdp_server_leg_nla_injects_the_secret_credentials() -> Result<()> {
         .instance
         .path(row["recording"].as_str().context("no recording")?);
     let png = work.path().join("frame.png");
-    let export = vdi.instance.cli_raw(&[
-        "export",
-        rec.to_str().context("path")?,
-        "--format",
-        "png",
-        "-o",
-        png.to_str().context("path")?,
-    ])?;
-    assert!(
-        export.status.success(),
-        "export failed: {}",
-        String::from_utf8_lossy(&export.stderr)
-    );
+    crate::player::export(&vdi, &rec, "png", None, &png)?;
     let colours = png_distinct_colours(&png)?;
     assert!(
         colours > 1,
