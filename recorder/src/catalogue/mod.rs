@@ -181,6 +181,23 @@ impl Where {
             .push(format!("{column} {op} ${}", self.args.len()));
     }
 
+    /// Adds `column = $n` when a value is given (a filter field left empty matches all).
+    fn equals(&mut self, column: &str, value: Option<impl ToString>) {
+        if let Some(v) = value {
+            self.cmp(column, "=", Arg::Text(v.to_string()));
+        }
+    }
+
+    /// Adds `since <= column < until`, each end when given.
+    fn period(&mut self, column: &str, since: Option<DateTime<Utc>>, until: Option<DateTime<Utc>>) {
+        if let Some(t) = since {
+            self.cmp(column, ">=", Arg::Ts(Ts::new(t)));
+        }
+        if let Some(t) = until {
+            self.cmp(column, "<", Arg::Ts(Ts::new(t)));
+        }
+    }
+
     /// Adds a clause without parameters.
     fn raw(&mut self, clause: &str) {
         self.clauses.push(clause.to_owned());
@@ -596,24 +613,11 @@ impl Catalogue {
         filter: &DecisionFilter,
     ) -> Result<Vec<DecisionRow>, CatalogueError> {
         let mut w = Where::default();
-        if let Some(t) = filter.since {
-            w.cmp("at", ">=", Arg::Ts(Ts::new(t)));
-        }
-        if let Some(t) = filter.until {
-            w.cmp("at", "<", Arg::Ts(Ts::new(t)));
-        }
-        if let Some(u) = &filter.user {
-            w.cmp("user_name", "=", Arg::Text(u.clone()));
-        }
-        if let Some(r) = &filter.rule {
-            w.cmp("rule", "=", Arg::Text(r.clone()));
-        }
-        if let Some(t) = &filter.target {
-            w.cmp("target", "=", Arg::Text(t.clone()));
-        }
-        if let Some(v) = filter.verdict {
-            w.cmp("verdict", "=", Arg::Text(v.as_str().to_owned()));
-        }
+        w.period("at", filter.since, filter.until);
+        w.equals("user_name", filter.user.as_ref());
+        w.equals("rule", filter.rule.as_ref());
+        w.equals("target", filter.target.as_ref());
+        w.equals("verdict", filter.verdict.map(|v| v.as_str()));
         let (sql, args) = w.finish(
             &format!("SELECT {DECISION_COLS} FROM decisions"),
             "at DESC, id DESC",
@@ -838,33 +842,17 @@ impl Catalogue {
 
     fn session_where(filter: &SessionFilter) -> Where {
         let mut w = Where::default();
-        if let Some(t) = filter.since {
-            w.cmp("started_at", ">=", Arg::Ts(Ts::new(t)));
-        }
-        if let Some(t) = filter.until {
-            w.cmp("started_at", "<", Arg::Ts(Ts::new(t)));
-        }
-        if let Some(u) = &filter.user {
-            w.cmp("user_name", "=", Arg::Text(u.clone()));
-        }
-        if let Some(c) = &filter.contractor {
-            w.cmp("contractor", "=", Arg::Text(c.clone()));
-        }
-        if let Some(t) = &filter.target {
-            w.cmp("target", "=", Arg::Text(t.clone()));
-        }
-        if let Some(p) = filter.protocol {
-            w.cmp("protocol", "=", Arg::Text(p.to_string()));
-        }
+        w.period("started_at", filter.since, filter.until);
+        w.equals("user_name", filter.user.as_ref());
+        w.equals("contractor", filter.contractor.as_ref());
+        w.equals("target", filter.target.as_ref());
+        w.equals("protocol", filter.protocol);
         match filter.outcome {
             // Live is "not ended": the partial index on live sessions answers it.
             Some(Outcome::Live) => w.raw("ended_at IS NULL"),
-            Some(o) => w.cmp("outcome", "=", Arg::Text(o.as_str().to_owned())),
-            None => {}
+            o => w.equals("outcome", o.map(|o| o.as_str())),
         }
-        if let Some(i) = &filter.instance {
-            w.cmp("instance_id", "=", Arg::Text(i.as_str().to_owned()));
-        }
+        w.equals("instance_id", filter.instance.as_ref().map(|i| i.as_str()));
         if let Some(c) = filter.after {
             // A row-value comparison in list order; both backends walk the
             // (started_at DESC, id DESC) index from there.
@@ -1267,15 +1255,9 @@ impl Catalogue {
         filter: &AuditFilter,
     ) -> Result<Vec<AuditEventRow>, CatalogueError> {
         let mut w = Where::default();
-        if let Some(t) = filter.since {
-            w.cmp("at", ">=", Arg::Ts(Ts::new(t)));
-        }
-        if let Some(k) = &filter.kind {
-            w.cmp("kind", "=", Arg::Text(k.clone()));
-        }
-        if let Some(i) = &filter.instance {
-            w.cmp("instance_id", "=", Arg::Text(i.as_str().to_owned()));
-        }
+        w.period("at", filter.since, None);
+        w.equals("kind", filter.kind.as_ref());
+        w.equals("instance_id", filter.instance.as_ref().map(|i| i.as_str()));
         let (sql, args) = w.finish(
             &format!("SELECT {AUDIT_COLS} FROM audit_events"),
             "at DESC, id DESC",
