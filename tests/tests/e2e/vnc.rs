@@ -13,6 +13,7 @@ use std::time::{Duration, Instant};
 
 use anyhow::{Context, Result, bail};
 
+use crate::support::faults::session_events;
 use crate::support::{InstanceOptions, SekishoInstance, demo_inventory, require_peers};
 
 #[path = "support/vnc_peers.rs"]
@@ -20,9 +21,8 @@ pub(crate) mod vnc_peers;
 
 use vnc_peers::{
     DEMO_PASSWORD, Qemu, Reaped, Snat, TigerViewer, ViewerArgs, askpass, get_selection, run_viewer,
-    screen_mean, session_events, set_selection, spawn_serve_with_env, spawn_viewer, ssh_client,
-    ssh_options, start_qemu_vnc, start_qemu_vnc_qmp, start_xvfb, start_xvnc, viewer_script,
-    wait_viewer,
+    screen_mean, set_selection, spawn_serve_with_env, spawn_viewer, ssh_client, ssh_options,
+    start_qemu_vnc, start_qemu_vnc_qmp, start_xvfb, start_xvnc, viewer_script, wait_viewer,
 };
 
 /// tanaka's VDI desktop (acme, contract in force at every hour in the demo inventory).
@@ -142,6 +142,36 @@ fn build_lab(options: LabOptions, edit: impl Fn(String) -> String) -> Result<Opt
     }))
 }
 
+/// A lab for TigerVNC's viewer (which connects from tanaka's desktop through SNAT), built from
+/// `options`.
+fn tiger_lab(options: LabOptions) -> Result<Option<Lab>> {
+    if !require_peers(TIGER_PEERS)? {
+        return Ok(None);
+    }
+    build_lab(
+        LabOptions {
+            snat: true,
+            ..options
+        },
+        |i| i,
+    )
+}
+
+/// A viewer's `report` says it was refused for a reason containing `contains`.
+fn assert_refused(report: &serde_json::Value, contains: &str) {
+    assert_eq!(report["result"], "refused", "{report}");
+    assert!(
+        report["reason"].as_str().unwrap_or("").contains(contains),
+        "{report}"
+    );
+}
+
+/// A viewer's `report` says it got the console's screen.
+fn assert_viewed(report: &serde_json::Value, sekisho: &SekishoInstance) {
+    assert_eq!(report["result"], "ok", "{report}\n{}", sekisho.serve_log());
+    assert!(report["updates"].as_u64().unwrap_or(0) >= 1, "{report}");
+}
+
 impl Lab {
     /// `ssh USER@sekisho console TARGET` from `source`: exit status and output.
     fn console(&self, user: &str, target: &str, source: &str) -> Result<(bool, String)> {
@@ -220,12 +250,39 @@ impl Lab {
 
     /// The recording file of a session row.
     fn recording(&self, row: &serde_json::Value) -> Result<std::path::PathBuf> {
-        let recording = row["recording"].as_str().context("recording path")?;
-        Ok(if std::path::Path::new(recording).is_absolute() {
-            std::path::PathBuf::from(recording)
-        } else {
-            self.sekisho.path(recording)
-        })
+        crate::ssh::ssh_peers::recording_path(&self.sekisho, row)
+    }
+
+    /// `recording verify` accepts the recording at `path`.
+    fn assert_verifies(&self, path: &std::path::Path) -> Result<()> {
+        let verify = self
+            .sekisho
+            .cli_raw(&["recording", "verify", &path.display().to_string()])?;
+        assert!(
+            verify.status.success(),
+            "recording verify: {}",
+            crate::ssh::ssh_peers::output_text(&verify)
+        );
+        Ok(())
+    }
+
+    /// `sessions kill ID`, which must succeed.
+    fn kill(&self, id: &str) -> Result<()> {
+        let kill = self.sekisho.cli(&["sessions", "kill", id])?;
+        assert!(
+            kill.status.success(),
+            "kill: {}",
+            String::from_utf8_lossy(&kill.stderr)
+        );
+        Ok(())
+    }
+
+    /// tanaka takes a ticket for web01 and a viewer with it gets the console's screen: its report.
+    fn tanaka_views_web01(&self) -> Result<serde_json::Value> {
+        let ticket = self.ticket("tanaka", "web01", TANAKA_DESKTOP)?;
+        let report = run_viewer(&self.script, &self.viewer(TANAKA_DESKTOP, &ticket))?;
+        assert_viewed(&report, &self.sekisho);
+        Ok(report)
     }
 
     /// Waits for a catalogue event of session `id` of `kind` whose detail contains `contains`.
@@ -249,6 +306,19 @@ impl Lab {
             self.sekisho.listen.vnc,
             ticket,
         )
+    }
+
+    /// TigerVNC's viewer on `display` with `ticket`, once it shows the console: the viewer and
+    /// the live session's row.
+    fn tiger_connected(
+        &self,
+        display: &str,
+        ticket: &str,
+    ) -> Result<(TigerViewer, serde_json::Value)> {
+        let viewer = self.tiger(display, ticket)?;
+        viewer.wait_log("Using pixel format", Duration::from_secs(15))?;
+        let row = self.session(true)?;
+        Ok((viewer, row))
     }
 
     /// A TigerVNC viewer given `ticket` is refused with a reason containing `contains`, and the
@@ -313,12 +383,7 @@ fn vnc_console_relays_screen_records_and_drops_clipboard() -> Result<()> {
     let row = lab.session(false)?;
     assert_eq!(row["target"], "web01");
     assert_eq!(row["user"], "tanaka");
-    let recording = row["recording"].as_str().context("recording path")?;
-    let path = if std::path::Path::new(recording).is_absolute() {
-        std::path::PathBuf::from(recording)
-    } else {
-        lab.sekisho.path(recording)
-    };
+    let path = lab.recording(&row)?;
     let bytes = std::fs::read(&path).with_context(|| format!("read {}", path.display()))?;
     assert!(
         bytes.len() > 2_000,
@@ -330,15 +395,7 @@ fn vnc_console_relays_screen_records_and_drops_clipboard() -> Result<()> {
         !haystack.contains("clipboard-secret-from-vdi"),
         "the dropped clipboard must not reach the console or the recording"
     );
-    let verify = lab
-        .sekisho
-        .cli_raw(&["recording", "verify", &path.display().to_string()])?;
-    assert!(
-        verify.status.success(),
-        "recording verify: {}{}",
-        String::from_utf8_lossy(&verify.stdout),
-        String::from_utf8_lossy(&verify.stderr)
-    );
+    lab.assert_verifies(&path)?;
     assert!(
         lab.sekisho.serve_log().contains("Clipboard dropped"),
         "the clipboard drop is logged (and recorded as an event)"
@@ -346,14 +403,7 @@ fn vnc_console_relays_screen_records_and_drops_clipboard() -> Result<()> {
 
     // Single use.
     let again = run_viewer(&lab.script, &lab.viewer(TANAKA_DESKTOP, &ticket))?;
-    assert_eq!(again["result"], "refused", "{again}");
-    assert!(
-        again["reason"]
-            .as_str()
-            .unwrap_or("")
-            .contains("already used"),
-        "{again}"
-    );
+    assert_refused(&again, "already used");
     lab.denial("vnc.ticket-invalid", "already used")?;
     Ok(())
 }
@@ -366,14 +416,7 @@ fn vnc_wrong_ticket_is_refused_and_recorded() -> Result<()> {
     // A real ticket exists for this address, but the viewer guesses.
     let _ticket = lab.ticket("tanaka", "web01", TANAKA_DESKTOP)?;
     let report = run_viewer(&lab.script, &lab.viewer(TANAKA_DESKTOP, "guess123"))?;
-    assert_eq!(report["result"], "refused", "{report}");
-    assert!(
-        report["reason"]
-            .as_str()
-            .unwrap_or("")
-            .contains("wrong VNC ticket"),
-        "{report}"
-    );
+    assert_refused(&report, "wrong VNC ticket");
     lab.denial("vnc.ticket-invalid", "wrong VNC ticket")?;
     Ok(())
 }
@@ -385,14 +428,7 @@ fn vnc_ticket_is_bound_to_the_source_address() -> Result<()> {
     };
     let ticket = lab.ticket("tanaka", "web01", TANAKA_DESKTOP)?;
     let report = run_viewer(&lab.script, &lab.viewer(OTHER_DESKTOP, &ticket))?;
-    assert_eq!(report["result"], "refused", "{report}");
-    assert!(
-        report["reason"]
-            .as_str()
-            .unwrap_or("")
-            .contains("issued to"),
-        "{report}"
-    );
+    assert_refused(&report, "issued to");
     // The leaked ticket is void now, also from the right address.
     let report = run_viewer(&lab.script, &lab.viewer(TANAKA_DESKTOP, &ticket))?;
     assert_eq!(report["result"], "refused", "{report}");
@@ -409,11 +445,7 @@ fn vnc_ticket_expires_after_60_seconds() -> Result<()> {
     let ticket = lab.ticket("tanaka", "web01", TANAKA_DESKTOP)?;
     std::thread::sleep(Duration::from_secs(61));
     let report = run_viewer(&lab.script, &lab.viewer(TANAKA_DESKTOP, &ticket))?;
-    assert_eq!(report["result"], "refused", "{report}");
-    assert!(
-        report["reason"].as_str().unwrap_or("").contains("expired"),
-        "{report}"
-    );
+    assert_refused(&report, "expired");
     lab.denial("vnc.ticket-invalid", "expired")?;
     Ok(())
 }
@@ -454,12 +486,7 @@ fn vnc_kill_ends_the_console_within_a_second() -> Result<()> {
         .duration_since(std::time::UNIX_EPOCH)?
         .as_secs_f64();
     let started = Instant::now();
-    let kill = lab.sekisho.cli(&["sessions", "kill", &id])?;
-    assert!(
-        kill.status.success(),
-        "kill: {}",
-        String::from_utf8_lossy(&kill.stderr)
-    );
+    lab.kill(&id)?;
     let report = wait_viewer(viewer)?;
     assert!(started.elapsed() < Duration::from_secs(10));
     let closed_at = report["closed_at"]
@@ -501,15 +528,7 @@ fn vnc_console_ends_when_its_contract_window_closes() -> Result<()> {
 #[test]
 fn vnc_upstream_password_comes_from_the_secrets_file() -> Result<()> {
     let Some(lab) = lab(true)? else { return Ok(()) };
-    let ticket = lab.ticket("tanaka", "web01", TANAKA_DESKTOP)?;
-    let report = run_viewer(&lab.script, &lab.viewer(TANAKA_DESKTOP, &ticket))?;
-    assert_eq!(
-        report["result"],
-        "ok",
-        "{report}\n{}",
-        lab.sekisho.serve_log()
-    );
-    assert!(report["updates"].as_u64().unwrap_or(0) >= 1, "{report}");
+    lab.tanaka_views_web01()?;
     Ok(())
 }
 
@@ -520,17 +539,7 @@ fn vnc_upstream_password_comes_from_the_secrets_file() -> Result<()> {
 /// refused to a second viewer and the refusal is in the catalogue.
 #[test]
 fn vnc_tigervnc_viewer_shows_the_console_and_the_ticket_is_single_use() -> Result<()> {
-    if !require_peers(TIGER_PEERS)? {
-        return Ok(());
-    }
-    let Some(lab) = build_lab(
-        LabOptions {
-            snat: true,
-            ..LabOptions::default()
-        },
-        |i| i,
-    )?
-    else {
+    let Some(lab) = tiger_lab(LabOptions::default())? else {
         return Ok(());
     };
     let desktop = start_xvfb()?;
@@ -539,9 +548,7 @@ fn vnc_tigervnc_viewer_shows_the_console_and_the_ticket_is_single_use() -> Resul
         screen_mean(&desktop.display)? < 0.0001,
         "the desktop starts blank"
     );
-    let viewer = lab.tiger(&desktop.display, &ticket)?;
-    viewer.wait_log("Using pixel format", Duration::from_secs(15))?;
-    let row = lab.session(true)?;
+    let (viewer, row) = lab.tiger_connected(&desktop.display, &ticket)?;
     assert_eq!(row["user"], "tanaka");
     assert_eq!(row["target"], "web01");
     assert_eq!(row["source"], TANAKA_DESKTOP, "{row}");
@@ -583,15 +590,7 @@ fn vnc_tigervnc_viewer_shows_the_console_and_the_ticket_is_single_use() -> Resul
         "the viewer's keys are in the recording"
     );
     assert!(client.contains(&5), "pointer events are in the recording");
-    let verify = lab
-        .sekisho
-        .cli_raw(&["recording", "verify", &path.display().to_string()])?;
-    assert!(
-        verify.status.success(),
-        "recording verify: {}{}",
-        String::from_utf8_lossy(&verify.stdout),
-        String::from_utf8_lossy(&verify.stderr)
-    );
+    lab.assert_verifies(&path)?;
     let id = row["id"].as_str().context("session id")?;
     // TigerVNC asks for Tight, JPEG quality and more: the player decodes none of them.
     lab.event(id, "policy", "removed from the viewer's SetEncodings")?;
@@ -614,17 +613,10 @@ fn vnc_tigervnc_viewer_shows_the_console_and_the_ticket_is_single_use() -> Resul
 /// TigerVNC's viewer, each with its reason, and each refusal is in the catalogue.
 #[test]
 fn vnc_tigervnc_viewer_wrong_and_expired_tickets_are_refused() -> Result<()> {
-    if !require_peers(TIGER_PEERS)? {
-        return Ok(());
-    }
-    let Some(lab) = build_lab(
-        LabOptions {
-            snat: true,
-            env: vec![("SEKISHO_VNC_TICKET_SECONDS", "3")],
-            ..LabOptions::default()
-        },
-        |i| i,
-    )?
+    let Some(lab) = tiger_lab(LabOptions {
+        env: vec![("SEKISHO_VNC_TICKET_SECONDS", "3")],
+        ..LabOptions::default()
+    })?
     else {
         return Ok(());
     };
@@ -660,22 +652,16 @@ fn vnc_tigervnc_clipboard_is_cut_both_ways() -> Result<()> {
         return Ok(());
     }
     let console = start_xvnc()?;
-    let Some(lab) = build_lab(
-        LabOptions {
-            snat: true,
-            console_port: Some(console.port),
-            ..LabOptions::default()
-        },
-        |i| i,
-    )?
+    let Some(lab) = tiger_lab(LabOptions {
+        console_port: Some(console.port),
+        ..LabOptions::default()
+    })?
     else {
         return Ok(());
     };
     let desktop = start_xvfb()?;
     let ticket = lab.ticket("tanaka", "web01", TANAKA_DESKTOP)?;
-    let viewer = lab.tiger(&desktop.display, &ticket)?;
-    viewer.wait_log("Using pixel format", Duration::from_secs(15))?;
-    let row = lab.session(true)?;
+    let (viewer, row) = lab.tiger_connected(&desktop.display, &ticket)?;
     let id = row["id"].as_str().context("session id")?.to_owned();
     viewer.focus()?;
 
@@ -753,31 +739,14 @@ fn vnc_tigervnc_clipboard_is_cut_both_ways() -> Result<()> {
 /// `sessions kill` ends a console that TigerVNC's viewer is using: the viewer sees the end.
 #[test]
 fn vnc_tigervnc_viewer_is_disconnected_by_kill() -> Result<()> {
-    if !require_peers(TIGER_PEERS)? {
-        return Ok(());
-    }
-    let Some(lab) = build_lab(
-        LabOptions {
-            snat: true,
-            ..LabOptions::default()
-        },
-        |i| i,
-    )?
-    else {
+    let Some(lab) = tiger_lab(LabOptions::default())? else {
         return Ok(());
     };
     let desktop = start_xvfb()?;
     let ticket = lab.ticket("tanaka", "web01", TANAKA_DESKTOP)?;
-    let viewer = lab.tiger(&desktop.display, &ticket)?;
-    viewer.wait_log("Using pixel format", Duration::from_secs(15))?;
-    let row = lab.session(true)?;
+    let (viewer, row) = lab.tiger_connected(&desktop.display, &ticket)?;
     let id = row["id"].as_str().context("session id")?.to_owned();
-    let kill = lab.sekisho.cli(&["sessions", "kill", &id])?;
-    assert!(
-        kill.status.success(),
-        "kill: {}",
-        String::from_utf8_lossy(&kill.stderr)
-    );
+    lab.kill(&id)?;
     let log = viewer.wait_log("End of stream", Duration::from_secs(5))?;
     assert!(!log.contains("Authentication failure"), "{log}");
     let row = lab.session(false)?;
@@ -828,15 +797,7 @@ fn vnc_one_time_console_password_is_set_through_qmp() -> Result<()> {
     )?;
     assert_eq!(direct["result"], "refused", "{direct}");
 
-    let ticket = lab.ticket("tanaka", "web01", TANAKA_DESKTOP)?;
-    let report = run_viewer(&lab.script, &lab.viewer(TANAKA_DESKTOP, &ticket))?;
-    assert_eq!(
-        report["result"],
-        "ok",
-        "{report}\n{}",
-        lab.sekisho.serve_log()
-    );
-    assert!(report["updates"].as_u64().unwrap_or(0) >= 1, "{report}");
+    let report = lab.tanaka_views_web01()?;
     assert!(
         report["nonblack_pixels"].as_u64().unwrap_or(0) > 100,
         "the firmware screen came through: {report}"
@@ -892,10 +853,7 @@ fn vnc_hostile_viewer_gets_a_clean_close() -> Result<()> {
     assert_eq!(row["outcome"], "failed", "{row}");
 
     // Sekisho still serves: a well-behaved viewer gets the console.
-    let ticket = lab.ticket("tanaka", "web01", TANAKA_DESKTOP)?;
-    let report = run_viewer(&lab.script, &lab.viewer(TANAKA_DESKTOP, &ticket))?;
-    assert_eq!(report["result"], "ok", "{report}");
-    assert!(report["updates"].as_u64().unwrap_or(0) >= 1, "{report}");
+    lab.tanaka_views_web01()?;
     Ok(())
 }
 

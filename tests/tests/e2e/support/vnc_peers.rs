@@ -309,53 +309,18 @@ pub fn run_viewer(script: &Path, args: &ViewerArgs) -> Result<serde_json::Value>
     wait_viewer(spawn_viewer(script, args)?)
 }
 
-/// The demo users' password (`change-me-now`, see `demo_inventory`).
-pub const DEMO_PASSWORD: &str = "change-me-now";
+/// The demo users' password and the SSH front door's client options (for `console TARGET`):
+/// one definition, in the SSH tests' peers.
+pub use crate::ssh::ssh_peers::{DEMO_PASSWORD, ssh_options};
 
-/// Writes an `SSH_ASKPASS` program answering every prompt with `password`. (The SSH tests'
-/// helpers live in a module private to `ssh.rs`; this is the small part the VNC tests need.)
+/// Writes an `SSH_ASKPASS` program answering the password prompt with `password`.
 pub fn askpass(dir: &Path, password: &str) -> Result<PathBuf> {
-    let path = dir.join("vnc-askpass.sh");
-    std::fs::write(&path, format!("#!/bin/sh\nprintf '%s\\n' '{password}'\n"))?;
-    use std::os::unix::fs::PermissionsExt;
-    std::fs::set_permissions(&path, std::fs::Permissions::from_mode(0o755))?;
-    Ok(path)
-}
-
-/// OpenSSH client options toward Sekisho's SSH front door at `port`, from `source`.
-pub fn ssh_options(port: u16, source: &str) -> Vec<String> {
-    let port = port.to_string();
-    [
-        "-F",
-        "/dev/null",
-        "-p",
-        &port,
-        "-b",
-        source,
-        "-o",
-        "StrictHostKeyChecking=no",
-        "-o",
-        "UserKnownHostsFile=/dev/null",
-        "-o",
-        "LogLevel=ERROR",
-        "-o",
-        "PubkeyAuthentication=no",
-        "-o",
-        "ConnectTimeout=10",
-    ]
-    .iter()
-    .map(|s| s.to_string())
-    .collect()
+    crate::ssh::ssh_peers::askpass(dir, password, None)
 }
 
 /// `ssh` with the askpass program answering the password prompt.
 pub fn ssh_client(askpass: &Path) -> Command {
-    let mut c = Command::new("ssh");
-    c.env("SSH_ASKPASS", askpass)
-        .env("SSH_ASKPASS_REQUIRE", "force")
-        .env("DISPLAY", ":0")
-        .env_remove("SSH_AUTH_SOCK");
-    c
+    crate::ssh::ssh_peers::client("ssh", askpass)
 }
 
 // ----- TigerVNC: the real viewer, and Xvnc as a console that originates clipboard -----
@@ -663,28 +628,6 @@ impl Drop for Snat {
     fn drop(&mut self) {
         let _ = snat_rule("-D", self.port, &self.source);
     }
-}
-
-/// The catalogue events of session `id` as (kind, detail), read from the instance's SQLite.
-pub fn session_events(
-    sekisho: &crate::support::SekishoInstance,
-    id: &str,
-) -> Result<Vec<(String, String)>> {
-    let url = format!("sqlite://{}", sekisho.path("data/sekisho.db").display());
-    let id: uuid::Uuid = id.parse()?;
-    tokio::runtime::Builder::new_current_thread()
-        .enable_all()
-        .build()?
-        .block_on(async move {
-            let cat = recorder::catalogue::Catalogue::connect(&url).await?;
-            let rows = cat.session_events(policy::SessionId(id)).await?;
-            cat.close().await;
-            anyhow::Ok(
-                rows.into_iter()
-                    .map(|r| (r.kind, r.detail.unwrap_or_default()))
-                    .collect(),
-            )
-        })
 }
 
 /// `sekisho serve` for an instance started with `no_serve`, with extra environment (e.g. a
