@@ -65,6 +65,23 @@ fn differing(a: &Path, b: &Path) -> Result<f64> {
     Ok(diff as f64 / f64::from(aw * ah))
 }
 
+/// Fails if more than [`MAX_DIFFERING`] of the pixels of the player's `frame` and the server's
+/// `screen` differ; prints the figure, `pictures` saying which two they are.
+fn assert_same_picture(protocol: &str, frame: &Path, screen: &Path, pictures: &str) -> Result<()> {
+    let fraction = differing(frame, screen)?;
+    eprintln!(
+        "{protocol} fidelity: {:.4}% of pixels differ between {pictures}",
+        fraction * 100.0
+    );
+    assert!(
+        fraction <= MAX_DIFFERING,
+        "{:.4}% of pixels differ (at most {:.4}%)",
+        fraction * 100.0,
+        MAX_DIFFERING * 100.0
+    );
+    Ok(())
+}
+
 /// `sekisho export RECORDING --format FORMAT [--at AT] -o OUT`, which must succeed.
 pub(crate) fn export(
     instance: &SekishoInstance,
@@ -193,18 +210,12 @@ fn player_rdp_frame_matches_the_server_screen() -> Result<()> {
     let at = (shot_us - start_us + 450_000) as f64 / 1e6;
     let frame = instance.dir.path().join("player.png");
     export(&instance, &recording, "png", Some(at), &frame)?;
-    let fraction = differing(&frame, &shot_png)?;
-    eprintln!(
-        "RDP fidelity: {:.4}% of pixels differ between the player's frame at {at:.3} s and xwd of :{display}",
-        fraction * 100.0
-    );
-    assert!(
-        fraction <= MAX_DIFFERING,
-        "{:.4}% of pixels differ (at most {:.4}%)",
-        fraction * 100.0,
-        MAX_DIFFERING * 100.0
-    );
-    Ok(())
+    assert_same_picture(
+        "RDP",
+        &frame,
+        &shot_png,
+        &format!("the player's frame at {at:.3} s and xwd of :{display}"),
+    )
 }
 
 /// One QMP command on a fresh connection to QEMU's monitor (greeting, capabilities, command).
@@ -318,17 +329,12 @@ fn player_vnc_last_frame_matches_qemu_screendump() -> Result<()> {
     )?;
     let frame = instance.dir.path().join("player.png");
     export(&instance, &recording, "png", None, &frame)?;
-    let fraction = differing(&frame, &shot)?;
-    eprintln!(
-        "VNC fidelity: {:.4}% of pixels differ between the player's last frame and QEMU's screendump",
-        fraction * 100.0
-    );
-    assert!(
-        fraction <= MAX_DIFFERING,
-        "{:.4}% of pixels differ (at most {:.4}%)",
-        fraction * 100.0,
-        MAX_DIFFERING * 100.0
-    );
+    assert_same_picture(
+        "VNC",
+        &frame,
+        &shot,
+        "the player's last frame and QEMU's screendump",
+    )?;
 
     // The same recording as video: ffmpeg makes an MP4 of the right size.
     let mp4 = instance.dir.path().join("session.mp4");
@@ -446,39 +452,22 @@ fn player_terminal_png_and_mp4_export_of_a_real_ssh_session() -> Result<()> {
         return Ok(());
     }
     let sshd = ssh_peers::start_sshd(&[])?;
-    let inventory = crate::support::demo_inventory()
-        .replace(
-            "vnc_console = \"127.0.0.1:15902\"",
-            &format!(
-                "vnc_console = \"127.0.0.1:15902\"\nssh_console = \"127.0.0.1:{}\"",
-                sshd.port
-            ),
-        )
-        .replace(
-            "name = \"kvm01\"\naddress = \"127.0.0.1\"",
-            "name = \"kvm01\"\naddress = \"127.0.0.1\"\ncredential = \"kvm01-console\"",
-        );
-    let secrets = format!(
-        "[credential.kvm01-console]\nusername = \"{}\"\npassword = \"{}\"\n",
-        ssh_peers::LAB_USER,
-        ssh_peers::LAB_PASSWORD
-    );
+    // web01's serial console stays where the demo inventory has it; only app02's is used.
+    let inventory = ssh_peers::console_inventory(14501, sshd.port);
     let instance = SekishoInstance::start_with(
         &inventory,
         InstanceOptions {
-            secrets: Some(secrets),
+            secrets: Some(ssh_peers::console_secrets()),
             ..InstanceOptions::default()
         },
     )?;
     let askpass = ssh_peers::askpass(instance.dir.path(), ssh_peers::DEMO_PASSWORD, None)?;
-    let mut cmd = ssh_peers::client("ssh", &askpass);
-    cmd.args(ssh_peers::ssh_options(
+    let mut s = ssh_peers::ssh_tt(
+        &askpass,
         instance.listen.ssh.port(),
         SSH_DESKTOP,
-    ))
-    .arg("-tt")
-    .arg("tanaka+app02@127.0.0.1");
-    let mut s = ssh_peers::Session::spawn(cmd)?;
+        "tanaka+app02",
+    )?;
     s.wait_for("this session is recorded", Duration::from_secs(20))?;
     std::thread::sleep(Duration::from_millis(1500));
     // The shell computes the marker, so the typed command's echo never matches it.

@@ -17,6 +17,7 @@ use anyhow::{Context, Result, bail};
 use e2e::rdp_client::{self, ConnectOptions};
 
 use crate::rdp::rdp_peers::{self, LAB_PASS, LAB_USER, XRDP_PORT};
+use crate::ssh::ssh_peers;
 use crate::support::inventory::{Inventory, PASSWORD as TANAKA_PASS, Target};
 use crate::support::{InstanceOptions, SekishoInstance, bench, free_port, require_peers};
 
@@ -41,18 +42,6 @@ fn runtime() -> Result<tokio::runtime::Runtime> {
     Ok(tokio::runtime::Builder::new_current_thread()
         .enable_all()
         .build()?)
-}
-
-/// The recording file of catalogue row `row`.
-fn recording_path(instance: &SekishoInstance, row: &serde_json::Value) -> Result<PathBuf> {
-    let rec = row["recording"]
-        .as_str()
-        .context("session row without recording")?;
-    Ok(if Path::new(rec).is_absolute() {
-        PathBuf::from(rec)
-    } else {
-        instance.path(rec)
-    })
 }
 
 #[test]
@@ -126,16 +115,11 @@ fn rdp_load_headless_client_through_sekisho_to_xrdp_is_recorded() -> Result<()> 
     );
 
     // The session is in the catalogue, ended, with a recording that verifies.
-    let row = instance.wait_until(Duration::from_secs(10), "the RDP session to end", || {
-        Ok(instance
-            .sessions()?
-            .into_iter()
-            .find(|s| s["protocol"] == "rdp" && !s["ended_at"].is_null()))
-    })?;
+    let row = rdp_peers::ended_session(&instance, "the RDP session to end")?;
     assert_eq!(row["user"], "tanaka");
     assert_eq!(row["target"], "srv01");
     assert_eq!(row["source"], DESKTOP.to_string(), "{row}");
-    let file = recording_path(&instance, &row)?;
+    let file = ssh_peers::recording_path(&instance, &row)?;
     let f = file.display().to_string();
     let out = instance.cli(&["recording", "verify", &f])?;
     assert_eq!(

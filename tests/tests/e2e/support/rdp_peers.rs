@@ -318,6 +318,18 @@ impl ClientRun {
     pub fn active(&self) -> bool {
         self.log.contains("CONNECTION_STATE_ACTIVE")
     }
+
+    /// Asserts a prompt refusal: never active (else `what`), not hung until the timeout, and
+    /// over within `secs`.
+    pub fn assert_refused(&self, what: &str, secs: u64) {
+        assert!(!self.active(), "{what}:\n{}", self.log);
+        assert_ne!(self.code, Some(124), "client hung until the timeout");
+        assert!(
+            self.elapsed < Duration::from_secs(secs),
+            "refusal took {:?}",
+            self.elapsed
+        );
+    }
 }
 
 /// Runs xfreerdp against `host:port` for at most `seconds`, asking for every redirection.
