@@ -1122,7 +1122,10 @@ async fn matrix_card_locks_out_after_repeated_wrong_answers() {
     let resp = try_login(&f, "sato", "not-the-password").await;
     assert_eq!(resp.status(), StatusCode::TOO_MANY_REQUESTS);
     let wrong = body_of(resp).await;
-    assert!(right.contains("マトリクスカードの回答の誤りが多すぎます"), "{right}");
+    assert!(
+        right.contains("マトリクスカードの回答の誤りが多すぎます"),
+        "{right}"
+    );
     assert_eq!(strip_csrf(&right), strip_csrf(&wrong));
 }
 
