@@ -4,10 +4,13 @@
 //! and answers what needs an answer. Sockets are tokio's, TLS is rustls.
 //!
 //! It is a test client: it accepts any server certificate (Sekisho's front door and the lab's
-//! servers are self-signed) and speaks TLS only (no NLA), which is what Sekisho's front door
-//! offers to an account without an `nt_hash` and what xrdp 0.9 speaks. Target selection through
-//! Sekisho uses the `user+target` user-name form: ironrdp-connector puts the user name in the
-//! X.224 cookie (`mstshash=`), which is where Sekisho reads it, and sends no preconnection PDU.
+//! servers are self-signed). It speaks TLS, which is what Sekisho's front door offers to an
+//! account without an `nt_hash` and what xrdp 0.9 speaks, and, when asked
+//! ([`ConnectOptions::nla`]), also offers NLA: CredSSP with NTLM, bound to the public key of
+//! the certificate the server presented. Target selection through Sekisho uses the
+//! `user+target` user-name form: ironrdp-connector puts the user name in the X.224 cookie
+//! (`mstshash=`), which is where Sekisho reads it, and in the NTLM exchange; it sends no
+//! preconnection PDU.
 //!
 //! One [`RdpSession`] is one connection; it is driven by its owner (no background task), so
 //! hundreds of them fit in one runtime.
@@ -17,8 +20,10 @@ use std::path::Path;
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
+use ironrdp_connector::credssp::CredsspSequence;
 use ironrdp_connector::{
-    ClientConnector, ConnectionOutcome, Credentials, DesktopSize, Sequence as _,
+    ClientConnector, ClientConnectorState, ConnectionOutcome, Credentials, DesktopSize,
+    Sequence as _, ServerName,
 };
 use ironrdp_core::WriteBuf;
 use ironrdp_graphics::image_processing::PixelFormat;
@@ -95,6 +100,8 @@ pub struct ConnectOptions {
     pub source: Option<IpAddr>,
     /// Deadline for the whole set-up: TCP connect to the first graphics update.
     pub timeout: Duration,
+    /// Offer NLA (CredSSP) as well as TLS; the server chooses.
+    pub nla: bool,
 }
 
 impl ConnectOptions {
@@ -108,6 +115,7 @@ impl ConnectOptions {
             height: 768,
             source: None,
             timeout: Duration::from_secs(20),
+            nla: false,
         }
     }
 }
@@ -313,7 +321,7 @@ fn config(options: &ConnectOptions) -> ironrdp_connector::Config {
         monitor_extended_layout: None,
         relative_mouse_input: false,
         enable_tls: true,
-        enable_credssp: false,
+        enable_credssp: options.nla,
         enable_standard_rdp_security: false,
         credentials: Credentials::UsernamePassword {
             username: options.user.clone(),
@@ -383,6 +391,74 @@ async fn step<S: AsyncRead + AsyncWrite + Unpin>(
     Ok(())
 }
 
+/// The subjectPublicKey of a DER certificate: what CredSSP binds the NLA exchange to.
+fn public_key_of(cert: &[u8]) -> Result<Vec<u8>> {
+    use x509_cert::der::Decode as _;
+    let cert = x509_cert::Certificate::from_der(cert)
+        .map_err(|e| RdpClientError::Connector(format!("the server's certificate: {e}")))?;
+    Ok(cert
+        .tbs_certificate()
+        .subject_public_key_info()
+        .subject_public_key
+        .raw_bytes()
+        .to_vec())
+}
+
+/// Runs NLA: CredSSP with NTLM until the server has the credentials (and, for HYBRID_EX, said
+/// yes in its Early User Authorization Result); a refusal is a [`RdpClientError::Connector`].
+async fn credssp<S: AsyncRead + AsyncWrite + Unpin>(
+    connector: &mut ClientConnector,
+    io: &mut Framed<S>,
+    options: &ConnectOptions,
+    server_public_key: Vec<u8>,
+    buf: &mut WriteBuf,
+) -> Result<()> {
+    let ClientConnectorState::Credssp { selected_protocol } = connector.state else {
+        return Err(RdpClientError::Connector(
+            "not at the CredSSP stage".to_owned(),
+        ));
+    };
+    let (mut sequence, mut request) = CredsspSequence::init(
+        Credentials::UsernamePassword {
+            username: options.user.clone(),
+            password: options.password.clone(),
+        },
+        None,
+        selected_protocol,
+        ServerName::new(options.addr.ip().to_string()),
+        server_public_key,
+        None,
+    )
+    .map_err(connector_err)?;
+    loop {
+        // NTLM needs no network beyond this connection: the generator completes at once.
+        let state = sequence
+            .process_ts_request(request)
+            .resolve_to_result()
+            .map_err(|e| RdpClientError::Connector(format!("CredSSP: {e}")))?;
+        buf.clear();
+        let written = sequence
+            .handle_process_result(state, buf)
+            .map_err(connector_err)?;
+        if written.size().is_some() {
+            io.write_all(buf.filled()).await?;
+        }
+        let Some(hint) = sequence.next_pdu_hint() else {
+            break;
+        };
+        let pdu = io.read_by_hint(hint).await?;
+        match sequence
+            .decode_server_message(&pdu)
+            .map_err(connector_err)?
+        {
+            Some(next) => request = next,
+            None => break,
+        }
+    }
+    connector.mark_credssp_as_done();
+    Ok(())
+}
+
 /// Connects, runs the whole connection sequence and waits for the first graphics update.
 pub async fn connect(options: &ConnectOptions) -> Result<RdpSession> {
     let started = Instant::now();
@@ -424,13 +500,21 @@ async fn connect_inner(options: &ConnectOptions, started: Instant) -> Result<Rdp
         .await
         .map_err(io("TLS handshake"))?;
     connector.mark_security_upgrade_as_done();
-    if connector.should_perform_credssp() {
-        return Err(RdpClientError::Connector(
-            "the server chose CredSSP (NLA), which this client does not offer".to_owned(),
-        ));
-    }
+    let server_public_key = tls
+        .get_ref()
+        .1
+        .peer_certificates()
+        .and_then(|chain| chain.first())
+        .map(|cert| public_key_of(cert))
+        .transpose()?;
     let mut io = Framed::new(tls);
     io.bytes_in = plain.bytes_in;
+    if connector.should_perform_credssp() {
+        let key = server_public_key.ok_or_else(|| {
+            RdpClientError::Connector("the server presented no certificate".to_owned())
+        })?;
+        credssp(&mut connector, &mut io, options, key, &mut buf).await?;
+    }
     let outcome = loop {
         step(&mut connector, &mut io, &mut buf).await?;
         if let Some(outcome) = connector.state.take_outcome() {

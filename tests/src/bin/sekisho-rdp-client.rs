@@ -62,6 +62,9 @@ struct Args {
     /// With `--sessions`: how many set-ups run at once during the ramp.
     #[arg(long, default_value_t = 4)]
     parallel: u32,
+    /// Offer NLA (CredSSP, NTLM) as well as TLS; the server chooses.
+    #[arg(long)]
+    nla: bool,
 }
 
 fn parse_u8(s: &str) -> Result<u8, String> {
@@ -88,6 +91,7 @@ fn own_cpu_seconds() -> f64 {
 
 fn options(args: &Args) -> ConnectOptions {
     let mut o = ConnectOptions::new(args.addr, args.user.clone(), args.password.clone());
+    o.nla = args.nla;
     o.source = args.source;
     o.width = args.width;
     o.height = args.height;
