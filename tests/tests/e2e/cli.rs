@@ -83,15 +83,16 @@ fn policy_check_explains_decisions_with_exit_codes_and_json() -> Result<()> {
             .map_err(|e| anyhow::anyhow!("{e}: {}{}", stdout(&out), stderr(&out)))?;
         Ok((out.status.code(), v))
     };
-
-    let (code, v) = check(&[
+    // tanaka's VDI desktop to a VM by RDP: denied, for the JSON and the text output.
+    let vdi_to_vm = [
         "--protocol",
         "rdp",
         "--source",
         "127.0.10.11",
         "--target",
         "web01",
-    ])?;
+    ];
+    let (code, v) = check(&vdi_to_vm)?;
     assert_eq!(code, Some(1));
     assert_eq!(v["decision"], "deny");
     assert_eq!(v["rule"], "rdp.vdi-to-vm");
@@ -114,93 +115,57 @@ fn policy_check_explains_decisions_with_exit_codes_and_json() -> Result<()> {
     assert_eq!((code, v["rule"].as_str()), (Some(0), Some("rdp.physical")));
     assert_eq!(v["decision"], "allow");
 
-    let (code, v) = check(&[
-        "--protocol",
-        "rdp",
-        "--source",
-        "127.0.10.11",
-        "--target",
-        "db-phys01",
-    ])?;
-    assert_eq!((code, v["rule"].as_str()), (Some(1), Some("zone.path")));
-
-    let (code, v) = check(&[
-        "--protocol",
-        "console-serial",
-        "--source",
-        "127.0.10.11",
-        "--target",
-        "web01",
-    ])?;
-    assert_eq!((code, v["rule"].as_str()), (Some(0), Some("console.vm")));
-
-    let (code, v) = check(&[
-        "--protocol",
-        "rdp",
-        "--source",
-        "127.0.20.11",
-        "--target",
-        "app02",
-    ])?;
-    assert_eq!(
-        (code, v["rule"].as_str()),
-        (Some(1), Some("rdp.hop-no-console"))
-    );
-
-    let (code, v) = check(&[
-        "--protocol",
-        "rdp",
-        "--source",
-        "127.0.20.11",
-        "--target",
-        "app02",
-        "--active-console",
-        "web01",
-    ])?;
-    assert_eq!(
-        (code, v["rule"].as_str()),
-        (Some(0), Some("rdp.hop-from-console"))
-    );
-
-    let (code, v) = check(&[
-        "--protocol",
-        "console-vnc",
-        "--source",
-        "127.0.10.31",
-        "--target",
-        "app02",
-    ])?;
-    assert_eq!(
-        (code, v["rule"].as_str()),
-        (Some(1), Some("contract.expired"))
-    );
-
-    let (code, v) = check(&[
-        "--protocol",
-        "ssh",
-        "--source",
-        "127.0.99.1",
-        "--target",
-        "web01",
-    ])?;
-    assert_eq!(
-        (code, v["rule"].as_str()),
-        (Some(1), Some("source.unknown"))
-    );
+    // (protocol, source, target, more arguments) -> (exit code, rule).
+    type Case<'a> = (&'a str, &'a str, &'a str, &'a [&'a str], i32, &'a str);
+    let cases: [Case; 6] = [
+        ("rdp", "127.0.10.11", "db-phys01", &[], 1, "zone.path"),
+        (
+            "console-serial",
+            "127.0.10.11",
+            "web01",
+            &[],
+            0,
+            "console.vm",
+        ),
+        ("rdp", "127.0.20.11", "app02", &[], 1, "rdp.hop-no-console"),
+        (
+            "rdp",
+            "127.0.20.11",
+            "app02",
+            &["--active-console", "web01"],
+            0,
+            "rdp.hop-from-console",
+        ),
+        (
+            "console-vnc",
+            "127.0.10.31",
+            "app02",
+            &[],
+            1,
+            "contract.expired",
+        ),
+        ("ssh", "127.0.99.1", "web01", &[], 1, "source.unknown"),
+    ];
+    for (protocol, source, target, more, want_code, want_rule) in cases {
+        let mut args = vec![
+            "--protocol",
+            protocol,
+            "--source",
+            source,
+            "--target",
+            target,
+        ];
+        args.extend_from_slice(more);
+        let (code, v) = check(&args)?;
+        assert_eq!(
+            (code, v["rule"].as_str()),
+            (Some(want_code), Some(want_rule)),
+            "{args:?}"
+        );
+    }
 
     // Text output: one line with the verdict, the rule and the reason.
-    let out = sekisho.cli(&[
-        "policy",
-        "check",
-        "--at",
-        at,
-        "--protocol",
-        "rdp",
-        "--source",
-        "127.0.10.11",
-        "--target",
-        "web01",
-    ])?;
+    let out = sekisho.cli(&[&["policy", "check", "--at", at][..], &vdi_to_vm].concat())?;
     assert_eq!(out.status.code(), Some(1));
     assert!(
         stdout(&out).starts_with("deny (rdp.vdi-to-vm): "),
