@@ -95,6 +95,25 @@ impl Lab {
         )
     }
 
+    /// The id of the only live session on `target`.
+    fn live_id(&self, target: &str) -> Result<String> {
+        let row = &self.live_on(target)?;
+        Ok(row["id"].as_str().context("id")?.to_owned())
+    }
+
+    /// The session `id` that lost its console is ended, not live, and its recording is
+    /// complete and intact; `serve` goes on.
+    fn assert_ended_cleanly(&self, id: &str, console: &str) -> Result<()> {
+        let row = &self.session_row(id, true)?;
+        println!("outcome after the {console} vanished: {}", row["outcome"]);
+        assert_ne!(row["outcome"], "live", "{row}");
+        assert_eq!(row["recording_state"], "complete", "{row}");
+        let (code, out) = self.verify(&self.recording_path(row)?)?;
+        assert_eq!(code, Some(0), "{out}");
+        assert!(out.contains("intact"), "{out}");
+        faults::assert_serving(&self.sekisho)
+    }
+
     /// The only live session on `target`.
     fn live_on(&self, target: &str) -> Result<serde_json::Value> {
         self.sekisho.wait_until(
@@ -120,6 +139,42 @@ impl Lab {
             .cli(&["recording", "verify", &file.display().to_string()])?;
         Ok((out.status.code(), output_text(&out)))
     }
+}
+
+/// Leaves the shell with `exit` and waits for the client to end.
+fn exit_shell(s: &mut Session) -> Result<()> {
+    s.send(b"exit\n")?;
+    s.wait_exit(Duration::from_secs(15))?;
+    Ok(())
+}
+
+/// The contractor is told the console went away (`what` died) and disconnected.
+fn told_the_console_closed(s: &mut Session, what: &str) -> Result<()> {
+    let t0 = Instant::now();
+    s.wait_for(
+        "sekisho: the console closed the connection",
+        Duration::from_secs(30),
+    )?;
+    let status = s.wait_exit(Duration::from_secs(15))?;
+    println!(
+        "told and disconnected {:.2} s after {what} died; exit {:?}",
+        t0.elapsed().as_secs_f64(),
+        status.code()
+    );
+    Ok(())
+}
+
+/// A lab whose catalogue is on a PostgreSQL cluster of its own, which the test can stop.
+fn pg_lab() -> Result<(PgCluster, Lab)> {
+    let pg = PgCluster::start()?;
+    let lab = lab(
+        InstanceOptions {
+            database: Some(pg.url.clone()),
+            ..InstanceOptions::default()
+        },
+        true,
+    )?;
+    Ok((pg, lab))
 }
 
 /// Runs `echo TAG-$((6*7))` in the shell and waits for its result.
@@ -154,8 +209,7 @@ fn full_disk_ends_the_live_session_refuses_new_ones_and_recovers() -> Result<()>
 
     // A live session fills the disk.
     let mut s = lab.working_console()?;
-    let live = lab.live_on("app02")?;
-    let id = live["id"].as_str().context("id")?.to_owned();
+    let id = lab.live_id("app02")?;
     let t0 = Instant::now();
     s.send(b"head -c 20000000 /dev/urandom | base64\n")?;
     s.wait_for("it can no longer be recorded", Duration::from_secs(60))?;
@@ -216,12 +270,8 @@ fn full_disk_ends_the_live_session_refuses_new_ones_and_recovers() -> Result<()>
     // Space is freed: new sessions work again, without a restart.
     std::fs::remove_file(&filler)?;
     let mut s = lab.working_console()?;
-    let id2 = lab.live_on("app02")?["id"]
-        .as_str()
-        .context("id")?
-        .to_owned();
-    s.send(b"exit\n")?;
-    s.wait_exit(Duration::from_secs(15))?;
+    let id2 = lab.live_id("app02")?;
+    exit_shell(&mut s)?;
     let row = lab.session_row(&id2, true)?;
     assert_eq!(row["outcome"], "completed", "{row}");
     let (code, out) = lab.verify(&lab.recording_path(&row)?)?;
@@ -283,17 +333,8 @@ fn postgresql_stopped_refuses_new_sessions_and_recovers_when_back() -> Result<()
     if !peers(&["ssh", "sshd", "runuser"])? {
         return Ok(());
     }
-    let pg = PgCluster::start()?;
-    let lab = lab(
-        InstanceOptions {
-            database: Some(pg.url.clone()),
-            ..InstanceOptions::default()
-        },
-        true,
-    )?;
-    let mut s = lab.working_console()?;
-    s.send(b"exit\n")?;
-    s.wait_exit(Duration::from_secs(15))?;
+    let (pg, lab) = pg_lab()?;
+    exit_shell(&mut lab.working_console()?)?;
     lab.sekisho
         .wait_until(Duration::from_secs(10), "the first session ended", || {
             Ok(lab
@@ -352,8 +393,7 @@ fn postgresql_stopped_refuses_new_sessions_and_recovers_when_back() -> Result<()
         "a new session worked {:.2} s after PostgreSQL was back",
         t0.elapsed().as_secs_f64()
     );
-    s.send(b"exit\n")?;
-    s.wait_exit(Duration::from_secs(15))?;
+    exit_shell(&mut s)?;
     // Only the two sessions that ran are in the catalogue; the refused one left nothing.
     let rows = lab
         .sekisho
@@ -375,19 +415,9 @@ fn a_session_ended_while_postgresql_was_down_is_closed_when_it_is_back() -> Resu
     if !peers(&["ssh", "sshd", "runuser"])? {
         return Ok(());
     }
-    let pg = PgCluster::start()?;
-    let lab = lab(
-        InstanceOptions {
-            database: Some(pg.url.clone()),
-            ..InstanceOptions::default()
-        },
-        true,
-    )?;
+    let (pg, lab) = pg_lab()?;
     let mut s = lab.working_console()?;
-    let id = lab.live_on("app02")?["id"]
-        .as_str()
-        .context("id")?
-        .to_owned();
+    let id = lab.live_id("app02")?;
     pg.stop()?;
     // The live session keeps its recording; what it does with the catalogue gone is printed.
     let alive = prove_alive(&mut s, "DOWN");
@@ -417,28 +447,13 @@ fn a_session_ended_while_postgresql_was_down_is_closed_when_it_is_back() -> Resu
 /// session; returns the session id once the contractor has been told and disconnected.
 fn kill_the_ssh_console_under_a_session(lab: &mut Lab) -> Result<String> {
     let mut s = lab.working_console()?;
-    let row = lab.live_on("app02")?;
-    let id = row
-        .get("id")
-        .and_then(|v| v.as_str())
-        .context("id")?
-        .to_owned();
+    let id = lab.live_id("app02")?;
     let master = lab.sshd.child.id();
     let mut pids = faults::descendants(master);
     pids.push(master);
     faults::kill9(&pids);
     let _ = lab.sshd.child.wait();
-    let t0 = Instant::now();
-    s.wait_for(
-        "sekisho: the console closed the connection",
-        Duration::from_secs(30),
-    )?;
-    let status = s.wait_exit(Duration::from_secs(15))?;
-    println!(
-        "told and disconnected {:.2} s after the console died; exit {:?}",
-        t0.elapsed().as_secs_f64(),
-        status.code()
-    );
+    told_the_console_closed(&mut s, "the console")?;
     Ok(id)
 }
 
@@ -452,15 +467,7 @@ fn a_vanishing_ssh_console_ends_the_session_cleanly() -> Result<()> {
     }
     let mut lab = lab(InstanceOptions::default(), true)?;
     let id = kill_the_ssh_console_under_a_session(&mut lab)?;
-    let row = lab.session_row(&id, true)?;
-    println!("outcome after the console vanished: {}", row["outcome"]);
-    assert_ne!(row["outcome"], "live", "{row}");
-    assert_eq!(row["recording_state"], "complete", "{row}");
-    let (code, out) = lab.verify(&lab.recording_path(&row)?)?;
-    assert_eq!(code, Some(0), "{out}");
-    assert!(out.contains("intact"), "{out}");
-    faults::assert_serving(&lab.sekisho)?;
-    Ok(())
+    lab.assert_ended_cleanly(&id, "console")
 }
 
 /// A console that dies (no exit status, the transport cut) is told apart from a normal logout
@@ -494,38 +501,13 @@ fn a_vanishing_serial_console_ends_the_session_cleanly() -> Result<()> {
     }
     let mut qemu = ssh_peers::start_qemu_serial()?;
     let lab = lab_on_serial(qemu.port, InstanceOptions::default(), true)?;
-    let s = lab.console("web01")?;
+    let mut s = lab.console("web01")?;
     s.wait_for("No bootable device", Duration::from_secs(30))?;
-    let id = lab.live_on("web01")?["id"]
-        .as_str()
-        .context("id")?
-        .to_owned();
+    let id = lab.live_id("web01")?;
     qemu.child.kill()?;
     qemu.child.wait()?;
-    let t0 = Instant::now();
-    s.wait_for(
-        "sekisho: the console closed the connection",
-        Duration::from_secs(30),
-    )?;
-    let mut s = s;
-    let status = s.wait_exit(Duration::from_secs(15))?;
-    println!(
-        "told and disconnected {:.2} s after QEMU died; exit {:?}",
-        t0.elapsed().as_secs_f64(),
-        status.code()
-    );
-    let row = lab.session_row(&id, true)?;
-    println!(
-        "outcome after the serial console vanished: {}",
-        row["outcome"]
-    );
-    assert_ne!(row["outcome"], "live", "{row}");
-    assert_eq!(row["recording_state"], "complete", "{row}");
-    let (code, out) = lab.verify(&lab.recording_path(&row)?)?;
-    assert_eq!(code, Some(0), "{out}");
-    assert!(out.contains("intact"), "{out}");
-    faults::assert_serving(&lab.sekisho)?;
-    Ok(())
+    told_the_console_closed(&mut s, "QEMU")?;
+    lab.assert_ended_cleanly(&id, "serial console")
 }
 
 // ----- 4. half-open and slow connections -----
@@ -748,10 +730,6 @@ fn ten_thousand_garbage_connections_while_a_real_session_keeps_working() -> Resu
     let (code, body) = faults::metrics(&lab.sekisho)?;
     assert_eq!(code, 200, "{body}");
     // A new session works after the flood too.
-    let mut s2 = lab.working_console()?;
-    s2.send(b"exit\n")?;
-    s2.wait_exit(Duration::from_secs(15))?;
-    s.send(b"exit\n")?;
-    s.wait_exit(Duration::from_secs(15))?;
-    Ok(())
+    exit_shell(&mut lab.working_console()?)?;
+    exit_shell(&mut s)
 }
