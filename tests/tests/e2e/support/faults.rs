@@ -66,18 +66,6 @@ pub struct PgCluster {
     pub url: String,
 }
 
-fn pg_bin() -> Result<PathBuf> {
-    let mut dirs: Vec<PathBuf> = std::fs::read_dir("/usr/lib/postgresql")
-        .context("no PostgreSQL server binaries under /usr/lib/postgresql")?
-        .flatten()
-        .map(|e| e.path().join("bin"))
-        .filter(|p| p.join("pg_ctl").is_file())
-        .collect();
-    dirs.sort();
-    dirs.pop()
-        .context("no pg_ctl under /usr/lib/postgresql/*/bin")
-}
-
 impl PgCluster {
     pub fn start() -> Result<PgCluster> {
         let dir = std::env::temp_dir().join(format!(
@@ -88,45 +76,29 @@ impl PgCluster {
                 .map(|d| d.as_nanos())
                 .unwrap_or_default()
         ));
-        let script = workspace_root().join("scripts/pg-test-server");
-        let out = Command::new(&script)
-            .arg("start")
-            .env("SEKISHO_PG_DIR", &dir)
-            .stdin(Stdio::null())
-            .output()
-            .with_context(|| format!("run {}", script.display()))?;
         let mut cluster = PgCluster {
             dir,
             url: String::new(),
         };
-        if !out.status.success() {
-            bail!(
-                "pg-test-server start failed: {}",
-                String::from_utf8_lossy(&out.stderr)
-            );
-        }
+        cluster.script("start")?;
         cluster.url = std::fs::read_to_string(cluster.dir.join("url"))?
             .trim()
             .to_owned();
         Ok(cluster)
     }
 
-    fn pg_ctl(&self, args: &[&str]) -> Result<()> {
-        let bin = pg_bin()?;
-        let out = Command::new("runuser")
-            .args(["-u", "postgres", "--"])
-            .arg(bin.join("pg_ctl"))
-            .args(args)
-            .arg("-D")
-            .arg(self.dir.join("data"))
+    /// Runs `scripts/pg-test-server COMMAND` on this cluster.
+    fn script(&self, command: &str) -> Result<()> {
+        let script = workspace_root().join("scripts/pg-test-server");
+        let out = Command::new(&script)
+            .arg(command)
+            .env("SEKISHO_PG_DIR", &self.dir)
             .stdin(Stdio::null())
             .output()
-            .context("run pg_ctl")?;
+            .with_context(|| format!("run {}", script.display()))?;
         if !out.status.success() {
             bail!(
-                "pg_ctl {} failed: {}{}",
-                args.join(" "),
-                String::from_utf8_lossy(&out.stdout),
+                "pg-test-server {command} failed: {}",
                 String::from_utf8_lossy(&out.stderr)
             );
         }
@@ -135,25 +107,18 @@ impl PgCluster {
 
     /// Stops the server (fast shutdown: open connections are cut).
     pub fn stop(&self) -> Result<()> {
-        self.pg_ctl(&["stop", "-m", "fast", "-w"])
+        self.script("pause")
     }
 
     /// Starts it again, on the same port.
     pub fn start_again(&self) -> Result<()> {
-        let log = self.dir.join("server.log").display().to_string();
-        self.pg_ctl(&["start", "-w", "-t", "30", "-l", &log])
+        self.script("resume")
     }
 }
 
 impl Drop for PgCluster {
     fn drop(&mut self) {
-        let _ = Command::new(workspace_root().join("scripts/pg-test-server"))
-            .arg("stop")
-            .env("SEKISHO_PG_DIR", &self.dir)
-            .stdin(Stdio::null())
-            .stdout(Stdio::null())
-            .stderr(Stdio::null())
-            .status();
+        let _ = self.script("stop");
         let _ = std::fs::remove_file(self.dir.with_extension("lock"));
     }
 }
