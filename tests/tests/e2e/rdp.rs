@@ -278,34 +278,47 @@ fn rdp_sessions_kill_ends_the_session_promptly() -> Result<()> {
     Ok(())
 }
 
-#[test]
-fn rdp_vdi_to_vm_is_denied_promptly() -> Result<()> {
+/// [`start`] with these arguments, then [`assert_denied`] with `rule`.
+fn start_and_assert_denied(
+    path: &str,
+    kind: &'static str,
+    zone: &str,
+    valid_until: &str,
+    rule: &str,
+) -> Result<()> {
     if !peers()? {
         return Ok(());
     }
     let _serial = rdp_peers::serial();
-    let instance = start("ip-vpn", "vm", "business", "2099-12-31")?;
-    assert_denied(&instance, "rdp.vdi-to-vm")
+    let instance = start(path, kind, zone, valid_until)?;
+    assert_denied(&instance, rule)
+}
+
+#[test]
+fn rdp_vdi_to_vm_is_denied_promptly() -> Result<()> {
+    start_and_assert_denied("ip-vpn", "vm", "business", "2099-12-31", "rdp.vdi-to-vm")
 }
 
 #[test]
 fn rdp_internet_vpn_to_mynumber_is_denied() -> Result<()> {
-    if !peers()? {
-        return Ok(());
-    }
-    let _serial = rdp_peers::serial();
-    let instance = start("internet-vpn", "physical", "mynumber", "2099-12-31")?;
-    assert_denied(&instance, "zone.path")
+    start_and_assert_denied(
+        "internet-vpn",
+        "physical",
+        "mynumber",
+        "2099-12-31",
+        "zone.path",
+    )
 }
 
 #[test]
 fn rdp_expired_contract_is_denied() -> Result<()> {
-    if !peers()? {
-        return Ok(());
-    }
-    let _serial = rdp_peers::serial();
-    let instance = start("ip-vpn", "physical", "business", "2026-02-01")?;
-    assert_denied(&instance, "contract.expired")
+    start_and_assert_denied(
+        "ip-vpn",
+        "physical",
+        "business",
+        "2026-02-01",
+        "contract.expired",
+    )
 }
 
 /// Sends `bytes` and expects the connection to be closed (EOF or reset) within 12 s (the

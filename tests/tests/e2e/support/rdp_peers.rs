@@ -75,50 +75,55 @@ fn listening(port: u16) -> bool {
     .is_ok()
 }
 
-/// Starts xrdp once (reused if already listening).
-pub fn ensure_xrdp() -> Result<()> {
-    static STARTED: OnceLock<std::result::Result<(), String>> = OnceLock::new();
-    STARTED
-        .get_or_init(|| {
-            if listening(XRDP_PORT) {
-                return Ok(());
-            }
-            let script = peers_sh().map_err(|e| e.to_string())?;
-            let out = Command::new("bash")
-                .arg(&script)
-                .args(["start_rdp_server", "xrdp"])
-                .stdin(Stdio::null())
-                .output()
-                .map_err(|e| format!("cannot run peers.sh: {e}"))?;
-            if !listening(XRDP_PORT) {
-                return Err(format!(
-                    "xrdp did not start: {}{}",
-                    String::from_utf8_lossy(&out.stdout),
-                    String::from_utf8_lossy(&out.stderr)
-                ));
-            }
-            Ok(())
-        })
+/// Whether a peer this process starts once has started (or why not).
+type Started = OnceLock<std::result::Result<(), String>>;
+
+/// Runs `start` the first time only; later calls get its first answer.
+fn once(
+    started: &'static Started,
+    start: impl FnOnce() -> std::result::Result<(), String>,
+) -> Result<()> {
+    started
+        .get_or_init(start)
         .clone()
         .map_err(anyhow::Error::msg)
+}
+
+/// Starts xrdp once (reused if already listening).
+pub fn ensure_xrdp() -> Result<()> {
+    static STARTED: Started = OnceLock::new();
+    once(&STARTED, || {
+        if listening(XRDP_PORT) {
+            return Ok(());
+        }
+        let script = peers_sh().map_err(|e| e.to_string())?;
+        let out = Command::new("bash")
+            .arg(&script)
+            .args(["start_rdp_server", "xrdp"])
+            .stdin(Stdio::null())
+            .output()
+            .map_err(|e| format!("cannot run peers.sh: {e}"))?;
+        if !listening(XRDP_PORT) {
+            return Err(format!(
+                "xrdp did not start: {}{}",
+                String::from_utf8_lossy(&out.stdout),
+                String::from_utf8_lossy(&out.stderr)
+            ));
+        }
+        Ok(())
+    })
 }
 
 /// Starts the client's Xvfb once.
 pub fn ensure_display() -> Result<()> {
-    static STARTED: OnceLock<std::result::Result<(), String>> = OnceLock::new();
-    STARTED
-        .get_or_init(|| start_xvfb(CLIENT_DISPLAY, "1280x1024x24"))
-        .clone()
-        .map_err(anyhow::Error::msg)
+    static STARTED: Started = OnceLock::new();
+    once(&STARTED, || start_xvfb(CLIENT_DISPLAY, "1280x1024x24"))
 }
 
 /// Starts the Xvfb that freerdp-shadow-cli shares, once.
 pub fn ensure_server_display() -> Result<()> {
-    static STARTED: OnceLock<std::result::Result<(), String>> = OnceLock::new();
-    STARTED
-        .get_or_init(|| start_xvfb(SHADOW_DISPLAY, "1024x768x24"))
-        .clone()
-        .map_err(anyhow::Error::msg)
+    static STARTED: Started = OnceLock::new();
+    once(&STARTED, || start_xvfb(SHADOW_DISPLAY, "1024x768x24"))
 }
 
 /// The X display freerdp-shadow-cli shares (ours; the lab uses :91).
