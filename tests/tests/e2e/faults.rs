@@ -73,12 +73,7 @@ impl Lab {
     }
 
     fn rows_on(&self, target: &str) -> Result<Vec<serde_json::Value>> {
-        Ok(self
-            .sekisho
-            .sessions()?
-            .into_iter()
-            .filter(|s| s["target"] == target)
-            .collect())
+        ssh_peers::sessions_on(&self.sekisho, target)
     }
 
     fn session_row(&self, id: &str, ended: bool) -> Result<serde_json::Value> {

@@ -5,7 +5,7 @@
 //! it signals and wait for its exit status.
 
 use std::path::Path;
-use std::process::{Child, Command, ExitStatus, Stdio};
+use std::process::{Command, ExitStatus, Stdio};
 use std::time::{Duration, Instant};
 
 use anyhow::{Context, Result, bail};
@@ -17,6 +17,7 @@ use crate::ssh::ssh_peers::{
 use crate::support::{
     InstanceOptions, SekishoInstance, demo_inventory, require_peers, sekisho_bin, wait_for_port,
 };
+use crate::vnc::vnc_peers::{Reaped, spawn_serve_with_env};
 
 /// tanaka's VDI desktop (internet-vpn path).
 const TANAKA_DESKTOP: &str = "127.0.10.11";
@@ -24,7 +25,7 @@ const TANAKA_DESKTOP: &str = "127.0.10.11";
 /// A Sekisho instance whose `serve` this test owns (to signal it), plus the sshd console.
 struct Ops {
     sekisho: SekishoInstance,
-    serve: Option<Child>,
+    serve: Option<Reaped>,
     _sshd: Peer,
     askpass: std::path::PathBuf,
 }
@@ -53,34 +54,16 @@ impl Ops {
     }
 
     fn spawn_serve(&mut self) -> Result<()> {
-        let log = std::fs::OpenOptions::new()
-            .create(true)
-            .append(true)
-            .open(self.sekisho.path("serve.log"))?;
-        let child = Command::new(sekisho_bin()?)
-            .arg("serve")
-            .arg("--config")
-            .arg(&self.sekisho.config)
-            .current_dir(self.sekisho.dir.path())
-            .env("RUST_LOG", "info")
-            .stdin(Stdio::null())
-            .stdout(log.try_clone()?)
-            .stderr(log)
-            .spawn()
-            .context("spawn sekisho serve")?;
-        self.serve = Some(child);
-        if let Err(e) = wait_for_port(self.sekisho.listen.ssh, Duration::from_secs(20)) {
-            bail!(
-                "sekisho serve did not come up: {e}\n{}",
-                self.sekisho.serve_log()
-            );
-        }
+        self.serve = Some(spawn_serve_with_env(
+            &self.sekisho,
+            &[("RUST_LOG", "info")],
+        )?);
         // "Ready" is logged once the SIGHUP handler is installed.
         self.wait_log("Ready", 1, Duration::from_secs(10))
     }
 
     fn signal(&self, name: &str) -> Result<()> {
-        let pid = self.serve.as_ref().context("serve not running")?.id();
+        let pid = self.serve.as_ref().context("serve not running")?.0.id();
         let ok = Command::new("kill")
             .arg(format!("-{name}"))
             .arg(pid.to_string())
@@ -108,7 +91,7 @@ impl Ops {
     }
 
     fn wait_serve_exit(&mut self, timeout: Duration) -> Result<ExitStatus> {
-        let child = self.serve.as_mut().context("serve not running")?;
+        let child = &mut self.serve.as_mut().context("serve not running")?.0;
         let deadline = Instant::now() + timeout;
         loop {
             if let Some(status) = child.try_wait()? {
@@ -152,12 +135,7 @@ impl Ops {
     }
 
     fn session_rows(&self, target: &str) -> Result<Vec<serde_json::Value>> {
-        Ok(self
-            .sekisho
-            .sessions()?
-            .into_iter()
-            .filter(|s| s["target"] == target)
-            .collect())
+        ssh_peers::sessions_on(&self.sekisho, target)
     }
 
     /// The details of the audit events of `kind`, oldest first, read from the catalogue.
@@ -190,10 +168,8 @@ impl Ops {
 
 impl Drop for Ops {
     fn drop(&mut self) {
-        if let Some(mut child) = self.serve.take() {
-            let _ = child.kill();
-            let _ = child.wait();
-        }
+        // serve ends before the instance (and its directory) does.
+        self.serve = None;
         if std::thread::panicking() {
             eprintln!("--- sekisho serve log ---\n{}", self.sekisho.serve_log());
         }

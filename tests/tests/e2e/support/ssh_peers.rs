@@ -286,6 +286,15 @@ pub fn recording_path(sekisho: &SekishoInstance, row: &serde_json::Value) -> Res
     })
 }
 
+/// The catalogue rows (`sessions list`) of the sessions on `target`.
+pub fn sessions_on(sekisho: &SekishoInstance, target: &str) -> Result<Vec<serde_json::Value>> {
+    Ok(sekisho
+        .sessions()?
+        .into_iter()
+        .filter(|s| s["target"] == target)
+        .collect())
+}
+
 /// A command's stdout and stderr, one after the other.
 pub fn output_text(out: &std::process::Output) -> String {
     format!(

@@ -631,7 +631,8 @@ impl Drop for Snat {
 }
 
 /// `sekisho serve` for an instance started with `no_serve`, with extra environment (e.g. a
-/// short `SEKISHO_VNC_TICKET_SECONDS`); logs to the instance's `serve.log`.
+/// short `SEKISHO_VNC_TICKET_SECONDS`, or a `RUST_LOG` of its own); logs to the instance's
+/// `serve.log`, and returns once the SSH and VNC listeners accept connections.
 pub fn spawn_serve_with_env(
     sekisho: &crate::support::SekishoInstance,
     env: &[(&str, &str)],
