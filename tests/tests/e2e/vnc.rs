@@ -277,10 +277,19 @@ impl Lab {
         Ok(())
     }
 
+    /// A ticket for tanaka on web01 from his desktop.
+    fn tanaka_ticket(&self) -> Result<String> {
+        self.ticket("tanaka", "web01", TANAKA_DESKTOP)
+    }
+
+    /// The viewer's arguments toward web01 from tanaka's desktop, with a fresh ticket of his.
+    fn tanaka_viewer(&self) -> Result<ViewerArgs> {
+        Ok(self.viewer(TANAKA_DESKTOP, &self.tanaka_ticket()?))
+    }
+
     /// tanaka takes a ticket for web01 and a viewer with it gets the console's screen: its report.
     fn tanaka_views_web01(&self) -> Result<serde_json::Value> {
-        let ticket = self.ticket("tanaka", "web01", TANAKA_DESKTOP)?;
-        let report = run_viewer(&self.script, &self.viewer(TANAKA_DESKTOP, &ticket))?;
+        let report = run_viewer(&self.script, &self.tanaka_viewer()?)?;
         assert_viewed(&report, &self.sekisho);
         Ok(report)
     }
@@ -343,7 +352,7 @@ fn vnc_console_relays_screen_records_and_drops_clipboard() -> Result<()> {
     let Some(lab) = lab(false)? else {
         return Ok(());
     };
-    let ticket = lab.ticket("tanaka", "web01", TANAKA_DESKTOP)?;
+    let ticket = lab.tanaka_ticket()?;
     let snapshot = lab.sekisho.path("screen.ppm");
     let mut args = lab.viewer(TANAKA_DESKTOP, &ticket);
     args.cut = Some("clipboard-secret-from-vdi".to_owned());
@@ -414,7 +423,7 @@ fn vnc_wrong_ticket_is_refused_and_recorded() -> Result<()> {
         return Ok(());
     };
     // A real ticket exists for this address, but the viewer guesses.
-    let _ticket = lab.ticket("tanaka", "web01", TANAKA_DESKTOP)?;
+    let _ticket = lab.tanaka_ticket()?;
     let report = run_viewer(&lab.script, &lab.viewer(TANAKA_DESKTOP, "guess123"))?;
     assert_refused(&report, "wrong VNC ticket");
     lab.denial("vnc.ticket-invalid", "wrong VNC ticket")?;
@@ -426,7 +435,7 @@ fn vnc_ticket_is_bound_to_the_source_address() -> Result<()> {
     let Some(lab) = lab(false)? else {
         return Ok(());
     };
-    let ticket = lab.ticket("tanaka", "web01", TANAKA_DESKTOP)?;
+    let ticket = lab.tanaka_ticket()?;
     let report = run_viewer(&lab.script, &lab.viewer(OTHER_DESKTOP, &ticket))?;
     assert_refused(&report, "issued to");
     // The leaked ticket is void now, also from the right address.
@@ -442,7 +451,7 @@ fn vnc_ticket_expires_after_60_seconds() -> Result<()> {
     let Some(lab) = lab(false)? else {
         return Ok(());
     };
-    let ticket = lab.ticket("tanaka", "web01", TANAKA_DESKTOP)?;
+    let ticket = lab.tanaka_ticket()?;
     std::thread::sleep(Duration::from_secs(61));
     let report = run_viewer(&lab.script, &lab.viewer(TANAKA_DESKTOP, &ticket))?;
     assert_refused(&report, "expired");
@@ -476,8 +485,7 @@ fn vnc_kill_ends_the_console_within_a_second() -> Result<()> {
     let Some(lab) = lab(false)? else {
         return Ok(());
     };
-    let ticket = lab.ticket("tanaka", "web01", TANAKA_DESKTOP)?;
-    let mut args = lab.viewer(TANAKA_DESKTOP, &ticket);
+    let mut args = lab.tanaka_viewer()?;
     args.hold = 60.0;
     let viewer = spawn_viewer(&lab.script, &args)?;
     let row = lab.session(true)?;
@@ -510,8 +518,7 @@ fn vnc_console_ends_when_its_contract_window_closes() -> Result<()> {
     let Some(lab) = lab_with(false, |inv| crate::support::with_window(inv, &window))? else {
         return Ok(());
     };
-    let ticket = lab.ticket("tanaka", "web01", TANAKA_DESKTOP)?;
-    let mut args = lab.viewer(TANAKA_DESKTOP, &ticket);
+    let mut args = lab.tanaka_viewer()?;
     args.hold = 200.0;
     let viewer = spawn_viewer(&lab.script, &args)?;
     lab.session(true)?;
@@ -543,7 +550,7 @@ fn vnc_tigervnc_viewer_shows_the_console_and_the_ticket_is_single_use() -> Resul
         return Ok(());
     };
     let desktop = start_xvfb()?;
-    let ticket = lab.ticket("tanaka", "web01", TANAKA_DESKTOP)?;
+    let ticket = lab.tanaka_ticket()?;
     assert!(
         screen_mean(&desktop.display)? < 0.0001,
         "the desktop starts blank"
@@ -621,7 +628,7 @@ fn vnc_tigervnc_viewer_wrong_and_expired_tickets_are_refused() -> Result<()> {
         return Ok(());
     };
     let desktop = start_xvfb()?;
-    let ticket = lab.ticket("tanaka", "web01", TANAKA_DESKTOP)?;
+    let ticket = lab.tanaka_ticket()?;
     let wrong = if ticket == "guess123" {
         "guess124"
     } else {
@@ -660,7 +667,7 @@ fn vnc_tigervnc_clipboard_is_cut_both_ways() -> Result<()> {
         return Ok(());
     };
     let desktop = start_xvfb()?;
-    let ticket = lab.ticket("tanaka", "web01", TANAKA_DESKTOP)?;
+    let ticket = lab.tanaka_ticket()?;
     let (viewer, row) = lab.tiger_connected(&desktop.display, &ticket)?;
     let id = row["id"].as_str().context("session id")?.to_owned();
     viewer.focus()?;
@@ -743,7 +750,7 @@ fn vnc_tigervnc_viewer_is_disconnected_by_kill() -> Result<()> {
         return Ok(());
     };
     let desktop = start_xvfb()?;
-    let ticket = lab.ticket("tanaka", "web01", TANAKA_DESKTOP)?;
+    let ticket = lab.tanaka_ticket()?;
     let (viewer, row) = lab.tiger_connected(&desktop.display, &ticket)?;
     let id = row["id"].as_str().context("session id")?.to_owned();
     lab.kill(&id)?;
@@ -840,8 +847,7 @@ fn vnc_hostile_viewer_gets_a_clean_close() -> Result<()> {
         return Ok(());
     };
     // ClientCutText with length 0xffffffff.
-    let ticket = lab.ticket("tanaka", "web01", TANAKA_DESKTOP)?;
-    let mut args = lab.viewer(TANAKA_DESKTOP, &ticket);
+    let mut args = lab.tanaka_viewer()?;
     args.hostile = Some("06000000ffffffff".to_owned());
     let report = run_viewer(&lab.script, &args)?;
     assert_eq!(report["result"], "ok", "{report}");
@@ -896,8 +902,7 @@ fn vnc_hostile_console_gets_a_clean_close() -> Result<()> {
     else {
         return Ok(());
     };
-    let ticket = lab.ticket("tanaka", "web01", TANAKA_DESKTOP)?;
-    let mut args = lab.viewer(TANAKA_DESKTOP, &ticket);
+    let mut args = lab.tanaka_viewer()?;
     args.hold = 5.0;
     let report = run_viewer(&lab.script, &args)?;
     assert_eq!(report["result"], "ok", "{report}");
