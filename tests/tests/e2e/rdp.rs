@@ -437,7 +437,7 @@ fn recording_events(instance: &SekishoInstance, row: &serde_json::Value) -> Resu
 }
 
 /// The header metadata of the recording of session `row`.
-fn recording_metadata(
+pub(crate) fn recording_metadata(
     instance: &SekishoInstance,
     row: &serde_json::Value,
 ) -> Result<std::collections::BTreeMap<String, String>> {
@@ -624,10 +624,13 @@ fn rdp_server_certificate_is_pinned_on_first_use_and_a_change_is_denied() -> Res
 }
 
 /// tanaka's NT hash (of TANAKA_PASS), as `winpr-hash -u tanaka -p change-me-now` prints it.
-const TANAKA_NT_HASH: &str = "92CEABB25E2C174E131E9FA87BA5C22C";
+pub(crate) const TANAKA_NT_HASH: &str = "92CEABB25E2C174E131E9FA87BA5C22C";
 
 /// Every relayed byte of the recording of session `row`, both directions.
-fn recorded_bytes(instance: &SekishoInstance, row: &serde_json::Value) -> Result<Vec<u8>> {
+pub(crate) fn recorded_bytes(
+    instance: &SekishoInstance,
+    row: &serde_json::Value,
+) -> Result<Vec<u8>> {
     use recorder::format::RecordKind;
     let bytes = recording_file(instance, row)?;
     let parsed = recorder::reader::Recording::parse(&bytes)?;

@@ -16,6 +16,7 @@ use std::time::{Duration, Instant};
 use anyhow::{Context, Result, bail};
 use e2e::rdp_client::{self, ConnectOptions};
 
+use crate::rdp::TANAKA_NT_HASH;
 use crate::rdp::rdp_peers::{self, LAB_PASS, LAB_USER, XRDP_PORT};
 use crate::ssh::ssh_peers;
 use crate::support::inventory::{Inventory, PASSWORD as TANAKA_PASS, Target};
@@ -139,6 +140,149 @@ fn rdp_load_headless_client_through_sekisho_to_xrdp_is_recorded() -> Result<()> 
         rdp_client::connect(&o).await
     });
     assert!(wrong.is_err(), "a wrong password gave a session");
+    Ok(())
+}
+
+/// NLA on both legs with the headless client: it logs on to Sekisho with CredSSP as
+/// `tanaka+srv01` (checked against tanaka's NT hash), and Sekisho logs on to
+/// freerdp-shadow-cli `/sec:nla` with the secret credentials. The same client straight to the
+/// shadow server is the control. A wrong Sekisho password is refused during CredSSP, promptly
+/// and as an `auth.failed` denial.
+#[test]
+fn rdp_load_headless_client_with_nla_on_both_legs() -> Result<()> {
+    if !require_peers(&["freerdp-shadow-cli", "winpr-hash", "Xvfb"])? {
+        return Ok(());
+    }
+    let _serial = rdp_peers::serial();
+    let work = tempfile::Builder::new()
+        .prefix("sekisho-e2e-headless-nla-")
+        .tempdir()?;
+    let home = work.path().join("shadow");
+    let sam = rdp_peers::write_sam(&home, LAB_USER, LAB_PASS)?;
+    let port = free_port("127.0.0.1")?;
+    let sam_arg = format!("/sam-file:{}", sam.display());
+    let shadow = rdp_peers::start_shadow_env(
+        &home,
+        port,
+        &["/sec:nla", &sam_arg],
+        &[("WLOG_LEVEL", "DEBUG")],
+    )?;
+    let inventory = Inventory::new()
+        .pool("vdi-test", "ip-vpn", "127.0.10.0/24")
+        .zone("business", &["ip-vpn"])
+        .user_with_nt_hash("tanaka", &DESKTOP.to_string(), TANAKA_NT_HASH)
+        .target(Target::rdp_server("srv01", port))
+        .render();
+    let instance = SekishoInstance::start_with(
+        &inventory,
+        InstanceOptions {
+            secrets: Some(rdp_peers::lab_secrets(&["srv01"])),
+            ..InstanceOptions::default()
+        },
+    )?;
+    let rt = runtime()?;
+
+    // Control: straight to the shadow server, which takes NLA and nothing else.
+    rt.block_on(async {
+        let mut o =
+            ConnectOptions::new(SocketAddr::from(([127, 0, 0, 1], port)), LAB_USER, LAB_PASS);
+        o.nla = true;
+        let s = rdp_client::connect(&o).await?;
+        s.disconnect().await?;
+        o.nla = false;
+        anyhow::ensure!(
+            rdp_client::connect(&o).await.is_err(),
+            "the /sec:nla shadow server took a TLS-only client"
+        );
+        anyhow::Ok(())
+    })
+    .with_context(|| format!("direct:\n{}", shadow.log()))?;
+
+    // Through Sekisho, NLA on the contractor leg with tanaka's own password.
+    let server_log_before = shadow.log().len();
+    let stats = rt
+        .block_on(async {
+            let mut o = ConnectOptions::new(instance.listen.rdp, "tanaka+srv01", TANAKA_PASS);
+            o.source = Some(IpAddr::V4(DESKTOP));
+            o.nla = true;
+            let mut s = rdp_client::connect(&o).await?;
+            assert_eq!(s.desktop_size(), (1024, 768));
+            s.pump_for(Duration::from_secs(2)).await?;
+            s.disconnect().await
+        })
+        .with_context(|| {
+            format!(
+                "through Sekisho:\n{}\nserver:\n{}",
+                instance.serve_log(),
+                shadow.log()
+            )
+        })?;
+    assert!(stats.updates > 0 && stats.bytes > 0, "{stats:?}");
+    // The server leg: NLA with the injected account, through to finalization.
+    let server_log = shadow
+        .log()
+        .get(server_log_before..)
+        .unwrap_or_default()
+        .to_owned();
+    for marker in [
+        format!("received cookie [Cookie: mstshash={LAB_USER}]"),
+        "Negotiated Security: NLA:1".to_owned(),
+        "NTLM_STATE_FINAL".to_owned(),
+        "CONNECTION_STATE_FINALIZATION".to_owned(),
+    ] {
+        assert!(
+            server_log.contains(&marker),
+            "no {marker:?} in:\n{server_log}"
+        );
+    }
+    // Both legs chose CredSSP (PROTOCOL_HYBRID), and no CredSSP byte was recorded.
+    let row = rdp_peers::ended_session(&instance, "the NLA session to end")?;
+    assert_eq!(row["user"], "tanaka", "{row}");
+    assert_eq!(row["target"], "srv01", "{row}");
+    assert_eq!(row["source"], DESKTOP.to_string(), "{row}");
+    let meta = crate::rdp::recording_metadata(&instance, &row)?;
+    for key in [
+        "rdp.client_selected_protocol",
+        "rdp.server_selected_protocol",
+    ] {
+        assert_eq!(
+            meta.get(key).map(String::as_str),
+            Some("0x2"),
+            "{key}: {meta:?}"
+        );
+    }
+    let recorded = crate::rdp::recorded_bytes(&instance, &row)?;
+    assert!(!recorded.is_empty());
+    assert!(
+        !recorded.windows(8).any(|w| w == b"NTLMSSP\0"),
+        "CredSSP bytes in the recording"
+    );
+
+    // A wrong Sekisho password: CredSSP fails, promptly, and the denial is in the catalogue.
+    let started = Instant::now();
+    let wrong = rt.block_on(async {
+        let mut o = ConnectOptions::new(instance.listen.rdp, "tanaka+srv01", "not-the-password");
+        o.source = Some(IpAddr::V4(DESKTOP));
+        o.nla = true;
+        o.timeout = Duration::from_secs(15);
+        rdp_client::connect(&o).await
+    });
+    assert!(wrong.is_err(), "a wrong password gave a session");
+    assert!(
+        started.elapsed() < Duration::from_secs(10),
+        "the refusal took {:?}",
+        started.elapsed()
+    );
+    let denial = rdp_peers::wait_denial(&instance, 10, "an auth.failed denial", |d| {
+        d["rule"] == "auth.failed" && d["protocol"] == "rdp"
+    })?;
+    assert_eq!(denial["user"], "tanaka", "{denial}");
+    let sessions = instance
+        .sessions()?
+        .into_iter()
+        .filter(|s| s["protocol"] == "rdp")
+        .count();
+    assert_eq!(sessions, 1, "the refused logon opened a session");
     Ok(())
 }
 
