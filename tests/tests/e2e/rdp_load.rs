@@ -25,17 +25,22 @@ use crate::support::{InstanceOptions, SekishoInstance, bench, free_port, require
 /// The VDI desktop the client connects from.
 const DESKTOP: Ipv4Addr = Ipv4Addr::new(127, 0, 10, 11);
 
-/// One VDI pool, tanaka, and the RDP servers `targets` (name, port) under one contract.
-fn inventory(targets: &[(&str, u16)]) -> String {
+/// One VDI pool, tanaka (with an NT hash for NLA when `nt_hash` is given), and the RDP
+/// servers `targets` (name, port) under one contract.
+fn inventory(targets: &[(&str, u16)], nt_hash: Option<&str>) -> String {
+    let desktop = DESKTOP.to_string();
+    let inventory = Inventory::new()
+        .pool("vdi-test", "ip-vpn", "127.0.10.0/24")
+        .zone("business", &["ip-vpn"]);
+    let inventory = match nt_hash {
+        Some(hash) => inventory.user_with_nt_hash("tanaka", &desktop, hash),
+        None => inventory.user("tanaka", &desktop),
+    };
     targets
         .iter()
-        .fold(
-            Inventory::new()
-                .pool("vdi-test", "ip-vpn", "127.0.10.0/24")
-                .zone("business", &["ip-vpn"])
-                .user("tanaka", &DESKTOP.to_string()),
-            |inventory, (name, port)| inventory.target(Target::rdp_server(name, *port)),
-        )
+        .fold(inventory, |inventory, (name, port)| {
+            inventory.target(Target::rdp_server(name, *port))
+        })
         .render()
 }
 
@@ -53,7 +58,7 @@ fn rdp_load_headless_client_through_sekisho_to_xrdp_is_recorded() -> Result<()> 
     rdp_peers::ensure_xrdp()?;
     let _serial = rdp_peers::serial();
     let instance = SekishoInstance::start_with(
-        &inventory(&[("srv01", XRDP_PORT)]),
+        &inventory(&[("srv01", XRDP_PORT)], None),
         InstanceOptions {
             secrets: Some(rdp_peers::lab_secrets(&["srv01"])),
             ..InstanceOptions::default()
@@ -167,14 +172,8 @@ fn rdp_load_headless_client_with_nla_on_both_legs() -> Result<()> {
         &["/sec:nla", &sam_arg],
         &[("WLOG_LEVEL", "DEBUG")],
     )?;
-    let inventory = Inventory::new()
-        .pool("vdi-test", "ip-vpn", "127.0.10.0/24")
-        .zone("business", &["ip-vpn"])
-        .user_with_nt_hash("tanaka", &DESKTOP.to_string(), TANAKA_NT_HASH)
-        .target(Target::rdp_server("srv01", port))
-        .render();
     let instance = SekishoInstance::start_with(
-        &inventory,
+        &inventory(&[("srv01", port)], Some(TANAKA_NT_HASH)),
         InstanceOptions {
             secrets: Some(rdp_peers::lab_secrets(&["srv01"])),
             ..InstanceOptions::default()
@@ -611,12 +610,39 @@ fn rdp_bench_through_sekisho_vs_direct() -> Result<()> {
         Duration::from_secs(10),
     )?;
     let shadow_pid = shadow.child.id();
+    // A second shadow server on the same display that takes NLA only, for the NLA set-up.
+    let nla_port = free_port("127.0.0.1")?;
+    let nla_home = work.path().join("shadow-nla");
+    let sam = rdp_peers::write_sam(&nla_home, LAB_USER, LAB_PASS)?;
+    std::fs::create_dir_all(nla_home.join("config"))?;
+    let nla_log = std::fs::File::create(work.path().join("shadow-nla.log"))?;
+    let _shadow_nla = Proc::spawn(
+        "freerdp-shadow-cli (NLA)",
+        Command::new("freerdp-shadow-cli")
+            .arg("/bind-address:127.0.0.1")
+            .arg(format!("/port:{nla_port}"))
+            .arg("/sec:nla")
+            .arg(format!("/sam-file:{}", sam.display()))
+            .env("DISPLAY", &display)
+            .env("HOME", &nla_home)
+            .env("XDG_CONFIG_HOME", nla_home.join("config"))
+            .stdout(nla_log.try_clone()?)
+            .stderr(nla_log),
+    )?;
+    crate::support::wait_for_port(
+        SocketAddr::from(([127, 0, 0, 1], nla_port)),
+        Duration::from_secs(10),
+    )?;
 
-    // Sekisho (the release binary) with the shadow server as target "shadow01".
+    // Sekisho (the release binary) with the shadow servers as targets "shadow01" (TLS) and
+    // "shadow02" (NLA); tanaka has an NT hash, so the contractor leg may be either.
     let instance = SekishoInstance::start_with(
-        &inventory(&[("shadow01", shadow_port)]),
+        &inventory(
+            &[("shadow01", shadow_port), ("shadow02", nla_port)],
+            Some(TANAKA_NT_HASH),
+        ),
         InstanceOptions {
-            secrets: Some(rdp_peers::lab_secrets(&["shadow01"])),
+            secrets: Some(rdp_peers::lab_secrets(&["shadow01", "shadow02"])),
             no_serve: true,
             ..InstanceOptions::default()
         },
@@ -665,6 +691,26 @@ fn rdp_bench_through_sekisho_vs_direct() -> Result<()> {
     .with_context(|| std::fs::read_to_string(instance.path("serve.log")).unwrap_or_default())?;
     let sd = field(&setup_direct, "summary", "median_ms");
     let sv = field(&setup_via, "summary", "median_ms");
+    // The same with NLA: CredSSP on the client's leg (and, through Sekisho, on both legs).
+    let nla_repeat = ["--repeat", "10", "--nla"];
+    let setup_direct_nla = client_run(
+        &client,
+        &args(
+            &format!("127.0.0.1:{nla_port}"),
+            LAB_USER,
+            false,
+            &nla_repeat,
+        ),
+        direct_pass,
+    )?;
+    let setup_via_nla = client_run(
+        &client,
+        &args(&via_addr, "tanaka+shadow02", true, &nla_repeat),
+        TANAKA_PASS,
+    )
+    .with_context(|| std::fs::read_to_string(instance.path("serve.log")).unwrap_or_default())?;
+    let sd_nla = field(&setup_direct_nla, "summary", "median_ms");
+    let sv_nla = field(&setup_via_nla, "summary", "median_ms");
 
     eprintln!("rdp_bench: screen-heavy throughput, {window} s each");
     // 2. Screen-heavy throughput: the whole display redrawn with random pixels, continuously.
@@ -747,6 +793,11 @@ fn rdp_bench_through_sekisho_vs_direct() -> Result<()> {
     };
     row("connection set-up, median of 10 (ms)", sd, sv);
     row(
+        "connection set-up with NLA, median of 10 (ms)",
+        sd_nla,
+        sv_nla,
+    );
+    row(
         "screen-heavy throughput (MB/s)",
         g(&heavy_direct, "mb_per_s"),
         g(&heavy_via, "mb_per_s"),
@@ -821,6 +872,8 @@ fn rdp_bench_through_sekisho_vs_direct() -> Result<()> {
     };
     bench("setup_direct_ms", sd, "ms");
     bench("setup_via_ms", sv, "ms");
+    bench("setup_nla_direct_ms", sd_nla, "ms");
+    bench("setup_nla_via_ms", sv_nla, "ms");
     bench("heavy_direct_mb_s", g(&heavy_direct, "mb_per_s"), "MB/s");
     bench("heavy_via_mb_s", g(&heavy_via, "mb_per_s"), "MB/s");
     bench(
