@@ -16,7 +16,9 @@ use anyhow::{Context, Result};
 use rdp_peers::{Background, ClientRun, LAB_PASS, LAB_USER, XRDP_PORT};
 
 use crate::ssh::ssh_peers;
-use crate::support::inventory::{Inventory, PASSWORD as TANAKA_PASS, Target};
+use crate::support::inventory::{
+    Inventory, NT_HASH as TANAKA_NT_HASH, PASSWORD as TANAKA_PASS, Target,
+};
 use crate::support::{InstanceOptions, SekishoInstance, require_peers};
 
 const PEERS: &[&str] = &[
@@ -622,9 +624,6 @@ fn rdp_server_certificate_is_pinned_on_first_use_and_a_change_is_denied() -> Res
     );
     Ok(())
 }
-
-/// tanaka's NT hash (of TANAKA_PASS), as `winpr-hash -u tanaka -p change-me-now` prints it.
-pub(crate) const TANAKA_NT_HASH: &str = "92CEABB25E2C174E131E9FA87BA5C22C";
 
 /// Every relayed byte of the recording of session `row`, both directions.
 pub(crate) fn recorded_bytes(

@@ -16,10 +16,11 @@ use std::time::{Duration, Instant};
 use anyhow::{Context, Result, bail};
 use e2e::rdp_client::{self, ConnectOptions};
 
-use crate::rdp::TANAKA_NT_HASH;
 use crate::rdp::rdp_peers::{self, LAB_PASS, LAB_USER, XRDP_PORT};
 use crate::ssh::ssh_peers;
-use crate::support::inventory::{Inventory, PASSWORD as TANAKA_PASS, Target};
+use crate::support::inventory::{
+    Inventory, NT_HASH as TANAKA_NT_HASH, PASSWORD as TANAKA_PASS, Target,
+};
 use crate::support::{InstanceOptions, SekishoInstance, bench, free_port, require_peers};
 
 /// The VDI desktop the client connects from.

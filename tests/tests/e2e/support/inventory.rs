@@ -7,6 +7,10 @@ pub const HASH: &str = "$argon2id$v=19$m=19456,t=2,p=1$IvBzMLDZyFbDrkZ3n1bk7w$8N
 /// The Sekisho password of every test user (the one [`HASH`] is of).
 pub const PASSWORD: &str = "change-me-now";
 
+/// The NT hash of [`PASSWORD`] (`winpr-hash -u tanaka -p change-me-now`), for users who log on
+/// with NLA.
+pub const NT_HASH: &str = "92CEABB25E2C174E131E9FA87BA5C22C";
+
 /// One `[[target]]`; a VM is on hypervisor kvm01.
 pub struct Target {
     name: String,
