@@ -611,8 +611,10 @@ fn rdp_bench_through_sekisho_vs_direct() -> Result<()> {
         Duration::from_secs(10),
     )?;
     let shadow_pid = shadow.child.id();
-    // A second shadow server on the same display that takes NLA only, for the NLA set-up.
-    let nla_port = free_port("127.0.0.1")?;
+    // A second shadow server on the same display that takes NLA only, for the NLA set-up. It
+    // has an address of its own: Sekisho finds a target by address.
+    const NLA_ADDRESS: &str = "127.0.0.2";
+    let nla_port = free_port(NLA_ADDRESS)?;
     let nla_home = work.path().join("shadow-nla");
     let sam = rdp_peers::write_sam(&nla_home, LAB_USER, LAB_PASS)?;
     std::fs::create_dir_all(nla_home.join("config"))?;
@@ -620,7 +622,7 @@ fn rdp_bench_through_sekisho_vs_direct() -> Result<()> {
     let _shadow_nla = Proc::spawn(
         "freerdp-shadow-cli (NLA)",
         Command::new("freerdp-shadow-cli")
-            .arg("/bind-address:127.0.0.1")
+            .arg(format!("/bind-address:{NLA_ADDRESS}"))
             .arg(format!("/port:{nla_port}"))
             .arg("/sec:nla")
             .arg(format!("/sam-file:{}", sam.display()))
@@ -630,18 +632,23 @@ fn rdp_bench_through_sekisho_vs_direct() -> Result<()> {
             .stdout(nla_log.try_clone()?)
             .stderr(nla_log),
     )?;
-    crate::support::wait_for_port(
-        SocketAddr::from(([127, 0, 0, 1], nla_port)),
-        Duration::from_secs(10),
-    )?;
+    let nla_addr = format!("{NLA_ADDRESS}:{nla_port}");
+    crate::support::wait_for_port(nla_addr.parse()?, Duration::from_secs(10))?;
 
     // Sekisho (the release binary) with the shadow servers as targets "shadow01" (TLS) and
     // "shadow02" (NLA); tanaka has an NT hash, so the contractor leg may be either.
     let instance = SekishoInstance::start_with(
-        &inventory(
-            &[("shadow01", shadow_port), ("shadow02", nla_port)],
-            Some(TANAKA_NT_HASH),
-        ),
+        &Inventory::new()
+            .pool("vdi-test", "ip-vpn", "127.0.10.0/24")
+            .zone("business", &["ip-vpn"])
+            .user_with_nt_hash("tanaka", &DESKTOP.to_string(), TANAKA_NT_HASH)
+            .target(Target::rdp_server("shadow01", shadow_port))
+            .target(
+                Target::new("shadow02", NLA_ADDRESS, "physical", "business")
+                    .rdp_port(nla_port)
+                    .credential(),
+            )
+            .render(),
         InstanceOptions {
             secrets: Some(rdp_peers::lab_secrets(&["shadow01", "shadow02"])),
             no_serve: true,
@@ -660,7 +667,8 @@ fn rdp_bench_through_sekisho_vs_direct() -> Result<()> {
             .stdout(serve_log.try_clone()?)
             .stderr(serve_log),
     )?;
-    crate::support::wait_for_port(instance.listen.rdp, Duration::from_secs(30))?;
+    crate::support::wait_for_port(instance.listen.rdp, Duration::from_secs(30))
+        .with_context(|| std::fs::read_to_string(instance.path("serve.log")).unwrap_or_default())?;
     let pid = serve.child.id();
 
     let direct_addr = format!("127.0.0.1:{shadow_port}");
@@ -696,12 +704,7 @@ fn rdp_bench_through_sekisho_vs_direct() -> Result<()> {
     let nla_repeat = ["--repeat", "10", "--nla"];
     let setup_direct_nla = client_run(
         &client,
-        &args(
-            &format!("127.0.0.1:{nla_port}"),
-            LAB_USER,
-            false,
-            &nla_repeat,
-        ),
+        &args(&nla_addr, LAB_USER, false, &nla_repeat),
         direct_pass,
     )?;
     let setup_via_nla = client_run(
