@@ -7,7 +7,7 @@
 //! depend on Sekisho's own image code.
 
 use std::path::Path;
-use std::process::{Command, Stdio};
+use std::process::Command;
 use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
 use anyhow::{Context, Result, bail, ensure};
@@ -269,55 +269,7 @@ fn player_vnc_last_frame_matches_qemu_screendump() -> Result<()> {
     let instance = SekishoInstance::start_with(&inventory, InstanceOptions::default())?;
     // Let SeaBIOS reach its final screen ("No bootable device") before the session.
     std::thread::sleep(Duration::from_secs(3));
-    let askpass = vnc_peers::askpass(instance.dir.path(), vnc_peers::DEMO_PASSWORD)?;
-    let script = vnc_peers::viewer_script(instance.dir.path())?;
-    let out = vnc_peers::ssh_client(&askpass)
-        .args(vnc_peers::ssh_options(
-            instance.listen.ssh.port(),
-            VNC_DESKTOP,
-        ))
-        .arg("tanaka@127.0.0.1")
-        .arg("console web01")
-        .stdin(Stdio::null())
-        .output()?;
-    let text = String::from_utf8_lossy(&out.stdout).into_owned();
-    ensure!(
-        out.status.success(),
-        "console refused: {text}{}",
-        String::from_utf8_lossy(&out.stderr)
-    );
-    let ticket = text
-        .lines()
-        .find_map(|l| {
-            l.trim()
-                .strip_prefix("password:")
-                .map(|v| v.trim().to_owned())
-        })
-        .context("no ticket")?;
-    let report = vnc_peers::run_viewer(
-        &script,
-        &vnc_peers::ViewerArgs {
-            host: instance.listen.vnc.ip().to_string(),
-            port: instance.listen.vnc.port(),
-            source: VNC_DESKTOP.to_owned(),
-            password: ticket,
-            hold: 3.0,
-            ..vnc_peers::ViewerArgs::default()
-        },
-    )?;
-    ensure!(
-        report["result"] == "ok",
-        "{report}\n{}",
-        instance.serve_log()
-    );
-    let session = instance.wait_until(Duration::from_secs(10), "the VNC session to end", || {
-        Ok(instance
-            .sessions()?
-            .into_iter()
-            .find(|s| s["protocol"] == "console-vnc" && !s["ended_at"].is_null()))
-    })?;
-    let recording = session["recording"].as_str().context("recording")?;
-    let recording = instance.dir.path().join(recording);
+    let (_, recording) = vnc_peers::recorded_console_session(&instance, VNC_DESKTOP, 3.0)?;
 
     let shot = instance.dir.path().join("qemu.ppm");
     qmp(

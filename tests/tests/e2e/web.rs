@@ -452,65 +452,7 @@ const NEEDLE_AFTER_MS: u64 = 1200;
 /// Makes a real VNC console session through Sekisho against QEMU (tanaka, ~4 s); returns
 /// (session id, recording path).
 fn vnc_session(instance: &SekishoInstance) -> Result<(String, std::path::PathBuf)> {
-    use std::process::Stdio;
-    let askpass = vnc_peers::askpass(instance.dir.path(), vnc_peers::DEMO_PASSWORD)?;
-    let script = vnc_peers::viewer_script(instance.dir.path())?;
-    let out = vnc_peers::ssh_client(&askpass)
-        .args(vnc_peers::ssh_options(
-            instance.listen.ssh.port(),
-            VNC_DESKTOP,
-        ))
-        .arg("tanaka@127.0.0.1")
-        .arg("console web01")
-        .stdin(Stdio::null())
-        .output()?;
-    let text = String::from_utf8_lossy(&out.stdout).into_owned();
-    ensure!(
-        out.status.success(),
-        "console refused: {text}{}",
-        String::from_utf8_lossy(&out.stderr)
-    );
-    let ticket = text
-        .lines()
-        .find_map(|l| {
-            l.trim()
-                .strip_prefix("password:")
-                .map(|v| v.trim().to_owned())
-        })
-        .context("no ticket")?;
-    let report = vnc_peers::run_viewer(
-        &script,
-        &vnc_peers::ViewerArgs {
-            host: instance.listen.vnc.ip().to_string(),
-            port: instance.listen.vnc.port(),
-            source: VNC_DESKTOP.to_owned(),
-            password: ticket,
-            hold: 4.0,
-            ..vnc_peers::ViewerArgs::default()
-        },
-    )?;
-    ensure!(
-        report.get("result").and_then(|r| r.as_str()) == Some("ok"),
-        "{report}"
-    );
-    let session = instance.wait_until(Duration::from_secs(10), "the VNC session to end", || {
-        Ok(instance.sessions()?.into_iter().find(|s| {
-            s.get("protocol").and_then(|p| p.as_str()) == Some("console-vnc")
-                && s.get("ended_at").is_some_and(|e| !e.is_null())
-        }))
-    })?;
-    let id = session
-        .get("id")
-        .and_then(|v| v.as_str())
-        .context("id")?
-        .to_owned();
-    let recording = instance.dir.path().join(
-        session
-            .get("recording")
-            .and_then(|v| v.as_str())
-            .context("recording")?,
-    );
-    Ok((id, recording))
+    vnc_peers::recorded_console_session(instance, VNC_DESKTOP, 4.0)
 }
 
 /// Seeds tanaka's SSH session whose recording (the real writer) prints a prompt, then

@@ -690,3 +690,72 @@ except OSError as e:
     out["closed"] = str(e)
 print(json.dumps(out))
 "#;
+
+/// tanaka's one-time VNC ticket for web01, asked over SSH (`console web01`) from `source`.
+pub fn tanaka_web01_ticket(
+    instance: &crate::support::SekishoInstance,
+    source: &str,
+) -> Result<String> {
+    let askpass = askpass(instance.dir.path(), DEMO_PASSWORD)?;
+    let out = ssh_client(&askpass)
+        .args(ssh_options(instance.listen.ssh.port(), source))
+        .arg("tanaka@127.0.0.1")
+        .arg("console web01")
+        .stdin(Stdio::null())
+        .output()?;
+    let text = String::from_utf8_lossy(&out.stdout).into_owned();
+    anyhow::ensure!(
+        out.status.success(),
+        "console refused: {text}{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    text.lines()
+        .find_map(|l| {
+            l.trim()
+                .strip_prefix("password:")
+                .map(|v| v.trim().to_owned())
+        })
+        .context("no ticket")
+}
+
+/// A real VNC console session of tanaka on web01 from `source` through Sekisho, the scripted
+/// viewer holding it `hold` seconds; returns the ended session's (id, recording path).
+pub fn recorded_console_session(
+    instance: &crate::support::SekishoInstance,
+    source: &str,
+    hold: f64,
+) -> Result<(String, PathBuf)> {
+    let script = viewer_script(instance.dir.path())?;
+    let report = run_viewer(
+        &script,
+        &ViewerArgs {
+            host: instance.listen.vnc.ip().to_string(),
+            port: instance.listen.vnc.port(),
+            source: source.to_owned(),
+            password: tanaka_web01_ticket(instance, source)?,
+            hold,
+            ..ViewerArgs::default()
+        },
+    )?;
+    anyhow::ensure!(
+        report.get("result").and_then(|r| r.as_str()) == Some("ok"),
+        "{report}\n{}",
+        instance.serve_log()
+    );
+    let session = instance.wait_until(Duration::from_secs(10), "the VNC session to end", || {
+        Ok(instance.sessions()?.into_iter().find(|s| {
+            s.get("protocol").and_then(|p| p.as_str()) == Some("console-vnc")
+                && s.get("ended_at").is_some_and(|e| !e.is_null())
+        }))
+    })?;
+    let field = |name: &str| {
+        session
+            .get(name)
+            .and_then(|v| v.as_str())
+            .with_context(|| format!("no {name} in {session}"))
+    };
+    Ok((
+        field("id")?.to_owned(),
+        instance.dir.path().join(field("recording")?),
+    ))
+}
