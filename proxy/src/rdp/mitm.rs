@@ -186,9 +186,24 @@ pub struct Mitm {
     user_channel: Option<u16>,
     refused_dvcs: BTreeSet<u32>,
     /// dropping the rest of a chunked drdynvc message (server→client, client→server).
-    dropping_chunks: [bool; 2],
+    dropping_chunks: DroppingChunks,
     client_info_seen: bool,
     failed: Option<RdpError>,
+}
+
+/// Whether the rest of a chunked drdynvc message is being dropped, per direction.
+#[derive(Debug, Default)]
+struct DroppingChunks {
+    server_to_client: bool,
+    client_to_server: bool,
+}
+
+/// One drdynvc channel PDU as it arrives.
+enum DvcChunk<'a> {
+    /// A later chunk of a message; `dropped` when its message is being dropped.
+    Continuation { dropped: bool },
+    /// The first chunk of a message: its body, and whether it is also the last.
+    First { body: &'a [u8], last: bool },
 }
 
 impl Mitm {
@@ -208,7 +223,7 @@ impl Mitm {
             drdynvc: None,
             user_channel: None,
             refused_dvcs: BTreeSet::new(),
-            dropping_chunks: [false; 2],
+            dropping_chunks: DroppingChunks::default(),
             client_info_seen: false,
             failed: None,
         }
@@ -623,25 +638,11 @@ impl Mitm {
         channel: u16,
         user_data: &[u8],
     ) -> Result<Vec<Action>, RdpError> {
-        let (header, body) = split_channel_pdu(user_data)?;
-        let first = header.flags.contains(ChannelControlFlags::FLAG_FIRST);
-        let last = header.flags.contains(ChannelControlFlags::FLAG_LAST);
-        if !first {
-            if self.dropping_chunks[0] {
-                self.dropping_chunks[0] = !last;
-                return Ok(Vec::new());
-            }
-            return Ok(forward_to_client(frame));
-        }
-        if header
-            .flags
-            .contains(ChannelControlFlags::PACKET_COMPRESSED)
-        {
-            return Err(RdpError::Unexpected {
-                got: "compressed dynamic channel PDU",
-                expected: "uncompressed channel data",
-            });
-        }
+        let (body, last) = match self.dvc_chunk(Direction::ServerToClient, user_data)? {
+            DvcChunk::Continuation { dropped: true } => return Ok(Vec::new()),
+            DvcChunk::Continuation { dropped: false } => return Ok(forward_to_client(frame)),
+            DvcChunk::First { body, last } => (body, last),
+        };
         let (cmd, dvc_id) = dvc_header(body)?;
         if cmd == DVC_CMD_CREATE {
             if !last {
@@ -691,23 +692,34 @@ impl Mitm {
             return Ok(forward_to_client(frame));
         }
         if dvc_id.is_some_and(|id| self.refused_dvcs.contains(&id)) {
-            self.dropping_chunks[0] = !last;
+            self.dropping_chunks.server_to_client = !last;
             return Ok(Vec::new());
         }
         Ok(forward_to_client(frame))
     }
 
-    fn client_dvc(&mut self, frame: &[u8], user_data: &[u8]) -> Result<Vec<Action>, RdpError> {
+    /// The drdynvc PDU in `user_data`, sent by `side`: a continuation chunk (dropped when the
+    /// PDU it continues was, which this also keeps track of), or a first chunk, uncompressed.
+    fn dvc_chunk<'a>(
+        &mut self,
+        side: Direction,
+        user_data: &'a [u8],
+    ) -> Result<DvcChunk<'a>, RdpError> {
         let (header, body) = split_channel_pdu(user_data)?;
         let first = header.flags.contains(ChannelControlFlags::FLAG_FIRST);
         let last = header.flags.contains(ChannelControlFlags::FLAG_LAST);
         if !first {
-            if self.dropping_chunks[1] {
-                self.dropping_chunks[1] = !last;
-                return Ok(Vec::new());
+            let dropping = match side {
+                Direction::ServerToClient => &mut self.dropping_chunks.server_to_client,
+                Direction::ClientToServer => &mut self.dropping_chunks.client_to_server,
+            };
+            let dropped = *dropping;
+            if dropped {
+                *dropping = !last;
             }
-            return Ok(forward_to_server(frame));
+            return Ok(DvcChunk::Continuation { dropped });
         }
+        // Compressed DVC data could hide a create request from the filter: refused.
         if header
             .flags
             .contains(ChannelControlFlags::PACKET_COMPRESSED)
@@ -717,9 +729,18 @@ impl Mitm {
                 expected: "uncompressed channel data",
             });
         }
+        Ok(DvcChunk::First { body, last })
+    }
+
+    fn client_dvc(&mut self, frame: &[u8], user_data: &[u8]) -> Result<Vec<Action>, RdpError> {
+        let (body, last) = match self.dvc_chunk(Direction::ClientToServer, user_data)? {
+            DvcChunk::Continuation { dropped: true } => return Ok(Vec::new()),
+            DvcChunk::Continuation { dropped: false } => return Ok(forward_to_server(frame)),
+            DvcChunk::First { body, last } => (body, last),
+        };
         let (_, dvc_id) = dvc_header(body)?;
         if dvc_id.is_some_and(|id| self.refused_dvcs.contains(&id)) {
-            self.dropping_chunks[1] = !last;
+            self.dropping_chunks.client_to_server = !last;
             return Ok(Vec::new());
         }
         Ok(forward_to_server(frame))

@@ -360,6 +360,82 @@ fn denied_dynamic_channel_is_refused_at_creation() {
     assert_eq!(to_client(&a).len(), 1);
 }
 
+/// One chunk of a drdynvc message: channel PDU header (`flags`, `total` length) and `bytes`.
+fn dvc_raw_chunk(flags: ChannelControlFlags, total: usize, bytes: &[u8]) -> Vec<u8> {
+    let mut out = encode_vec(&ChannelPduHeader {
+        length: u32::try_from(total).unwrap(),
+        flags,
+    })
+    .unwrap();
+    out.extend_from_slice(bytes);
+    out
+}
+
+/// A DVC Data PDU for channel `id` with `len` bytes of payload, cut in three chunks.
+fn dvc_data_in_three_chunks(id: u32, len: usize) -> [Vec<u8>; 3] {
+    let whole = encode_vec(&DrdynvcServerPdu::Data(
+        ironrdp_dvc::pdu::DrdynvcDataPdu::Data(ironrdp_dvc::pdu::DataPdu::new(id, vec![0x5a; len])),
+    ))
+    .unwrap();
+    let (a, rest) = whole.split_at(whole.len() / 3);
+    let (b, c) = rest.split_at(rest.len() / 2);
+    [
+        dvc_raw_chunk(ChannelControlFlags::FLAG_FIRST, whole.len(), a),
+        dvc_raw_chunk(ChannelControlFlags::empty(), whole.len(), b),
+        dvc_raw_chunk(ChannelControlFlags::FLAG_LAST, whole.len(), c),
+    ]
+}
+
+#[test]
+fn chunked_data_of_a_refused_dynamic_channel_is_dropped_both_ways() {
+    let mut m = active();
+    let refused = DrdynvcServerPdu::Create(CreateRequestPdu::new(7, "URBDRC".into()));
+    m.server_frame(&indication(1005, dvc_chunk(&refused)))
+        .unwrap();
+    let allowed = DrdynvcServerPdu::Create(CreateRequestPdu::new(
+        8,
+        "Microsoft::Windows::RDS::DisplayControl".into(),
+    ));
+    m.server_frame(&indication(1005, dvc_chunk(&allowed)))
+        .unwrap();
+
+    // Every chunk of a message on the refused channel is dropped, whichever side sends it;
+    // the chunks of a message on the allowed channel that follows all pass.
+    for (refused, allowed) in [
+        (
+            dvc_data_in_three_chunks(7, 600),
+            dvc_data_in_three_chunks(8, 600),
+        ),
+        (
+            dvc_data_in_three_chunks(7, 90),
+            dvc_data_in_three_chunks(8, 90),
+        ),
+    ] {
+        for chunk in &refused {
+            let a = m.server_frame(&indication(1005, chunk.clone())).unwrap();
+            assert!(to_client(&a).is_empty(), "server chunk of channel 7 passed");
+            let a = m.client_frame(&request(1005, chunk.clone())).unwrap();
+            assert!(to_server(&a).is_empty(), "client chunk of channel 7 passed");
+        }
+        for chunk in &allowed {
+            let a = m.server_frame(&indication(1005, chunk.clone())).unwrap();
+            assert_eq!(to_client(&a).len(), 1, "server chunk of channel 8 dropped");
+            let a = m.client_frame(&request(1005, chunk.clone())).unwrap();
+            assert_eq!(to_server(&a).len(), 1, "client chunk of channel 8 dropped");
+        }
+    }
+
+    // A compressed first chunk could hide a create request: refused outright.
+    let compressed = dvc_raw_chunk(
+        ChannelControlFlags::FLAG_FIRST
+            | ChannelControlFlags::FLAG_LAST
+            | ChannelControlFlags::PACKET_COMPRESSED,
+        4,
+        &[0x10, 0x07, 0, 0],
+    );
+    assert!(m.server_frame(&indication(1005, compressed)).is_err());
+}
+
 fn client_info_frame() -> Vec<u8> {
     let info = ClientInfoPdu {
         security_header: BasicSecurityHeader {
