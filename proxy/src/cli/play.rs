@@ -42,6 +42,10 @@ pub struct ExportArgs {
     /// recordings are drawn with a font (see docs/export.md).
     #[arg(long, value_name = "SECONDS")]
     at: Option<f64>,
+    /// Draw the recorded mouse pointer over the screen (png, mp4; RDP recordings), as the web
+    /// player's "Show the pointer" does.
+    #[arg(long)]
+    pointer: bool,
     /// Where to write.
     #[arg(short = 'o', long = "output", value_name = "OUT")]
     output: PathBuf,
@@ -92,6 +96,9 @@ pub fn play(args: PlayArgs) -> Result<ExitCode> {
 }
 
 pub fn export(args: ExportArgs) -> Result<ExitCode> {
+    if args.pointer && matches!(args.format, ExportFormat::Asciicast | ExportFormat::Txt) {
+        bail!("--pointer applies to png and mp4");
+    }
     let bytes = load_recording(&args.recording, args.config.as_deref())?;
     let mut buffer = Vec::new();
     match args.format {
@@ -109,7 +116,7 @@ pub fn export(args: ExportArgs) -> Result<ExitCode> {
         }
         ExportFormat::Png => {
             let at_us = args.at.map(seconds_to_us).transpose()?;
-            open_pictures(&bytes)
+            open_pictures(&bytes, args.pointer)
                 .and_then(|mut replay| Ok(replay.write_png_at(at_us, &mut buffer)?))
                 .context("cannot export png")?
         }
@@ -117,7 +124,7 @@ pub fn export(args: ExportArgs) -> Result<ExitCode> {
             if args.at.is_some() {
                 bail!("--at applies to png; mp4 exports the whole recording");
             }
-            return export_mp4(&bytes, &args.output);
+            return export_mp4(&bytes, args.pointer, &args.output);
         }
     }
     // Write whole or not at all: a half-written evidence export is worse than none.
@@ -137,7 +144,7 @@ fn seconds_to_us(s: f64) -> Result<u64> {
 
 /// Encodes the whole recording as H.264 in MP4 through the system's ffmpeg, fed raw RGBA
 /// frames at a fixed rate on its standard input.
-fn export_mp4(bytes: &[u8], output: &Path) -> Result<ExitCode> {
+fn export_mp4(bytes: &[u8], pointer: bool, output: &Path) -> Result<ExitCode> {
     use std::process::{Command, Stdio};
 
     // Look for ffmpeg before decoding anything: its absence is the likely failure.
@@ -145,7 +152,7 @@ fn export_mp4(bytes: &[u8], output: &Path) -> Result<ExitCode> {
         "mp4 export needs ffmpeg, which is not installed (or not on PATH): install it \
          (Debian: apt-get install ffmpeg), or export single frames with --format png --at S",
     )?;
-    let mut replay = open_pictures(bytes).context("cannot export mp4")?;
+    let mut replay = open_pictures(bytes, pointer).context("cannot export mp4")?;
     // ffmpeg picks the container from the name: keep ".mp4" on the partial file.
     let tmp = output.with_extension("partial.mp4");
     let first = replay.frame_at(0).context("cannot export mp4")?;
@@ -188,9 +195,17 @@ fn export_mp4(bytes: &[u8], output: &Path) -> Result<ExitCode> {
 }
 
 /// Opens a recording for pictures; for a terminal recording drawn with the built-in bitmap
-/// font (no font file found), says so: kanji then show as boxes.
-fn open_pictures(bytes: &[u8]) -> Result<player::export::Graphical> {
-    let replay = player::export::Graphical::open(bytes)?;
+/// font (no font file found), says so: kanji then show as boxes. `pointer` draws the RDP
+/// pointer; other recordings have none to draw, which is an error rather than silently
+/// ignored.
+fn open_pictures(bytes: &[u8], pointer: bool) -> Result<player::export::Graphical> {
+    let mut replay = player::export::Graphical::open(bytes)?;
+    if pointer {
+        match &mut replay {
+            player::export::Graphical::Rdp(r) => r.set_draw_pointer(true),
+            _ => bail!("--pointer applies to RDP recordings; this one has no pointer to draw"),
+        }
+    }
     if let player::export::Graphical::Terminal(t) = &replay
         && !t.font().is_outline()
     {

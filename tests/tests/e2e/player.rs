@@ -525,6 +525,25 @@ fn player_terminal_png_and_mp4_export_of_a_real_ssh_session() -> Result<()> {
         duration >= printed + 1.0 && duration <= printed + 10.0,
         "video {duration} s, marker at {printed} s"
     );
+
+    // A terminal has no pointer to draw, and a text export no picture: `--pointer` is refused
+    // with a message, and nothing is written.
+    for format in ["png", "txt"] {
+        let out = instance.dir.path().join(format!("pointer.{format}"));
+        let run = instance.cli_raw(&[
+            "export",
+            recording.to_str().context("path")?,
+            "--format",
+            format,
+            "--pointer",
+            "-o",
+            out.to_str().context("path")?,
+        ])?;
+        let stderr = String::from_utf8_lossy(&run.stderr);
+        assert!(!run.status.success(), "{format} --pointer succeeded");
+        assert!(stderr.contains("--pointer applies to"), "{stderr}");
+        assert!(!out.exists(), "{format} --pointer wrote a file");
+    }
     let _ = &sshd;
     Ok(())
 }

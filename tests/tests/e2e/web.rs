@@ -927,6 +927,29 @@ async fn run_rdp_player(
             changed > 0 && changed <= 384 * 384,
             "{changed} pixels changed by the pointer"
         );
+        // `sekisho export --pointer` draws the very same picture as the ticked box.
+        let with_pointer_png = instance.dir.path().join("rdp-decoder-pointer.png");
+        let run = instance.cli_raw(&[
+            "export",
+            recording.to_str().context("path")?,
+            "--format",
+            "png",
+            "--at",
+            &RDP_SEEK_AT.to_string(),
+            "--pointer",
+            "-o",
+            with_pointer_png.to_str().context("path")?,
+        ])?;
+        ensure!(
+            run.status.success(),
+            "export --pointer: {}",
+            String::from_utf8_lossy(&run.stderr)
+        );
+        let (_, _, exported) = raw_rgb(&with_pointer_png)?;
+        ensure!(
+            differing(&exported, &with_pointer, aw * ah) == 0.0,
+            "export --pointer differs from the canvas with the pointer shown"
+        );
         Ok(())
     }
     .await;
