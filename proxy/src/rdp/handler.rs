@@ -138,7 +138,9 @@ async fn handle_inner(
         negotiation::select_client_protocol(request.requested, nla_account.is_some())?;
     let nla = match (client_protocol, nla_account) {
         (p, _) if p == SecurityProtocol::SSL => None,
-        (p, Some(account)) if p == SecurityProtocol::HYBRID => Some(account),
+        (p, Some(account)) if p == SecurityProtocol::HYBRID || p == SecurityProtocol::HYBRID_EX => {
+            Some(account)
+        }
         _ => {
             warn!("Client offers only CredSSP, and this account has no nt_hash for NLA");
             return refuse(&mut client, FailureCode::SSL_REQUIRED_BY_SERVER).await;
@@ -164,10 +166,13 @@ async fn handle_inner(
                 .ok()
                 .and_then(|k| k.clone())
                 .context("no public key for the TLS certificate")?;
-            let result =
-                tokio::time::timeout(HANDSHAKE_TIMEOUT, accept_nla(&mut client_tls, account, key))
-                    .await
-                    .map_err(|_| anyhow!("CredSSP timed out"))?;
+            let early_result = client_protocol == SecurityProtocol::HYBRID_EX;
+            let result = tokio::time::timeout(
+                HANDSHAKE_TIMEOUT,
+                accept_nla(&mut client_tls, account, key, early_result),
+            )
+            .await
+            .map_err(|_| anyhow!("CredSSP timed out"))?;
             match result {
                 Ok(rest) => {
                     leftover = rest;
@@ -643,11 +648,18 @@ impl tokio_rustls::rustls::server::ResolvesServerCert for CaptureKey {
     }
 }
 
+/// The Early User Authorization Result PDU saying AUTHZ_SUCCESS (MS-RDPBCGR 2.2.10.2): a
+/// little-endian u32, zero.
+const EARLY_USER_AUTH_SUCCESS: [u8; 4] = 0u32.to_le_bytes();
+
 /// Runs CredSSP as server over the contractor's TLS stream. Nothing of it is recorded.
+/// With `early_result` (HYBRID_EX) a successful logon is followed by the Early User
+/// Authorization Result PDU, which the client waits for before it goes on.
 async fn accept_nla<S>(
     tls: &mut S,
     account: Account,
     public_key: Vec<u8>,
+    early_result: bool,
 ) -> Result<Vec<u8>, NlaError>
 where
     S: AsyncRead + tokio::io::AsyncWrite + Unpin,
@@ -671,9 +683,15 @@ where
         };
         match acceptor.step(&frame) {
             Step::Reply(bytes) => tls.write_all(&bytes).await.map_err(io)?,
-            // The client sends its MCS Connect Initial right after its last TsRequest,
-            // without waiting: what follows belongs to the relay.
-            Step::Done(_) => return Ok(buf),
+            // Without HYBRID_EX the client sends its MCS Connect Initial right after its
+            // last TsRequest, without waiting: what follows belongs to the relay.
+            Step::Done(_) => {
+                if early_result {
+                    tls.write_all(&EARLY_USER_AUTH_SUCCESS).await.map_err(io)?;
+                    tls.flush().await.map_err(io)?;
+                }
+                return Ok(buf);
+            }
             Step::Failed(bytes, e) => {
                 if !bytes.is_empty() {
                     let _ = tls.write_all(&bytes).await;

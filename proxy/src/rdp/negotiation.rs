@@ -160,13 +160,17 @@ pub fn split_user_target(name: &str) -> (String, Option<String>) {
 
 /// Chooses the security protocol of the contractor leg.
 ///
-/// CredSSP (NLA) when the client offers it and `want_nla`, else TLS when offered; standard
-/// RDP security is never accepted (its RC4 is not a secure channel).
+/// CredSSP (NLA) when the client offers it and `want_nla` (HYBRID_EX, CredSSP followed by the
+/// Early User Authorization Result, when the client offers that too, as mstsc does), else TLS
+/// when offered; standard RDP security is never accepted (its RC4 is not a secure channel).
 pub fn select_client_protocol(
     requested: SecurityProtocol,
     want_nla: bool,
 ) -> Result<SecurityProtocol, RdpError> {
-    if want_nla && requested.contains(SecurityProtocol::HYBRID) {
+    // HYBRID_EX alone is accepted too: the flag only SHOULD come with HYBRID.
+    if want_nla && requested.contains(SecurityProtocol::HYBRID_EX) {
+        Ok(SecurityProtocol::HYBRID_EX)
+    } else if want_nla && requested.contains(SecurityProtocol::HYBRID) {
         Ok(SecurityProtocol::HYBRID)
     } else if requested.contains(SecurityProtocol::SSL) {
         Ok(SecurityProtocol::SSL)
@@ -288,6 +292,22 @@ mod tests {
             SecurityProtocol::SSL
         );
         assert!(select_client_protocol(SecurityProtocol::empty(), false).is_err());
+        // mstsc and ironrdp offer all three: HYBRID_EX when NLA is wanted.
+        let all = both | SecurityProtocol::HYBRID_EX;
+        assert_eq!(
+            select_client_protocol(all, true).unwrap(),
+            SecurityProtocol::HYBRID_EX
+        );
+        assert_eq!(
+            select_client_protocol(all, false).unwrap(),
+            SecurityProtocol::SSL
+        );
+        // HYBRID_EX alone is taken when NLA is wanted, else refused.
+        assert_eq!(
+            select_client_protocol(SecurityProtocol::HYBRID_EX, true).unwrap(),
+            SecurityProtocol::HYBRID_EX
+        );
+        assert!(select_client_protocol(SecurityProtocol::HYBRID_EX, false).is_err());
     }
 
     #[test]

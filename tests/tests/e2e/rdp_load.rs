@@ -235,19 +235,21 @@ fn rdp_load_headless_client_with_nla_on_both_legs() -> Result<()> {
             "no {marker:?} in:\n{server_log}"
         );
     }
-    // Both legs chose CredSSP (PROTOCOL_HYBRID), and no CredSSP byte was recorded.
+    // Both legs chose CredSSP: HYBRID_EX toward the client (which offers it, as mstsc does;
+    // it then waited for Sekisho's Early User Authorization Result), HYBRID toward the server
+    // (Sekisho offers no more). No CredSSP byte was recorded.
     let row = rdp_peers::ended_session(&instance, "the NLA session to end")?;
     assert_eq!(row["user"], "tanaka", "{row}");
     assert_eq!(row["target"], "srv01", "{row}");
     assert_eq!(row["source"], DESKTOP.to_string(), "{row}");
     let meta = crate::rdp::recording_metadata(&instance, &row)?;
-    for key in [
-        "rdp.client_selected_protocol",
-        "rdp.server_selected_protocol",
+    for (key, protocol) in [
+        ("rdp.client_selected_protocol", "0x8"),
+        ("rdp.server_selected_protocol", "0x2"),
     ] {
         assert_eq!(
             meta.get(key).map(String::as_str),
-            Some("0x2"),
+            Some(protocol),
             "{key}: {meta:?}"
         );
     }
