@@ -588,21 +588,7 @@ async fn run_player(
         let shot = instance.dir.path().join("canvas.png");
         std::fs::write(&shot, canvas.screenshot().await?)?;
         let frame = instance.dir.path().join("decoder.png");
-        let run = instance.cli_raw(&[
-            "export",
-            recording.to_str().context("path")?,
-            "--format",
-            "png",
-            "--at",
-            &SEEK_AT.to_string(),
-            "-o",
-            frame.to_str().context("path")?,
-        ])?;
-        ensure!(
-            run.status.success(),
-            "export: {}",
-            String::from_utf8_lossy(&run.stderr)
-        );
+        export_png(instance, recording, SEEK_AT, false, &frame)?;
         let (aw, ah, a) = raw_rgb(&shot)?;
         let (bw, bh, d) = raw_rgb(&frame)?;
         ensure!(
@@ -804,6 +790,37 @@ fn base64_decode(text: &str) -> Result<Vec<u8>> {
     Ok(out)
 }
 
+/// `sekisho export RECORDING --format png --at AT [--pointer] -o OUT`, which must succeed: the
+/// decoder's picture that the browser's canvas is compared with.
+fn export_png(
+    instance: &SekishoInstance,
+    recording: &std::path::Path,
+    at: f64,
+    pointer: bool,
+    out: &std::path::Path,
+) -> Result<()> {
+    let at = at.to_string();
+    let mut args = vec![
+        "export",
+        recording.to_str().context("path")?,
+        "--format",
+        "png",
+        "--at",
+        &at,
+    ];
+    if pointer {
+        args.push("--pointer");
+    }
+    args.extend(["-o", out.to_str().context("path")?]);
+    let run = instance.cli_raw(&args)?;
+    ensure!(
+        run.status.success(),
+        "export {args:?}: {}",
+        String::from_utf8_lossy(&run.stderr)
+    );
+    Ok(())
+}
+
 /// The canvas's own pixels (not a screenshot of the page) as a PNG file at `path`.
 async fn canvas_png(b: &Browser, path: &std::path::Path) -> Result<()> {
     let v = b
@@ -847,21 +864,7 @@ async fn run_rdp_player(
         let shot = instance.dir.path().join("rdp-canvas.png");
         canvas_png(&b, &shot).await?;
         let frame = instance.dir.path().join("rdp-decoder.png");
-        let run = instance.cli_raw(&[
-            "export",
-            recording.to_str().context("path")?,
-            "--format",
-            "png",
-            "--at",
-            &RDP_SEEK_AT.to_string(),
-            "-o",
-            frame.to_str().context("path")?,
-        ])?;
-        ensure!(
-            run.status.success(),
-            "export: {}",
-            String::from_utf8_lossy(&run.stderr)
-        );
+        export_png(instance, recording, RDP_SEEK_AT, false, &frame)?;
         let (aw, ah, a) = raw_rgb(&shot)?;
         let (bw, bh, d) = raw_rgb(&frame)?;
         ensure!(
@@ -929,22 +932,7 @@ async fn run_rdp_player(
         );
         // `sekisho export --pointer` draws the very same picture as the ticked box.
         let with_pointer_png = instance.dir.path().join("rdp-decoder-pointer.png");
-        let run = instance.cli_raw(&[
-            "export",
-            recording.to_str().context("path")?,
-            "--format",
-            "png",
-            "--at",
-            &RDP_SEEK_AT.to_string(),
-            "--pointer",
-            "-o",
-            with_pointer_png.to_str().context("path")?,
-        ])?;
-        ensure!(
-            run.status.success(),
-            "export --pointer: {}",
-            String::from_utf8_lossy(&run.stderr)
-        );
+        export_png(instance, recording, RDP_SEEK_AT, true, &with_pointer_png)?;
         let (_, _, exported) = raw_rgb(&with_pointer_png)?;
         ensure!(
             differing(&exported, &with_pointer, aw * ah) == 0.0,

@@ -183,6 +183,24 @@ impl Shadow {
     pub fn log(&self) -> String {
         std::fs::read_to_string(self.home.join("shadow.log")).unwrap_or_default()
     }
+
+    /// Asserts that its log after byte `since` shows an NLA logon of [`LAB_USER`]: the X.224
+    /// cookie naming it, NLA negotiated, the NTLM exchange completed, the delegated credentials
+    /// received and finalization reached (the server runs with `WLOG_LEVEL=DEBUG`). Its SAM
+    /// file holds only that account, so a completed NTLM exchange is a logon of it.
+    pub fn assert_nla_logon(&self, since: usize) {
+        let log = self.log();
+        let log = log.get(since..).unwrap_or_default();
+        for marker in [
+            format!("received cookie [Cookie: mstshash={LAB_USER}]"),
+            "Negotiated Security: NLA:1".to_owned(),
+            "NTLM_STATE_FINAL".to_owned(),
+            "Receive Encryption Credentials".to_owned(),
+            "CONNECTION_STATE_FINALIZATION".to_owned(),
+        ] {
+            assert!(log.contains(&marker), "no {marker:?} in:\n{log}");
+        }
+    }
 }
 
 /// Starts freerdp-shadow-cli on 127.0.0.1:`port` with its state in `home` (a new `home`
