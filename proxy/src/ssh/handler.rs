@@ -154,10 +154,6 @@ impl ConnectionHandler {
             info!(user, "SSH login accepted");
             return Auth::Accept;
         };
-        if self.card_locked(user) {
-            self.login = None;
-            return reject_first();
-        }
         match MatrixCard::from_config_rows(&rows) {
             Ok(card) => {
                 self.card = Some(card);
@@ -176,8 +172,8 @@ impl ConnectionHandler {
         }
     }
 
-    /// True (and logged) when `user`'s matrix card is locked out: the login is refused at the
-    /// first factor, the same way as a wrong password.
+    /// True (and logged) when `user`'s matrix card is locked out: both first factors refuse
+    /// the login then, the same way as a wrong password or key.
     fn card_locked(&self, user: &str) -> bool {
         let locked = self.shared.matrix.is_locked(user, Instant::now());
         if locked {
@@ -266,6 +262,9 @@ impl russh::server::Handler for ConnectionHandler {
             return Ok(reject_first());
         }
         let card = u.matrix_card.clone();
+        if card.is_some() && self.card_locked(user) {
+            return Ok(reject_first());
+        }
         Ok(self.first_factor(login, card))
     }
 

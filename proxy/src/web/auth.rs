@@ -481,10 +481,6 @@ fn start_card(state: &WebState, lang: Lang, user: &str, ip: IpAddr) -> Response 
             StatusCode::UNAUTHORIZED,
         );
     };
-    if state.matrix.is_locked(user, Instant::now()) {
-        warn!(user = %user, client_ip = %ip, "Web login refused: matrix card locked out");
-        return card_locked(state, lang);
-    }
     let Some((token, csrf)) = state.auth.create_pending(user) else {
         return login_form(
             state,
