@@ -743,16 +743,7 @@ fn rdp_server_leg_nla_injects_the_secret_credentials() -> Result<()> {
     let work = tempfile::Builder::new()
         .prefix("sekisho-e2e-shadow-nla-")
         .tempdir()?;
-    let home = work.path().join("shadow");
-    let sam = rdp_peers::write_sam(&home, LAB_USER, LAB_PASS)?;
-    let port = crate::support::free_port("127.0.0.1")?;
-    let sam_arg = format!("/sam-file:{}", sam.display());
-    let shadow = rdp_peers::start_shadow_env(
-        &home,
-        port,
-        &["/sec:nla", &sam_arg],
-        &[("WLOG_LEVEL", "DEBUG")],
-    )?;
+    let (shadow, port) = rdp_peers::start_nla_shadow(&work.path().join("shadow"))?;
     const WRONG_PASS: &str = "Not-The-Server-Password-7";
     // tanaka has an nt_hash, so the contractor leg can be TLS (/sec:tls) or NLA (/sec:nla).
     let inventory = lab("ip-vpn", Some(TANAKA_NT_HASH))

@@ -163,16 +163,7 @@ fn rdp_load_headless_client_with_nla_on_both_legs() -> Result<()> {
     let work = tempfile::Builder::new()
         .prefix("sekisho-e2e-headless-nla-")
         .tempdir()?;
-    let home = work.path().join("shadow");
-    let sam = rdp_peers::write_sam(&home, LAB_USER, LAB_PASS)?;
-    let port = free_port("127.0.0.1")?;
-    let sam_arg = format!("/sam-file:{}", sam.display());
-    let shadow = rdp_peers::start_shadow_env(
-        &home,
-        port,
-        &["/sec:nla", &sam_arg],
-        &[("WLOG_LEVEL", "DEBUG")],
-    )?;
+    let (shadow, port) = rdp_peers::start_nla_shadow(&work.path().join("shadow"))?;
     let instance = SekishoInstance::start_with(
         &inventory(&[("srv01", port)], Some(TANAKA_NT_HASH)),
         InstanceOptions {

@@ -251,6 +251,22 @@ pub fn start_shadow_env(
     Ok(shadow)
 }
 
+/// A freerdp-shadow-cli server in `home` on a free port of 127.0.0.1 that takes NLA only,
+/// for [`LAB_USER`] with [`LAB_PASS`] (its SAM file holds that account alone), logging at
+/// debug level for [`Shadow::assert_nla_logon`]; returns it and its port.
+pub fn start_nla_shadow(home: &Path) -> Result<(Shadow, u16)> {
+    let sam = write_sam(home, LAB_USER, LAB_PASS)?;
+    let port = crate::support::free_port("127.0.0.1")?;
+    let sam_arg = format!("/sam-file:{}", sam.display());
+    let shadow = start_shadow_env(
+        home,
+        port,
+        &["/sec:nla", &sam_arg],
+        &[("WLOG_LEVEL", "DEBUG")],
+    )?;
+    Ok((shadow, port))
+}
+
 /// Writes `home/sam`, the SAM file freerdp-shadow-cli checks NLA logons against
 /// (`/sam-file:`), with the NT hash of `user`'s `password` as `winpr-hash -f sam` prints it.
 pub fn write_sam(home: &Path, user: &str, password: &str) -> Result<PathBuf> {
