@@ -500,19 +500,18 @@ async fn connect_inner(options: &ConnectOptions, started: Instant) -> Result<Rdp
         .await
         .map_err(io("TLS handshake"))?;
     connector.mark_security_upgrade_as_done();
-    let server_public_key = tls
-        .get_ref()
-        .1
-        .peer_certificates()
-        .and_then(|chain| chain.first())
-        .map(|cert| public_key_of(cert))
-        .transpose()?;
     let mut io = Framed::new(tls);
     io.bytes_in = plain.bytes_in;
     if connector.should_perform_credssp() {
-        let key = server_public_key.ok_or_else(|| {
+        let cert = io
+            .stream
+            .get_ref()
+            .1
+            .peer_certificates()
+            .and_then(|c| c.first());
+        let key = public_key_of(cert.ok_or_else(|| {
             RdpClientError::Connector("the server presented no certificate".to_owned())
-        })?;
+        })?)?;
         credssp(&mut connector, &mut io, options, key, &mut buf).await?;
     }
     let outcome = loop {
