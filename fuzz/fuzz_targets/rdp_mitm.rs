@@ -1,4 +1,5 @@
-//! Fuzzes The RDP MCS-phase MITM machine (X.224/MCS/GCC rewriting), from its first frame or its relay phase.
+//! Fuzzes the RDP machines of one connection in order (acceptor, connector, relay), from the
+//! contractor's first MCS frame or from the relay phase.
 //! The body is `sekisho_fuzz::bodies::rdp_mitm`, replayed by proxy/tests/fuzz_regressions.rs.
 #![no_main]
 

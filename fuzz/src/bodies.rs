@@ -17,20 +17,29 @@ use ironrdp_pdu::gcc::{
     ServerNetworkData, ServerSecurityData, SupportedColorDepths,
 };
 use ironrdp_pdu::mcs::{
-    AttachUserConfirm, ChannelJoinRequest, ConnectInitial, ConnectResponse, DomainParameters,
-    McsMessage, SendDataIndication, SendDataRequest,
+    AttachUserConfirm, AttachUserRequest, ChannelJoinConfirm, ChannelJoinRequest, ConnectInitial,
+    ConnectResponse, DomainParameters, ErectDomainPdu, McsMessage, SendDataIndication,
+    SendDataRequest,
 };
 use ironrdp_pdu::nego::SecurityProtocol;
+use ironrdp_pdu::rdp::ClientInfoPdu;
+use ironrdp_pdu::rdp::client_info::{
+    AddressFamily, ClientInfo, ClientInfoFlags, CompressionType, Credentials, ExtendedClientInfo,
+};
+use ironrdp_pdu::rdp::headers::{BasicSecurityHeader, BasicSecurityHeaderFlags};
 use ironrdp_pdu::rdp::vc::{ChannelControlFlags, ChannelPduHeader};
 use ironrdp_pdu::x224::{X224, X224Data};
+use proxy::rdp::accept::{AcceptStep, McsAcceptor};
 use proxy::rdp::channels::ChannelRules;
+use proxy::rdp::connect::{ChannelLink, ConnectStep, McsConnector};
 use proxy::rdp::framing;
 use proxy::rdp::mitm::{Mitm, MitmConfig, Secret, TargetCredentials};
 use proxy::rdp::negotiation;
 
 /// Every target, by the name cargo-fuzz knows it.
-pub const TARGETS: [&str; 9] = [
+pub const TARGETS: [&str; 10] = [
     "rdp_framing",
+    "rdp_accept",
     "rdp_mitm",
     "rdp_channels",
     "rfb",
@@ -45,6 +54,7 @@ pub const TARGETS: [&str; 9] = [
 pub fn run(name: &str, data: &[u8]) {
     match name {
         "rdp_framing" => rdp_framing(data),
+        "rdp_accept" => rdp_accept(data),
         "rdp_mitm" => rdp_mitm(data),
         "rdp_channels" => rdp_channels(data),
         "rfb" => rfb(data),
@@ -88,33 +98,106 @@ pub fn rdp_framing(data: &[u8]) {
 
 /// The I/O channel id the seeded server grants.
 pub const IO_CHANNEL: u16 = 1003;
-/// The user channel id of the seeded Attach User Confirm.
-pub const USER_CHANNEL: u16 = 1007;
+/// The user channel id the seeded server gives Sekisho.
+pub const SERVER_USER_CHANNEL: u16 = 1007;
+/// The user channel id Sekisho gives the seeded client (after its two kept channels).
+pub const USER_CHANNEL: u16 = 1006;
 /// Static channels the seeded client asks for; rdpsnd (1004) and drdynvc (1005) are kept.
 pub const CLIENT_CHANNELS: [&str; 4] = ["rdpdr", "rdpsnd", "cliprdr", "drdynvc"];
 
-fn machine(mode: u8) -> Mitm {
-    let inject = (mode & 2 != 0).then(|| TargetCredentials {
+fn rules() -> ChannelRules {
+    ChannelRules {
+        allow_static_channels: vec!["rdpsnd".into(), "drdynvc".into()],
+        allow_dynamic_channels: vec![
+            "Microsoft::Windows::RDS::DisplayControl".into(),
+            "Microsoft::Windows::RDS::Graphics".into(),
+        ],
+        deny_dynamic_channels: vec!["URBDRC".into(), "Microsoft::Windows::RDS::Graphics".into()],
+    }
+}
+
+fn inject(mode: u8) -> Option<TargetCredentials> {
+    (mode & 2 != 0).then(|| TargetCredentials {
         username: "labuser".into(),
         password: Secret::new("LabPass123!"),
         domain: (mode & 8 != 0).then(|| "LAB".to_owned()),
-    });
-    Mitm::new(MitmConfig {
-        rules: ChannelRules {
-            allow_static_channels: vec!["rdpsnd".into(), "drdynvc".into()],
-            deny_dynamic_channels: vec![
-                "URBDRC".into(),
-                "Microsoft::Windows::RDS::Graphics".into(),
-            ],
-        },
-        client_requested: SecurityProtocol::SSL | SecurityProtocol::HYBRID,
-        server_selected: if mode & 4 != 0 {
-            SecurityProtocol::HYBRID
-        } else {
-            SecurityProtocol::SSL
-        },
-        inject,
     })
+}
+
+fn server_selected(mode: u8) -> SecurityProtocol {
+    if mode & 4 != 0 {
+        SecurityProtocol::HYBRID
+    } else {
+        SecurityProtocol::SSL
+    }
+}
+
+/// The RDP machines of one connection in the order the front door runs them: the acceptor
+/// toward the contractor until the logon, the connector toward the target, then the relay.
+pub enum Stage {
+    /// before the logon
+    Accept(Box<McsAcceptor>),
+    /// dialling the target
+    Connect(Box<McsConnector>),
+    /// relaying
+    Relay(Box<Mitm>),
+    /// a machine refused a frame
+    Failed,
+}
+
+impl Stage {
+    /// A fresh connection.
+    pub fn new() -> Self {
+        Stage::Accept(Box::new(McsAcceptor::new(
+            rules(),
+            SecurityProtocol::SSL | SecurityProtocol::HYBRID,
+        )))
+    }
+
+    /// Feeds one frame; false once a machine failed (it stays failed). Frames for a leg that
+    /// does not take any yet (the server before the logon) are held back, as the front door
+    /// holds them: here they are dropped.
+    pub fn feed(&mut self, mode: u8, client: bool, frame: &[u8]) -> bool {
+        let next = match (std::mem::replace(self, Stage::Failed), client) {
+            (Stage::Accept(mut a), true) => match a.client_frame(frame) {
+                Ok(AcceptStep::Reply(_)) => Stage::Accept(a),
+                Ok(AcceptStep::Logon(logon)) => {
+                    match McsConnector::start(logon.handshake, server_selected(mode), inject(mode))
+                    {
+                        Ok((c, _)) => Stage::Connect(Box::new(c)),
+                        Err(_) => Stage::Failed,
+                    }
+                }
+                Err(_) => Stage::Failed,
+            },
+            (Stage::Connect(mut c), false) => match c.server_frame(frame) {
+                Ok(ConnectStep::Send(_)) => Stage::Connect(c),
+                Ok(ConnectStep::Done(done)) => {
+                    let _ = done.link.negotiated.describe();
+                    Stage::Relay(Box::new(Mitm::new(
+                        MitmConfig { rules: rules() },
+                        done.link,
+                    )))
+                }
+                Err(_) => Stage::Failed,
+            },
+            (Stage::Relay(mut m), client) => {
+                let r = if client {
+                    m.client_frame(frame)
+                } else {
+                    m.server_frame(frame)
+                };
+                match r {
+                    Ok(_) => Stage::Relay(m),
+                    Err(_) => Stage::Failed,
+                }
+            }
+            (held @ (Stage::Accept(_) | Stage::Connect(_)), _) => held,
+            (Stage::Failed, _) => Stage::Failed,
+        };
+        *self = next;
+        !matches!(self, Stage::Failed)
+    }
 }
 
 /// An MCS Connect Initial shaped like FreeRDP's, asking for [`CLIENT_CHANNELS`].
@@ -200,11 +283,11 @@ pub fn connect_response(server_ids: Vec<u16>) -> Option<Vec<u8>> {
     .ok()
 }
 
-/// The server's Attach User Confirm giving [`USER_CHANNEL`].
+/// The server's Attach User Confirm giving [`SERVER_USER_CHANNEL`].
 pub fn attach_user_confirm() -> Option<Vec<u8>> {
     encode_vec(&X224(McsMessage::AttachUserConfirm(AttachUserConfirm {
         result: 0,
-        initiator_id: USER_CHANNEL,
+        initiator_id: SERVER_USER_CHANNEL,
     })))
     .ok()
 }
@@ -212,8 +295,121 @@ pub fn attach_user_confirm() -> Option<Vec<u8>> {
 /// Frames in order, each with whether the client sent it.
 pub type Frames = Vec<(bool, Vec<u8>)>;
 
-/// The frames (client?, bytes) that take a fresh machine to its relay phase. Encoded once
-/// per process: the fuzzer calls this on every input.
+/// An MCS PDU in an X.224 Data TPDU.
+fn mcs(msg: McsMessage<'_>) -> Option<Vec<u8>> {
+    encode_vec(&X224(msg)).ok()
+}
+
+/// The seeded client's Client Info PDU (TLS-only logon, so it carries a password).
+pub fn client_info() -> Option<Vec<u8>> {
+    client_info_with_flags(0)
+}
+
+/// [`client_info`] with `extra` set in its flags as sent (after encoding, so that shapes
+/// ironrdp would not encode are possible).
+pub fn client_info_with_flags(extra: u32) -> Option<Vec<u8>> {
+    let info = ClientInfoPdu {
+        security_header: BasicSecurityHeader {
+            flags: BasicSecurityHeaderFlags::INFO_PKT,
+        },
+        client_info: ClientInfo {
+            credentials: Credentials {
+                username: "tanaka".into(),
+                password: "change-me-now".into(),
+                domain: None,
+            },
+            password_cookie: None,
+            code_page: 0,
+            flags: ClientInfoFlags::MOUSE | ClientInfoFlags::UNICODE,
+            compression_type: CompressionType::K8,
+            alternate_shell: String::new(),
+            work_dir: String::new(),
+            extra_info: ExtendedClientInfo {
+                address_family: AddressFamily::INET,
+                address: "127.0.10.11".into(),
+                dir: "C:\\".into(),
+                optional_data: Default::default(),
+            },
+        },
+    };
+    let mut user_data = encode_vec(&info).ok()?;
+    // Security header (4 bytes) and code page (4), then the flags.
+    let flags = user_data.get_mut(8..12)?;
+    let value = u32::from_le_bytes([
+        flags.first()?.to_owned(),
+        *flags.get(1)?,
+        *flags.get(2)?,
+        *flags.get(3)?,
+    ]) | extra;
+    flags.copy_from_slice(&value.to_le_bytes());
+    mcs(McsMessage::SendDataRequest(SendDataRequest {
+        initiator_id: USER_CHANNEL,
+        channel_id: IO_CHANNEL,
+        user_data: Cow::Owned(user_data),
+    }))
+}
+
+/// The whole connection sequence as the two legs send it: the client's, up to its Client Info
+/// (every channel joined, ids as Sekisho gives them), then the server's answers to Sekisho.
+pub fn sequence() -> Option<Frames> {
+    let join = |user: u16, channel: u16| {
+        mcs(McsMessage::ChannelJoinRequest(ChannelJoinRequest {
+            initiator_id: user,
+            channel_id: channel,
+        }))
+    };
+    let confirm = |channel: u16| {
+        mcs(McsMessage::ChannelJoinConfirm(ChannelJoinConfirm {
+            result: 0,
+            initiator_id: SERVER_USER_CHANNEL,
+            requested_channel_id: channel,
+            channel_id: channel,
+        }))
+    };
+    let mut frames = vec![
+        (true, connect_initial()?),
+        (
+            true,
+            mcs(McsMessage::ErectDomainRequest(ErectDomainPdu {
+                sub_height: 0,
+                sub_interval: 0,
+            }))?,
+        ),
+        (true, mcs(McsMessage::AttachUserRequest(AttachUserRequest))?),
+    ];
+    for id in [USER_CHANNEL, IO_CHANNEL, 0x0F00, 1004, 0x0F01, 1005] {
+        frames.push((true, join(USER_CHANNEL, id)?));
+    }
+    frames.push((true, client_info()?));
+    frames.push((false, connect_response(vec![1004, 1005])?));
+    frames.push((false, attach_user_confirm()?));
+    for id in [SERVER_USER_CHANNEL, IO_CHANNEL, 1004, 1005] {
+        frames.push((false, confirm(id)?));
+    }
+    Some(frames)
+}
+
+/// The link of a connection that went through [`sequence`], computed once per process: the
+/// fuzzer calls this on every input.
+fn relay_link() -> Option<ChannelLink> {
+    static LINK: std::sync::OnceLock<Option<ChannelLink>> = std::sync::OnceLock::new();
+    LINK.get_or_init(|| {
+        let mut stage = Stage::new();
+        for (client, frame) in sequence()? {
+            if !stage.feed(0, client, &frame) {
+                return None;
+            }
+        }
+        match stage {
+            Stage::Relay(m) => Some(m.link().clone()),
+            _ => None,
+        }
+    })
+    .clone()
+}
+
+/// The frames a recording of a connection starts with (Connect Initial, Connect Response,
+/// Attach User Confirm), for the player.
 pub fn relay_prefix() -> Option<Frames> {
     static PREFIX: std::sync::OnceLock<Option<Frames>> = std::sync::OnceLock::new();
     PREFIX
@@ -314,20 +510,11 @@ fn records(mut data: &[u8]) -> Vec<Rec<'_>> {
 }
 
 /// Feeds one frame; false once the machine has failed (it stays failed).
-fn feed(m: &mut Mitm, client: bool, frame: &[u8]) -> bool {
-    let r = if client {
-        m.client_frame(frame)
-    } else {
-        m.server_frame(frame)
-    };
-    r.is_ok()
-}
-
-/// Drives a machine with records. Tag bit 0: from the client (else the server). Tag bits 1-2:
-/// 0 = raw bytes, cut into frames by [`framing::decode`] as the relay does; otherwise the
-/// payload is `[channel selector][chunk flags][body]` wrapped by [`wrap`] with kind
-/// `bits 1-2 - 1`.
-fn drive(m: &mut Mitm, data: &[u8]) {
+/// Drives the machines with records. Tag bit 0: from the client (else the server). Tag bits
+/// 1-2: 0 = raw bytes, cut into frames by [`framing::decode`] as the front door does;
+/// otherwise the payload is `[channel selector][chunk flags][body]` wrapped by [`wrap`] with
+/// kind `bits 1-2 - 1`.
+fn drive(stage: &mut Stage, mode: u8, data: &[u8]) {
     for rec in records(data) {
         let client = rec.tag & 1 != 0;
         let kind = (rec.tag >> 1) & 3;
@@ -336,7 +523,7 @@ fn drive(m: &mut Mitm, data: &[u8]) {
             while let Ok(Some((_, n))) = framing::decode(rec.payload.get(pos..).unwrap_or_default())
             {
                 let frame = rec.payload.get(pos..pos + n).unwrap_or_default();
-                if n == 0 || !feed(m, client, frame) {
+                if n == 0 || !stage.feed(mode, client, frame) {
                     return;
                 }
                 pos += n;
@@ -349,29 +536,73 @@ fn drive(m: &mut Mitm, data: &[u8]) {
             let Some(frame) = wrap(client, kind - 1, channel_for(sel), flags, body) else {
                 continue;
             };
-            if !feed(m, client, &frame) {
+            if !stage.feed(mode, client, &frame) {
                 return;
             }
         }
     }
-    let _ = m.negotiated().describe();
+    if let Stage::Relay(m) = stage {
+        let _ = m.negotiated().describe();
+    }
 }
 
-/// The MCS-phase machine from its first frame (mode bit 0 clear) or from the relay phase
-/// reached with a well-formed prefix (bit 0 set); other mode bits vary the configuration.
+/// A relay-phase machine of a connection that went through [`sequence`].
+fn relay_stage() -> Option<Stage> {
+    Some(Stage::Relay(Box::new(Mitm::new(
+        MitmConfig { rules: rules() },
+        relay_link()?,
+    ))))
+}
+
+/// The RDP machines from the contractor's first MCS frame (mode bit 0 clear: the acceptor up
+/// to the logon, the connector toward the target, then the relay) or from the relay phase
+/// (bit 0 set); other mode bits vary the configuration.
 pub fn rdp_mitm(data: &[u8]) {
     let Some((&mode, rest)) = data.split_first() else {
         return;
     };
-    let mut m = machine(mode);
+    let stage = if mode & 1 != 0 {
+        relay_stage()
+    } else {
+        Some(Stage::new())
+    };
+    if let Some(mut stage) = stage {
+        drive(&mut stage, mode, rest);
+    }
+}
+
+/// The contractor's side before the logon, which Sekisho answers itself: the Client Info
+/// decoder on raw bytes (mode bit 0 set), or the acceptor on client records (clear) after a
+/// well-formed Connect Initial when mode bit 1 is set.
+pub fn rdp_accept(data: &[u8]) {
+    let Some((&mode, rest)) = data.split_first() else {
+        return;
+    };
     if mode & 1 != 0 {
-        for (client, frame) in relay_prefix().unwrap_or_default() {
-            if !feed(&mut m, client, &frame) {
-                return;
+        if let Ok(info) = proxy::rdp::client_info::decode_client_info(rest) {
+            let _ = info.client_info.credentials.username.len();
+        }
+        return;
+    }
+    let mut acceptor = McsAcceptor::new(rules(), SecurityProtocol::SSL | SecurityProtocol::HYBRID);
+    if mode & 2 != 0 {
+        let Some(ci) = connect_initial() else {
+            return;
+        };
+        if acceptor.client_frame(&ci).is_err() {
+            return;
+        }
+    }
+    for rec in records(rest) {
+        let mut pos = 0;
+        while let Ok(Some((_, n))) = framing::decode(rec.payload.get(pos..).unwrap_or_default()) {
+            let frame = rec.payload.get(pos..pos + n).unwrap_or_default();
+            match acceptor.client_frame(frame) {
+                Ok(AcceptStep::Reply(_)) if n > 0 => pos += n,
+                _ => return,
             }
         }
     }
-    drive(&mut m, rest);
 }
 
 /// Static and dynamic virtual channel filtering in the relay phase: every record is channel
@@ -380,12 +611,9 @@ pub fn rdp_channels(data: &[u8]) {
     let Some((&mode, rest)) = data.split_first() else {
         return;
     };
-    let mut m = machine(mode);
-    for (client, frame) in relay_prefix().unwrap_or_default() {
-        if !feed(&mut m, client, &frame) {
-            return;
-        }
-    }
+    let Some(mut stage) = relay_stage() else {
+        return;
+    };
     let mut forced = Vec::with_capacity(rest.len());
     for rec in records(rest) {
         // Keep bit 0 (direction), force a wrapped kind (1..=3).
@@ -395,7 +623,7 @@ pub fn rdp_channels(data: &[u8]) {
         forced.extend_from_slice(&len.to_le_bytes());
         forced.extend_from_slice(rec.payload);
     }
-    drive(&mut m, &forced);
+    drive(&mut stage, mode, &forced);
 }
 
 // ---------------------------------------------------------------------------------------
@@ -634,11 +862,7 @@ fn dvc(cmd: u8, id: u8, rest: &[u8]) -> Vec<u8> {
 /// `write_fuzz_seeds` in `proxy/tests/fuzz_regressions.rs`.
 pub fn seeds() -> Vec<(&'static str, &'static str, Vec<u8>)> {
     let mut out = Vec::new();
-    let (Some(ci), Some(cr), Some(attach)) = (
-        connect_initial(),
-        connect_response(vec![1004, 1005]),
-        attach_user_confirm(),
-    ) else {
+    let Some(ci) = connect_initial() else {
         return out;
     };
     out.push(("rdp_framing", "connect-initial", ci.clone()));
@@ -652,16 +876,33 @@ pub fn seeds() -> Vec<(&'static str, &'static str, Vec<u8>)> {
         out.push(("rdp_framing", "connection-confirm", cc));
     }
 
-    // From the first frame: the whole connection sequence, then data on each kind of channel.
+    // From the first frame: the whole connection sequence (both legs), then data on each kind
+    // of channel.
     let mut full = vec![0x02];
-    record(&mut full, 1, &ci);
-    record(&mut full, 0, &cr);
-    record(&mut full, 0, &attach);
+    for (client, frame) in sequence().unwrap_or_default() {
+        record(&mut full, u8::from(client), &frame);
+    }
     record(&mut full, 3, &[0, 0, 1, 2, 3]);
     out.push(("rdp_mitm", "handshake", full));
+    let mut accept = vec![0x02];
+    for (client, frame) in sequence().unwrap_or_default().into_iter().skip(1) {
+        if client {
+            record(&mut accept, 1, &frame);
+        }
+    }
+    out.push(("rdp_accept", "sequence", accept));
     let mut fresh_ci = vec![0x06];
     record(&mut fresh_ci, 1, &ci);
     out.push(("rdp_mitm", "connect-initial-only", fresh_ci));
+    if let (Some(info), Some(odd)) = (client_info(), client_info_with_flags(0x1E00)) {
+        // The logon with a Client Info whose compression bits ironrdp alone would refuse.
+        let mut lenient = vec![0x00];
+        for (client, frame) in sequence().unwrap_or_default() {
+            let frame = if frame == info { odd.clone() } else { frame };
+            record(&mut lenient, u8::from(client), &frame);
+        }
+        out.push(("rdp_mitm", "client-info-compression-bits", lenient));
+    }
 
     // In the relay phase: a DVC create for a denied and an allowed channel, data on a refused
     // channel in chunks, a stripped channel join, data on a stripped and a kept channel.

@@ -99,7 +99,9 @@ pub struct Recording {
 pub struct RdpPolicy {
     /// Static virtual channels that may pass; all others are stripped.
     pub allow_static_channels: Vec<String>,
-    /// Dynamic virtual channels that are refused.
+    /// Dynamic virtual channels that may be opened; every other name is refused at creation.
+    pub allow_dynamic_channels: Vec<String>,
+    /// Dynamic virtual channels that are refused, even when the allow list names them.
     pub deny_dynamic_channels: Vec<String>,
 }
 
@@ -431,6 +433,7 @@ struct RawRecording {
 #[serde(deny_unknown_fields)]
 struct RawRdp {
     allow_static_channels: Option<Vec<String>>,
+    allow_dynamic_channels: Option<Vec<String>>,
     deny_dynamic_channels: Option<Vec<String>>,
 }
 
@@ -547,6 +550,20 @@ const DEFAULT_LISTEN: [(&str, [u8; 4], u16); 4] = [
 /// Built-in static channel allow list.
 pub const DEFAULT_ALLOW_STATIC: [&str; 2] = ["rdpsnd", "drdynvc"];
 /// Built-in dynamic channel deny list.
+/// Dynamic virtual channels opened by default: display, input, audio output and keep-alive.
+/// Everything else (USB, cameras, drives, smart cards, microphones, clipboard-like channels of
+/// third parties) is refused unless `rdp.allow_dynamic_channels` names it.
+pub const DEFAULT_ALLOW_DYNAMIC: [&str; 9] = [
+    "Microsoft::Windows::RDS::DisplayControl",
+    "Microsoft::Windows::RDS::Graphics",
+    "Microsoft::Windows::RDS::Input",
+    "Microsoft::Windows::RDS::Geometry::v08.01",
+    "Microsoft::Windows::RDS::Video::Control::v08.01",
+    "Microsoft::Windows::RDS::Video::Data::v08.01",
+    "AUDIO_PLAYBACK_DVC",
+    "AUDIO_PLAYBACK_LOSSY_DVC",
+    "ECHO",
+];
 pub const DEFAULT_DENY_DYNAMIC: [&str; 4] = [
     "URBDRC",
     "RDCamera_Device_Enumerator",
@@ -609,6 +626,10 @@ impl Default for RdpPolicy {
     fn default() -> Self {
         RdpPolicy {
             allow_static_channels: DEFAULT_ALLOW_STATIC
+                .iter()
+                .map(|s| (*s).to_owned())
+                .collect(),
+            allow_dynamic_channels: DEFAULT_ALLOW_DYNAMIC
                 .iter()
                 .map(|s| (*s).to_owned())
                 .collect(),
@@ -1059,6 +1080,9 @@ fn build(diag: &mut Diag<'_>, raw: RawConfig) -> Option<Inventory> {
     }
     if let Some(a) = raw.rdp.allow_static_channels {
         inv.rdp.allow_static_channels = a;
+    }
+    if let Some(a) = raw.rdp.allow_dynamic_channels {
+        inv.rdp.allow_dynamic_channels = a;
     }
     if let Some(d) = raw.rdp.deny_dynamic_channels {
         inv.rdp.deny_dynamic_channels = d;

@@ -6,8 +6,9 @@
 //! direct run against a real xrdp with xfreerdp is the e2e suite's job and too heavy for a
 //! benchmark here. Figures:
 //!
-//! - `rdp.setup_us`: the connection sequence through the machine (Connect Initial rewrite,
-//!   Connect Response padding, Attach User Confirm), per session;
+//! - `rdp.setup_us`: the connection sequence through the machines (the acceptor answering the
+//!   client up to its Client Info, the connector replaying it to the server with the injected
+//!   credential), per session;
 //! - `rdp.relay_*`: MB/s and PDUs/s over a stream of fast-path bitmap updates (server), slow-
 //!   path I/O PDUs (server), fast-path input (client) and drdynvc data, through the machine
 //!   versus split-and-copy, and their ratio.
@@ -28,42 +29,25 @@ use std::time::{Duration, Instant};
 
 use ironrdp_core::encode_vec;
 use ironrdp_pdu::mcs::{McsMessage, SendDataIndication, SendDataRequest};
-use ironrdp_pdu::nego::SecurityProtocol;
 use ironrdp_pdu::x224::X224;
-use proxy::rdp::channels::ChannelRules;
 use proxy::rdp::framing;
-use proxy::rdp::mitm::{Action, Mitm, MitmConfig, Secret, TargetCredentials};
+use proxy::rdp::mitm::{Action, Mitm};
 
 #[allow(dead_code)]
 #[path = "../../fuzz/src/bodies.rs"]
 mod bodies;
 
-fn machine() -> Mitm {
-    Mitm::new(MitmConfig {
-        rules: ChannelRules {
-            allow_static_channels: vec!["rdpsnd".into(), "drdynvc".into()],
-            deny_dynamic_channels: vec!["URBDRC".into()],
-        },
-        client_requested: SecurityProtocol::SSL | SecurityProtocol::HYBRID,
-        server_selected: SecurityProtocol::SSL,
-        inject: Some(TargetCredentials {
-            username: "labuser".into(),
-            password: Secret::new("LabPass123!"),
-            domain: None,
-        }),
-    })
-}
-
-fn active(prefix: &[(bool, Vec<u8>)]) -> Mitm {
-    let mut m = machine();
-    for (client, frame) in prefix {
-        if *client {
-            m.client_frame(frame).unwrap();
-        } else {
-            m.server_frame(frame).unwrap();
-        }
+/// A relay machine after the whole connection sequence (acceptor toward the client, connector
+/// toward the server, the credential injected).
+fn active(sequence: &[(bool, Vec<u8>)]) -> Mitm {
+    let mut stage = bodies::Stage::new();
+    for (client, frame) in sequence {
+        assert!(stage.feed(2, *client, frame), "the sequence was refused");
     }
-    m
+    match stage {
+        bodies::Stage::Relay(m) => *m,
+        _ => panic!("the sequence did not reach the relay phase"),
+    }
 }
 
 /// A fast-path frame of `len` bytes in all (header included), payload filled with `fill`.
@@ -161,7 +145,7 @@ fn best<F: FnMut() -> usize>(reps: usize, mut f: F) -> Duration {
 
 fn main() {
     let quick = std::env::args().any(|a| a == "--quick");
-    let prefix = bodies::relay_prefix().unwrap();
+    let prefix = bodies::sequence().unwrap();
 
     // Set-up: the connection sequence through a new machine, many times.
     let sessions = if quick { 2_000 } else { 20_000 };

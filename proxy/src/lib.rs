@@ -3,6 +3,7 @@
 
 pub mod auth;
 pub mod cli;
+pub mod preauth;
 pub mod rdp;
 pub mod recovery;
 pub mod secrets;

@@ -69,28 +69,21 @@ fn pending_regressions() {
     replay(&fuzz_dir().join("regressions/pending"));
 }
 
-/// The MITM seed really reaches the relay phase: otherwise the channel targets would fuzz
-/// only the error path.
+/// The seeded sequence really takes a connection through the acceptor and the connector to
+/// the relay phase: otherwise the channel targets would fuzz only the error path.
 #[test]
-fn relay_prefix_reaches_the_relay_phase() {
-    use proxy::rdp::channels::ChannelRules;
-    use proxy::rdp::mitm::{Action, Mitm, MitmConfig};
-    let mut m = Mitm::new(MitmConfig {
-        rules: ChannelRules {
-            allow_static_channels: vec!["rdpsnd".into(), "drdynvc".into()],
-            deny_dynamic_channels: vec!["URBDRC".into()],
-        },
-        client_requested: ironrdp_pdu::nego::SecurityProtocol::SSL,
-        server_selected: ironrdp_pdu::nego::SecurityProtocol::SSL,
-        inject: None,
-    });
-    for (client, frame) in bodies::relay_prefix().unwrap() {
-        if client {
-            m.client_frame(&frame).unwrap();
-        } else {
-            m.server_frame(&frame).unwrap();
-        }
+fn the_seeded_sequence_reaches_the_relay_phase() {
+    use proxy::rdp::mitm::Action;
+    let mut stage = bodies::Stage::new();
+    for (client, frame) in bodies::sequence().unwrap() {
+        assert!(
+            stage.feed(0, client, &frame),
+            "refused a frame of the sequence"
+        );
     }
+    let bodies::Stage::Relay(mut m) = stage else {
+        panic!("the sequence did not reach the relay phase")
+    };
     // A denied DVC create on drdynvc (1005) is answered by the machine itself.
     let create = [0x10, 7, b'U', b'R', b'B', b'D', b'R', b'C', 0];
     let mut user_data = vec![9, 0, 0, 0, 3, 0, 0, 0];

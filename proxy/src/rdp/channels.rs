@@ -7,7 +7,11 @@ pub struct ChannelRules {
     /// Static virtual channels that may pass (`rdp.allow_static_channels`); every other is
     /// stripped from the Connect Initial.
     pub allow_static_channels: Vec<String>,
-    /// Dynamic virtual channels refused at creation (`rdp.deny_dynamic_channels`).
+    /// Dynamic virtual channels that may be opened (`rdp.allow_dynamic_channels`); every
+    /// other is refused at creation.
+    pub allow_dynamic_channels: Vec<String>,
+    /// Dynamic virtual channels refused at creation even when allowed
+    /// (`rdp.deny_dynamic_channels`).
     pub deny_dynamic_channels: Vec<String>,
 }
 
@@ -20,11 +24,27 @@ impl ChannelRules {
             .any(|a| a.eq_ignore_ascii_case(name))
     }
 
-    /// Whether a dynamic channel named `name` is refused.
+    /// Whether a dynamic channel named `name` is refused: it is not on the allow list, or it
+    /// is on the deny list.
     pub fn denies_dynamic(&self, name: &str) -> bool {
-        self.deny_dynamic_channels
+        let allowed = self
+            .allow_dynamic_channels
             .iter()
-            .any(|d| d.eq_ignore_ascii_case(name))
+            .any(|a| a.eq_ignore_ascii_case(name));
+        !allowed
+            || self
+                .deny_dynamic_channels
+                .iter()
+                .any(|d| d.eq_ignore_ascii_case(name))
+    }
+
+    /// The rules of `[rdp]`.
+    pub fn from_policy(rdp: &policy::RdpPolicy) -> Self {
+        Self {
+            allow_static_channels: rdp.allow_static_channels.clone(),
+            allow_dynamic_channels: rdp.allow_dynamic_channels.clone(),
+            deny_dynamic_channels: rdp.deny_dynamic_channels.clone(),
+        }
     }
 }
 
@@ -51,6 +71,7 @@ pub fn describe_dynamic(name: &str) -> &'static str {
         "FileRedirectorChannel" => "file redirection",
         "Microsoft::Windows::RDS::Graphics" => "the graphics pipeline (GFX)",
         "AUDIO_INPUT" => "microphone redirection",
+        "PNPDR" => "plug-and-play device redirection",
         "Microsoft::Windows::RDS::DisplayControl" => "display control",
         _ => "a dynamic virtual channel",
     }
@@ -64,11 +85,18 @@ mod tests {
     fn rules_are_case_insensitive() {
         let r = ChannelRules {
             allow_static_channels: vec!["rdpsnd".into(), "drdynvc".into()],
+            allow_dynamic_channels: vec![
+                "Microsoft::Windows::RDS::DisplayControl".into(),
+                "URBDRC".into(),
+            ],
             deny_dynamic_channels: vec!["URBDRC".into()],
         };
         assert!(r.allows_static("RDPSND"));
         assert!(!r.allows_static("cliprdr"));
-        assert!(r.denies_dynamic("urbdrc"));
+        assert!(r.denies_dynamic("urbdrc"), "the deny list wins");
+        assert!(r.denies_dynamic("PNPDR"), "not on the allow list");
+        assert!(r.denies_dynamic("AUDIO_INPUT"), "not on the allow list");
+        assert!(!r.denies_dynamic("Microsoft::Windows::RDS::DisplayControl"));
         assert_eq!(describe_static("CLIPRDR"), "clipboard redirection");
     }
 }

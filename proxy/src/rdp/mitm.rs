@@ -1,13 +1,13 @@
-//! The MCS-phase man-in-the-middle: a sans-IO machine fed with whole frames from either leg
-//! (after TLS and CredSSP), answering with [`Action`]s for the relay to carry out in order.
+//! The relay-phase man-in-the-middle: a sans-IO machine fed with whole frames from either leg
+//! once both legs finished the MCS connection sequence ([`super::accept`] toward the
+//! contractor, [`super::connect`] toward the target), answering with [`Action`]s for the relay
+//! to carry out in order.
 //!
-//! It rewrites the MCS Connect Initial (strip static channels, server leg's protocol, no
-//! GFX), the Connect Response (pad channel ids back to the client's order, client's
-//! requested protocols), answers Channel Join Requests for stripped channels itself, never
-//! forwards data on a channel that was not granted, refuses denied dynamic channels at
-//! creation, injects the target credentials into the Client Info PDU (with a redacted copy
-//! for the recording) and clears drawing orders from the Confirm Active so the player can
-//! decode the session. See [MS-RDPBCGR] 1.3.1.1 for the sequence.
+//! It translates channel ids between the two legs ([`ChannelLink`]), never forwards data on a
+//! channel that was not granted, refuses dynamic channels outside the allow list at creation,
+//! and clears drawing orders from the Confirm Active so the player can decode the session.
+//! Everything is recorded in the client's ids, the ones the recorded Connect Response gives.
+//! See [MS-RDPBCGR] 1.3.1.1 for the sequence.
 //!
 //! [MS-RDPBCGR]: https://learn.microsoft.com/en-us/openspecs/windows_protocols/ms-rdpbcgr/
 
@@ -17,21 +17,15 @@ use std::fmt;
 
 use ironrdp_core::{decode, encode_vec};
 use ironrdp_dvc::pdu::{CreateResponsePdu, CreationStatus, DrdynvcClientPdu, DrdynvcServerPdu};
-use ironrdp_pdu::gcc::{
-    ChannelDef, ClientEarlyCapabilityFlags, ConferenceCreateRequest, ConferenceCreateResponse,
-};
-use ironrdp_pdu::mcs::{
-    ChannelJoinConfirm, ConnectInitial, ConnectResponse, McsMessage, SendDataRequest,
-};
-use ironrdp_pdu::nego::SecurityProtocol;
-use ironrdp_pdu::rdp::ClientInfoPdu;
+use ironrdp_pdu::mcs::{ChannelJoinConfirm, McsMessage, SendDataIndication, SendDataRequest};
 use ironrdp_pdu::rdp::capability_sets::{CapabilitySet, Order, OrderFlags, OrderSupportExFlags};
-use ironrdp_pdu::rdp::client_info::{ClientInfoFlags, Credentials};
 use ironrdp_pdu::rdp::headers::{ShareControlHeader, ShareControlPdu};
 use ironrdp_pdu::rdp::vc::{ChannelControlFlags, ChannelPduHeader};
-use ironrdp_pdu::x224::{X224, X224Data};
+use ironrdp_pdu::x224::X224;
 
-use super::channels::{ChannelRules, describe_dynamic, describe_static};
+use super::channels::{ChannelRules, describe_dynamic};
+pub use super::connect::ChannelLink;
+use super::connect::send_data_request;
 use super::error::RdpError;
 use super::framing::{self, FrameKind};
 
@@ -110,16 +104,6 @@ pub enum Action {
         /// human text
         detail: String,
     },
-    /// The contractor's logon from the Client Info PDU. The relay checks it (TLS-only
-    /// contractor leg) before carrying out the actions after it.
-    ClientLogon {
-        /// user name as sent
-        username: String,
-        /// password as sent
-        password: Secret,
-        /// domain as sent
-        domain: Option<String>,
-    },
 }
 
 /// One static channel as the client asked for it.
@@ -150,44 +134,25 @@ pub struct Negotiated {
     pub server_selected: u32,
 }
 
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-enum Phase {
-    AwaitConnectInitial,
-    AwaitConnectResponse,
-    Active,
-}
-
 /// Configuration of one session's machine.
 #[derive(Debug, Clone)]
 pub struct MitmConfig {
     /// channel rules from `[rdp]`
     pub rules: ChannelRules,
-    /// what the client asked for in its X.224 Connection Request
-    pub client_requested: SecurityProtocol,
-    /// what the server leg selected
-    pub server_selected: SecurityProtocol,
-    /// credentials injected into the Client Info PDU
-    pub inject: Option<TargetCredentials>,
 }
 
 /// The machine. Once it returned an error it returns the same error forever.
 #[derive(Debug)]
 pub struct Mitm {
     cfg: MitmConfig,
-    phase: Phase,
-    negotiated: Negotiated,
-    /// ids the server granted and data may flow on (I/O, message, user, kept static).
-    granted: BTreeSet<u16>,
-    /// ids handed to the client for stripped channels.
-    stripped: BTreeSet<u16>,
+    link: ChannelLink,
     /// channels on which a drop was already reported (one event per channel).
     reported: BTreeSet<u16>,
+    /// the client's id of the drdynvc channel, when it was kept and granted
     drdynvc: Option<u16>,
-    user_channel: Option<u16>,
     refused_dvcs: BTreeSet<u32>,
     /// dropping the rest of a chunked drdynvc message (server→client, client→server).
     dropping_chunks: DroppingChunks,
-    client_info_seen: bool,
     failed: Option<RdpError>,
 }
 
@@ -207,36 +172,33 @@ enum DvcChunk<'a> {
 }
 
 impl Mitm {
-    /// A machine waiting for the client's MCS Connect Initial.
-    pub fn new(cfg: MitmConfig) -> Self {
+    /// A machine for the relay phase of a connection whose two legs are joined by `link`.
+    pub fn new(cfg: MitmConfig, link: ChannelLink) -> Self {
+        let drdynvc = link
+            .negotiated
+            .channels
+            .iter()
+            .find(|c| c.kept && c.name.eq_ignore_ascii_case("drdynvc"))
+            .and_then(|c| c.id);
         Self {
-            negotiated: Negotiated {
-                client_requested: cfg.client_requested.bits(),
-                server_selected: cfg.server_selected.bits(),
-                ..Negotiated::default()
-            },
             cfg,
-            phase: Phase::AwaitConnectInitial,
-            granted: BTreeSet::new(),
-            stripped: BTreeSet::new(),
+            link,
             reported: BTreeSet::new(),
-            drdynvc: None,
-            user_channel: None,
+            drdynvc,
             refused_dvcs: BTreeSet::new(),
             dropping_chunks: DroppingChunks::default(),
-            client_info_seen: false,
             failed: None,
         }
     }
 
-    /// The negotiated state so far.
+    /// The negotiated state, in the client's ids.
     pub fn negotiated(&self) -> &Negotiated {
-        &self.negotiated
+        &self.link.negotiated
     }
 
-    /// Whether the Client Info PDU went through (the logon point).
-    pub fn client_info_seen(&self) -> bool {
-        self.client_info_seen
+    /// The channel ids of both legs.
+    pub fn link(&self) -> &ChannelLink {
+        &self.link
     }
 
     /// Feeds one whole frame from the client.
@@ -264,200 +226,17 @@ impl Mitm {
     }
 
     fn client_frame_inner(&mut self, frame: &[u8]) -> Result<Vec<Action>, RdpError> {
-        let kind = frame_kind(frame)?;
-        match (self.phase, kind) {
-            (Phase::AwaitConnectInitial, FrameKind::X224) => self.connect_initial(frame),
-            (Phase::AwaitConnectInitial, FrameKind::FastPath) => Err(RdpError::Unexpected {
-                got: "fast-path PDU",
-                expected: "MCS Connect Initial",
-            }),
-            (Phase::AwaitConnectResponse, _) => Err(RdpError::Unexpected {
-                got: "client PDU",
-                expected: "server MCS Connect Response",
-            }),
-            (Phase::Active, FrameKind::FastPath) => Ok(forward_to_server(frame)),
-            (Phase::Active, FrameKind::X224) => self.client_mcs(frame),
+        match frame_kind(frame)? {
+            FrameKind::FastPath => Ok(forward_to_server(frame)),
+            FrameKind::X224 => self.client_mcs(frame),
         }
     }
 
     fn server_frame_inner(&mut self, frame: &[u8]) -> Result<Vec<Action>, RdpError> {
-        let kind = frame_kind(frame)?;
-        match (self.phase, kind) {
-            (Phase::AwaitConnectResponse, FrameKind::X224) => self.connect_response(frame),
-            (Phase::AwaitConnectInitial | Phase::AwaitConnectResponse, _) => {
-                Err(RdpError::Unexpected {
-                    got: "server PDU",
-                    expected: "MCS Connect Response",
-                })
-            }
-            (Phase::Active, FrameKind::FastPath) => Ok(forward_to_client(frame)),
-            (Phase::Active, FrameKind::X224) => self.server_mcs(frame),
+        match frame_kind(frame)? {
+            FrameKind::FastPath => Ok(forward_to_client(frame)),
+            FrameKind::X224 => self.server_mcs(frame),
         }
-    }
-
-    fn connect_initial(&mut self, frame: &[u8]) -> Result<Vec<Action>, RdpError> {
-        let data = decode::<X224<X224Data<'_>>>(frame)
-            .map_err(|e| RdpError::malformed("MCS Connect Initial", e))?
-            .0;
-        let ci = decode::<ConnectInitial>(data.data.as_ref())
-            .map_err(|e| RdpError::malformed("MCS Connect Initial", e))?;
-        let mut blocks = ci.conference_create_request.gcc_blocks().clone();
-        let mut actions = Vec::new();
-
-        let requested: Vec<ChannelDef> = blocks
-            .network
-            .as_ref()
-            .map(|n| n.channels.clone())
-            .unwrap_or_default();
-        if requested.len() > MAX_STATIC_CHANNELS {
-            return Err(RdpError::TooMany {
-                what: "static channel",
-                count: requested.len(),
-                limit: MAX_STATIC_CHANNELS,
-            });
-        }
-        let mut kept = Vec::new();
-        for def in &requested {
-            let name = def.name.as_str().unwrap_or("?").to_owned();
-            let keep = self.cfg.rules.allows_static(&name);
-            if keep {
-                kept.push(def.clone());
-            } else {
-                actions.push(Action::Event {
-                    kind: "rdp.channel-stripped",
-                    detail: format!(
-                        "{} requested by the client ({name}): stripped",
-                        describe_static(&name)
-                    ),
-                });
-            }
-            self.negotiated.channels.push(ClientChannel {
-                name,
-                kept: keep,
-                id: None,
-            });
-        }
-        if let Some(network) = blocks.network.as_mut() {
-            network.channels = kept;
-        }
-        blocks.core.optional_data.server_selected_protocol = Some(self.cfg.server_selected);
-        // The player does not decode the GFX pipeline: never let the server offer it.
-        if let Some(flags) = blocks.core.optional_data.early_capability_flags.as_mut() {
-            flags.remove(ClientEarlyCapabilityFlags::SUPPORT_DYN_VC_GFX_PROTOCOL);
-        }
-        self.negotiated.desktop = (blocks.core.desktop_width, blocks.core.desktop_height);
-
-        let rewritten = ConnectInitial {
-            conference_create_request: ConferenceCreateRequest::new(blocks)
-                .map_err(|e| RdpError::encode("MCS Connect Initial", e))?,
-            ..ci
-        };
-        let payload =
-            encode_vec(&rewritten).map_err(|e| RdpError::encode("MCS Connect Initial", e))?;
-        let out = encode_vec(&X224(X224Data {
-            data: Cow::Owned(payload),
-        }))
-        .map_err(|e| RdpError::encode("MCS Connect Initial", e))?;
-        actions.push(Action::Record {
-            direction: Direction::ClientToServer,
-            bytes: out.clone(),
-        });
-        actions.push(Action::ToServer(out));
-        self.phase = Phase::AwaitConnectResponse;
-        Ok(actions)
-    }
-
-    fn connect_response(&mut self, frame: &[u8]) -> Result<Vec<Action>, RdpError> {
-        let data = decode::<X224<X224Data<'_>>>(frame)
-            .map_err(|e| RdpError::malformed("MCS Connect Response", e))?
-            .0;
-        let resp = decode::<ConnectResponse>(data.data.as_ref())
-            .map_err(|e| RdpError::malformed("MCS Connect Response", e))?;
-        let user_id = conference_user_id(&resp.conference_create_response)?;
-        let mut gcc = resp.conference_create_response.gcc_blocks().clone();
-        let server_ids = gcc.network.channel_ids.clone();
-        let kept_count = self.negotiated.channels.iter().filter(|c| c.kept).count();
-        if server_ids.len() > kept_count {
-            return Err(RdpError::TooMany {
-                what: "server channel id",
-                count: server_ids.len(),
-                limit: kept_count,
-            });
-        }
-        let io = gcc.network.io_channel;
-        let message = gcc
-            .message_channel
-            .as_ref()
-            .map(|m| m.mcs_message_channel_id);
-        let mut used: BTreeSet<u16> = server_ids.iter().copied().collect();
-        used.insert(io);
-        if let Some(m) = message {
-            used.insert(m);
-        }
-        let mut next_fake = STRIPPED_CHANNEL_ID_BASE;
-        let mut server_iter = server_ids.iter().copied();
-        let mut padded = Vec::with_capacity(self.negotiated.channels.len());
-        for ch in &mut self.negotiated.channels {
-            let id = if ch.kept { server_iter.next() } else { None };
-            let id = match id {
-                Some(id) => {
-                    self.granted.insert(id);
-                    if ch.name.eq_ignore_ascii_case("drdynvc") {
-                        self.drdynvc = Some(id);
-                    }
-                    id
-                }
-                None => {
-                    // Stripped (or not granted by the server): an id nobody uses, answered locally.
-                    while used.contains(&next_fake) {
-                        next_fake = next_fake
-                            .checked_add(1)
-                            .ok_or(RdpError::Misuse("channel id space exhausted"))?;
-                    }
-                    let id = next_fake;
-                    used.insert(id);
-                    self.stripped.insert(id);
-                    ch.kept = false;
-                    id
-                }
-            };
-            ch.id = Some(id);
-            padded.push(id);
-        }
-        gcc.network.channel_ids = padded;
-        if gcc.core.optional_data.client_requested_protocols.is_some() {
-            gcc.core.optional_data.client_requested_protocols = Some(self.cfg.client_requested);
-        }
-        self.granted.insert(io);
-        if let Some(m) = message {
-            self.granted.insert(m);
-        }
-        self.negotiated.io_channel = io;
-        self.negotiated.message_channel = message;
-
-        let rewritten = ConnectResponse {
-            conference_create_response: ConferenceCreateResponse::new(user_id, gcc)
-                .map_err(|e| RdpError::encode("MCS Connect Response", e))?,
-            ..resp
-        };
-        let payload =
-            encode_vec(&rewritten).map_err(|e| RdpError::encode("MCS Connect Response", e))?;
-        let out = encode_vec(&X224(X224Data {
-            data: Cow::Owned(payload),
-        }))
-        .map_err(|e| RdpError::encode("MCS Connect Response", e))?;
-        self.phase = Phase::Active;
-        Ok(vec![
-            Action::Event {
-                kind: "rdp.negotiated",
-                detail: self.negotiated.describe(),
-            },
-            Action::Record {
-                direction: Direction::ServerToClient,
-                bytes: out.clone(),
-            },
-            Action::ToClient(out),
-        ])
     }
 
     fn client_mcs(&mut self, frame: &[u8]) -> Result<Vec<Action>, RdpError> {
@@ -465,7 +244,9 @@ impl Mitm {
             .map_err(|e| RdpError::malformed("client MCS PDU", e))?
             .0;
         match msg {
-            McsMessage::ChannelJoinRequest(req) if self.stripped.contains(&req.channel_id) => {
+            // The joins were all answered before the logon; a late one is answered here and
+            // never reaches the server, which knows other ids.
+            McsMessage::ChannelJoinRequest(req) if self.knows(req.channel_id) => {
                 let confirm = encode_vec(&X224(ChannelJoinConfirm {
                     result: 0,
                     initiator_id: req.initiator_id,
@@ -477,17 +258,21 @@ impl Mitm {
             }
             McsMessage::SendDataRequest(req) => {
                 let channel = req.channel_id;
-                if channel == self.negotiated.io_channel {
-                    self.client_io(frame, req)
-                } else if !self.may_flow(channel) {
-                    Ok(self.drop_on(channel, Direction::ClientToServer))
+                if self.link.to_server(channel).is_none() {
+                    Ok(self.drop_on(channel, channel, Direction::ClientToServer))
+                } else if channel == self.link.io_channel() {
+                    self.client_io(frame, &req)
                 } else if Some(channel) == self.drdynvc {
-                    self.client_dvc(frame, &req.user_data)
+                    self.client_dvc(frame, &req)
                 } else {
-                    Ok(forward_to_server(frame))
+                    self.relay_request(frame, &req, None)
                 }
             }
-            _ => Ok(forward_to_server(frame)),
+            McsMessage::DisconnectProviderUltimatum(_) => Ok(forward_to_server(frame)),
+            _ => Err(RdpError::Unexpected {
+                got: "client MCS connection PDU",
+                expected: "data or a disconnect",
+            }),
         }
     }
 
@@ -496,42 +281,102 @@ impl Mitm {
             .map_err(|e| RdpError::malformed("server MCS PDU", e))?
             .0;
         match msg {
-            McsMessage::AttachUserConfirm(c) => {
-                self.user_channel = Some(c.initiator_id);
-                self.granted.insert(c.initiator_id);
-                Ok(forward_to_client(frame))
-            }
-            McsMessage::SendDataIndication(ind) => {
-                let channel = ind.channel_id;
-                if !self.may_flow(channel) {
-                    Ok(self.drop_on(channel, Direction::ServerToClient))
-                } else if Some(channel) == self.drdynvc {
-                    self.server_dvc(frame, channel, &ind.user_data)
-                } else {
-                    Ok(forward_to_client(frame))
+            McsMessage::SendDataIndication(ind) => match self.link.to_client(ind.channel_id) {
+                None => Ok(self.drop_on(ind.channel_id, ind.channel_id, Direction::ServerToClient)),
+                Some(channel) if Some(channel) == self.drdynvc => {
+                    self.server_dvc(frame, &ind, channel)
                 }
-            }
-            _ => Ok(forward_to_client(frame)),
+                Some(channel) => self.relay_indication(frame, &ind, channel),
+            },
+            McsMessage::DisconnectProviderUltimatum(_) => Ok(forward_to_client(frame)),
+            _ => Err(RdpError::Unexpected {
+                got: "server MCS connection PDU",
+                expected: "data or a disconnect",
+            }),
         }
     }
 
-    fn may_flow(&self, channel: u16) -> bool {
-        self.granted.contains(&channel) && !self.stripped.contains(&channel)
+    /// Whether `id` is one of the client's channel ids (granted or leading nowhere).
+    fn knows(&self, id: u16) -> bool {
+        self.link.to_server(id).is_some()
+            || self
+                .link
+                .negotiated
+                .channels
+                .iter()
+                .any(|c| c.id == Some(id))
     }
 
-    fn drop_on(&mut self, channel: u16, direction: Direction) -> Vec<Action> {
+    /// Relays a client's Send Data Request, with `user_data` in place of the client's when
+    /// the machine rewrote it: recorded in the client's ids, sent in the server's.
+    fn relay_request(
+        &self,
+        frame: &[u8],
+        req: &SendDataRequest<'_>,
+        user_data: Option<Vec<u8>>,
+    ) -> Result<Vec<Action>, RdpError> {
+        let channel = req.channel_id;
+        let server_channel = self.link.to_server(channel).ok_or(RdpError::Misuse(
+            "relaying on a channel without a server id",
+        ))?;
+        let (client_user, server_user) = self.link.user_channel();
+        let recorded = match &user_data {
+            Some(d) => send_data_request(client_user, channel, d.clone())?,
+            None => frame.to_vec(),
+        };
+        let mut data = user_data.unwrap_or_else(|| req.user_data.to_vec());
+        if channel == self.link.io_channel() {
+            patch_share_control_source(&mut data, client_user, server_user);
+        }
+        let to_server = if self.link.is_identity() && req.initiator_id == client_user {
+            recorded.clone()
+        } else {
+            send_data_request(server_user, server_channel, data)?
+        };
+        Ok(vec![
+            Action::Record {
+                direction: Direction::ClientToServer,
+                bytes: recorded,
+            },
+            Action::ToServer(to_server),
+        ])
+    }
+
+    /// Relays a server's Send Data Indication on the client's `channel`: what the client gets
+    /// is what is recorded.
+    fn relay_indication(
+        &self,
+        frame: &[u8],
+        ind: &SendDataIndication<'_>,
+        channel: u16,
+    ) -> Result<Vec<Action>, RdpError> {
+        if self.link.is_identity() {
+            return Ok(forward_to_client(frame));
+        }
+        // The initiator is the server's own channel, which clients do not look up: kept as is.
+        let out = encode_vec(&X224(SendDataIndication {
+            initiator_id: ind.initiator_id,
+            channel_id: channel,
+            user_data: Cow::Borrowed(ind.user_data.as_ref()),
+        }))
+        .map_err(|e| RdpError::encode("MCS Send Data Indication", e))?;
+        Ok(forward_to_client(&out))
+    }
+
+    fn drop_on(&mut self, channel: u16, shown: u16, direction: Direction) -> Vec<Action> {
         if self.reported.insert(channel) {
             let who = match direction {
                 Direction::ClientToServer => "client",
                 Direction::ServerToClient => "server",
             };
             let name = self
+                .link
                 .negotiated
                 .channels
                 .iter()
-                .find(|c| c.id == Some(channel))
+                .find(|c| c.id == Some(shown))
                 .map(|c| c.name.clone())
-                .unwrap_or_else(|| format!("id {channel}"));
+                .unwrap_or_else(|| format!("id {shown}"));
             vec![Action::Event {
                 kind: "rdp.channel-data-dropped",
                 detail: format!(
@@ -546,103 +391,49 @@ impl Mitm {
     fn client_io(
         &mut self,
         frame: &[u8],
-        req: SendDataRequest<'_>,
+        req: &SendDataRequest<'_>,
     ) -> Result<Vec<Action>, RdpError> {
-        if !self.client_info_seen
-            && let Ok(info) = decode::<ClientInfoPdu>(req.user_data.as_ref())
-        {
-            return self.client_info(&req, info);
-        }
         if let Ok(header) = decode::<ShareControlHeader>(req.user_data.as_ref())
             && let ShareControlPdu::ClientConfirmActive(mut cca) = header.share_control_pdu
         {
-            {
-                for cap in &mut cca.pdu.capability_sets {
-                    if let CapabilitySet::Order(_) = cap {
-                        // No drawing orders: the server falls back to bitmap updates, which
-                        // the player decodes. 480*480 is the usual desktop save size.
-                        *cap = CapabilitySet::Order(Order::new(
-                            OrderFlags::NEGOTIATE_ORDER_SUPPORT
-                                | OrderFlags::ZERO_BOUNDS_DELTAS_SUPPORT,
-                            OrderSupportExFlags::empty(),
-                            480 * 480,
-                            0,
-                        ));
-                    }
+            for cap in &mut cca.pdu.capability_sets {
+                if let CapabilitySet::Order(_) = cap {
+                    // No drawing orders: the server falls back to bitmap updates, which
+                    // the player decodes. 480*480 is the usual desktop save size.
+                    *cap = CapabilitySet::Order(Order::new(
+                        OrderFlags::NEGOTIATE_ORDER_SUPPORT
+                            | OrderFlags::ZERO_BOUNDS_DELTAS_SUPPORT,
+                        OrderSupportExFlags::empty(),
+                        480 * 480,
+                        0,
+                    ));
                 }
-                let user_data = encode_vec(&ShareControlHeader {
-                    share_control_pdu: ShareControlPdu::ClientConfirmActive(cca),
-                    pdu_source: header.pdu_source,
-                    share_id: header.share_id,
-                })
-                .map_err(|e| RdpError::encode("Confirm Active", e))?;
-                let out = send_data_request(req.initiator_id, req.channel_id, user_data)?;
-                return Ok(vec![
-                    Action::Record {
-                        direction: Direction::ClientToServer,
-                        bytes: out.clone(),
-                    },
-                    Action::ToServer(out),
-                ]);
             }
+            let user_data = encode_vec(&ShareControlHeader {
+                share_control_pdu: ShareControlPdu::ClientConfirmActive(cca),
+                pdu_source: header.pdu_source,
+                share_id: header.share_id,
+            })
+            .map_err(|e| RdpError::encode("Confirm Active", e))?;
+            return self.relay_request(frame, req, Some(user_data));
         }
-        Ok(forward_to_server(frame))
-    }
-
-    fn client_info(
-        &mut self,
-        req: &SendDataRequest<'_>,
-        mut info: ClientInfoPdu,
-    ) -> Result<Vec<Action>, RdpError> {
-        self.client_info_seen = true;
-        let original = info.client_info.credentials.clone();
-        let mut actions = vec![Action::ClientLogon {
-            username: original.username.clone(),
-            password: Secret::new(original.password),
-            domain: original.domain.clone(),
-        }];
-        let ci = &mut info.client_info;
-        if let Some(inject) = &self.cfg.inject {
-            ci.credentials = Credentials {
-                username: inject.username.clone(),
-                password: inject.password.expose().to_owned(),
-                domain: inject.domain.clone(),
-            };
-        }
-        ci.flags.insert(ClientInfoFlags::AUTOLOGON);
-        // Recordings carry no bulk decompressor: ask the server not to compress.
-        ci.flags.remove(ClientInfoFlags::COMPRESSION);
-        ci.password_cookie = None;
-        let out = send_data_request(
-            req.initiator_id,
-            req.channel_id,
-            encode_vec(&info).map_err(|e| RdpError::encode("Client Info", e))?,
-        )?;
-        info.client_info.credentials.password = String::new();
-        let redacted = send_data_request(
-            req.initiator_id,
-            req.channel_id,
-            encode_vec(&info).map_err(|e| RdpError::encode("Client Info", e))?,
-        )?;
-        actions.push(Action::Record {
-            direction: Direction::ClientToServer,
-            bytes: redacted,
-        });
-        actions.push(Action::ToServer(out));
-        Ok(actions)
+        self.relay_request(frame, req, None)
     }
 
     fn server_dvc(
         &mut self,
         frame: &[u8],
+        ind: &SendDataIndication<'_>,
         channel: u16,
-        user_data: &[u8],
     ) -> Result<Vec<Action>, RdpError> {
-        let (body, last) = match self.dvc_chunk(Direction::ServerToClient, user_data)? {
-            DvcChunk::Continuation { dropped: true } => return Ok(Vec::new()),
-            DvcChunk::Continuation { dropped: false } => return Ok(forward_to_client(frame)),
-            DvcChunk::First { body, last } => (body, last),
-        };
+        let (body, last) =
+            match self.dvc_chunk(Direction::ServerToClient, ind.user_data.as_ref())? {
+                DvcChunk::Continuation { dropped: true } => return Ok(Vec::new()),
+                DvcChunk::Continuation { dropped: false } => {
+                    return self.relay_indication(frame, ind, channel);
+                }
+                DvcChunk::First { body, last } => (body, last),
+            };
         let (cmd, dvc_id) = dvc_header(body)?;
         if cmd == DVC_CMD_CREATE {
             if !last {
@@ -656,46 +447,54 @@ impl Mitm {
             if let DrdynvcServerPdu::Create(create) = pdu {
                 let name = create.channel_name().to_owned();
                 if self.cfg.rules.denies_dynamic(&name) {
-                    if self.refused_dvcs.len() >= MAX_REFUSED_DVCS {
-                        return Err(RdpError::TooMany {
-                            what: "refused dynamic channel",
-                            count: self.refused_dvcs.len(),
-                            limit: MAX_REFUSED_DVCS,
-                        });
-                    }
-                    self.refused_dvcs.insert(create.channel_id());
-                    let response = DrdynvcClientPdu::Create(CreateResponsePdu::new(
-                        create.channel_id(),
-                        CreationStatus::NO_LISTENER,
-                    ));
-                    let initiator = self.user_channel.ok_or(RdpError::Unexpected {
-                        got: "dynamic channel create request",
-                        expected: "MCS Attach User Confirm",
-                    })?;
-                    let out = send_data_request(initiator, channel, channel_pdu(&response)?)?;
-                    return Ok(vec![
-                        Action::Event {
-                            kind: "rdp.dvc-refused",
-                            detail: format!(
-                                "{} ({name}) offered by the server: refused",
-                                describe_dynamic(&name)
-                            ),
-                        },
-                        Action::Record {
-                            direction: Direction::ClientToServer,
-                            bytes: out.clone(),
-                        },
-                        Action::ToServer(out),
-                    ]);
+                    return self.refuse_dvc(create.channel_id(), &name, channel, ind.channel_id);
                 }
             }
-            return Ok(forward_to_client(frame));
+            return self.relay_indication(frame, ind, channel);
         }
         if dvc_id.is_some_and(|id| self.refused_dvcs.contains(&id)) {
             self.dropping_chunks.server_to_client = !last;
             return Ok(Vec::new());
         }
-        Ok(forward_to_client(frame))
+        self.relay_indication(frame, ind, channel)
+    }
+
+    /// Answers a create request for a refused dynamic channel in the client's stead; the
+    /// client never learns of the channel.
+    fn refuse_dvc(
+        &mut self,
+        dvc_id: u32,
+        name: &str,
+        client_channel: u16,
+        server_channel: u16,
+    ) -> Result<Vec<Action>, RdpError> {
+        if self.refused_dvcs.len() >= MAX_REFUSED_DVCS {
+            return Err(RdpError::TooMany {
+                what: "refused dynamic channel",
+                count: self.refused_dvcs.len(),
+                limit: MAX_REFUSED_DVCS,
+            });
+        }
+        self.refused_dvcs.insert(dvc_id);
+        let response = channel_pdu(&DrdynvcClientPdu::Create(CreateResponsePdu::new(
+            dvc_id,
+            CreationStatus::NO_LISTENER,
+        )))?;
+        let (client_user, server_user) = self.link.user_channel();
+        Ok(vec![
+            Action::Event {
+                kind: "rdp.dvc-refused",
+                detail: format!(
+                    "{} ({name}) offered by the server: refused",
+                    describe_dynamic(name)
+                ),
+            },
+            Action::Record {
+                direction: Direction::ClientToServer,
+                bytes: send_data_request(client_user, client_channel, response.clone())?,
+            },
+            Action::ToServer(send_data_request(server_user, server_channel, response)?),
+        ])
     }
 
     /// The drdynvc PDU in `user_data`, sent by `side`: a continuation chunk (dropped when the
@@ -732,18 +531,45 @@ impl Mitm {
         Ok(DvcChunk::First { body, last })
     }
 
-    fn client_dvc(&mut self, frame: &[u8], user_data: &[u8]) -> Result<Vec<Action>, RdpError> {
-        let (body, last) = match self.dvc_chunk(Direction::ClientToServer, user_data)? {
-            DvcChunk::Continuation { dropped: true } => return Ok(Vec::new()),
-            DvcChunk::Continuation { dropped: false } => return Ok(forward_to_server(frame)),
-            DvcChunk::First { body, last } => (body, last),
-        };
+    fn client_dvc(
+        &mut self,
+        frame: &[u8],
+        req: &SendDataRequest<'_>,
+    ) -> Result<Vec<Action>, RdpError> {
+        let (body, last) =
+            match self.dvc_chunk(Direction::ClientToServer, req.user_data.as_ref())? {
+                DvcChunk::Continuation { dropped: true } => return Ok(Vec::new()),
+                DvcChunk::Continuation { dropped: false } => {
+                    return self.relay_request(frame, req, None);
+                }
+                DvcChunk::First { body, last } => (body, last),
+            };
         let (_, dvc_id) = dvc_header(body)?;
         if dvc_id.is_some_and(|id| self.refused_dvcs.contains(&id)) {
             self.dropping_chunks.client_to_server = !last;
             return Ok(Vec::new());
         }
-        Ok(forward_to_server(frame))
+        self.relay_request(frame, req, None)
+    }
+}
+
+/// Replaces the `pduSource` of a Share Control Header ([MS-RDPBCGR] 2.2.8.1.1.1.1), the
+/// sender's MCS user channel, when it is the client's id: the server knows another one.
+fn patch_share_control_source(user_data: &mut [u8], client_user: u16, server_user: u16) {
+    if client_user == server_user {
+        return;
+    }
+    let u16_at = |at: usize| -> Option<u16> {
+        Some(u16::from_le_bytes(
+            user_data.get(at..at + 2)?.try_into().ok()?,
+        ))
+    };
+    let is_share_control = u16_at(2).is_some_and(|t| t & 0xFFF0 == 0x0010);
+    if is_share_control
+        && u16_at(4) == Some(client_user)
+        && let Some(source) = user_data.get_mut(4..6)
+    {
+        source.copy_from_slice(&server_user.to_le_bytes());
     }
 }
 
@@ -806,19 +632,6 @@ fn forward_to_client(frame: &[u8]) -> Vec<Action> {
     ]
 }
 
-fn send_data_request(
-    initiator_id: u16,
-    channel_id: u16,
-    user_data: Vec<u8>,
-) -> Result<Vec<u8>, RdpError> {
-    encode_vec(&X224(SendDataRequest {
-        initiator_id,
-        channel_id,
-        user_data: Cow::Owned(user_data),
-    }))
-    .map_err(|e| RdpError::encode("MCS Send Data Request", e))
-}
-
 fn channel_pdu(pdu: &DrdynvcClientPdu) -> Result<Vec<u8>, RdpError> {
     let body = encode_vec(pdu).map_err(|e| RdpError::encode("DVC PDU", e))?;
     let header = ChannelPduHeader {
@@ -867,28 +680,6 @@ fn dvc_header(body: &[u8]) -> Result<(u8, Option<u32>), RdpError> {
         Some(id) => Ok((cmd, Some(id))),
         None => Err(RdpError::malformed("DVC header", "truncated channel id")),
     }
-}
-
-/// The GCC node id (`user_id`) of a Conference Create Response. ironrdp-pdu keeps it private,
-/// and a rewritten response must carry the server's value, so it is read back from the PER
-/// encoding: choice (1), object id (6), length (1 or 2), choice (1), then the id as a
-/// big-endian u16 minus 1001 ([T.125] / [MS-RDPBCGR] 2.2.1.4).
-fn conference_user_id(ccr: &ConferenceCreateResponse) -> Result<u16, RdpError> {
-    let bytes = encode_vec(ccr).map_err(|e| RdpError::encode("Conference Create Response", e))?;
-    let len_at = 7;
-    let len_first = *bytes
-        .get(len_at)
-        .ok_or_else(|| RdpError::malformed("Conference Create Response", "too short"))?;
-    let id_at = len_at + if len_first & 0x80 != 0 { 2 } else { 1 } + 1;
-    let id = bytes
-        .get(id_at..id_at + 2)
-        .ok_or_else(|| RdpError::malformed("Conference Create Response", "too short"))?;
-    let raw = u16::from_be_bytes([
-        id.first().copied().unwrap_or(0),
-        id.get(1).copied().unwrap_or(0),
-    ]);
-    raw.checked_add(1001)
-        .ok_or_else(|| RdpError::malformed("Conference Create Response", "node id out of range"))
 }
 
 #[cfg(test)]

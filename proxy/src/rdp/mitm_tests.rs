@@ -1,128 +1,12 @@
-//! Unit tests of the MCS-phase machine with PDUs shaped like FreeRDP's and xrdp's, built with
-//! ironrdp-pdu's encoders.
+//! Unit tests of the relay-phase machine with PDUs shaped like FreeRDP's and xrdp's, built
+//! with ironrdp-pdu's encoders, after the whole connection sequence ran in memory.
 
 use super::*;
+use crate::rdp::test_pdus::{CLIENT_USER, IO, SERVER_USER, active};
 use ironrdp_dvc::pdu::CreateRequestPdu;
-use ironrdp_pdu::gcc::{
-    ChannelName, ChannelOptions, ClientCoreData, ClientCoreOptionalData, ClientGccBlocks,
-    ClientNetworkData, ClientSecurityData, ColorDepth, KeyboardType, RdpVersion,
-    SecureAccessSequence, ServerCoreData, ServerCoreOptionalData, ServerGccBlocks,
-    ServerNetworkData, ServerSecurityData,
-};
-use ironrdp_pdu::mcs::{
-    AttachUserConfirm, ChannelJoinRequest, DomainParameters, SendDataIndication,
-};
+use ironrdp_pdu::mcs::ChannelJoinRequest;
 use ironrdp_pdu::rdp::capability_sets::{ClientConfirmActive, DemandActive, OrderSupportIndex};
-use ironrdp_pdu::rdp::client_info::{
-    AddressFamily, ClientInfo, CompressionType, ExtendedClientInfo,
-};
-use ironrdp_pdu::rdp::headers::{BasicSecurityHeader, BasicSecurityHeaderFlags};
 use proptest::prelude::*;
-
-const CLIENT_CHANNELS: [&str; 4] = ["rdpdr", "rdpsnd", "cliprdr", "drdynvc"];
-const IO: u16 = 1003;
-const USER: u16 = 1007;
-
-fn rules() -> ChannelRules {
-    ChannelRules {
-        allow_static_channels: vec!["rdpsnd".into(), "drdynvc".into()],
-        deny_dynamic_channels: vec!["URBDRC".into(), "Microsoft::Windows::RDS::Graphics".into()],
-    }
-}
-
-fn machine() -> Mitm {
-    Mitm::new(MitmConfig {
-        rules: rules(),
-        client_requested: SecurityProtocol::SSL | SecurityProtocol::HYBRID,
-        server_selected: SecurityProtocol::SSL,
-        inject: Some(TargetCredentials {
-            username: "labuser".into(),
-            password: Secret::new("LabPass123!"),
-            domain: None,
-        }),
-    })
-}
-
-fn connect_initial() -> Vec<u8> {
-    let channels = CLIENT_CHANNELS
-        .iter()
-        .map(|n| ChannelDef {
-            name: ChannelName::from_utf8(n).unwrap(),
-            options: ChannelOptions::INITIALIZED,
-        })
-        .collect();
-    let blocks = ClientGccBlocks {
-        core: ClientCoreData {
-            version: RdpVersion::V5_PLUS,
-            desktop_width: 1024,
-            desktop_height: 768,
-            color_depth: ColorDepth::Bpp8,
-            sec_access_sequence: SecureAccessSequence::Del,
-            keyboard_layout: 0x409,
-            client_build: 2600,
-            client_name: "vdi".into(),
-            keyboard_type: KeyboardType::IBM_ENHANCED,
-            keyboard_subtype: 0,
-            keyboard_functional_keys_count: 12,
-            ime_file_name: String::new(),
-            optional_data: ClientCoreOptionalData {
-                post_beta2_color_depth: Some(ColorDepth::Bpp8),
-                client_product_id: Some(1),
-                serial_number: Some(0),
-                high_color_depth: Some(ironrdp_pdu::gcc::HighColorDepth::Bpp24),
-                supported_color_depths: Some(ironrdp_pdu::gcc::SupportedColorDepths::all()),
-                early_capability_flags: Some(
-                    ClientEarlyCapabilityFlags::SUPPORT_ERR_INFO_PDU
-                        | ClientEarlyCapabilityFlags::SUPPORT_DYN_VC_GFX_PROTOCOL,
-                ),
-                dig_product_id: Some(String::new()),
-                connection_type: Some(ironrdp_pdu::gcc::ConnectionType::Lan),
-                server_selected_protocol: Some(SecurityProtocol::HYBRID),
-                ..ClientCoreOptionalData::default()
-            },
-        },
-        security: ClientSecurityData::no_security(),
-        network: Some(ClientNetworkData { channels }),
-        cluster: None,
-        monitor: None,
-        message_channel: None,
-        multi_transport_channel: None,
-        monitor_extended: None,
-    };
-    let ci = ConnectInitial::with_gcc_blocks(blocks).unwrap();
-    encode_vec(&X224(X224Data {
-        data: Cow::Owned(encode_vec(&ci).unwrap()),
-    }))
-    .unwrap()
-}
-
-fn connect_response(server_ids: Vec<u16>) -> Vec<u8> {
-    let gcc = ServerGccBlocks {
-        core: ServerCoreData {
-            version: RdpVersion::V5_PLUS,
-            optional_data: ServerCoreOptionalData {
-                client_requested_protocols: Some(SecurityProtocol::SSL),
-                early_capability_flags: None,
-            },
-        },
-        network: ServerNetworkData {
-            channel_ids: server_ids,
-            io_channel: IO,
-        },
-        security: ServerSecurityData::no_security(),
-        message_channel: None,
-        multi_transport_channel: None,
-    };
-    let resp = ConnectResponse {
-        conference_create_response: ConferenceCreateResponse::new(31219, gcc).unwrap(),
-        called_connect_id: 0,
-        domain_parameters: DomainParameters::target(),
-    };
-    encode_vec(&X224(X224Data {
-        data: Cow::Owned(encode_vec(&resp).unwrap()),
-    }))
-    .unwrap()
-}
 
 fn to_server(actions: &[Action]) -> Vec<Vec<u8>> {
     actions
@@ -144,6 +28,16 @@ fn to_client(actions: &[Action]) -> Vec<Vec<u8>> {
         .collect()
 }
 
+fn recorded(actions: &[Action]) -> Vec<Vec<u8>> {
+    actions
+        .iter()
+        .filter_map(|a| match a {
+            Action::Record { bytes, .. } => Some(bytes.clone()),
+            _ => None,
+        })
+        .collect()
+}
+
 fn events(actions: &[Action]) -> Vec<String> {
     actions
         .iter()
@@ -152,30 +46,6 @@ fn events(actions: &[Action]) -> Vec<String> {
             _ => None,
         })
         .collect()
-}
-
-fn decode_ci(frame: &[u8]) -> ConnectInitial {
-    let data = decode::<X224<X224Data<'_>>>(frame).unwrap().0;
-    decode::<ConnectInitial>(data.data.as_ref()).unwrap()
-}
-
-fn decode_cr(frame: &[u8]) -> ConnectResponse {
-    let data = decode::<X224<X224Data<'_>>>(frame).unwrap().0;
-    decode::<ConnectResponse>(data.data.as_ref()).unwrap()
-}
-
-/// Runs the machine to the active phase; the server grants 1004 (rdpsnd) and 1005 (drdynvc).
-fn active() -> Mitm {
-    let mut m = machine();
-    m.client_frame(&connect_initial()).unwrap();
-    m.server_frame(&connect_response(vec![1004, 1005])).unwrap();
-    let attach = encode_vec(&X224(McsMessage::AttachUserConfirm(AttachUserConfirm {
-        result: 0,
-        initiator_id: USER,
-    })))
-    .unwrap();
-    m.server_frame(&attach).unwrap();
-    m
 }
 
 fn indication(channel: u16, data: Vec<u8>) -> Vec<u8> {
@@ -188,79 +58,25 @@ fn indication(channel: u16, data: Vec<u8>) -> Vec<u8> {
 }
 
 fn request(channel: u16, data: Vec<u8>) -> Vec<u8> {
-    send_data_request(USER, channel, data).unwrap()
+    send_data_request(CLIENT_USER, channel, data).unwrap()
 }
 
-#[test]
-fn connect_initial_strips_clipboard_and_devices() {
-    let mut m = machine();
-    let actions = m.client_frame(&connect_initial()).unwrap();
-    let out = to_server(&actions);
-    assert_eq!(out.len(), 1);
-    let ci = decode_ci(&out[0]);
-    let names: Vec<String> = ci
-        .channel_names()
-        .unwrap()
-        .iter()
-        .map(|c| c.name.as_str().unwrap().to_owned())
-        .collect();
-    assert_eq!(names, ["rdpsnd", "drdynvc"]);
-    let core = &ci.conference_create_request.gcc_blocks().core;
-    assert_eq!(
-        core.optional_data.server_selected_protocol,
-        Some(SecurityProtocol::SSL)
-    );
-    assert!(
-        !core
-            .optional_data
-            .early_capability_flags
-            .unwrap()
-            .contains(ClientEarlyCapabilityFlags::SUPPORT_DYN_VC_GFX_PROTOCOL)
-    );
-    let ev = events(&actions);
-    assert!(
-        ev.contains(
-            &"clipboard redirection requested by the client (cliprdr): stripped".to_owned()
-        )
-    );
-    assert!(
-        ev.iter()
-            .any(|e| e.contains("drives, printers, smart cards, ports"))
-    );
-    assert_eq!(ev.len(), 2);
-}
-
-#[test]
-fn connect_response_is_padded_back_to_client_order() {
-    let mut m = machine();
-    m.client_frame(&connect_initial()).unwrap();
-    let actions = m.server_frame(&connect_response(vec![1004, 1005])).unwrap();
-    let out = to_client(&actions);
-    let cr = decode_cr(&out[0]);
-    // rdpdr, rdpsnd, cliprdr, drdynvc
-    assert_eq!(cr.channel_ids(), vec![0x0F00, 1004, 0x0F01, 1005]);
-    assert_eq!(cr.global_channel_id(), IO);
-    assert_eq!(
-        cr.conference_create_response
-            .gcc_blocks()
-            .core
-            .optional_data
-            .client_requested_protocols,
-        Some(SecurityProtocol::SSL | SecurityProtocol::HYBRID)
-    );
-    // The node id survives the rewrite.
-    assert_eq!(
-        conference_user_id(&cr.conference_create_response).unwrap(),
-        31219
-    );
-    assert!(events(&actions)[0].contains("rdpdr=3840(stripped)"));
+fn decode_request(frame: &[u8]) -> SendDataRequest<'static> {
+    let McsMessage::SendDataRequest(req) = decode::<X224<McsMessage<'_>>>(frame).unwrap().0 else {
+        panic!("not a Send Data Request")
+    };
+    SendDataRequest {
+        initiator_id: req.initiator_id,
+        channel_id: req.channel_id,
+        user_data: Cow::Owned(req.user_data.into_owned()),
+    }
 }
 
 #[test]
 fn stripped_channel_join_is_answered_locally() {
     let mut m = active();
     let join = encode_vec(&X224(McsMessage::ChannelJoinRequest(ChannelJoinRequest {
-        initiator_id: USER,
+        initiator_id: CLIENT_USER,
         channel_id: 0x0F01,
     })))
     .unwrap();
@@ -272,18 +88,20 @@ fn stripped_channel_join_is_answered_locally() {
         reply,
         McsMessage::ChannelJoinConfirm(ChannelJoinConfirm {
             result: 0,
-            initiator_id: USER,
+            initiator_id: CLIENT_USER,
             requested_channel_id: 0x0F01,
             channel_id: 0x0F01,
         })
     );
-    // A kept channel's join goes to the server.
+    // A late join of a kept channel is answered too: the server joined it before the logon.
     let join = encode_vec(&X224(McsMessage::ChannelJoinRequest(ChannelJoinRequest {
-        initiator_id: USER,
+        initiator_id: CLIENT_USER,
         channel_id: 1004,
     })))
     .unwrap();
-    assert_eq!(to_server(&m.client_frame(&join).unwrap()).len(), 1);
+    let actions = m.client_frame(&join).unwrap();
+    assert!(to_server(&actions).is_empty());
+    assert_eq!(to_client(&actions).len(), 1);
 }
 
 #[test]
@@ -328,7 +146,7 @@ fn denied_dynamic_channel_is_refused_at_creation() {
     let McsMessage::SendDataRequest(req) = req else {
         panic!()
     };
-    assert_eq!((req.initiator_id, req.channel_id), (USER, 1005));
+    assert_eq!((req.initiator_id, req.channel_id), (SERVER_USER, 1005));
     let pdu = decode::<DrdynvcClientPdu>(&req.user_data[8..]).unwrap();
     assert_eq!(
         pdu,
@@ -436,80 +254,6 @@ fn chunked_data_of_a_refused_dynamic_channel_is_dropped_both_ways() {
     assert!(m.server_frame(&indication(1005, compressed)).is_err());
 }
 
-fn client_info_frame() -> Vec<u8> {
-    let info = ClientInfoPdu {
-        security_header: BasicSecurityHeader {
-            flags: BasicSecurityHeaderFlags::INFO_PKT,
-        },
-        client_info: ClientInfo {
-            credentials: Credentials {
-                username: "tanaka".into(),
-                password: "change-me-now".into(),
-                domain: None,
-            },
-            password_cookie: None,
-            code_page: 0,
-            flags: ClientInfoFlags::MOUSE | ClientInfoFlags::UNICODE | ClientInfoFlags::COMPRESSION,
-            compression_type: CompressionType::Rdp61,
-            alternate_shell: String::new(),
-            work_dir: String::new(),
-            extra_info: ExtendedClientInfo {
-                address_family: AddressFamily::INET,
-                address: "127.0.10.11".into(),
-                dir: "C:\\".into(),
-                optional_data: Default::default(),
-            },
-        },
-    };
-    request(IO, encode_vec(&info).unwrap())
-}
-
-fn decode_info(frame: &[u8]) -> ClientInfoPdu {
-    let McsMessage::SendDataRequest(req) = decode::<X224<McsMessage<'_>>>(frame).unwrap().0 else {
-        panic!()
-    };
-    decode::<ClientInfoPdu>(req.user_data.as_ref()).unwrap()
-}
-
-#[test]
-fn client_info_gets_target_credentials_and_a_redacted_recording() {
-    let mut m = active();
-    let a = m.client_frame(&client_info_frame()).unwrap();
-    let Action::ClientLogon {
-        username, password, ..
-    } = &a[0]
-    else {
-        panic!("logon first")
-    };
-    assert_eq!(
-        (username.as_str(), password.expose()),
-        ("tanaka", "change-me-now")
-    );
-    assert_eq!(format!("{password:?}"), "<secret>");
-    let sent = decode_info(&to_server(&a)[0]);
-    assert_eq!(sent.client_info.credentials.username, "labuser");
-    assert_eq!(sent.client_info.credentials.password, "LabPass123!");
-    assert!(sent.client_info.flags.contains(ClientInfoFlags::AUTOLOGON));
-    assert!(
-        !sent
-            .client_info
-            .flags
-            .contains(ClientInfoFlags::COMPRESSION)
-    );
-    let recorded: Vec<&Vec<u8>> = a
-        .iter()
-        .filter_map(|x| match x {
-            Action::Record { bytes, .. } => Some(bytes),
-            _ => None,
-        })
-        .collect();
-    assert_eq!(recorded.len(), 1);
-    let rec = decode_info(recorded[0]);
-    assert_eq!(rec.client_info.credentials.password, "");
-    assert!(!recorded[0].windows(4).any(|w| w == b"L\0a\0"));
-    assert!(m.client_info_seen());
-}
-
 #[test]
 fn confirm_active_loses_drawing_orders() {
     let mut m = active();
@@ -529,7 +273,7 @@ fn confirm_active_loses_drawing_orders() {
                 capability_sets: vec![CapabilitySet::Order(order)],
             },
         }),
-        pdu_source: USER,
+        pdu_source: CLIENT_USER,
         share_id: 0x1_03EA,
     };
     let a = m
@@ -550,57 +294,48 @@ fn confirm_active_loses_drawing_orders() {
     assert!(!order.get_support_flag(OrderSupportIndex::PatBlt));
     assert!(!order.get_support_flag(OrderSupportIndex::ScrBlt));
     assert_eq!(h.share_id, 0x1_03EA);
+    // The server knows the contractor by its own user channel.
+    assert_eq!((req.initiator_id, h.pdu_source), (SERVER_USER, SERVER_USER));
+    // The recording keeps the client's ids, as its Connect Response gave them.
+    let rec = decode_request(&recorded(&a)[0]);
+    let h = decode::<ShareControlHeader>(rec.user_data.as_ref()).unwrap();
+    assert_eq!((rec.initiator_id, h.pdu_source), (CLIENT_USER, CLIENT_USER));
 }
 
 #[test]
-fn out_of_order_pdus_are_errors_and_errors_stick() {
-    let mut m = machine();
-    assert!(m.server_frame(&connect_response(vec![1004])).is_err());
-    let mut m = machine();
-    let fast_path = [0x00, 0x04, 0x01, 0x02];
-    assert!(m.client_frame(&fast_path).is_err());
-    assert!(
-        m.client_frame(&connect_initial()).is_err(),
-        "the first error sticks"
-    );
-}
+fn ids_are_translated_between_the_legs_and_recorded_in_the_clients() {
+    let mut m = active();
+    let a = m.client_frame(&request(1004, vec![7; 12])).unwrap();
+    let sent = decode_request(&to_server(&a)[0]);
+    assert_eq!((sent.initiator_id, sent.channel_id), (SERVER_USER, 1004));
+    assert_eq!(sent.user_data.as_ref(), &[7; 12]);
+    let rec = decode_request(&recorded(&a)[0]);
+    assert_eq!((rec.initiator_id, rec.channel_id), (CLIENT_USER, 1004));
 
-#[test]
-fn server_granting_more_channels_than_kept_is_refused() {
-    let mut m = machine();
-    m.client_frame(&connect_initial()).unwrap();
-    assert!(
-        m.server_frame(&connect_response(vec![1004, 1005, 1006]))
-            .is_err()
+    // I/O channel data that is not a Share Control PDU is not touched.
+    let a = m.client_frame(&request(IO, vec![1, 2, 3])).unwrap();
+    assert_eq!(
+        decode_request(&to_server(&a)[0]).user_data.as_ref(),
+        &[1, 2, 3]
     );
+
+    // The server's data reaches the client on the client's id, as recorded.
+    let a = m.server_frame(&indication(1004, vec![0; 4])).unwrap();
+    assert_eq!(to_client(&a), recorded(&a));
+    assert_eq!(to_client(&a).len(), 1);
+    // The server's id of the user channel is no channel of the client's.
+    let a = m
+        .server_frame(&indication(SERVER_USER + 100, vec![0; 4]))
+        .unwrap();
+    assert!(to_client(&a).is_empty());
 }
 
 proptest! {
     #[test]
     fn garbage_frames_never_panic(bytes in proptest::collection::vec(any::<u8>(), 0..300)) {
-        let mut m = machine();
-        let _ = m.client_frame(&bytes);
         let mut m = active();
         let _ = m.client_frame(&bytes);
         let _ = m.server_frame(&bytes);
-    }
-
-    #[test]
-    fn truncated_or_flipped_connect_initial_never_panics(cut in 0usize..400, flip in 0usize..400, bit in 0u8..8) {
-        let mut ci = connect_initial();
-        if let Some(b) = ci.get_mut(flip) { *b ^= 1 << bit; }
-        let cut = cut.min(ci.len());
-        let mut m = machine();
-        let _ = m.client_frame(&ci[..cut]);
-    }
-
-    #[test]
-    fn flipped_connect_response_never_panics(flip in 0usize..200, bit in 0u8..8) {
-        let mut cr = connect_response(vec![1004, 1005]);
-        if let Some(b) = cr.get_mut(flip) { *b ^= 1 << bit; }
-        let mut m = machine();
-        m.client_frame(&connect_initial()).unwrap();
-        let _ = m.server_frame(&cr);
     }
 
     #[test]

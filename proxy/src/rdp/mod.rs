@@ -1,12 +1,19 @@
 //! RDP inline proxy.
 //!
 //! Layout (house style 2, 15, 16): the sans-IO core — [`framing`], [`negotiation`],
-//! [`channels`], [`mitm`], [`credssp`] (NLA as server, contractor leg), [`nla_client`] (NLA as
-//! client, server leg) — has no tokio and is unit- and property-tested; [`handler`] sets a
-//! connection up (policy, TLS, server leg) and [`session`] relays it, the only module that
+//! [`channels`], [`client_info`], [`accept`] (the contractor's MCS sequence up to the logon,
+//! answered by Sekisho), [`connect`] (the same sequence toward the target), [`mitm`] (the
+//! relay phase), [`credssp`] (NLA as server, contractor leg), [`nla_client`] (NLA as client,
+//! server leg) — has no tokio and is unit- and property-tested. The async adapters are thin:
+//! [`contractor_leg`] and [`server_leg`] move bytes for those machines, [`handler`] orders
+//! the steps (authenticate first, then dial), and [`session`] relays, the only module that
 //! talks to the recording.
 
+pub mod accept;
 pub mod channels;
+pub mod client_info;
+pub mod connect;
+pub mod contractor_leg;
 pub mod credssp;
 pub mod error;
 pub mod framing;
@@ -16,7 +23,10 @@ pub mod negotiation;
 pub mod nla_client;
 pub mod pins;
 pub mod relay;
+pub mod server_leg;
 pub mod session;
+#[cfg(test)]
+mod test_pdus;
 
 use std::sync::Arc;
 use std::time::Duration;

@@ -2,21 +2,15 @@
 //! carries out its actions. Generic over where it records ([`Sink`]), so that the loop is
 //! tested without the catalogue; [`super::session`] plugs in the live session.
 
-use anyhow::{Context, Result, bail};
+use anyhow::{Context, Result};
 use tokio::io::{AsyncRead, AsyncReadExt, AsyncWrite, AsyncWriteExt};
 use tracing::{info, trace, warn};
 
 use super::framing;
-use super::mitm::{Action, Direction, Mitm, Secret};
+use super::mitm::{Action, Direction, Mitm};
 
 /// Bytes read from a leg at a time; frames are at most [`framing::MAX_FRAME_LEN`].
 const READ_CHUNK: usize = 16 * 1024;
-
-/// Checks the contractor's logon from the Client Info PDU (TLS-only contractor leg);
-/// `false` refuses it. A future, because checking a password hash is slow CPU work that must
-/// not hold up the runtime's other sessions.
-pub type LogonCheck =
-    Box<dyn FnMut(&str, &Secret) -> std::pin::Pin<Box<dyn Future<Output = bool> + Send>> + Send>;
 
 /// How a relay ended without error.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -45,7 +39,6 @@ pub trait Sink {
 pub async fn relay_frames<K, C, S>(
     sink: &K,
     mut mitm: Mitm,
-    mut logon: Option<LogonCheck>,
     client: C,
     server: S,
 ) -> Result<RelayEnd>
@@ -114,21 +107,6 @@ where
                             info!(kind, detail = %detail, "Session event");
                             sink.event(kind, &detail).await?;
                         }
-                        Action::ClientLogon {
-                            username, password, ..
-                        } => {
-                            if let Some(check) = logon.as_mut() {
-                                if !check(&username, &password).await {
-                                    sink.event(
-                                        "rdp.logon-refused",
-                                        &format!("wrong user or password for {username}"),
-                                    )
-                                    .await?;
-                                    bail!("contractor logon refused");
-                                }
-                                sink.event("rdp.user", &username).await?;
-                            }
-                        }
                     }
                 }
             }
@@ -167,8 +145,7 @@ async fn read_more<R: AsyncRead + Unpin>(r: &mut R, buf: &mut Vec<u8>) -> std::i
 mod tests {
     use super::*;
     use crate::rdp::channels::ChannelRules;
-    use crate::rdp::mitm::MitmConfig;
-    use ironrdp_pdu::nego::SecurityProtocol;
+    use crate::rdp::mitm::{ChannelLink, MitmConfig, Negotiated};
     use std::sync::Mutex;
     use std::time::Duration;
     use tokio::io::duplex;
@@ -199,12 +176,12 @@ mod tests {
     }
 
     fn mitm() -> Mitm {
-        Mitm::new(MitmConfig {
-            rules: ChannelRules::default(),
-            client_requested: SecurityProtocol::SSL,
-            server_selected: SecurityProtocol::SSL,
-            inject: None,
-        })
+        Mitm::new(
+            MitmConfig {
+                rules: ChannelRules::default(),
+            },
+            ChannelLink::identity(Negotiated::default(), 1007),
+        )
     }
 
     #[tokio::test]
@@ -216,9 +193,7 @@ mod tests {
             ..FakeSink::default()
         };
         let started = std::time::Instant::now();
-        let end = relay_frames(&sink, mitm(), None, client, server)
-            .await
-            .unwrap();
+        let end = relay_frames(&sink, mitm(), client, server).await.unwrap();
         assert_eq!(end, RelayEnd::Ended("killed".into()));
         assert!(started.elapsed() < Duration::from_secs(1));
     }
@@ -232,7 +207,7 @@ mod tests {
             .write_all(&[0x03, 0x00, 0x00, 0x0c, 0xde, 0xad, 0xbe, 0xef, 0, 0, 0, 0])
             .await
             .unwrap();
-        let r = relay_frames(&sink, mitm(), None, client, server).await;
+        let r = relay_frames(&sink, mitm(), client, server).await;
         assert!(r.is_err());
         let mut got = Vec::new();
         server_peer.read_to_end(&mut got).await.unwrap();
@@ -250,9 +225,7 @@ mod tests {
             .await
             .unwrap();
         drop(client_peer);
-        let end = relay_frames(&sink, mitm(), None, client, server)
-            .await
-            .unwrap();
+        let end = relay_frames(&sink, mitm(), client, server).await.unwrap();
         assert_eq!(end, RelayEnd::Closed { by_client: true });
     }
 
@@ -272,7 +245,7 @@ mod tests {
                 }
             }
         });
-        let r = relay_frames(&sink, mitm(), None, client, server).await;
+        let r = relay_frames(&sink, mitm(), client, server).await;
         assert!(r.is_err());
         writer.abort();
     }

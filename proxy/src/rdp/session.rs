@@ -7,8 +7,8 @@ use recorder::catalogue::Outcome;
 use recorder::format::EventKind;
 use tokio::io::{AsyncRead, AsyncWrite};
 
-use super::mitm::{Direction, Mitm};
-use super::relay::{LogonCheck, Sink, relay_frames};
+use super::mitm::{Direction, Mitm, Negotiated};
+use super::relay::{Sink, relay_frames};
 use crate::services::{EndReason, LiveSession};
 
 /// Recording channel of the RDP wire (whole PDUs, both directions).
@@ -18,10 +18,8 @@ pub const WIRE_CHANNEL: u32 = 0;
 pub struct Relay {
     /// the recorded session
     pub live: LiveSession,
-    /// the MCS-phase machine
+    /// the relay-phase machine
     pub mitm: Mitm,
-    /// the logon check, when the contractor was not authenticated by CredSSP
-    pub logon: Option<LogonCheck>,
 }
 
 impl Sink for LiveSession {
@@ -47,6 +45,37 @@ impl Sink for LiveSession {
     }
 }
 
+/// What the contractor and the target exchanged before the relay, for the recording.
+pub struct Handshake<'a> {
+    /// the Connect Initial as the target received it
+    pub connect_initial: &'a [u8],
+    /// the rest of the MCS sequence as the contractor saw it (Sekisho's answers included)
+    pub transcript: &'a [(Direction, Vec<u8>)],
+    /// the Client Info PDU as the target received it, password emptied, in the client's ids
+    pub client_info_redacted: &'a [u8],
+    /// events from the connection sequence (channels stripped at the request)
+    pub events: &'a [(&'static str, String)],
+    /// the negotiated state in the client's ids
+    pub negotiated: &'a Negotiated,
+    /// the user name of the Client Info PDU
+    pub username: &'a str,
+}
+
+/// Records the connection sequence, in the order it happened, once the recording is open:
+/// the recording then replays from the Connect Initial like any other.
+pub async fn record_handshake(live: &LiveSession, h: &Handshake<'_>) -> Result<()> {
+    for (kind, detail) in h.events {
+        Sink::event(live, kind, detail).await?;
+    }
+    Sink::record(live, Direction::ClientToServer, h.connect_initial).await?;
+    for (direction, bytes) in h.transcript {
+        Sink::record(live, *direction, bytes).await?;
+    }
+    Sink::record(live, Direction::ClientToServer, h.client_info_redacted).await?;
+    Sink::event(live, "rdp.negotiated", &h.negotiated.describe()).await?;
+    Sink::event(live, "rdp.user", h.username).await
+}
+
 /// Runs the session until a leg closes, the machine fails, or services end it; then seals
 /// the recording.
 pub async fn run<C, S>(relay: Relay, client: C, server: S) -> Result<()>
@@ -54,8 +83,8 @@ where
     C: AsyncRead + AsyncWrite + Unpin,
     S: AsyncRead + AsyncWrite + Unpin,
 {
-    let Relay { live, mitm, logon } = relay;
-    let result = relay_frames(&live, mitm, logon, client, server).await;
+    let Relay { live, mitm } = relay;
+    let result = relay_frames(&live, mitm, client, server).await;
     // A hop ended with its console: say so in the catalogue's events too, not only in the
     // recording, so the link between the two endings can be found without the file.
     if let Some(EndReason::ConsoleEnded { console }) = live.end_reason() {
