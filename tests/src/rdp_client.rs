@@ -102,7 +102,106 @@ pub struct ConnectOptions {
     pub timeout: Duration,
     /// Offer NLA (CredSSP) as well as TLS; the server chooses.
     pub nla: bool,
+    /// How the Client Info PDU is bent on its way out (a hostile or unusual client).
+    pub client_info: ClientInfoShape,
 }
+
+/// How the headless client bends its Client Info PDU, to play an unusual or hostile client.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+pub enum ClientInfoShape {
+    /// As ironrdp writes it.
+    #[default]
+    Plain,
+    /// Compression-type bits (`0x1E00`) set without `INFO_COMPRESSION`: legal enough for some
+    /// servers, refused by ironrdp's decoder.
+    CompressionBits,
+    /// A `performanceFlags` bit the specification does not name (`0x200`).
+    UnknownPerformanceFlag,
+    /// Cut short inside its strings: no server can read it.
+    Truncated,
+}
+
+impl ClientInfoShape {
+    /// Every shape, by the name the command line takes.
+    pub const ALL: [(&'static str, ClientInfoShape); 4] = [
+        ("plain", ClientInfoShape::Plain),
+        ("compression-bits", ClientInfoShape::CompressionBits),
+        (
+            "unknown-performance-flag",
+            ClientInfoShape::UnknownPerformanceFlag,
+        ),
+        ("truncated", ClientInfoShape::Truncated),
+    ];
+
+    /// Bends `frame` when it is the Client Info PDU (an MCS Send Data Request whose security
+    /// header says INFO_PKT); other frames come back as they are.
+    fn apply(self, frame: &[u8]) -> Result<Vec<u8>> {
+        if self == ClientInfoShape::Plain {
+            return Ok(frame.to_vec());
+        }
+        let Ok(X224(McsMessage::SendDataRequest(req))) =
+            ironrdp_core::decode::<X224<McsMessage<'_>>>(frame)
+        else {
+            return Ok(frame.to_vec());
+        };
+        let mut data = req.user_data.to_vec();
+        let u32_at = |d: &[u8], at: usize| -> Option<u32> {
+            Some(u32::from_le_bytes(d.get(at..at + 4)?.try_into().ok()?))
+        };
+        let is_info = data
+            .first()
+            .is_some_and(|flags| flags & INFO_PKT_LOW_BYTE != 0);
+        if !is_info {
+            return Ok(frame.to_vec());
+        }
+        let bad = |what: &str| RdpClientError::Pdu(format!("cannot bend the Client Info: {what}"));
+        match self {
+            ClientInfoShape::Plain => {}
+            ClientInfoShape::CompressionBits => {
+                // Security header (4 bytes), code page (4), then the flags.
+                let flags = u32_at(&data, 8).ok_or_else(|| bad("no flags"))?;
+                let flags = (flags & !INFO_COMPRESSION) | COMPRESSION_TYPE_MASK;
+                data.get_mut(8..12)
+                    .ok_or_else(|| bad("no flags"))?
+                    .copy_from_slice(&flags.to_le_bytes());
+            }
+            ClientInfoShape::UnknownPerformanceFlag => {
+                // ironrdp writes no reconnect cookie: the performance flags end the PDU.
+                let info = ironrdp_core::decode::<ironrdp_pdu::rdp::ClientInfoPdu>(&data)
+                    .map_err(|e| bad(&e.to_string()))?;
+                let perf = info
+                    .client_info
+                    .extra_info
+                    .optional_data
+                    .performance_flags()
+                    .ok_or_else(|| bad("no performance flags"))?;
+                let at = data.len().checked_sub(4).ok_or_else(|| bad("too short"))?;
+                if u32_at(&data, at) != Some(perf.bits()) {
+                    return Err(bad("the performance flags are not last"));
+                }
+                data.get_mut(at..)
+                    .ok_or_else(|| bad("too short"))?
+                    .copy_from_slice(&(perf.bits() | 0x200).to_le_bytes());
+            }
+            ClientInfoShape::Truncated => data.truncate(40),
+        }
+        ironrdp_core::encode_vec(&X224(McsMessage::SendDataRequest(
+            ironrdp_pdu::mcs::SendDataRequest {
+                initiator_id: req.initiator_id,
+                channel_id: req.channel_id,
+                user_data: std::borrow::Cow::Owned(data),
+            },
+        )))
+        .map_err(|e| bad(&e.to_string()))
+    }
+}
+
+/// The low byte of the basic security header's `SEC_INFO_PKT` flag (0x0040).
+const INFO_PKT_LOW_BYTE: u8 = 0x40;
+/// `INFO_COMPRESSION` of the Client Info flags.
+const INFO_COMPRESSION: u32 = 0x80;
+/// `CompressionTypeMask` of the Client Info flags.
+const COMPRESSION_TYPE_MASK: u32 = 0x1E00;
 
 impl ConnectOptions {
     /// Options with a 1024×768 desktop, no fixed source and a 20 s set-up deadline.
@@ -116,6 +215,7 @@ impl ConnectOptions {
             source: None,
             timeout: Duration::from_secs(20),
             nla: false,
+            client_info: ClientInfoShape::Plain,
         }
     }
 }
@@ -377,6 +477,16 @@ async fn step<S: AsyncRead + AsyncWrite + Unpin>(
     io: &mut Framed<S>,
     buf: &mut WriteBuf,
 ) -> Result<()> {
+    step_shaped(connector, io, buf, ClientInfoShape::Plain).await
+}
+
+/// [`step`], with the Client Info PDU bent to `shape` on its way out.
+async fn step_shaped<S: AsyncRead + AsyncWrite + Unpin>(
+    connector: &mut ClientConnector,
+    io: &mut Framed<S>,
+    buf: &mut WriteBuf,
+    shape: ClientInfoShape,
+) -> Result<()> {
     buf.clear();
     let written = match connector.next_pdu_hint() {
         Some(hint) => {
@@ -386,7 +496,7 @@ async fn step<S: AsyncRead + AsyncWrite + Unpin>(
         None => connector.step_no_input(buf).map_err(connector_err)?,
     };
     if written.size().is_some() {
-        io.write_all(buf.filled()).await?;
+        io.write_all(&shape.apply(buf.filled())?).await?;
     }
     Ok(())
 }
@@ -515,7 +625,7 @@ async fn connect_inner(options: &ConnectOptions, started: Instant) -> Result<Rdp
         credssp(&mut connector, &mut io, options, key, &mut buf).await?;
     }
     let outcome = loop {
-        step(&mut connector, &mut io, &mut buf).await?;
+        step_shaped(&mut connector, &mut io, &mut buf, options.client_info).await?;
         if let Some(outcome) = connector.state.take_outcome() {
             break outcome;
         }

@@ -7,6 +7,7 @@ mod faults;
 mod operations;
 mod player;
 mod rdp;
+mod rdp_hostile;
 mod rdp_load;
 mod rdp_netns;
 mod recording;

@@ -24,11 +24,11 @@ use crate::support::inventory::{
 use crate::support::{InstanceOptions, SekishoInstance, bench, free_port, require_peers};
 
 /// The VDI desktop the client connects from.
-const DESKTOP: Ipv4Addr = Ipv4Addr::new(127, 0, 10, 11);
+pub(crate) const DESKTOP: Ipv4Addr = Ipv4Addr::new(127, 0, 10, 11);
 
 /// One VDI pool, tanaka (with an NT hash for NLA when `nt_hash` is given), and the RDP
 /// servers `targets` (name, port) under one contract.
-fn inventory(targets: &[(&str, u16)], nt_hash: Option<&str>) -> String {
+pub(crate) fn inventory(targets: &[(&str, u16)], nt_hash: Option<&str>) -> String {
     let desktop = DESKTOP.to_string();
     let inventory = Inventory::new()
         .pool("vdi-test", "ip-vpn", "127.0.10.0/24")
@@ -45,7 +45,7 @@ fn inventory(targets: &[(&str, u16)], nt_hash: Option<&str>) -> String {
         .render()
 }
 
-fn runtime() -> Result<tokio::runtime::Runtime> {
+pub(crate) fn runtime() -> Result<tokio::runtime::Runtime> {
     Ok(tokio::runtime::Builder::new_current_thread()
         .enable_all()
         .build()?)
