@@ -10,6 +10,7 @@ mod auth;
 mod i18n;
 mod pages;
 mod playback;
+mod verify_cache;
 
 use std::net::{IpAddr, SocketAddr};
 use std::sync::Arc;
@@ -54,6 +55,9 @@ pub struct WebState {
     player_cache: std::sync::Mutex<Option<PlayerCacheEntry>>,
     /// Decoded graphical recordings at the positions they reached (seeking, playing).
     replays: std::sync::Mutex<playback::ReplayCache>,
+    /// Verdicts on recording files, by file version: the session page verifies a recording
+    /// once, not on every view.
+    verified: verify_cache::VerifyCache,
     /// Matrix card challenges and lockouts: the process-wide guard in service, so failures
     /// over SSH and over the web count together.
     matrix: Arc<crate::auth::matrix_card::MatrixGuard>,
@@ -115,6 +119,7 @@ impl WebState {
             catalogue_errors: AtomicU64::new(0),
             player_cache: std::sync::Mutex::new(None),
             replays: std::sync::Mutex::new(playback::ReplayCache::default()),
+            verified: verify_cache::VerifyCache::default(),
         })
     }
 }

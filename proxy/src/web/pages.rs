@@ -475,16 +475,13 @@ async fn verification(state: &WebState, lang: Lang, row: &SessionRow) -> (String
     let Some(location) = row.recording.as_deref() else {
         return ("none".into(), tr(lang, "verify.none").into());
     };
-    let Some(bytes) = read_recording(location).await else {
-        return ("unavailable".into(), tr(lang, "verify.unavailable").into());
-    };
-    let key = state.verifying_key;
-    let report = tokio::task::spawn_blocking(move || recorder::verify(&bytes, key.as_ref())).await;
-    let Ok(report) = report else {
+    // Streamed and cached per file version (see `verify_cache`): a view of an unchanged
+    // recording does not read it again, and a changed one is verified again.
+    let Some(verdict) = state.verified.verify(location, state.verifying_key).await else {
         return ("unavailable".into(), tr(lang, "verify.unavailable").into());
     };
     use recorder::VerifyState as V;
-    match &report.state {
+    match &verdict {
         V::Intact => ("intact".into(), tr(lang, "verify.intact").into()),
         V::Interrupted => ("interrupted".into(), tr(lang, "verify.interrupted").into()),
         V::Incomplete { reason, .. } => (
@@ -1050,6 +1047,12 @@ pub async fn metrics(State(state): State<Arc<WebState>>) -> Response {
         out,
         "# HELP sekisho_web_catalogue_errors_total Catalogue errors seen by the web UI.\n# TYPE sekisho_web_catalogue_errors_total counter\nsekisho_web_catalogue_errors_total {}",
         state.catalogue_errors.load(Ordering::Relaxed)
+    );
+    let _ = writeln!(
+        out,
+        "# HELP sekisho_web_verifications_total Recording verifications for the session page: run (the file read) or cached (an unchanged file).\n# TYPE sekisho_web_verifications_total counter\nsekisho_web_verifications_total{{result=\"run\"}} {}\nsekisho_web_verifications_total{{result=\"cached\"}} {}",
+        state.verified.runs(),
+        state.verified.hits()
     );
     // This instance's own counters (sessions, decisions, bytes recorded, errors, reloads).
     out.push_str(&state.services.render_metrics());

@@ -1307,3 +1307,61 @@ async fn rdp_player_draws_the_pointer_only_when_asked() {
     assert!(differing <= 384 * 384, "{differing} pixels changed");
     assert_eq!(plain_again.2, plain.2);
 }
+
+#[tokio::test]
+async fn session_page_verifies_once_and_again_after_a_change() {
+    let f = fixture().await;
+    let (cookie, _) = login_as(&f, "suzuki");
+    let uri = format!("/sessions/{}", f.tanaka);
+    for _ in 0..3 {
+        let (status, body) = get(&f, Some(&cookie), &uri).await;
+        assert_eq!(status, StatusCode::OK);
+        assert!(body.contains("verify-intact"), "{body}");
+    }
+    assert_eq!(f.state.verified.runs(), 1, "verified once for three views");
+    assert_eq!(f.state.verified.hits(), 2);
+
+    // Altered in place: same inode, same size, the modification time set back. Only the
+    // change time (which cannot be set back) tells; the page must say tampered.
+    let row = f
+        .state
+        .services
+        .catalogue()
+        .get_session(f.tanaka)
+        .await
+        .unwrap()
+        .unwrap();
+    let path = std::path::PathBuf::from(row.recording.unwrap());
+    let before = std::fs::metadata(&path).unwrap();
+    let mut bytes = std::fs::read(&path).unwrap();
+    let middle = bytes.len() / 2;
+    bytes[middle] ^= 0x01;
+    {
+        use std::io::{Seek as _, Write as _};
+        let mut file = std::fs::OpenOptions::new().write(true).open(&path).unwrap();
+        file.seek(std::io::SeekFrom::Start(middle as u64)).unwrap();
+        file.write_all(&bytes[middle..=middle]).unwrap();
+        file.set_modified(before.modified().unwrap()).unwrap();
+    }
+    let after = std::fs::metadata(&path).unwrap();
+    assert_eq!(after.len(), before.len());
+    assert_eq!(after.modified().unwrap(), before.modified().unwrap());
+    let (status, body) = get(&f, Some(&cookie), &uri).await;
+    assert_eq!(status, StatusCode::OK);
+    assert!(body.contains("verify-tampered"), "{body}");
+    assert_eq!(
+        f.state.verified.runs(),
+        2,
+        "a changed file is verified again"
+    );
+    // And the tampered verdict is what is cached for this version.
+    let (_, body) = get(&f, Some(&cookie), &uri).await;
+    assert!(body.contains("verify-tampered"), "{body}");
+    assert_eq!(f.state.verified.runs(), 2);
+
+    let (_, text) = get(&f, None, "/metrics").await;
+    assert!(
+        text.contains("sekisho_web_verifications_total{result=\"run\"} 2"),
+        "{text}"
+    );
+}
