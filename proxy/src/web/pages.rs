@@ -1054,6 +1054,12 @@ pub async fn metrics(State(state): State<Arc<WebState>>) -> Response {
         state.verified.runs(),
         state.verified.hits()
     );
+    let _ = writeln!(
+        out,
+        "# HELP sekisho_web_connections_refused_total Web and metrics connections closed at once: over the cap in total or from one address.\n# TYPE sekisho_web_connections_refused_total counter\nsekisho_web_connections_refused_total{{cap=\"total\"}} {}\nsekisho_web_connections_refused_total{{cap=\"address\"}} {}",
+        state.refused_total.load(Ordering::Relaxed),
+        state.refused_per_addr.load(Ordering::Relaxed)
+    );
     // This instance's own counters (sessions, decisions, bytes recorded, errors, reloads).
     out.push_str(&state.services.render_metrics());
     (

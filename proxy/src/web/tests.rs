@@ -11,7 +11,7 @@ use policy::{Inventory, Protocol, SessionId};
 use recorder::catalogue::{Catalogue, DecisionRecord, InstanceId, NewSession, Verdict};
 use tower::ServiceExt as _;
 
-use super::{WebState, router};
+use super::{WebLimits, WebState, router, serve_listener};
 use crate::services::{Services, ServicesConfig};
 
 const PASSWORD: &str = "correct horse";
@@ -1364,4 +1364,182 @@ async fn session_page_verifies_once_and_again_after_a_change() {
         text.contains("sekisho_web_verifications_total{result=\"run\"} 2"),
         "{text}"
     );
+}
+
+/// Serves the fixture's web UI over plain HTTP on 127.0.0.1:0 with `limits`: (address, stop).
+async fn serve_fixture(
+    f: &Fixture,
+    limits: WebLimits,
+) -> (std::net::SocketAddr, tokio_util::sync::CancellationToken) {
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let addr = listener.local_addr().unwrap();
+    let stop = tokio_util::sync::CancellationToken::new();
+    tokio::spawn(serve_listener(
+        listener,
+        router(f.state.clone()),
+        None,
+        f.state.clone(),
+        limits,
+        stop.clone(),
+    ));
+    (addr, stop)
+}
+
+/// A connection to `server` from the loopback address `from` (127.0.0.0/8 is all local).
+async fn connect_from(from: [u8; 4], server: std::net::SocketAddr) -> tokio::net::TcpStream {
+    let socket = tokio::net::TcpSocket::new_v4().unwrap();
+    socket.bind(std::net::SocketAddr::from((from, 0))).unwrap();
+    socket.connect(server).await.unwrap()
+}
+
+/// Reads until the server closes the connection (or `within` passes): the bytes received,
+/// and whether it was closed in time.
+async fn read_until_closed(
+    stream: &mut tokio::net::TcpStream,
+    within: std::time::Duration,
+) -> (Vec<u8>, bool) {
+    use tokio::io::AsyncReadExt as _;
+    let mut got = Vec::new();
+    let mut buf = [0u8; 4096];
+    let deadline = tokio::time::Instant::now() + within;
+    loop {
+        match tokio::time::timeout_at(deadline, stream.read(&mut buf)).await {
+            Err(_) => return (got, false),
+            Ok(Ok(0)) | Ok(Err(_)) => return (got, true),
+            Ok(Ok(n)) => got.extend_from_slice(&buf[..n]),
+        }
+    }
+}
+
+/// A one-shot request from `from`: the response's status line.
+async fn request_from(from: [u8; 4], server: std::net::SocketAddr) -> String {
+    use tokio::io::AsyncWriteExt as _;
+    let mut s = connect_from(from, server).await;
+    // A refused connection may already be closed: the empty answer tells.
+    let _ = s
+        .write_all(b"GET /assets/style.css HTTP/1.1\r\nHost: sekisho\r\nConnection: close\r\n\r\n")
+        .await;
+    let (got, closed) = read_until_closed(&mut s, std::time::Duration::from_secs(5)).await;
+    assert!(closed, "the server did not close after answering");
+    String::from_utf8_lossy(&got)
+        .lines()
+        .next()
+        .unwrap_or("")
+        .to_owned()
+}
+
+fn short_limits() -> WebLimits {
+    WebLimits {
+        tls_handshake_timeout: std::time::Duration::from_millis(300),
+        header_read_timeout: std::time::Duration::from_millis(300),
+        request_timeout: std::time::Duration::from_millis(300),
+        ..WebLimits::default()
+    }
+}
+
+#[tokio::test]
+async fn a_silent_client_is_dropped_at_the_header_deadline() {
+    use tokio::io::AsyncWriteExt as _;
+    let f = fixture().await;
+    let (server, stop) = serve_fixture(&f, short_limits()).await;
+    let started = std::time::Instant::now();
+    // One says nothing; one sends half a request head and stops.
+    let mut silent = connect_from([127, 0, 0, 1], server).await;
+    let mut half = connect_from([127, 0, 0, 1], server).await;
+    half.write_all(b"GET /sessions HTTP/1.1\r\nHost: sek")
+        .await
+        .unwrap();
+    for stream in [&mut silent, &mut half] {
+        let (_, closed) = read_until_closed(stream, std::time::Duration::from_secs(3)).await;
+        assert!(closed, "a silent client was kept past the header deadline");
+    }
+    let elapsed = started.elapsed();
+    assert!(
+        elapsed >= std::time::Duration::from_millis(250),
+        "closed before the deadline: {elapsed:?}"
+    );
+    // A client that asks in time is still served.
+    assert_eq!(
+        request_from([127, 0, 0, 1], server).await,
+        "HTTP/1.1 200 OK"
+    );
+    stop.cancel();
+}
+
+#[tokio::test]
+async fn a_request_whose_body_stalls_gets_408() {
+    use tokio::io::AsyncWriteExt as _;
+    let f = fixture().await;
+    let (server, stop) = serve_fixture(&f, short_limits()).await;
+    let mut s = connect_from([127, 0, 0, 1], server).await;
+    // The head in full, then ten bytes of a hundred-byte body.
+    s.write_all(
+        b"POST /login HTTP/1.1\r\nHost: sekisho\r\nContent-Type: application/x-www-form-urlencoded\r\nContent-Length: 100\r\n\r\nuser=tanak",
+    )
+    .await
+    .unwrap();
+    let (got, closed) = read_until_closed(&mut s, std::time::Duration::from_secs(3)).await;
+    let text = String::from_utf8_lossy(&got);
+    assert!(text.starts_with("HTTP/1.1 408"), "{text}");
+    assert!(closed, "the connection stayed open after the timeout");
+    stop.cancel();
+}
+
+#[tokio::test]
+async fn connections_past_the_cap_are_closed_and_other_addresses_still_served() {
+    let f = fixture().await;
+    let limits = WebLimits {
+        header_read_timeout: std::time::Duration::from_secs(30),
+        max_connections: 3,
+        max_connections_per_addr: 2,
+        ..WebLimits::default()
+    };
+    let (server, stop) = serve_fixture(&f, limits).await;
+    let quick = std::time::Duration::from_secs(2);
+    // 127.0.0.1 holds its two slots with silent connections.
+    let mut held = vec![
+        connect_from([127, 0, 0, 1], server).await,
+        connect_from([127, 0, 0, 1], server).await,
+    ];
+    // A third from the same address is closed at once, without an answer.
+    let mut third = connect_from([127, 0, 0, 1], server).await;
+    let (got, closed) = read_until_closed(&mut third, quick).await;
+    assert!(closed && got.is_empty(), "third connection kept: {got:?}");
+    // Another address is still served.
+    assert_eq!(
+        request_from([127, 0, 0, 2], server).await,
+        "HTTP/1.1 200 OK"
+    );
+    // The total cap: with 127.0.0.2 holding the last slot, a third address is refused.
+    held.push(connect_from([127, 0, 0, 2], server).await);
+    let mut over = connect_from([127, 0, 0, 3], server).await;
+    let (got, closed) = read_until_closed(&mut over, quick).await;
+    assert!(
+        closed && got.is_empty(),
+        "connection past the total cap kept: {got:?}"
+    );
+    // A slot given back is free again.
+    held.remove(0);
+    let mut served = String::new();
+    for _ in 0..20 {
+        served = request_from([127, 0, 0, 3], server).await;
+        if !served.is_empty() {
+            break;
+        }
+        tokio::time::sleep(std::time::Duration::from_millis(50)).await;
+    }
+    assert_eq!(served, "HTTP/1.1 200 OK");
+    assert_eq!(
+        f.state
+            .refused_per_addr
+            .load(std::sync::atomic::Ordering::Relaxed),
+        1
+    );
+    assert!(
+        f.state
+            .refused_total
+            .load(std::sync::atomic::Ordering::Relaxed)
+            >= 1
+    );
+    stop.cancel();
 }
