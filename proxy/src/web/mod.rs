@@ -189,23 +189,41 @@ pub fn router(state: Arc<WebState>) -> Router {
         .route("/sessions/{id}/search", get(playback::search))
         .route("/denials", get(pages::denials))
         .route("/live", get(pages::live))
-        .route("/metrics", get(pages::metrics))
+        .route("/metrics", get(pages::metrics_with_token))
         .route("/assets/style.css", get(pages::style))
         .route("/assets/player.js", get(pages::player_js))
         .with_state(state)
 }
 
+/// The metrics listener's routes: `/metrics` alone, without authentication.
+pub fn metrics_router(state: Arc<WebState>) -> Router {
+    Router::new()
+        .route("/metrics", get(pages::metrics))
+        .with_state(state)
+}
+
 /// Serves the web UI on `listener` until `shutdown`: over TLS with Sekisho's identity, or,
-/// without one, plain HTTP on a loopback address only.
+/// without one, plain HTTP on a loopback address only. With `metrics` (`listen.metrics`),
+/// serves `/metrics` there too, in plain HTTP, under the same limits.
 pub async fn serve(
     listener: TcpListener,
+    metrics: Option<TcpListener>,
     services: Arc<Services>,
     shutdown: CancellationToken,
 ) -> Result<()> {
     let tls = services.tls_acceptor();
     let limits = WebLimits::default();
     let state = WebState::new(services, tls.is_some());
-    serve_ui(listener, state, tls, limits, shutdown).await
+    let ui = serve_ui(listener, Arc::clone(&state), tls, limits, shutdown.clone());
+    match metrics {
+        Some(metrics) => {
+            let app = metrics_router(Arc::clone(&state));
+            let scrape = serve_listener(metrics, app, None, Arc::clone(&state), limits, shutdown);
+            let (ui, scrape) = tokio::join!(ui, scrape);
+            ui.and(scrape)
+        }
+        None => ui.await,
+    }
 }
 
 async fn serve_ui(

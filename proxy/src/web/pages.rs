@@ -995,7 +995,47 @@ pub(super) async fn replay_of(
     Some(replay)
 }
 
-/// `GET /metrics`: Prometheus text format (no personal data: counts only).
+/// `GET /metrics` on the web port: served only to `Authorization: Bearer TOKEN` with the
+/// secrets file's `[metrics] token`, compared in constant time. Without a token configured it
+/// is 404 (the scraper's way is `listen.metrics`); a missing or wrong token is 401.
+pub async fn metrics_with_token(
+    State(state): State<Arc<WebState>>,
+    headers: HeaderMap,
+) -> Response {
+    let secrets = state.services.secrets();
+    let Some(expected) = secrets.as_deref().and_then(policy::Secrets::metrics_token) else {
+        return StatusCode::NOT_FOUND.into_response();
+    };
+    if !bearer_matches(&headers, expected) {
+        return (
+            StatusCode::UNAUTHORIZED,
+            [(header::WWW_AUTHENTICATE, "Bearer realm=\"sekisho metrics\"")],
+        )
+            .into_response();
+    }
+    metrics(State(state)).await
+}
+
+/// Whether `headers` carry `Authorization: Bearer` with `expected`. The comparison takes the
+/// same time whatever the bytes (it tells only whether the lengths differ).
+fn bearer_matches(headers: &HeaderMap, expected: &policy::Secret<String>) -> bool {
+    use subtle::ConstantTimeEq as _;
+    let Some(given) = headers
+        .get(header::AUTHORIZATION)
+        .and_then(|v| v.to_str().ok())
+        .and_then(|v| v.strip_prefix("Bearer "))
+    else {
+        return false;
+    };
+    given
+        .trim()
+        .as_bytes()
+        .ct_eq(expected.expose().as_bytes())
+        .into()
+}
+
+/// `GET /metrics`: Prometheus text format (no personal data: counts only). Open on the
+/// `listen.metrics` listener; on the web port only through [`metrics_with_token`].
 pub async fn metrics(State(state): State<Arc<WebState>>) -> Response {
     let catalogue = state.services.catalogue();
     let mut out = String::new();

@@ -11,7 +11,7 @@ use policy::{Inventory, Protocol, SessionId};
 use recorder::catalogue::{Catalogue, DecisionRecord, InstanceId, NewSession, Verdict};
 use tower::ServiceExt as _;
 
-use super::{WebLimits, WebState, router, serve_listener};
+use super::{WebLimits, WebState, metrics_router, router, serve_listener};
 use crate::services::{Services, ServicesConfig};
 
 const PASSWORD: &str = "correct horse";
@@ -597,7 +597,7 @@ async fn login_is_rate_limited_per_address() {
 #[tokio::test]
 async fn metrics_and_denials_dashboard() {
     let f = fixture().await;
-    let (status, text) = get(&f, None, "/metrics").await;
+    let (status, text) = scrape(&f, None).await;
     assert_eq!(status, StatusCode::OK);
     assert!(
         text.contains("sekisho_sessions_live{protocol=\"ssh\"} 1"),
@@ -1308,6 +1308,74 @@ async fn rdp_player_draws_the_pointer_only_when_asked() {
     assert_eq!(plain_again.2, plain.2);
 }
 
+/// `GET /metrics` on the metrics listener's routes (`listen.metrics`), or on the web UI's with
+/// `bearer` as the `Authorization: Bearer` token.
+async fn scrape(f: &Fixture, bearer: Option<&str>) -> (StatusCode, String) {
+    let app = match bearer {
+        None => metrics_router(f.state.clone()),
+        Some(_) => router(f.state.clone()),
+    };
+    let mut req = Request::builder().uri("/metrics");
+    if let Some(token) = bearer {
+        req = req.header(header::AUTHORIZATION, format!("Bearer {token}"));
+    }
+    let resp = app.oneshot(req.body(Body::empty()).unwrap()).await.unwrap();
+    let status = resp.status();
+    let body = axum::body::to_bytes(resp.into_body(), 1 << 24)
+        .await
+        .unwrap();
+    (status, String::from_utf8_lossy(&body).into_owned())
+}
+
+/// Puts a secrets file holding `[metrics] token = TOKEN` in force, as a reload would.
+fn set_metrics_token(f: &Fixture, token: &str) {
+    let secrets =
+        policy::Secrets::from_toml(&format!("[metrics]\ntoken = \"{token}\"\n"), "s.toml").unwrap();
+    let inventory = (*f.state.services.inventory()).clone();
+    f.state.services.replace_config(inventory, Some(secrets));
+}
+
+#[tokio::test]
+async fn metrics_on_the_web_port_needs_the_bearer_token() {
+    let f = fixture().await;
+    // No token in the secrets file: /metrics is not on the web port at all.
+    let (status, _) = get(&f, None, "/metrics").await;
+    assert_eq!(status, StatusCode::NOT_FOUND);
+    // A logged-in admin does not open it either: it is for the scraper.
+    let (cookie, _) = login_as(&f, "root");
+    let (status, _) = get(&f, Some(&cookie), "/metrics").await;
+    assert_eq!(status, StatusCode::NOT_FOUND);
+
+    const TOKEN: &str = "s3cret-metrics-token-0123456789";
+    set_metrics_token(&f, TOKEN);
+    let resp = router(f.state.clone())
+        .oneshot(Request::get("/metrics").body(Body::empty()).unwrap())
+        .await
+        .unwrap();
+    assert_eq!(resp.status(), StatusCode::UNAUTHORIZED);
+    assert!(resp.headers().contains_key(header::WWW_AUTHENTICATE));
+    for wrong in [
+        "s3cret-metrics-token-012345678",
+        "s3cret-metrics-token-0123456780",
+        "S3cret-metrics-token-0123456789",
+        "",
+    ] {
+        let (status, body) = scrape(&f, Some(wrong)).await;
+        assert_eq!(status, StatusCode::UNAUTHORIZED, "{wrong:?}");
+        assert!(!body.contains("sekisho_"), "{body}");
+    }
+    let (status, text) = scrape(&f, Some(TOKEN)).await;
+    assert_eq!(status, StatusCode::OK);
+    assert!(
+        text.contains("sekisho_sessions_live{protocol=\"ssh\"} 1"),
+        "{text}"
+    );
+    // The metrics listener needs no token.
+    let (status, text) = scrape(&f, None).await;
+    assert_eq!(status, StatusCode::OK);
+    assert!(text.contains("sekisho_sessions_live"), "{text}");
+}
+
 #[tokio::test]
 async fn session_page_verifies_once_and_again_after_a_change() {
     let f = fixture().await;
@@ -1359,7 +1427,7 @@ async fn session_page_verifies_once_and_again_after_a_change() {
     assert!(body.contains("verify-tampered"), "{body}");
     assert_eq!(f.state.verified.runs(), 2);
 
-    let (_, text) = get(&f, None, "/metrics").await;
+    let (_, text) = scrape(&f, None).await;
     assert!(
         text.contains("sekisho_web_verifications_total{result=\"run\"} 2"),
         "{text}"
