@@ -78,8 +78,11 @@ pub struct Listen {
     pub ssh: SocketAddr,
     /// VNC front door.
     pub vnc: SocketAddr,
-    /// Web UI and metrics.
+    /// Web UI (and `/metrics` there only with a bearer token from the secrets file).
     pub web: SocketAddr,
+    /// `/metrics` on a listener of its own, plain HTTP (`None`: not served apart). Meant for
+    /// loopback or a management network that only the scraper reaches.
+    pub metrics: Option<SocketAddr>,
 }
 
 /// `[recording]`.
@@ -420,6 +423,7 @@ struct RawListen {
     ssh: Option<S<String>>,
     vnc: Option<S<String>>,
     web: Option<S<String>>,
+    metrics: Option<S<String>>,
 }
 
 #[derive(Deserialize, Default)]
@@ -609,6 +613,7 @@ impl Default for Listen {
             ssh: default_listen("ssh"),
             vnc: default_listen("vnc"),
             web: default_listen("web"),
+            metrics: None,
         }
     }
 }
@@ -931,6 +936,32 @@ fn parse_listen(diag: &mut Diag<'_>, v: &Option<S<String>>, which: &str) -> Sock
     }
 }
 
+/// `listen.metrics` must not share an address with a front door: the scraper's listener is
+/// kept apart so that `/metrics` is not reachable from the web port (port 0 picks a free port
+/// at start, so it never collides).
+fn check_listen_distinct(diag: &mut Diag<'_>, raw: &RawListen, listen: &Listen) {
+    let (Some(metrics), Some(span)) = (listen.metrics, raw.metrics.as_ref().map(S::span)) else {
+        return;
+    };
+    if metrics.port() == 0 {
+        return;
+    }
+    for (which, addr) in [
+        ("rdp", listen.rdp),
+        ("ssh", listen.ssh),
+        ("vnc", listen.vnc),
+        ("web", listen.web),
+    ] {
+        if addr == metrics {
+            diag.error(
+                span.clone(),
+                "listen.metrics",
+                format!("same address as listen.{which} ({addr})"),
+            );
+        }
+    }
+}
+
 fn parse_nt_hash(s: &str) -> Option<[u8; 16]> {
     if s.len() != 32 {
         return None;
@@ -1061,7 +1092,13 @@ fn build(diag: &mut Diag<'_>, raw: RawConfig) -> Option<Inventory> {
         ssh: parse_listen(diag, &raw.listen.ssh, "ssh"),
         vnc: parse_listen(diag, &raw.listen.vnc, "vnc"),
         web: parse_listen(diag, &raw.listen.web, "web"),
+        metrics: raw
+            .listen
+            .metrics
+            .as_ref()
+            .map(|m| parse_listen(diag, &Some(m.clone()), "metrics")),
     };
+    check_listen_distinct(diag, &raw.listen, &inv.listen);
     if let Some(r) = raw.recording.required {
         inv.recording.required = r;
     }
@@ -1763,6 +1800,7 @@ windows = ["mon-fri 08:30-20:00"]
         assert_eq!(inv.listen().ssh.to_string(), "127.0.0.1:12222");
         assert_eq!(inv.listen().vnc.to_string(), "127.0.0.1:15900");
         assert_eq!(inv.listen().web.to_string(), "127.0.0.1:18080");
+        assert_eq!(inv.listen().metrics, None);
         assert!(inv.recording().required);
         assert_eq!(inv.rdp().allow_static_channels, ["rdpsnd", "drdynvc"]);
         assert_eq!(inv.rdp().deny_dynamic_channels.len(), 4);
@@ -1985,6 +2023,20 @@ credential = "x"
             "localhost",
             "listen.web",
             "bad address",
+        );
+        assert_error(
+            "",
+            "\n[listen]\nmetrics = \"127.0.0.1\"\n",
+            "metrics =",
+            "listen.metrics",
+            "bad address",
+        );
+        assert_error(
+            "",
+            "\n[listen]\nweb = \"127.0.0.1:18080\"\nmetrics = \"127.0.0.1:18080\"\n",
+            "metrics =",
+            "listen.metrics",
+            "same address as listen.web",
         );
         assert_error(
             "",

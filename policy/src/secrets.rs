@@ -62,7 +62,18 @@ pub struct Credential {
 struct RawSecrets {
     #[serde(default)]
     credential: BTreeMap<String, S<RawCredential>>,
+    metrics: Option<S<RawMetrics>>,
 }
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+struct RawMetrics {
+    token: Option<Secret<String>>,
+}
+
+/// The shortest `[metrics] token` accepted: 16 characters is 96 bits or more of a random
+/// base64 or hex string, out of reach of guessing over the network.
+pub const MIN_METRICS_TOKEN_LEN: usize = 16;
 
 #[derive(Deserialize)]
 #[serde(deny_unknown_fields)]
@@ -77,6 +88,8 @@ struct RawCredential {
 #[derive(Debug, Clone, Default)]
 pub struct Secrets {
     credentials: BTreeMap<String, Credential>,
+    /// `[metrics] token`: the bearer token that opens `/metrics` on the web port.
+    metrics_token: Option<Secret<String>>,
 }
 
 impl Secrets {
@@ -85,7 +98,25 @@ impl Secrets {
         let mut diag = Diag::new(text, file_name);
         let raw: Option<RawSecrets> = diag.load();
         let mut credentials = BTreeMap::new();
-        for (name, c) in raw.map(|r| r.credential).unwrap_or_default() {
+        let (raw_credentials, raw_metrics) = match raw {
+            Some(r) => (r.credential, r.metrics),
+            None => (BTreeMap::new(), None),
+        };
+        let mut metrics_token = None;
+        if let Some(m) = raw_metrics {
+            let span = m.span();
+            // The value is never quoted in an error: it is a secret.
+            match m.into_inner().token {
+                None => diag.error(span, "metrics.token", "missing"),
+                Some(t) if t.expose().chars().count() < MIN_METRICS_TOKEN_LEN => diag.error(
+                    span,
+                    "metrics.token",
+                    format!("too short (at least {MIN_METRICS_TOKEN_LEN} characters)"),
+                ),
+                Some(t) => metrics_token = Some(t),
+            }
+        }
+        for (name, c) in raw_credentials {
             let span = c.span();
             let c = c.into_inner();
             let key = format!("credential.{name}");
@@ -108,7 +139,16 @@ impl Secrets {
             );
         }
         diag.finish()?;
-        Ok(Secrets { credentials })
+        Ok(Secrets {
+            credentials,
+            metrics_token,
+        })
+    }
+
+    /// `[metrics] token`: the bearer token that opens `/metrics` on the web port (`None`:
+    /// `/metrics` is served only on `listen.metrics`). Compare it in constant time.
+    pub fn metrics_token(&self) -> Option<&Secret<String>> {
+        self.metrics_token.as_ref()
     }
 
     /// The credential called `name`.
@@ -155,5 +195,25 @@ mod tests {
             e.contains("s.toml:1:1: credential.a: needs a password"),
             "{e}"
         );
+    }
+
+    #[test]
+    fn metrics_token_is_optional_hidden_and_long_enough() {
+        let s = Secrets::from_toml(EXAMPLE, "secrets.toml").unwrap();
+        assert!(s.metrics_token().is_none());
+        let text = "[metrics]\ntoken = \"0123456789abcdef-metrics\"\n";
+        let s = Secrets::from_toml(text, "s.toml").unwrap();
+        let token = s.metrics_token().unwrap();
+        assert_eq!(token.expose(), "0123456789abcdef-metrics");
+        assert!(!format!("{s:?}").contains("0123456789abcdef"));
+        let e = Secrets::from_toml("[metrics]\ntoken = \"short-secret\"\n", "s.toml")
+            .unwrap_err()
+            .to_string();
+        assert!(e.contains("metrics.token: too short"), "{e}");
+        assert!(!e.contains("short-secret"), "{e}");
+        let e = Secrets::from_toml("[metrics]\ntokn = \"x\"\n", "s.toml")
+            .unwrap_err()
+            .to_string();
+        assert!(e.contains("unknown field"), "{e}");
     }
 }

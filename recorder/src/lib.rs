@@ -2,7 +2,8 @@
 //! and the audit catalogue.
 //!
 //! Layers (mini-redis style): [`format`] is the sans-IO codec (bytes ↔ frames, no clock, no
-//! I/O); [`reader`] and [`verify`] work on bytes; [`writer`] is the async driver that feeds
+//! I/O); [`reader`] and [`verify`] work on bytes ([`verify::Verifier`] a frame at a time, so
+//! [`verify_reader`] streams a file through it in bounded memory); [`writer`] is the async driver that feeds
 //! [`storage`]. The byte layout is specified in `docs/recording-format.md`.
 
 #[cfg(feature = "catalogue")]
@@ -19,7 +20,8 @@ pub use reader::{ReadError, Recording};
 pub use signing::{RecordingKey, fingerprint, load_or_create, public_key_hex};
 pub use storage::{LocalDir, ObjectKey, Storage, StorageError};
 pub use verify::{
-    RecordingInfo, SealError, VerifyReport, VerifyState, info, seal, seal_file, verify,
+    RecordingInfo, SealError, Verifier, VerifyReport, VerifyState, info, seal, seal_file, verify,
+    verify_reader,
 };
 pub use writer::{RecordingSummary, RecordingWriter, WriteError, WriterConfig, WriterFailure};
 

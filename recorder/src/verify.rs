@@ -115,175 +115,293 @@ struct Scan {
     /// End of verified content (before any trailer).
     prefix_end: u64,
     index: IndexBuilder,
-    /// Chunk offsets by sequence, to check the trailer's index.
+    /// Chunk offsets by sequence, to check the trailer's index (16 bytes a chunk, not the
+    /// chunks themselves).
     offsets: Vec<(u64, u64)>,
     signer: Option<SignerInfo>,
     state: VerifyState,
 }
 
-fn scan(bytes: &[u8], trusted: Option<&VerifyingKey>) -> Scan {
-    let mut s = Scan {
-        header: None,
-        chunks: 0,
-        records: 0,
-        last_us: 0,
-        end_us: 0,
-        prev: None,
-        prefix_end: 0,
-        index: IndexBuilder::new(),
-        offsets: Vec::new(),
-        signer: None,
-        state: VerifyState::Intact,
-    };
-    s.state = scan_into(bytes, trusted, &mut s);
-    s
+/// Verification as a sans-IO machine: the caller feeds the recording's bytes in order and
+/// the verifier consumes whole frames, so no more than one frame (at most
+/// [`MAX_VERIFY_FRAME`] bytes) has to be in memory at a time, whatever the file's size.
+/// [`verify`] feeds a whole slice at once; [`verify_reader`] streams a file through it.
+pub struct Verifier {
+    trusted: Option<VerifyingKey>,
+    s: Scan,
+    /// File offset of the next byte to feed.
+    pos: u64,
+    /// The verdict of a trailer that checked out: only the end of the input may follow it.
+    sealed: Option<VerifyState>,
+    /// A verdict reached before the end (tampered): later bytes change nothing.
+    failed: Option<VerifyState>,
 }
 
-fn tampered(offset: usize, reason: impl Into<String>) -> VerifyState {
-    VerifyState::Tampered {
-        offset: offset as u64,
-        reason: reason.into(),
-    }
-}
+/// The largest frame a verifier may need whole before it can consume it: a trailer with a
+/// full seek index (the largest chunk, [`format::MAX_CHUNK_COMPRESSED`] plus its prefix and
+/// hash, is smaller). Longer declared lengths are refused from the frame's prefix alone.
+pub const MAX_VERIFY_FRAME: usize =
+    format::TRAILER_PREFIX_LEN + format::MAX_TRAILER_BODY + format::TRAILER_SUFFIX_LEN;
 
-fn scan_into(bytes: &[u8], trusted: Option<&VerifyingKey>, s: &mut Scan) -> VerifyState {
-    let incomplete = |s: &Scan, reason: &str| VerifyState::Incomplete {
-        last_good_chunk: s.chunks.checked_sub(1),
-        offset: s.prefix_end,
-        reason: reason.to_string(),
-    };
-    let (header, mut pos) = match decode_header(bytes) {
-        Ok(Some(h)) => h,
-        Ok(None) => return incomplete(s, "header truncated"),
-        Err(e) => return tampered(0, format!("header: {e}")),
-    };
-    let header_hash = header.hash;
-    s.header = Some(header);
-    s.prev = Some(header_hash);
-    s.prefix_end = pos as u64;
-    let mut prev = header_hash;
-    loop {
-        let rest = bytes.get(pos..).unwrap_or_default();
-        if rest.is_empty() {
-            return incomplete(s, "trailer missing");
+impl Verifier {
+    /// A verifier that will accept only a trailer signed by `trusted` (see [`verify`]).
+    pub fn new(trusted: Option<&VerifyingKey>) -> Self {
+        Verifier {
+            trusted: trusted.copied(),
+            s: Scan {
+                header: None,
+                chunks: 0,
+                records: 0,
+                last_us: 0,
+                end_us: 0,
+                prev: None,
+                prefix_end: 0,
+                index: IndexBuilder::new(),
+                offsets: Vec::new(),
+                signer: None,
+                state: VerifyState::Intact,
+            },
+            pos: 0,
+            sealed: None,
+            failed: None,
         }
-        let frame = match decode_frame(rest) {
-            Ok(Some(f)) => f,
-            Ok(None) => {
-                let what = if rest.starts_with(b"SKT") {
-                    "trailer truncated"
-                } else {
-                    "chunk truncated"
-                };
-                return incomplete(s, what);
+    }
+
+    /// Whether the verdict is already known (tampered): feeding more changes nothing.
+    pub fn is_done(&self) -> bool {
+        self.failed.is_some()
+    }
+
+    /// Verifies the whole frames at the start of `buf`, which holds the bytes that follow
+    /// those consumed so far, and returns how many bytes it consumed. The rest (a frame not
+    /// yet whole) must be fed again, with more bytes after it.
+    pub fn feed(&mut self, buf: &[u8]) -> usize {
+        let mut used = 0;
+        loop {
+            if self.failed.is_some() {
+                return used;
             }
-            Err(e) => return tampered(pos, e.to_string()),
+            let rest = buf.get(used..).unwrap_or_default();
+            if rest.is_empty() {
+                return used;
+            }
+            if self.sealed.is_some() {
+                self.failed = Some(tampered(self.pos, "bytes after trailer"));
+                return used;
+            }
+            match self.step(rest) {
+                Some(n) => {
+                    used += n;
+                    self.pos += n as u64;
+                }
+                None => return used,
+            }
+        }
+    }
+
+    /// The verdict, once the input has ended: `rest` is what was fed last and not consumed,
+    /// `size` the input's length.
+    pub fn finish(mut self, rest: &[u8], size: u64) -> VerifyReport {
+        let used = self.feed(rest);
+        let rest = rest.get(used..).unwrap_or_default();
+        let s = self.end(rest);
+        VerifyReport {
+            state: s.state.clone(),
+            size,
+            chunks: s.chunks,
+            records: s.records,
+            end_us: s.end_us,
+            header_hash: s.header.as_ref().map(|h| hex::encode(h.hash)),
+            final_hash: s.prev.map(hex::encode),
+            signer: s.signer,
+        }
+    }
+
+    /// The scan at the end of the input; `rest` is the unconsumed tail (less than a frame).
+    fn end(mut self, rest: &[u8]) -> Scan {
+        let incomplete = |s: &Scan, reason: &str| VerifyState::Incomplete {
+            last_good_chunk: s.chunks.checked_sub(1),
+            offset: s.prefix_end,
+            reason: reason.to_string(),
         };
-        match frame {
-            (Frame::Chunk(c), used) => {
+        self.s.state = if let Some(state) = self.failed.take() {
+            state
+        } else if let Some(state) = self.sealed.take() {
+            if rest.is_empty() {
+                state
+            } else {
+                tampered(self.pos, "bytes after trailer")
+            }
+        } else if self.s.header.is_none() {
+            incomplete(&self.s, "header truncated")
+        } else if rest.is_empty() {
+            incomplete(&self.s, "trailer missing")
+        } else if rest.starts_with(b"SKT") {
+            incomplete(&self.s, "trailer truncated")
+        } else {
+            incomplete(&self.s, "chunk truncated")
+        };
+        self.s
+    }
+
+    /// Checks the frame at the start of `rest` (at file offset `self.pos`): `Some(length)`
+    /// once consumed, `None` when it is not whole yet or a verdict was reached.
+    fn step(&mut self, rest: &[u8]) -> Option<usize> {
+        let pos = self.pos;
+        let Some(prev) = self.s.prev else {
+            return match decode_header(rest) {
+                Ok(Some((header, used))) => {
+                    self.s.prev = Some(header.hash);
+                    self.s.header = Some(header);
+                    self.s.prefix_end = used as u64;
+                    Some(used)
+                }
+                Ok(None) => None,
+                Err(e) => {
+                    self.failed = Some(tampered(0, format!("header: {e}")));
+                    None
+                }
+            };
+        };
+        let header_hash = self.s.header.as_ref().map(|h| h.hash).unwrap_or(prev);
+        let (frame, used) = match decode_frame(rest) {
+            Ok(Some(f)) => f,
+            Ok(None) => return None,
+            Err(e) => {
+                self.failed = Some(tampered(pos, e.to_string()));
+                return None;
+            }
+        };
+        let s = &mut self.s;
+        let verdict = match frame {
+            Frame::Chunk(c) => {
                 if c.seq != s.chunks {
                     let how = if c.seq < s.chunks {
                         "repeated or reordered"
                     } else {
                         "missing or reordered"
                     };
-                    return tampered(
-                        pos,
-                        format!(
-                            "chunk sequence {} where {} expected ({how} chunk)",
-                            c.seq, s.chunks
-                        ),
-                    );
-                }
-                if c.expected_hash(&prev) != c.chain_hash {
-                    return tampered(pos, format!("hash chain mismatch at chunk {}", c.seq));
-                }
-                if c.first_us < s.last_us {
-                    return tampered(pos, format!("chunk {} goes back in time", c.seq));
-                }
-                let records = match c.records() {
-                    Ok(r) => r,
-                    Err(e) => return tampered(pos, format!("chunk {}: {e}", c.seq)),
-                };
-                if records
-                    .iter()
-                    .any(|r| r.at_us < c.first_us || r.at_us > c.last_us)
-                    || records.first().map(|r| r.at_us) != Some(c.first_us)
-                    || records.last().map(|r| r.at_us) != Some(c.last_us)
-                {
-                    return tampered(pos, format!("chunk {} time range mismatch", c.seq));
-                }
-                s.index.push(IndexEntry {
-                    seq: c.seq,
-                    first_us: c.first_us,
-                    offset: pos as u64,
-                });
-                s.offsets.push((pos as u64, c.first_us));
-                prev = c.chain_hash;
-                s.prev = Some(prev);
-                s.chunks += 1;
-                s.records += u64::from(c.record_count);
-                s.last_us = c.last_us;
-                s.end_us = c.last_us;
-                pos += used;
-                s.prefix_end = pos as u64;
-            }
-            (Frame::Trailer(t), used) => {
-                let key = match t.verify_signature(&header_hash) {
-                    Ok(k) => k,
-                    Err(_) => return tampered(pos, "trailer signature invalid"),
-                };
-                let trusted_ok = trusted.map(|tk| *tk == key);
-                s.signer = Some(SignerInfo {
-                    public_key: hex::encode(key.to_bytes()),
-                    fingerprint: fingerprint_bytes(&key.to_bytes()),
-                    trusted: trusted_ok,
-                });
-                if trusted_ok == Some(false) {
-                    return tampered(
-                        pos,
-                        format!(
-                            "signed by another key ({})",
-                            fingerprint_bytes(&key.to_bytes())
-                        ),
-                    );
-                }
-                let b = &t.body;
-                if b.chunk_count != s.chunks {
-                    return tampered(
-                        pos,
-                        format!(
-                            "trailer counts {} chunks, file has {} (chunks dropped or added)",
-                            b.chunk_count, s.chunks
-                        ),
-                    );
-                }
-                if t.trailer_offset != pos as u64 {
-                    return tampered(pos, "trailer offset mismatch");
-                }
-                if b.final_hash != prev {
-                    return tampered(pos, "trailer final hash mismatch");
-                }
-                if b.record_count != s.records {
-                    return tampered(pos, "trailer record count mismatch");
-                }
-                if b.end_us < s.last_us {
-                    return tampered(pos, "trailer end time before last record");
-                }
-                if let Some(reason) = check_index(&b.index, &s.offsets) {
-                    return tampered(pos, reason);
-                }
-                s.end_us = b.end_us;
-                if pos + used != bytes.len() {
-                    return tampered(pos + used, "bytes after trailer");
-                }
-                return if b.flags & FLAG_SEALED_AFTER_INTERRUPTION != 0 {
-                    VerifyState::Interrupted
+                    Err(format!(
+                        "chunk sequence {} where {} expected ({how} chunk)",
+                        c.seq, s.chunks
+                    ))
+                } else if c.expected_hash(&prev) != c.chain_hash {
+                    Err(format!("hash chain mismatch at chunk {}", c.seq))
+                } else if c.first_us < s.last_us {
+                    Err(format!("chunk {} goes back in time", c.seq))
                 } else {
-                    VerifyState::Intact
-                };
+                    match c.records() {
+                        Err(e) => Err(format!("chunk {}: {e}", c.seq)),
+                        Ok(records)
+                            if records
+                                .iter()
+                                .any(|r| r.at_us < c.first_us || r.at_us > c.last_us)
+                                || records.first().map(|r| r.at_us) != Some(c.first_us)
+                                || records.last().map(|r| r.at_us) != Some(c.last_us) =>
+                        {
+                            Err(format!("chunk {} time range mismatch", c.seq))
+                        }
+                        Ok(_) => {
+                            s.index.push(IndexEntry {
+                                seq: c.seq,
+                                first_us: c.first_us,
+                                offset: pos,
+                            });
+                            s.offsets.push((pos, c.first_us));
+                            s.prev = Some(c.chain_hash);
+                            s.chunks += 1;
+                            s.records += u64::from(c.record_count);
+                            s.last_us = c.last_us;
+                            s.end_us = c.last_us;
+                            s.prefix_end = pos + used as u64;
+                            Ok(None)
+                        }
+                    }
+                }
+            }
+            Frame::Trailer(t) => {
+                check_trailer(s, &t, header_hash, prev, pos, self.trusted).map(Some)
+            }
+        };
+        match verdict {
+            Ok(None) => Some(used),
+            Ok(Some(state)) => {
+                self.sealed = Some(state);
+                Some(used)
+            }
+            Err(reason) => {
+                self.failed = Some(tampered(pos, reason));
+                None
             }
         }
+    }
+}
+
+/// Checks a trailer at `pos` against everything scanned before it: the verdict, or why it
+/// is tampered.
+fn check_trailer(
+    s: &mut Scan,
+    t: &format::TrailerFrame,
+    header_hash: Hash,
+    prev: Hash,
+    pos: u64,
+    trusted: Option<VerifyingKey>,
+) -> Result<VerifyState, String> {
+    let key = t
+        .verify_signature(&header_hash)
+        .map_err(|_| "trailer signature invalid".to_string())?;
+    let trusted_ok = trusted.map(|tk| tk == key);
+    s.signer = Some(SignerInfo {
+        public_key: hex::encode(key.to_bytes()),
+        fingerprint: fingerprint_bytes(&key.to_bytes()),
+        trusted: trusted_ok,
+    });
+    if trusted_ok == Some(false) {
+        return Err(format!(
+            "signed by another key ({})",
+            fingerprint_bytes(&key.to_bytes())
+        ));
+    }
+    let b = &t.body;
+    if b.chunk_count != s.chunks {
+        return Err(format!(
+            "trailer counts {} chunks, file has {} (chunks dropped or added)",
+            b.chunk_count, s.chunks
+        ));
+    }
+    if t.trailer_offset != pos {
+        return Err("trailer offset mismatch".into());
+    }
+    if b.final_hash != prev {
+        return Err("trailer final hash mismatch".into());
+    }
+    if b.record_count != s.records {
+        return Err("trailer record count mismatch".into());
+    }
+    if b.end_us < s.last_us {
+        return Err("trailer end time before last record".into());
+    }
+    if let Some(reason) = check_index(&b.index, &s.offsets) {
+        return Err(reason);
+    }
+    s.end_us = b.end_us;
+    Ok(if b.flags & FLAG_SEALED_AFTER_INTERRUPTION != 0 {
+        VerifyState::Interrupted
+    } else {
+        VerifyState::Intact
+    })
+}
+
+fn scan(bytes: &[u8], trusted: Option<&VerifyingKey>) -> Scan {
+    let mut v = Verifier::new(trusted);
+    let used = v.feed(bytes);
+    v.end(bytes.get(used..).unwrap_or_default())
+}
+
+fn tampered(offset: u64, reason: impl Into<String>) -> VerifyState {
+    VerifyState::Tampered {
+        offset,
+        reason: reason.into(),
     }
 }
 
@@ -302,26 +420,56 @@ fn check_index(index: &[IndexEntry], offsets: &[(u64, u64)]) -> Option<String> {
     None
 }
 
-fn report(bytes: &[u8], s: &Scan) -> VerifyReport {
-    VerifyReport {
-        state: s.state.clone(),
-        size: bytes.len() as u64,
-        chunks: s.chunks,
-        records: s.records,
-        end_us: s.end_us,
-        header_hash: s.header.as_ref().map(|h| hex::encode(h.hash)),
-        final_hash: s.prev.map(hex::encode),
-        signer: s.signer.clone(),
-    }
-}
-
 /// Verifies a whole recording. With `trusted`, a trailer signed by any other key is
 /// [`VerifyState::Tampered`]; without it the signature is checked against the key in the
 /// trailer, which only proves the file was not altered after signing by *someone*: auditors
 /// should pass the instance's public key.
 pub fn verify(bytes: &[u8], trusted: Option<&VerifyingKey>) -> VerifyReport {
-    let s = scan(bytes, trusted);
-    report(bytes, &s)
+    let mut v = Verifier::new(trusted);
+    let used = v.feed(bytes);
+    v.finish(bytes.get(used..).unwrap_or_default(), bytes.len() as u64)
+}
+
+/// How much [`verify_reader`] asks its reader for at a time.
+const READ_BLOCK: usize = 256 * 1024;
+
+/// Like [`verify`], reading the recording from `reader` a block at a time: memory stays
+/// under one frame ([`MAX_VERIFY_FRAME`]) plus one block and the scan's 16 bytes a chunk,
+/// whatever the recording's size. After a tampered frame the rest is only counted.
+pub fn verify_reader<R: std::io::Read>(
+    mut reader: R,
+    trusted: Option<&VerifyingKey>,
+) -> std::io::Result<VerifyReport> {
+    let mut v = Verifier::new(trusted);
+    let mut block = vec![0u8; READ_BLOCK];
+    // INVARIANT: `pending` holds less than one frame: `feed` consumes every whole frame, and
+    // refuses a frame whose prefix declares more than MAX_VERIFY_FRAME bytes.
+    let mut pending: Vec<u8> = Vec::new();
+    let mut size = 0u64;
+    loop {
+        if v.is_done() {
+            size += std::io::copy(&mut reader, &mut std::io::sink())?;
+            break;
+        }
+        let n = match reader.read(&mut block) {
+            Ok(0) => break,
+            Ok(n) => n,
+            Err(e) if e.kind() == std::io::ErrorKind::Interrupted => continue,
+            Err(e) => return Err(e),
+        };
+        size += n as u64;
+        let read = block.get(..n).unwrap_or_default();
+        if pending.is_empty() {
+            // The usual case: whole frames straight from the block, only the tail is kept.
+            let used = v.feed(read);
+            pending.extend_from_slice(read.get(used..).unwrap_or_default());
+        } else {
+            pending.extend_from_slice(read);
+            let used = v.feed(&pending);
+            pending.drain(..used);
+        }
+    }
+    Ok(v.finish(&pending, size))
 }
 
 /// Why a recording could not be sealed.

@@ -13,7 +13,7 @@ use proptest::prelude::*;
 use recorder::format::{self, Frame, Record, decode_frame, decode_header, encode_recording};
 use recorder::reader::Recording;
 use recorder::signing::RecordingKey;
-use recorder::verify::{VerifyState, seal, verify};
+use recorder::verify::{VerifyState, seal, verify, verify_reader};
 use recorder::{ChannelId, Direction, Event, EventKind, Header, RecordKind};
 use uuid::Uuid;
 
@@ -101,6 +101,49 @@ fn small_recording_is_intact_and_reads_back() {
     assert_eq!(report.state, VerifyState::Intact, "{report:?}");
     assert_eq!(report.records, recs.len() as u64);
     assert_eq!(read_all(&bytes), recs);
+}
+
+/// A reader that hands out at most `step` bytes a call, so frames arrive split anywhere.
+struct Trickle<'a> {
+    bytes: &'a [u8],
+    step: usize,
+}
+
+impl std::io::Read for Trickle<'_> {
+    fn read(&mut self, buf: &mut [u8]) -> std::io::Result<usize> {
+        let n = self.step.min(buf.len()).min(self.bytes.len());
+        buf[..n].copy_from_slice(&self.bytes[..n]);
+        self.bytes = &self.bytes[n..];
+        Ok(n)
+    }
+}
+
+#[test]
+fn streaming_verification_agrees_with_verify() {
+    let (bytes, _) = small();
+    let vk = key().verifying_key();
+    let mut inputs = vec![bytes.clone()];
+    inputs.extend((0..bytes.len()).step_by(7).map(|n| bytes[..n].to_vec()));
+    for i in (0..bytes.len()).step_by(11) {
+        let mut b = bytes.clone();
+        b[i] ^= 0xff;
+        inputs.push(b);
+    }
+    let mut extra = bytes.clone();
+    extra.extend_from_slice(b"SKCK");
+    inputs.push(extra);
+    let (_, chunks, _) = frames(&bytes);
+    let mut dropped = bytes.clone();
+    dropped.drain(chunks[1].0..chunks[1].1);
+    inputs.push(dropped);
+    for input in &inputs {
+        let whole = verify(input, Some(&vk));
+        for step in [1, 64, 1 << 20] {
+            let reader = Trickle { bytes: input, step };
+            let streamed = verify_reader(reader, Some(&vk)).unwrap();
+            assert_eq!(streamed, whole, "step {step}, {} bytes", input.len());
+        }
+    }
 }
 
 #[test]

@@ -112,6 +112,10 @@ async fn serve(config: super::LoadedConfig) -> Result<()> {
     let rdp = bind("rdp", listen.rdp).await?;
     let vnc = bind("vnc", listen.vnc).await?;
     let web = bind("web", listen.web).await?;
+    let metrics = match listen.metrics {
+        Some(addr) => Some(bind("metrics", addr).await?),
+        None => None,
+    };
 
     let mut listeners = tokio::task::JoinSet::new();
     listeners.spawn(crate::ssh::serve(
@@ -131,6 +135,7 @@ async fn serve(config: super::LoadedConfig) -> Result<()> {
     ));
     listeners.spawn(crate::web::serve(
         web,
+        metrics,
         Arc::clone(&services),
         shutdown.clone(),
     ));
@@ -309,6 +314,9 @@ fn restart_needed(old: &::policy::Inventory, new: &::policy::Inventory) -> Vec<S
             keys.push(key.to_owned());
         }
     }
+    if o.metrics != n.metrics {
+        keys.push("listen.metrics".to_owned());
+    }
     let (o, n) = (old.storage(), new.storage());
     if o.database != n.database {
         keys.push("storage.database".to_owned());
@@ -449,5 +457,11 @@ mod tests {
         )
         .unwrap();
         assert!(restart_needed(&old, &live).is_empty());
+        let scraped = ::policy::Inventory::from_toml(
+            &base.replace("[listen]\n", "[listen]\nmetrics = \"127.0.0.1:19090\"\n"),
+            "d",
+        )
+        .unwrap();
+        assert_eq!(restart_needed(&old, &scraped), ["listen.metrics"]);
     }
 }

@@ -10,10 +10,12 @@ mod auth;
 mod i18n;
 mod pages;
 mod playback;
+mod verify_cache;
 
+use std::collections::HashMap;
 use std::net::{IpAddr, SocketAddr};
 use std::sync::Arc;
-use std::sync::atomic::AtomicU64;
+use std::sync::atomic::{AtomicU64, Ordering};
 use std::time::Duration;
 
 use anyhow::Result;
@@ -28,11 +30,50 @@ use tracing::{error, info, trace, warn};
 use crate::services::Services;
 
 /// How long a client has to finish the TLS handshake: a stalled handshake must not hold a task.
-const TLS_HANDSHAKE_TIMEOUT: Duration = Duration::from_secs(10);
-/// How long a client has to send a request's headers.
-const HEADER_READ_TIMEOUT: Duration = Duration::from_secs(30);
+pub const TLS_HANDSHAKE_TIMEOUT: Duration = Duration::from_secs(10);
+/// How long a client has to send a request's headers, counted from the connection's start
+/// and again from the end of each response (an idle keep-alive connection is closed then).
+pub const HEADER_READ_TIMEOUT: Duration = Duration::from_secs(30);
+/// How long a request may take from its headers to its response's headers: reading the body
+/// (a login form) and the handler's work. A recording download streams after that and is
+/// not cut. Generous: seeking far into a large graphical recording decodes a lot.
+pub const REQUEST_TIMEOUT: Duration = Duration::from_secs(120);
+/// Connections open at once on one listener (web UI or metrics). The UI serves a handful of
+/// auditors; each connection holds a task and up to hyper's read buffer (~400 KiB), so this
+/// bounds memory to ~100 MiB even when every slot is busy.
+pub const MAX_CONNECTIONS: usize = 256;
+/// Connections open at once from one client address: a browser opens about six, so this
+/// leaves room for several people behind one NAT while one address cannot take every slot.
+pub const MAX_CONNECTIONS_PER_ADDR: usize = 32;
 /// How long in-flight requests get to finish at shutdown.
 const SHUTDOWN_GRACE: Duration = Duration::from_secs(5);
+
+/// The web listeners' limits: the constants above, shorter in tests.
+#[derive(Debug, Clone, Copy)]
+pub struct WebLimits {
+    /// See [`TLS_HANDSHAKE_TIMEOUT`].
+    pub tls_handshake_timeout: Duration,
+    /// See [`HEADER_READ_TIMEOUT`].
+    pub header_read_timeout: Duration,
+    /// See [`REQUEST_TIMEOUT`].
+    pub request_timeout: Duration,
+    /// See [`MAX_CONNECTIONS`].
+    pub max_connections: usize,
+    /// See [`MAX_CONNECTIONS_PER_ADDR`].
+    pub max_connections_per_addr: usize,
+}
+
+impl Default for WebLimits {
+    fn default() -> Self {
+        WebLimits {
+            tls_handshake_timeout: TLS_HANDSHAKE_TIMEOUT,
+            header_read_timeout: HEADER_READ_TIMEOUT,
+            request_timeout: REQUEST_TIMEOUT,
+            max_connections: MAX_CONNECTIONS,
+            max_connections_per_addr: MAX_CONNECTIONS_PER_ADDR,
+        }
+    }
+}
 
 /// The client's address, attached to every request by [`serve`] (rate limits per address).
 #[derive(Debug, Clone, Copy)]
@@ -49,11 +90,18 @@ pub struct WebState {
     secure_cookies: bool,
     /// Catalogue errors seen by web handlers (exported in `/metrics`).
     catalogue_errors: AtomicU64,
+    /// Connections closed at once because every slot was taken (exported in `/metrics`).
+    refused_total: AtomicU64,
+    /// Connections closed at once because their address had all its slots.
+    refused_per_addr: AtomicU64,
     /// The last terminal recording opened by the player, keyed by session and file size (a
     /// live recording grows): decoding builds seek checkpoints once, not on every slider move.
     player_cache: std::sync::Mutex<Option<PlayerCacheEntry>>,
     /// Decoded graphical recordings at the positions they reached (seeking, playing).
     replays: std::sync::Mutex<playback::ReplayCache>,
+    /// Verdicts on recording files, by file version: the session page verifies a recording
+    /// once, not on every view.
+    verified: verify_cache::VerifyCache,
     /// Matrix card challenges and lockouts: the process-wide guard in service, so failures
     /// over SSH and over the web count together.
     matrix: Arc<crate::auth::matrix_card::MatrixGuard>,
@@ -113,8 +161,11 @@ impl WebState {
             verifying_key,
             secure_cookies,
             catalogue_errors: AtomicU64::new(0),
+            refused_total: AtomicU64::new(0),
+            refused_per_addr: AtomicU64::new(0),
             player_cache: std::sync::Mutex::new(None),
             replays: std::sync::Mutex::new(playback::ReplayCache::default()),
+            verified: verify_cache::VerifyCache::default(),
         })
     }
 }
@@ -138,20 +189,50 @@ pub fn router(state: Arc<WebState>) -> Router {
         .route("/sessions/{id}/search", get(playback::search))
         .route("/denials", get(pages::denials))
         .route("/live", get(pages::live))
-        .route("/metrics", get(pages::metrics))
+        .route("/metrics", get(pages::metrics_with_token))
         .route("/assets/style.css", get(pages::style))
         .route("/assets/player.js", get(pages::player_js))
         .with_state(state)
 }
 
+/// The metrics listener's routes: `/metrics` alone, without authentication.
+pub fn metrics_router(state: Arc<WebState>) -> Router {
+    Router::new()
+        .route("/metrics", get(pages::metrics))
+        .with_state(state)
+}
+
 /// Serves the web UI on `listener` until `shutdown`: over TLS with Sekisho's identity, or,
-/// without one, plain HTTP on a loopback address only.
+/// without one, plain HTTP on a loopback address only. With `metrics` (`listen.metrics`),
+/// serves `/metrics` there too, in plain HTTP, under the same limits.
 pub async fn serve(
     listener: TcpListener,
+    metrics: Option<TcpListener>,
     services: Arc<Services>,
     shutdown: CancellationToken,
 ) -> Result<()> {
     let tls = services.tls_acceptor();
+    let limits = WebLimits::default();
+    let state = WebState::new(services, tls.is_some());
+    let ui = serve_ui(listener, Arc::clone(&state), tls, limits, shutdown.clone());
+    match metrics {
+        Some(metrics) => {
+            let app = metrics_router(Arc::clone(&state));
+            let scrape = serve_listener(metrics, app, None, Arc::clone(&state), limits, shutdown);
+            let (ui, scrape) = tokio::join!(ui, scrape);
+            ui.and(scrape)
+        }
+        None => ui.await,
+    }
+}
+
+async fn serve_ui(
+    listener: TcpListener,
+    state: Arc<WebState>,
+    tls: Option<tokio_rustls::TlsAcceptor>,
+    limits: WebLimits,
+    shutdown: CancellationToken,
+) -> Result<()> {
     let local = listener.local_addr()?;
     if tls.is_none() && !local.ip().is_loopback() {
         // Passwords and session cookies must not cross the network in clear; the other front
@@ -163,10 +244,31 @@ pub async fn serve(
     if tls.is_none() {
         warn!(%local, "No TLS identity: web UI served over plain HTTP on loopback");
     }
-    let state = WebState::new(services, tls.is_some());
-    let app = router(state);
+    let app = router(Arc::clone(&state));
+    serve_listener(listener, app, tls, state, limits, shutdown).await
+}
+
+/// Accepts connections on `listener` and serves `app` on each until `shutdown`, within
+/// `limits`: a connection past a cap is closed at once (the accept loop never waits for a
+/// slot, so one client holding its slots cannot stall the others).
+async fn serve_listener(
+    listener: TcpListener,
+    app: Router,
+    tls: Option<tokio_rustls::TlsAcceptor>,
+    state: Arc<WebState>,
+    limits: WebLimits,
+    shutdown: CancellationToken,
+) -> Result<()> {
+    let local = listener.local_addr()?;
+    let request_timeout = limits.request_timeout;
+    let app = app.layer(axum::middleware::from_fn(
+        move |req: axum::extract::Request, next: axum::middleware::Next| {
+            within(request_timeout, req, next)
+        },
+    ));
+    let slots = Arc::new(ConnectionSlots::new(limits));
     let connections = TaskTracker::new();
-    info!(%local, tls = tls.is_some(), "Web UI listening");
+    info!(%local, tls = tls.is_some(), "Web listener accepting");
     loop {
         let (tcp, peer) = tokio::select! {
             _ = shutdown.cancelled() => break,
@@ -180,37 +282,150 @@ pub async fn serve(
                 }
             },
         };
+        let slot = match slots.take(peer.ip()) {
+            Ok(slot) => slot,
+            Err(cap) => {
+                // Closed without a word: a flood must not cost more than the accept.
+                let counter = match cap {
+                    Cap::Total => &state.refused_total,
+                    Cap::PerAddr => &state.refused_per_addr,
+                };
+                counter.fetch_add(1, Ordering::Relaxed);
+                trace!(%peer, ?cap, "Web connection refused: over the cap");
+                drop(tcp);
+                continue;
+            }
+        };
         let app = app.clone().layer(axum::Extension(ClientAddr(peer.ip())));
         let tls = tls.clone();
         let shutdown = shutdown.clone();
         connections.spawn(async move {
+            let _slot = slot;
             match tls {
                 Some(acceptor) => {
-                    match tokio::time::timeout(TLS_HANDSHAKE_TIMEOUT, acceptor.accept(tcp)).await {
-                        Ok(Ok(stream)) => serve_connection(stream, app, shutdown, peer).await,
+                    match tokio::time::timeout(limits.tls_handshake_timeout, acceptor.accept(tcp))
+                        .await
+                    {
+                        Ok(Ok(stream)) => {
+                            serve_connection(stream, app, limits, shutdown, peer).await
+                        }
                         Ok(Err(e)) => trace!(%peer, error = %e, "Web TLS handshake failed"),
                         Err(_) => trace!(%peer, "Web TLS handshake timed out"),
                     }
                 }
-                None => serve_connection(tcp, app, shutdown, peer).await,
+                None => serve_connection(tcp, app, limits, shutdown, peer).await,
             }
         });
     }
     connections.close();
     let _ = tokio::time::timeout(SHUTDOWN_GRACE * 2, connections.wait()).await;
-    info!("Web UI stopped");
+    info!(%local, "Web listener stopped");
     Ok(())
 }
 
-async fn serve_connection<I>(io: I, app: Router, shutdown: CancellationToken, peer: SocketAddr)
-where
+/// Runs a request within `limit`: reading its body and the handler's work. Past it the
+/// client gets 408 and the connection is closed.
+async fn within(
+    limit: Duration,
+    req: axum::extract::Request,
+    next: axum::middleware::Next,
+) -> axum::response::Response {
+    use axum::response::IntoResponse as _;
+    match tokio::time::timeout(limit, next.run(req)).await {
+        Ok(response) => response,
+        Err(_) => {
+            trace!("Web request timed out");
+            (
+                axum::http::StatusCode::REQUEST_TIMEOUT,
+                [(axum::http::header::CONNECTION, "close")],
+                "request timed out\n",
+            )
+                .into_response()
+        }
+    }
+}
+
+/// Which cap refused a connection.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Cap {
+    Total,
+    PerAddr,
+}
+
+/// The connection slots of one listener: in total and per client address.
+struct ConnectionSlots {
+    total: Arc<tokio::sync::Semaphore>,
+    /// Open connections by address.
+    /// INVARIANT: holds only addresses with at least one open connection (a [`Slot`] removes
+    /// its address when it was the last), so its size is bounded by `max_connections`.
+    per_addr: Arc<std::sync::Mutex<HashMap<IpAddr, usize>>>,
+    max_per_addr: usize,
+}
+
+/// One connection's slot, given back when dropped.
+struct Slot {
+    _total: tokio::sync::OwnedSemaphorePermit,
+    per_addr: Arc<std::sync::Mutex<HashMap<IpAddr, usize>>>,
+    ip: IpAddr,
+}
+
+impl ConnectionSlots {
+    fn new(limits: WebLimits) -> Self {
+        ConnectionSlots {
+            total: Arc::new(tokio::sync::Semaphore::new(limits.max_connections)),
+            per_addr: Arc::new(std::sync::Mutex::new(HashMap::new())),
+            max_per_addr: limits.max_connections_per_addr,
+        }
+    }
+
+    /// A slot for a connection from `ip`, or the cap it would pass.
+    fn take(&self, ip: IpAddr) -> std::result::Result<Slot, Cap> {
+        let mut per_addr = self.per_addr.lock().map_err(|_| Cap::Total)?;
+        let open = per_addr.get(&ip).copied().unwrap_or(0);
+        if open >= self.max_per_addr {
+            return Err(Cap::PerAddr);
+        }
+        let total = Arc::clone(&self.total)
+            .try_acquire_owned()
+            .map_err(|_| Cap::Total)?;
+        per_addr.insert(ip, open + 1);
+        Ok(Slot {
+            _total: total,
+            per_addr: Arc::clone(&self.per_addr),
+            ip,
+        })
+    }
+}
+
+impl Drop for Slot {
+    fn drop(&mut self) {
+        // A poisoned lock (a panic while holding it) leaves the count high: the address
+        // loses a slot, which fails closed.
+        if let Ok(mut per_addr) = self.per_addr.lock()
+            && let Some(open) = per_addr.get_mut(&self.ip)
+        {
+            *open = open.saturating_sub(1);
+            if *open == 0 {
+                per_addr.remove(&self.ip);
+            }
+        }
+    }
+}
+
+async fn serve_connection<I>(
+    io: I,
+    app: Router,
+    limits: WebLimits,
+    shutdown: CancellationToken,
+    peer: SocketAddr,
+) where
     I: AsyncRead + AsyncWrite + Unpin + Send + 'static,
 {
     let service = hyper_util::service::TowerToHyperService::new(app);
     let mut builder = hyper::server::conn::http1::Builder::new();
     builder
         .timer(hyper_util::rt::TokioTimer::new())
-        .header_read_timeout(HEADER_READ_TIMEOUT);
+        .header_read_timeout(limits.header_read_timeout);
     let conn = builder.serve_connection(hyper_util::rt::TokioIo::new(io), service);
     tokio::pin!(conn);
     tokio::select! {

@@ -475,16 +475,13 @@ async fn verification(state: &WebState, lang: Lang, row: &SessionRow) -> (String
     let Some(location) = row.recording.as_deref() else {
         return ("none".into(), tr(lang, "verify.none").into());
     };
-    let Some(bytes) = read_recording(location).await else {
-        return ("unavailable".into(), tr(lang, "verify.unavailable").into());
-    };
-    let key = state.verifying_key;
-    let report = tokio::task::spawn_blocking(move || recorder::verify(&bytes, key.as_ref())).await;
-    let Ok(report) = report else {
+    // Streamed and cached per file version (see `verify_cache`): a view of an unchanged
+    // recording does not read it again, and a changed one is verified again.
+    let Some(verdict) = state.verified.verify(location, state.verifying_key).await else {
         return ("unavailable".into(), tr(lang, "verify.unavailable").into());
     };
     use recorder::VerifyState as V;
-    match &report.state {
+    match &verdict {
         V::Intact => ("intact".into(), tr(lang, "verify.intact").into()),
         V::Interrupted => ("interrupted".into(), tr(lang, "verify.interrupted").into()),
         V::Incomplete { reason, .. } => (
@@ -998,7 +995,47 @@ pub(super) async fn replay_of(
     Some(replay)
 }
 
-/// `GET /metrics`: Prometheus text format (no personal data: counts only).
+/// `GET /metrics` on the web port: served only to `Authorization: Bearer TOKEN` with the
+/// secrets file's `[metrics] token`, compared in constant time. Without a token configured it
+/// is 404 (the scraper's way is `listen.metrics`); a missing or wrong token is 401.
+pub async fn metrics_with_token(
+    State(state): State<Arc<WebState>>,
+    headers: HeaderMap,
+) -> Response {
+    let secrets = state.services.secrets();
+    let Some(expected) = secrets.as_deref().and_then(policy::Secrets::metrics_token) else {
+        return StatusCode::NOT_FOUND.into_response();
+    };
+    if !bearer_matches(&headers, expected) {
+        return (
+            StatusCode::UNAUTHORIZED,
+            [(header::WWW_AUTHENTICATE, "Bearer realm=\"sekisho metrics\"")],
+        )
+            .into_response();
+    }
+    metrics(State(state)).await
+}
+
+/// Whether `headers` carry `Authorization: Bearer` with `expected`. The comparison takes the
+/// same time whatever the bytes (it tells only whether the lengths differ).
+fn bearer_matches(headers: &HeaderMap, expected: &policy::Secret<String>) -> bool {
+    use subtle::ConstantTimeEq as _;
+    let Some(given) = headers
+        .get(header::AUTHORIZATION)
+        .and_then(|v| v.to_str().ok())
+        .and_then(|v| v.strip_prefix("Bearer "))
+    else {
+        return false;
+    };
+    given
+        .trim()
+        .as_bytes()
+        .ct_eq(expected.expose().as_bytes())
+        .into()
+}
+
+/// `GET /metrics`: Prometheus text format (no personal data: counts only). Open on the
+/// `listen.metrics` listener; on the web port only through [`metrics_with_token`].
 pub async fn metrics(State(state): State<Arc<WebState>>) -> Response {
     let catalogue = state.services.catalogue();
     let mut out = String::new();
@@ -1050,6 +1087,18 @@ pub async fn metrics(State(state): State<Arc<WebState>>) -> Response {
         out,
         "# HELP sekisho_web_catalogue_errors_total Catalogue errors seen by the web UI.\n# TYPE sekisho_web_catalogue_errors_total counter\nsekisho_web_catalogue_errors_total {}",
         state.catalogue_errors.load(Ordering::Relaxed)
+    );
+    let _ = writeln!(
+        out,
+        "# HELP sekisho_web_verifications_total Recording verifications for the session page: run (the file read) or cached (an unchanged file).\n# TYPE sekisho_web_verifications_total counter\nsekisho_web_verifications_total{{result=\"run\"}} {}\nsekisho_web_verifications_total{{result=\"cached\"}} {}",
+        state.verified.runs(),
+        state.verified.hits()
+    );
+    let _ = writeln!(
+        out,
+        "# HELP sekisho_web_connections_refused_total Web and metrics connections closed at once: over the cap in total or from one address.\n# TYPE sekisho_web_connections_refused_total counter\nsekisho_web_connections_refused_total{{cap=\"total\"}} {}\nsekisho_web_connections_refused_total{{cap=\"address\"}} {}",
+        state.refused_total.load(Ordering::Relaxed),
+        state.refused_per_addr.load(Ordering::Relaxed)
     );
     // This instance's own counters (sessions, decisions, bytes recorded, errors, reloads).
     out.push_str(&state.services.render_metrics());

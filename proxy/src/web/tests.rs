@@ -11,7 +11,7 @@ use policy::{Inventory, Protocol, SessionId};
 use recorder::catalogue::{Catalogue, DecisionRecord, InstanceId, NewSession, Verdict};
 use tower::ServiceExt as _;
 
-use super::{WebState, router};
+use super::{WebLimits, WebState, metrics_router, router, serve_listener};
 use crate::services::{Services, ServicesConfig};
 
 const PASSWORD: &str = "correct horse";
@@ -597,7 +597,7 @@ async fn login_is_rate_limited_per_address() {
 #[tokio::test]
 async fn metrics_and_denials_dashboard() {
     let f = fixture().await;
-    let (status, text) = get(&f, None, "/metrics").await;
+    let (status, text) = scrape(&f, None).await;
     assert_eq!(status, StatusCode::OK);
     assert!(
         text.contains("sekisho_sessions_live{protocol=\"ssh\"} 1"),
@@ -1306,4 +1306,308 @@ async fn rdp_player_draws_the_pointer_only_when_asked() {
     // A pointer is at most 384×384 (the large pointer), far less than the screen.
     assert!(differing <= 384 * 384, "{differing} pixels changed");
     assert_eq!(plain_again.2, plain.2);
+}
+
+/// `GET /metrics` on the metrics listener's routes (`listen.metrics`), or on the web UI's with
+/// `bearer` as the `Authorization: Bearer` token.
+async fn scrape(f: &Fixture, bearer: Option<&str>) -> (StatusCode, String) {
+    let app = match bearer {
+        None => metrics_router(f.state.clone()),
+        Some(_) => router(f.state.clone()),
+    };
+    let mut req = Request::builder().uri("/metrics");
+    if let Some(token) = bearer {
+        req = req.header(header::AUTHORIZATION, format!("Bearer {token}"));
+    }
+    let resp = app.oneshot(req.body(Body::empty()).unwrap()).await.unwrap();
+    let status = resp.status();
+    let body = axum::body::to_bytes(resp.into_body(), 1 << 24)
+        .await
+        .unwrap();
+    (status, String::from_utf8_lossy(&body).into_owned())
+}
+
+/// Puts a secrets file holding `[metrics] token = TOKEN` in force, as a reload would.
+fn set_metrics_token(f: &Fixture, token: &str) {
+    let secrets =
+        policy::Secrets::from_toml(&format!("[metrics]\ntoken = \"{token}\"\n"), "s.toml").unwrap();
+    let inventory = (*f.state.services.inventory()).clone();
+    f.state.services.replace_config(inventory, Some(secrets));
+}
+
+#[tokio::test]
+async fn metrics_on_the_web_port_needs_the_bearer_token() {
+    let f = fixture().await;
+    // No token in the secrets file: /metrics is not on the web port at all.
+    let (status, _) = get(&f, None, "/metrics").await;
+    assert_eq!(status, StatusCode::NOT_FOUND);
+    // A logged-in admin does not open it either: it is for the scraper.
+    let (cookie, _) = login_as(&f, "root");
+    let (status, _) = get(&f, Some(&cookie), "/metrics").await;
+    assert_eq!(status, StatusCode::NOT_FOUND);
+
+    const TOKEN: &str = "s3cret-metrics-token-0123456789";
+    set_metrics_token(&f, TOKEN);
+    let resp = router(f.state.clone())
+        .oneshot(Request::get("/metrics").body(Body::empty()).unwrap())
+        .await
+        .unwrap();
+    assert_eq!(resp.status(), StatusCode::UNAUTHORIZED);
+    assert!(resp.headers().contains_key(header::WWW_AUTHENTICATE));
+    for wrong in [
+        "s3cret-metrics-token-012345678",
+        "s3cret-metrics-token-0123456780",
+        "S3cret-metrics-token-0123456789",
+        "",
+    ] {
+        let (status, body) = scrape(&f, Some(wrong)).await;
+        assert_eq!(status, StatusCode::UNAUTHORIZED, "{wrong:?}");
+        assert!(!body.contains("sekisho_"), "{body}");
+    }
+    let (status, text) = scrape(&f, Some(TOKEN)).await;
+    assert_eq!(status, StatusCode::OK);
+    assert!(
+        text.contains("sekisho_sessions_live{protocol=\"ssh\"} 1"),
+        "{text}"
+    );
+    // The metrics listener needs no token.
+    let (status, text) = scrape(&f, None).await;
+    assert_eq!(status, StatusCode::OK);
+    assert!(text.contains("sekisho_sessions_live"), "{text}");
+}
+
+#[tokio::test]
+async fn session_page_verifies_once_and_again_after_a_change() {
+    let f = fixture().await;
+    let (cookie, _) = login_as(&f, "suzuki");
+    let uri = format!("/sessions/{}", f.tanaka);
+    for _ in 0..3 {
+        let (status, body) = get(&f, Some(&cookie), &uri).await;
+        assert_eq!(status, StatusCode::OK);
+        assert!(body.contains("verify-intact"), "{body}");
+    }
+    assert_eq!(f.state.verified.runs(), 1, "verified once for three views");
+    assert_eq!(f.state.verified.hits(), 2);
+
+    // Altered in place: same inode, same size, the modification time set back. Only the
+    // change time (which cannot be set back) tells; the page must say tampered.
+    let row = f
+        .state
+        .services
+        .catalogue()
+        .get_session(f.tanaka)
+        .await
+        .unwrap()
+        .unwrap();
+    let path = std::path::PathBuf::from(row.recording.unwrap());
+    let before = std::fs::metadata(&path).unwrap();
+    let mut bytes = std::fs::read(&path).unwrap();
+    let middle = bytes.len() / 2;
+    bytes[middle] ^= 0x01;
+    {
+        use std::io::{Seek as _, Write as _};
+        let mut file = std::fs::OpenOptions::new().write(true).open(&path).unwrap();
+        file.seek(std::io::SeekFrom::Start(middle as u64)).unwrap();
+        file.write_all(&bytes[middle..=middle]).unwrap();
+        file.set_modified(before.modified().unwrap()).unwrap();
+    }
+    let after = std::fs::metadata(&path).unwrap();
+    assert_eq!(after.len(), before.len());
+    assert_eq!(after.modified().unwrap(), before.modified().unwrap());
+    let (status, body) = get(&f, Some(&cookie), &uri).await;
+    assert_eq!(status, StatusCode::OK);
+    assert!(body.contains("verify-tampered"), "{body}");
+    assert_eq!(
+        f.state.verified.runs(),
+        2,
+        "a changed file is verified again"
+    );
+    // And the tampered verdict is what is cached for this version.
+    let (_, body) = get(&f, Some(&cookie), &uri).await;
+    assert!(body.contains("verify-tampered"), "{body}");
+    assert_eq!(f.state.verified.runs(), 2);
+
+    let (_, text) = scrape(&f, None).await;
+    assert!(
+        text.contains("sekisho_web_verifications_total{result=\"run\"} 2"),
+        "{text}"
+    );
+}
+
+/// Serves the fixture's web UI over plain HTTP on 127.0.0.1:0 with `limits`: (address, stop).
+async fn serve_fixture(
+    f: &Fixture,
+    limits: WebLimits,
+) -> (std::net::SocketAddr, tokio_util::sync::CancellationToken) {
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let addr = listener.local_addr().unwrap();
+    let stop = tokio_util::sync::CancellationToken::new();
+    tokio::spawn(serve_listener(
+        listener,
+        router(f.state.clone()),
+        None,
+        f.state.clone(),
+        limits,
+        stop.clone(),
+    ));
+    (addr, stop)
+}
+
+/// A connection to `server` from the loopback address `from` (127.0.0.0/8 is all local).
+async fn connect_from(from: [u8; 4], server: std::net::SocketAddr) -> tokio::net::TcpStream {
+    let socket = tokio::net::TcpSocket::new_v4().unwrap();
+    socket.bind(std::net::SocketAddr::from((from, 0))).unwrap();
+    socket.connect(server).await.unwrap()
+}
+
+/// Reads until the server closes the connection (or `within` passes): the bytes received,
+/// and whether it was closed in time.
+async fn read_until_closed(
+    stream: &mut tokio::net::TcpStream,
+    within: std::time::Duration,
+) -> (Vec<u8>, bool) {
+    use tokio::io::AsyncReadExt as _;
+    let mut got = Vec::new();
+    let mut buf = [0u8; 4096];
+    let deadline = tokio::time::Instant::now() + within;
+    loop {
+        match tokio::time::timeout_at(deadline, stream.read(&mut buf)).await {
+            Err(_) => return (got, false),
+            Ok(Ok(0)) | Ok(Err(_)) => return (got, true),
+            Ok(Ok(n)) => got.extend_from_slice(&buf[..n]),
+        }
+    }
+}
+
+/// A one-shot request from `from`: the response's status line.
+async fn request_from(from: [u8; 4], server: std::net::SocketAddr) -> String {
+    use tokio::io::AsyncWriteExt as _;
+    let mut s = connect_from(from, server).await;
+    // A refused connection may already be closed: the empty answer tells.
+    let _ = s
+        .write_all(b"GET /assets/style.css HTTP/1.1\r\nHost: sekisho\r\nConnection: close\r\n\r\n")
+        .await;
+    let (got, closed) = read_until_closed(&mut s, std::time::Duration::from_secs(5)).await;
+    assert!(closed, "the server did not close after answering");
+    String::from_utf8_lossy(&got)
+        .lines()
+        .next()
+        .unwrap_or("")
+        .to_owned()
+}
+
+fn short_limits() -> WebLimits {
+    WebLimits {
+        tls_handshake_timeout: std::time::Duration::from_millis(300),
+        header_read_timeout: std::time::Duration::from_millis(300),
+        request_timeout: std::time::Duration::from_millis(300),
+        ..WebLimits::default()
+    }
+}
+
+#[tokio::test]
+async fn a_silent_client_is_dropped_at_the_header_deadline() {
+    use tokio::io::AsyncWriteExt as _;
+    let f = fixture().await;
+    let (server, stop) = serve_fixture(&f, short_limits()).await;
+    let started = std::time::Instant::now();
+    // One says nothing; one sends half a request head and stops.
+    let mut silent = connect_from([127, 0, 0, 1], server).await;
+    let mut half = connect_from([127, 0, 0, 1], server).await;
+    half.write_all(b"GET /sessions HTTP/1.1\r\nHost: sek")
+        .await
+        .unwrap();
+    for stream in [&mut silent, &mut half] {
+        let (_, closed) = read_until_closed(stream, std::time::Duration::from_secs(3)).await;
+        assert!(closed, "a silent client was kept past the header deadline");
+    }
+    let elapsed = started.elapsed();
+    assert!(
+        elapsed >= std::time::Duration::from_millis(250),
+        "closed before the deadline: {elapsed:?}"
+    );
+    // A client that asks in time is still served.
+    assert_eq!(
+        request_from([127, 0, 0, 1], server).await,
+        "HTTP/1.1 200 OK"
+    );
+    stop.cancel();
+}
+
+#[tokio::test]
+async fn a_request_whose_body_stalls_gets_408() {
+    use tokio::io::AsyncWriteExt as _;
+    let f = fixture().await;
+    let (server, stop) = serve_fixture(&f, short_limits()).await;
+    let mut s = connect_from([127, 0, 0, 1], server).await;
+    // The head in full, then ten bytes of a hundred-byte body.
+    s.write_all(
+        b"POST /login HTTP/1.1\r\nHost: sekisho\r\nContent-Type: application/x-www-form-urlencoded\r\nContent-Length: 100\r\n\r\nuser=tanak",
+    )
+    .await
+    .unwrap();
+    let (got, closed) = read_until_closed(&mut s, std::time::Duration::from_secs(3)).await;
+    let text = String::from_utf8_lossy(&got);
+    assert!(text.starts_with("HTTP/1.1 408"), "{text}");
+    assert!(closed, "the connection stayed open after the timeout");
+    stop.cancel();
+}
+
+#[tokio::test]
+async fn connections_past_the_cap_are_closed_and_other_addresses_still_served() {
+    let f = fixture().await;
+    let limits = WebLimits {
+        header_read_timeout: std::time::Duration::from_secs(30),
+        max_connections: 3,
+        max_connections_per_addr: 2,
+        ..WebLimits::default()
+    };
+    let (server, stop) = serve_fixture(&f, limits).await;
+    let quick = std::time::Duration::from_secs(2);
+    // 127.0.0.1 holds its two slots with silent connections.
+    let mut held = vec![
+        connect_from([127, 0, 0, 1], server).await,
+        connect_from([127, 0, 0, 1], server).await,
+    ];
+    // A third from the same address is closed at once, without an answer.
+    let mut third = connect_from([127, 0, 0, 1], server).await;
+    let (got, closed) = read_until_closed(&mut third, quick).await;
+    assert!(closed && got.is_empty(), "third connection kept: {got:?}");
+    // Another address is still served.
+    assert_eq!(
+        request_from([127, 0, 0, 2], server).await,
+        "HTTP/1.1 200 OK"
+    );
+    // The total cap: with 127.0.0.2 holding the last slot, a third address is refused.
+    held.push(connect_from([127, 0, 0, 2], server).await);
+    let mut over = connect_from([127, 0, 0, 3], server).await;
+    let (got, closed) = read_until_closed(&mut over, quick).await;
+    assert!(
+        closed && got.is_empty(),
+        "connection past the total cap kept: {got:?}"
+    );
+    // A slot given back is free again.
+    held.remove(0);
+    let mut served = String::new();
+    for _ in 0..20 {
+        served = request_from([127, 0, 0, 3], server).await;
+        if !served.is_empty() {
+            break;
+        }
+        tokio::time::sleep(std::time::Duration::from_millis(50)).await;
+    }
+    assert_eq!(served, "HTTP/1.1 200 OK");
+    assert_eq!(
+        f.state
+            .refused_per_addr
+            .load(std::sync::atomic::Ordering::Relaxed),
+        1
+    );
+    assert!(
+        f.state
+            .refused_total
+            .load(std::sync::atomic::Ordering::Relaxed)
+            >= 1
+    );
+    stop.cancel();
 }

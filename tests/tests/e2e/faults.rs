@@ -260,6 +260,9 @@ fn full_disk_ends_the_live_session_refuses_new_ones_and_recovers() -> Result<()>
     let (code, body) = faults::metrics(&lab.sekisho)?;
     assert_eq!(code, 200, "{body}");
     assert!(body.contains("sekisho_sessions_live"), "{body}");
+    // Not on the web port: no `[metrics] token` in this lab's secrets file.
+    let (code, body) = faults::metrics_on_web_port(&lab.sekisho)?;
+    assert_eq!(code, 404, "{body}");
     lab.sekisho.sessions()?;
 
     // Space is freed: new sessions work again, without a restart.

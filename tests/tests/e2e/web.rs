@@ -152,6 +152,7 @@ async fn web_base(instance: &SekishoInstance, stop: &CancellationToken) -> Resul
     let addr = listener.local_addr()?;
     tokio::spawn(proxy::web::serve(
         listener,
+        None,
         Arc::clone(&services),
         stop.clone(),
     ));

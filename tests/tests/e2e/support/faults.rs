@@ -234,11 +234,22 @@ pub fn assert_serving(sekisho: &SekishoInstance) -> Result<()> {
     Ok(())
 }
 
-/// `GET /metrics` on the instance's web listener (self-signed TLS): status and body.
+/// `GET /metrics` on the instance's metrics listener (`listen.metrics`, plain HTTP): status
+/// and body.
 pub fn metrics(sekisho: &SekishoInstance) -> Result<(u16, String)> {
+    curl_status(&format!("http://{}/metrics", sekisho.listen.metrics))
+}
+
+/// `GET /metrics` on the instance's web listener (self-signed TLS), without a token: status
+/// and body. Without `[metrics] token` in the secrets file it is 404.
+pub fn metrics_on_web_port(sekisho: &SekishoInstance) -> Result<(u16, String)> {
+    curl_status(&format!("https://{}/metrics", sekisho.listen.web))
+}
+
+fn curl_status(url: &str) -> Result<(u16, String)> {
     let out = Command::new("curl")
         .args(["-sk", "--max-time", "10", "-w", "\n%{http_code}"])
-        .arg(format!("https://{}/metrics", sekisho.listen.web))
+        .arg(url)
         .output()
         .context("run curl")?;
     let text = String::from_utf8_lossy(&out.stdout).into_owned();

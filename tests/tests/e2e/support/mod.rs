@@ -122,6 +122,8 @@ pub struct Listeners {
     pub ssh: SocketAddr,
     pub vnc: SocketAddr,
     pub web: SocketAddr,
+    /// `listen.metrics`: `/metrics` in plain HTTP (not on the web port without a token).
+    pub metrics: SocketAddr,
 }
 
 /// Options for [`SekishoInstance::start_with`].
@@ -158,6 +160,7 @@ impl SekishoInstance {
             ssh: SocketAddr::from(([127, 0, 0, 1], free_port("127.0.0.1")?)),
             vnc: SocketAddr::from(([127, 0, 0, 1], free_port("127.0.0.1")?)),
             web: SocketAddr::from(([127, 0, 0, 1], free_port("127.0.0.1")?)),
+            metrics: SocketAddr::from(([127, 0, 0, 1], free_port("127.0.0.1")?)),
         };
         let database = options
             .database
@@ -167,8 +170,8 @@ impl SekishoInstance {
             "[storage]\ndatabase = \"{database}\"\nrecordings = \"data/recordings\"\n\
              signing_key = \"data/signing.key\"\nsecrets = \"data/secrets.toml\"\n\n\
              [tls]\ncert = \"data/tls/cert.pem\"\nkey = \"data/tls/key.pem\"\n\n\
-             [listen]\nrdp = \"{}\"\nssh = \"{}\"\nvnc = \"{}\"\nweb = \"{}\"\n\n",
-            listen.rdp, listen.ssh, listen.vnc, listen.web
+             [listen]\nrdp = \"{}\"\nssh = \"{}\"\nvnc = \"{}\"\nweb = \"{}\"\nmetrics = \"{}\"\n\n",
+            listen.rdp, listen.ssh, listen.vnc, listen.web, listen.metrics
         );
         let config = dir.path().join("sekisho.toml");
         std::fs::write(&config, split_top_level(inventory, &generated))?;
