@@ -132,6 +132,7 @@ catalogue_tests!(
     audit_events,
     reconnect_keeps_data,
     consoles_count_only_while_their_instance_beats,
+    revoked_sessions_are_stored_and_listed,
     records_from_policy_decisions,
 );
 
@@ -1095,6 +1096,42 @@ async fn consoles_count_only_while_their_instance_beats(url: &str, kind: Backend
     // b comes back.
     c.heartbeat(&b, now).await.unwrap();
     assert_eq!(c.live_consoles().await.unwrap().len(), 2);
+}
+
+async fn revoked_sessions_are_stored_and_listed(url: &str, kind: BackendKind) {
+    let c = open(url, kind).await;
+    let a = instance("bastion-a");
+    let s = session(&a, Protocol::Ssh, "tanaka", "phys01");
+    c.session_started(&s).await.unwrap();
+    c.session_event(
+        s.id,
+        t0() + Duration::seconds(1),
+        event_kind::REVOKED,
+        Some("user.unknown: no user tanaka"),
+    )
+    .await
+    .unwrap();
+    c.session_ended(s.id, t0() + Duration::seconds(1), Outcome::Revoked, None)
+        .await
+        .unwrap();
+    assert_eq!(
+        c.get_session(s.id).await.unwrap().unwrap().outcome,
+        Outcome::Revoked
+    );
+    let revoked = c
+        .list_sessions(&SessionFilter {
+            outcome: Some(Outcome::Revoked),
+            ..Default::default()
+        })
+        .await
+        .unwrap();
+    assert_eq!(revoked.iter().map(|r| r.id).collect::<Vec<_>>(), vec![s.id]);
+    let events = c.session_events(s.id).await.unwrap();
+    assert!(
+        events.iter().any(|e| e.kind == event_kind::REVOKED
+            && e.detail.as_deref() == Some("user.unknown: no user tanaka")),
+        "{events:?}"
+    );
 }
 
 /// Truncation to the microseconds the catalogue keeps.
