@@ -8,12 +8,13 @@ use std::sync::Arc;
 use anyhow::{Context, Result, anyhow};
 use bytes::Bytes;
 use chrono::{DateTime, Utc};
-use policy::{Authorized, Denial, Request, Rule, SessionId};
+use policy::{Authorized, Denial, Inventory, Request, Rule, SessionId};
 use recorder::catalogue::{NewSession, Outcome, event_kind};
 use recorder::{ChannelId, Direction, EventKind, RecordingWriter, WriterConfig};
 use tokio::sync::{mpsc, watch};
 use tracing::{error, info, warn};
 
+use super::redecide::Admitted;
 use super::{ErrorKind, Services, lock_ignoring_poison};
 
 /// Why a live session was told to end.
@@ -29,6 +30,9 @@ pub enum EndReason {
     RecordingFailed { error: String },
     /// Sekisho is shutting down.
     Shutdown,
+    /// Re-decided under the current configuration, the session is denied (user removed,
+    /// desktops changed, target removed or changed, contract gone...).
+    Revoked { rule: Rule, reason: String },
 }
 
 impl EndReason {
@@ -40,6 +44,7 @@ impl EndReason {
             EndReason::ConsoleEnded { .. } => Outcome::Completed,
             EndReason::RecordingFailed { .. } => Outcome::Failed,
             EndReason::Shutdown => Outcome::Shutdown,
+            EndReason::Revoked { .. } => Outcome::Revoked,
         }
     }
 
@@ -57,6 +62,18 @@ impl EndReason {
             EndReason::Shutdown => {
                 "sekisho: session ended: the bastion is shutting down".to_owned()
             }
+            EndReason::Revoked { rule, reason } => {
+                format!("sekisho: session ended: access revoked ({rule}): {reason}")
+            }
+        }
+    }
+
+    /// What the recording keeps of the reason (a policy event): the rule and the reason of a
+    /// revocation, the user's message otherwise.
+    pub fn detail(&self) -> String {
+        match self {
+            EndReason::Revoked { rule, reason } => format!("revoked: {rule}: {reason}"),
+            _ => self.message(),
         }
     }
 }
@@ -72,12 +89,12 @@ pub struct SessionMeta {
 /// What the supervisor knows about one live session of this instance.
 pub(super) struct Registered {
     pub(super) protocol: policy::Protocol,
-    pub(super) target: String,
-    pub(super) user: String,
-    pub(super) contractor: String,
-    pub(super) path: String,
-    pub(super) source: std::net::IpAddr,
-    pub(super) console: Option<SessionId>,
+    /// The original request and what it was admitted as, for re-deciding it.
+    pub(super) admitted: Admitted,
+    /// The inventory the session was last found allowed under (at its start, then at each
+    /// re-decision): a denial this inventory gives too is time's doing (a closing window),
+    /// not a configuration change's.
+    pub(super) allowed_under: Arc<Inventory>,
     pub(super) end: watch::Sender<Option<EndReason>>,
     pub(super) notices: mpsc::Sender<String>,
     pub(super) warned: bool,
@@ -164,12 +181,15 @@ impl Services {
             id,
             Registered {
                 protocol: req.protocol,
-                target: auth.target().to_owned(),
-                user: auth.user().to_owned(),
-                contractor: auth.contractor().to_owned(),
-                path: auth.path().to_owned(),
-                source: req.source,
-                console: auth.console_session(),
+                admitted: Admitted {
+                    request: req.clone(),
+                    user: auth.user().to_owned(),
+                    contractor: auth.contractor().to_owned(),
+                    target: auth.target().to_owned(),
+                    path: auth.path().to_owned(),
+                    console: auth.console_session(),
+                },
+                allowed_under: self.inventory(),
                 end: end_tx.clone(),
                 notices: notice_tx,
                 warned: false,
@@ -388,7 +408,7 @@ impl LiveSession {
             _ => outcome,
         };
         if let Some(reason) = self.end_reason() {
-            let detail = reason.message();
+            let detail = reason.detail();
             let kind = match reason {
                 EndReason::Killed { .. } => EventKind::SessionKilled,
                 _ => EventKind::Policy,

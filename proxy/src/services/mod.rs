@@ -8,6 +8,7 @@
 
 mod live;
 mod metrics;
+mod redecide;
 pub mod retention;
 mod supervisor;
 
@@ -47,6 +48,9 @@ pub struct Services {
     /// Sessions that ended while the catalogue could not be written; the supervisor retries
     /// closing their rows, so a session never stays "live" after the catalogue returns.
     pending_closes: Mutex<Vec<PendingClose>>,
+    /// Wakes the supervisor for a pass now (a reload must reach live sessions within a
+    /// second, not at the next tick).
+    redecide_now: tokio::sync::Notify,
 }
 
 /// Everything [`Services::new`] needs; `serve` builds it from the configuration.
@@ -79,10 +83,12 @@ impl Services {
             tasks: config.tasks,
             metrics: Metrics::default(),
             pending_closes: Mutex::new(Vec::new()),
+            redecide_now: tokio::sync::Notify::new(),
         })
     }
 
-    /// The current inventory (a snapshot: a reload swaps it, live sessions keep theirs).
+    /// The current inventory (a snapshot: a reload swaps it, and the supervisor re-decides
+    /// live sessions against the new one).
     pub fn inventory(&self) -> Arc<Inventory> {
         match self.inventory.read() {
             Ok(guard) => Arc::clone(&guard),
@@ -90,19 +96,23 @@ impl Services {
         }
     }
 
-    /// Replaces the inventory (configuration reload). Live sessions are re-checked against it
-    /// by the supervisor.
+    /// Replaces the inventory (configuration reload) and wakes the supervisor, which
+    /// re-decides every live session against it at once.
     pub fn replace_inventory(&self, inventory: Inventory) {
-        let mut guard = match self.inventory.write() {
-            Ok(g) => g,
-            Err(poisoned) => poisoned.into_inner(),
-        };
-        *guard = Arc::new(inventory);
+        {
+            let mut guard = match self.inventory.write() {
+                Ok(g) => g,
+                Err(poisoned) => poisoned.into_inner(),
+            };
+            *guard = Arc::new(inventory);
+        }
+        self.redecide_now.notify_one();
     }
 
-    /// Applies a reloaded, validated configuration: new decisions use it at once; live
-    /// sessions keep running and are re-checked against it by the supervisor's next pass
-    /// (a contract no longer there ends them, as a closing window does).
+    /// Applies a reloaded, validated configuration: new decisions use it at once, and the
+    /// supervisor re-decides every live session against it right away: a session the new
+    /// configuration would not admit as it was admitted (user removed, desktops changed,
+    /// target removed or changed, contract gone...) is ended with outcome `revoked`.
     pub fn replace_config(&self, inventory: Inventory, secrets: Option<Secrets>) {
         {
             let mut guard = match self.secrets.write() {
@@ -184,23 +194,32 @@ impl Services {
             .live_consoles()
             .await
             .context("cannot read live console sessions")?;
-        let local = self.lock_sessions();
-        for (id, s) in local.iter() {
-            let is_console = matches!(
-                s.protocol,
-                policy::Protocol::ConsoleSerial | policy::Protocol::ConsoleVnc
-            );
-            if is_console && !live.iter().any(|c| c.session_id == *id) {
-                live.push(LiveConsole {
-                    session_id: *id,
-                    target: s.target.clone(),
-                    user: s.user.clone(),
-                    contractor: s.contractor.clone(),
-                    path: s.path.clone(),
-                });
+        for local in self.local_consoles() {
+            if !live.iter().any(|c| c.session_id == local.session_id) {
+                live.push(local);
             }
         }
         Ok(live)
+    }
+
+    /// This instance's own live console sessions (known without the catalogue).
+    fn local_consoles(&self) -> Vec<LiveConsole> {
+        self.lock_sessions()
+            .iter()
+            .filter(|(_, s)| {
+                matches!(
+                    s.protocol,
+                    policy::Protocol::ConsoleSerial | policy::Protocol::ConsoleVnc
+                )
+            })
+            .map(|(id, s)| LiveConsole {
+                session_id: *id,
+                target: s.admitted.target.clone(),
+                user: s.admitted.user.clone(),
+                contractor: s.admitted.contractor.clone(),
+                path: s.admitted.path.clone(),
+            })
+            .collect()
     }
 
     fn lock_sessions(&self) -> std::sync::MutexGuard<'_, HashMap<SessionId, Registered>> {

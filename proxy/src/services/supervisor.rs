@@ -1,17 +1,24 @@
-//! The supervisor: one pass every [`SUPERVISE_INTERVAL`] applies kill requests, ends hops
-//! whose console has ended, re-checks contracts and windows, and writes this instance's
-//! heartbeat.
+//! The supervisor: one pass every [`SUPERVISE_INTERVAL`], and one right after a
+//! configuration reload, applies kill requests, re-decides every live session with the full
+//! policy (ending those the current configuration no longer admits, hops whose console has
+//! ended and sessions whose contract window closed), warns ahead of a closing window, and
+//! writes this instance's heartbeat.
+//!
+//! Fail closed: when the catalogue cannot be read, the re-decision still runs on what this
+//! instance knows (the current inventory, the clock, its own consoles); only kill requests,
+//! which live in the catalogue, wait for it.
 
 use std::sync::Arc;
 use std::time::Duration;
 
-use anyhow::Result;
 use chrono::{DateTime, Utc};
-use policy::{Decision, Request, Rule, SessionId};
-use tracing::warn;
+use policy::{Denial, Request, SessionId};
+use recorder::catalogue::event_kind;
+use tracing::{info, warn};
 
-use super::Services;
 use super::live::{EndReason, set_once};
+use super::redecide::{Consoles, Verdict, redecide};
+use super::{ErrorKind, Services};
 
 /// How often the supervisor looks for kill requests, ended consoles and closing windows.
 /// Kill must take effect within 1 s; 250 ms leaves room for the relay to wind down.
@@ -20,9 +27,16 @@ const SUPERVISE_INTERVAL: Duration = Duration::from_millis(250);
 /// How long before a contract window closes a session is warned.
 pub const WINDOW_WARNING: chrono::Duration = chrono::Duration::minutes(5);
 
+/// A session the re-decision revoked, to write down once the session lock is released.
+struct Revocation {
+    id: SessionId,
+    request: Request,
+    denial: Denial,
+}
+
 impl Services {
-    /// Runs until shutdown: applies kill requests, ends hops whose console is gone, warns and
-    /// ends sessions whose contract window closes.
+    /// Runs until shutdown: applies kill requests, re-decides live sessions (on every tick
+    /// and at once after a reload), warns and ends sessions whose contract window closes.
     pub async fn supervise(self: Arc<Self>) {
         let mut tick = tokio::time::interval(SUPERVISE_INTERVAL);
         tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
@@ -37,6 +51,7 @@ impl Services {
                     return;
                 }
                 _ = tick.tick() => {}
+                _ = self.redecide_now.notified() => {}
             }
             if last_beat.is_none_or(|t| t.elapsed() >= recorder::catalogue::HEARTBEAT_INTERVAL) {
                 match self.catalogue.heartbeat(&self.instance, Utc::now()).await {
@@ -44,15 +59,38 @@ impl Services {
                     Err(e) => warn!(error = %e, "Cannot write the heartbeat"),
                 }
             }
-            if let Err(e) = self.supervise_once(Utc::now()).await {
-                warn!(error = %format!("{e:#}"), "Supervisor pass failed");
-            }
+            self.supervise_once(Utc::now()).await;
         }
     }
 
-    async fn supervise_once(&self, now: DateTime<Utc>) -> Result<()> {
+    async fn supervise_once(&self, now: DateTime<Utc>) {
         self.retry_pending_closes().await;
-        // Kill requests (from any instance's CLI) for this instance's sessions.
+        if let Err(e) = self.apply_kills().await {
+            self.metrics.error(ErrorKind::Catalogue);
+            warn!(error = %format!("{e:#}"), "Cannot apply kill requests; will retry");
+        }
+        let catalogue_consoles = self.live_consoles().await;
+        let (consoles, complete) = match catalogue_consoles {
+            Ok(all) => (all, true),
+            Err(e) => {
+                self.metrics.error(ErrorKind::Catalogue);
+                warn!(error = %format!("{e:#}"), "Cannot read live console sessions; re-deciding with this instance's own");
+                (self.local_consoles(), false)
+            }
+        };
+        let consoles = if complete {
+            Consoles::All(&consoles)
+        } else {
+            Consoles::LocalOnly(&consoles)
+        };
+        let revoked = self.redecide_all(consoles, now);
+        for r in revoked {
+            self.write_revocation(r, now).await;
+        }
+    }
+
+    /// Kill requests (from any instance's CLI) for this instance's sessions.
+    async fn apply_kills(&self) -> anyhow::Result<()> {
         for id in self.catalogue.pending_kills(&self.instance).await? {
             if let Some(s) = self.lock_sessions().get(&id) {
                 s.end.send_if_modified(|slot| {
@@ -66,74 +104,82 @@ impl Services {
             }
             self.catalogue.kill_handled(id).await?;
         }
-
-        // Hops whose console has ended, anywhere.
-        let hops: Vec<(SessionId, SessionId)> = self
-            .lock_sessions()
-            .iter()
-            .filter_map(|(id, s)| s.console.map(|c| (*id, c)))
-            .collect();
-        if !hops.is_empty() {
-            let live: Vec<SessionId> = self
-                .live_consoles()
-                .await?
-                .into_iter()
-                .map(|c| c.session_id)
-                .collect();
-            for (hop, console) in hops {
-                if live.contains(&console) {
-                    continue;
-                }
-                if let Some(s) = self.lock_sessions().get(&hop) {
-                    s.end.send_if_modified(|slot| {
-                        set_once(slot, EndReason::ConsoleEnded { console })
-                    });
-                }
-            }
-        }
-
-        // Contract and window: re-ask the policy now, and a few minutes ahead for the warning.
-        // Only contract rules end a session here; consoles and kills are handled above.
-        let inventory = self.inventory();
-        let live = self.live_consoles().await?;
-        let mut sessions = self.lock_sessions();
-        for s in sessions.values_mut() {
-            let req = Request {
-                protocol: s.protocol,
-                source: s.source,
-                target: policy::TargetRef::Name(s.target.clone()),
-                user: Some(s.user.clone()),
-            };
-            let contract_denial = |at| match policy::evaluate(&inventory, &live, &req, at) {
-                Decision::Deny(d) if is_contract_rule(d.rule()) => Some(d),
-                _ => None,
-            };
-            if let Some(denial) = contract_denial(now) {
-                s.end.send_if_modified(|slot| {
-                    set_once(
-                        slot,
-                        EndReason::ContractEnded {
-                            rule: denial.rule(),
-                            reason: denial.reason().to_owned(),
-                        },
-                    )
-                });
-            } else if !s.warned && contract_denial(now + WINDOW_WARNING).is_some() {
-                s.warned = true;
-                let _ = s.notices.try_send(format!(
-                    "sekisho: the maintenance window for {} closes in {} minutes; this session will then be ended",
-                    s.target,
-                    WINDOW_WARNING.num_minutes()
-                ));
-            }
-        }
         Ok(())
     }
-}
 
-fn is_contract_rule(rule: Rule) -> bool {
-    matches!(
-        rule,
-        Rule::ContractNone | Rule::ContractExpired | Rule::ContractWindow
-    )
+    /// Re-decides every live session not already ending; tells those that must end, warns
+    /// those whose window closes soon. Returns the revocations to write down.
+    fn redecide_all(&self, consoles: Consoles<'_>, now: DateTime<Utc>) -> Vec<Revocation> {
+        let inventory = self.inventory();
+        let mut revoked = Vec::new();
+        let mut sessions = self.lock_sessions();
+        for (id, s) in sessions.iter_mut() {
+            if s.end.borrow().is_some() {
+                continue;
+            }
+            let verdict = redecide(
+                &s.admitted,
+                &s.allowed_under,
+                &inventory,
+                consoles,
+                now,
+                WINDOW_WARNING,
+            );
+            let end = match verdict {
+                Verdict::Keep | Verdict::WarnWindow => {
+                    s.allowed_under = Arc::clone(&inventory);
+                    if verdict == Verdict::WarnWindow && !s.warned {
+                        s.warned = true;
+                        let _ = s.notices.try_send(format!(
+                            "sekisho: the maintenance window for {} closes in {} minutes; this session will then be ended",
+                            s.admitted.target,
+                            WINDOW_WARNING.num_minutes()
+                        ));
+                    }
+                    continue;
+                }
+                Verdict::WindowClosed(denial) => EndReason::ContractEnded {
+                    rule: denial.rule(),
+                    reason: denial.reason().to_owned(),
+                },
+                Verdict::ConsoleEnded(console) => EndReason::ConsoleEnded { console },
+                Verdict::Revoke(denial) => {
+                    info!(
+                        session = %id,
+                        rule = denial.rule().as_str(),
+                        reason = denial.reason(),
+                        "Live session revoked; ending it"
+                    );
+                    let end = EndReason::Revoked {
+                        rule: denial.rule(),
+                        reason: denial.reason().to_owned(),
+                    };
+                    revoked.push(Revocation {
+                        id: *id,
+                        request: s.admitted.request.clone(),
+                        denial,
+                    });
+                    end
+                }
+            };
+            s.end.send_if_modified(|slot| set_once(slot, end));
+        }
+        revoked
+    }
+
+    /// Writes a revocation to the catalogue: a session event (rule and reason) and a deny
+    /// decision tied to the session, so `denials list` shows it too. The recording gets the
+    /// same rule and reason when the session finishes.
+    async fn write_revocation(&self, r: Revocation, now: DateTime<Utc>) {
+        let detail = format!("{}: {}", r.denial.rule(), r.denial.reason());
+        if let Err(e) = self
+            .catalogue
+            .session_event(r.id, now, event_kind::REVOKED, Some(&detail))
+            .await
+        {
+            self.metrics.error(ErrorKind::Catalogue);
+            warn!(session = %r.id, error = %e, "Cannot write the revocation to the catalogue");
+        }
+        self.record_refusal(Some(r.id), &r.denial, &r.request).await;
+    }
 }
