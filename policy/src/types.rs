@@ -170,6 +170,11 @@ pub enum Rule {
     VncTicketInvalid,
     /// Deny: the user failed to authenticate at a front door.
     AuthFailed,
+    /// Deny: a live session's target was changed in the configuration (its address, kind,
+    /// zone, credential or the endpoint the session dialled), so the session no longer goes
+    /// where the configuration says (decided by the proxies when they re-decide live
+    /// sessions).
+    TargetChanged,
     /// Allow: RDP to a physical server.
     RdpPhysical,
     /// Allow: RDP from a server reached through a live console session.
@@ -182,7 +187,7 @@ pub enum Rule {
 
 impl Rule {
     /// Every rule, for documentation and tests.
-    pub const ALL: [Rule; 25] = [
+    pub const ALL: [Rule; 26] = [
         Rule::SourceUnknown,
         Rule::SourceDesktopMismatch,
         Rule::TargetUnknown,
@@ -204,6 +209,7 @@ impl Rule {
         Rule::RdpServerCertChanged,
         Rule::VncTicketInvalid,
         Rule::AuthFailed,
+        Rule::TargetChanged,
         Rule::RdpPhysical,
         Rule::RdpHopFromConsole,
         Rule::ConsoleVm,
@@ -223,6 +229,7 @@ impl Rule {
                 | Rule::RdpServerCertChanged
                 | Rule::VncTicketInvalid
                 | Rule::AuthFailed
+                | Rule::TargetChanged
         )
     }
 
@@ -254,6 +261,7 @@ impl Rule {
             Rule::RdpServerCertChanged => "rdp.server-cert-changed",
             Rule::VncTicketInvalid => "vnc.ticket-invalid",
             Rule::AuthFailed => "auth.failed",
+            Rule::TargetChanged => "target.changed",
         }
     }
 

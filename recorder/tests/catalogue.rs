@@ -131,7 +131,8 @@ catalogue_tests!(
     two_instances_share_one_database,
     audit_events,
     reconnect_keeps_data,
-    stale_instances_lose_their_consoles,
+    consoles_count_only_while_their_instance_beats,
+    revoked_sessions_are_stored_and_listed,
     records_from_policy_decisions,
 );
 
@@ -564,6 +565,9 @@ async fn live_consoles(url: &str, kind: BackendKind) {
     c.session_started_batch(&[serial.clone(), vnc.clone(), rdp, ssh, ended.clone()])
         .await
         .unwrap();
+    // Without a heartbeat of its instance, no console counts.
+    assert!(c.live_consoles().await.unwrap().is_empty());
+    c.heartbeat(&a, Utc::now()).await.unwrap();
     c.session_ended(
         ended.id,
         t0() + Duration::minutes(1),
@@ -919,6 +923,9 @@ async fn two_instances_share_one_database(url: &str, kind: BackendKind) {
     let (ra, rb) = tokio::join!(ca.session_started(&sa), cb.session_started(&sb));
     ra.unwrap();
     rb.unwrap();
+    let (ha, hb) = tokio::join!(ca.heartbeat(&a, Utc::now()), cb.heartbeat(&b, Utc::now()));
+    ha.unwrap();
+    hb.unwrap();
     let (deny_a, deny_b) = (
         deny(&a, t0(), "tanaka", "zone.path"),
         deny(&b, t0(), "sato", "zone.path"),
@@ -1041,7 +1048,7 @@ async fn reconnect_keeps_data(url: &str, kind: BackendKind) {
     assert_eq!(c.get_session(s.id).await.unwrap().unwrap().id, s.id);
 }
 
-async fn stale_instances_lose_their_consoles(url: &str, kind: BackendKind) {
+async fn consoles_count_only_while_their_instance_beats(url: &str, kind: BackendKind) {
     let c = open(url, kind).await;
     let a = instance("bastion-a");
     let b = instance("bastion-b");
@@ -1052,9 +1059,21 @@ async fn stale_instances_lose_their_consoles(url: &str, kind: BackendKind) {
         .unwrap();
     let now = Utc::now();
 
-    // No heartbeats yet: both count (single-instance set-ups need none).
-    assert_eq!(c.live_consoles_at(now).await.unwrap().len(), 2);
+    // No heartbeats yet: neither instance is known to run, so neither console counts.
+    assert!(c.live_consoles_at(now).await.unwrap().is_empty());
     assert!(c.instances().await.unwrap().is_empty());
+    // a beats, b never has: only a's console counts.
+    c.heartbeat(&a, now - Duration::seconds(2)).await.unwrap();
+    assert_eq!(
+        c.live_consoles_at(now)
+            .await
+            .unwrap()
+            .iter()
+            .map(|l| l.session_id)
+            .collect::<Vec<_>>(),
+        vec![sa.id],
+        "b never sent a heartbeat"
+    );
 
     c.heartbeat(&a, now - Duration::seconds(2)).await.unwrap();
     c.heartbeat(&b, now - Duration::minutes(10)).await.unwrap();
@@ -1077,6 +1096,42 @@ async fn stale_instances_lose_their_consoles(url: &str, kind: BackendKind) {
     // b comes back.
     c.heartbeat(&b, now).await.unwrap();
     assert_eq!(c.live_consoles().await.unwrap().len(), 2);
+}
+
+async fn revoked_sessions_are_stored_and_listed(url: &str, kind: BackendKind) {
+    let c = open(url, kind).await;
+    let a = instance("bastion-a");
+    let s = session(&a, Protocol::Ssh, "tanaka", "phys01");
+    c.session_started(&s).await.unwrap();
+    c.session_event(
+        s.id,
+        t0() + Duration::seconds(1),
+        event_kind::REVOKED,
+        Some("user.unknown: no user tanaka"),
+    )
+    .await
+    .unwrap();
+    c.session_ended(s.id, t0() + Duration::seconds(1), Outcome::Revoked, None)
+        .await
+        .unwrap();
+    assert_eq!(
+        c.get_session(s.id).await.unwrap().unwrap().outcome,
+        Outcome::Revoked
+    );
+    let revoked = c
+        .list_sessions(&SessionFilter {
+            outcome: Some(Outcome::Revoked),
+            ..Default::default()
+        })
+        .await
+        .unwrap();
+    assert_eq!(revoked.iter().map(|r| r.id).collect::<Vec<_>>(), vec![s.id]);
+    let events = c.session_events(s.id).await.unwrap();
+    assert!(
+        events.iter().any(|e| e.kind == event_kind::REVOKED
+            && e.detail.as_deref() == Some("user.unknown: no user tanaka")),
+        "{events:?}"
+    );
 }
 
 /// Truncation to the microseconds the catalogue keeps.

@@ -7,11 +7,68 @@
 //! Only this instance's sessions are pruned, since only its storage holds their files.
 
 use std::path::Path;
+use std::sync::Arc;
+use std::time::Duration;
 
 use anyhow::{Context, Result};
 use chrono::{DateTime, Utc};
 use recorder::catalogue::{AuditEvent, Catalogue, InstanceId, SessionRow, event_kind};
 use tracing::{info, warn};
+
+use super::{ErrorKind, Services};
+
+/// How often retention looks for recordings past `[recording] retention_days`.
+const RETENTION_INTERVAL: Duration = Duration::from_secs(3600);
+
+impl Services {
+    /// Runs until shutdown: once at start, then every hour, deletes the recordings of this
+    /// instance's sessions that ended more than `[recording] retention_days` ago (read from
+    /// the current inventory, so a reload can switch retention on or off).
+    pub async fn retain(self: Arc<Self>) {
+        let mut tick = tokio::time::interval(RETENTION_INTERVAL);
+        tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+        loop {
+            tokio::select! {
+                _ = self.shutdown.cancelled() => return,
+                _ = tick.tick() => {}
+            }
+            let Some(days) = self.inventory().recording().retention_days else {
+                continue;
+            };
+            let result = prune(
+                &self.catalogue,
+                &self.instance,
+                days,
+                Utc::now(),
+                false,
+                |id| self.is_live_here(id),
+            )
+            .await;
+            match result {
+                Ok(report) => {
+                    for p in &report.deleted {
+                        self.metrics.recording_deleted(p.size);
+                    }
+                    for _ in &report.failed {
+                        self.metrics.error(ErrorKind::Retention);
+                    }
+                    if !report.deleted.is_empty() || !report.failed.is_empty() {
+                        info!(
+                            deleted = report.deleted.len(),
+                            failed = report.failed.len(),
+                            days,
+                            "Retention pass done"
+                        );
+                    }
+                }
+                Err(e) => {
+                    self.metrics.error(ErrorKind::Retention);
+                    warn!(error = %format!("{e:#}"), "Retention pass failed");
+                }
+            }
+        }
+    }
+}
 
 /// Rows asked for per catalogue round trip.
 const BATCH: u32 = 200;

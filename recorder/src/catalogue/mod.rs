@@ -916,10 +916,11 @@ impl Catalogue {
     /// Every live console session (serial or VNC) of every instance: the policy engine's
     /// input for RDP hops from a server.
     ///
-    /// Fail closed for shared catalogues: consoles of an instance whose last
-    /// [`heartbeat`](Catalogue::heartbeat) is older than [`STALE_INSTANCE_AFTER`] are left
-    /// out (that instance has probably died; its sessions are no longer watched or recorded).
-    /// Instances that never sent a heartbeat are trusted, so single-instance set-ups need none.
+    /// Fail closed for shared catalogues: only consoles of an instance whose last
+    /// [`heartbeat`](Catalogue::heartbeat) is at most [`STALE_INSTANCE_AFTER`] old count. A
+    /// stale instance has probably died (its sessions are no longer watched or recorded), and
+    /// an instance that never sent a heartbeat is not known to be running at all (`serve`
+    /// writes its first heartbeat before it accepts a connection).
     pub async fn live_consoles(&self) -> Result<Vec<LiveConsole>, CatalogueError> {
         self.live_consoles_at(Utc::now()).await
     }
@@ -932,9 +933,9 @@ impl Catalogue {
         let fresh_since = Ts::new(now - STALE_INSTANCE_AFTER);
         let sql = "SELECT s.id AS id, s.target AS target, s.user_name AS user_name, \
                    s.contractor AS contractor, s.access_path AS access_path \
-                   FROM sessions s LEFT JOIN instances i ON i.instance_id = s.instance_id \
+                   FROM sessions s JOIN instances i ON i.instance_id = s.instance_id \
                    WHERE s.ended_at IS NULL AND s.protocol IN ('console-serial', 'console-vnc') \
-                   AND (i.last_seen IS NULL OR i.last_seen >= $1) \
+                   AND i.last_seen >= $1 \
                    ORDER BY s.started_at, s.id";
         let raw: Vec<RawConsole> = on_backend!(self, |pool| {
             sqlx::query_as(sql)

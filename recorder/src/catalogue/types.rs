@@ -175,6 +175,10 @@ text_enum!(
         WindowClosed = "window-closed",
         /// Ended because the instance shut down in an orderly way.
         Shutdown = "shutdown",
+        /// Ended because a re-decision under the current configuration denies it (user or
+        /// target removed or changed, contract gone, ...); the rule and reason are in the
+        /// session's events.
+        Revoked = "revoked",
     }
 );
 
@@ -213,6 +217,9 @@ pub mod event_kind {
     pub const INTERRUPTED: &str = "interrupted";
     /// The contract window is about to close.
     pub const WINDOW_WARNING: &str = "window closing";
+    /// A re-decision under the current configuration denied the live session, which was
+    /// ended (detail: the rule and the reason).
+    pub const REVOKED: &str = "revoked";
     /// Audit: a recording storage failed.
     pub const RECORDING_STORAGE_FAILED: &str = "recording storage failed";
     /// Audit: an interrupted session's recording was sealed.
@@ -681,6 +688,7 @@ mod tests {
             "window-closed".parse::<Outcome>().unwrap(),
             Outcome::WindowClosed
         );
+        assert_eq!("revoked".parse::<Outcome>().unwrap(), Outcome::Revoked);
         assert!("exploded".parse::<Outcome>().is_err());
     }
 }

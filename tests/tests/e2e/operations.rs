@@ -1,5 +1,7 @@
 //! Operations with the real binary: configuration reload on SIGHUP while a real SSH console
-//! session is live, and graceful shutdown on SIGTERM/SIGINT that seals the recordings.
+//! session (OpenSSH through Sekisho to the hypervisor's sshd) and a real VNC console session
+//! (QEMU's VNC server, the Python RFB viewer) are live, including the re-decision that revokes
+//! them, and graceful shutdown on SIGTERM/SIGINT that seals the recordings.
 //!
 //! These tests start `sekisho serve` themselves (not through the harness) because they send
 //! it signals and wait for its exit status.
@@ -14,28 +16,50 @@ use crate::ssh::ssh_peers::{
     self, DEMO_PASSWORD, LAB_PASSWORD, Peer, Session, askpass, console_inventory, console_secrets,
     export, output_text, recording_path,
 };
+use crate::support::faults::session_events;
 use crate::support::{
     InstanceOptions, SekishoInstance, demo_inventory, require_peers, sekisho_bin, wait_for_port,
 };
-use crate::vnc::vnc_peers::{Reaped, spawn_serve_with_env};
+use crate::vnc::vnc_peers::{
+    Qemu, Reaped, ViewerArgs, spawn_serve_with_env, spawn_viewer, ssh_client, ssh_options,
+    start_qemu_vnc, viewer_script, wait_viewer,
+};
 
 /// tanaka's VDI desktop (internet-vpn path).
 const TANAKA_DESKTOP: &str = "127.0.10.11";
 
-/// A Sekisho instance whose `serve` this test owns (to signal it), plus the sshd console.
+/// A Sekisho instance whose `serve` this test owns (to signal it), plus the sshd console and,
+/// when asked for, QEMU as web01's VNC console.
 struct Ops {
     sekisho: SekishoInstance,
     serve: Option<Reaped>,
     _sshd: Peer,
+    _qemu: Option<Qemu>,
     askpass: std::path::PathBuf,
 }
 
 impl Ops {
     fn start() -> Result<Ops> {
+        Ops::start_with(None)
+    }
+
+    /// [`Ops::start`] with QEMU's VNC server as web01's graphical console.
+    fn start_with_vnc() -> Result<Ops> {
+        Ops::start_with(Some(start_qemu_vnc(None)?))
+    }
+
+    fn start_with(qemu: Option<Qemu>) -> Result<Ops> {
         let sshd = ssh_peers::start_sshd(&[])?;
+        let mut inventory = console_inventory(14501, sshd.port);
+        if let Some(q) = &qemu {
+            inventory = inventory.replace(
+                "vnc_console = \"127.0.0.1:15901\"",
+                &format!("vnc_console = \"127.0.0.1:{}\"", q.port),
+            );
+        }
         let sekisho = SekishoInstance::start_with(
             // web01's serial console stays where the demo inventory has it.
-            &console_inventory(14501, sshd.port),
+            &inventory,
             InstanceOptions {
                 secrets: Some(console_secrets()),
                 no_serve: true,
@@ -47,6 +71,7 @@ impl Ops {
             sekisho,
             serve: None,
             _sshd: sshd,
+            _qemu: qemu,
             askpass,
         };
         ops.spawn_serve()?;
@@ -196,7 +221,7 @@ fn without_user(text: &str, name: &str) -> String {
 }
 
 #[test]
-fn operations_sighup_reload_keeps_live_sessions_and_applies_the_new_policy() -> Result<()> {
+fn operations_sighup_reload_keeps_allowed_live_sessions_and_revokes_denied_ones() -> Result<()> {
     if !require_peers(&["ssh", "sshd"])? {
         return Ok(());
     }
@@ -232,31 +257,25 @@ fn operations_sighup_reload_keeps_live_sessions_and_applies_the_new_policy() -> 
     second.send(b"exit\n")?;
     second.wait_exit(Duration::from_secs(15))?;
 
-    // 2. tanaka removed: the live session goes on, a new login of tanaka is refused.
-    ops.write_config(|_| without_user(&original, "tanaka"))?;
+    // 2. sato removed: tanaka's live session is re-decided, still allowed, and goes on.
+    ops.write_config(|_| without_user(&original, "sato"))?;
     ops.signal("HUP")?;
     ops.wait_log("reloaded (", 1, Duration::from_secs(10))?;
     let reloaded = ops.audit("config reloaded")?;
     assert_eq!(reloaded.len(), 1, "{reloaded:?}");
     assert!(reloaded[0].contains("3 users"), "{reloaded:?}");
+    // Several supervisor passes after the reload.
+    std::thread::sleep(Duration::from_secs(1));
     live.send(b"echo AFTER-$((2+1))\n")?;
     live.wait_for("AFTER-3", Duration::from_secs(10))?;
-    let mut refused = ops.ssh_tt("tanaka+app02")?;
-    let status = refused.wait_exit(Duration::from_secs(30))?;
-    assert_ne!(status.code(), Some(0), "{}", refused.output());
-    assert!(
-        refused.output().contains("Permission denied"),
-        "{}",
-        refused.output()
-    );
     let rows = ops.session_rows("app02")?;
     assert!(
         rows.iter().any(|r| r["ended_at"].is_null()),
         "the console must still be live: {rows:?}"
     );
 
-    // 3. tanaka back but acme's contract no longer names app02: the live session is ended
-    //    with a message, as a closing window ends it.
+    // 3. acme's contract no longer names app02: the live session is revoked with a message,
+    //    and a new login of tanaka to app02 is refused.
     ops.write_config(|_| {
         original.replacen(
             "targets = [\"web01\", \"app02\", \"db-phys01\", \"file-phys02\"]",
@@ -268,17 +287,201 @@ fn operations_sighup_reload_keeps_live_sessions_and_applies_the_new_policy() -> 
     ops.wait_log("reloaded (", 2, Duration::from_secs(10))?;
     live.wait_for("sekisho: session ended", Duration::from_secs(10))?;
     live.wait_exit(Duration::from_secs(15))?;
-    let ended = ops.sekisho.wait_until(
-        Duration::from_secs(10),
-        "the console ended by the reload",
-        || {
-            Ok(ops
-                .session_rows("app02")?
-                .into_iter()
-                .find(|r| r["outcome"] == "window-closed"))
-        },
-    )?;
+    let ended = ops.ended_row("app02", "revoked")?;
     assert_eq!(ended["user"], "tanaka");
+    ops.revocation_event(&ended, "contract.none")?;
+    let mut refused = ops.ssh_tt("tanaka+app02")?;
+    let status = refused.wait_exit(Duration::from_secs(30))?;
+    assert_ne!(status.code(), Some(0), "{}", refused.output());
+    assert!(
+        refused.output().contains("denied (contract.none)"),
+        "{}",
+        refused.output()
+    );
+    Ok(())
+}
+
+/// How soon after the SIGHUP a revoked session must be told to end.
+const REVOKE_WITHIN: Duration = Duration::from_secs(1);
+
+impl Ops {
+    /// A viewer on web01's VNC console from tanaka's desktop, with a ticket taken through
+    /// `ssh tanaka@sekisho console web01`, holding the console up to a minute; and the live
+    /// session's row.
+    fn vnc_console(&self) -> Result<(std::process::Child, serde_json::Value)> {
+        let out = ssh_client(&self.askpass)
+            .args(ssh_options(self.sekisho.listen.ssh.port(), TANAKA_DESKTOP))
+            .arg("tanaka@127.0.0.1")
+            .arg("console web01")
+            .stdin(Stdio::null())
+            .output()
+            .context("run ssh console")?;
+        let text = output_text(&out);
+        let ticket = text
+            .lines()
+            .find_map(|l| l.trim().strip_prefix("password:").map(str::trim))
+            .with_context(|| format!("no ticket in: {text}"))?
+            .to_owned();
+        let script = viewer_script(self.sekisho.dir.path())?;
+        let viewer = spawn_viewer(
+            &script,
+            &ViewerArgs {
+                host: self.sekisho.listen.vnc.ip().to_string(),
+                port: self.sekisho.listen.vnc.port(),
+                source: TANAKA_DESKTOP.to_owned(),
+                password: ticket,
+                hold: 60.0,
+                ..ViewerArgs::default()
+            },
+        )?;
+        let row = self.sekisho.wait_until(
+            Duration::from_secs(15),
+            "a live console-vnc session",
+            || {
+                Ok(self
+                    .session_rows("web01")?
+                    .into_iter()
+                    .find(|r| r["protocol"] == "console-vnc" && r["ended_at"].is_null()))
+            },
+        )?;
+        Ok((viewer, row))
+    }
+
+    /// The ended session on `target` with `outcome` and a sealed recording.
+    fn ended_row(&self, target: &str, outcome: &str) -> Result<serde_json::Value> {
+        self.sekisho.wait_until(
+            Duration::from_secs(10),
+            &format!("a {outcome} session on {target}"),
+            || {
+                Ok(self
+                    .session_rows(target)?
+                    .into_iter()
+                    .find(|r| r["outcome"] == outcome && r["recording_state"] == "complete"))
+            },
+        )
+    }
+
+    /// The session of `row` has a `revoked` event naming `rule` in the catalogue, and the
+    /// same rule in its recording.
+    fn revocation_event(&self, row: &serde_json::Value, rule: &str) -> Result<()> {
+        let id = row["id"].as_str().context("session id")?;
+        let events = session_events(&self.sekisho, id)?;
+        assert!(
+            events
+                .iter()
+                .any(|(kind, detail)| kind == "revoked" && detail.starts_with(&format!("{rule}: "))),
+            "{events:?}"
+        );
+        let recorded = recorded_events(&self.recording_path(row)?)?;
+        assert!(
+            recorded.iter().any(|(kind, detail)| {
+                *kind == recorder::EventKind::Policy
+                    && detail.starts_with(&format!("revoked: {rule}: "))
+            }),
+            "{recorded:?}"
+        );
+        Ok(())
+    }
+}
+
+/// The events of the recording at `path`: kind and detail.
+fn recorded_events(path: &Path) -> Result<Vec<(recorder::EventKind, String)>> {
+    let bytes = std::fs::read(path).with_context(|| format!("read {}", path.display()))?;
+    let rec = recorder::reader::Recording::parse(&bytes)?;
+    let mut out = Vec::new();
+    for r in rec.records() {
+        if let recorder::format::RecordKind::Event(e) = r?.kind {
+            out.push((e.kind, e.detail));
+        }
+    }
+    Ok(out)
+}
+
+/// Seconds since the epoch, as the viewer reports its `closed_at`.
+fn epoch_now() -> Result<f64> {
+    Ok(std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)?
+        .as_secs_f64())
+}
+
+#[test]
+fn operations_sighup_revokes_the_live_ssh_and_vnc_consoles_of_a_removed_user_within_a_second()
+-> Result<()> {
+    if !require_peers(&["ssh", "sshd", "qemu-system-x86_64", "python3"])? {
+        return Ok(());
+    }
+    let ops = Ops::start_with_vnc()?;
+    let original = std::fs::read_to_string(&ops.sekisho.config)?;
+    let live = ops.console("LIVE")?;
+    let (viewer, vnc_row) = ops.vnc_console()?;
+
+    ops.write_config(|_| without_user(&original, "tanaka"))?;
+    let hup_epoch = epoch_now()?;
+    let hup = Instant::now();
+    ops.signal("HUP")?;
+    let told = live.wait_for("sekisho: session ended", Duration::from_secs(10))?;
+    let ssh_delay = told.duration_since(hup);
+    let report = wait_viewer(viewer)?;
+    let closed_at = report["closed_at"]
+        .as_f64()
+        .with_context(|| format!("viewer was not disconnected: {report}"))?;
+    let vnc_delay = closed_at - hup_epoch;
+    eprintln!("SIGHUP -> SSH console told {ssh_delay:?}, VNC viewer disconnected {vnc_delay:.3} s");
+    assert!(
+        ssh_delay < REVOKE_WITHIN,
+        "SSH console told after {ssh_delay:?}"
+    );
+    assert!(
+        vnc_delay < REVOKE_WITHIN.as_secs_f64(),
+        "VNC viewer disconnected after {vnc_delay:.3} s"
+    );
+    assert!(live.output().contains("user.unknown"), "{}", live.output());
+
+    let ssh_row = ops.ended_row("app02", "revoked")?;
+    assert_eq!(ssh_row["user"], "tanaka");
+    ops.revocation_event(&ssh_row, "user.unknown")?;
+    let vnc_ended = ops.ended_row("web01", "revoked")?;
+    assert_eq!(vnc_ended["id"], vnc_row["id"]);
+    ops.revocation_event(&vnc_ended, "user.unknown")?;
+    // The revocations are deny decisions too.
+    let denials = ops.sekisho.denials()?;
+    assert!(
+        denials
+            .iter()
+            .filter(|d| d["rule"] == "user.unknown" && d["user"] == "tanaka")
+            .count()
+            >= 2,
+        "{denials:?}"
+    );
+    Ok(())
+}
+
+#[test]
+fn operations_sighup_revokes_a_live_console_whose_desktop_is_given_to_another_user() -> Result<()> {
+    if !require_peers(&["ssh", "sshd"])? {
+        return Ok(());
+    }
+    let ops = Ops::start()?;
+    let live = ops.console("LIVE")?;
+    ops.write_config(|t| {
+        t.replacen(
+            "desktops = [\"127.0.10.11\"]",
+            "desktops = [\"127.0.10.13\"]",
+            1,
+        )
+        .replacen(
+            "desktops = [\"127.0.11.21\"]",
+            "desktops = [\"127.0.11.21\", \"127.0.10.11\"]",
+            1,
+        )
+    })?;
+    let hup = Instant::now();
+    ops.signal("HUP")?;
+    let told = live.wait_for("sekisho: session ended", Duration::from_secs(10))?;
+    let delay = told.duration_since(hup);
+    assert!(delay < REVOKE_WITHIN, "told after {delay:?}");
+    let row = ops.ended_row("app02", "revoked")?;
+    ops.revocation_event(&row, "source.desktop-mismatch")?;
     Ok(())
 }
 

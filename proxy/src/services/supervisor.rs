@@ -1,0 +1,185 @@
+//! The supervisor: one pass every [`SUPERVISE_INTERVAL`], and one right after a
+//! configuration reload, applies kill requests, re-decides every live session with the full
+//! policy (ending those the current configuration no longer admits, hops whose console has
+//! ended and sessions whose contract window closed), warns ahead of a closing window, and
+//! writes this instance's heartbeat.
+//!
+//! Fail closed: when the catalogue cannot be read, the re-decision still runs on what this
+//! instance knows (the current inventory, the clock, its own consoles); only kill requests,
+//! which live in the catalogue, wait for it.
+
+use std::sync::Arc;
+use std::time::Duration;
+
+use chrono::{DateTime, Utc};
+use policy::{Denial, Request, SessionId};
+use recorder::catalogue::event_kind;
+use tracing::{info, warn};
+
+use super::live::{EndReason, set_once};
+use super::redecide::{Consoles, Verdict, redecide};
+use super::{ErrorKind, Services};
+
+/// How often the supervisor looks for kill requests, ended consoles and closing windows.
+/// Kill must take effect within 1 s; 250 ms leaves room for the relay to wind down.
+const SUPERVISE_INTERVAL: Duration = Duration::from_millis(250);
+
+/// How long before a contract window closes a session is warned.
+pub const WINDOW_WARNING: chrono::Duration = chrono::Duration::minutes(5);
+
+/// A session the re-decision revoked, to write down once the session lock is released.
+struct Revocation {
+    id: SessionId,
+    request: Request,
+    denial: Denial,
+}
+
+impl Services {
+    /// Runs until shutdown: applies kill requests, re-decides live sessions (on every tick
+    /// and at once after a reload), warns and ends sessions whose contract window closes.
+    pub async fn supervise(self: Arc<Self>) {
+        let mut tick = tokio::time::interval(SUPERVISE_INTERVAL);
+        tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+        // Other instances count this instance's consoles for hops only while it beats.
+        let mut last_beat: Option<tokio::time::Instant> = None;
+        loop {
+            tokio::select! {
+                _ = self.shutdown.cancelled() => {
+                    for s in self.lock_sessions().values() {
+                        s.end.send_if_modified(|slot| set_once(slot, EndReason::Shutdown));
+                    }
+                    return;
+                }
+                _ = tick.tick() => {}
+                _ = self.redecide_now.notified() => {}
+            }
+            if last_beat.is_none_or(|t| t.elapsed() >= recorder::catalogue::HEARTBEAT_INTERVAL) {
+                match self.catalogue.heartbeat(&self.instance, Utc::now()).await {
+                    Ok(()) => last_beat = Some(tokio::time::Instant::now()),
+                    Err(e) => warn!(error = %e, "Cannot write the heartbeat"),
+                }
+            }
+            self.supervise_once(Utc::now()).await;
+        }
+    }
+
+    async fn supervise_once(&self, now: DateTime<Utc>) {
+        self.retry_pending_closes().await;
+        if let Err(e) = self.apply_kills().await {
+            self.metrics.error(ErrorKind::Catalogue);
+            warn!(error = %format!("{e:#}"), "Cannot apply kill requests; will retry");
+        }
+        let catalogue_consoles = self.live_consoles().await;
+        let (consoles, complete) = match catalogue_consoles {
+            Ok(all) => (all, true),
+            Err(e) => {
+                self.metrics.error(ErrorKind::Catalogue);
+                warn!(error = %format!("{e:#}"), "Cannot read live console sessions; re-deciding with this instance's own");
+                (self.local_consoles(), false)
+            }
+        };
+        let consoles = if complete {
+            Consoles::All(&consoles)
+        } else {
+            Consoles::LocalOnly(&consoles)
+        };
+        let revoked = self.redecide_all(consoles, now);
+        for r in revoked {
+            self.write_revocation(r, now).await;
+        }
+    }
+
+    /// Kill requests (from any instance's CLI) for this instance's sessions.
+    async fn apply_kills(&self) -> anyhow::Result<()> {
+        for id in self.catalogue.pending_kills(&self.instance).await? {
+            if let Some(s) = self.lock_sessions().get(&id) {
+                s.end.send_if_modified(|slot| {
+                    set_once(
+                        slot,
+                        EndReason::Killed {
+                            by: "security staff".to_owned(),
+                        },
+                    )
+                });
+            }
+            self.catalogue.kill_handled(id).await?;
+        }
+        Ok(())
+    }
+
+    /// Re-decides every live session not already ending; tells those that must end, warns
+    /// those whose window closes soon. Returns the revocations to write down.
+    fn redecide_all(&self, consoles: Consoles<'_>, now: DateTime<Utc>) -> Vec<Revocation> {
+        let inventory = self.inventory();
+        let mut revoked = Vec::new();
+        let mut sessions = self.lock_sessions();
+        for (id, s) in sessions.iter_mut() {
+            if s.end.borrow().is_some() {
+                continue;
+            }
+            let verdict = redecide(
+                &s.admitted,
+                &s.allowed_under,
+                &inventory,
+                consoles,
+                now,
+                WINDOW_WARNING,
+            );
+            let end = match verdict {
+                Verdict::Keep | Verdict::WarnWindow => {
+                    s.allowed_under = Arc::clone(&inventory);
+                    if verdict == Verdict::WarnWindow && !s.warned {
+                        s.warned = true;
+                        let _ = s.notices.try_send(format!(
+                            "sekisho: the maintenance window for {} closes in {} minutes; this session will then be ended",
+                            s.admitted.target,
+                            WINDOW_WARNING.num_minutes()
+                        ));
+                    }
+                    continue;
+                }
+                Verdict::WindowClosed(denial) => EndReason::ContractEnded {
+                    rule: denial.rule(),
+                    reason: denial.reason().to_owned(),
+                },
+                Verdict::ConsoleEnded(console) => EndReason::ConsoleEnded { console },
+                Verdict::Revoke(denial) => {
+                    info!(
+                        session = %id,
+                        rule = denial.rule().as_str(),
+                        reason = denial.reason(),
+                        "Live session revoked; ending it"
+                    );
+                    let end = EndReason::Revoked {
+                        rule: denial.rule(),
+                        reason: denial.reason().to_owned(),
+                    };
+                    revoked.push(Revocation {
+                        id: *id,
+                        request: s.admitted.request.clone(),
+                        denial,
+                    });
+                    end
+                }
+            };
+            s.end.send_if_modified(|slot| set_once(slot, end));
+        }
+        revoked
+    }
+
+    /// Writes a revocation to the catalogue: a session event (rule and reason) and a deny
+    /// decision tied to the session, so `denials list` shows it too. The recording gets the
+    /// same rule and reason when the session finishes.
+    async fn write_revocation(&self, r: Revocation, now: DateTime<Utc>) {
+        let detail = format!("{}: {}", r.denial.rule(), r.denial.reason());
+        if let Err(e) = self
+            .catalogue
+            .session_event(r.id, now, event_kind::REVOKED, Some(&detail))
+            .await
+        {
+            self.metrics.error(ErrorKind::Catalogue);
+            warn!(session = %r.id, error = %e, "Cannot write the revocation to the catalogue");
+        }
+        self.record_refusal(Some(r.id), &r.denial, &r.request).await;
+    }
+}
