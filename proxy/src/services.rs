@@ -29,6 +29,9 @@ use tokio_util::sync::CancellationToken;
 use tokio_util::task::TaskTracker;
 use tracing::{error, info, warn};
 
+use crate::auth::second_factor::SecondFactors;
+use crate::auth::throttle::{Lockout, Throttle};
+
 /// How often the supervisor looks for kill requests, ended consoles and closing windows.
 /// Kill must take effect within 1 s; 250 ms leaves room for the relay to wind down.
 const SUPERVISE_INTERVAL: Duration = Duration::from_millis(250);
@@ -123,6 +126,11 @@ pub struct Services {
     /// Sessions that ended while the catalogue could not be written; the supervisor retries
     /// closing their rows, so a session never stays "live" after the catalogue returns.
     pending_closes: Mutex<Vec<PendingClose>>,
+    /// Failed logons and lockouts: the process-wide throttle, configured from `[auth]` here
+    /// (at start and on every reload) so every door counts against the same limits.
+    throttle: Arc<Throttle>,
+    /// Matrix card passes (process-wide), for the doors without a card step of their own.
+    second_factors: Arc<SecondFactors>,
 }
 
 /// A catalogue row still to be closed.
@@ -149,7 +157,11 @@ pub struct ServicesConfig {
 
 impl Services {
     pub fn new(config: ServicesConfig) -> Arc<Self> {
+        let throttle = crate::auth::throttle::process_throttle();
+        throttle.configure(*config.inventory.auth());
         Arc::new(Services {
+            throttle,
+            second_factors: crate::auth::second_factor::process_second_factors(),
             inventory: RwLock::new(Arc::new(config.inventory)),
             secrets: RwLock::new(config.secrets.map(Arc::new)),
             catalogue: config.catalogue,
@@ -195,8 +207,83 @@ impl Services {
             };
             *guard = secrets.map(Arc::new);
         }
+        self.throttle.configure(*inventory.auth());
         self.replace_inventory(inventory);
         self.metrics.reloaded();
+    }
+
+    /// The failed-logon throttle every door shares ([`crate::auth::throttle`]).
+    pub fn throttle(&self) -> &Arc<Throttle> {
+        &self.throttle
+    }
+
+    /// The matrix card passes every door shares ([`crate::auth::second_factor`]).
+    pub fn second_factors(&self) -> &Arc<SecondFactors> {
+        &self.second_factors
+    }
+
+    /// Writes an `auth.failed` denial for a failed logon of `user` from `source` at a front
+    /// door. `reason` says which factor failed and must hold no secret. The user name is the
+    /// one typed (maybe unknown, maybe hostile): it is cut short and its control characters
+    /// dropped before it reaches the catalogue.
+    pub async fn auth_failed(
+        &self,
+        protocol: policy::Protocol,
+        user: &str,
+        source: std::net::IpAddr,
+        target: Option<&str>,
+        reason: String,
+    ) {
+        let user: String = user
+            .chars()
+            .filter(|c| !c.is_control())
+            .take(crate::auth::throttle::MAX_KEY_LEN)
+            .collect();
+        let contractor = self
+            .inventory()
+            .user(&user)
+            .and_then(|u| u.contractor.clone());
+        let req = Request {
+            protocol,
+            source,
+            target: policy::TargetRef::Name(target.unwrap_or_default().to_owned()),
+            user: Some(user.clone()),
+        };
+        let denial = Denial::new(
+            Rule::AuthFailed,
+            reason,
+            Some(user),
+            contractor,
+            target.map(str::to_owned),
+        );
+        self.record_refusal(None, &denial, &req).await;
+    }
+
+    /// Writes each lockout a failed logon started as an audit event and a log line.
+    pub async fn lockouts_started(
+        &self,
+        lockouts: &[Lockout],
+        protocol: policy::Protocol,
+        source: std::net::IpAddr,
+    ) {
+        for lockout in lockouts {
+            let detail = format!(
+                "{lockout} (last failure over {} from {source})",
+                protocol.describe()
+            );
+            warn!(subject = %lockout.subject, client_ip = %source, proto = protocol.as_str(), lockout_secs = lockout.lockout.as_secs(), "Logons locked out after repeated failures");
+            let event = recorder::catalogue::AuditEvent {
+                at: Utc::now(),
+                instance: self.instance.clone(),
+                kind: event_kind::AUTH_LOCKOUT.to_owned(),
+                detail: Some(detail),
+                session_id: None,
+            };
+            if let Err(e) = self.catalogue.audit_event(&event).await {
+                self.metrics.error(ErrorKind::Catalogue);
+                error!(error = %e, "Cannot write the lockout audit event");
+            }
+        }
     }
 
     /// This instance's counters.
