@@ -19,6 +19,11 @@
 //!   text console, with `target.console_command` (e.g. `"virsh console {vm}"`, `{vm}` being the
 //!   target name) run there; `console_command` needs `ssh_console`.
 //! - `hypervisor.credential`: a `[credential.NAME]` of the secrets file.
+//! - `[auth]`: `max_failures` (default 10) failed logons per user name, and per source
+//!   address, within `failure_window` (default 15 min) lock that name or address out for
+//!   `lockout` (default 15 min); `second_factor_ttl` (default 8 h) is how long a matrix card
+//!   passed at the web or SSH login counts for the VNC (and RDP) doors. Durations are seconds
+//!   (`900`) or digits with a unit (`"30s"`, `"15m"`, `"8h"`, `"1d"`), 1 s to 30 days.
 //!
 //! Decisions taken here: only `role = "contractor"` users have a `contractor` and `desktops`
 //! (other roles may not open sessions at all); a VM needs a hypervisor and at least one console
@@ -31,6 +36,7 @@ use std::collections::{BTreeMap, HashMap, HashSet};
 use std::fmt;
 use std::net::{IpAddr, SocketAddr};
 use std::path::PathBuf;
+use std::time::Duration;
 
 use chrono::NaiveDate;
 use chrono_tz::Tz;
@@ -95,6 +101,29 @@ pub struct Recording {
     /// deletion is written to the catalogue). `None`: keep recordings for ever.
     pub retention_days: Option<u32>,
 }
+
+/// `[auth]`: how the front doors stop password and card guessing, and how long a passed
+/// matrix card counts for the doors without a card step of their own (VNC, RDP).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+#[non_exhaustive]
+pub struct AuthPolicy {
+    /// Failed logons (per user name, and per source address) within `failure_window` that
+    /// start a lockout.
+    pub max_failures: u32,
+    /// The window over which failed logons count.
+    pub failure_window: Duration,
+    /// How long a user name or address stays locked out.
+    pub lockout: Duration,
+    /// How long a matrix card passed at the web or SSH login counts for a VNC console (or an
+    /// RDP connection) of the same user from the same desktop.
+    pub second_factor_ttl: Duration,
+}
+
+/// Longest duration an `[auth]` key accepts: longer lockouts are a denial of service, and a
+/// cap keeps every `Instant + duration` far from overflow.
+pub const MAX_AUTH_DURATION: Duration = Duration::from_secs(30 * 24 * 3600);
+/// Largest `auth.max_failures`.
+pub const MAX_AUTH_FAILURES: u32 = 10_000;
 
 /// `[rdp]`: virtual channel filtering.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -343,6 +372,7 @@ pub struct Inventory {
     listen: Listen,
     recording: Recording,
     rdp: RdpPolicy,
+    auth: AuthPolicy,
     pools: Vec<VdiPool>,
     zones: BTreeMap<String, Vec<String>>,
     contractors: Vec<Contractor>,
@@ -398,6 +428,26 @@ struct RawConfig {
     contract: Vec<S<RawContract>>,
     #[serde(default)]
     rdp: RawRdp,
+    #[serde(default)]
+    auth: RawAuth,
+}
+
+#[derive(Deserialize, Default)]
+#[serde(deny_unknown_fields)]
+struct RawAuth {
+    max_failures: Option<S<i64>>,
+    failure_window: Option<S<DurationValue>>,
+    lockout: Option<S<DurationValue>>,
+    second_factor_ttl: Option<S<DurationValue>>,
+}
+
+/// A duration as written: a number of seconds, or a string of digits with a unit (`"30s"`,
+/// `"15m"`, `"8h"`, `"1d"`).
+#[derive(Deserialize)]
+#[serde(untagged)]
+enum DurationValue {
+    Seconds(i64),
+    Text(String),
 }
 
 #[derive(Deserialize, Default)]
@@ -627,6 +677,26 @@ impl Default for Recording {
     }
 }
 
+/// Built-in `auth.max_failures`.
+pub const DEFAULT_MAX_FAILURES: u32 = 10;
+/// Built-in `auth.failure_window`.
+pub const DEFAULT_FAILURE_WINDOW: Duration = Duration::from_secs(15 * 60);
+/// Built-in `auth.lockout`.
+pub const DEFAULT_LOCKOUT: Duration = Duration::from_secs(15 * 60);
+/// Built-in `auth.second_factor_ttl`.
+pub const DEFAULT_SECOND_FACTOR_TTL: Duration = Duration::from_secs(8 * 3600);
+
+impl Default for AuthPolicy {
+    fn default() -> Self {
+        AuthPolicy {
+            max_failures: DEFAULT_MAX_FAILURES,
+            failure_window: DEFAULT_FAILURE_WINDOW,
+            lockout: DEFAULT_LOCKOUT,
+            second_factor_ttl: DEFAULT_SECOND_FACTOR_TTL,
+        }
+    }
+}
+
 impl Default for RdpPolicy {
     fn default() -> Self {
         RdpPolicy {
@@ -656,6 +726,7 @@ impl Default for Inventory {
             listen: Listen::default(),
             recording: Recording::default(),
             rdp: RdpPolicy::default(),
+            auth: AuthPolicy::default(),
             pools: Vec::new(),
             zones: BTreeMap::new(),
             contractors: Vec::new(),
@@ -694,6 +765,10 @@ impl Inventory {
     /// `[rdp]`.
     pub fn rdp(&self) -> &RdpPolicy {
         &self.rdp
+    }
+    /// `[auth]`.
+    pub fn auth(&self) -> &AuthPolicy {
+        &self.auth
     }
     /// `[[vdi_pool]]`s in file order.
     pub fn vdi_pools(&self) -> &[VdiPool] {
@@ -849,6 +924,76 @@ fn unique(
         seen.insert(name.get_ref().clone(), idx);
         true
     }
+}
+
+/// `[auth]`: each bad value is an error naming its key; the default stays for it.
+fn parse_auth(diag: &mut Diag<'_>, raw: &RawAuth, out: &mut AuthPolicy) {
+    if let Some(n) = &raw.max_failures {
+        match u32::try_from(*n.get_ref()) {
+            Ok(v) if (1..=MAX_AUTH_FAILURES).contains(&v) => out.max_failures = v,
+            _ => diag.error(
+                n.span(),
+                "auth.max_failures",
+                format!(
+                    "{} is not a number of failed logons (1 to {MAX_AUTH_FAILURES})",
+                    n.get_ref()
+                ),
+            ),
+        }
+    }
+    for (value, key, slot) in [
+        (
+            &raw.failure_window,
+            "auth.failure_window",
+            &mut out.failure_window,
+        ),
+        (&raw.lockout, "auth.lockout", &mut out.lockout),
+        (
+            &raw.second_factor_ttl,
+            "auth.second_factor_ttl",
+            &mut out.second_factor_ttl,
+        ),
+    ] {
+        let Some(value) = value else { continue };
+        match parse_duration(value.get_ref()) {
+            Some(d) => *slot = d,
+            None => diag.error(
+                value.span(),
+                key,
+                format!(
+                    "{} is not a duration (seconds, or digits with a unit: \"30s\", \"15m\", \"8h\", \"1d\"; at least 1 s and at most 30 days)",
+                    match value.get_ref() {
+                        DurationValue::Seconds(n) => n.to_string(),
+                        DurationValue::Text(t) => format!("{t:?}"),
+                    }
+                ),
+            ),
+        }
+    }
+}
+
+/// A duration of 1 s to [`MAX_AUTH_DURATION`], or `None`.
+fn parse_duration(value: &DurationValue) -> Option<Duration> {
+    let secs = match value {
+        DurationValue::Seconds(n) => u64::try_from(*n).ok()?,
+        DurationValue::Text(t) => {
+            let t = t.trim();
+            let split = t.find(|c: char| !c.is_ascii_digit()).unwrap_or(t.len());
+            let (digits, unit) = t.split_at(split);
+            // More digits than a u64 holds is not a duration anyone means.
+            let n: u64 = digits.parse().ok()?;
+            let scale = match unit {
+                "" | "s" => 1,
+                "m" => 60,
+                "h" => 3600,
+                "d" => 86_400,
+                _ => return None,
+            };
+            n.checked_mul(scale)?
+        }
+    };
+    let d = Duration::from_secs(secs);
+    (secs >= 1 && d <= MAX_AUTH_DURATION).then_some(d)
 }
 
 fn parse_ip(diag: &mut Diag<'_>, s: &S<String>, key: &str) -> Option<IpAddr> {
@@ -1115,6 +1260,7 @@ fn build(diag: &mut Diag<'_>, raw: RawConfig) -> Option<Inventory> {
             ),
         }
     }
+    parse_auth(diag, &raw.auth, &mut inv.auth);
     if let Some(a) = raw.rdp.allow_static_channels {
         inv.rdp.allow_static_channels = a;
     }
@@ -1824,6 +1970,47 @@ windows = ["mon-fri 08:30-20:00"]
             assert!(
                 errs.contains("c.toml:2:") && errs.contains("recording.retention_days"),
                 "{errs}"
+            );
+        }
+    }
+
+    #[test]
+    fn auth_table_defaults_units_and_located_errors() {
+        let d = Inventory::default();
+        assert_eq!(d.auth().max_failures, 10);
+        assert_eq!(d.auth().failure_window, Duration::from_secs(900));
+        assert_eq!(d.auth().lockout, Duration::from_secs(900));
+        assert_eq!(d.auth().second_factor_ttl, Duration::from_secs(8 * 3600));
+        let inv = Inventory::from_toml(
+            "[auth]\nmax_failures = 3\nfailure_window = \"2m\"\nlockout = 45\nsecond_factor_ttl = \"1d\"\n",
+            "c.toml",
+        )
+        .unwrap();
+        assert_eq!(inv.auth().max_failures, 3);
+        assert_eq!(inv.auth().failure_window, Duration::from_secs(120));
+        assert_eq!(inv.auth().lockout, Duration::from_secs(45));
+        assert_eq!(inv.auth().second_factor_ttl, Duration::from_secs(86_400));
+        for (line, key) in [
+            ("max_failures = 0", "auth.max_failures"),
+            ("max_failures = -1", "auth.max_failures"),
+            ("failure_window = 0", "auth.failure_window"),
+            ("lockout = \"15 minutes\"", "auth.lockout"),
+            ("lockout = \"31d\"", "auth.lockout"),
+            ("second_factor_ttl = \"h\"", "auth.second_factor_ttl"),
+            (
+                "second_factor_ttl = \"99999999999999999999h\"",
+                "auth.second_factor_ttl",
+            ),
+            ("lockout = true", "auth.lockout"),
+            ("lockouts = 60", "auth.lockouts"),
+        ] {
+            let text = format!("[auth]\n{line}\n");
+            let errs = Inventory::from_toml(&text, "c.toml")
+                .unwrap_err()
+                .to_string();
+            assert!(
+                errs.contains("c.toml:2:") && errs.contains(key),
+                "{line}: {errs}"
             );
         }
     }

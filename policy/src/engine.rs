@@ -267,6 +267,16 @@ pub fn evaluate(
     };
     let target_text = req.target.to_string();
 
+    // 0. The web UI's login reaches no target; its rows are only front-door refusals.
+    if req.protocol == Protocol::Web {
+        return ctx.deny_bare(
+            Rule::TargetUnknown,
+            &src_text,
+            &target_text,
+            "the web UI reaches no target; use RDP, SSH or a console".to_owned(),
+        );
+    }
+
     // 1. source
     if source == Source::Unknown {
         return ctx.deny_bare(

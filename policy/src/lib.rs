@@ -12,8 +12,8 @@ mod types;
 pub mod window;
 
 pub use config::{
-    Contract, Contractor, Endpoint, Hypervisor, Inventory, Listen, RdpPolicy, Recording, Role,
-    Source, Storage, Target, TargetKind, Tls, User, VdiPool,
+    AuthPolicy, Contract, Contractor, Endpoint, Hypervisor, Inventory, Listen, RdpPolicy,
+    Recording, Role, Source, Storage, Target, TargetKind, Tls, User, VdiPool,
 };
 pub use diag::{ConfigError, ConfigErrors};
 pub use engine::{Authorized, Decision, Denial, LiveConsole, Request, TargetRef, evaluate};

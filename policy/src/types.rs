@@ -63,6 +63,11 @@ pub enum Protocol {
     /// The VM's graphical (VNC) console on its hypervisor.
     #[serde(rename = "console-vnc")]
     ConsoleVnc,
+    /// The web UI's login (auditors' and contractors' browsers). It reaches no target: it only
+    /// appears on `auth.failed` denial rows of the web login, and [`evaluate`](crate::evaluate)
+    /// denies it. Not in [`Protocol::ALL`], the protocols of sessions.
+    #[serde(rename = "web")]
+    Web,
 }
 
 impl Protocol {
@@ -81,6 +86,7 @@ impl Protocol {
             Protocol::Ssh => "ssh",
             Protocol::ConsoleSerial => "console-serial",
             Protocol::ConsoleVnc => "console-vnc",
+            Protocol::Web => "web",
         }
     }
 
@@ -91,6 +97,7 @@ impl Protocol {
             Protocol::Ssh => "SSH",
             Protocol::ConsoleSerial => "Text console",
             Protocol::ConsoleVnc => "VNC console",
+            Protocol::Web => "Web UI",
         }
     }
 
@@ -106,7 +113,7 @@ impl fmt::Display for Protocol {
     }
 }
 
-/// The text is not one of `rdp`, `ssh`, `console-serial`, `console-vnc`.
+/// The text is not one of `rdp`, `ssh`, `console-serial`, `console-vnc`, `web`.
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
 #[error("unknown protocol {0:?} (expected rdp, ssh, console-serial or console-vnc)")]
 pub struct UnknownProtocol(pub String);
@@ -117,6 +124,7 @@ impl FromStr for Protocol {
     fn from_str(s: &str) -> Result<Self, Self::Err> {
         Protocol::ALL
             .into_iter()
+            .chain([Protocol::Web])
             .find(|p| p.as_str() == s)
             .ok_or_else(|| UnknownProtocol(s.to_owned()))
     }
@@ -175,6 +183,9 @@ pub enum Rule {
     /// where the configuration says (decided by the proxies when they re-decide live
     /// sessions).
     TargetChanged,
+    /// Deny: a user with a matrix card has not passed it from this desktop recently (within
+    /// `auth.second_factor_ttl`), so a door without a card step of its own (VNC, RDP) refuses.
+    AuthSecondFactor,
     /// Allow: RDP to a physical server.
     RdpPhysical,
     /// Allow: RDP from a server reached through a live console session.
@@ -187,7 +198,7 @@ pub enum Rule {
 
 impl Rule {
     /// Every rule, for documentation and tests.
-    pub const ALL: [Rule; 26] = [
+    pub const ALL: [Rule; 27] = [
         Rule::SourceUnknown,
         Rule::SourceDesktopMismatch,
         Rule::TargetUnknown,
@@ -210,6 +221,7 @@ impl Rule {
         Rule::VncTicketInvalid,
         Rule::AuthFailed,
         Rule::TargetChanged,
+        Rule::AuthSecondFactor,
         Rule::RdpPhysical,
         Rule::RdpHopFromConsole,
         Rule::ConsoleVm,
@@ -230,6 +242,7 @@ impl Rule {
                 | Rule::VncTicketInvalid
                 | Rule::AuthFailed
                 | Rule::TargetChanged
+                | Rule::AuthSecondFactor
         )
     }
 
@@ -262,6 +275,7 @@ impl Rule {
             Rule::VncTicketInvalid => "vnc.ticket-invalid",
             Rule::AuthFailed => "auth.failed",
             Rule::TargetChanged => "target.changed",
+            Rule::AuthSecondFactor => "auth.second-factor",
         }
     }
 
@@ -320,6 +334,8 @@ mod tests {
             assert_eq!(p.to_string(), p.as_str());
         }
         assert!("telnet".parse::<Protocol>().is_err());
+        // The web login's denial rows read back from the catalogue.
+        assert_eq!("web".parse::<Protocol>().unwrap(), Protocol::Web);
     }
 
     #[test]

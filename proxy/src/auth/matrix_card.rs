@@ -5,9 +5,13 @@
 //!   the same length; rows are numbered 1, 2, … and columns lettered A, B, … (at most
 //!   [`MAX_SIDE`] of each). A cell is named like `C3`, its value is one digit.
 //! - [`issue`] makes a card of [`ISSUE_COLUMNS`] × [`ISSUE_ROWS`] (A–J × 1–5).
-//! - A challenge names [`CHALLENGE_CELLS`] distinct cells. It is one-time: every round draws a
-//!   fresh challenge, and a cell combination already issued to that user is not issued again
-//!   (until all combinations are used up: C(50, 3) = 19 600 for an issued card).
+//! - A challenge names [`CHALLENGE_CELLS`] distinct cells. One challenge is pending per user:
+//!   asking again (a reload of the web card page, a new SSH keyboard-interactive round, another
+//!   login) shows the same cells until it is answered or [`CHALLENGE_TTL`] has passed, so
+//!   someone who knows the password and a few cells cannot redraw until only known cells are
+//!   asked; every answer, right or wrong, consumes it, and every wrong one counts. A new draw
+//!   never repeats a cell combination already issued to that user (until all combinations are
+//!   used up: C(50, 3) = 19 600 for an issued card).
 //! - After [`MAX_FAILURES`] wrong answers the user is locked out for [`LOCKOUT`]; state is in
 //!   memory ([`MatrixGuard`]), per user.
 //!
@@ -32,6 +36,9 @@ pub const CHALLENGE_CELLS: usize = 3;
 pub const MAX_FAILURES: u32 = 5;
 /// How long a locked-out user must wait.
 pub const LOCKOUT: Duration = Duration::from_secs(15 * 60);
+/// How long a pending challenge is shown again before a new one is drawn: as long as the web
+/// login's pending step.
+pub const CHALLENGE_TTL: Duration = Duration::from_secs(5 * 60);
 /// Longest answer to one cell that is even parsed: a cell holds one digit, so anything longer
 /// is wrong, and we never copy an unbounded peer string.
 pub const MAX_ANSWER_LEN: usize = 16;
@@ -236,8 +243,8 @@ struct UserState {
     locked_until: Option<Instant>,
     /// Cell combinations already issued (never issued again while unused ones remain).
     issued: HashSet<Vec<Cell>>,
-    /// The outstanding challenge, consumed by the next answer.
-    pending: Option<Challenge>,
+    /// The outstanding challenge and when it was drawn, consumed by the next answer.
+    pending: Option<(Challenge, Instant)>,
 }
 
 /// In-memory challenge issuing, one-time use and lockout, shared by every connection.
@@ -277,7 +284,8 @@ impl MatrixGuard {
             .is_some_and(|until| now < until)
     }
 
-    /// Draws a fresh challenge on `card` for `user`, or `None` while the user is locked out.
+    /// The pending challenge of `user` (drawn less than [`CHALLENGE_TTL`] ago), or a fresh one
+    /// on `card`; `None` while the user is locked out.
     pub fn challenge<R: Rng + ?Sized>(
         &self,
         user: &str,
@@ -296,6 +304,12 @@ impl MatrixGuard {
         if state.locked_until.is_some_and(|until| now < until) {
             return None;
         }
+        if let Some((pending, drawn)) = &state.pending
+            && now.saturating_duration_since(*drawn) < CHALLENGE_TTL
+            && pending.cells.iter().all(|c| card.value(*c).is_some())
+        {
+            return Some(pending.clone());
+        }
         if state.issued.len() >= combinations(cols * rows) {
             state.issued.clear();
         }
@@ -310,7 +324,7 @@ impl MatrixGuard {
             cells.sort();
             if state.issued.insert(cells.clone()) {
                 let challenge = Challenge { cells };
-                state.pending = Some(challenge.clone());
+                state.pending = Some((challenge.clone(), now));
                 return Some(challenge);
             }
         }
@@ -335,7 +349,7 @@ impl MatrixGuard {
         let right = state
             .pending
             .take()
-            .is_some_and(|challenge| card.check(&challenge, answers));
+            .is_some_and(|(challenge, _)| card.check(&challenge, answers));
         if right {
             state.failures = 0;
             return Verdict::Pass;
@@ -426,7 +440,42 @@ mod tests {
         for _ in 0..500 {
             let ch = guard.challenge("u", &card, &mut rng, now).unwrap();
             assert!(seen.insert(ch.cells().to_vec()));
+            // Answered (right), so the next round draws anew.
+            let ans = answers_for(&card, &ch);
+            let refs: Vec<&str> = ans.iter().map(String::as_str).collect();
+            assert_eq!(guard.answer("u", &card, &refs, now), Verdict::Pass);
         }
+    }
+
+    #[test]
+    fn redrawing_shows_the_pending_challenge_until_answered_or_expired() {
+        let mut rng = StdRng::seed_from_u64(5);
+        let card = issue(&mut rng);
+        let guard = MatrixGuard::new();
+        let t0 = Instant::now();
+        let first = guard.challenge("u", &card, &mut rng, t0).unwrap();
+        for s in 1..50 {
+            let again = guard
+                .challenge("u", &card, &mut rng, t0 + Duration::from_secs(s))
+                .unwrap();
+            assert_eq!(again, first, "a redraw must show the same cells");
+        }
+        // Another user has a challenge of their own.
+        let other = guard.challenge("v", &card, &mut rng, t0).unwrap();
+        assert_eq!(guard.challenge("v", &card, &mut rng, t0).unwrap(), other);
+        // A wrong answer consumes it and counts.
+        assert_eq!(
+            guard.answer("u", &card, &["x", "x", "x"], t0),
+            Verdict::Fail {
+                remaining: MAX_FAILURES - 1
+            }
+        );
+        let second = guard.challenge("u", &card, &mut rng, t0).unwrap();
+        assert_ne!(second, first);
+        // Once expired, a new one is drawn.
+        let later = t0 + CHALLENGE_TTL;
+        let third = guard.challenge("u", &card, &mut rng, later).unwrap();
+        assert_ne!(third, second);
     }
 
     #[test]

@@ -1,9 +1,13 @@
 //! Verification of the people who log in to Sekisho's front doors: argon2 passwords, SSH public
-//! keys from the inventory, and the matrix card second factor.
+//! keys from the inventory, and the matrix card second factor; and the state every door shares
+//! about logons: [`throttle`] (failed logons and lockouts per user name and address) and
+//! [`second_factor`] (who passed the matrix card, from where, when).
 //!
 //! Nothing in here logs a password, a key or a card answer: callers get a yes/no only.
 
 pub mod matrix_card;
+pub mod second_factor;
+pub mod throttle;
 
 use std::sync::{Condvar, LazyLock, Mutex, MutexGuard};
 

@@ -7,6 +7,7 @@
 //! recorder directly, so the rules "fail closed" and "nothing unrecorded" live here, once.
 
 mod live;
+mod logons;
 mod metrics;
 mod redecide;
 pub mod retention;
@@ -29,6 +30,8 @@ use tokio_util::sync::CancellationToken;
 use tokio_util::task::TaskTracker;
 use tracing::error;
 
+use crate::auth::second_factor::SecondFactors;
+use crate::auth::throttle::Throttle;
 use live::{PendingClose, Registered};
 
 /// Shared state of a running instance. Cheap to share (`Arc<Services>`).
@@ -51,6 +54,11 @@ pub struct Services {
     /// Wakes the supervisor for a pass now (a reload must reach live sessions within a
     /// second, not at the next tick).
     redecide_now: tokio::sync::Notify,
+    /// Failed logons and lockouts: the process-wide throttle, configured from `[auth]` here
+    /// (at start and on every reload) so every door counts against the same limits.
+    throttle: Arc<Throttle>,
+    /// Matrix card passes (process-wide), for the doors without a card step of their own.
+    second_factors: Arc<SecondFactors>,
 }
 
 /// Everything [`Services::new`] needs; `serve` builds it from the configuration.
@@ -69,7 +77,11 @@ pub struct ServicesConfig {
 
 impl Services {
     pub fn new(config: ServicesConfig) -> Arc<Self> {
+        let throttle = crate::auth::throttle::process_throttle();
+        throttle.configure(*config.inventory.auth());
         Arc::new(Services {
+            throttle,
+            second_factors: crate::auth::second_factor::process_second_factors(),
             inventory: RwLock::new(Arc::new(config.inventory)),
             secrets: RwLock::new(config.secrets.map(Arc::new)),
             catalogue: config.catalogue,
@@ -121,6 +133,7 @@ impl Services {
             };
             *guard = secrets.map(Arc::new);
         }
+        self.throttle.configure(*inventory.auth());
         self.replace_inventory(inventory);
         self.metrics.reloaded();
     }

@@ -9,12 +9,13 @@ use std::sync::Arc;
 use std::time::Instant;
 
 use bytes::Bytes;
+use policy::Protocol;
 use russh::server::{
     Auth, ChannelOpenHandle, Msg, PublicKeyOffer, Response, Session, VerifiedPublicKey,
 };
 use russh::{Channel, ChannelId, MethodKind, MethodSet};
 use tokio::sync::mpsc;
-use tracing::{Instrument, info, info_span, warn};
+use tracing::{Instrument, debug, info, info_span, warn};
 
 use super::Shared;
 use super::menu::parse_login;
@@ -97,7 +98,7 @@ fn reject_first() -> Auth {
     }
 }
 
-/// Who logged in (after the first factor).
+/// Who is logging in (after the first factor was answered).
 #[derive(Debug, Clone)]
 struct Login {
     /// The login name as sent (`USER+TARGET`).
@@ -106,15 +107,28 @@ struct Login {
     target: Option<String>,
 }
 
+/// The matrix card step of a card user. It is asked whatever the answer to the first factor,
+/// and only its end says yes or no, so a right password is never confirmed before the card
+/// is answered (a guesser learns nothing from the first step).
+struct CardStep {
+    card: MatrixCard,
+    /// The password or key was right.
+    /// INVARIANT: the login is accepted only when this is true and the card answer is right.
+    first_factor_ok: bool,
+    /// The user name or address was locked out: nothing was checked and the step fails,
+    /// exactly as after a wrong password.
+    locked: bool,
+}
+
 /// One connection's russh handler.
 pub struct ConnectionHandler {
     services: Arc<Services>,
     shared: Arc<Shared>,
     peer: SocketAddr,
-    /// Set once the first factor (password or key) passed.
+    /// Set once the first factor was answered (and kept only if the login succeeds).
     login: Option<Login>,
-    /// The card to ask, when the user has one and the first factor passed.
-    card: Option<MatrixCard>,
+    /// The card step, when the user has a card and the first factor was answered.
+    card: Option<CardStep>,
     /// Toward the actor, once authenticated.
     events: Option<mpsc::Sender<Event>>,
     /// The one session channel this connection may have.
@@ -142,21 +156,37 @@ impl ConnectionHandler {
         }
     }
 
-    /// The first factor passed: either done, or the matrix card comes next.
-    fn first_factor(&mut self, login: &str, card: Option<Vec<String>>) -> Auth {
+    /// The first factor was answered. Without a card: accepted when `ok` (the caller refuses
+    /// otherwise). With one: the card comes next whatever `ok` is (see [`CardStep`]).
+    fn first_factor(
+        &mut self,
+        login: &str,
+        card: Option<Vec<String>>,
+        ok: bool,
+        locked: bool,
+    ) -> Auth {
         let (user, target) = parse_login(login);
-        self.login = Some(Login {
-            login: login.to_owned(),
-            user: user.to_owned(),
-            target: target.map(str::to_owned),
-        });
         let Some(rows) = card else {
+            self.login = Some(Login {
+                login: login.to_owned(),
+                user: user.to_owned(),
+                target: target.map(str::to_owned),
+            });
             info!(user, "SSH login accepted");
             return Auth::Accept;
         };
         match MatrixCard::from_config_rows(&rows) {
             Ok(card) => {
-                self.card = Some(card);
+                self.login = Some(Login {
+                    login: login.to_owned(),
+                    user: user.to_owned(),
+                    target: target.map(str::to_owned),
+                });
+                self.card = Some(CardStep {
+                    card,
+                    first_factor_ok: ok,
+                    locked,
+                });
                 Auth::Reject {
                     proceed_with_methods: Some(MethodSet::from(
                         &[MethodKind::KeyboardInteractive][..],
@@ -166,20 +196,59 @@ impl ConnectionHandler {
             }
             Err(e) => {
                 warn!(user, error = %e, "Unusable matrix card; refusing the login");
-                self.login = None;
-                Auth::reject()
+                reject_first()
             }
         }
     }
 
     /// True (and logged) when `user`'s matrix card is locked out: both first factors refuse
-    /// the login then, the same way as a wrong password or key.
+    /// the login then, the same way for a right and a wrong password or key.
     fn card_locked(&self, user: &str) -> bool {
         let locked = self.shared.matrix.is_locked(user, Instant::now());
         if locked {
             warn!(user, "SSH login refused: matrix card locked out");
         }
         locked
+    }
+
+    /// Whether `user` (or this address) is locked out by the failed-logon throttle. A locked
+    /// login is answered like a wrong one, and nothing is checked or counted.
+    fn throttled(&self, user: &str) -> bool {
+        match self
+            .services
+            .throttle()
+            .check(user, self.peer.ip(), Instant::now())
+        {
+            Ok(()) => false,
+            Err(locked) => {
+                debug!(user, subject = %locked.subject, remaining_secs = locked.remaining.as_secs(), "SSH login refused: locked out after repeated failures");
+                true
+            }
+        }
+    }
+
+    /// A failed logon: counted by the throttle (a lockout it starts is audited), logged and
+    /// written as an `auth.failed` denial. `why` names the factor, never a secret.
+    async fn failed(&self, login: &str, why: &str) {
+        let (user, target) = parse_login(login);
+        let ip = self.peer.ip();
+        let lockouts = self
+            .services
+            .throttle()
+            .record_failure(user, ip, Instant::now());
+        info!(user, client_ip = %ip, reason = why, "SSH logon failed");
+        self.services
+            .auth_failed(
+                Protocol::Ssh,
+                user,
+                ip,
+                target,
+                format!("SSH logon of {user} from {ip} refused: {why}"),
+            )
+            .await;
+        self.services
+            .lockouts_started(&lockouts, Protocol::Ssh, ip)
+            .await;
     }
 
     async fn emit(&self, event: Event) {
@@ -205,34 +274,56 @@ impl russh::server::Handler for ConnectionHandler {
     type Error = russh::Error;
 
     async fn auth_none(&mut self, _user: &str) -> Result<Auth, Self::Error> {
+        // OpenSSH's probe for the methods: no credential was tried, nothing is counted.
         Ok(Auth::reject())
     }
 
     async fn auth_password(&mut self, login: &str, password: &str) -> Result<Auth, Self::Error> {
+        // A new first factor starts the login over.
+        self.login = None;
+        self.card = None;
         let (user, _) = parse_login(login);
         let inventory = self.services.inventory();
-        let Some(u) = inventory.user(user) else {
-            info!(user, "SSH login for an unknown user");
-            return Ok(reject_first());
-        };
-        let Some(hash) = u.password_hash.clone() else {
-            return Ok(reject_first());
-        };
-        let card = u.matrix_card.clone();
+        let known = inventory.user(user);
+        let hash = known.and_then(|u| u.password_hash.clone());
+        let card = known.and_then(|u| u.matrix_card.clone());
         // While the card is locked the password is not even checked: a right and a wrong one
         // get the same refusal, so the lockout is no oracle for guessing it.
         if card.is_some() && self.card_locked(user) {
             return Ok(reject_first());
         }
-        let password = policy::Secret::new(password.to_owned());
-        let ok = tokio::task::spawn_blocking(move || verify_password(&hash, password.expose()))
-            .await
-            .unwrap_or(false);
-        if !ok {
-            info!(user, "SSH password rejected");
+        // Likewise while the user or address is locked out by the throttle.
+        let locked = self.throttled(user);
+        if locked && card.is_none() {
             return Ok(reject_first());
         }
-        Ok(self.first_factor(login, card))
+        let ok = match (locked, hash) {
+            (false, Some(hash)) => {
+                let password = policy::Secret::new(password.to_owned());
+                tokio::task::spawn_blocking(move || verify_password(&hash, password.expose()))
+                    .await
+                    .unwrap_or(false)
+            }
+            _ => false,
+        };
+        if card.is_some() {
+            // The card is asked whether the password was right or not.
+            return Ok(self.first_factor(login, card, ok, locked));
+        }
+        if !ok {
+            info!(user, "SSH password rejected");
+            let why = if known.is_none() {
+                "unknown user"
+            } else {
+                "wrong password"
+            };
+            self.failed(login, why).await;
+            return Ok(reject_first());
+        }
+        self.services
+            .throttle()
+            .record_success(user, self.peer.ip());
+        Ok(self.first_factor(login, None, true, false))
     }
 
     async fn auth_publickey_offered(
@@ -240,6 +331,8 @@ impl russh::server::Handler for ConnectionHandler {
         login: &str,
         offer: PublicKeyOffer<'_>,
     ) -> Result<Auth, Self::Error> {
+        // Only a question ("would this key do?"): clients offer every key they hold, so an
+        // unknown key is not a failed logon.
         let (user, _) = parse_login(login);
         let inventory = self.services.inventory();
         let known = inventory
@@ -253,19 +346,31 @@ impl russh::server::Handler for ConnectionHandler {
         login: &str,
         key: VerifiedPublicKey<'_>,
     ) -> Result<Auth, Self::Error> {
+        self.login = None;
+        self.card = None;
         let (user, _) = parse_login(login);
         let inventory = self.services.inventory();
-        let Some(u) = inventory.user(user) else {
-            return Ok(reject_first());
-        };
-        if !key_is_authorized(&u.ssh_keys, key.public_key) {
-            return Ok(reject_first());
-        }
-        let card = u.matrix_card.clone();
+        let known = inventory.user(user);
+        let card = known.and_then(|u| u.matrix_card.clone());
         if card.is_some() && self.card_locked(user) {
             return Ok(reject_first());
         }
-        Ok(self.first_factor(login, card))
+        let locked = self.throttled(user);
+        if locked && card.is_none() {
+            return Ok(reject_first());
+        }
+        let ok = !locked && known.is_some_and(|u| key_is_authorized(&u.ssh_keys, key.public_key));
+        if card.is_some() {
+            return Ok(self.first_factor(login, card, ok, locked));
+        }
+        if !ok {
+            self.failed(login, "public key not authorized").await;
+            return Ok(reject_first());
+        }
+        self.services
+            .throttle()
+            .record_success(user, self.peer.ip());
+        Ok(self.first_factor(login, None, true, false))
     }
 
     async fn auth_keyboard_interactive<'a>(
@@ -274,7 +379,7 @@ impl russh::server::Handler for ConnectionHandler {
         _submethods: &str,
         response: Option<Response<'a>>,
     ) -> Result<Auth, Self::Error> {
-        let (Some(l), Some(card)) = (&self.login, &self.card) else {
+        let (Some(l), Some(step)) = (&self.login, &self.card) else {
             return Ok(Auth::reject());
         };
         if l.login != login {
@@ -282,54 +387,72 @@ impl russh::server::Handler for ConnectionHandler {
         }
         let user = l.user.clone();
         let guard = &self.shared.matrix;
-        match response {
-            None => {
-                let Some(challenge) =
-                    guard.challenge(&user, card, &mut rand::rng(), Instant::now())
-                else {
-                    warn!(user, "Matrix card locked out");
-                    return Ok(Auth::reject());
+        let Some(response) = response else {
+            // The user's pending challenge: a new round shows the same cells until they are
+            // answered, so redrawing gives nothing new.
+            let challenge =
+                match guard.challenge(&user, &step.card, &mut rand::rng(), Instant::now()) {
+                    Some(c) => c,
+                    None => {
+                        // Locked meanwhile: refused like a wrong card answer, without one.
+                        warn!(user, "Matrix card locked out");
+                        self.login = None;
+                        self.card = None;
+                        return Ok(reject_first());
+                    }
                 };
-                let prompts: Vec<(Cow<'static, str>, bool)> = challenge
-                    .prompts()
-                    .into_iter()
-                    .map(|p| (Cow::Owned(p), false))
-                    .collect();
-                Ok(Auth::Partial {
-                    name: Cow::Borrowed("Sekisho matrix card"),
-                    instructions: Cow::Borrowed(
-                        "Enter the digit printed in each cell of your matrix card.",
-                    ),
-                    prompts: Cow::Owned(prompts),
-                })
-            }
-            Some(response) => {
-                let answers: Vec<String> = response
-                    .take(MAX_KBD_ANSWERS)
-                    .map(|b| String::from_utf8_lossy(&b).into_owned())
-                    .collect();
-                let refs: Vec<&str> = answers.iter().map(String::as_str).collect();
-                match guard.answer(&user, card, &refs, Instant::now()) {
-                    Verdict::Pass => {
-                        info!(user, "SSH login accepted (with matrix card)");
-                        Ok(Auth::Accept)
-                    }
-                    Verdict::Fail { remaining } => {
-                        info!(user, remaining, "Matrix card answer rejected");
-                        Ok(Auth::Reject {
-                            proceed_with_methods: Some(MethodSet::from(
-                                &[MethodKind::KeyboardInteractive][..],
-                            )),
-                            partial_success: true,
-                        })
-                    }
-                    Verdict::Locked => {
-                        warn!(user, "Matrix card locked out after repeated failures");
-                        Ok(Auth::reject())
-                    }
+            let prompts: Vec<(Cow<'static, str>, bool)> = challenge
+                .prompts()
+                .into_iter()
+                .map(|p| (Cow::Owned(p), false))
+                .collect();
+            return Ok(Auth::Partial {
+                name: Cow::Borrowed("Sekisho matrix card"),
+                instructions: Cow::Borrowed(
+                    "Enter the digit printed in each cell of your matrix card.",
+                ),
+                prompts: Cow::Owned(prompts),
+            });
+        };
+        // An answer ends this attempt, right or wrong: a failure starts over at the password.
+        let (Some(l), Some(step)) = (self.login.take(), self.card.take()) else {
+            return Ok(reject_first());
+        };
+        if step.locked {
+            return Ok(reject_first());
+        }
+        let answers: Vec<String> = response
+            .take(MAX_KBD_ANSWERS)
+            .map(|b| String::from_utf8_lossy(&b).into_owned())
+            .collect();
+        let refs: Vec<&str> = answers.iter().map(String::as_str).collect();
+        let now = Instant::now();
+        let verdict = guard.answer(&user, &step.card, &refs, now);
+        if step.first_factor_ok && verdict == Verdict::Pass {
+            info!(user, "SSH login accepted (with matrix card)");
+            let ip = self.peer.ip();
+            self.services.throttle().record_success(&user, ip);
+            self.services.second_factors().record_pass(&user, ip, now);
+            self.login = Some(l);
+            return Ok(Auth::Accept);
+        }
+        let why = match verdict {
+            Verdict::Pass => "wrong password or key",
+            Verdict::Fail { remaining } => {
+                info!(user, remaining, "Matrix card answer rejected");
+                if step.first_factor_ok {
+                    "wrong matrix card answer"
+                } else {
+                    "wrong password or key, and wrong matrix card answer"
                 }
             }
-        }
+            Verdict::Locked => {
+                warn!(user, "Matrix card locked out after repeated failures");
+                "wrong matrix card answer; the card is now locked out"
+            }
+        };
+        self.failed(&l.login, why).await;
+        Ok(reject_first())
     }
 
     async fn auth_succeeded(&mut self, session: &mut Session) -> Result<(), Self::Error> {

@@ -410,8 +410,21 @@ impl Actor {
         let route = match route_for(&inventory, self.services.secrets().as_deref(), target) {
             Ok(r) => r,
             Err(why) => {
+                // Refused after an allow: the refusal is a row too, or the audit trail would
+                // show an allowed connection that never ran, with no reason.
+                let denial = Denial::new(
+                    why.rule(),
+                    format!("{} to {target} refused: {why}", protocol.describe()),
+                    Some(auth.user().to_owned()),
+                    Some(auth.contractor().to_owned()),
+                    Some(target.to_owned()),
+                );
+                warn!(%target, rule = denial.rule().as_str(), reason = denial.reason(), "Console refused");
+                self.services.record_refusal(None, &denial, &req).await;
                 self.say(&format!(
-                    "sekisho: cannot open the console of {target}: {why}\r\n"
+                    "sekisho: denied ({}): {}\r\n",
+                    denial.rule().as_str(),
+                    denial.reason()
                 ))
                 .await;
                 return 1;
@@ -601,15 +614,41 @@ pub fn menu_entries(
         .collect()
 }
 
+/// Why a console cannot be routed to; each is written to the catalogue as a denial.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+#[non_exhaustive]
+pub enum RouteError {
+    /// The target left the inventory (a reload between the decision and the route).
+    #[error("{0} is not in the inventory")]
+    UnknownTarget(String),
+    /// The VM has no text console endpoint.
+    #[error("{0} has no text console configured")]
+    NoTextConsole(String),
+    /// The credential the console needs is not configured or not in the secrets file.
+    #[error("{0}")]
+    CredentialMissing(String),
+}
+
+impl RouteError {
+    /// The rule of the denial row.
+    pub fn rule(&self) -> Rule {
+        match self {
+            RouteError::UnknownTarget(_) => Rule::TargetUnknown,
+            RouteError::NoTextConsole(_) => Rule::ConsoleUnavailable,
+            RouteError::CredentialMissing(_) => Rule::CredentialMissing,
+        }
+    }
+}
+
 /// Where the console of `target` is and how to log in to it.
 pub fn route_for(
     inventory: &Inventory,
     secrets: Option<&policy::Secrets>,
     target: &str,
-) -> Result<Route, String> {
+) -> Result<Route, RouteError> {
     let t = inventory
         .target(target)
-        .ok_or_else(|| format!("{target} is not in the inventory"))?;
+        .ok_or_else(|| RouteError::UnknownTarget(target.to_owned()))?;
     let (host, port, credential, command) = match t.kind {
         TargetKind::Physical => (
             t.address.to_string(),
@@ -639,22 +678,24 @@ pub fn route_for(
                     endpoint: ep.to_string(),
                 });
             } else {
-                return Err(format!("{target} has no text console configured"));
+                return Err(RouteError::NoTextConsole(target.to_owned()));
             }
         }
     };
-    let name = credential.ok_or_else(|| format!("no credential is configured for {target}"))?;
-    let secrets = secrets.ok_or_else(|| "the secrets file is missing".to_owned())?;
+    let missing = RouteError::CredentialMissing;
+    let name =
+        credential.ok_or_else(|| missing(format!("no credential is configured for {target}")))?;
+    let secrets = secrets.ok_or_else(|| missing("the secrets file is missing".to_owned()))?;
     let cred = secrets
         .credential(&name)
-        .ok_or_else(|| format!("credential {name} is not in the secrets file"))?;
+        .ok_or_else(|| missing(format!("credential {name} is not in the secrets file")))?;
     let auth = match (&cred.private_key, &cred.password) {
         (Some(key), _) => UpstreamAuth::Key(key.into()),
         (None, Some(pw)) => UpstreamAuth::Password(pw.clone()),
         (None, None) => {
-            return Err(format!(
+            return Err(missing(format!(
                 "credential {name} has neither password nor private_key"
-            ));
+            )));
         }
     };
     Ok(Route::Ssh {

@@ -1,10 +1,16 @@
 //! Logging in to the web UI: argon2 passwords from the inventory, server-side sessions behind
-//! a random cookie, CSRF tokens on every form, and a login rate limit per user and per address.
+//! a random cookie, CSRF tokens on every form, and the failed-logon throttle per user and per
+//! address that every front door shares (`auth::throttle`): while locked out, a login gets
+//! the answer of a wrong password and the password is not checked. Every failed login is an
+//! `auth.failed` denial row (protocol `web`).
 //!
-//! A user with a matrix card in the inventory logs in in two steps: the right password gives
+//! A user with a matrix card in the inventory logs in in two steps: the password step gives
 //! only a short-lived pending login (its own cookie and CSRF token, no access to any page),
-//! then the answer to three cells of the card gives the session. The challenges, their
-//! one-time use and the lockout are `auth::matrix_card`'s, shared with SSH.
+//! then the answer to three cells of the card gives the session. The card is asked whether
+//! the password was right or not, and only the card step says no, so the first step confirms
+//! no password. The challenges (one pending per user, shown again until answered) and the
+//! card's lockout are `auth::matrix_card`'s, shared with SSH; a passed card is recorded in
+//! `auth::second_factor` for the VNC and RDP doors, and a logout forgets it.
 
 use std::collections::HashMap;
 use std::net::{IpAddr, Ipv4Addr};
@@ -16,11 +22,12 @@ use axum::extract::{FromRequestParts, State};
 use axum::http::request::Parts;
 use axum::http::{HeaderMap, HeaderValue, StatusCode, header};
 use axum::response::{IntoResponse, Redirect, Response};
+use policy::Protocol;
 use policy::Role;
 use rand::RngCore as _;
 use serde::Deserialize;
 use subtle::ConstantTimeEq as _;
-use tracing::{info, warn};
+use tracing::{debug, info, warn};
 
 use super::i18n::{Lang, tr};
 use super::pages::{escape, page_without_caller};
@@ -37,12 +44,6 @@ pub const IDLE_TIMEOUT: Duration = Duration::from_secs(30 * 60);
 pub const ABSOLUTE_TIMEOUT: Duration = Duration::from_secs(12 * 60 * 60);
 /// At most this many live browser sessions: a login flood must not grow memory without bound.
 pub const MAX_WEB_SESSIONS: usize = 10_000;
-/// Failed logins allowed per user and per client address within [`FAILURE_WINDOW`].
-pub const MAX_FAILURES: usize = 5;
-/// The window over which failed logins count.
-pub const FAILURE_WINDOW: Duration = Duration::from_secs(15 * 60);
-/// At most this many users/addresses tracked by the rate limiter (memory bound).
-pub const MAX_TRACKED: usize = 100_000;
 /// Longest user name accepted in the login form (inventory names are short).
 pub const MAX_USER_LEN: usize = 128;
 /// The cookie of a login waiting for its matrix card answer.
@@ -52,12 +53,18 @@ pub const PENDING_TIMEOUT: Duration = Duration::from_secs(5 * 60);
 /// At most this many logins waiting for their card at once (memory bound).
 pub const MAX_PENDING: usize = 10_000;
 
-/// A login whose password was right, waiting for the matrix card. Grants nothing by itself.
+/// A login waiting for the matrix card. Grants nothing by itself.
 #[derive(Debug, Clone)]
 struct PendingLogin {
     user: String,
     csrf: String,
     created: Instant,
+    /// The password was right.
+    /// INVARIANT: the session is given only when this is true and the card answer is right.
+    password_ok: bool,
+    /// The user or address was locked out at the password step: nothing was checked, and no
+    /// card answer is either.
+    locked: bool,
 }
 
 /// A logged-in browser.
@@ -69,11 +76,10 @@ struct WebSession {
     last_used: Instant,
 }
 
-/// Browser sessions and login failures, in memory (a restart logs everyone out).
+/// Browser sessions and pending card logins, in memory (a restart logs everyone out).
 #[derive(Debug, Default)]
 pub struct AuthStore {
     sessions: Mutex<HashMap<String, WebSession>>,
-    failures: Mutex<HashMap<String, Vec<Instant>>>,
     pending: Mutex<HashMap<String, PendingLogin>>,
 }
 
@@ -134,7 +140,12 @@ impl AuthStore {
     }
 
     /// A pending login for `user`: (cookie token, CSRF token), or `None` when too many wait.
-    fn create_pending(&self, user: &str) -> Option<(String, String)> {
+    fn create_pending(
+        &self,
+        user: &str,
+        password_ok: bool,
+        locked: bool,
+    ) -> Option<(String, String)> {
         let now = Instant::now();
         let mut pending = lock(&self.pending);
         pending.retain(|_, p| now.duration_since(p.created) < PENDING_TIMEOUT);
@@ -149,6 +160,8 @@ impl AuthStore {
                 user: user.to_owned(),
                 csrf: csrf.clone(),
                 created: now,
+                password_ok,
+                locked,
             },
         );
         Some((token, csrf))
@@ -174,44 +187,6 @@ impl AuthStore {
     pub(super) fn age_pending(&self, by: Duration) {
         for p in lock(&self.pending).values_mut() {
             p.created = p.created.checked_sub(by).unwrap_or(p.created);
-        }
-    }
-
-    /// Forgets every failed login (tests that need the card's lockout alone to answer).
-    #[cfg(test)]
-    pub(super) fn clear_failures(&self) {
-        lock(&self.failures).clear();
-    }
-
-    /// True when `keys` (user, address) may still try to log in.
-    fn allowed(&self, keys: &[String]) -> bool {
-        let now = Instant::now();
-        let mut failures = lock(&self.failures);
-        keys.iter().all(|k| match failures.get_mut(k) {
-            Some(v) => {
-                v.retain(|t| now.duration_since(*t) < FAILURE_WINDOW);
-                v.len() < MAX_FAILURES
-            }
-            None => true,
-        })
-    }
-
-    fn failed(&self, keys: &[String]) {
-        let now = Instant::now();
-        let mut failures = lock(&self.failures);
-        if failures.len() >= MAX_TRACKED {
-            failures.retain(|_, v| v.iter().any(|t| now.duration_since(*t) < FAILURE_WINDOW));
-        }
-        for k in keys {
-            if failures.len() >= MAX_TRACKED && !failures.contains_key(k) {
-                continue;
-            }
-            let v = failures.entry(k.clone()).or_default();
-            // Only the last MAX_FAILURES matter.
-            if v.len() >= MAX_FAILURES {
-                v.remove(0);
-            }
-            v.push(now);
         }
     }
 }
@@ -382,41 +357,29 @@ pub async fn login(
             StatusCode::UNAUTHORIZED,
         );
     }
-    let keys = [format!("user:{user}"), format!("ip:{ip}")];
-    if !state.auth.allowed(&keys) {
-        warn!(user = %user, client_ip = %ip, "Web login rate-limited");
-        return login_form(
-            &state,
-            lang,
-            Some(tr(lang, "login.limited")),
-            StatusCode::TOO_MANY_REQUESTS,
-        );
-    }
-    let (hash, has_card) = state
+    let now = Instant::now();
+    let (hash, has_card, known) = state
         .services
         .inventory()
         .user(&user)
-        .map(|u| (u.password_hash.clone(), u.matrix_card.is_some()))
+        .map(|u| (u.password_hash.clone(), u.matrix_card.is_some(), true))
         .unwrap_or_default();
     // While the card is locked the password is not even checked: a right and a wrong password
     // get the same answer, so the lockout is no oracle for guessing it.
-    if has_card && state.matrix.is_locked(&user, Instant::now()) {
-        state.auth.failed(&keys);
+    if has_card && state.matrix.is_locked(&user, now) {
         warn!(user = %user, client_ip = %ip, "Web login refused: matrix card locked out");
         return card_locked(&state, lang);
     }
-    let password = form.password;
-    let ok = match hash {
-        Some(hash) => {
-            tokio::task::spawn_blocking(move || crate::auth::verify_password(&hash, &password))
-                .await
-                .unwrap_or(false)
+    // Likewise while the user or address is locked out by the throttle: the answer is a wrong
+    // password's (for a card user, the card step that fails at its end).
+    let locked = match state.throttle.check(&user, ip, now) {
+        Ok(()) => false,
+        Err(l) => {
+            debug!(user = %user, client_ip = %ip, subject = %l.subject, "Web login refused: locked out after repeated failures");
+            true
         }
-        None => false,
     };
-    if !ok {
-        state.auth.failed(&keys);
-        info!(user = %user, client_ip = %ip, "Web login failed");
+    if locked && !has_card {
         return login_form(
             &state,
             lang,
@@ -424,10 +387,55 @@ pub async fn login(
             StatusCode::UNAUTHORIZED,
         );
     }
+    let password = form.password;
+    let ok = match hash {
+        Some(hash) if !locked => {
+            tokio::task::spawn_blocking(move || crate::auth::verify_password(&hash, &password))
+                .await
+                .unwrap_or(false)
+        }
+        _ => false,
+    };
     if has_card {
-        return start_card(&state, lang, &user, ip);
+        return start_card(&state, lang, &user, ip, ok, locked);
     }
+    if !ok {
+        let why = if known {
+            "wrong password"
+        } else {
+            "unknown user"
+        };
+        failed(&state, &user, ip, why).await;
+        return login_form(
+            &state,
+            lang,
+            Some(tr(lang, "login.failed")),
+            StatusCode::UNAUTHORIZED,
+        );
+    }
+    state.throttle.record_success(&user, ip);
     logged_in(&state, lang, &user, ip, "Web login")
+}
+
+/// A failed web login: counted by the throttle (a lockout it starts is audited), logged and
+/// written as an `auth.failed` denial. `why` names the factor, never a secret.
+async fn failed(state: &WebState, user: &str, ip: IpAddr, why: &str) {
+    let lockouts = state.throttle.record_failure(user, ip, Instant::now());
+    info!(user = %user, client_ip = %ip, reason = why, "Web login failed");
+    state
+        .services
+        .auth_failed(
+            Protocol::Web,
+            user,
+            ip,
+            None,
+            format!("web UI login of {user} from {ip} refused: {why}"),
+        )
+        .await;
+    state
+        .services
+        .lockouts_started(&lockouts, Protocol::Web, ip)
+        .await;
 }
 
 /// Opens the browser session of `user` and sends them to the session list.
@@ -471,8 +479,16 @@ fn card_of(state: &WebState, user: &str, ip: IpAddr) -> Option<MatrixCard> {
     }
 }
 
-/// The password was right and the user has a card: a pending login and the first challenge.
-fn start_card(state: &WebState, lang: Lang, user: &str, ip: IpAddr) -> Response {
+/// The password step of a card user is done (`password_ok` says how, `locked` whether it was
+/// refused unchecked): a pending login and the challenge, whatever the answer was.
+fn start_card(
+    state: &WebState,
+    lang: Lang,
+    user: &str,
+    ip: IpAddr,
+    password_ok: bool,
+    locked: bool,
+) -> Response {
     let Some(card) = card_of(state, user, ip) else {
         return login_form(
             state,
@@ -481,7 +497,7 @@ fn start_card(state: &WebState, lang: Lang, user: &str, ip: IpAddr) -> Response 
             StatusCode::UNAUTHORIZED,
         );
     };
-    let Some((token, csrf)) = state.auth.create_pending(user) else {
+    let Some((token, csrf)) = state.auth.create_pending(user, password_ok, locked) else {
         return login_form(
             state,
             lang,
@@ -494,7 +510,7 @@ fn start_card(state: &WebState, lang: Lang, user: &str, ip: IpAddr) -> Response 
         warn!(user = %user, client_ip = %ip, "Web login refused: matrix card locked out");
         return card_locked(state, lang);
     };
-    info!(user = %user, client_ip = %ip, "Web login password accepted; matrix card asked");
+    info!(user = %user, client_ip = %ip, "Web login: matrix card asked");
     let headers = resp.headers_mut();
     headers.append(
         header::SET_COOKIE,
@@ -538,7 +554,8 @@ fn card_expired(state: &WebState, lang: Lang) -> Response {
     login_form_ending_card(state, lang, "card.expired", StatusCode::UNAUTHORIZED)
 }
 
-/// The matrix card form with a freshly drawn challenge; `None` while the user is locked out.
+/// The matrix card form with the user's pending challenge (drawn if there is none); `None`
+/// while the card is locked out.
 fn card_form(
     state: &WebState,
     lang: Lang,
@@ -582,8 +599,8 @@ fn card_form(
     )
 }
 
-/// `GET /login/card`: the card form of the pending login, with a fresh challenge (a reload
-/// draws new cells: a challenge is never shown twice).
+/// `GET /login/card`: the card form of the pending login, with the user's pending challenge (a
+/// reload shows the same cells until they are answered: redrawing gives nothing new).
 pub async fn card_page(
     State(state): State<Arc<WebState>>,
     client: Option<axum::Extension<ClientAddr>>,
@@ -669,49 +686,58 @@ pub async fn card_answer(
         )
         .unwrap_or_else(|| card_locked(&state, lang));
     }
-    let keys = [format!("user:{user}"), format!("ip:{ip}")];
-    if !state.auth.allowed(&keys) {
-        state.auth.remove_pending(&token);
-        warn!(user = %user, client_ip = %ip, "Web matrix card answer rate-limited");
-        return login_form_ending_card(
-            &state,
+    let now = Instant::now();
+    let retry = |state: &WebState| {
+        card_form(
+            state,
             lang,
-            "login.limited",
-            StatusCode::TOO_MANY_REQUESTS,
-        );
+            &user,
+            &card,
+            &pending.csrf,
+            Some(tr(lang, "card.failed")),
+            StatusCode::UNAUTHORIZED,
+        )
+    };
+    // Locked out (at the password step, or since): refused like a wrong answer, unchecked.
+    if pending.locked || state.throttle.check(&user, ip, now).is_err() {
+        debug!(user = %user, client_ip = %ip, "Web matrix card answer refused: locked out after repeated failures");
+        return retry(&state).unwrap_or_else(|| {
+            state.auth.remove_pending(&token);
+            card_locked(&state, lang)
+        });
     }
     let answers = [form.a0.as_str(), form.a1.as_str(), form.a2.as_str()];
-    match state.matrix.answer(&user, &card, &answers, Instant::now()) {
-        Verdict::Pass => {
-            state.auth.remove_pending(&token);
-            logged_in(&state, lang, &user, ip, "Web login (with matrix card)")
-        }
+    let verdict = state.matrix.answer(&user, &card, &answers, now);
+    if pending.password_ok && verdict == Verdict::Pass {
+        state.auth.remove_pending(&token);
+        state.throttle.record_success(&user, ip);
+        state.second_factors.record_pass(&user, ip, now);
+        return logged_in(&state, lang, &user, ip, "Web login (with matrix card)");
+    }
+    let why = match verdict {
+        Verdict::Pass => "wrong password",
         Verdict::Fail { remaining } => {
-            state.auth.failed(&keys);
             info!(user = %user, client_ip = %ip, remaining, "Web matrix card answer rejected");
-            match card_form(
-                &state,
-                lang,
-                &user,
-                &card,
-                &pending.csrf,
-                Some(tr(lang, "card.failed")),
-                StatusCode::UNAUTHORIZED,
-            ) {
-                Some(resp) => resp,
-                None => {
-                    state.auth.remove_pending(&token);
-                    card_locked(&state, lang)
-                }
+            if pending.password_ok {
+                "wrong matrix card answer"
+            } else {
+                "wrong password and wrong matrix card answer"
             }
         }
         Verdict::Locked => {
-            state.auth.failed(&keys);
-            state.auth.remove_pending(&token);
             warn!(user = %user, client_ip = %ip, "Web matrix card locked out after repeated failures");
-            card_locked(&state, lang)
+            "wrong matrix card answer; the card is now locked out"
         }
+    };
+    failed(&state, &user, ip, why).await;
+    if verdict == Verdict::Locked {
+        state.auth.remove_pending(&token);
+        return card_locked(&state, lang);
     }
+    retry(&state).unwrap_or_else(|| {
+        state.auth.remove_pending(&token);
+        card_locked(&state, lang)
+    })
 }
 
 /// A form with only a CSRF token (logout, kill).
@@ -734,6 +760,8 @@ pub async fn logout(
     if let Some(token) = cookie(&headers, SESSION_COOKIE) {
         state.auth.remove(&token);
     }
+    // The matrix card passed at this login no longer counts for VNC consoles or RDP.
+    state.second_factors.forget(&caller.user);
     info!(user = %caller.user, "Web logout");
     let mut resp = Redirect::to("/login").into_response();
     resp.headers_mut().append(

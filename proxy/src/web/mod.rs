@@ -105,6 +105,20 @@ pub struct WebState {
     /// Matrix card challenges and lockouts: the process-wide guard in service, so failures
     /// over SSH and over the web count together.
     matrix: Arc<crate::auth::matrix_card::MatrixGuard>,
+    /// Failed logins and lockouts: the process-wide throttle in service, shared with SSH
+    /// and RDP.
+    throttle: Arc<crate::auth::throttle::Throttle>,
+    /// Matrix card passes: the process-wide registry in service (the VNC and RDP doors read
+    /// it).
+    second_factors: Arc<crate::auth::second_factor::SecondFactors>,
+}
+
+/// The authentication state a [`WebState`] shares with the other doors (or, in tests, keeps
+/// to itself).
+struct SharedAuth {
+    matrix: Arc<crate::auth::matrix_card::MatrixGuard>,
+    throttle: Arc<crate::auth::throttle::Throttle>,
+    second_factors: Arc<crate::auth::second_factor::SecondFactors>,
 }
 
 /// One decoded recording kept for the player: (session, file size, replay).
@@ -125,37 +139,42 @@ impl WebState {
                 None
             }
         };
-        Self::build(
-            services,
-            secure_cookies,
-            verifying_key,
-            crate::auth::matrix_card::process_guard(),
-        )
+        let shared = SharedAuth {
+            matrix: crate::auth::matrix_card::process_guard(),
+            throttle: Arc::clone(services.throttle()),
+            second_factors: Arc::clone(services.second_factors()),
+        };
+        Self::build(services, secure_cookies, verifying_key, shared)
     }
 
-    /// Like [`WebState::new`] with an explicit trusted key and a matrix card guard of its own
-    /// (tests: one test's lockout must not leak into another's).
+    /// Like [`WebState::new`] with an explicit trusted key, and a matrix card guard, throttle
+    /// (with the inventory's `[auth]` limits) and card pass registry of its own (tests: one
+    /// test's lockout must not leak into another's).
     pub fn with_key(
         services: Arc<Services>,
         secure_cookies: bool,
         verifying_key: Option<ed25519_dalek::VerifyingKey>,
     ) -> Arc<Self> {
-        Self::build(
-            services,
-            secure_cookies,
-            verifying_key,
-            Arc::new(crate::auth::matrix_card::MatrixGuard::new()),
-        )
+        let shared = SharedAuth {
+            matrix: Arc::new(crate::auth::matrix_card::MatrixGuard::new()),
+            throttle: Arc::new(crate::auth::throttle::Throttle::new(
+                *services.inventory().auth(),
+            )),
+            second_factors: Arc::new(crate::auth::second_factor::SecondFactors::new()),
+        };
+        Self::build(services, secure_cookies, verifying_key, shared)
     }
 
     fn build(
         services: Arc<Services>,
         secure_cookies: bool,
         verifying_key: Option<ed25519_dalek::VerifyingKey>,
-        matrix: Arc<crate::auth::matrix_card::MatrixGuard>,
+        shared: SharedAuth,
     ) -> Arc<Self> {
         Arc::new(WebState {
-            matrix,
+            matrix: shared.matrix,
+            throttle: shared.throttle,
+            second_factors: shared.second_factors,
             services,
             auth: auth::AuthStore::default(),
             verifying_key,

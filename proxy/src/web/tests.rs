@@ -534,30 +534,110 @@ async fn login_without_csrf_is_refused() {
     );
 }
 
-#[tokio::test]
-async fn login_is_rate_limited_per_user() {
-    let f = fixture().await;
-    for _ in 0..super::auth::MAX_FAILURES {
-        assert_eq!(
-            try_login(&f, "kobayashi", "wrong").await.status(),
-            StatusCode::UNAUTHORIZED
-        );
-    }
-    // Now even the right password is refused, without being checked.
-    assert_eq!(
-        try_login(&f, "kobayashi", PASSWORD).await.status(),
-        StatusCode::TOO_MANY_REQUESTS
-    );
+/// The `auth.failed` denial rows of the fixture's catalogue, newest first.
+async fn auth_failed_rows(f: &Fixture) -> Vec<recorder::catalogue::DenialRow> {
+    f.state
+        .services
+        .catalogue()
+        .list_denials(&recorder::catalogue::DenialFilter {
+            rule: Some("auth.failed".into()),
+            ..Default::default()
+        })
+        .await
+        .unwrap()
+}
+
+/// The fixture's `[auth] max_failures`.
+fn max_failures(f: &Fixture) -> u32 {
+    f.state.services.inventory().auth().max_failures
 }
 
 #[tokio::test]
-async fn login_is_rate_limited_per_address() {
+async fn failed_login_is_an_auth_failed_denial_on_the_dashboard() {
+    let f = fixture().await;
+    assert_eq!(
+        try_login(&f, "kobayashi", "wrong guess").await.status(),
+        StatusCode::UNAUTHORIZED
+    );
+    assert_eq!(
+        try_login(&f, "nobody", PASSWORD).await.status(),
+        StatusCode::UNAUTHORIZED
+    );
+    let rows = auth_failed_rows(&f).await;
+    assert_eq!(rows.len(), 2, "{rows:?}");
+    let row = rows
+        .iter()
+        .find(|r| r.user.as_deref() == Some("kobayashi"))
+        .unwrap();
+    assert_eq!(row.protocol, Protocol::Web);
+    assert!(row.reason.contains("wrong password"), "{}", row.reason);
+    assert!(!row.reason.contains("wrong guess"), "no password in a row");
+    let unknown = rows
+        .iter()
+        .find(|r| r.user.as_deref() == Some("nobody"))
+        .unwrap();
+    assert!(
+        unknown.reason.contains("unknown user"),
+        "{}",
+        unknown.reason
+    );
+    // A right login writes no row.
+    assert_eq!(
+        try_login(&f, "suzuki", PASSWORD).await.status(),
+        StatusCode::SEE_OTHER
+    );
+    assert_eq!(auth_failed_rows(&f).await.len(), 2);
+    let (cookie, _) = login_as(&f, "kobayashi");
+    let (status, body) = get(&f, Some(&cookie), "/denials").await;
+    assert_eq!(status, StatusCode::OK);
+    assert!(body.contains("auth.failed") && body.contains("web UI login of kobayashi"));
+}
+
+#[tokio::test]
+async fn login_guessing_is_locked_out_per_user() {
+    let f = fixture().await;
+    let mut wrong_page = String::new();
+    for _ in 0..max_failures(&f) {
+        let resp = try_login(&f, "kobayashi", "wrong").await;
+        assert_eq!(resp.status(), StatusCode::UNAUTHORIZED);
+        wrong_page = body_of(resp).await;
+    }
+    let lockouts = f
+        .state
+        .services
+        .catalogue()
+        .list_audit_events(&recorder::catalogue::AuditFilter {
+            kind: Some("auth lockout".into()),
+            ..Default::default()
+        })
+        .await
+        .unwrap();
+    assert!(
+        lockouts.iter().any(|e| e
+            .detail
+            .as_deref()
+            .is_some_and(|d| d.contains("user kobayashi locked out"))),
+        "{lockouts:?}"
+    );
+    // Now even the right password is refused, unchecked, with a wrong password's very answer.
+    let resp = try_login(&f, "kobayashi", PASSWORD).await;
+    assert_eq!(resp.status(), StatusCode::UNAUTHORIZED);
+    assert!(cookie_set(&resp, "sekisho_session").is_none());
+    assert_eq!(strip_csrf(&body_of(resp).await), strip_csrf(&wrong_page));
+    // Refusals while locked write no row.
+    assert_eq!(auth_failed_rows(&f).await.len(), max_failures(&f) as usize);
+}
+
+#[tokio::test]
+async fn login_guessing_is_locked_out_per_address() {
     let f = fixture().await;
     let app = router(f.state.clone()).layer(axum::Extension(super::ClientAddr(
         "192.0.2.7".parse().unwrap(),
     )));
+    let max = max_failures(&f) as usize;
     let mut last = StatusCode::OK;
-    for i in 0..=super::auth::MAX_FAILURES {
+    let mut answered = Vec::new();
+    for i in 0..=max {
         let page = app
             .clone()
             .oneshot(
@@ -570,12 +650,12 @@ async fn login_is_rate_limited_per_address() {
             .unwrap();
         let csrf = login_csrf(&page);
         // A different user each time: only the address ties them together.
-        let user = if i == super::auth::MAX_FAILURES {
+        let user = if i == max {
             "suzuki".to_owned()
         } else {
             format!("guess{i}")
         };
-        let password = if i == super::auth::MAX_FAILURES {
+        let password = if i == max {
             PASSWORD.replace(' ', "+")
         } else {
             "x".into()
@@ -589,9 +669,18 @@ async fn login_is_rate_limited_per_address() {
                 "user={user}&password={password}&csrf={csrf}"
             )))
             .unwrap();
-        last = app.clone().oneshot(req).await.unwrap().status();
+        let resp = app.clone().oneshot(req).await.unwrap();
+        last = resp.status();
+        answered.push(strip_csrf(&body_of(resp).await));
     }
-    assert_eq!(last, StatusCode::TOO_MANY_REQUESTS);
+    // suzuki's right password from the locked address: a wrong password's answer.
+    assert_eq!(last, StatusCode::UNAUTHORIZED);
+    assert_eq!(answered[max], answered[0]);
+    // The same user from another address is not locked.
+    assert_eq!(
+        try_login(&f, "suzuki", PASSWORD).await.status(),
+        StatusCode::SEE_OTHER
+    );
 }
 
 #[tokio::test]
@@ -1101,8 +1190,8 @@ async fn matrix_card_locks_out_after_repeated_wrong_answers() {
             break;
         }
     }
-    // The login rate limit (5 per user) or the card's lockout ends it; either way no session
-    // and the pending login is gone.
+    // The card's lockout (5 wrong answers, before the throttle's 10) ends it: no session and
+    // the pending login is gone.
     assert_eq!(last, StatusCode::TOO_MANY_REQUESTS, "{body}");
     assert_eq!(
         get(&f, Some(&pending), "/login/card").await.0,
@@ -1110,15 +1199,12 @@ async fn matrix_card_locks_out_after_repeated_wrong_answers() {
     );
     // The card is locked: even the right password and right cells get no session now.
     assert!(f.state.matrix.is_locked("sato", std::time::Instant::now()));
-    // (The login rate limit is cleared first so that the card's lockout alone answers.)
-    f.state.auth.clear_failures();
     let resp = try_login(&f, "sato", PASSWORD).await;
     assert!(cookie_set(&resp, "sekisho_session").is_none());
     assert!(cookie_set(&resp, "sekisho_login_pending").is_none());
     assert_eq!(resp.status(), StatusCode::TOO_MANY_REQUESTS);
     let right = body_of(resp).await;
     // A wrong password gets the very same answer: the lockout tells nothing about the password.
-    f.state.auth.clear_failures();
     let resp = try_login(&f, "sato", "not-the-password").await;
     assert_eq!(resp.status(), StatusCode::TOO_MANY_REQUESTS);
     let wrong = body_of(resp).await;
@@ -1127,6 +1213,103 @@ async fn matrix_card_locks_out_after_repeated_wrong_answers() {
         "{right}"
     );
     assert_eq!(strip_csrf(&right), strip_csrf(&wrong));
+}
+
+#[tokio::test]
+async fn matrix_card_redraw_shows_the_same_cells_until_answered() {
+    let f = fixture().await;
+    let resp = try_login(&f, "sato", PASSWORD).await;
+    let pending = cookie_set(&resp, "sekisho_login_pending").unwrap();
+    let first = challenged_cells(&body_of(resp).await);
+    // Reloading the card page, or logging in again, shows the same cells: no redrawing
+    // until only known cells are asked.
+    for _ in 0..5 {
+        let (status, body) = get(&f, Some(&pending), "/login/card").await;
+        assert_eq!(status, StatusCode::OK);
+        assert_eq!(challenged_cells(&body), first);
+    }
+    let again = try_login(&f, "sato", PASSWORD).await;
+    let pending2 = cookie_set(&again, "sekisho_login_pending").unwrap();
+    assert_eq!(challenged_cells(&body_of(again).await), first);
+    // Each wrong answer counts (a failed-login row) and only then are new cells drawn.
+    let (_, body) = get(&f, Some(&pending2), "/login/card").await;
+    let resp = answer_card(&f, &pending2, &body, false).await;
+    assert_eq!(resp.status(), StatusCode::UNAUTHORIZED);
+    assert_ne!(challenged_cells(&body_of(resp).await), first);
+    let rows = auth_failed_rows(&f).await;
+    assert_eq!(rows.len(), 1, "{rows:?}");
+    assert!(rows[0].reason.contains("wrong matrix card answer"));
+}
+
+#[tokio::test]
+async fn matrix_card_wrong_password_gets_the_card_step_and_fails_at_its_end() {
+    let f = fixture().await;
+    let right = try_login(&f, "sato", PASSWORD).await;
+    let wrong = try_login(&f, "sato", "not the password").await;
+    // The same answer to both: a card page and a pending login, nothing else.
+    assert_eq!(wrong.status(), right.status());
+    assert_eq!(wrong.status(), StatusCode::OK);
+    let pending = cookie_set(&wrong, "sekisho_login_pending").unwrap();
+    assert!(cookie_set(&wrong, "sekisho_session").is_none());
+    let right_body = body_of(right).await;
+    let wrong_body = body_of(wrong).await;
+    assert_eq!(strip_csrf(&right_body), strip_csrf(&wrong_body));
+    assert!(auth_failed_rows(&f).await.is_empty(), "nothing decided yet");
+    // The right card answer after a wrong password: refused like a wrong answer.
+    let resp = answer_card(&f, &pending, &wrong_body, true).await;
+    assert_eq!(resp.status(), StatusCode::UNAUTHORIZED);
+    assert!(cookie_set(&resp, "sekisho_session").is_none());
+    assert!(body_of(resp).await.contains("card-error"));
+    let rows = auth_failed_rows(&f).await;
+    assert_eq!(rows.len(), 1, "{rows:?}");
+    assert!(
+        rows[0].reason.contains("wrong password"),
+        "{}",
+        rows[0].reason
+    );
+    assert!(!f.state.second_factors.passed(
+        "sato",
+        "0.0.0.0".parse().unwrap(),
+        std::time::Instant::now(),
+        std::time::Duration::from_secs(60)
+    ));
+}
+
+#[tokio::test]
+async fn matrix_card_pass_is_recorded_for_the_desktop_and_logout_forgets_it() {
+    let f = fixture().await;
+    let ip: std::net::IpAddr = "0.0.0.0".parse().unwrap();
+    let ttl = f.state.services.inventory().auth().second_factor_ttl;
+    let resp = try_login(&f, "sato", PASSWORD).await;
+    let pending = cookie_set(&resp, "sekisho_login_pending").unwrap();
+    let body = body_of(resp).await;
+    assert!(
+        !f.state
+            .second_factors
+            .passed("sato", ip, std::time::Instant::now(), ttl)
+    );
+    let resp = answer_card(&f, &pending, &body, true).await;
+    assert_eq!(resp.status(), StatusCode::SEE_OTHER);
+    let session = cookie_set(&resp, "sekisho_session").unwrap();
+    assert!(
+        f.state
+            .second_factors
+            .passed("sato", ip, std::time::Instant::now(), ttl)
+    );
+    let (_, page) = get(&f, Some(&session), "/sessions").await;
+    let resp = post(
+        &f,
+        Some(&session),
+        "/logout",
+        &format!("csrf={}", page_csrf(&page)),
+    )
+    .await;
+    assert_eq!(resp.status(), StatusCode::SEE_OTHER);
+    assert!(
+        !f.state
+            .second_factors
+            .passed("sato", ip, std::time::Instant::now(), ttl)
+    );
 }
 
 #[tokio::test]

@@ -230,6 +230,8 @@ pub mod event_kind {
     pub const CONFIG_RELOADED: &str = "config reloaded";
     /// Audit: a configuration reload was refused; the previous configuration stays.
     pub const CONFIG_RELOAD_FAILED: &str = "config reload failed";
+    /// Audit: too many failed logons locked a user name or a source address out (`[auth]`).
+    pub const AUTH_LOCKOUT: &str = "auth lockout";
 }
 
 /// One allow/deny decision to write.

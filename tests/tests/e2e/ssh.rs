@@ -512,6 +512,111 @@ fn ssh_wrong_password_is_rejected() -> Result<()> {
     Ok(())
 }
 
+/// `inventory` with an `[auth]` table allowing `max_failures` failed logons.
+fn with_max_failures(inventory: String, max_failures: u32) -> String {
+    format!(
+        "{inventory}\n[auth]\nmax_failures = {max_failures}\nfailure_window = \"15m\"\nlockout = \"15m\"\n"
+    )
+}
+
+#[test]
+fn ssh_failed_logons_are_denials_and_guessing_is_locked_out() -> Result<()> {
+    if !peers(&["ssh"])? {
+        return Ok(());
+    }
+    let lab = lab(false, false, |i| with_max_failures(i, 3))?;
+    let wrong = askpass(&lab.sekisho.path("data"), "not-the-password", None)?;
+    // One wrong password: one auth.failed row (OpenSSH's "none" probe before it is no failure).
+    let (code, out) = lab.console_once(&wrong)?;
+    assert_eq!(code, Some(255), "{out}");
+    let row = lab.wait_denial("auth.failed")?;
+    assert_eq!(row["user"], "tanaka");
+    assert_eq!(row["protocol"], "ssh");
+    assert_eq!(row["source"], TANAKA_DESKTOP);
+    assert!(
+        row["reason"]
+            .as_str()
+            .unwrap_or_default()
+            .contains("wrong password"),
+        "{row}"
+    );
+    assert_eq!(lab.denials_with("auth.failed")?.len(), 1);
+    // Two more: the third starts a lockout of tanaka (and of the desktop's address).
+    for _ in 0..2 {
+        let (code, out) = lab.console_once(&wrong)?;
+        assert_eq!(code, Some(255), "{out}");
+    }
+    let lockouts = lab.sekisho.wait_until(
+        Duration::from_secs(10),
+        "an auth lockout audit event",
+        || {
+            let events = lab.sekisho.audit_events("auth lockout")?;
+            Ok((!events.is_empty()).then_some(events))
+        },
+    )?;
+    assert!(
+        lockouts
+            .iter()
+            .any(|e| e.contains("user tanaka locked out") && e.contains("3 failed logons")),
+        "{lockouts:?}"
+    );
+    assert!(
+        lab.sekisho
+            .serve_log()
+            .contains("Logons locked out after repeated failures")
+    );
+    // Now the right password gets exactly the wrong password's answer, without being checked.
+    let (code, out) = lab.console_once(&lab.askpass)?;
+    assert_eq!(code, Some(255), "{out}");
+    assert!(out.contains("Permission denied"), "{out}");
+    let log = lab.sekisho.serve_log();
+    assert!(!log.contains("SSH login accepted"), "{log}");
+    assert!(
+        !log.contains("not-the-password"),
+        "a password reached the log"
+    );
+    // Refusals while locked write no row (a locked-out guesser cannot flood the catalogue).
+    let rows = lab.denials_with("auth.failed")?;
+    assert_eq!(rows.len(), 3, "{rows:?}");
+    assert!(
+        rows.iter()
+            .all(|r| !r.to_string().contains("not-the-password"))
+    );
+    Ok(())
+}
+
+#[test]
+fn ssh_to_a_physical_server_without_its_credential_is_a_credential_missing_row() -> Result<()> {
+    if !peers(&["ssh"])? {
+        return Ok(());
+    }
+    let lab = lab(false, false, |i| {
+        i.replace(
+            "credential = \"file-phys02-maint\"",
+            "credential = \"file-phys02-absent\"",
+        )
+    })?;
+    let mut s = lab.ssh_tt("tanaka+file-phys02", TANAKA_DESKTOP)?;
+    let status = s.wait_exit(Duration::from_secs(20))?;
+    let out = s.output();
+    assert!(
+        out.contains("sekisho: denied (credential.missing)"),
+        "{out}"
+    );
+    assert_eq!(status.code(), Some(1), "{out}");
+    let row = lab.wait_denial("credential.missing")?;
+    assert_eq!(row["user"], "tanaka");
+    assert_eq!(row["target"], "file-phys02");
+    assert!(
+        row["reason"]
+            .as_str()
+            .unwrap_or_default()
+            .contains("file-phys02-absent"),
+        "{row}"
+    );
+    Ok(())
+}
+
 #[test]
 fn ssh_matrix_card_second_factor() -> Result<()> {
     if !peers(&["ssh"])? {
@@ -559,6 +664,32 @@ fn ssh_matrix_card_second_factor() -> Result<()> {
     let bad = askpass(&dir, DEMO_PASSWORD, Some(&wrong_card))?;
     let (code, out) = lab.console_once(&bad)?;
     assert_eq!(code, Some(255), "{out}");
+    let row = lab.wait_denial("auth.failed")?;
+    assert_eq!(row["user"], "tanaka");
+    assert!(
+        row["reason"]
+            .as_str()
+            .unwrap_or_default()
+            .contains("wrong matrix card answer"),
+        "{row}"
+    );
+
+    // A wrong password is not refused before the card: the card is asked exactly as after the
+    // right one, and only the end says no, so the first step confirms no password.
+    let dir = lab.sekisho.path("wrong-password");
+    std::fs::create_dir_all(&dir)?;
+    let guess = askpass(&dir, "not-the-password", Some(&card))?;
+    let (code, out) = lab.console_once(&guess)?;
+    assert_eq!(code, Some(255), "{out}");
+    let prompts = ssh_peers::askpass_prompts(&dir);
+    assert!(
+        prompts.iter().any(|p| p.contains("Matrix card cell")),
+        "the card must be asked after a wrong password too: {prompts:?}"
+    );
+    lab.sekisho
+        .wait_until(Duration::from_secs(10), "two auth.failed rows", || {
+            Ok((lab.denials_with("auth.failed")?.len() == 2).then_some(()))
+        })?;
 
     // More wrong answers lock the card. From then on the login is refused at the password, and
     // the right password is refused exactly like a wrong one: the lockout is no oracle for

@@ -263,7 +263,7 @@ async fn matrix_card_login(b: &Browser, base: &str) -> Result<()> {
     b.goto(&format!("{base}/sessions")).await?;
     let path = wait_path(b, |p| p == "/login").await?;
     ensure!(path == "/login", "password alone opened {path}");
-    // The pending login is still there: the card page asks (fresh) cells.
+    // The pending login is still there: the card page asks its (pending) cells again.
     b.goto(&format!("{base}/login/card")).await?;
     let first = challenged_cells(b).await?;
     answer_card(b, &first, false).await?;

@@ -279,6 +279,31 @@ impl SekishoInstance {
             .context("expected a JSON array from the list command")
     }
 
+    /// The details of the audit events of `kind`, oldest first, read from the catalogue
+    /// (instances on the default SQLite catalogue only).
+    pub fn audit_events(&self, kind: &str) -> Result<Vec<String>> {
+        let url = format!("sqlite://{}", self.path("data/sekisho.db").display());
+        let rt = tokio::runtime::Builder::new_current_thread()
+            .enable_all()
+            .build()?;
+        let rows = rt.block_on(async {
+            let catalogue = recorder::catalogue::Catalogue::connect(&url).await?;
+            let rows = catalogue
+                .list_audit_events(&recorder::catalogue::AuditFilter {
+                    kind: Some(kind.to_owned()),
+                    ..Default::default()
+                })
+                .await?;
+            catalogue.close().await;
+            anyhow::Ok(rows)
+        })?;
+        Ok(rows
+            .into_iter()
+            .rev()
+            .map(|r| r.detail.unwrap_or_default())
+            .collect())
+    }
+
     /// Polls `check` every 100 ms until it returns `Some`, or fails after `timeout`.
     pub fn wait_until<T>(
         &self,

@@ -169,7 +169,8 @@ pub fn start_qemu_serial() -> Result<Peer> {
 }
 
 /// Writes an `SSH_ASKPASS` program that answers password prompts with `password` and matrix
-/// card prompts from `card` (rows of digits), if any.
+/// card prompts from `card` (rows of digits), if any. Every prompt it is asked is appended to
+/// `dir/prompts.log` (see [`askpass_prompts`]).
 pub fn askpass(dir: &Path, password: &str, card: Option<&[String]>) -> Result<PathBuf> {
     let card_file = dir.join("card.txt");
     if let Some(rows) = card {
@@ -177,6 +178,7 @@ pub fn askpass(dir: &Path, password: &str, card: Option<&[String]>) -> Result<Pa
     }
     let script = format!(
         r#"#!/bin/sh
+printf '%s\n' "$1" >> '{prompts}'
 case "$1" in
   *"Matrix card cell "*)
     cell=$(printf '%s' "$1" | sed 's/.*cell \([A-Z]\)\([0-9]*\).*/\1 \2/')
@@ -187,13 +189,23 @@ case "$1" in
   *) printf '%s\n' '{password}' ;;
 esac
 "#,
-        card = card_file.display()
+        card = card_file.display(),
+        prompts = dir.join("prompts.log").display()
     );
     let path = dir.join("askpass.sh");
     std::fs::write(&path, script)?;
     use std::os::unix::fs::PermissionsExt;
     std::fs::set_permissions(&path, std::fs::Permissions::from_mode(0o755))?;
     Ok(path)
+}
+
+/// The prompts the askpass program written into `dir` was asked, oldest first.
+pub fn askpass_prompts(dir: &Path) -> Vec<String> {
+    std::fs::read_to_string(dir.join("prompts.log"))
+        .unwrap_or_default()
+        .lines()
+        .map(str::to_owned)
+        .collect()
 }
 
 /// The OpenSSH client options every test uses toward Sekisho at `port`, from `source`.

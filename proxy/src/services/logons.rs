@@ -1,0 +1,90 @@
+//! Logons at the front doors: the failed-logon throttle and the matrix card passes every door
+//! shares, and the catalogue rows and audit events a failed logon or a lockout leaves.
+
+use std::net::IpAddr;
+use std::sync::Arc;
+
+use chrono::Utc;
+use policy::{Denial, Request, Rule};
+use recorder::catalogue::event_kind;
+use tracing::{error, warn};
+
+use super::{ErrorKind, Services};
+use crate::auth::second_factor::SecondFactors;
+use crate::auth::throttle::{Lockout, Throttle};
+
+impl Services {
+    /// The failed-logon throttle every door shares ([`crate::auth::throttle`]).
+    pub fn throttle(&self) -> &Arc<Throttle> {
+        &self.throttle
+    }
+
+    /// The matrix card passes every door shares ([`crate::auth::second_factor`]).
+    pub fn second_factors(&self) -> &Arc<SecondFactors> {
+        &self.second_factors
+    }
+
+    /// Writes an `auth.failed` denial for a failed logon of `user` from `source` at a front
+    /// door. `reason` says which factor failed and must hold no secret. The user name is the
+    /// one typed (maybe unknown, maybe hostile): it is cut short and its control characters
+    /// dropped before it reaches the catalogue.
+    pub async fn auth_failed(
+        &self,
+        protocol: policy::Protocol,
+        user: &str,
+        source: IpAddr,
+        target: Option<&str>,
+        reason: String,
+    ) {
+        let user: String = user
+            .chars()
+            .filter(|c| !c.is_control())
+            .take(crate::auth::throttle::MAX_KEY_LEN)
+            .collect();
+        let contractor = self
+            .inventory()
+            .user(&user)
+            .and_then(|u| u.contractor.clone());
+        let req = Request {
+            protocol,
+            source,
+            target: policy::TargetRef::Name(target.unwrap_or_default().to_owned()),
+            user: Some(user.clone()),
+        };
+        let denial = Denial::new(
+            Rule::AuthFailed,
+            reason,
+            Some(user),
+            contractor,
+            target.map(str::to_owned),
+        );
+        self.record_refusal(None, &denial, &req).await;
+    }
+
+    /// Writes each lockout a failed logon started as an audit event and a log line.
+    pub async fn lockouts_started(
+        &self,
+        lockouts: &[Lockout],
+        protocol: policy::Protocol,
+        source: IpAddr,
+    ) {
+        for lockout in lockouts {
+            let detail = format!(
+                "{lockout} (last failure over {} from {source})",
+                protocol.describe()
+            );
+            warn!(subject = %lockout.subject, client_ip = %source, proto = protocol.as_str(), lockout_secs = lockout.lockout.as_secs(), "Logons locked out after repeated failures");
+            let event = recorder::catalogue::AuditEvent {
+                at: Utc::now(),
+                instance: self.instance.clone(),
+                kind: event_kind::AUTH_LOCKOUT.to_owned(),
+                detail: Some(detail),
+                session_id: None,
+            };
+            if let Err(e) = self.catalogue.audit_event(&event).await {
+                self.metrics.error(ErrorKind::Catalogue);
+                error!(error = %e, "Cannot write the lockout audit event");
+            }
+        }
+    }
+}
