@@ -117,6 +117,9 @@ pub struct AuthPolicy {
     /// How long a matrix card passed at the web or SSH login counts for a VNC console (or an
     /// RDP connection) of the same user from the same desktop.
     pub second_factor_ttl: Duration,
+    /// Time from accepting a connection to the person's authentication, on every door; a
+    /// client that stays silent or stalls before it is closed then.
+    pub preauth_timeout: Duration,
 }
 
 /// Longest duration an `[auth]` key accepts: longer lockouts are a denial of service, and a
@@ -439,6 +442,7 @@ struct RawAuth {
     failure_window: Option<S<DurationValue>>,
     lockout: Option<S<DurationValue>>,
     second_factor_ttl: Option<S<DurationValue>>,
+    preauth_timeout: Option<S<DurationValue>>,
 }
 
 /// A duration as written: a number of seconds, or a string of digits with a unit (`"30s"`,
@@ -685,6 +689,9 @@ pub const DEFAULT_FAILURE_WINDOW: Duration = Duration::from_secs(15 * 60);
 pub const DEFAULT_LOCKOUT: Duration = Duration::from_secs(15 * 60);
 /// Built-in `auth.second_factor_ttl`.
 pub const DEFAULT_SECOND_FACTOR_TTL: Duration = Duration::from_secs(8 * 3600);
+/// Default `auth.preauth_timeout`: long enough for a person typing a password at a prompt,
+/// short enough that silent connections do not pile up.
+pub const DEFAULT_PREAUTH_TIMEOUT: Duration = Duration::from_secs(30);
 
 impl Default for AuthPolicy {
     fn default() -> Self {
@@ -693,6 +700,7 @@ impl Default for AuthPolicy {
             failure_window: DEFAULT_FAILURE_WINDOW,
             lockout: DEFAULT_LOCKOUT,
             second_factor_ttl: DEFAULT_SECOND_FACTOR_TTL,
+            preauth_timeout: DEFAULT_PREAUTH_TIMEOUT,
         }
     }
 }
@@ -952,6 +960,11 @@ fn parse_auth(diag: &mut Diag<'_>, raw: &RawAuth, out: &mut AuthPolicy) {
             &raw.second_factor_ttl,
             "auth.second_factor_ttl",
             &mut out.second_factor_ttl,
+        ),
+        (
+            &raw.preauth_timeout,
+            "auth.preauth_timeout",
+            &mut out.preauth_timeout,
         ),
     ] {
         let Some(value) = value else { continue };

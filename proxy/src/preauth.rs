@@ -1,5 +1,5 @@
-//! The limits every front door puts on connections that have not authenticated yet: a
-//! deadline, and a cap per source address and in total.
+//! The limits every front door puts on connections that have not authenticated yet: a cap
+//! per source address and in total (the deadline is `auth.preauth_timeout`).
 //!
 //! Before authentication a connection costs Sekisho memory, a task and (for RDP) a TLS
 //! handshake, and it proves nothing. Without a cap one desktop could hold every slot of a door
@@ -10,10 +10,6 @@
 use std::collections::HashMap;
 use std::net::IpAddr;
 use std::sync::{Arc, Mutex, OnceLock};
-use std::time::Duration;
-
-/// Time from accept to authentication on every door; a silent or slow client is dropped then.
-pub const PREAUTH_DEADLINE: Duration = Duration::from_secs(30);
 
 /// Unauthenticated connections one source address may hold at once. A VDI desktop opens a
 /// few at a time (a client retrying, a second window); more is someone filling the door.

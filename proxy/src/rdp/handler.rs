@@ -4,12 +4,14 @@
 //!
 //! Before the contractor is authenticated no byte reaches the target, and no recording or live
 //! session is opened; decisions and refusals are written to the catalogue all the same. The
-//! whole pre-authentication part runs under [`PREAUTH_DEADLINE`] and holds a place in the
-//! door's [`crate::preauth`] caps.
+//! whole pre-authentication part runs under `auth.preauth_timeout` and holds a place in the
+//! door's [`crate::preauth`] caps. Failed logons count in the shared throttle
+//! ([`crate::auth::throttle`]); a user with a matrix card must have passed it recently from the
+//! same desktop ([`crate::auth::second_factor`]).
 
 use std::net::{IpAddr, SocketAddr};
 use std::sync::Arc;
-use std::time::Duration;
+use std::time::{Duration, Instant};
 
 use anyhow::{Context, Result, anyhow, bail};
 use ironrdp_pdu::nego::{FailureCode, SecurityProtocol};
@@ -30,7 +32,7 @@ use super::nla_client::NlaClientError;
 use super::pins::{self, PinCheck};
 use super::server_leg;
 use super::session::{self, Relay};
-use crate::preauth::{self, PREAUTH_DEADLINE};
+use crate::preauth;
 use crate::services::{Services, SessionMeta};
 
 /// Time to reach the target and finish its TLS handshake.
@@ -67,8 +69,9 @@ async fn handle_inner(client: TcpStream, peer: SocketAddr, services: Arc<Service
             return Ok(());
         }
     };
+    let deadline = services.inventory().auth().preauth_timeout;
     let authenticated =
-        match tokio::time::timeout(PREAUTH_DEADLINE, authenticate(client, peer, &services)).await {
+        match tokio::time::timeout(deadline, authenticate(client, peer, &services)).await {
             Ok(r) => r?,
             Err(_) => {
                 let req = unnamed_request(peer.ip(), None);
@@ -80,7 +83,7 @@ async fn handle_inner(client: TcpStream, peer: SocketAddr, services: Arc<Service
                     format!(
                         "RDP connection from {} closed: no logon within {} s",
                         peer.ip(),
-                        PREAUTH_DEADLINE.as_secs()
+                        deadline.as_secs()
                     ),
                 )
                 .await;
@@ -163,10 +166,16 @@ async fn authenticate(
     // Contractor leg: NLA against the account's nt_hash when it has one and the client
     // offers it; otherwise TLS, and the Client Info logon is checked against password_hash.
     let user = inventory.user(auth.user()).cloned();
+    // A locked-out name or address gets the answer of a wrong password, and its password is
+    // not checked: with NLA, CredSSP runs against a hash no password has.
+    let locked = services
+        .throttle()
+        .check(auth.user(), peer.ip(), Instant::now())
+        .is_err();
     let nla_account = user.as_ref().and_then(|u| {
         u.nt_hash.as_ref().map(|h| Account {
             user: u.name.clone(),
-            nt_hash: *h.expose(),
+            nt_hash: if locked { unguessable_hash() } else { *h.expose() },
         })
     });
     let client_selected =
@@ -206,11 +215,16 @@ async fn authenticate(
             Ok(rest) => leftover = rest,
             Err(NlaError::LogonRefused) => {
                 let reason = format!(
-                    "RDP logon of {} to {} refused: NLA credentials did not match the Sekisho account",
+                    "RDP logon of {} to {} refused: {}",
                     auth.user(),
-                    target.name
+                    target.name,
+                    if locked {
+                        "locked out after repeated failed logons"
+                    } else {
+                        "NLA credentials did not match the Sekisho account"
+                    }
                 );
-                refuse(services, &req, Some(&auth), Rule::AuthFailed, reason).await;
+                logon_failed(services, &req, &auth, locked, reason).await;
                 client_tls.shutdown().await.ok();
                 return Ok(None);
             }
@@ -237,13 +251,44 @@ async fn authenticate(
         }
     };
     // With NLA, CredSSP proved who the contractor is and the Client Info carries no password.
-    if !nla_used && !password_matches(&logon, &auth, user.as_ref()).await {
+    if !nla_used && (locked || !password_matches(&logon, &auth, user.as_ref()).await) {
         let reason = format!(
-            "RDP logon of {} to {} refused: wrong user name or password in the Client Info PDU",
+            "RDP logon of {} to {} refused: {}",
             auth.user(),
-            target.name
+            target.name,
+            if locked {
+                "locked out after repeated failed logons"
+            } else {
+                "wrong user name or password in the Client Info PDU"
+            }
         );
-        refuse(services, &req, Some(&auth), Rule::AuthFailed, reason).await;
+        logon_failed(services, &req, &auth, locked, reason).await;
+        client_tls.shutdown().await.ok();
+        return Ok(None);
+    }
+    services.throttle().record_success(auth.user(), peer.ip());
+    // The second factor: RDP has no card step of its own, so a card user must have passed the
+    // card at the web UI or the SSH login from this desktop recently. A hop rides on its
+    // console session's authentication.
+    let ttl = inventory.auth().second_factor_ttl;
+    let has_card = user.as_ref().is_some_and(|u| u.matrix_card.is_some());
+    if has_card
+        && auth.console_session().is_none()
+        && !services
+            .second_factors()
+            .passed(auth.user(), peer.ip(), Instant::now(), ttl)
+    {
+        let reason = format!(
+            "RDP to {} refused: {} has a matrix card and has not passed it from {} in the last \
+             {} h; log in to the web UI or run `ssh {}@bastion` from this desktop first, then \
+             connect again",
+            target.name,
+            auth.user(),
+            peer.ip(),
+            ttl.as_secs() / 3600,
+            auth.user()
+        );
+        refuse(services, &req, Some(&auth), Rule::AuthSecondFactor, reason).await;
         client_tls.shutdown().await.ok();
         return Ok(None);
     }
@@ -257,6 +302,31 @@ async fn authenticate(
         client_requested: request.requested,
         client_selected,
     }))
+}
+
+/// Reports a failed logon: the `auth.failed` row, and (unless the name or address is locked
+/// out already) a failure in the shared throttle, whose lockouts become audit events.
+async fn logon_failed(
+    services: &Services,
+    req: &Request,
+    auth: &Authorized,
+    locked: bool,
+    reason: String,
+) {
+    refuse(services, req, Some(auth), Rule::AuthFailed, reason).await;
+    if !locked {
+        let lockouts = services
+            .throttle()
+            .record_failure(auth.user(), req.source, Instant::now());
+        services
+            .lockouts_started(&lockouts, Protocol::Rdp, req.source)
+            .await;
+    }
+}
+
+/// An NT hash no password has in practice (random), for CredSSP while a logon is locked out.
+fn unguessable_hash() -> [u8; 16] {
+    rand::random()
 }
 
 /// Whether the Client Info names the decided user with their password (argon2, on the

@@ -18,6 +18,7 @@ use e2e::rdp_client::{self, ClientInfoShape, ConnectOptions};
 
 use crate::rdp::rdp_peers::{self, XRDP_PORT};
 use crate::rdp_load::{DESKTOP, inventory, runtime};
+use crate::ssh::ssh_peers;
 use crate::support::inventory::{NT_HASH as TANAKA_NT_HASH, PASSWORD as TANAKA_PASS};
 use crate::support::{InstanceOptions, SekishoInstance, require_peers};
 
@@ -326,4 +327,101 @@ fn connect_from(source: &str, addr: SocketAddr) -> Result<TcpStream> {
     // Tokio's sockets are non-blocking; the reads here wait.
     stream.set_nonblocking(false)?;
     Ok(stream)
+}
+
+/// tanaka's matrix card in the test inventory.
+const CARD: [&str; 5] = [
+    "3829104755",
+    "1047382910",
+    "5561029384",
+    "0192837465",
+    "5647382910",
+];
+
+/// A card user needs a fresh pass of the card (here at the SSH login, from the same desktop)
+/// before RDP admits them; failed RDP logons count in the throttle every door shares, and
+/// once it locks, the right password is refused like a wrong one, over RDP and over SSH.
+#[test]
+fn rdp_needs_a_fresh_card_pass_and_guessing_is_stopped() -> Result<()> {
+    if !require_peers(&["xrdp", "xrdp-sesman", "Xvnc", "ssh"])? {
+        return Ok(());
+    }
+    rdp_peers::ensure_xrdp()?;
+    let _serial = rdp_peers::serial();
+    let forwarder = CountingForwarder::start(XRDP_PORT)?;
+    let card: Vec<String> = CARD.iter().map(|r| (*r).to_owned()).collect();
+    let rows = CARD.map(|r| format!("\"{r}\"")).join(", ");
+    let desktop = DESKTOP.to_string();
+    let inventory = inventory(&[("srv01", forwarder.port)], None).replace(
+        &format!("desktops = [\"{desktop}\"]"),
+        &format!("desktops = [\"{desktop}\"]\nmatrix_card = [{rows}]"),
+    );
+    assert!(inventory.contains("matrix_card"), "{inventory}");
+    let instance = SekishoInstance::start_with(
+        &format!("{inventory}\n[auth]\nmax_failures = 3\n"),
+        InstanceOptions {
+            secrets: Some(rdp_peers::lab_secrets(&["srv01"])),
+            ..InstanceOptions::default()
+        },
+    )?;
+    let rt = runtime()?;
+
+    // The right password, but no card passed yet: refused before the target, and the reason
+    // says where to pass the card.
+    assert!(
+        !attempt(&rt, &instance, TANAKA_PASS, ClientInfoShape::Plain, false),
+        "RDP admitted a card user who had not passed the card"
+    );
+    let denial = rdp_peers::wait_denial(&instance, 10, "an auth.second-factor denial", |d| {
+        d["rule"] == "auth.second-factor" && d["protocol"] == "rdp"
+    })?;
+    assert!(
+        denial["reason"]
+            .as_str()
+            .is_some_and(|r| r.contains("web UI") && r.contains("ssh tanaka@bastion")),
+        "{denial}"
+    );
+    assert_eq!(forwarder.accepted(), 0, "the target was dialled without the card");
+
+    // The card passed at the SSH login from the same desktop: RDP is admitted.
+    let dir = instance.path("card-pass");
+    std::fs::create_dir_all(&dir)?;
+    let askpass = ssh_peers::askpass(&dir, TANAKA_PASS, Some(&card))?;
+    let mut ssh = ssh_peers::ssh_tt(&askpass, instance.listen.ssh.port(), &desktop, "tanaka")?;
+    ssh.wait_for("Choose a target", Duration::from_secs(20))?;
+    ssh.send(b"q\r")?;
+    ssh.wait_exit(Duration::from_secs(10))?;
+    assert!(
+        attempt(&rt, &instance, TANAKA_PASS, ClientInfoShape::Plain, false),
+        "RDP refused a card user who had just passed the card:\n{}",
+        instance.serve_log()
+    );
+    assert_eq!(forwarder.accepted(), 1);
+
+    // Guessing: three wrong passwords lock tanaka out of every door.
+    for i in 0..3 {
+        assert!(!attempt(&rt, &instance, "guess", ClientInfoShape::Plain, false));
+        instance.wait_until(Duration::from_secs(10), "an auth.failed denial", || {
+            Ok((auth_failed_count(&instance)? > i).then_some(()))
+        })?;
+    }
+    instance.wait_until(Duration::from_secs(10), "the lockout", || {
+        Ok(instance
+            .serve_log()
+            .contains("Logons locked out after repeated failures")
+            .then_some(()))
+    })?;
+    assert!(
+        !attempt(&rt, &instance, TANAKA_PASS, ClientInfoShape::Plain, false),
+        "the right password was admitted during the lockout"
+    );
+    assert_eq!(forwarder.accepted(), 1, "a locked-out logon reached the target");
+    // The same lockout holds at the SSH door.
+    let dir = instance.path("locked-ssh");
+    std::fs::create_dir_all(&dir)?;
+    let askpass = ssh_peers::askpass(&dir, TANAKA_PASS, Some(&card))?;
+    let mut ssh = ssh_peers::ssh_tt(&askpass, instance.listen.ssh.port(), &desktop, "tanaka")?;
+    let status = ssh.wait_exit(Duration::from_secs(20))?;
+    assert_eq!(status.code(), Some(255), "{}", ssh.output());
+    Ok(())
 }
