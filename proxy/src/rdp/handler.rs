@@ -175,7 +175,11 @@ async fn authenticate(
     let nla_account = user.as_ref().and_then(|u| {
         u.nt_hash.as_ref().map(|h| Account {
             user: u.name.clone(),
-            nt_hash: if locked { unguessable_hash() } else { *h.expose() },
+            nt_hash: if locked {
+                unguessable_hash()
+            } else {
+                *h.expose()
+            },
         })
     });
     let client_selected =
