@@ -79,8 +79,11 @@ pub fn verify(args: VerifyArgs) -> Result<ExitCode> {
         }
         (None, None) => None,
     };
-    let bytes = read(&args.file)?;
-    let report = recorder::verify(&bytes, trusted.as_ref());
+    // Streamed: a recording of any size is verified in the memory of one chunk.
+    let file = std::fs::File::open(&args.file)
+        .with_context(|| format!("cannot read {}", args.file.display()))?;
+    let report = recorder::verify_reader(file, trusted.as_ref())
+        .with_context(|| format!("cannot read {}", args.file.display()))?;
     if args.json {
         println!("{}", serde_json::to_string_pretty(&report)?);
     } else {
