@@ -280,6 +280,59 @@ fn rdp_sessions_kill_ends_the_session_promptly() -> Result<()> {
     Ok(())
 }
 
+#[test]
+fn rdp_sighup_revokes_the_live_session_of_a_removed_user() -> Result<()> {
+    if !peers()? {
+        return Ok(());
+    }
+    let _serial = rdp_peers::serial();
+    let vdi = start("ip-vpn", "physical", "business", "2099-12-31")?;
+    let port = vdi.instance.listen.rdp.port();
+    let client = tanaka_background(port, 40);
+    let live = rdp_peers::live_session(&vdi, "a live RDP session")?;
+    // Let the client reach the active state before the reload.
+    std::thread::sleep(Duration::from_secs(4));
+    let id = live["id"].as_str().context("session id")?.to_owned();
+    // tanaka is no longer in the inventory (renamed away, desktop and all).
+    let text = std::fs::read_to_string(&vdi.config)?;
+    let without = text.replacen("name = \"tanaka\"", "name = \"tanaka-left\"", 1);
+    assert_ne!(text, without);
+    std::fs::write(&vdi.config, without)?;
+    let hup = chrono::Utc::now();
+    let reloaded = Instant::now();
+    vdi.reload()?;
+    let run = client.join()?;
+    let after = reloaded.elapsed();
+    assert!(run.active(), "the session never came up:\n{}", run.log);
+    assert_ne!(
+        run.code,
+        Some(124),
+        "the client stayed connected after the reload"
+    );
+    assert!(
+        after < Duration::from_secs(5),
+        "the client ended {after:?} after the reload"
+    );
+    let row = rdp_peers::ended_session(&vdi, "the revoked RDP session")?;
+    assert_eq!(row["id"], id.as_str());
+    assert_eq!(row["outcome"], "revoked", "{row}");
+    let ended: chrono::DateTime<chrono::Utc> =
+        row["ended_at"].as_str().context("ended_at")?.parse()?;
+    let delay = ended - hup;
+    assert!(
+        delay < chrono::Duration::seconds(1),
+        "the session ended {delay} after the SIGHUP"
+    );
+    let events = crate::support::faults::session_events(&vdi, &id)?;
+    assert!(
+        events.iter().any(|(kind, detail)| kind == "revoked"
+            && detail.starts_with("source.desktop-mismatch: ")
+            || kind == "revoked" && detail.starts_with("user.unknown: ")),
+        "{events:?}"
+    );
+    Ok(())
+}
+
 /// [`start`] with these arguments, then [`assert_denied`] with `rule`.
 fn start_and_assert_denied(
     path: &str,

@@ -348,6 +348,27 @@ impl SekishoInstance {
         Ok(())
     }
 
+    /// Sends SIGHUP to `serve`: it reloads its configuration file (and re-decides live
+    /// sessions against it). Waits until the log says the reload was applied or refused.
+    pub fn reload(&self) -> Result<()> {
+        let child = self.serve.as_ref().context("serve not running")?;
+        let count = |log: &str| {
+            log.matches("reloaded (").count() + log.matches("Configuration reload refused").count()
+        };
+        let before = count(&self.serve_log());
+        let ok = Command::new("kill")
+            .arg("-HUP")
+            .arg(child.id().to_string())
+            .status()?
+            .success();
+        if !ok {
+            bail!("kill -HUP {} failed", child.id());
+        }
+        self.wait_until(Duration::from_secs(10), "the reload", || {
+            Ok((count(&self.serve_log()) > before).then_some(()))
+        })
+    }
+
     /// Kills `serve` with SIGKILL (a crash).
     pub fn crash(&mut self) -> Result<()> {
         if let Some(mut child) = self.serve.take() {
