@@ -274,25 +274,21 @@ async fn authenticate(
     // The second factor: RDP has no card step of its own, so a card user must have passed the
     // card at the web UI or the SSH login from this desktop recently. A hop rides on its
     // console session's authentication.
-    let ttl = inventory.auth().second_factor_ttl;
-    let has_card = user.as_ref().is_some_and(|u| u.matrix_card.is_some());
-    if has_card
-        && auth.console_session().is_none()
-        && !services
-            .second_factors()
-            .passed(auth.user(), peer.ip(), Instant::now(), ttl)
-    {
-        let reason = format!(
-            "RDP to {} refused: {} has a matrix card and has not passed it from {} in the last \
-             {} h; log in to the web UI or run `ssh {}@bastion` from this desktop first, then \
-             connect again",
-            target.name,
+    if auth.console_session().is_none()
+        && let Some(denial) = services.second_factor_missing(
+            Protocol::Rdp,
             auth.user(),
             peer.ip(),
-            ttl.as_secs() / 3600,
-            auth.user()
+            &target.name,
+            Instant::now(),
+        )
+    {
+        warn!(
+            rule = denial.rule().as_str(),
+            reason = denial.reason(),
+            "RDP connection refused"
         );
-        refuse(services, &req, Some(&auth), Rule::AuthSecondFactor, reason).await;
+        services.record_refusal(None, &denial, &req).await;
         client_tls.shutdown().await.ok();
         return Ok(None);
     }

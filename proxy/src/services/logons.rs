@@ -3,6 +3,7 @@
 
 use std::net::IpAddr;
 use std::sync::Arc;
+use std::time::{Duration, Instant};
 
 use chrono::Utc;
 use policy::{Denial, Request, Rule};
@@ -61,6 +62,39 @@ impl Services {
         self.record_refusal(None, &denial, &req).await;
     }
 
+    /// `Some(denial)` (rule `auth.second-factor`) when `user` has a matrix card and has not
+    /// passed it from `source` within `auth.second_factor_ttl` before `now`: a door without a
+    /// card step of its own (VNC, RDP) refuses then, and the reason says where to pass the
+    /// card. `None` for a user without a card (and for an unknown user: the policy refuses
+    /// those). The caller writes the denial ([`Services::record_refusal`]).
+    pub fn second_factor_missing(
+        &self,
+        protocol: policy::Protocol,
+        user: &str,
+        source: IpAddr,
+        target: &str,
+        now: Instant,
+    ) -> Option<Denial> {
+        let inventory = self.inventory();
+        let u = inventory.user(user)?;
+        u.matrix_card.as_ref()?;
+        let ttl = inventory.auth().second_factor_ttl;
+        if self.second_factors.passed(user, source, now, ttl) {
+            return None;
+        }
+        Some(Denial::new(
+            Rule::AuthSecondFactor,
+            format!(
+                "{} to {target} refused: {user} has a matrix card and has not passed it from {source} in the last {}; pass it from this desktop first (log in to the web UI, or `ssh {user}@bastion`), then try again",
+                protocol.describe(),
+                human_duration(ttl)
+            ),
+            Some(user.to_owned()),
+            u.contractor.clone(),
+            Some(target.to_owned()),
+        ))
+    }
+
     /// Writes each lockout a failed logon started as an audit event and a log line.
     pub async fn lockouts_started(
         &self,
@@ -86,5 +120,17 @@ impl Services {
                 error!(error = %e, "Cannot write the lockout audit event");
             }
         }
+    }
+}
+
+/// `d` as a person says it: "8 h", "15 min", "90 s".
+fn human_duration(d: Duration) -> String {
+    let secs = d.as_secs();
+    if secs >= 3600 && secs.is_multiple_of(3600) {
+        format!("{} h", secs / 3600)
+    } else if secs >= 60 && secs.is_multiple_of(60) {
+        format!("{} min", secs / 60)
+    } else {
+        format!("{secs} s")
     }
 }

@@ -258,6 +258,25 @@ impl Actor {
                 // Decided (and written to the catalogue) now; the VNC listener asks the policy
                 // again when the ticket is redeemed, since a window may close in between.
                 let req = self.request(Protocol::ConsoleVnc, Some(&target));
+                // A card user's ticket needs a recent card pass from this desktop. Over SSH it
+                // holds by construction (this login passed the card), but the rule is the
+                // VNC door's, and checked where it is redeemed too.
+                if let Some(denial) = self.services.second_factor_missing(
+                    Protocol::ConsoleVnc,
+                    &self.user,
+                    self.source,
+                    &target,
+                    std::time::Instant::now(),
+                ) {
+                    self.services.record_refusal(None, &denial, &req).await;
+                    self.say_err(&format!(
+                        "sekisho: denied ({}): {}\r\n",
+                        denial.rule().as_str(),
+                        denial.reason()
+                    ))
+                    .await;
+                    return 1;
+                }
                 match self.services.decide(&req).await {
                     Decision::Deny(d) => {
                         self.say_err(&format!(

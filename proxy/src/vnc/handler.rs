@@ -203,13 +203,29 @@ async fn handshake(
         }
     };
 
-    // Ask the policy again: the contract window may have closed since the ticket was issued.
     let request = Request {
         protocol: Protocol::ConsoleVnc,
         source,
         target: TargetRef::Name(grant.target.clone()),
         user: Some(grant.user.clone()),
     };
+    // A user with a matrix card must have passed it from this desktop recently: VNC has no
+    // card step of its own (checked at issue too; the pass may have expired or been forgotten
+    // by a logout since).
+    if let Some(denial) = services.second_factor_missing(
+        Protocol::ConsoleVnc,
+        &grant.user,
+        source,
+        &grant.target,
+        std::time::Instant::now(),
+    ) {
+        info!(client_ip = %source, rule = denial.rule().as_str(), "VNC console refused: no recent matrix card pass");
+        services.record_refusal(None, &denial, &request).await;
+        refuse(viewer, version, &format!("sekisho: {}", denial.reason())).await?;
+        return Ok(None);
+    }
+
+    // Ask the policy again: the contract window may have closed since the ticket was issued.
     let auth = match services.decide(&request).await {
         Decision::Allow(a) => a,
         Decision::Deny(d) => {

@@ -1794,3 +1794,49 @@ async fn connections_past_the_cap_are_closed_and_other_addresses_still_served() 
     );
     stop.cancel();
 }
+
+#[tokio::test]
+async fn second_factor_is_required_of_card_users_only_from_the_desktop_that_passed() {
+    let f = fixture().await;
+    let services = &f.state.services;
+    let vnc = Protocol::ConsoleVnc;
+    // An address of its own: the process-wide registry is shared by every test.
+    let desktop: std::net::IpAddr = "192.0.2.91".parse().unwrap();
+    let other: std::net::IpAddr = "192.0.2.92".parse().unwrap();
+    let now = std::time::Instant::now();
+    // Without a card nothing is asked.
+    assert!(
+        services
+            .second_factor_missing(vnc, "tanaka", desktop, "web01", now)
+            .is_none()
+    );
+    let denial = services
+        .second_factor_missing(vnc, "sato", desktop, "web01", now)
+        .unwrap();
+    assert_eq!(denial.rule().as_str(), "auth.second-factor");
+    assert!(
+        denial.reason().contains("web UI") && denial.reason().contains("ssh sato@bastion"),
+        "{}",
+        denial.reason()
+    );
+    assert!(denial.reason().contains("8 h"), "{}", denial.reason());
+    services.second_factors().record_pass("sato", desktop, now);
+    assert!(
+        services
+            .second_factor_missing(vnc, "sato", desktop, "web01", now)
+            .is_none()
+    );
+    // Only from that desktop, and only within the TTL.
+    assert!(
+        services
+            .second_factor_missing(vnc, "sato", other, "web01", now)
+            .is_some()
+    );
+    let ttl = services.inventory().auth().second_factor_ttl;
+    let later = now + ttl + std::time::Duration::from_secs(1);
+    assert!(
+        services
+            .second_factor_missing(vnc, "sato", desktop, "web01", later)
+            .is_some()
+    );
+}

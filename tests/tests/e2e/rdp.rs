@@ -326,8 +326,8 @@ fn rdp_sighup_revokes_the_live_session_of_a_removed_user() -> Result<()> {
     let events = crate::support::faults::session_events(&vdi, &id)?;
     assert!(
         events.iter().any(|(kind, detail)| kind == "revoked"
-            && detail.starts_with("source.desktop-mismatch: ")
-            || kind == "revoked" && detail.starts_with("user.unknown: ")),
+            && (detail.starts_with("source.desktop-mismatch: ")
+                || detail.starts_with("user.unknown: "))),
         "{events:?}"
     );
     Ok(())

@@ -459,6 +459,55 @@ fn vnc_ticket_expires_after_60_seconds() -> Result<()> {
     Ok(())
 }
 
+/// A matrix card user's VNC console needs a card pass from the same desktop within
+/// `auth.second_factor_ttl`: the SSH login that asks for the ticket passes it, and a ticket
+/// redeemed after the pass expired is refused (`auth.second-factor`) with where to pass it.
+#[test]
+fn vnc_card_user_needs_a_recent_card_pass_from_the_desktop() -> Result<()> {
+    let card: Vec<String> = [
+        "3829104755",
+        "1047382910",
+        "5561029384",
+        "0192837465",
+        "5647382910",
+    ]
+    .iter()
+    .map(|s| s.to_string())
+    .collect();
+    let rows = card
+        .iter()
+        .map(|r| format!("\"{r}\""))
+        .collect::<Vec<_>>()
+        .join(", ");
+    let Some(mut lab) = lab_with(false, |inv| {
+        format!(
+            "{}\n[auth]\nsecond_factor_ttl = 4\n",
+            inv.replace(
+                "desktops = [\"127.0.10.11\"]",
+                &format!("desktops = [\"127.0.10.11\"]\nmatrix_card = [{rows}]"),
+            )
+        )
+    })?
+    else {
+        return Ok(());
+    };
+    let dir = lab.sekisho.path("card");
+    std::fs::create_dir_all(&dir)?;
+    lab.askpass = crate::ssh::ssh_peers::askpass(&dir, DEMO_PASSWORD, Some(&card))?;
+    // Right after the SSH login that passed the card: the console.
+    lab.tanaka_views_web01()?;
+    // A ticket redeemed once the pass is older than the TTL: refused, and why.
+    let ticket = lab.tanaka_ticket()?;
+    std::thread::sleep(Duration::from_secs(5));
+    let report = run_viewer(&lab.script, &lab.viewer(TANAKA_DESKTOP, &ticket))?;
+    assert_refused(&report, "ssh tanaka@bastion");
+    let row = lab.denial("auth.second-factor", "has a matrix card")?;
+    assert_eq!(row["user"], "tanaka");
+    assert_eq!(row["target"], "web01");
+    assert_eq!(row["protocol"], "console-vnc");
+    Ok(())
+}
+
 #[test]
 fn vnc_console_policy_denials() -> Result<()> {
     let Some(lab) = lab(false)? else {
