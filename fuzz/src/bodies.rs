@@ -31,10 +31,12 @@ use ironrdp_pdu::rdp::vc::{ChannelControlFlags, ChannelPduHeader};
 use ironrdp_pdu::x224::{X224, X224Data};
 use proxy::rdp::accept::{AcceptStep, McsAcceptor};
 use proxy::rdp::channels::ChannelRules;
-use proxy::rdp::connect::{ChannelLink, ConnectStep, McsConnector};
+use proxy::rdp::connect::{ConnectStep, McsConnector};
 use proxy::rdp::framing;
-use proxy::rdp::mitm::{Mitm, MitmConfig, Secret, TargetCredentials};
+use proxy::rdp::link::ChannelLink;
+use proxy::rdp::mitm::{Mitm, MitmConfig};
 use proxy::rdp::negotiation;
+use proxy::rdp::types::{Secret, TargetCredentials};
 
 /// Every target, by the name cargo-fuzz knows it.
 pub const TARGETS: [&str; 10] = [

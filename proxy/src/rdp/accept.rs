@@ -5,7 +5,7 @@
 //! ([MS-RDPBCGR] 1.3.1.1). Sekisho plays the server for that part of the sequence, so that no
 //! byte reaches the target (and no recording or live session is opened) before the contractor
 //! is authenticated. It hands out its own channel ids; [`super::connect`] later runs the same
-//! sequence against the target and [`super::mitm::ChannelLink`] translates between the two.
+//! sequence against the target and [`super::link::ChannelLink`] translates between the two.
 //!
 //! What the client asks for is filtered here, once: static channels outside the allow list
 //! are given ids that lead nowhere, duplicate channel names are refused, and the
@@ -36,7 +36,7 @@ use super::channels::{ChannelRules, describe_static};
 use super::client_info::decode_client_info;
 use super::error::RdpError;
 use super::framing::{self, FrameKind};
-use super::mitm::{
+use super::types::{
     ClientChannel, Direction, MAX_STATIC_CHANNELS, STRIPPED_CHANNEL_ID_BASE, Secret,
 };
 

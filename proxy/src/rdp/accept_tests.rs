@@ -2,7 +2,8 @@
 //! sequence in memory, with PDUs shaped like FreeRDP's and xrdp's.
 
 use super::*;
-use crate::rdp::connect::{ConnectStep, McsConnector, send_data_request};
+use crate::rdp::connect::{ConnectStep, McsConnector};
+use crate::rdp::framing::send_data_request;
 use crate::rdp::test_pdus::*;
 use ironrdp_core::encode_vec;
 use ironrdp_pdu::mcs::SendDataRequest;

@@ -10,7 +10,7 @@ use std::fmt;
 use ironrdp_core::{decode, encode_vec};
 use ironrdp_pdu::mcs::{
     AttachUserRequest, ChannelJoinRequest, ConnectInitial, ConnectResponse, ErectDomainPdu,
-    McsMessage, SendDataRequest,
+    McsMessage,
 };
 use ironrdp_pdu::nego::SecurityProtocol;
 use ironrdp_pdu::rdp::client_info::{ClientInfoFlags, Credentials};
@@ -18,85 +18,9 @@ use ironrdp_pdu::x224::{X224, X224Data};
 
 use super::accept::{ChannelPlan, ClientHandshake};
 use super::error::RdpError;
-use super::framing::{self, FrameKind};
-use super::mitm::{Negotiated, TargetCredentials};
-
-/// The ids of one side of the connection (the client's view or the target's).
-#[derive(Debug, Clone, PartialEq, Eq)]
-struct Ids {
-    io: u16,
-    user: u16,
-}
-
-/// Which client channel id is which server channel id.
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub struct ChannelLink {
-    /// the negotiated state in the client's view (as recorded)
-    pub negotiated: Negotiated,
-    client: Ids,
-    server: Ids,
-    /// (client id, server id) of every kept static channel the server granted
-    statics: Vec<(u16, u16)>,
-}
-
-impl ChannelLink {
-    /// The id the server knows for the client's channel `id`, if it reaches the server.
-    pub fn to_server(&self, id: u16) -> Option<u16> {
-        if id == self.client.io {
-            Some(self.server.io)
-        } else if id == self.client.user {
-            Some(self.server.user)
-        } else {
-            self.statics.iter().find(|(c, _)| *c == id).map(|(_, s)| *s)
-        }
-    }
-
-    /// The id the client knows for the server's channel `id`, if the client has one.
-    pub fn to_client(&self, id: u16) -> Option<u16> {
-        if id == self.server.io {
-            Some(self.client.io)
-        } else if id == self.server.user {
-            Some(self.client.user)
-        } else {
-            self.statics.iter().find(|(_, s)| *s == id).map(|(c, _)| *c)
-        }
-    }
-
-    /// The user channel (the MCS initiator) of each side: (client, server).
-    pub fn user_channel(&self) -> (u16, u16) {
-        (self.client.user, self.server.user)
-    }
-
-    /// The I/O channel of the client's view.
-    pub fn io_channel(&self) -> u16 {
-        self.client.io
-    }
-
-    /// Whether every id is the same on both sides (nothing to translate).
-    pub fn is_identity(&self) -> bool {
-        self.client == self.server && self.statics.iter().all(|(c, s)| c == s)
-    }
-
-    /// A link whose two sides agree, for tests and fuzzing of the relay.
-    pub fn identity(negotiated: Negotiated, user: u16) -> Self {
-        let statics = negotiated
-            .channels
-            .iter()
-            .filter(|c| c.kept)
-            .filter_map(|c| c.id.map(|id| (id, id)))
-            .collect();
-        let ids = Ids {
-            io: negotiated.io_channel,
-            user,
-        };
-        Self {
-            negotiated,
-            client: ids.clone(),
-            server: ids,
-            statics,
-        }
-    }
-}
+use super::framing::{self, FrameKind, send_data_request};
+use super::link::{ChannelLink, Ids};
+use super::types::{Negotiated, TargetCredentials};
 
 /// What to do after a server frame.
 #[derive(Debug)]
@@ -376,18 +300,4 @@ impl McsConnector {
             link,
         })))
     }
-}
-
-/// An MCS Send Data Request.
-pub(crate) fn send_data_request(
-    initiator_id: u16,
-    channel_id: u16,
-    user_data: Vec<u8>,
-) -> Result<Vec<u8>, RdpError> {
-    encode_vec(&X224(SendDataRequest {
-        initiator_id,
-        channel_id,
-        user_data: Cow::Owned(user_data),
-    }))
-    .map_err(|e| RdpError::encode("MCS Send Data Request", e))
 }

@@ -50,6 +50,22 @@ pub fn decode(buf: &[u8]) -> Result<Option<(FrameKind, usize)>, RdpError> {
     Ok(Some((kind, info.length)))
 }
 
+/// An MCS Send Data Request frame carrying `user_data` on `channel_id`.
+pub fn send_data_request(
+    initiator_id: u16,
+    channel_id: u16,
+    user_data: Vec<u8>,
+) -> Result<Vec<u8>, RdpError> {
+    ironrdp_core::encode_vec(&ironrdp_pdu::x224::X224(
+        ironrdp_pdu::mcs::SendDataRequest {
+            initiator_id,
+            channel_id,
+            user_data: std::borrow::Cow::Owned(user_data),
+        },
+    ))
+    .map_err(|e| RdpError::encode("MCS Send Data Request", e))
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

@@ -26,12 +26,13 @@ use super::channels::ChannelRules;
 use super::connect::McsConnector;
 use super::contractor_leg::{self, Prefixed};
 use super::credssp::{self, Account, NlaError};
-use super::mitm::{Mitm, MitmConfig, Secret, TargetCredentials};
+use super::mitm::{Mitm, MitmConfig};
 use super::negotiation;
 use super::nla_client::NlaClientError;
 use super::pins::{self, PinCheck};
 use super::server_leg;
 use super::session::{self, Relay};
+use super::types::{Secret, TargetCredentials};
 use crate::preauth;
 use crate::services::{Services, SessionMeta};
 

@@ -18,6 +18,7 @@ pub mod credssp;
 pub mod error;
 pub mod framing;
 pub mod handler;
+pub mod link;
 pub mod mitm;
 pub mod negotiation;
 pub mod nla_client;
@@ -27,6 +28,7 @@ pub mod server_leg;
 pub mod session;
 #[cfg(test)]
 mod test_pdus;
+pub mod types;
 
 use std::sync::Arc;
 use std::time::Duration;

@@ -14,7 +14,7 @@ use ironrdp_connector::sspi::credssp::{
 use ironrdp_connector::sspi::{self, AuthIdentity, Credentials, Username};
 
 use super::credssp::{self, NlaError};
-use super::mitm::TargetCredentials;
+use super::types::TargetCredentials;
 
 /// Why NLA toward the target did not succeed.
 #[derive(Debug, thiserror::Error)]
@@ -212,7 +212,7 @@ fn encode(ts: &TsRequest) -> Result<Vec<u8>, NlaClientError> {
 mod tests {
     use super::*;
     use crate::rdp::credssp::{Account, NlaAcceptor, Step};
-    use crate::rdp::mitm::Secret;
+    use crate::rdp::types::Secret;
 
     fn creds(user: &str, password: &str) -> TargetCredentials {
         TargetCredentials {

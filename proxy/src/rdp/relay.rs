@@ -7,7 +7,8 @@ use tokio::io::{AsyncRead, AsyncReadExt, AsyncWrite, AsyncWriteExt};
 use tracing::{info, trace, warn};
 
 use super::framing;
-use super::mitm::{Action, Direction, Mitm};
+use super::mitm::{Action, Mitm};
+use super::types::Direction;
 
 /// Bytes read from a leg at a time; frames are at most [`framing::MAX_FRAME_LEN`].
 const READ_CHUNK: usize = 16 * 1024;
@@ -145,7 +146,9 @@ async fn read_more<R: AsyncRead + Unpin>(r: &mut R, buf: &mut Vec<u8>) -> std::i
 mod tests {
     use super::*;
     use crate::rdp::channels::ChannelRules;
-    use crate::rdp::mitm::{ChannelLink, MitmConfig, Negotiated};
+    use crate::rdp::link::ChannelLink;
+    use crate::rdp::mitm::MitmConfig;
+    use crate::rdp::types::Negotiated;
     use std::sync::Mutex;
     use std::time::Duration;
     use tokio::io::duplex;

@@ -15,10 +15,10 @@ use tokio_rustls::rustls::pki_types::ServerName;
 use super::connect::{ConnectStep, Connected, McsConnector};
 use super::credssp;
 use super::framing;
-use super::mitm::TargetCredentials;
 use super::negotiation;
 use super::nla_client::{ClientStep, NlaClient, NlaClientError};
 use super::pins;
+use super::types::TargetCredentials;
 
 pub(crate) async fn connect_server(
     addr: SocketAddr,

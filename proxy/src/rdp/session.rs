@@ -7,8 +7,9 @@ use recorder::catalogue::Outcome;
 use recorder::format::EventKind;
 use tokio::io::{AsyncRead, AsyncWrite};
 
-use super::mitm::{Direction, Mitm, Negotiated};
+use super::mitm::Mitm;
 use super::relay::{Sink, relay_frames};
+use super::types::{Direction, Negotiated};
 use crate::services::{EndReason, LiveSession};
 
 /// Recording channel of the RDP wire (whole PDUs, both directions).

@@ -26,8 +26,10 @@ use ironrdp_pdu::x224::{X224, X224Data};
 
 use super::accept::{AcceptStep, ClientLogon, McsAcceptor};
 use super::channels::ChannelRules;
-use super::connect::{ConnectStep, Connected, McsConnector, send_data_request};
-use super::mitm::{Mitm, MitmConfig, Secret, TargetCredentials};
+use super::connect::{ConnectStep, Connected, McsConnector};
+use super::framing::send_data_request;
+use super::mitm::{Mitm, MitmConfig};
+use super::types::{Secret, TargetCredentials};
 
 /// Static channels the test client asks for.
 pub const CLIENT_CHANNELS: [&str; 4] = ["rdpdr", "rdpsnd", "cliprdr", "drdynvc"];
