@@ -1,6 +1,6 @@
 //! The glue every front door uses: ask the policy, write the decision, open a recorded session,
-//! and end sessions when they must end (kill, contract window, console gone, recording failure,
-//! shutdown).
+//! and end sessions when they must end (kill, contract window, console gone, revocation by a
+//! re-decision under the current configuration, recording failure, shutdown).
 //!
 //! A relay holds a [`LiveSession`]: every byte it moves goes through it into the recording, and
 //! [`LiveSession::ended`] tells it when to stop. A relay never talks to the catalogue or the

@@ -183,3 +183,97 @@ impl Services {
         self.record_refusal(Some(r.id), &r.denial, &r.request).await;
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::services::{ServicesConfig, SessionMeta};
+    use policy::{Decision, Inventory, Protocol, Rule, TargetRef};
+    use recorder::catalogue::{Catalogue, InstanceId};
+    use tokio_util::sync::CancellationToken;
+    use tokio_util::task::TaskTracker;
+
+    /// tanaka (acme) on VDI desktop 127.0.10.11 may SSH to the physical db-phys01 at any time.
+    const INVENTORY: &str = r#"timezone = "Asia/Tokyo"
+
+[[vdi_pool]]
+name = "vdi-internet"
+path = "internet-vpn"
+networks = ["127.0.10.0/24"]
+
+[zones]
+business = ["internet-vpn"]
+
+[[contractor]]
+id = "acme"
+name = "ACME"
+
+[[user]]
+name = "tanaka"
+contractor = "acme"
+role = "contractor"
+password_hash = "$argon2id$v=19$m=19456,t=2,p=1$IvBzMLDZyFbDrkZ3n1bk7w$8NW46C5ZNmNfiHNU+fwLLsnh9hyP7iNV8iEC4MEm5fU"
+desktops = ["127.0.10.11"]
+
+[[target]]
+name = "db-phys01"
+address = "127.0.20.21"
+kind = "physical"
+zone = "business"
+
+[[contract]]
+contractor = "acme"
+targets = ["db-phys01"]
+valid_from = "2026-01-01"
+valid_until = "2099-12-31"
+"#;
+
+    #[tokio::test]
+    async fn a_catalogue_that_cannot_be_read_does_not_stop_the_re_decision() {
+        let dir = tempfile::tempdir().unwrap();
+        let catalogue = Catalogue::connect(&format!("sqlite://{}/cat.db", dir.path().display()))
+            .await
+            .unwrap();
+        std::fs::create_dir_all(dir.path().join("rec")).unwrap();
+        let services = Services::new(ServicesConfig {
+            inventory: Inventory::from_toml(INVENTORY, "test.toml").unwrap(),
+            secrets: None,
+            catalogue,
+            recordings: recorder::LocalDir::new(dir.path().join("rec")),
+            signing_key: recorder::RecordingKey::generate().unwrap(),
+            instance: InstanceId::new("test").unwrap(),
+            data_dir: dir.path().to_owned(),
+            tls: None,
+            shutdown: CancellationToken::new(),
+            tasks: TaskTracker::new(),
+        });
+        let req = Request {
+            protocol: Protocol::Ssh,
+            source: "127.0.10.11".parse().unwrap(),
+            target: TargetRef::Name("db-phys01".to_owned()),
+            user: Some("tanaka".to_owned()),
+        };
+        let Decision::Allow(auth) = policy::evaluate(&services.inventory(), &[], &req, Utc::now())
+        else {
+            panic!("tanaka must be allowed");
+        };
+        let live = services
+            .open_session(&auth, &req, SessionMeta::default())
+            .await
+            .unwrap();
+        services.supervise_once(Utc::now()).await;
+        assert_eq!(live.end_reason(), None, "still admitted");
+
+        // The catalogue goes away (every query now fails), then tanaka is removed.
+        services.catalogue().close().await;
+        let without = INVENTORY.replacen("name = \"tanaka\"", "name = \"tanaka-left\"", 1);
+        services.replace_inventory(Inventory::from_toml(&without, "test.toml").unwrap());
+        services.supervise_once(Utc::now()).await;
+        match live.end_reason() {
+            Some(EndReason::Revoked { rule, reason }) => {
+                assert_eq!(rule, Rule::UserUnknown, "{reason}");
+            }
+            other => panic!("not revoked: {other:?}"),
+        }
+    }
+}
