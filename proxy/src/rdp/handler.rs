@@ -15,7 +15,7 @@ use std::time::{Duration, Instant};
 
 use anyhow::{Context, Result, anyhow, bail};
 use ironrdp_pdu::nego::{FailureCode, SecurityProtocol};
-use policy::{Authorized, Decision, Denial, Protocol, Request, Rule, TargetRef};
+use policy::{Authorized, Denial, Protocol, Request, Rule, TargetRef};
 use tokio::io::AsyncWriteExt;
 use tokio::net::TcpStream;
 use tokio_rustls::server::TlsStream;
@@ -34,7 +34,7 @@ use super::server_leg;
 use super::session::{self, Relay};
 use super::types::{Secret, TargetCredentials};
 use crate::preauth;
-use crate::services::{Services, SessionMeta};
+use crate::services::{Admission, Services, SessionMeta};
 
 /// Time to reach the target and finish its TLS handshake.
 pub const CONNECT_TIMEOUT: Duration = Duration::from_secs(10);
@@ -46,9 +46,8 @@ const SERVER_SEQUENCE_TIMEOUT: Duration = Duration::from_secs(10);
 struct Authenticated {
     client: Prefixed<TlsStream<TcpStream>>,
     logon: Box<ClientLogon>,
-    auth: Authorized,
-    req: Request,
-    target: policy::Target,
+    /// the only way to the target's endpoint; consumed by opening the session
+    admission: Admission,
     credentials: TargetCredentials,
     client_requested: SecurityProtocol,
     client_selected: SecurityProtocol,
@@ -136,9 +135,9 @@ async fn authenticate(
 
     // The policy decides on the claimed user and the target before any TLS; the logon below
     // must then prove that user.
-    let auth = match services.decide(&req).await {
-        Decision::Allow(auth) => auth,
-        Decision::Deny(denial) => {
+    let admission = match services.admit(&req).await {
+        Ok(admission) => admission,
+        Err(denial) => {
             info!(
                 rule = denial.rule().as_str(),
                 reason = denial.reason(),
@@ -148,12 +147,10 @@ async fn authenticate(
             return Ok(None);
         }
     };
+    let auth = admission.authorized().clone();
     tracing::Span::current().record("user", auth.user());
     let inventory = services.inventory();
-    let target = inventory
-        .target(auth.target())
-        .with_context(|| format!("target {} vanished from the inventory", auth.target()))?
-        .clone();
+    let target = admission.target().clone();
     let credentials = match credentials_for(services, target.credential.as_deref()) {
         Ok(c) => c,
         Err(reason) => {
@@ -296,9 +293,7 @@ async fn authenticate(
     Ok(Some(Authenticated {
         client: Prefixed::new(rest, client_tls),
         logon,
-        auth,
-        req,
-        target,
+        admission,
         credentials,
         client_requested: request.requested,
         client_selected,
@@ -355,17 +350,18 @@ async fn connect_and_relay(a: Authenticated, services: &Arc<Services>) -> Result
     let Authenticated {
         mut client,
         logon,
-        auth,
-        req,
-        target,
+        admission,
         credentials,
         client_requested,
         client_selected,
     } = a;
-    let addr = SocketAddr::new(target.address, target.rdp_port);
+    let auth = admission.authorized().clone();
+    let req = admission.request().clone();
+    let target = admission.target().clone();
+    let addr = admission.rdp_endpoint();
     let (mut server_tls, server_protocol) = tokio::time::timeout(
         CONNECT_TIMEOUT,
-        server_leg::connect_server(addr, &credentials),
+        server_leg::connect_server(&admission, &credentials),
     )
     .await
     .map_err(|_| anyhow!("connecting to {addr} timed out"))??;
@@ -471,7 +467,7 @@ async fn connect_and_relay(a: Authenticated, services: &Arc<Services>) -> Result
         meta.detail = Some(format!("hop from console session {console}"));
     }
     let live = services
-        .open_session(&auth, &req, meta)
+        .open_admitted(admission, meta)
         .await
         .context("cannot open the recorded session")?;
     if pin == PinCheck::FirstUse {

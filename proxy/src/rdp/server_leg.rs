@@ -2,7 +2,6 @@
 //! certificate pinned on first use), CredSSP with the injected credential when the target
 //! selects NLA, then the MCS sequence run by [`McsConnector`].
 
-use std::net::SocketAddr;
 use std::sync::Arc;
 
 use anyhow::{Context, Result, bail};
@@ -19,11 +18,14 @@ use super::negotiation;
 use super::nla_client::{ClientStep, NlaClient, NlaClientError};
 use super::pins;
 use super::types::TargetCredentials;
+use crate::services::Admission;
 
+/// Dials the admitted target's RDP service: only an [`Admission`] gives its endpoint.
 pub(crate) async fn connect_server(
-    addr: SocketAddr,
+    admission: &Admission,
     credentials: &TargetCredentials,
 ) -> Result<(tokio_rustls::client::TlsStream<TcpStream>, SecurityProtocol)> {
+    let addr = admission.rdp_endpoint();
     let mut tcp = TcpStream::connect(addr)
         .await
         .with_context(|| format!("cannot connect to {addr}"))?;

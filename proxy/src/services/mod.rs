@@ -6,6 +6,7 @@
 //! [`LiveSession::ended`] tells it when to stop. A relay never talks to the catalogue or the
 //! recorder directly, so the rules "fail closed" and "nothing unrecorded" live here, once.
 
+mod admission;
 mod live;
 mod logons;
 mod metrics;
@@ -13,6 +14,7 @@ mod redecide;
 pub mod retention;
 mod supervisor;
 
+pub use admission::Admission;
 pub use live::{EndReason, LiveSession, SessionMeta};
 pub use metrics::{ErrorKind, Metrics};
 pub use supervisor::WINDOW_WARNING;
@@ -242,10 +244,14 @@ impl Services {
     /// Decides a request and writes the decision to the catalogue. Fails closed: when the live
     /// sessions cannot be read or the decision cannot be written, the answer is a denial.
     pub async fn decide(&self, req: &Request) -> Decision {
+        self.decide_on(&self.inventory(), req).await
+    }
+
+    /// [`Services::decide`] on the inventory snapshot `inventory`.
+    pub(crate) async fn decide_on(&self, inventory: &Inventory, req: &Request) -> Decision {
         let now = Utc::now();
-        let inventory = self.inventory();
         let decision = match self.live_consoles().await {
-            Ok(live) => policy::evaluate(&inventory, &live, req, now),
+            Ok(live) => policy::evaluate(inventory, &live, req, now),
             Err(e) => {
                 error!(error = %format!("{e:#}"), "Cannot read live sessions; denying");
                 self.metrics.error(ErrorKind::Catalogue);
