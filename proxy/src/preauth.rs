@@ -106,10 +106,27 @@ impl Drop for PreAuthPermit {
     }
 }
 
-/// The RDP door's gate (each door has its own, so a flood on one leaves the others usable).
-pub fn rdp_gate() -> &'static Arc<PreAuthGate> {
-    static GATE: OnceLock<Arc<PreAuthGate>> = OnceLock::new();
-    GATE.get_or_init(|| PreAuthGate::new(MAX_PREAUTH_PER_SOURCE, MAX_PREAUTH_TOTAL))
+/// A front door with a gate of its own.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Door {
+    /// `listen.rdp`
+    Rdp,
+    /// `listen.ssh`
+    Ssh,
+    /// `listen.vnc`
+    Vnc,
+}
+
+/// The gate of `door`. Each door has its own, so a flood on one leaves the others usable.
+pub fn gate(door: Door) -> &'static Arc<PreAuthGate> {
+    static GATES: [OnceLock<Arc<PreAuthGate>>; 3] =
+        [OnceLock::new(), OnceLock::new(), OnceLock::new()];
+    let slot = match door {
+        Door::Rdp => &GATES[0],
+        Door::Ssh => &GATES[1],
+        Door::Vnc => &GATES[2],
+    };
+    slot.get_or_init(|| PreAuthGate::new(MAX_PREAUTH_PER_SOURCE, MAX_PREAUTH_TOTAL))
 }
 
 #[cfg(test)]

@@ -61,7 +61,7 @@ pub async fn handle(stream: TcpStream, peer: SocketAddr, services: Arc<Services>
 }
 
 async fn handle_inner(client: TcpStream, peer: SocketAddr, services: Arc<Services>) -> Result<()> {
-    let permit = match preauth::rdp_gate().enter(peer.ip()) {
+    let permit = match preauth::gate(preauth::Door::Rdp).enter(peer.ip()) {
         Ok(p) => p,
         Err(full) => {
             // Not catalogued: a flood would flood the catalogue. The log says it once per try.

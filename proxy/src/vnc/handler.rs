@@ -26,9 +26,6 @@ use tracing::{debug, info, warn};
 use super::tickets::{TicketError, TicketStore, vnc_auth_response};
 use crate::services::Services;
 
-/// The whole handshake (viewer, policy, upstream) must finish within this; a viewer that stalls
-/// holds a session slot.
-pub const HANDSHAKE_TIMEOUT: Duration = Duration::from_secs(15);
 /// Connecting to the hypervisor's VNC port.
 pub const UPSTREAM_CONNECT_TIMEOUT: Duration = Duration::from_secs(5);
 /// Read chunk size.
@@ -113,11 +110,21 @@ pub(crate) async fn handle(
     tickets: Arc<TicketStore>,
     shutdown: CancellationToken,
 ) {
+    // A place among the unauthenticated, held until the ticket was redeemed.
+    let permit = match crate::preauth::gate(crate::preauth::Door::Vnc).enter(peer.ip()) {
+        Ok(p) => p,
+        Err(full) => {
+            info!(client_ip = %peer.ip(), reason = %full, "VNC connection closed before authentication");
+            return;
+        }
+    };
+    let deadline = services.inventory().auth().preauth_timeout;
     let mut viewer = Conn::new(stream);
     let est = tokio::select! {
-        r = tokio::time::timeout(HANDSHAKE_TIMEOUT, handshake(&mut viewer, peer.ip(), &services, &tickets)) => r,
+        r = tokio::time::timeout(deadline, handshake(&mut viewer, peer.ip(), &services, &tickets)) => r,
         _ = shutdown.cancelled() => return,
     };
+    drop(permit);
     let (auth, request, upstream, server_init, server_init_raw) = match est {
         Ok(Ok(Some(v))) => v,
         Ok(Ok(None)) => return, // refused; already answered and recorded

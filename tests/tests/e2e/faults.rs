@@ -510,10 +510,10 @@ fn a_vanishing_serial_console_ends_the_session_cleanly() -> Result<()> {
 
 // ----- 4. half-open and slow connections -----
 
-/// The handshake timeouts of each front door (see `proxy/src/{ssh/mod,rdp/handler,vnc/handler}.rs`).
-const SSH_AUTH_TIMEOUT: Duration = Duration::from_secs(60);
-const RDP_HANDSHAKE_TIMEOUT: Duration = Duration::from_secs(10);
-const VNC_HANDSHAKE_TIMEOUT: Duration = Duration::from_secs(15);
+/// The pre-authentication deadline of each front door: `auth.preauth_timeout`, default 30 s.
+const SSH_AUTH_TIMEOUT: Duration = Duration::from_secs(30);
+const RDP_HANDSHAKE_TIMEOUT: Duration = Duration::from_secs(30);
+const VNC_HANDSHAKE_TIMEOUT: Duration = Duration::from_secs(30);
 
 /// Connections that send nothing, or one byte a second, to the SSH, RDP and VNC listeners are
 /// closed by the handshake timeouts (asserted within twice the timeout: a correctness check,
