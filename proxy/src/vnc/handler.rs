@@ -13,95 +13,23 @@ use std::time::Duration;
 use anyhow::{Context, Result, anyhow, bail};
 use chrono::Utc;
 use player::rfb::{
-    self, CHALLENGE_LEN, MAX_MESSAGE_LEN, ProtocolVersion, RfbError, SECURITY_NONE,
-    SECURITY_VNC_AUTH, SecurityResult, SecurityTypes, ServerInit,
+    self, CHALLENGE_LEN, ProtocolVersion, SECURITY_NONE, SECURITY_VNC_AUTH, SecurityResult,
+    SecurityTypes, ServerInit,
 };
 use policy::{Decision, Denial, Protocol, Request, Rule, TargetRef};
 use rand::RngCore;
-use tokio::io::{AsyncReadExt, AsyncWriteExt};
+use tokio::io::AsyncWriteExt;
 use tokio::net::TcpStream;
 use tokio_util::sync::CancellationToken;
 use tracing::{debug, info, warn};
 
+use super::conn::Conn;
+use super::session::Established;
 use super::tickets::{TicketError, TicketStore, vnc_auth_response};
 use crate::services::Services;
 
 /// Connecting to the hypervisor's VNC port.
 pub const UPSTREAM_CONNECT_TIMEOUT: Duration = Duration::from_secs(5);
-/// Read chunk size.
-const READ_CHUNK: usize = 64 * 1024;
-
-/// A TCP stream with a read buffer, read through the sans-IO decoders.
-pub(crate) struct Conn {
-    pub(crate) stream: TcpStream,
-    /// Bytes read but not yet decoded.
-    /// INVARIANT: at most `MAX_MESSAGE_LEN + READ_CHUNK` bytes (checked in `fill`).
-    pub(crate) buf: Vec<u8>,
-}
-
-impl Conn {
-    pub(crate) fn new(stream: TcpStream) -> Self {
-        Conn {
-            stream,
-            buf: Vec::with_capacity(READ_CHUNK),
-        }
-    }
-
-    /// Reads more bytes; errors on EOF and on a peer that makes the buffer exceed the limit.
-    /// Cancel-safe (`read_buf` appends only what was read), so it can sit in `select!`.
-    pub(crate) async fn fill(&mut self) -> Result<usize> {
-        if self.buf.len() as u64 > MAX_MESSAGE_LEN {
-            bail!("peer message exceeds {MAX_MESSAGE_LEN} bytes");
-        }
-        self.buf.reserve(READ_CHUNK);
-        let n = self.stream.read_buf(&mut self.buf).await?;
-        if n == 0 {
-            bail!("connection closed");
-        }
-        Ok(n)
-    }
-
-    /// Reads one message with `decode`; returns it and its raw bytes.
-    pub(crate) async fn read_msg<T>(
-        &mut self,
-        decode: impl Fn(&[u8]) -> Result<Option<(T, usize)>, RfbError>,
-    ) -> Result<(T, Vec<u8>)> {
-        loop {
-            if let Some((msg, n)) = decode(&self.buf)? {
-                let raw: Vec<u8> = self.buf.drain(..n).collect();
-                return Ok((msg, raw));
-            }
-            self.fill().await?;
-        }
-    }
-
-    pub(crate) async fn read_exact_n<const N: usize>(&mut self) -> Result<[u8; N]> {
-        let (v, _) = self
-            .read_msg(|b| {
-                Ok(b.get(..N)
-                    .and_then(|s| <[u8; N]>::try_from(s).ok())
-                    .map(|a| (a, N)))
-            })
-            .await?;
-        Ok(v)
-    }
-
-    pub(crate) async fn send(&mut self, bytes: &[u8]) -> Result<()> {
-        self.stream.write_all(bytes).await?;
-        Ok(())
-    }
-}
-
-/// Everything the relay needs after a successful handshake.
-pub(crate) struct Established {
-    pub viewer: Conn,
-    pub upstream: Conn,
-    pub auth: policy::Authorized,
-    pub request: Request,
-    pub server_init: ServerInit,
-    pub server_init_raw: Vec<u8>,
-}
-
 /// Runs one viewer connection to its end.
 pub(crate) async fn handle(
     stream: TcpStream,

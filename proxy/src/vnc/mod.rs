@@ -12,6 +12,7 @@
 //!
 //! [RFC 6143]: https://www.rfc-editor.org/rfc/rfc6143
 
+mod conn;
 pub mod handler;
 pub mod qmp;
 pub mod session;

@@ -19,8 +19,21 @@ use tokio::io::AsyncWriteExt;
 use tokio_util::sync::CancellationToken;
 use tracing::{Instrument, info, info_span, trace};
 
-use super::handler::Established;
+use player::rfb::ServerInit;
+use policy::Request;
+
+use super::conn::Conn;
 use crate::services::{EndReason, LiveSession, Services, SessionMeta};
+
+/// Everything the relay needs after a successful handshake.
+pub(crate) struct Established {
+    pub viewer: Conn,
+    pub upstream: Conn,
+    pub auth: policy::Authorized,
+    pub request: Request,
+    pub server_init: ServerInit,
+    pub server_init_raw: Vec<u8>,
+}
 
 /// The recording channel of RFB data.
 pub const RFB_CHANNEL: u32 = 0;
@@ -104,8 +117,8 @@ pub(crate) async fn run(
 /// Relays until a side closes (`Ok(None)`), the session must end (`Ok(Some(reason))`), or a
 /// peer misbehaves or the recording fails (`Err`).
 async fn relay(
-    viewer: &mut super::handler::Conn,
-    upstream: &mut super::handler::Conn,
+    viewer: &mut Conn,
+    upstream: &mut Conn,
     live: &LiveSession,
     init: &rfb::ServerInit,
     init_raw: &[u8],
@@ -145,7 +158,7 @@ async fn relay(
 
 /// Decodes every complete client message in the buffer and returns the bytes to forward.
 async fn client_to_server(
-    viewer: &mut super::handler::Conn,
+    viewer: &mut Conn,
     decoder: &mut ServerDecoder,
     live: &LiveSession,
     last_removed: &mut Vec<i32>,
@@ -191,7 +204,7 @@ async fn client_to_server(
 /// Decodes every complete server message (or rectangle) in the buffer and returns the bytes to
 /// forward.
 async fn server_to_client(
-    upstream: &mut super::handler::Conn,
+    upstream: &mut Conn,
     decoder: &mut ServerDecoder,
     live: &LiveSession,
 ) -> Result<Vec<u8>> {
