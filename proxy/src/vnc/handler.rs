@@ -16,7 +16,7 @@ use player::rfb::{
     self, CHALLENGE_LEN, ProtocolVersion, SECURITY_NONE, SECURITY_VNC_AUTH, SecurityResult,
     SecurityTypes, ServerInit,
 };
-use policy::{Decision, Denial, Protocol, Request, Rule, TargetRef};
+use policy::{Denial, Protocol, Request, Rule, TargetRef};
 use rand::RngCore;
 use tokio::io::AsyncWriteExt;
 use tokio::net::TcpStream;
@@ -26,7 +26,7 @@ use tracing::{debug, info, warn};
 use super::conn::Conn;
 use super::session::Established;
 use super::tickets::{TicketError, TicketStore, vnc_auth_response};
-use crate::services::Services;
+use crate::services::{Admission, Services};
 
 /// Connecting to the hypervisor's VNC port.
 pub const UPSTREAM_CONNECT_TIMEOUT: Duration = Duration::from_secs(5);
@@ -53,7 +53,7 @@ pub(crate) async fn handle(
         _ = shutdown.cancelled() => return,
     };
     drop(permit);
-    let (auth, request, upstream, server_init, server_init_raw) = match est {
+    let (admission, upstream, server_init, server_init_raw) = match est {
         Ok(Ok(Some(v))) => v,
         Ok(Ok(None)) => return, // refused; already answered and recorded
         Ok(Err(e)) => {
@@ -68,8 +68,7 @@ pub(crate) async fn handle(
     let est = Established {
         viewer,
         upstream,
-        auth,
-        request,
+        admission,
         server_init,
         server_init_raw,
     };
@@ -78,7 +77,7 @@ pub(crate) async fn handle(
     }
 }
 
-type Handshaken = (policy::Authorized, Request, Conn, ServerInit, Vec<u8>);
+type Handshaken = (Admission, Conn, ServerInit, Vec<u8>);
 
 async fn handshake(
     viewer: &mut Conn,
@@ -161,26 +160,24 @@ async fn handshake(
     }
 
     // Ask the policy again: the contract window may have closed since the ticket was issued.
-    let auth = match services.decide(&request).await {
-        Decision::Allow(a) => a,
-        Decision::Deny(d) => {
+    let admission = match services.admit(&request).await {
+        Ok(a) => a,
+        Err(d) => {
             info!(client_ip = %source, rule = d.rule().as_str(), "VNC console denied");
             refuse(viewer, version, &format!("sekisho: {}", d.reason())).await?;
             return Ok(None);
         }
     };
 
-    let (upstream, server_init, raw) = match connect_upstream(services, &auth).await {
+    let (upstream, server_init, raw) = match connect_upstream(services, &admission).await {
         Ok(v) => v,
         Err(e) => {
-            warn!(target = auth.target(), error = %format!("{e:#}"), "Cannot reach the VM console");
+            let target = &admission.target().name;
+            warn!(target = %target, error = %format!("{e:#}"), "Cannot reach the VM console");
             refuse(
                 viewer,
                 version,
-                &format!(
-                    "sekisho: the console of {} cannot be reached: {e:#}",
-                    auth.target()
-                ),
+                &format!("sekisho: the console of {target} cannot be reached: {e:#}"),
             )
             .await?;
             return Ok(None);
@@ -191,7 +188,7 @@ async fn handshake(
     rfb::encode_security_result(&SecurityResult::Ok, version, &mut ok)?;
     viewer.send(&ok).await?;
     let _shared = viewer.read_msg(rfb::decode_client_init).await?;
-    Ok(Some((auth, request, upstream, server_init, raw)))
+    Ok(Some((admission, upstream, server_init, raw)))
 }
 
 fn ticket_reason(e: &TicketError) -> String {
@@ -223,16 +220,14 @@ async fn refuse(viewer: &mut Conn, version: ProtocolVersion, reason: &str) -> Re
 /// viewers of the console are not disconnected) and reads ServerInit.
 async fn connect_upstream(
     services: &Services,
-    auth: &policy::Authorized,
+    admission: &Admission,
 ) -> Result<(Conn, ServerInit, Vec<u8>)> {
-    let inventory = services.inventory();
-    let target = inventory
-        .target(auth.target())
-        .ok_or_else(|| anyhow!("target {} vanished from the inventory", auth.target()))?;
+    let inventory = admission.inventory();
+    let target = admission.target();
     let endpoint = target
         .vnc_console
         .as_ref()
-        .ok_or_else(|| anyhow!("{} has no vnc_console", auth.target()))?;
+        .ok_or_else(|| anyhow!("{} has no vnc_console", target.name))?;
     let credential = target.credential.clone().or_else(|| {
         target
             .hypervisor
@@ -298,7 +293,7 @@ async fn connect_upstream(
             let name = credential.ok_or_else(|| {
                 anyhow!(
                     "the console needs a password and {} has no credential",
-                    auth.target()
+                    target.name
                 )
             })?;
             let secrets = services

@@ -20,17 +20,16 @@ use tokio_util::sync::CancellationToken;
 use tracing::{Instrument, info, info_span, trace};
 
 use player::rfb::ServerInit;
-use policy::Request;
 
 use super::conn::Conn;
-use crate::services::{EndReason, LiveSession, Services, SessionMeta};
+use crate::services::{Admission, EndReason, LiveSession, Services, SessionMeta};
 
 /// Everything the relay needs after a successful handshake.
 pub(crate) struct Established {
     pub viewer: Conn,
     pub upstream: Conn,
-    pub auth: policy::Authorized,
-    pub request: Request,
+    /// the decision, consumed by opening the session
+    pub admission: Admission,
     pub server_init: ServerInit,
     pub server_init_raw: Vec<u8>,
 }
@@ -62,11 +61,12 @@ pub(crate) async fn run(
     let Established {
         mut viewer,
         mut upstream,
-        auth,
-        request,
+        admission,
         server_init,
         server_init_raw,
     } = est;
+    let auth = admission.authorized().clone();
+    let request = admission.request().clone();
     let meta = SessionMeta {
         protocol_metadata: metadata(&server_init, &server_init_raw),
         detail: Some(format!(
@@ -74,7 +74,7 @@ pub(crate) async fn run(
             server_init.width, server_init.height, server_init.name
         )),
     };
-    let live = match services.open_session(&auth, &request, meta).await {
+    let live = match services.open_admitted(admission, meta).await {
         Ok(l) => l,
         Err(e) => {
             // Fail closed: no recording, no console. The viewer already got "OK", so the only
