@@ -508,7 +508,7 @@ fn a_vanishing_serial_console_ends_the_session_cleanly() -> Result<()> {
 // ----- 4. half-open and slow connections -----
 
 /// The handshake timeouts of each front door (see `proxy/src/{ssh/mod,rdp/handler,vnc/handler}.rs`).
-const SSH_AUTH_TIMEOUT: Duration = Duration::from_secs(60);
+const SSH_AUTH_TIMEOUT: Duration = Duration::from_secs(30);
 const RDP_HANDSHAKE_TIMEOUT: Duration = Duration::from_secs(10);
 const VNC_HANDSHAKE_TIMEOUT: Duration = Duration::from_secs(15);
 
