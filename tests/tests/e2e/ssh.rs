@@ -617,6 +617,101 @@ fn ssh_to_a_physical_server_without_its_credential_is_a_credential_missing_row()
     Ok(())
 }
 
+/// A TCP connection to `addr` from `source` that never says a word.
+fn silent_connection(source: &str, addr: std::net::SocketAddr) -> Result<std::net::TcpStream> {
+    let rt = tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()?;
+    let stream = rt.block_on(async {
+        let socket = tokio::net::TcpSocket::new_v4()?;
+        socket.bind(std::net::SocketAddr::new(source.parse()?, 0))?;
+        anyhow::Ok(socket.connect(addr).await?)
+    })?;
+    let stream = stream.into_std()?;
+    stream.set_nonblocking(false)?;
+    stream.set_read_timeout(Some(Duration::from_millis(200)))?;
+    Ok(stream)
+}
+
+/// Whether the server has closed `stream` (reading what it sent, such as its SSH id line).
+fn closed_by_server(stream: &mut std::net::TcpStream) -> bool {
+    use std::io::Read as _;
+    let mut buf = [0u8; 1024];
+    loop {
+        match stream.read(&mut buf) {
+            Ok(0) => return true,
+            Ok(_) => continue,
+            Err(e)
+                if matches!(
+                    e.kind(),
+                    std::io::ErrorKind::WouldBlock | std::io::ErrorKind::TimedOut
+                ) =>
+            {
+                return false;
+            }
+            Err(_) => return true,
+        }
+    }
+}
+
+/// Connections that never authenticate are capped per source address (16) and closed at the
+/// pre-authentication deadline (30 s from accept); other addresses and real logins go on.
+#[test]
+fn ssh_unauthenticated_connections_are_capped_per_source_and_closed_at_the_deadline() -> Result<()>
+{
+    if !peers(&["ssh"])? {
+        return Ok(());
+    }
+    const PER_SOURCE: usize = 16;
+    const DEADLINE: Duration = Duration::from_secs(30);
+    let lab = lab(false, false, |i| i)?;
+    let addr = lab.sekisho.listen.ssh;
+    let flooder = "127.0.10.99";
+    let t0 = Instant::now();
+    let mut silent: Vec<std::net::TcpStream> = (0..PER_SOURCE)
+        .map(|_| silent_connection(flooder, addr))
+        .collect::<Result<_>>()?;
+    std::thread::sleep(Duration::from_millis(500));
+    // One more from the same address is closed at once; another address is served.
+    let mut over = silent_connection(flooder, addr)?;
+    let refused_at = Instant::now();
+    while !closed_by_server(&mut over) {
+        assert!(
+            refused_at.elapsed() < Duration::from_secs(5),
+            "connection {} from {flooder} was not refused",
+            PER_SOURCE + 1
+        );
+    }
+    let mut other = silent_connection("127.0.10.98", addr)?;
+    assert!(!closed_by_server(&mut other), "another address was refused");
+    // A real login meanwhile works.
+    let mut s = lab.ssh_tt("tanaka", TANAKA_DESKTOP)?;
+    s.wait_for("Choose a target", Duration::from_secs(20))?;
+    s.send(b"q\r")?;
+    s.wait_exit(Duration::from_secs(10))?;
+    assert!(
+        silent.iter_mut().all(|c| !closed_by_server(c)),
+        "silent connections closed before the deadline"
+    );
+    // The silent ones are closed at the deadline (not long after).
+    while !silent.is_empty() {
+        silent.retain_mut(|c| !closed_by_server(c));
+        assert!(
+            t0.elapsed() < DEADLINE + Duration::from_secs(10),
+            "{} silent connections still open after {:?}",
+            silent.len(),
+            t0.elapsed()
+        );
+    }
+    let closed_after = t0.elapsed();
+    println!("silent connections closed after {closed_after:?}");
+    assert!(
+        closed_after >= DEADLINE - Duration::from_secs(1),
+        "{closed_after:?}"
+    );
+    Ok(())
+}
+
 #[test]
 fn ssh_matrix_card_second_factor() -> Result<()> {
     if !peers(&["ssh"])? {
