@@ -16,10 +16,8 @@ pub mod handler;
 pub mod menu;
 pub mod session;
 
-use std::collections::HashMap;
-use std::net::IpAddr;
 use std::path::{Path, PathBuf};
-use std::sync::{Arc, Mutex};
+use std::sync::Arc;
 use std::time::Duration;
 
 use anyhow::{Context, Result};
@@ -37,17 +35,6 @@ pub const HOST_KEY_FILE: &str = "ssh_host_ed25519_key";
 /// Most SSH connections at once (authenticated or not). The target is 500 idle console
 /// sessions per instance; twice that leaves room for logins in progress.
 pub const MAX_CONNECTIONS: usize = 1000;
-/// How long a connection may take from TCP accept to successful authentication, whatever stage
-/// it stalls in (key exchange, between attempts). Without it a peer could hold connection
-/// slots forever without ever logging in; 30 s leaves a person time to type a password and
-/// three card cells.
-pub const AUTH_TIMEOUT: Duration = Duration::from_secs(30);
-/// Most connections not yet authenticated, in total: logins in progress are few at a time, and
-/// a flood of half-open connections must leave room for the authenticated sessions.
-pub const MAX_UNAUTHENTICATED: usize = 256;
-/// Most connections not yet authenticated from one source address: a desktop opens one or two
-/// at a time, so this stops one address from taking the whole [`MAX_UNAUTHENTICATED`].
-pub const MAX_UNAUTHENTICATED_PER_SOURCE: usize = 16;
 /// How long sessions get to say goodbye and seal their recordings on shutdown before the
 /// transport is cut.
 const SHUTDOWN_GRACE: Duration = Duration::from_secs(3);
@@ -118,7 +105,6 @@ pub async fn serve(
         shutdown: shutdown.clone(),
     });
     let slots = Arc::new(Semaphore::new(MAX_CONNECTIONS));
-    let pre_auth = Arc::new(Mutex::new(PreAuth::default()));
     info!(addr = ?listener.local_addr().ok(), "SSH front door listening");
     loop {
         let (stream, peer) = tokio::select! {
@@ -138,17 +124,17 @@ pub async fn serve(
             continue;
         };
         // Held until the connection authenticates (or ends).
-        let pre_auth = match PreAuth::enter(&pre_auth, peer.ip()) {
+        let pre_auth = match crate::preauth::gate(crate::preauth::Door::Ssh).enter(peer.ip()) {
             Ok(p) => p,
             Err(full) => {
-                debug!(client_ip = %peer.ip(), ?full, "Too many SSH connections waiting to authenticate; refusing one");
+                debug!(client_ip = %peer.ip(), reason = %full, "SSH connection closed before authentication");
                 continue;
             }
         };
         let _ = stream.set_nodelay(true);
         info!(client_ip = %peer.ip(), "SSH connection");
         // One login deadline from accept, whatever stage the client stalls in.
-        let deadline = tokio::time::Instant::now() + AUTH_TIMEOUT;
+        let deadline = tokio::time::Instant::now() + services.inventory().auth().preauth_timeout;
         // A second handle on the socket, to cut a client that ignores our disconnect: russh's
         // own task keeps a connection in key exchange open after its future is dropped.
         let (stream, cutter) = match duplicate(stream) {
@@ -223,79 +209,6 @@ pub async fn serve(
     Ok(())
 }
 
-/// Which cap refused a connection waiting to authenticate.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-enum PreAuthFull {
-    /// [`MAX_UNAUTHENTICATED`].
-    Total,
-    /// [`MAX_UNAUTHENTICATED_PER_SOURCE`].
-    Source,
-}
-
-/// Connections accepted but not yet authenticated, in total and per source address.
-#[derive(Debug, Default)]
-struct PreAuth {
-    /// INVARIANT: the sum of `per_source`'s values; at most [`MAX_UNAUTHENTICATED`].
-    total: usize,
-    /// INVARIANT: no zero values (an address without connections has no entry), each at most
-    /// [`MAX_UNAUTHENTICATED_PER_SOURCE`].
-    per_source: HashMap<IpAddr, usize>,
-}
-
-impl PreAuth {
-    /// Counts a new connection from `ip`, or says which cap is full.
-    fn admit(&mut self, ip: IpAddr) -> Result<(), PreAuthFull> {
-        if self.total >= MAX_UNAUTHENTICATED {
-            return Err(PreAuthFull::Total);
-        }
-        let n = self.per_source.entry(ip).or_insert(0);
-        if *n >= MAX_UNAUTHENTICATED_PER_SOURCE {
-            return Err(PreAuthFull::Source);
-        }
-        *n += 1;
-        self.total += 1;
-        Ok(())
-    }
-
-    /// A connection from `ip` authenticated or ended.
-    fn leave(&mut self, ip: IpAddr) {
-        if let Some(n) = self.per_source.get_mut(&ip) {
-            *n = n.saturating_sub(1);
-            self.total = self.total.saturating_sub(1);
-            if *n == 0 {
-                self.per_source.remove(&ip);
-            }
-        }
-    }
-
-    /// Admits a connection from `ip` into `shared`; the returned guard leaves on drop.
-    fn enter(shared: &Arc<Mutex<PreAuth>>, ip: IpAddr) -> Result<PreAuthGuard, PreAuthFull> {
-        shared
-            .lock()
-            .unwrap_or_else(|poisoned| poisoned.into_inner())
-            .admit(ip)?;
-        Ok(PreAuthGuard {
-            shared: Arc::clone(shared),
-            ip,
-        })
-    }
-}
-
-/// One connection counted in [`PreAuth`] until dropped.
-struct PreAuthGuard {
-    shared: Arc<Mutex<PreAuth>>,
-    ip: IpAddr,
-}
-
-impl Drop for PreAuthGuard {
-    fn drop(&mut self) {
-        self.shared
-            .lock()
-            .unwrap_or_else(|poisoned| poisoned.into_inner())
-            .leave(self.ip);
-    }
-}
-
 /// Splits an accepted connection into the stream russh runs on and a handle that can shut the
 /// same socket down.
 fn duplicate(
@@ -310,35 +223,6 @@ fn duplicate(
 mod tests {
     use super::*;
     use std::os::unix::fs::PermissionsExt;
-
-    #[test]
-    fn pre_auth_caps_per_source_and_in_total_and_frees_on_drop() {
-        let shared = Arc::new(Mutex::new(PreAuth::default()));
-        let a: IpAddr = "127.0.10.11".parse().unwrap();
-        let mut held: Vec<PreAuthGuard> = (0..MAX_UNAUTHENTICATED_PER_SOURCE)
-            .map(|_| PreAuth::enter(&shared, a).unwrap())
-            .collect();
-        assert_eq!(PreAuth::enter(&shared, a).err(), Some(PreAuthFull::Source));
-        // One leaves (authenticated or gone): room for one more.
-        held.pop();
-        held.push(PreAuth::enter(&shared, a).unwrap());
-        // Fill the total from other addresses.
-        let mut i = 0u32;
-        while shared.lock().unwrap().total < MAX_UNAUTHENTICATED {
-            let ip = IpAddr::from(std::net::Ipv4Addr::from(0x0a00_0000 + i));
-            held.push(PreAuth::enter(&shared, ip).unwrap());
-            i += 1;
-        }
-        let fresh: IpAddr = "192.0.2.1".parse().unwrap();
-        assert_eq!(
-            PreAuth::enter(&shared, fresh).err(),
-            Some(PreAuthFull::Total)
-        );
-        drop(held);
-        let state = shared.lock().unwrap();
-        assert_eq!(state.total, 0);
-        assert!(state.per_source.is_empty());
-    }
 
     #[test]
     fn host_key_is_created_once_with_mode_0600() {

@@ -615,7 +615,7 @@ fn half_open_and_slow_connections_are_closed_and_do_not_stop_real_sessions() -> 
 }
 
 /// An SSH client that sends its id line just before the first timeout and then nothing is
-/// closed too: `AUTH_TIMEOUT` is meant to run from the TCP accept to a successful login.
+/// closed too: `auth.preauth_timeout` runs from the TCP accept to a successful login.
 #[test]
 fn an_ssh_client_that_stops_after_its_id_line_is_closed() -> Result<()> {
     if !peers(&["ssh", "sshd"])? {
