@@ -18,6 +18,7 @@ use tokio::sync::mpsc;
 use tracing::{Instrument, debug, info, info_span, warn};
 
 use super::Shared;
+use super::events::{Event, Refusal};
 use super::menu::parse_login;
 use super::session::Actor;
 use crate::auth::matrix_card::{MatrixCard, Verdict};
@@ -29,59 +30,6 @@ use crate::services::Services;
 const EVENT_QUEUE: usize = 64;
 /// Most keyboard-interactive answers looked at in one response.
 const MAX_KBD_ANSWERS: usize = 8;
-
-/// A refused request kind; maps to the `ssh.file-transfer` / `ssh.forwarding` rules.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum Refusal {
-    /// SFTP/SCP/rsync.
-    FileTransfer,
-    /// Port, agent or X11 forwarding.
-    Forwarding,
-}
-
-/// What happened on the connection, for the actor.
-#[derive(Debug)]
-pub enum Event {
-    /// The session channel was opened.
-    SessionChannel(ChannelId),
-    /// A PTY was requested.
-    Pty {
-        /// `TERM`.
-        term: String,
-        /// Columns.
-        cols: u32,
-        /// Rows.
-        rows: u32,
-    },
-    /// A shell was requested on the channel.
-    Shell(ChannelId),
-    /// A command was requested on the channel.
-    Exec(ChannelId, String),
-    /// Keys.
-    Data(ChannelId, Bytes),
-    /// The client's window changed.
-    Resize {
-        /// Columns.
-        cols: u32,
-        /// Rows.
-        rows: u32,
-    },
-    /// A request was refused (already answered negatively toward the client).
-    Refused {
-        /// Which rule.
-        kind: Refusal,
-        /// What was asked, for the user and the recording.
-        detail: String,
-        /// The channel it came on, if any (the actor ends an otherwise idle channel).
-        channel: Option<ChannelId>,
-        /// The user was already told (by the handler).
-        told: bool,
-    },
-    /// The client sent EOF on a channel.
-    Eof(ChannelId),
-    /// The client closed a channel.
-    Closed(ChannelId),
-}
 
 /// The methods of the first factor. Keyboard-interactive is offered only after it (for the
 /// matrix card): OpenSSH tries a listed method once, so listing it early would burn it.

@@ -12,6 +12,7 @@
 //! [`menu`] is sans-IO text handling.
 
 pub mod console;
+pub mod events;
 pub mod handler;
 pub mod menu;
 pub mod session;

@@ -22,7 +22,7 @@ use tokio_util::sync::CancellationToken;
 use tracing::{info, warn};
 
 use super::console::{self, ConsoleInput, Pty, Route, UpstreamAuth};
-use super::handler::{Event, Refusal};
+use super::events::{Event, Refusal};
 use super::menu::{self, ExecCommand, LineEditor, MenuEntry};
 use crate::services::{LiveSession, Services, SessionMeta};
 
