@@ -20,7 +20,7 @@ use std::time::{Duration, Instant};
 use axum::Form;
 use axum::extract::{FromRequestParts, State};
 use axum::http::request::Parts;
-use axum::http::{HeaderMap, HeaderValue, StatusCode, header};
+use axum::http::{HeaderMap, StatusCode, header};
 use axum::response::{IntoResponse, Redirect, Response};
 use policy::Protocol;
 use policy::Role;
@@ -29,8 +29,9 @@ use serde::Deserialize;
 use subtle::ConstantTimeEq as _;
 use tracing::{debug, info, warn};
 
+use super::cookies::{cookie, set_cookie};
+use super::html::{escape, page_without_caller};
 use super::i18n::{Lang, tr};
-use super::pages::{escape, page_without_caller};
 use super::{ClientAddr, WebState};
 use crate::auth::matrix_card::{CHALLENGE_CELLS, MatrixCard, Verdict};
 
@@ -194,30 +195,6 @@ impl AuthStore {
 fn alive(s: &WebSession, now: Instant) -> bool {
     now.duration_since(s.last_used) < IDLE_TIMEOUT
         && now.duration_since(s.created) < ABSOLUTE_TIMEOUT
-}
-
-/// Reads one cookie from the request headers.
-pub fn cookie(headers: &HeaderMap, name: &str) -> Option<String> {
-    headers
-        .get_all(header::COOKIE)
-        .iter()
-        .filter_map(|v| v.to_str().ok())
-        .flat_map(|v| v.split(';'))
-        .filter_map(|kv| kv.trim().split_once('='))
-        .find(|(k, _)| *k == name)
-        .map(|(_, v)| v.to_owned())
-}
-
-/// A `Set-Cookie` value: HttpOnly, SameSite=Strict, Path=/, Secure over TLS.
-pub fn set_cookie(state: &WebState, name: &str, value: &str, max_age: Option<u64>) -> HeaderValue {
-    let mut c = format!("{name}={value}; Path=/; HttpOnly; SameSite=Strict");
-    if let Some(age) = max_age {
-        c.push_str(&format!("; Max-Age={age}"));
-    }
-    if state.secure_cookies {
-        c.push_str("; Secure");
-    }
-    HeaderValue::from_str(&c).unwrap_or_else(|_| HeaderValue::from_static("invalid=1"))
 }
 
 /// The logged-in caller, resolved against the current inventory on every request (a user

@@ -41,7 +41,7 @@ impl Lang {
 
     /// The language of a request.
     pub fn of(headers: &HeaderMap) -> Lang {
-        if let Some(l) = super::auth::cookie(headers, "lang").and_then(|v| Lang::parse(&v)) {
+        if let Some(l) = super::cookies::cookie(headers, "lang").and_then(|v| Lang::parse(&v)) {
             return l;
         }
         let accept = headers

@@ -7,6 +7,8 @@
 //! loopback address.
 
 mod auth;
+mod cookies;
+mod html;
 mod i18n;
 mod pages;
 mod playback;

@@ -20,6 +20,8 @@ use tracing::{info, warn};
 
 use super::WebState;
 use super::auth::{Caller, CsrfForm};
+use super::cookies::set_cookie;
+use super::html::{escape, shell};
 use super::i18n::{Lang, tr};
 
 /// Sessions per page of the list.
@@ -39,22 +41,6 @@ pub const MAX_FILTER_LEN: usize = 256;
 const STYLE: &str = include_str!("assets/style.css");
 const PLAYER_JS: &str = include_str!("assets/player.js");
 
-/// HTML-escapes text.
-pub fn escape(s: &str) -> String {
-    let mut out = String::with_capacity(s.len());
-    for c in s.chars() {
-        match c {
-            '&' => out.push_str("&amp;"),
-            '<' => out.push_str("&lt;"),
-            '>' => out.push_str("&gt;"),
-            '"' => out.push_str("&quot;"),
-            '\'' => out.push_str("&#39;"),
-            c => out.push(c),
-        }
-    }
-    out
-}
-
 /// Percent-encodes a query value.
 fn urlenc(s: &str) -> String {
     let mut out = String::new();
@@ -66,22 +52,6 @@ fn urlenc(s: &str) -> String {
         }
     }
     out
-}
-
-fn shell(lang: Lang, title: &str, nav: &str, body: &str) -> Html<String> {
-    Html(format!(
-        "<!DOCTYPE html><html lang=\"{code}\"><head><meta charset=\"utf-8\">\
-         <meta name=\"viewport\" content=\"width=device-width\">\
-         <title>{title} - {app}</title><link rel=\"stylesheet\" href=\"/assets/style.css\"></head>\
-         <body><header><span class=\"brand\">{app}</span>{nav}\
-         <a class=\"lang\" id=\"lang-switch\" href=\"/lang/{other}\">{switch}</a></header>\
-         <main>{body}</main></body></html>",
-        code = lang.code(),
-        title = escape(title),
-        app = tr(lang, "app.name"),
-        other = lang.other().code(),
-        switch = tr(lang, "lang.switch"),
-    ))
 }
 
 /// A page for a logged-in caller: navigation by role, logout form.
@@ -111,11 +81,6 @@ pub fn page(caller: &Caller, title: &str, body: &str) -> Html<String> {
         tr(lang, "nav.logout")
     );
     shell(lang, title, &nav, body)
-}
-
-/// A page without a logged-in caller (login).
-pub fn page_without_caller(lang: Lang, title: &str, body: &str) -> Html<String> {
-    shell(lang, title, "", body)
 }
 
 pub(super) fn not_found(caller: &Caller) -> Response {
@@ -179,7 +144,7 @@ pub async fn set_lang(
     let mut resp = Redirect::to(&back).into_response();
     resp.headers_mut().append(
         header::SET_COOKIE,
-        super::auth::set_cookie(&state, "lang", lang.code(), Some(365 * 24 * 3600)),
+        set_cookie(&state, "lang", lang.code(), Some(365 * 24 * 3600)),
     );
     resp
 }

@@ -717,7 +717,7 @@ async fn metrics_and_denials_dashboard() {
 #[test]
 fn escape_covers_html_metacharacters() {
     assert_eq!(
-        super::pages::escape("<a href=\"x\">'&"),
+        super::html::escape("<a href=\"x\">'&"),
         "&lt;a href=&quot;x&quot;&gt;&#39;&amp;"
     );
 }
