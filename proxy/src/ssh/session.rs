@@ -24,7 +24,7 @@ use tracing::{info, warn};
 use super::console::{self, ConsoleInput, Pty, Route, UpstreamAuth};
 use super::events::{Event, Refusal};
 use super::menu::{self, ExecCommand, LineEditor, MenuEntry};
-use crate::services::{LiveSession, Services, SessionMeta};
+use crate::services::{Admission, LiveSession, Services, SessionMeta};
 
 /// How long an authenticated connection may sit without asking for a shell or command.
 const SETUP_TIMEOUT: Duration = Duration::from_secs(60);
@@ -413,9 +413,9 @@ impl Actor {
             .target(target)
             .map_or(Protocol::ConsoleSerial, |t| protocol_for(t.kind));
         let req = self.request(protocol, Some(target));
-        let auth = match self.services.decide(&req).await {
-            Decision::Allow(a) => a,
-            Decision::Deny(d) => {
+        let admission = match self.services.admit(&req).await {
+            Ok(a) => a,
+            Err(d) => {
                 info!(%target, rule = d.rule().as_str(), "SSH console denied");
                 self.say(&format!(
                     "sekisho: denied ({}): {}\r\n",
@@ -426,7 +426,8 @@ impl Actor {
                 return 1;
             }
         };
-        let route = match route_for(&inventory, self.services.secrets().as_deref(), target) {
+        let auth = admission.authorized().clone();
+        let route = match route_for(&admission, self.services.secrets().as_deref()) {
             Ok(r) => r,
             Err(why) => {
                 // Refused after an allow: the refusal is a row too, or the audit trail would
@@ -456,9 +457,8 @@ impl Actor {
         metadata.insert("console".to_owned(), route.describe());
         let mut live = match self
             .services
-            .open_session(
-                &auth,
-                &req,
+            .open_admitted(
+                admission,
                 SessionMeta {
                     protocol_metadata: metadata,
                     detail: Some(route.describe()),
@@ -637,9 +637,6 @@ pub fn menu_entries(
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
 #[non_exhaustive]
 pub enum RouteError {
-    /// The target left the inventory (a reload between the decision and the route).
-    #[error("{0} is not in the inventory")]
-    UnknownTarget(String),
     /// The VM has no text console endpoint.
     #[error("{0} has no text console configured")]
     NoTextConsole(String),
@@ -652,22 +649,21 @@ impl RouteError {
     /// The rule of the denial row.
     pub fn rule(&self) -> Rule {
         match self {
-            RouteError::UnknownTarget(_) => Rule::TargetUnknown,
             RouteError::NoTextConsole(_) => Rule::ConsoleUnavailable,
             RouteError::CredentialMissing(_) => Rule::CredentialMissing,
         }
     }
 }
 
-/// Where the console of `target` is and how to log in to it.
+/// Where the console of the admitted target is and how to log in to it: only an
+/// [`Admission`] gives a console's endpoint.
 pub fn route_for(
-    inventory: &Inventory,
+    admission: &Admission,
     secrets: Option<&policy::Secrets>,
-    target: &str,
 ) -> Result<Route, RouteError> {
-    let t = inventory
-        .target(target)
-        .ok_or_else(|| RouteError::UnknownTarget(target.to_owned()))?;
+    let inventory = admission.inventory();
+    let t = admission.target();
+    let target = t.name.as_str();
     let (host, port, credential, command) = match t.kind {
         TargetKind::Physical => (
             t.address.to_string(),
