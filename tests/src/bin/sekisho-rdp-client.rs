@@ -6,6 +6,7 @@
 //! SEKISHO_RDP_PASSWORD=… sekisho-rdp-client 127.0.0.1:3389 tanaka+srv01 --hold 5 --png out.png
 //! sekisho-rdp-client ADDR USER --repeat 10          # set-up time, one connection after another
 //! sekisho-rdp-client ADDR USER --sessions 200 --hold 30   # ramp to 200 concurrent sessions
+//! sekisho-rdp-client ADDR USER --client-info truncated   # a hostile Client Info PDU
 //! ```
 //!
 //! Output is one `key=value` line per event, for scripts: `setup i=… ms=…`, `session …`,
@@ -18,7 +19,7 @@ use std::time::{Duration, Instant};
 
 use anyhow::{Context, Result};
 use clap::Parser;
-use e2e::rdp_client::{self, ConnectOptions, Stats};
+use e2e::rdp_client::{self, ClientInfoShape, ConnectOptions, Stats};
 
 #[derive(Parser, Debug)]
 #[command(about = "Headless RDP client (ironrdp) for automation and load tests")]
@@ -65,6 +66,21 @@ struct Args {
     /// Offer NLA (CredSSP, NTLM) as well as TLS; the server chooses.
     #[arg(long)]
     nla: bool,
+    /// Bend the Client Info PDU to play a hostile client: plain, compression-bits,
+    /// unknown-performance-flag or truncated.
+    #[arg(long, default_value = "plain", value_parser = parse_shape)]
+    client_info: ClientInfoShape,
+}
+
+fn parse_shape(s: &str) -> Result<ClientInfoShape, String> {
+    ClientInfoShape::ALL
+        .iter()
+        .find(|(name, _)| *name == s)
+        .map(|(_, shape)| *shape)
+        .ok_or_else(|| {
+            let names: Vec<&str> = ClientInfoShape::ALL.iter().map(|(n, _)| *n).collect();
+            format!("one of {}", names.join(", "))
+        })
 }
 
 fn parse_u8(s: &str) -> Result<u8, String> {
@@ -92,6 +108,7 @@ fn own_cpu_seconds() -> f64 {
 fn options(args: &Args) -> ConnectOptions {
     let mut o = ConnectOptions::new(args.addr, args.user.clone(), args.password.clone());
     o.nla = args.nla;
+    o.client_info = args.client_info;
     o.source = args.source;
     o.width = args.width;
     o.height = args.height;
