@@ -165,29 +165,7 @@ impl Ops {
 
     /// The details of the audit events of `kind`, oldest first, read from the catalogue.
     fn audit(&self, kind: &str) -> Result<Vec<String>> {
-        let url = format!(
-            "sqlite://{}",
-            self.sekisho.path("data/sekisho.db").display()
-        );
-        let rt = tokio::runtime::Builder::new_current_thread()
-            .enable_all()
-            .build()?;
-        let rows = rt.block_on(async {
-            let catalogue = recorder::catalogue::Catalogue::connect(&url).await?;
-            let rows = catalogue
-                .list_audit_events(&recorder::catalogue::AuditFilter {
-                    kind: Some(kind.to_owned()),
-                    ..Default::default()
-                })
-                .await?;
-            catalogue.close().await;
-            anyhow::Ok(rows)
-        })?;
-        Ok(rows
-            .into_iter()
-            .rev()
-            .map(|r| r.detail.unwrap_or_default())
-            .collect())
+        self.sekisho.audit_events(kind)
     }
 }
 
