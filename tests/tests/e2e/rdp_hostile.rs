@@ -19,7 +19,9 @@ use e2e::rdp_client::{self, ClientInfoShape, ConnectOptions};
 use crate::rdp::rdp_peers::{self, XRDP_PORT};
 use crate::rdp_load::{DESKTOP, inventory, runtime};
 use crate::ssh::ssh_peers;
-use crate::support::inventory::{NT_HASH as TANAKA_NT_HASH, PASSWORD as TANAKA_PASS};
+use crate::support::inventory::{
+    NT_HASH as TANAKA_NT_HASH, PASSWORD as TANAKA_PASS, card, with_card,
+};
 use crate::support::{InstanceOptions, SekishoInstance, require_peers};
 
 /// A TCP forwarder in front of a real server that counts the connections it accepted.
@@ -329,15 +331,6 @@ fn connect_from(source: &str, addr: SocketAddr) -> Result<TcpStream> {
     Ok(stream)
 }
 
-/// tanaka's matrix card in the test inventory.
-const CARD: [&str; 5] = [
-    "3829104755",
-    "1047382910",
-    "5561029384",
-    "0192837465",
-    "5647382910",
-];
-
 /// A card user needs a fresh pass of the card (here at the SSH login, from the same desktop)
 /// before RDP admits them; failed RDP logons count in the throttle every door shares, and
 /// once it locks, the right password is refused like a wrong one, over RDP and over SSH.
@@ -349,13 +342,9 @@ fn rdp_needs_a_fresh_card_pass_and_guessing_is_stopped() -> Result<()> {
     rdp_peers::ensure_xrdp()?;
     let _serial = rdp_peers::serial();
     let forwarder = CountingForwarder::start(XRDP_PORT)?;
-    let card: Vec<String> = CARD.iter().map(|r| (*r).to_owned()).collect();
-    let rows = CARD.map(|r| format!("\"{r}\"")).join(", ");
+    let card = card();
     let desktop = DESKTOP.to_string();
-    let inventory = inventory(&[("srv01", forwarder.port)], None).replace(
-        &format!("desktops = [\"{desktop}\"]"),
-        &format!("desktops = [\"{desktop}\"]\nmatrix_card = [{rows}]"),
-    );
+    let inventory = with_card(&inventory(&[("srv01", forwarder.port)], None), &desktop);
     assert!(inventory.contains("matrix_card"), "{inventory}");
     let instance = SekishoInstance::start_with(
         &format!("{inventory}\n[auth]\nmax_failures = 3\n"),

@@ -6,6 +6,7 @@ use std::time::{Duration, Instant};
 
 use anyhow::{Context, Result};
 
+use crate::support::inventory::{card, with_card};
 use crate::support::{InstanceOptions, SekishoInstance, require_peers};
 
 #[path = "support/ssh_peers.rs"]
@@ -717,27 +718,8 @@ fn ssh_matrix_card_second_factor() -> Result<()> {
     if !peers(&["ssh"])? {
         return Ok(());
     }
-    let card: Vec<String> = [
-        "3829104755",
-        "1047382910",
-        "5561029384",
-        "0192837465",
-        "5647382910",
-    ]
-    .iter()
-    .map(|s| s.to_string())
-    .collect();
-    let rows = card
-        .iter()
-        .map(|r| format!("\"{r}\""))
-        .collect::<Vec<_>>()
-        .join(", ");
-    let lab = lab(false, false, move |inv| {
-        inv.replace(
-            "desktops = [\"127.0.10.11\"]",
-            &format!("desktops = [\"127.0.10.11\"]\nmatrix_card = [{rows}]"),
-        )
-    })?;
+    let card = card();
+    let lab = lab(false, false, |inv| with_card(&inv, "127.0.10.11"))?;
     // Right answers: the menu.
     let good = askpass(&lab.sekisho.path("data"), DEMO_PASSWORD, Some(&card))?;
     let mut s = ssh_peers::ssh_tt(&good, lab.port(), TANAKA_DESKTOP, "tanaka")?;

@@ -14,6 +14,7 @@ use std::time::{Duration, Instant};
 use anyhow::{Context, Result, bail};
 
 use crate::support::faults::session_events;
+use crate::support::inventory::{card, with_card};
 use crate::support::{InstanceOptions, SekishoInstance, demo_inventory, require_peers};
 
 #[path = "support/vnc_peers.rs"]
@@ -464,28 +465,11 @@ fn vnc_ticket_expires_after_60_seconds() -> Result<()> {
 /// redeemed after the pass expired is refused (`auth.second-factor`) with where to pass it.
 #[test]
 fn vnc_card_user_needs_a_recent_card_pass_from_the_desktop() -> Result<()> {
-    let card: Vec<String> = [
-        "3829104755",
-        "1047382910",
-        "5561029384",
-        "0192837465",
-        "5647382910",
-    ]
-    .iter()
-    .map(|s| s.to_string())
-    .collect();
-    let rows = card
-        .iter()
-        .map(|r| format!("\"{r}\""))
-        .collect::<Vec<_>>()
-        .join(", ");
+    let card = card();
     let Some(mut lab) = lab_with(false, |inv| {
         format!(
             "{}\n[auth]\nsecond_factor_ttl = 4\n",
-            inv.replace(
-                "desktops = [\"127.0.10.11\"]",
-                &format!("desktops = [\"127.0.10.11\"]\nmatrix_card = [{rows}]"),
-            )
+            with_card(&inv, "127.0.10.11")
         )
     })?
     else {

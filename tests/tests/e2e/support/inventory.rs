@@ -222,3 +222,24 @@ impl Inventory {
         s
     }
 }
+
+/// The matrix card the tests give card users: five rows of ten digits.
+pub const CARD: [&str; 5] = [
+    "3829104755",
+    "1047382910",
+    "5561029384",
+    "0192837465",
+    "5647382910",
+];
+
+/// [`CARD`]'s rows, as a test's askpass answers from them.
+pub fn card() -> Vec<String> {
+    CARD.iter().map(|r| (*r).to_owned()).collect()
+}
+
+/// `inventory` with [`CARD`] given to the user whose desktops are exactly `[desktop]`.
+pub fn with_card(inventory: &str, desktop: &str) -> String {
+    let line = format!("desktops = [\"{desktop}\"]");
+    let rows = CARD.map(|r| format!("\"{r}\"")).join(", ");
+    inventory.replace(&line, &format!("{line}\nmatrix_card = [{rows}]"))
+}
