@@ -244,6 +244,20 @@ fn rdp_vdi_to_physical_is_relayed_without_clipboard_or_devices() -> Result<()> {
     Ok(())
 }
 
+/// tanaka's xfreerdp (at most 40 s) through `vdi`, once its session is live and the client has
+/// had time to reach the active state; returns the client and the session id.
+fn active_tanaka_session(vdi: &Vdi) -> Result<(Background, String)> {
+    let client = tanaka_background(vdi.instance.listen.rdp.port(), 40);
+    let live = rdp_peers::live_session(vdi, "a live RDP session")?;
+    std::thread::sleep(Duration::from_secs(4));
+    let id = live
+        .get("id")
+        .and_then(|v| v.as_str())
+        .context("session id")?
+        .to_owned();
+    Ok((client, id))
+}
+
 #[test]
 fn rdp_sessions_kill_ends_the_session_promptly() -> Result<()> {
     if !peers()? {
@@ -251,12 +265,7 @@ fn rdp_sessions_kill_ends_the_session_promptly() -> Result<()> {
     }
     let _serial = rdp_peers::serial();
     let vdi = start("ip-vpn", "physical", "business", "2099-12-31")?;
-    let port = vdi.instance.listen.rdp.port();
-    let client = tanaka_background(port, 40);
-    let live = rdp_peers::live_session(&vdi, "a live RDP session")?;
-    // Let the client reach the active state before the stop.
-    std::thread::sleep(Duration::from_secs(4));
-    let id = live["id"].as_str().context("session id")?.to_owned();
+    let (client, id) = active_tanaka_session(&vdi)?;
     let killed = Instant::now();
     kill_session(&vdi, &id)?;
     let run = client.join()?;
@@ -287,12 +296,7 @@ fn rdp_sighup_revokes_the_live_session_of_a_removed_user() -> Result<()> {
     }
     let _serial = rdp_peers::serial();
     let vdi = start("ip-vpn", "physical", "business", "2099-12-31")?;
-    let port = vdi.instance.listen.rdp.port();
-    let client = tanaka_background(port, 40);
-    let live = rdp_peers::live_session(&vdi, "a live RDP session")?;
-    // Let the client reach the active state before the reload.
-    std::thread::sleep(Duration::from_secs(4));
-    let id = live["id"].as_str().context("session id")?.to_owned();
+    let (client, id) = active_tanaka_session(&vdi)?;
     // tanaka is no longer in the inventory (renamed away, desktop and all).
     let text = std::fs::read_to_string(&vdi.config)?;
     let without = text.replacen("name = \"tanaka\"", "name = \"tanaka-left\"", 1);
