@@ -174,6 +174,8 @@ pub enum Rule {
     CredentialRefused,
     /// Deny: an RDP server presented a certificate other than the one pinned for it.
     RdpServerCertChanged,
+    /// Deny: a console's SSH host key differs from the one pinned for its endpoint.
+    ConsoleHostKeyChanged,
     /// Deny: a VNC console ticket was wrong, reused, expired or from another address.
     VncTicketInvalid,
     /// Deny: the user failed to authenticate at a front door.
@@ -198,7 +200,7 @@ pub enum Rule {
 
 impl Rule {
     /// Every rule, for documentation and tests.
-    pub const ALL: [Rule; 27] = [
+    pub const ALL: [Rule; 28] = [
         Rule::SourceUnknown,
         Rule::SourceDesktopMismatch,
         Rule::TargetUnknown,
@@ -218,6 +220,7 @@ impl Rule {
         Rule::CredentialMissing,
         Rule::CredentialRefused,
         Rule::RdpServerCertChanged,
+        Rule::ConsoleHostKeyChanged,
         Rule::VncTicketInvalid,
         Rule::AuthFailed,
         Rule::TargetChanged,
@@ -239,6 +242,7 @@ impl Rule {
                 | Rule::CredentialMissing
                 | Rule::CredentialRefused
                 | Rule::RdpServerCertChanged
+                | Rule::ConsoleHostKeyChanged
                 | Rule::VncTicketInvalid
                 | Rule::AuthFailed
                 | Rule::TargetChanged
@@ -272,6 +276,7 @@ impl Rule {
             Rule::CredentialMissing => "credential.missing",
             Rule::CredentialRefused => "credential.refused",
             Rule::RdpServerCertChanged => "rdp.server-cert-changed",
+            Rule::ConsoleHostKeyChanged => "console.host-key-changed",
             Rule::VncTicketInvalid => "vnc.ticket-invalid",
             Rule::AuthFailed => "auth.failed",
             Rule::TargetChanged => "target.changed",

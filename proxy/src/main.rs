@@ -65,6 +65,10 @@ enum Command {
     #[command(subcommand, name = "matrix-card")]
     MatrixCard(MatrixCardCommand),
 
+    /// The keys of the targets (RDP certificates, console SSH host keys), pinned on first use.
+    #[command(subcommand)]
+    Pins(PinsCommand),
+
     /// Hash a password for `password_hash` (argon2) and `nt_hash` (for RDP NLA).
     ///
     /// Reads the password from standard input (one line), never from the command line.
@@ -129,6 +133,15 @@ enum RecordingCommand {
 }
 
 #[derive(Debug, Subcommand)]
+enum PinsCommand {
+    /// List the pinned keys.
+    List(cli::pins::ListArgs),
+    /// Forget a pin after checking the server, so the next connection pins its new key.
+    /// Exit status: 0 forgotten, 1 no such pin.
+    Forget(cli::pins::ForgetArgs),
+}
+
+#[derive(Debug, Subcommand)]
 enum MatrixCardCommand {
     /// Issue a new card for USER: prints the grid to hand over and the config line to store.
     New(cli::matrix::NewArgs),
@@ -152,6 +165,8 @@ fn main() -> ExitCode {
         Command::Play(args) => cli::play::play(args),
         Command::Export(args) => cli::play::export(args),
         Command::MatrixCard(MatrixCardCommand::New(args)) => cli::matrix::new_card(args),
+        Command::Pins(PinsCommand::List(args)) => cli::pins::list(args),
+        Command::Pins(PinsCommand::Forget(args)) => cli::pins::forget(args),
         Command::Passwd => cli::passwd::run(),
     };
     match result {

@@ -21,8 +21,9 @@ use std::time::Instant;
 use chrono::{DateTime, Duration, TimeZone, Utc};
 use recorder::catalogue::{
     AuditEvent, AuditFilter, BackendKind, Catalogue, CatalogueError, DecisionFilter,
-    DecisionRecord, DenialFilter, InstanceId, Interrupted, NewSession, Outcome, Protocol,
-    RecordingState, RecordingSummary, SessionFilter, SessionId, Verdict, event_kind,
+    DecisionRecord, DenialFilter, InstanceId, Interrupted, NewSession, Outcome, PinCheck, PinKind,
+    Presented, Protocol, RecordingState, RecordingSummary, SessionFilter, SessionId, Verdict,
+    event_kind,
 };
 
 const PG_URL_VAR: &str = "SEKISHO_TEST_POSTGRES_URL";
@@ -134,6 +135,7 @@ catalogue_tests!(
     consoles_count_only_while_their_instance_beats,
     revoked_sessions_are_stored_and_listed,
     records_from_policy_decisions,
+    pins_are_first_use_and_shared_by_instances,
 );
 
 // ----- helpers -----
@@ -1046,6 +1048,67 @@ async fn reconnect_keeps_data(url: &str, kind: BackendKind) {
     // Migrations run again (a no-op) and the data is still there.
     let c = open(url, kind).await;
     assert_eq!(c.get_session(s.id).await.unwrap().unwrap().id, s.id);
+}
+
+async fn pins_are_first_use_and_shared_by_instances(url: &str, kind: BackendKind) {
+    let a = open(url, kind).await;
+    let b = open(url, kind).await;
+    let (ia, ib) = (instance("bastion-a"), instance("bastion-b"));
+    let cert = |fingerprint| Presented {
+        kind: PinKind::RdpCertificate,
+        endpoint: "127.0.20.11:3389",
+        fingerprint,
+        target: Some("db-phys01"),
+    };
+    assert_eq!(
+        a.check_or_pin(&cert("SHA256:AA"), &ia, t0()).await.unwrap(),
+        PinCheck::FirstUse
+    );
+    assert_eq!(
+        a.check_or_pin(&cert("SHA256:AA"), &ia, t0()).await.unwrap(),
+        PinCheck::Match
+    );
+    // Another instance that never dialled the endpoint still sees the pin.
+    assert_eq!(
+        b.check_or_pin(&cert("SHA256:BB"), &ib, t0()).await.unwrap(),
+        PinCheck::Changed {
+            pinned: "SHA256:AA".to_owned()
+        }
+    );
+    // The same endpoint's SSH host key is a pin of its own.
+    let host_key = Presented {
+        kind: PinKind::SshHostKey,
+        endpoint: "127.0.20.11:3389",
+        fingerprint: "SHA256:CC",
+        target: None,
+    };
+    assert_eq!(
+        b.check_or_pin(&host_key, &ib, t0()).await.unwrap(),
+        PinCheck::FirstUse
+    );
+    let pins = a.pins().await.unwrap();
+    assert_eq!(pins.len(), 2);
+    assert_eq!(pins[0].kind, PinKind::RdpCertificate);
+    assert_eq!(pins[0].fingerprint, "SHA256:AA");
+    assert_eq!(pins[0].instance, ia);
+    assert_eq!(pins[0].target.as_deref(), Some("db-phys01"));
+    assert_eq!(pins[0].pinned_at, t0());
+    assert_eq!(pins[1].kind, PinKind::SshHostKey);
+    assert_eq!(pins[1].target, None);
+
+    // Forgetting one kind keeps the other; the next dial pins afresh.
+    assert_eq!(
+        a.forget_pin(Some(PinKind::RdpCertificate), "127.0.20.11:3389")
+            .await
+            .unwrap(),
+        1
+    );
+    assert_eq!(
+        b.check_or_pin(&cert("SHA256:BB"), &ib, t0()).await.unwrap(),
+        PinCheck::FirstUse
+    );
+    assert_eq!(a.forget_pin(None, "127.0.20.11:3389").await.unwrap(), 2);
+    assert!(a.pins().await.unwrap().is_empty());
 }
 
 async fn consoles_count_only_while_their_instance_beats(url: &str, kind: BackendKind) {

@@ -5,6 +5,7 @@ pub mod config;
 pub mod denials;
 pub mod matrix;
 pub mod passwd;
+pub mod pins;
 pub mod play;
 pub mod policy;
 pub mod recording;

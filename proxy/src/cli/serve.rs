@@ -83,6 +83,15 @@ async fn serve(config: super::LoadedConfig) -> Result<()> {
         .heartbeat(&instance, chrono::Utc::now())
         .await
         .context("cannot register this instance in the catalogue")?;
+    // Pins kept by earlier versions in the data directory join the shared store before any
+    // target is dialled, so no key pinned then is trusted afresh now.
+    crate::pins::import_legacy_files(
+        &crate::pins::PinStore::new(catalogue.clone(), instance.clone()),
+        &data_dir,
+        &inventory,
+    )
+    .await
+    .context("cannot move the pins of the data directory into the catalogue")?;
 
     let tls = match crate::tls::acceptor(&inventory.tls().cert, &inventory.tls().key) {
         Ok(a) => Some(a),

@@ -16,6 +16,7 @@ use std::time::{Duration, Instant};
 use anyhow::{Context, Result, anyhow, bail};
 use ironrdp_pdu::nego::{FailureCode, SecurityProtocol};
 use policy::{Authorized, Denial, Protocol, Request, Rule, TargetRef};
+use recorder::catalogue::PinCheck;
 use tokio::io::AsyncWriteExt;
 use tokio::net::TcpStream;
 use tokio_rustls::server::TlsStream;
@@ -29,7 +30,6 @@ use super::credssp::{self, Account, NlaError};
 use super::mitm::{Mitm, MitmConfig};
 use super::negotiation;
 use super::nla_client::NlaClientError;
-use super::pins::{self, PinCheck};
 use super::server_leg;
 use super::session::{self, Relay};
 use super::types::{Secret, TargetCredentials};
@@ -372,14 +372,17 @@ async fn connect_and_relay(a: Authenticated, services: &Arc<Services>) -> Result
         .and_then(|c| c.first())
         .map(|c| c.as_ref().to_vec())
         .context("the server presented no certificate")?;
-    let pins_path = pins::pins_path(services.data_dir());
-    let pin = pins::check_and_pin(&pins_path, &target.name, &cert)?;
-    if pin == PinCheck::Changed {
+    let pin = services
+        .pins()
+        .check_certificate(&addr.to_string(), &target.name, &cert)
+        .await?;
+    if let PinCheck::Changed { pinned } = &pin {
         let reason = format!(
-            "RDP to {} refused: its TLS certificate differs from the one pinned on first use; \
-             an administrator must check the server and remove its pin from {}",
+            "RDP to {} refused: its TLS certificate ({}) differs from the one pinned on first \
+             use ({pinned}); an administrator must check the server, then `sekisho pins forget \
+             {addr}`",
             target.name,
-            pins_path.display()
+            crate::pins::certificate_fingerprint(&cert),
         );
         refuse(
             services,
@@ -474,8 +477,9 @@ async fn connect_and_relay(a: Authenticated, services: &Arc<Services>) -> Result
         live.event(
             recorder::format::EventKind::Policy,
             &format!(
-                "rdp.server-cert-pinned: certificate of {} pinned on first use",
-                target.name
+                "rdp.server-cert-pinned: certificate of {} ({addr}) pinned on first use: {}",
+                target.name,
+                crate::pins::certificate_fingerprint(&cert)
             ),
         )
         .await?;

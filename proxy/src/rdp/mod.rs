@@ -22,9 +22,9 @@ pub mod link;
 pub mod mitm;
 pub mod negotiation;
 pub mod nla_client;
-pub mod pins;
 pub mod relay;
 pub mod server_leg;
+pub mod server_tls;
 pub mod session;
 #[cfg(test)]
 mod test_pdus;

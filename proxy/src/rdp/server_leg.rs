@@ -16,7 +16,7 @@ use super::credssp;
 use super::framing;
 use super::negotiation;
 use super::nla_client::{ClientStep, NlaClient, NlaClientError};
-use super::pins;
+use super::server_tls;
 use super::types::TargetCredentials;
 use crate::services::Admission;
 
@@ -63,7 +63,7 @@ pub(crate) async fn connect_server(
     {
         bail!("{addr} selected {protocol}, which Sekisho did not offer ({offered})");
     }
-    let connector = TlsConnector::from(Arc::new(pins::client_config()?));
+    let connector = TlsConnector::from(Arc::new(server_tls::client_config()?));
     let name = ServerName::IpAddress(addr.ip().into());
     let tls = connector
         .connect(name, tcp)

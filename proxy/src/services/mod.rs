@@ -34,6 +34,7 @@ use tracing::error;
 
 use crate::auth::second_factor::SecondFactors;
 use crate::auth::throttle::Throttle;
+use crate::pins::PinStore;
 use live::{PendingClose, Registered};
 
 /// Shared state of a running instance. Cheap to share (`Arc<Services>`).
@@ -61,6 +62,8 @@ pub struct Services {
     throttle: Arc<Throttle>,
     /// Matrix card passes (process-wide), for the doors without a card step of their own.
     second_factors: Arc<SecondFactors>,
+    /// Trust on first use for the keys of the targets dialled, in the catalogue.
+    pins: PinStore,
 }
 
 /// Everything [`Services::new`] needs; `serve` builds it from the configuration.
@@ -84,6 +87,7 @@ impl Services {
         Arc::new(Services {
             throttle,
             second_factors: crate::auth::second_factor::process_second_factors(),
+            pins: PinStore::new(config.catalogue.clone(), config.instance.clone()),
             inventory: RwLock::new(Arc::new(config.inventory)),
             secrets: RwLock::new(config.secrets.map(Arc::new)),
             catalogue: config.catalogue,
@@ -99,6 +103,11 @@ impl Services {
             pending_closes: Mutex::new(Vec::new()),
             redecide_now: tokio::sync::Notify::new(),
         })
+    }
+
+    /// The pins of the targets' keys (RDP certificates, SSH host keys).
+    pub fn pins(&self) -> &PinStore {
+        &self.pins
     }
 
     /// The current inventory (a snapshot: a reload swaps it, and the supervisor re-decides

@@ -3,25 +3,27 @@
 //! - Serial: raw TCP to the hypervisor's serial port (QEMU `-serial tcp:…,server`).
 //! - SSH: a russh client to the hypervisor's SSH console (running `console_command`, e.g.
 //!   `virsh console {vm}`) or to a physical server's own sshd, with a PTY of the client's size.
-//!   The upstream host key is pinned on first use in `known_hosts` under the data directory;
+//!   The upstream host key is pinned on first use in the shared pin store ([`crate::pins`]);
 //!   a changed key refuses the connection.
 //!
 //! Each backend runs as one task bridged to the session actor by two bounded channels, so the
 //! actor treats every backend the same and backpressure reaches the socket.
 
-use std::io::Write as _;
-use std::path::{Path, PathBuf};
+use std::path::PathBuf;
 use std::sync::{Arc, Mutex, OnceLock};
 use std::time::Duration;
 
 use bytes::Bytes;
 use russh::ChannelMsg;
 use russh::client;
-use russh::keys::{PrivateKeyWithHashAlg, PublicKey, PublicKeyOrCertificate};
+use russh::keys::{PrivateKeyWithHashAlg, PublicKeyOrCertificate};
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use tokio::net::TcpStream;
 use tokio::sync::mpsc;
 use tracing::{debug, trace};
+
+use crate::pins::PinStore;
+use recorder::catalogue::PinCheck;
 
 /// Output chunks buffered between a backend and the session actor. Small: a full queue makes
 /// the backend stop reading its socket, which is the backpressure we want.
@@ -152,14 +154,25 @@ pub enum ConsoleError {
         error: String,
     },
     /// The upstream SSH host key differs from the pinned one.
-    #[error("host key of {host}:{port} has changed (pinned in {file}); refusing to connect")]
+    #[error(
+        "the host key of {endpoint} ({presented}) differs from the one pinned on first use \
+         ({pinned}); refusing to connect"
+    )]
     HostKeyChanged {
-        /// Host.
-        host: String,
-        /// Port.
-        port: u16,
-        /// The known_hosts file.
-        file: String,
+        /// `host:port`.
+        endpoint: String,
+        /// The fingerprint of the key presented now.
+        presented: String,
+        /// The fingerprint that stays pinned.
+        pinned: String,
+    },
+    /// The pin store could not be consulted, so the host key was not compared with anything.
+    #[error("cannot check the host key of {endpoint} against its pin: {error}")]
+    PinStore {
+        /// `host:port`.
+        endpoint: String,
+        /// Why.
+        error: String,
     },
     /// Upstream authentication failed.
     #[error("the console at {0} did not accept Sekisho's credential")]
@@ -182,13 +195,9 @@ pub enum ConsoleError {
     },
 }
 
-/// Connects `route`, with the client's terminal `pty`; `known_hosts` pins SSH host keys.
-pub async fn connect(
-    route: &Route,
-    pty: &Pty,
-    known_hosts: &Path,
-) -> Result<ConsoleIo, ConsoleError> {
-    match tokio::time::timeout(CONNECT_TIMEOUT, connect_inner(route, pty, known_hosts)).await {
+/// Connects `route`, with the client's terminal `pty`; `pins` holds the SSH host keys.
+pub async fn connect(route: &Route, pty: &Pty, pins: &PinStore) -> Result<ConsoleIo, ConsoleError> {
+    match tokio::time::timeout(CONNECT_TIMEOUT, connect_inner(route, pty, pins)).await {
         Ok(r) => r,
         Err(_) => Err(ConsoleError::Connect {
             what: route.describe(),
@@ -200,7 +209,7 @@ pub async fn connect(
 async fn connect_inner(
     route: &Route,
     pty: &Pty,
-    known_hosts: &Path,
+    pins: &PinStore,
 ) -> Result<ConsoleIo, ConsoleError> {
     match route {
         Route::Serial { endpoint } => {
@@ -220,18 +229,7 @@ async fn connect_inner(
             username,
             auth,
             command,
-        } => {
-            connect_ssh(
-                host,
-                *port,
-                username,
-                auth,
-                command.as_deref(),
-                pty,
-                known_hosts,
-            )
-            .await
-        }
+        } => connect_ssh(host, *port, username, auth, command.as_deref(), pty, pins).await,
     }
 }
 
@@ -284,12 +282,32 @@ fn spawn_serial(stream: TcpStream) -> ConsoleIo {
     }
 }
 
-/// russh client handler: pins the server's host key.
+/// What the host key check saw, for the error after russh gives up on the connection.
+#[derive(Debug, Default)]
+enum KeyVerdict {
+    #[default]
+    Unchecked,
+    Accepted,
+    Changed {
+        presented: String,
+        pinned: String,
+    },
+    StoreFailed(String),
+}
+
+/// russh client handler: compares the server's host key with its pin.
 struct Pinning {
-    file: PathBuf,
-    host: String,
-    port: u16,
-    changed: Arc<Mutex<bool>>,
+    pins: PinStore,
+    endpoint: String,
+    verdict: Arc<Mutex<KeyVerdict>>,
+}
+
+impl Pinning {
+    fn note(&self, verdict: KeyVerdict) {
+        if let Ok(mut v) = self.verdict.lock() {
+            *v = verdict;
+        }
+    }
 }
 
 impl client::Handler for Pinning {
@@ -302,69 +320,25 @@ impl client::Handler for Pinning {
         let PublicKeyOrCertificate::PublicKey { key, .. } = key else {
             return Ok(false); // certificates: no CA configured, refuse
         };
-        match check_or_pin(&self.file, &self.host, self.port, key) {
-            Ok(ok) => {
-                if !ok && let Ok(mut changed) = self.changed.lock() {
-                    *changed = true;
-                }
-                Ok(ok)
+        match self.pins.check_host_key(&self.endpoint, key).await {
+            Ok(PinCheck::FirstUse | PinCheck::Match) => {
+                self.note(KeyVerdict::Accepted);
+                Ok(true)
+            }
+            Ok(PinCheck::Changed { pinned }) => {
+                self.note(KeyVerdict::Changed {
+                    presented: crate::pins::host_key_fingerprint(key),
+                    pinned,
+                });
+                Ok(false)
             }
             Err(e) => {
-                tracing::warn!(error = %e, file = %self.file.display(), "Cannot use the known_hosts file; refusing");
+                tracing::warn!(error = %format!("{e:#}"), endpoint = %self.endpoint, "Cannot check the host key; refusing");
+                self.note(KeyVerdict::StoreFailed(format!("{e:#}")));
                 Ok(false)
             }
         }
     }
-}
-
-/// The name a host key is pinned under.
-fn host_entry(host: &str, port: u16) -> String {
-    format!("[{host}]:{port}")
-}
-
-/// Largest known_hosts file read; it holds one line per console endpoint.
-const MAX_KNOWN_HOSTS: u64 = 4 * 1024 * 1024;
-
-/// True when `key` matches the pinned key of `host:port`, or none was pinned (then it is pinned
-/// now). False on a mismatch.
-pub fn check_or_pin(file: &Path, host: &str, port: u16, key: &PublicKey) -> std::io::Result<bool> {
-    let name = host_entry(host, port);
-    let text = match std::fs::metadata(file) {
-        Ok(m) if m.len() > MAX_KNOWN_HOSTS => {
-            return Err(std::io::Error::other("known_hosts file is too large"));
-        }
-        Ok(_) => std::fs::read_to_string(file)?,
-        Err(e) if e.kind() == std::io::ErrorKind::NotFound => String::new(),
-        Err(e) => return Err(e),
-    };
-    let mut pinned_any = false;
-    for line in text.lines() {
-        let mut parts = line.splitn(2, ' ');
-        if parts.next() != Some(name.as_str()) {
-            continue;
-        }
-        let Some(k) = parts.next() else { continue };
-        pinned_any = true;
-        if PublicKey::from_openssh(k.trim()).is_ok_and(|p| p.key_data() == key.key_data()) {
-            return Ok(true);
-        }
-    }
-    if pinned_any {
-        return Ok(false);
-    }
-    if let Some(dir) = file.parent() {
-        std::fs::create_dir_all(dir)?;
-    }
-    let mut bare = key.clone();
-    bare.set_comment("");
-    let line = bare.to_openssh().map_err(std::io::Error::other)?;
-    let mut f = std::fs::OpenOptions::new()
-        .create(true)
-        .append(true)
-        .open(file)?;
-    writeln!(f, "{name} {}", line.trim())?;
-    tracing::info!(host = %name, "Pinned the console host key");
-    Ok(true)
 }
 
 #[allow(clippy::too_many_arguments)]
@@ -375,19 +349,19 @@ async fn connect_ssh(
     auth: &UpstreamAuth,
     command: Option<&str>,
     pty: &Pty,
-    known_hosts: &Path,
+    pins: &PinStore,
 ) -> Result<ConsoleIo, ConsoleError> {
     let what = format!("{host}:{port}");
     let ssh_err = |e: russh::Error| ConsoleError::Ssh {
         what: what.clone(),
         error: e.to_string(),
     };
-    let changed = Arc::new(Mutex::new(false));
+    let verdict = Arc::new(Mutex::new(KeyVerdict::Unchecked));
+    let endpoint = crate::pins::endpoint(host, port);
     let handler = Pinning {
-        file: known_hosts.to_owned(),
-        host: host.to_owned(),
-        port,
-        changed: Arc::clone(&changed),
+        pins: pins.clone(),
+        endpoint: endpoint.clone(),
+        verdict: Arc::clone(&verdict),
     };
     let config = Arc::new(client::Config {
         nodelay: true,
@@ -397,12 +371,19 @@ async fn connect_ssh(
     let mut handle = match client::connect(config, (host, port), handler).await {
         Ok(h) => h,
         Err(e) => {
-            if changed.lock().map(|c| *c).unwrap_or(false) {
-                return Err(ConsoleError::HostKeyChanged {
-                    host: host.to_owned(),
-                    port,
-                    file: known_hosts.display().to_string(),
-                });
+            let seen = verdict.lock().map(|mut v| std::mem::take(&mut *v));
+            match seen {
+                Ok(KeyVerdict::Changed { presented, pinned }) => {
+                    return Err(ConsoleError::HostKeyChanged {
+                        endpoint,
+                        presented,
+                        pinned,
+                    });
+                }
+                Ok(KeyVerdict::StoreFailed(error)) => {
+                    return Err(ConsoleError::PinStore { endpoint, error });
+                }
+                _ => {}
             }
             return Err(match e {
                 russh::Error::IO(io) => ConsoleError::Connect {
@@ -500,28 +481,6 @@ async fn connect_ssh(
 #[cfg(test)]
 mod tests {
     use super::*;
-
-    #[test]
-    fn pin_on_first_use_then_refuse_a_changed_key() {
-        let dir = tempfile::tempdir().unwrap();
-        let file = dir.path().join("data/known_hosts");
-        let a = PublicKey::from_openssh(
-            "ssh-ed25519 AAAAC3NzaC1lZDI1NTE5AAAAIDR3zNuxPoloAlApNaiynbruslOsDwaEPN/suAH+DF1N a@b",
-        )
-        .unwrap();
-        let b = PublicKey::from_openssh(
-            "ssh-ed25519 AAAAC3NzaC1lZDI1NTE5AAAAIDwSr/AmLnGu/fhdqI8YA5uyHODpzJF9J0U2PGvXOIt1",
-        )
-        .unwrap();
-        assert!(check_or_pin(&file, "127.0.0.1", 22, &a).unwrap());
-        assert!(check_or_pin(&file, "127.0.0.1", 22, &a).unwrap());
-        assert!(!check_or_pin(&file, "127.0.0.1", 22, &b).unwrap());
-        // Another port is another endpoint.
-        assert!(check_or_pin(&file, "127.0.0.1", 2222, &b).unwrap());
-        let text = std::fs::read_to_string(&file).unwrap();
-        assert_eq!(text.lines().count(), 2);
-        assert!(!text.contains("a@b"));
-    }
 
     #[test]
     fn upstream_auth_debug_hides_password() {

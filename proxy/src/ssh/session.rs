@@ -477,11 +477,33 @@ impl Actor {
             }
         };
         self.flush_refusals(Some(&live)).await;
-        let known_hosts = self.services.data_dir().join("known_hosts");
-        let io = match console::connect(&route, &self.pty, &known_hosts).await {
+        let io = match console::connect(&route, &self.pty, self.services.pins()).await {
             Ok(io) => io,
             Err(e) => {
                 warn!(error = %e, "Console connection failed");
+                if let console::ConsoleError::HostKeyChanged { .. } = &e {
+                    // Not an outage: someone (or something) else answers at the console's
+                    // address. A denial, so it is on the security staff's dashboard.
+                    let reason = format!(
+                        "console of {target} for {} refused: {e}; an administrator must check \
+                         the console host, then `sekisho pins forget ENDPOINT`",
+                        self.user
+                    );
+                    let inventory = self.services.inventory();
+                    let contractor = inventory
+                        .user(&self.user)
+                        .and_then(|u| u.contractor.clone());
+                    let denial = Denial::new(
+                        Rule::ConsoleHostKeyChanged,
+                        reason,
+                        Some(self.user.clone()),
+                        contractor,
+                        Some(target.to_owned()),
+                    );
+                    self.services
+                        .record_refusal(Some(live.id), &denial, &req)
+                        .await;
+                }
                 let _ = live
                     .event(EventKind::Policy, &format!("console unavailable: {e}"))
                     .await;

@@ -36,6 +36,7 @@ use sqlx::{AssertSqlSafe, FromRow};
 use tracing::{debug, info};
 
 pub use error::CatalogueError;
+pub use pins::{PinCheck, PinKind, PinRow, Presented, UnknownPinKind};
 pub use policy::{LiveConsole, Protocol, SessionId};
 pub use types::{
     AuditEvent, AuditEventId, AuditEventRow, AuditFilter, BackendKind, DecisionFilter, DecisionId,
@@ -136,6 +137,9 @@ macro_rules! bind_args {
         q
     }};
 }
+
+// After the macros above, which it uses.
+mod pins;
 
 /// Inserts a session event under the session's own instance; evaluates to `false` if there
 /// is no such session. A macro, not a function, so it expands inside [`on_backend!`] for a

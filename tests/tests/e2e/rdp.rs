@@ -660,8 +660,12 @@ fn rdp_server_certificate_is_pinned_on_first_use_and_a_change_is_denied() -> Res
         run.log,
         vdi.instance.serve_log()
     );
-    let pins = std::fs::read_to_string(vdi.instance.path("data/rdp_pins.toml"))?;
-    assert!(pins.contains("srv01"), "{pins}");
+    let pins = vdi.instance.pins()?;
+    assert_eq!(pins.len(), 1, "{pins:?}");
+    assert_eq!(pins[0]["kind"], "rdp-certificate");
+    assert_eq!(pins[0]["target"], "srv01");
+    let endpoint = format!("127.0.0.1:{port}");
+    assert_eq!(pins[0]["endpoint"], endpoint.as_str());
 
     // The server comes back with another certificate: refused before any RDP byte.
     drop(shadow);
@@ -675,10 +679,26 @@ fn rdp_server_certificate_is_pinned_on_first_use_and_a_change_is_denied() -> Res
     assert_eq!(denial["target"], "srv01", "{denial}");
     assert_eq!(denial["user"], "tanaka", "{denial}");
     // The pin is kept: a changed certificate never replaces it silently.
-    assert_eq!(
-        std::fs::read_to_string(vdi.instance.path("data/rdp_pins.toml"))?,
-        pins
+    assert_eq!(vdi.instance.pins()?, pins);
+
+    // Forgotten by an administrator: the next session pins the new certificate and runs.
+    let out = vdi
+        .instance
+        .cli(&["pins", "forget", "--kind", "rdp-certificate", &endpoint])?;
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
     );
+    let run = tanaka(rdp, 6, &[])?;
+    assert!(
+        run.active(),
+        "no session after the pin was forgotten:\n{}",
+        run.log
+    );
+    let repinned = vdi.instance.pins()?;
+    assert_eq!(repinned.len(), 1, "{repinned:?}");
+    assert_ne!(repinned[0]["fingerprint"], pins[0]["fingerprint"]);
     Ok(())
 }
 

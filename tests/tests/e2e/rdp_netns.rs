@@ -236,8 +236,8 @@ fn rdp_transparent_client_dials_the_server_and_sekisho_relays_by_original_destin
         "{row}"
     );
     // Sekisho's own leg reached the server in its namespace: its certificate is pinned.
-    let pins = std::fs::read_to_string(instance.path("data/rdp_pins.toml"))?;
-    assert!(pins.contains("srv01"), "{pins}");
+    let pins = instance.pins()?;
+    assert!(pins.iter().any(|p| p["target"] == "srv01"), "{pins:?}");
 
     // The same desktop dialling a VM's address: the seed's RDP rule, decided by address.
     let run = xfreerdp_in(&desktop, VM_ADDR, "tanaka", 20)?;

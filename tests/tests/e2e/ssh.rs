@@ -284,6 +284,101 @@ fn ssh_to_a_physical_server_reaches_its_own_sshd() -> Result<()> {
     Ok(())
 }
 
+/// The SHA-256 fingerprint `ssh-keygen -l` prints for the public key of `private_key`.
+fn ssh_keygen_fingerprint(private_key: &std::path::Path) -> Result<String> {
+    let out = std::process::Command::new("ssh-keygen")
+        .arg("-lf")
+        .arg(private_key.with_extension("pub"))
+        .output()?;
+    let text = String::from_utf8_lossy(&out.stdout);
+    text.split_whitespace()
+        .nth(1)
+        .map(str::to_owned)
+        .with_context(|| format!("ssh-keygen -l printed {text:?}"))
+}
+
+#[test]
+fn ssh_console_host_key_is_pinned_once_for_the_catalogue_and_a_change_is_denied() -> Result<()> {
+    if !peers(&["ssh", "sshd", "ssh-keygen"])? {
+        return Ok(());
+    }
+    let lab = lab(false, true, |i| i)?;
+    let sshd = lab.sshd.as_ref().context("sshd")?;
+    let host_key = sshd.dir.path().join("ssh_host_ed25519_key");
+    let endpoint = format!("127.0.20.22:{}", sshd.port);
+    let login = |want: &str| -> Result<String> {
+        let mut s = lab.ssh_tt("tanaka+file-phys02", TANAKA_DESKTOP)?;
+        s.wait_for(want, Duration::from_secs(20))?;
+        s.send(b"exit\n").ok();
+        s.wait_exit(Duration::from_secs(15))?;
+        Ok(s.output())
+    };
+
+    // First use: the key is pinned in the catalogue, under the endpoint, with the fingerprint
+    // an administrator would compute on the server.
+    login("this session is recorded")?;
+    let pins = lab.sekisho.pins()?;
+    assert_eq!(pins.len(), 1, "{pins:?}");
+    assert_eq!(pins[0]["kind"], "ssh-host-key");
+    assert_eq!(pins[0]["endpoint"], endpoint.as_str());
+    assert_eq!(
+        pins[0]["fingerprint"],
+        ssh_keygen_fingerprint(&host_key)?.as_str()
+    );
+    assert!(
+        !lab.sekisho.path("data/known_hosts").exists(),
+        "pins are kept in the catalogue, not in a file"
+    );
+
+    // The server answers with another key: refused, a denial, and the pin is kept.
+    std::fs::remove_file(&host_key)?;
+    std::fs::remove_file(host_key.with_extension("pub"))?;
+    let ok = std::process::Command::new("ssh-keygen")
+        .args(["-q", "-t", "ed25519", "-N", "", "-f"])
+        .arg(&host_key)
+        .status()?
+        .success();
+    anyhow::ensure!(ok, "ssh-keygen failed");
+    // sshd re-executes itself on SIGHUP and reads its host keys again.
+    send_hup(sshd.child.id())?;
+    std::thread::sleep(Duration::from_millis(500));
+    let out = login("differs from the one pinned")?;
+    assert!(!out.contains("this session is recorded"), "{out}");
+    let denial = lab.wait_denial("console.host-key-changed")?;
+    assert_eq!(denial["target"], "file-phys02", "{denial}");
+    assert_eq!(denial["user"], "tanaka", "{denial}");
+    assert_eq!(
+        lab.sekisho.pins()?,
+        pins,
+        "a changed key never replaces the pin"
+    );
+
+    // An administrator checks the server and forgets the pin: the next login pins the new key.
+    let out = lab.sekisho.cli(&["pins", "forget", &endpoint])?;
+    assert!(out.status.success(), "{}", output_text(&out));
+    let forgotten = lab.sekisho.audit_events("pin forgotten")?;
+    assert_eq!(forgotten.len(), 1, "{forgotten:?}");
+    assert!(forgotten[0].contains(&endpoint), "{forgotten:?}");
+    let out = lab.sekisho.cli(&["pins", "forget", &endpoint])?;
+    assert_eq!(out.status.code(), Some(1), "no pin left to forget");
+    login("this session is recorded")?;
+    let pins = lab.sekisho.pins()?;
+    assert_eq!(
+        pins[0]["fingerprint"],
+        ssh_keygen_fingerprint(&host_key)?.as_str()
+    );
+    Ok(())
+}
+
+fn send_hup(pid: u32) -> Result<()> {
+    let ok = std::process::Command::new("kill")
+        .args(["-HUP", &pid.to_string()])
+        .status()?
+        .success();
+    anyhow::ensure!(ok, "kill -HUP {pid} failed");
+    Ok(())
+}
+
 #[test]
 fn ssh_denied_login_shows_one_line_and_is_in_the_denials() -> Result<()> {
     if !peers(&["ssh"])? {

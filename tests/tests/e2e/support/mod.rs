@@ -263,6 +263,11 @@ impl SekishoInstance {
         self.json_list(&["denials", "list", "--json"])
     }
 
+    /// `sekisho pins list --json` parsed.
+    pub fn pins(&self) -> Result<Vec<serde_json::Value>> {
+        self.json_list(&["pins", "list", "--json"])
+    }
+
     fn json_list(&self, args: &[&str]) -> Result<Vec<serde_json::Value>> {
         let out = self.cli(args)?;
         if !out.status.success() {
