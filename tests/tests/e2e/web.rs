@@ -5,22 +5,18 @@
 //! compared with the decoder's frame; an ignored benchmark of the time to first frame.
 //!
 //! The catalogue is seeded directly (sessions and a denial) so the pages have known rows;
-//! no proxy peer is needed. While `serve` does not yet run the web listener, the UI is
-//! hosted in-process by `proxy::web::serve` over the instance's own catalogue, key and TLS
-//! identity (the same call `serve` makes), and the test says so on stderr.
+//! no proxy peer is needed. Every page is `sekisho serve`'s own web listener: a `serve` that
+//! does not serve the UI fails these tests.
 
 #[path = "support/web_browser.rs"]
 mod web_browser;
 
-use std::net::SocketAddr;
-use std::sync::Arc;
 use std::time::Duration;
 
 use anyhow::{Context, Result, ensure};
 use chrono::Utc;
 use policy::{Protocol, SessionId};
 use recorder::catalogue::{Catalogue, DecisionRecord, InstanceId, NewSession, Verdict};
-use tokio_util::sync::CancellationToken;
 
 use crate::support::images::raw_rgb;
 use crate::support::{SekishoInstance, demo_inventory, require_peers, wait_for_port};
@@ -119,44 +115,17 @@ async fn seed(instance: &SekishoInstance) -> Result<Seeded> {
     })
 }
 
-/// The web UI's base URL: `serve`'s own listener, or an in-process one (see module docs).
-async fn web_base(instance: &SekishoInstance, stop: &CancellationToken) -> Result<String> {
-    if wait_for_port(instance.listen.web, Duration::from_secs(3)).is_ok() {
-        return Ok(format!("https://{}", instance.listen.web));
-    }
-    eprintln!("NOTE: sekisho serve has no web listener yet; hosting proxy::web in-process");
-    let dir = instance.dir.path();
-    let text = std::fs::read_to_string(&instance.config)?;
-    let inventory =
-        policy::Inventory::from_toml(&text, "sekisho.toml").map_err(|e| anyhow::anyhow!("{e}"))?;
-    let catalogue =
-        Catalogue::connect(&format!("sqlite://{}/data/sekisho.db", dir.display())).await?;
-    let key = recorder::signing::load(&dir.join("data/signing.key"))?;
-    let tls = proxy::tls::acceptor(
-        &dir.join("data/tls/cert.pem"),
-        &dir.join("data/tls/key.pem"),
-    )?;
-    let services = proxy::services::Services::new(proxy::services::ServicesConfig {
-        inventory,
-        secrets: None,
-        catalogue,
-        recordings: recorder::LocalDir::new(dir.join("data/recordings")),
-        signing_key: key,
-        instance: InstanceId::new("e2e-web-inprocess")?,
-        data_dir: dir.join("data"),
-        tls: Some(tls),
-        shutdown: stop.clone(),
-        tasks: tokio_util::task::TaskTracker::new(),
-    });
-    let listener = tokio::net::TcpListener::bind(SocketAddr::from(([127, 0, 0, 1], 0))).await?;
-    let addr = listener.local_addr()?;
-    tokio::spawn(proxy::web::serve(
-        listener,
-        None,
-        Arc::clone(&services),
-        stop.clone(),
-    ));
-    Ok(format!("https://{addr}"))
+/// The web UI of `instance`'s `sekisho serve`. A web listener that does not come up fails the
+/// test: the UI must be what `serve` serves, not something the test hosts itself.
+async fn web_base(instance: &SekishoInstance) -> Result<String> {
+    wait_for_port(instance.listen.web, Duration::from_secs(20)).with_context(|| {
+        format!(
+            "sekisho serve's web listener {} did not come up\n--- serve log ---\n{}",
+            instance.listen.web,
+            instance.serve_log()
+        )
+    })?;
+    Ok(format!("https://{}", instance.listen.web))
 }
 
 /// Waits (up to 5 s) for the browser to reach a path `ok` accepts: a click may return before
@@ -429,14 +398,118 @@ fn web_ui_in_chromium() -> Result<()> {
     }
     let runtime = tokio::runtime::Runtime::new()?;
     let instance = SekishoInstance::start(&inventory())?;
-    let stop = CancellationToken::new();
     let result = runtime.block_on(async {
         let seeded = seed(&instance).await?;
-        let base = web_base(&instance, &stop).await?;
+        let base = web_base(&instance).await?;
         run(&base, &seeded).await
     });
-    stop.cancel();
     result.map_err(|e| anyhow::anyhow!("{e:#}\n--- serve log ---\n{}", instance.serve_log()))
+}
+
+/// Submits the login form as `user` with `password`; true when the page answered with the
+/// login error (and did not log in).
+async fn failed_login(b: &Browser, base: &str, user: &str, password: &str) -> Result<bool> {
+    b.goto(&format!("{base}/login")).await?;
+    b.type_into("user", user).await?;
+    b.type_into("password", password).await?;
+    b.click("login").await?;
+    let refused = wait_source(b, |s| s.contains("login-error")).await?;
+    Ok(refused && !b.path().await?.starts_with("/sessions"))
+}
+
+#[test]
+fn web_guessing_in_chromium_is_locked_out_for_every_door() -> Result<()> {
+    if !require_peers(&["chromium", "chromedriver", "ssh"])? {
+        return Ok(());
+    }
+    const MAX_FAILURES: usize = 3;
+    let inventory = format!(
+        "{}\n[auth]\nmax_failures = {MAX_FAILURES}\nfailure_window = \"15m\"\nlockout = \"15m\"\n",
+        inventory()
+    );
+    let instance = SekishoInstance::start(&inventory)?;
+    let runtime = tokio::runtime::Runtime::new()?;
+    let result = runtime.block_on(async {
+        let base = web_base(&instance).await?;
+        let b = Browser::start().await?;
+        let result = async {
+            for i in 0..MAX_FAILURES {
+                ensure!(
+                    failed_login(&b, &base, "tanaka", &format!("guess-{i}")).await?,
+                    "wrong password {i} was not refused"
+                );
+            }
+            // Locked: the right password gets the wrong password's answer, and no page opens.
+            ensure!(
+                failed_login(&b, &base, "tanaka", PASSWORD).await?,
+                "tanaka's right password opened the UI during the lockout"
+            );
+            b.goto(&format!("{base}/sessions")).await?;
+            let path = wait_path(&b, |p| p == "/login").await?;
+            ensure!(path == "/login", "a locked-out login reached {path}");
+            // The browser's address is locked as well: another user's right password from it
+            // is refused too, so guessing cannot move on to the next name.
+            ensure!(
+                failed_login(&b, &base, "suzuki", PASSWORD).await?,
+                "the guessing address could still log another user in"
+            );
+            Ok(())
+        }
+        .await;
+        b.close().await?;
+        result
+    });
+    result.map_err(|e| anyhow::anyhow!("{e:#}\n--- serve log ---\n{}", instance.serve_log()))?;
+
+    // Each wrong password is one auth.failed row of protocol web; refusals while locked write
+    // none, so a locked-out guesser cannot flood the catalogue.
+    let rows: Vec<_> = instance
+        .denials()?
+        .into_iter()
+        .filter(|d| d["rule"] == "auth.failed")
+        .collect();
+    ensure!(rows.len() == MAX_FAILURES, "auth.failed rows: {rows:?}");
+    ensure!(
+        rows.iter()
+            .all(|r| r["protocol"] == "web" && r["user"] == "tanaka"),
+        "{rows:?}"
+    );
+    ensure!(
+        rows.iter().all(|r| !r.to_string().contains("guess-")),
+        "a guessed password reached the catalogue"
+    );
+    let lockouts = instance.audit_events("auth lockout")?;
+    ensure!(
+        lockouts
+            .iter()
+            .any(|e| e.contains("user tanaka locked out")),
+        "{lockouts:?}"
+    );
+
+    // The lockout is the door-independent throttle: tanaka's right password over SSH, from
+    // his own desktop, is refused the same way.
+    let askpass = crate::ssh::ssh_peers::askpass(&instance.path("data"), PASSWORD, None)?;
+    let mut ssh = crate::ssh::ssh_peers::ssh(
+        &askpass,
+        instance.listen.ssh.port(),
+        VNC_DESKTOP,
+        &[
+            "-o",
+            "NumberOfPasswordPrompts=1",
+            "tanaka@127.0.0.1",
+            "console",
+            "web01",
+        ],
+    )?;
+    let status = ssh.wait_exit(Duration::from_secs(30))?;
+    let out = ssh.output();
+    ensure!(status.code() == Some(255), "ssh during the lockout: {out}");
+    ensure!(out.contains("Permission denied"), "{out}");
+    ensure!(
+        !instance.serve_log().contains("SSH login accepted"),
+        "SSH accepted tanaka during the web lockout"
+    );
+    Ok(())
 }
 
 /// At most this fraction of pixels may differ between the browser's canvas and the decoder's
@@ -707,13 +780,11 @@ fn web_player_in_chromium() -> Result<()> {
     let (vnc, recording) = vnc_session(&instance)
         .map_err(|e| anyhow::anyhow!("{e:#}\n--- serve log ---\n{}", instance.serve_log()))?;
     let runtime = tokio::runtime::Runtime::new()?;
-    let stop = CancellationToken::new();
     let result = runtime.block_on(async {
         let terminal = seed_terminal(&instance).await?;
-        let base = web_base(&instance, &stop).await?;
+        let base = web_base(&instance).await?;
         run_player(&base, &instance, &vnc, &recording, terminal).await
     });
-    stop.cancel();
     drop(qemu);
     result.map_err(|e| anyhow::anyhow!("{e:#}\n--- serve log ---\n{}", instance.serve_log()))
 }
@@ -955,13 +1026,11 @@ fn web_player_rdp_in_chromium() -> Result<()> {
     }
     let instance = SekishoInstance::start(&inventory())?;
     let runtime = tokio::runtime::Runtime::new()?;
-    let stop = CancellationToken::new();
     let result = runtime.block_on(async {
         let (id, recording) = seed_rdp(&instance).await?;
-        let base = web_base(&instance, &stop).await?;
+        let base = web_base(&instance).await?;
         run_rdp_player(&base, &instance, id, &recording).await
     });
-    stop.cancel();
     result.map_err(|e| anyhow::anyhow!("{e:#}\n--- serve log ---\n{}", instance.serve_log()))
 }
 
@@ -1030,12 +1099,11 @@ fn web_first_frame_bench() -> Result<()> {
     let (vnc, _) = vnc_session(&instance)
         .map_err(|e| anyhow::anyhow!("{e:#}\n--- serve log ---\n{}", instance.serve_log()))?;
     let runtime = tokio::runtime::Runtime::new()?;
-    let stop = CancellationToken::new();
     let result: Result<()> = runtime.block_on(async {
         let terminal = seed_terminal(&instance).await?.to_string();
         let (rdp, _) = seed_rdp(&instance).await?;
         let rdp = rdp.to_string();
-        let base = web_base(&instance, &stop).await?;
+        let base = web_base(&instance).await?;
         let b = Browser::start().await?;
         let r: Result<()> = async {
             login(&b, &base, "suzuki").await?;
@@ -1060,7 +1128,6 @@ fn web_first_frame_bench() -> Result<()> {
         b.close().await?;
         r
     });
-    stop.cancel();
     drop(qemu);
     result.map_err(|e| anyhow::anyhow!("{e:#}\n--- serve log ---\n{}", instance.serve_log()))
 }
