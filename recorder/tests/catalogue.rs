@@ -136,6 +136,7 @@ catalogue_tests!(
     revoked_sessions_are_stored_and_listed,
     records_from_policy_decisions,
     pins_are_first_use_and_shared_by_instances,
+    orphans_are_the_live_sessions_of_silent_instances,
 );
 
 // ----- helpers -----
@@ -1109,6 +1110,89 @@ async fn pins_are_first_use_and_shared_by_instances(url: &str, kind: BackendKind
     );
     assert_eq!(a.forget_pin(None, "127.0.20.11:3389").await.unwrap(), 2);
     assert!(a.pins().await.unwrap().is_empty());
+}
+
+async fn orphans_are_the_live_sessions_of_silent_instances(url: &str, kind: BackendKind) {
+    let c = open(url, kind).await;
+    let (a, b, never) = (
+        instance("bastion-a"),
+        instance("bastion-b"),
+        instance("never"),
+    );
+    let now = Utc::now();
+    let stale = Duration::seconds(20);
+    let mut a1 = session(&a, Protocol::ConsoleSerial, "tanaka", "web01");
+    a1.started_at = now - Duration::minutes(5);
+    let mut a2 = session(&a, Protocol::Rdp, "tanaka", "phys01");
+    a2.started_at = now - Duration::minutes(4);
+    let mut b1 = session(&b, Protocol::ConsoleVnc, "sato", "web02");
+    b1.started_at = now - Duration::minutes(5);
+    let mut n_old = session(&never, Protocol::Ssh, "sato", "phys02");
+    n_old.started_at = now - Duration::minutes(1);
+    let mut n_new = session(&never, Protocol::Ssh, "sato", "phys03");
+    n_new.started_at = now - Duration::seconds(2);
+    c.session_started_batch(&[
+        a1.clone(),
+        a2.clone(),
+        b1.clone(),
+        n_old.clone(),
+        n_new.clone(),
+    ])
+    .await
+    .unwrap();
+    c.session_ended(a2.id, now, Outcome::Completed, None)
+        .await
+        .unwrap();
+    c.heartbeat(&a, now - Duration::seconds(21)).await.unwrap();
+    c.heartbeat(&b, now - Duration::seconds(5)).await.unwrap();
+
+    // As b sees it: a is silent (its live session only), "never" never beat (only the session
+    // older than the stale time: a newer one may belong to an instance still starting).
+    let orphans = c.orphaned_sessions(&b, now, stale).await.unwrap();
+    assert_eq!(
+        orphans.iter().map(|s| s.id).collect::<Vec<_>>(),
+        vec![a1.id, n_old.id]
+    );
+    // An instance never reaps itself, and a beating one is nobody's orphan.
+    let seen_by_a = c.orphaned_sessions(&a, now, stale).await.unwrap();
+    assert!(
+        seen_by_a
+            .iter()
+            .all(|s| s.instance_id != a && s.id != b1.id)
+    );
+
+    // Once marked, a's session waits for a to seal its recording.
+    c.mark_interrupted(Interrupted::Sessions(&[a1.id]), now)
+        .await
+        .unwrap();
+    assert!(
+        c.orphaned_sessions(&b, now, stale)
+            .await
+            .unwrap()
+            .iter()
+            .all(|s| s.id != a1.id)
+    );
+    let unsealed = c.interrupted_unsealed(&a).await.unwrap();
+    assert_eq!(
+        unsealed.iter().map(|s| s.id).collect::<Vec<_>>(),
+        vec![a1.id]
+    );
+    assert_eq!(
+        unsealed[0].recording_state,
+        Some(RecordingState::Incomplete)
+    );
+    c.set_recording(
+        a1.id,
+        &RecordingSummary {
+            location: unsealed[0].recording.clone().unwrap(),
+            state: RecordingState::Sealed,
+            size: 10,
+            hash: Some("00".repeat(32)),
+        },
+    )
+    .await
+    .unwrap();
+    assert!(c.interrupted_unsealed(&a).await.unwrap().is_empty());
 }
 
 async fn consoles_count_only_while_their_instance_beats(url: &str, kind: BackendKind) {

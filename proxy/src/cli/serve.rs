@@ -386,16 +386,27 @@ pub(crate) fn instance_id(data_dir: &Path) -> Result<recorder::catalogue::Instan
 }
 
 /// Sessions this instance left live when it last stopped (a crash, `kill -9`): seal what their
-/// recordings hold and mark them interrupted.
+/// recordings hold and mark them interrupted. Sessions another instance already marked
+/// interrupted meanwhile (this one had stopped beating) have their recordings sealed here,
+/// where they are.
 async fn recover_interrupted(
     catalogue: &recorder::catalogue::Catalogue,
     instance: &recorder::catalogue::InstanceId,
     key: &recorder::RecordingKey,
 ) -> Result<()> {
-    let left = catalogue
+    let mut left = catalogue
         .live_sessions(instance)
         .await
         .context("cannot read sessions left live")?;
+    let marked_elsewhere = catalogue
+        .interrupted_unsealed(instance)
+        .await
+        .context("cannot read interrupted sessions")?;
+    left.extend(marked_elsewhere.into_iter().filter(|s| {
+        s.recording
+            .as_deref()
+            .is_some_and(|l| Path::new(l).exists())
+    }));
     for session in left {
         let location = session.recording.clone();
         let sealed = location.as_deref().map(|l| {

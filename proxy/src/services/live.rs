@@ -33,6 +33,9 @@ pub enum EndReason {
     /// Re-decided under the current configuration, the session is denied (user removed,
     /// desktops changed, target removed or changed, contract gone...).
     Revoked { rule: Rule, reason: String },
+    /// Another instance closed the session's catalogue row (this instance had stopped beating
+    /// and was presumed dead): the catalogue is the record, so the session ends here too.
+    ClosedElsewhere,
 }
 
 impl EndReason {
@@ -45,6 +48,7 @@ impl EndReason {
             EndReason::RecordingFailed { .. } => Outcome::Failed,
             EndReason::Shutdown => Outcome::Shutdown,
             EndReason::Revoked { .. } => Outcome::Revoked,
+            EndReason::ClosedElsewhere => Outcome::Interrupted,
         }
     }
 
@@ -65,6 +69,9 @@ impl EndReason {
             EndReason::Revoked { rule, reason } => {
                 format!("sekisho: session ended: access revoked ({rule}): {reason}")
             }
+            EndReason::ClosedElsewhere => "sekisho: session ended: this bastion lost contact \
+                 with the catalogue and the session was closed as interrupted"
+                .to_owned(),
         }
     }
 

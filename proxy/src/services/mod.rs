@@ -13,6 +13,7 @@ mod metrics;
 mod redecide;
 pub mod retention;
 mod supervisor;
+mod takeover;
 
 pub use admission::Admission;
 pub use live::{EndReason, LiveSession, SessionMeta};

@@ -2,7 +2,8 @@
 //! configuration reload, applies kill requests, re-decides every live session with the full
 //! policy (ending those the current configuration no longer admits, hops whose console has
 //! ended and sessions whose contract window closed), warns ahead of a closing window, and
-//! writes this instance's heartbeat.
+//! writes this instance's heartbeat; on each heartbeat it looks after the other instances
+//! sharing the catalogue (`takeover.rs`).
 //!
 //! Fail closed: when the catalogue cannot be read, the re-decision still runs on what this
 //! instance knows (the current inventory, the clock, its own consoles); only kill requests,
@@ -55,11 +56,27 @@ impl Services {
             }
             if last_beat.is_none_or(|t| t.elapsed() >= recorder::catalogue::HEARTBEAT_INTERVAL) {
                 match self.catalogue.heartbeat(&self.instance, Utc::now()).await {
-                    Ok(()) => last_beat = Some(tokio::time::Instant::now()),
+                    Ok(()) => {
+                        last_beat = Some(tokio::time::Instant::now());
+                        self.look_after_other_instances().await;
+                    }
                     Err(e) => warn!(error = %e, "Cannot write the heartbeat"),
                 }
             }
             self.supervise_once(Utc::now()).await;
+        }
+    }
+
+    /// On each heartbeat: closes what silent instances left live, and ends this instance's
+    /// sessions that another one closed while this one was cut off.
+    async fn look_after_other_instances(&self) {
+        if let Err(e) = self.take_over_orphans(Utc::now()).await {
+            self.metrics.error(ErrorKind::Catalogue);
+            warn!(error = %format!("{e:#}"), "Cannot look for sessions of silent instances; will retry");
+        }
+        if let Err(e) = self.end_sessions_closed_elsewhere().await {
+            self.metrics.error(ErrorKind::Catalogue);
+            warn!(error = %format!("{e:#}"), "Cannot compare live sessions with the catalogue; will retry");
         }
     }
 

@@ -66,9 +66,10 @@ pub const KILL_POLL_INTERVAL: Duration = Duration::from_millis(250);
 pub const HEARTBEAT_INTERVAL: Duration = Duration::from_secs(5);
 
 /// An instance whose last heartbeat is older than this is presumed dead: its live consoles
-/// stop counting for RDP hops. Several missed heartbeats, so a slow database does not
-/// flap hops on and off.
-pub const STALE_INSTANCE_AFTER: chrono::Duration = chrono::Duration::seconds(30);
+/// stop counting for RDP hops, and another instance marks its live sessions interrupted.
+/// Four missed heartbeats, so a slow database does not flap hops on and off; short enough
+/// that a dead instance's sessions are closed within half a minute.
+pub const STALE_INSTANCE_AFTER: chrono::Duration = chrono::Duration::seconds(20);
 
 /// How long an SQLite writer waits for another (e.g. the CLI) before giving up.
 const SQLITE_BUSY_TIMEOUT: Duration = Duration::from_secs(5);
@@ -138,7 +139,8 @@ macro_rules! bind_args {
     }};
 }
 
-// After the macros above, which it uses.
+// After the macros above, which they use.
+mod orphans;
 mod pins;
 
 /// Inserts a session event under the session's own instance; evaluates to `false` if there

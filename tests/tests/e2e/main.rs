@@ -3,6 +3,7 @@
 //! A missing peer fails the test unless `SEKISHO_SKIP_PEERS=1` is set.
 
 mod cli;
+mod cluster;
 mod faults;
 mod operations;
 mod player;

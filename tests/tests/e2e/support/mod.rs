@@ -142,6 +142,8 @@ pub struct SekishoInstance {
     pub dir: tempfile::TempDir,
     pub config: PathBuf,
     pub listen: Listeners,
+    /// The catalogue URL, as the CLI run in the instance directory sees it.
+    database: String,
     serve: Option<Child>,
 }
 
@@ -186,6 +188,7 @@ impl SekishoInstance {
             dir,
             config,
             listen,
+            database,
             serve: None,
         };
         if !options.no_serve {
@@ -284,10 +287,15 @@ impl SekishoInstance {
             .context("expected a JSON array from the list command")
     }
 
-    /// The details of the audit events of `kind`, oldest first, read from the catalogue
-    /// (instances on the default SQLite catalogue only).
+    /// The details of the audit events of `kind`, oldest first, read from the catalogue.
     pub fn audit_events(&self, kind: &str) -> Result<Vec<String>> {
-        let url = format!("sqlite://{}", self.path("data/sekisho.db").display());
+        // A relative SQLite path is relative to the instance directory, where serve runs.
+        let url = match self.database.strip_prefix("sqlite://") {
+            Some(rel) if !rel.starts_with('/') => {
+                format!("sqlite://{}", self.dir.path().join(rel).display())
+            }
+            _ => self.database.clone(),
+        };
         let rt = tokio::runtime::Builder::new_current_thread()
             .enable_all()
             .build()?;

@@ -1,0 +1,183 @@
+//! Several `sekisho serve` instances on one catalogue (a PostgreSQL cluster of the test's own),
+//! as operators run them behind a load balancer: they look after each other.
+//!
+//! Real peers: PostgreSQL, OpenSSH `sshd` as app02's SSH console, the OpenSSH client as the
+//! contractor. The instances are real processes, crashed with SIGKILL or frozen with SIGSTOP.
+
+use std::time::{Duration, Instant};
+
+use anyhow::{Context, Result, ensure};
+
+use crate::ssh::ssh_peers::{
+    self, DEMO_PASSWORD, Peer, Session, askpass, console_inventory, console_secrets, recording_path,
+};
+use crate::support::faults::{PgCluster, serve_pid};
+use crate::support::{InstanceOptions, SekishoInstance, require_peers};
+
+/// tanaka's VDI desktop.
+const TANAKA_DESKTOP: &str = "127.0.10.11";
+/// How long another instance may take to close a dead instance's sessions: the heartbeat is
+/// stale after 20 s, and the survivors look every 5 s.
+const TAKEOVER_WITHIN: Duration = Duration::from_secs(30);
+
+struct Cluster {
+    _pg: PgCluster,
+    _sshd: Peer,
+    a: SekishoInstance,
+    b: SekishoInstance,
+    askpass: std::path::PathBuf,
+}
+
+/// PostgreSQL, sshd, and two instances sharing the catalogue.
+fn cluster() -> Result<Cluster> {
+    let pg = PgCluster::start()?;
+    let sshd = ssh_peers::start_sshd(&[])?;
+    let inventory = console_inventory(14501, sshd.port);
+    let options = || InstanceOptions {
+        database: Some(pg.url.clone()),
+        secrets: Some(console_secrets()),
+        ..InstanceOptions::default()
+    };
+    let a = SekishoInstance::start_with(&inventory, options())?;
+    let b = SekishoInstance::start_with(&inventory, options())?;
+    let askpass = askpass(a.dir.path(), DEMO_PASSWORD, None)?;
+    Ok(Cluster {
+        _pg: pg,
+        _sshd: sshd,
+        a,
+        b,
+        askpass,
+    })
+}
+
+impl Cluster {
+    /// A console session on app02 through `via`, proven to work.
+    fn console_via(&self, via: &SekishoInstance) -> Result<Session> {
+        let mut s = ssh_peers::ssh_tt(
+            &self.askpass,
+            via.listen.ssh.port(),
+            TANAKA_DESKTOP,
+            "tanaka+app02",
+        )?;
+        s.wait_for("this session is recorded", Duration::from_secs(30))?;
+        s.send(b"echo ALIVE-$((6*7))\n")?;
+        s.wait_for("ALIVE-42", Duration::from_secs(30))?;
+        Ok(s)
+    }
+}
+
+/// The row of session `id`, as instance `seen_from` lists it.
+fn row(seen_from: &SekishoInstance, id: &str) -> Result<Option<serde_json::Value>> {
+    Ok(seen_from
+        .sessions()?
+        .into_iter()
+        .find(|r| r.get("id").and_then(|v| v.as_str()) == Some(id)))
+}
+
+/// The id of the one live session, as `seen_from` lists it.
+fn live_id(seen_from: &SekishoInstance) -> Result<String> {
+    seen_from.wait_until(Duration::from_secs(10), "a live session", || {
+        Ok(seen_from
+            .sessions()?
+            .into_iter()
+            .find(|r| r.get("ended_at").is_some_and(serde_json::Value::is_null))
+            .and_then(|r| r.get("id")?.as_str().map(str::to_owned)))
+    })
+}
+
+/// `kill -SIG pid`.
+fn signal(pid: u32, sig: &str) -> Result<()> {
+    let ok = std::process::Command::new("kill")
+        .args([&format!("-{sig}"), &pid.to_string()])
+        .status()?
+        .success();
+    ensure!(ok, "kill -{sig} {pid} failed");
+    Ok(())
+}
+
+#[test]
+fn cluster_a_crashed_instance_s_session_is_interrupted_by_another_and_sealed_when_it_returns()
+-> Result<()> {
+    if !require_peers(&["ssh", "sshd", "runuser"])? {
+        return Ok(());
+    }
+    let mut c = cluster()?;
+    let session = c.console_via(&c.a)?;
+    // The other instance lists it: one catalogue.
+    let id = live_id(&c.b)?;
+
+    c.a.crash()?;
+    let crashed = Instant::now();
+    let closed =
+        c.b.wait_until(TAKEOVER_WITHIN, "B to close A's session", || {
+            Ok(row(&c.b, &id)?.filter(|r| !r["ended_at"].is_null()))
+        })?;
+    println!(
+        "B closed the crashed instance's session {:.1} s after the crash",
+        crashed.elapsed().as_secs_f64()
+    );
+    assert_eq!(closed["outcome"], "interrupted", "{closed}");
+    let events = c.b.audit_events("orphan interrupted")?;
+    assert_eq!(
+        events.len(),
+        1,
+        "one audit event, by one instance: {events:?}"
+    );
+    assert!(
+        events[0].contains("stopped beating") && events[0].contains("tanaka"),
+        "{events:?}"
+    );
+    drop(session);
+
+    // A starts again: the recording only it can reach is sealed, and verifies as interrupted.
+    c.a.restart()?;
+    let sealed =
+        c.a.wait_until(Duration::from_secs(20), "A to seal the recording", || {
+            Ok(row(&c.a, &id)?.filter(|r| r["recording_state"] == "sealed"))
+        })?;
+    assert_eq!(
+        sealed["outcome"], "interrupted",
+        "the row keeps its outcome"
+    );
+    let file = recording_path(&c.a, &sealed)?;
+    let out =
+        c.a.cli_raw(&["recording", "verify", &file.display().to_string()])?;
+    let text = String::from_utf8_lossy(&out.stdout);
+    assert!(out.status.success(), "{text}");
+    assert!(text.contains("interrupted"), "{text}");
+    Ok(())
+}
+
+#[test]
+fn cluster_an_instance_cut_off_ends_the_sessions_another_closed_meanwhile() -> Result<()> {
+    if !require_peers(&["ssh", "sshd", "runuser"])? {
+        return Ok(());
+    }
+    let c = cluster()?;
+    let mut session = c.console_via(&c.a)?;
+    let id = live_id(&c.b)?;
+
+    // A freezes (as if cut off): it neither beats nor relays. B presumes it dead.
+    let pid = serve_pid(&c.a).context("A's serve process")?;
+    signal(pid, "STOP")?;
+    let result =
+        c.b.wait_until(TAKEOVER_WITHIN, "B to close A's session", || {
+            Ok(row(&c.b, &id)?.filter(|r| !r["ended_at"].is_null()))
+        });
+    signal(pid, "CONT")?;
+    let closed = result?;
+    assert_eq!(closed["outcome"], "interrupted", "{closed}");
+
+    // Back, A finds the row closed and ends the session: the catalogue is the record.
+    session.wait_for("closed as interrupted", Duration::from_secs(20))?;
+    session.wait_exit(Duration::from_secs(20))?;
+    let log = c.a.serve_log();
+    assert!(
+        log.contains("Session closed in the catalogue by another instance"),
+        "{log}"
+    );
+    // Nothing reopened it.
+    let after = row(&c.b, &id)?.context("the row")?;
+    assert_eq!(after["outcome"], "interrupted", "{after}");
+    Ok(())
+}
