@@ -9,6 +9,7 @@
 #[cfg(feature = "catalogue")]
 pub mod catalogue;
 pub mod format;
+pub mod ledger;
 pub mod reader;
 pub mod signing;
 pub mod storage;

@@ -137,6 +137,7 @@ catalogue_tests!(
     records_from_policy_decisions,
     pins_are_first_use_and_shared_by_instances,
     orphans_are_the_live_sessions_of_silent_instances,
+    ledger_chains_sealed_and_deleted_recordings_from_every_instance,
 );
 
 // ----- helpers -----
@@ -1193,6 +1194,137 @@ async fn orphans_are_the_live_sessions_of_silent_instances(url: &str, kind: Back
     .await
     .unwrap();
     assert!(c.interrupted_unsealed(&a).await.unwrap().is_empty());
+}
+
+async fn ledger_chains_sealed_and_deleted_recordings_from_every_instance(
+    url: &str,
+    kind: BackendKind,
+) {
+    use recorder::ledger::{self, EntryKind};
+    let a = open(url, kind).await;
+    let b = open(url, kind).await;
+    let (ia, ib) = (instance("bastion-a"), instance("bastion-b"));
+    a.register_signer(&ia, &"aa".repeat(32), t0()).await.unwrap();
+    b.register_signer(&ib, &"bb".repeat(32), t0()).await.unwrap();
+    assert_eq!(a.ledger_head().await.unwrap(), (0, "00".repeat(32)));
+    let summary = |s: &NewSession, state| RecordingSummary {
+        location: s.recording.clone().unwrap(),
+        state,
+        size: 4096,
+        hash: Some("12".repeat(32)),
+    };
+
+    let sealed = session(&ia, Protocol::ConsoleSerial, "tanaka", "web01");
+    let interrupted = session(&ib, Protocol::Rdp, "sato", "phys01");
+    let failed = session(&ia, Protocol::Ssh, "tanaka", "phys02");
+    a.session_started_batch(&[sealed.clone(), interrupted.clone(), failed.clone()])
+        .await
+        .unwrap();
+    let ended = t0() + Duration::minutes(5);
+    a.session_ended(
+        sealed.id,
+        ended,
+        Outcome::Completed,
+        Some(&summary(&sealed, RecordingState::Complete)),
+    )
+    .await
+    .unwrap();
+    // A recording that could not be finished is not in the ledger (nothing signed it).
+    a.session_ended(
+        failed.id,
+        ended,
+        Outcome::Failed,
+        Some(&summary(&failed, RecordingState::Incomplete)),
+    )
+    .await
+    .unwrap();
+    b.mark_interrupted(Interrupted::Sessions(&[interrupted.id]), ended)
+        .await
+        .unwrap();
+    b.set_recording(
+        interrupted.id,
+        &summary(&interrupted, RecordingState::Sealed),
+    )
+    .await
+    .unwrap();
+    a.recording_deleted(
+        sealed.id,
+        &AuditEvent {
+            at: ended,
+            instance: ia.clone(),
+            kind: event_kind::RETENTION_DELETED.to_owned(),
+            detail: Some("older than 90 days".to_owned()),
+            session_id: Some(sealed.id),
+        },
+    )
+    .await
+    .unwrap();
+
+    let entries = b.ledger_entries().await.unwrap();
+    assert_eq!(
+        entries
+            .iter()
+            .map(|e| (e.seq, e.content.kind, e.content.session_id))
+            .collect::<Vec<_>>(),
+        vec![
+            (1, EntryKind::RecordingSealed, Some(sealed.id.0)),
+            (2, EntryKind::RecordingSealed, Some(interrupted.id.0)),
+            (3, EntryKind::RecordingDeleted, Some(sealed.id.0)),
+        ]
+    );
+    let first = &entries[0].content;
+    assert_eq!(first.instance, "bastion-a");
+    assert_eq!(first.signer.as_deref(), Some("aa".repeat(32).as_str()));
+    assert_eq!(first.recording_hash.as_deref(), Some("12".repeat(32).as_str()));
+    assert_eq!(first.size, Some(4096));
+    assert_eq!(first.started_at, Some(t0()));
+    assert_eq!(first.ended_at, Some(ended));
+    assert_eq!(entries[1].content.signer.as_deref(), Some("bb".repeat(32).as_str()));
+    assert!(
+        entries[2]
+            .content
+            .detail
+            .as_deref()
+            .is_some_and(|d| d.contains("older than 90 days"))
+    );
+    assert_eq!(a.ledger_head().await.unwrap(), (3, entries[2].hash.clone()));
+
+    // Signed checkpoint, stored and read back; the chain read back verifies.
+    let key = recorder::RecordingKey::generate().unwrap();
+    let cp = ledger::sign_checkpoint(&key, 3, &entries[2].hash, Utc::now(), "bastion-a");
+    a.add_checkpoint(&cp).await.unwrap();
+    let cps = b.ledger_checkpoints(None).await.unwrap();
+    assert_eq!(cps, vec![cp.clone()]);
+    assert!(ledger::verify_chain(&entries, &cps, |_| true).is_empty());
+    assert!(
+        b.ledger_checkpoints(Some(Utc::now() + Duration::hours(1)))
+            .await
+            .unwrap()
+            .is_empty()
+    );
+
+    // Appenders on two handles at once still make one gapless chain.
+    let many: Vec<NewSession> = (0..16)
+        .map(|i| session(if i % 2 == 0 { &ia } else { &ib }, Protocol::Ssh, "sato", "x"))
+        .collect();
+    a.session_started_batch(&many).await.unwrap();
+    let mut ends = tokio::task::JoinSet::new();
+    for (i, s) in many.iter().enumerate() {
+        let c = if i % 2 == 0 { a.clone() } else { b.clone() };
+        let r = summary(s, RecordingState::Complete);
+        let id = s.id;
+        ends.spawn(async move { c.session_ended(id, ended, Outcome::Completed, Some(&r)).await });
+    }
+    while let Some(r) = ends.join_next().await {
+        assert!(r.unwrap().unwrap());
+    }
+    let entries = a.ledger_entries().await.unwrap();
+    assert_eq!(entries.len(), 19);
+    assert_eq!(
+        entries.iter().map(|e| e.seq).collect::<Vec<_>>(),
+        (1..=19).collect::<Vec<_>>()
+    );
+    assert!(ledger::verify_chain(&entries, &cps, |_| true).is_empty());
 }
 
 async fn consoles_count_only_while_their_instance_beats(url: &str, kind: BackendKind) {

@@ -139,7 +139,85 @@ macro_rules! bind_args {
     }};
 }
 
+/// Appends a [`crate::ledger::EntryContent`] to the ledger inside transaction `$tx`, chained
+/// to the head. A macro, not a function, for the same reason as [`insert_session_event!`].
+/// The head is updated first: that takes the lock that serialises appenders.
+macro_rules! append_ledger {
+    ($tx:expr, $content:expr) => {{
+        let content: crate::ledger::EntryContent = $content;
+        let (seq, prev): (i64, String) = sqlx::query_as(
+            "UPDATE ledger_head SET seq = seq + 1 WHERE id = 1 RETURNING seq, hash",
+        )
+        .fetch_one(&mut *$tx)
+        .await?;
+        let prev_hash = crate::ledger::parse_hash(&prev)
+            .ok_or_else(|| CatalogueError::corrupt("ledger head", &prev))?;
+        let seq_u = u64::try_from(seq)
+            .map_err(|_| CatalogueError::corrupt("ledger seq", &seq.to_string()))?;
+        let entry = crate::ledger::chain(seq_u, &prev_hash, content);
+        sqlx::query("UPDATE ledger_head SET hash = $1 WHERE id = 1")
+            .bind(entry.hash.clone())
+            .execute(&mut *$tx)
+            .await?;
+        let c = &entry.content;
+        sqlx::query(
+            "INSERT INTO ledger (seq, at, instance_id, kind, session_id, location, \
+             recording_hash, recording_size, started_at, ended_at, signer, detail, prev_hash, \
+             hash) VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12, $13, $14)",
+        )
+        .bind(seq)
+        .bind(Ts::new(c.at))
+        .bind(c.instance.clone())
+        .bind(c.kind.as_str())
+        .bind(c.session_id.map(|u| u.to_string()))
+        .bind(c.location.clone())
+        .bind(c.recording_hash.clone())
+        .bind(c.size.map(size_to_db).transpose()?)
+        .bind(c.started_at.map(Ts::new))
+        .bind(c.ended_at.map(Ts::new))
+        .bind(c.signer.clone())
+        .bind(c.detail.clone())
+        .bind(entry.prev_hash.clone())
+        .bind(entry.hash.clone())
+        .execute(&mut *$tx)
+        .await?;
+    }};
+}
+
+/// Appends the ledger entry of session `$id`'s recording (`$summary`, sealed or complete, or
+/// `$kind` deletion) inside `$tx`, with the session's instance, times and signer read in the
+/// same transaction.
+macro_rules! append_recording_ledger {
+    ($tx:expr, $id:expr, $kind:expr, $location:expr, $hash:expr, $size:expr, $detail:expr) => {{
+        let (instance, started, ended, signer): (String, Ts, Option<Ts>, Option<String>) =
+            sqlx::query_as(
+                "SELECT s.instance_id, s.started_at, s.ended_at, i.public_key FROM sessions s \
+                 LEFT JOIN instances i ON i.instance_id = s.instance_id WHERE s.id = $1",
+            )
+            .bind($id.to_string())
+            .fetch_one(&mut *$tx)
+            .await?;
+        append_ledger!(
+            $tx,
+            crate::ledger::EntryContent {
+                at: Ts::new(Utc::now()).get(),
+                instance,
+                kind: $kind,
+                session_id: Some($id.0),
+                location: Some(text($location)),
+                recording_hash: $hash,
+                size: $size,
+                started_at: Some(started.get()),
+                ended_at: ended.map(|t| t.get()),
+                signer,
+                detail: $detail,
+            }
+        );
+    }};
+}
+
 // After the macros above, which they use.
+mod ledger;
 mod orphans;
 mod pins;
 
@@ -805,6 +883,17 @@ impl Catalogue {
                 .bind(id.to_string())
                 .execute(&mut *tx)
                 .await?;
+                if let Some(r) = recording.filter(|r| r.state.is_signed()) {
+                    append_recording_ledger!(
+                        tx,
+                        id,
+                        crate::ledger::EntryKind::RecordingSealed,
+                        &r.location,
+                        r.hash.clone(),
+                        Some(r.size),
+                        None
+                    );
+                }
             }
             tx.commit().await?;
             done > 0
@@ -827,7 +916,8 @@ impl Catalogue {
     ) -> Result<(), CatalogueError> {
         let size = size_to_db(recording.size)?;
         let n = on_backend!(self, |pool| {
-            sqlx::query(
+            let mut tx = pool.begin().await?;
+            let n = sqlx::query(
                 "UPDATE sessions SET recording = $1, recording_state = $2, recording_size = $3, \
                  recording_hash = $4 WHERE id = $5",
             )
@@ -836,9 +926,22 @@ impl Catalogue {
             .bind(size)
             .bind(opt_text(recording.hash.as_deref()))
             .bind(id.to_string())
-            .execute(pool)
+            .execute(&mut *tx)
             .await?
-            .rows_affected()
+            .rows_affected();
+            if n > 0 && recording.state.is_signed() {
+                append_recording_ledger!(
+                    tx,
+                    id,
+                    crate::ledger::EntryKind::RecordingSealed,
+                    &recording.location,
+                    recording.hash.clone(),
+                    Some(recording.size),
+                    None
+                );
+            }
+            tx.commit().await?;
+            n
         });
         if n == 0 {
             return Err(CatalogueError::UnknownSession(id));
@@ -1072,6 +1175,27 @@ impl Catalogue {
             .await?
             .rows_affected();
             if n > 0 {
+                let (location, hash, size): (Option<String>, Option<String>, Option<i64>) =
+                    sqlx::query_as(
+                        "SELECT recording, recording_hash, recording_size FROM sessions \
+                         WHERE id = $1",
+                    )
+                    .bind(id.to_string())
+                    .fetch_one(&mut *tx)
+                    .await?;
+                append_recording_ledger!(
+                    tx,
+                    id,
+                    crate::ledger::EntryKind::RecordingDeleted,
+                    location.as_deref().unwrap_or_default(),
+                    hash,
+                    size.and_then(|s| u64::try_from(s).ok()),
+                    Some(text(&format!(
+                        "{}: {}",
+                        event.kind,
+                        event.detail.as_deref().unwrap_or_default()
+                    )))
+                );
                 sqlx::query(
                     "INSERT INTO audit_events (id, at, instance_id, kind, detail, session_id) \
                      VALUES ($1, $2, $3, $4, $5, $6)",

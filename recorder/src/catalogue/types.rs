@@ -694,3 +694,11 @@ mod tests {
         assert!("exploded".parse::<Outcome>().is_err());
     }
 }
+
+impl RecordingState {
+    /// Complete or sealed: the recording ends with a signed trailer, so it goes into the
+    /// ledger.
+    pub fn is_signed(self) -> bool {
+        matches!(self, RecordingState::Complete | RecordingState::Sealed)
+    }
+}
