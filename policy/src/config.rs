@@ -100,7 +100,12 @@ pub struct Recording {
     /// Delete the recordings of sessions that ended more than this many days ago (the
     /// deletion is written to the catalogue). `None`: keep recordings for ever.
     pub retention_days: Option<u32>,
+    /// How often `serve` signs a checkpoint of the recordings ledger (also at shutdown).
+    pub ledger_checkpoint_interval: Duration,
 }
+
+/// Built-in `recording.ledger_checkpoint_interval`.
+pub const DEFAULT_LEDGER_CHECKPOINT_INTERVAL: Duration = Duration::from_secs(3600);
 
 /// `[auth]`: how the front doors stop password and card guessing, and how long a passed
 /// matrix card counts for the doors without a card step of their own (VNC, RDP).
@@ -485,6 +490,7 @@ struct RawListen {
 struct RawRecording {
     required: Option<bool>,
     retention_days: Option<S<i64>>,
+    ledger_checkpoint_interval: Option<S<DurationValue>>,
 }
 
 #[derive(Deserialize, Default)]
@@ -677,6 +683,7 @@ impl Default for Recording {
         Recording {
             required: true,
             retention_days: None,
+            ledger_checkpoint_interval: DEFAULT_LEDGER_CHECKPOINT_INTERVAL,
         }
     }
 }
@@ -1269,6 +1276,22 @@ fn build(diag: &mut Diag<'_>, raw: RawConfig) -> Option<Inventory> {
                 format!(
                     "{} is not a number of days (at least 1; leave the key out to keep recordings for ever)",
                     days.get_ref()
+                ),
+            ),
+        }
+    }
+    if let Some(value) = &raw.recording.ledger_checkpoint_interval {
+        match parse_duration(value.get_ref()) {
+            Some(d) => inv.recording.ledger_checkpoint_interval = d,
+            None => diag.error(
+                value.span(),
+                "recording.ledger_checkpoint_interval",
+                format!(
+                    "{} is not a duration (seconds, or digits with a unit: \"10m\", \"1h\"; at least 1 s and at most 30 days)",
+                    match value.get_ref() {
+                        DurationValue::Seconds(n) => n.to_string(),
+                        DurationValue::Text(t) => format!("{t:?}"),
+                    }
                 ),
             ),
         }
@@ -1967,6 +1990,33 @@ windows = ["mon-fri 08:30-20:00"]
         assert_eq!(
             Inventory::from_toml("", "e").unwrap().listen(),
             Inventory::default().listen()
+        );
+    }
+
+    #[test]
+    fn recording_ledger_checkpoint_interval() {
+        assert_eq!(
+            Inventory::default().recording().ledger_checkpoint_interval,
+            DEFAULT_LEDGER_CHECKPOINT_INTERVAL
+        );
+        let inv = Inventory::from_toml(
+            "[recording]\nledger_checkpoint_interval = \"10m\"\n",
+            "c.toml",
+        )
+        .unwrap();
+        assert_eq!(
+            inv.recording().ledger_checkpoint_interval,
+            Duration::from_secs(600)
+        );
+        let err = Inventory::from_toml(
+            "[recording]\nledger_checkpoint_interval = \"often\"\n",
+            "c.toml",
+        )
+        .unwrap_err()
+        .to_string();
+        assert!(
+            err.contains("recording.ledger_checkpoint_interval"),
+            "{err}"
         );
     }
 

@@ -65,6 +65,10 @@ enum Command {
     #[command(subcommand, name = "matrix-card")]
     MatrixCard(MatrixCardCommand),
 
+    /// The ledger of sealed and deleted recordings: verify it, export its signed checkpoints.
+    #[command(subcommand)]
+    Ledger(LedgerCommand),
+
     /// The keys of the targets (RDP certificates, console SSH host keys), pinned on first use.
     #[command(subcommand)]
     Pins(PinsCommand),
@@ -133,6 +137,17 @@ enum RecordingCommand {
 }
 
 #[derive(Debug, Subcommand)]
+enum LedgerCommand {
+    /// Check the chain, the checkpoints and the recordings against it.
+    /// Exit status: 0 intact, 1 not intact (every finding is printed).
+    Verify(cli::ledger::VerifyArgs),
+    /// Write the signed checkpoints, for an auditor to keep outside the system.
+    Export(cli::ledger::ExportArgs),
+    /// Sign a checkpoint of the ledger's head now (serve does it hourly and at shutdown).
+    Checkpoint(cli::ledger::CheckpointArgs),
+}
+
+#[derive(Debug, Subcommand)]
 enum PinsCommand {
     /// List the pinned keys.
     List(cli::pins::ListArgs),
@@ -165,6 +180,9 @@ fn main() -> ExitCode {
         Command::Play(args) => cli::play::play(args),
         Command::Export(args) => cli::play::export(args),
         Command::MatrixCard(MatrixCardCommand::New(args)) => cli::matrix::new_card(args),
+        Command::Ledger(LedgerCommand::Verify(args)) => cli::ledger::verify(args),
+        Command::Ledger(LedgerCommand::Export(args)) => cli::ledger::export(args),
+        Command::Ledger(LedgerCommand::Checkpoint(args)) => cli::ledger::checkpoint(args),
         Command::Pins(PinsCommand::List(args)) => cli::pins::list(args),
         Command::Pins(PinsCommand::Forget(args)) => cli::pins::forget(args),
         Command::Passwd => cli::passwd::run(),

@@ -332,7 +332,10 @@ impl fmt::Display for ChainFinding {
             }
             ChainFinding::Gap { from, to } => write!(f, "ledger rows {from} to {to} are missing"),
             ChainFinding::RowChanged { seq } => {
-                write!(f, "ledger row {seq} was changed (its hash no longer matches)")
+                write!(
+                    f,
+                    "ledger row {seq} was changed (its hash no longer matches)"
+                )
             }
             ChainFinding::ChainBroken { seq } => write!(
                 f,
@@ -568,7 +571,8 @@ mod tests {
     fn the_hash_covers_every_field() {
         let base = content(1);
         let h = entry_hash(1, &GENESIS, &base);
-        let variants: Vec<Box<dyn Fn(&mut EntryContent)>> = vec![
+        type Change = Box<dyn Fn(&mut EntryContent)>;
+        let variants: Vec<Change> = vec![
             Box::new(|c| c.at += chrono::Duration::microseconds(1)),
             Box::new(|c| c.instance.push('x')),
             Box::new(|c| c.kind = EntryKind::RecordingDeleted),

@@ -1204,8 +1204,12 @@ async fn ledger_chains_sealed_and_deleted_recordings_from_every_instance(
     let a = open(url, kind).await;
     let b = open(url, kind).await;
     let (ia, ib) = (instance("bastion-a"), instance("bastion-b"));
-    a.register_signer(&ia, &"aa".repeat(32), t0()).await.unwrap();
-    b.register_signer(&ib, &"bb".repeat(32), t0()).await.unwrap();
+    a.register_signer(&ia, &"aa".repeat(32), t0())
+        .await
+        .unwrap();
+    b.register_signer(&ib, &"bb".repeat(32), t0())
+        .await
+        .unwrap();
     assert_eq!(a.ledger_head().await.unwrap(), (0, "00".repeat(32)));
     let summary = |s: &NewSession, state| RecordingSummary {
         location: s.recording.clone().unwrap(),
@@ -1275,11 +1279,17 @@ async fn ledger_chains_sealed_and_deleted_recordings_from_every_instance(
     let first = &entries[0].content;
     assert_eq!(first.instance, "bastion-a");
     assert_eq!(first.signer.as_deref(), Some("aa".repeat(32).as_str()));
-    assert_eq!(first.recording_hash.as_deref(), Some("12".repeat(32).as_str()));
+    assert_eq!(
+        first.recording_hash.as_deref(),
+        Some("12".repeat(32).as_str())
+    );
     assert_eq!(first.size, Some(4096));
     assert_eq!(first.started_at, Some(t0()));
     assert_eq!(first.ended_at, Some(ended));
-    assert_eq!(entries[1].content.signer.as_deref(), Some("bb".repeat(32).as_str()));
+    assert_eq!(
+        entries[1].content.signer.as_deref(),
+        Some("bb".repeat(32).as_str())
+    );
     assert!(
         entries[2]
             .content
@@ -1305,7 +1315,14 @@ async fn ledger_chains_sealed_and_deleted_recordings_from_every_instance(
 
     // Appenders on two handles at once still make one gapless chain.
     let many: Vec<NewSession> = (0..16)
-        .map(|i| session(if i % 2 == 0 { &ia } else { &ib }, Protocol::Ssh, "sato", "x"))
+        .map(|i| {
+            session(
+                if i % 2 == 0 { &ia } else { &ib },
+                Protocol::Ssh,
+                "sato",
+                "x",
+            )
+        })
         .collect();
     a.session_started_batch(&many).await.unwrap();
     let mut ends = tokio::task::JoinSet::new();
@@ -1313,7 +1330,10 @@ async fn ledger_chains_sealed_and_deleted_recordings_from_every_instance(
         let c = if i % 2 == 0 { a.clone() } else { b.clone() };
         let r = summary(s, RecordingState::Complete);
         let id = s.id;
-        ends.spawn(async move { c.session_ended(id, ended, Outcome::Completed, Some(&r)).await });
+        ends.spawn(async move {
+            c.session_ended(id, ended, Outcome::Completed, Some(&r))
+                .await
+        });
     }
     while let Some(r) = ends.join_next().await {
         assert!(r.unwrap().unwrap());

@@ -3,6 +3,7 @@
 
 pub mod config;
 pub mod denials;
+pub mod ledger;
 pub mod matrix;
 pub mod passwd;
 pub mod pins;

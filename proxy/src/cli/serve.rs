@@ -83,6 +83,24 @@ async fn serve(config: super::LoadedConfig) -> Result<()> {
         .heartbeat(&instance, chrono::Utc::now())
         .await
         .context("cannot register this instance in the catalogue")?;
+    catalogue
+        .register_signer(
+            &instance,
+            &recorder::signing::public_key_hex(&public),
+            chrono::Utc::now(),
+        )
+        .await
+        .context("cannot register this instance's recording key in the catalogue")?;
+    let adopted = catalogue
+        .adopt_into_empty_ledger()
+        .await
+        .context("cannot put the recordings sealed so far into the ledger")?;
+    if adopted > 0 {
+        info!(
+            recordings = adopted,
+            "Recordings sealed before the ledger existed were adopted into it"
+        );
+    }
     // Pins kept by earlier versions in the data directory join the shared store before any
     // target is dialled, so no key pinned then is trusted afresh now.
     crate::pins::import_legacy_files(
@@ -150,6 +168,7 @@ async fn serve(config: super::LoadedConfig) -> Result<()> {
     ));
     let supervisor = tokio::spawn(Arc::clone(&services).supervise());
     let retention = tokio::spawn(Arc::clone(&services).retain());
+    let checkpoints = tokio::spawn(Arc::clone(&services).checkpoint_ledger());
     // Installed before "Ready": SIGHUP's default action would end the process.
     let reloads = tokio::spawn(reload_on_hangup(
         Arc::clone(&services),
@@ -176,6 +195,7 @@ async fn serve(config: super::LoadedConfig) -> Result<()> {
     shutdown.cancel();
     let _ = supervisor.await;
     let _ = retention.await;
+    let _ = checkpoints.await;
     let _ = reloads.await;
     listeners.shutdown().await;
     tasks.close();
@@ -189,6 +209,10 @@ async fn serve(config: super::LoadedConfig) -> Result<()> {
         );
     } else {
         info!("Every live session ended and its recording sealed");
+    }
+    // After the last seal, so the checkpoint covers every recording this run made.
+    if let Err(e) = services.sign_ledger_checkpoint().await {
+        warn!(error = %format!("{e:#}"), "Cannot sign the shutdown ledger checkpoint");
     }
     info!("Stopped");
     match failed {

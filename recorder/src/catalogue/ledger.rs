@@ -8,8 +8,8 @@ use chrono::{DateTime, Utc};
 use sqlx::FromRow;
 
 use super::ts::Ts;
-use super::{Backend, Catalogue, CatalogueError, InstanceId};
-use crate::ledger::{Checkpoint, Entry, EntryContent};
+use super::{Backend, Catalogue, CatalogueError, InstanceId, SessionId, size_to_db, text};
+use crate::ledger::{Checkpoint, Entry, EntryContent, EntryKind};
 
 #[derive(FromRow)]
 struct RawEntry {
@@ -33,7 +33,8 @@ impl RawEntry {
     fn parse(self) -> Result<Entry, CatalogueError> {
         let seq = self.seq.to_string();
         Ok(Entry {
-            seq: u64::try_from(self.seq).map_err(|_| CatalogueError::corrupt("ledger seq", &seq))?,
+            seq: u64::try_from(self.seq)
+                .map_err(|_| CatalogueError::corrupt("ledger seq", &seq))?,
             content: EntryContent {
                 at: self.at.get(),
                 instance: self.instance_id,
@@ -130,7 +131,8 @@ impl Catalogue {
     /// Every ledger entry, by seq.
     pub async fn ledger_entries(&self) -> Result<Vec<Entry>, CatalogueError> {
         let sql = sqlx::AssertSqlSafe(format!("SELECT {ENTRY_COLS} FROM ledger ORDER BY seq"));
-        let raw: Vec<RawEntry> = on_backend!(self, |pool| sqlx::query_as(sql).fetch_all(pool).await?);
+        let raw: Vec<RawEntry> =
+            on_backend!(self, |pool| sqlx::query_as(sql).fetch_all(pool).await?);
         raw.into_iter().map(RawEntry::parse).collect()
     }
 
@@ -199,5 +201,45 @@ impl Catalogue {
                 })
             })
             .collect()
+    }
+
+    /// Puts the signed recordings of a catalogue that predates the ledger into it, oldest
+    /// first, each marked as adopted. Runs only while the ledger is empty, so it happens once
+    /// per catalogue: afterwards a recording can enter the ledger only by being sealed.
+    /// Returns how many were adopted.
+    pub async fn adopt_into_empty_ledger(&self) -> Result<u64, CatalogueError> {
+        if self.ledger_head().await?.0 > 0 {
+            return Ok(0);
+        }
+        let rows: Vec<(String, String, Option<String>, Option<i64>)> = on_backend!(self, |pool| {
+            sqlx::query_as(
+                "SELECT id, recording, recording_hash, recording_size FROM sessions \
+                 WHERE recording_state IN ('complete', 'sealed') AND recording IS NOT NULL \
+                 ORDER BY ended_at, id",
+            )
+            .fetch_all(pool)
+            .await?
+        });
+        let mut adopted = 0;
+        for (id, location, hash, size) in rows {
+            let id: SessionId = id
+                .parse()
+                .map_err(|_| CatalogueError::corrupt("session id", &id))?;
+            on_backend!(self, |pool| {
+                let mut tx = pool.begin().await?;
+                append_recording_ledger!(
+                    tx,
+                    id,
+                    EntryKind::RecordingSealed,
+                    &location,
+                    hash,
+                    size.and_then(|s| u64::try_from(s).ok()),
+                    Some("adopted: sealed before this catalogue kept a ledger".to_owned())
+                );
+                tx.commit().await?;
+            });
+            adopted += 1;
+        }
+        Ok(adopted)
     }
 }

@@ -145,11 +145,10 @@ macro_rules! bind_args {
 macro_rules! append_ledger {
     ($tx:expr, $content:expr) => {{
         let content: crate::ledger::EntryContent = $content;
-        let (seq, prev): (i64, String) = sqlx::query_as(
-            "UPDATE ledger_head SET seq = seq + 1 WHERE id = 1 RETURNING seq, hash",
-        )
-        .fetch_one(&mut *$tx)
-        .await?;
+        let (seq, prev): (i64, String) =
+            sqlx::query_as("UPDATE ledger_head SET seq = seq + 1 WHERE id = 1 RETURNING seq, hash")
+                .fetch_one(&mut *$tx)
+                .await?;
         let prev_hash = crate::ledger::parse_hash(&prev)
             .ok_or_else(|| CatalogueError::corrupt("ledger head", &prev))?;
         let seq_u = u64::try_from(seq)

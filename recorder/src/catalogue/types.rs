@@ -662,6 +662,14 @@ pub enum BackendKind {
     Postgres,
 }
 
+impl RecordingState {
+    /// Complete or sealed: the recording ends with a signed trailer, so it goes into the
+    /// ledger.
+    pub fn is_signed(self) -> bool {
+        matches!(self, RecordingState::Complete | RecordingState::Sealed)
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -692,13 +700,5 @@ mod tests {
         );
         assert_eq!("revoked".parse::<Outcome>().unwrap(), Outcome::Revoked);
         assert!("exploded".parse::<Outcome>().is_err());
-    }
-}
-
-impl RecordingState {
-    /// Complete or sealed: the recording ends with a signed trailer, so it goes into the
-    /// ledger.
-    pub fn is_signed(self) -> bool {
-        matches!(self, RecordingState::Complete | RecordingState::Sealed)
     }
 }

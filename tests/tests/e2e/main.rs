@@ -5,6 +5,7 @@
 mod cli;
 mod cluster;
 mod faults;
+mod ledger;
 mod operations;
 mod player;
 mod rdp;
