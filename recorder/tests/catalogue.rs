@@ -21,7 +21,7 @@ use std::time::Instant;
 use chrono::{DateTime, Duration, TimeZone, Utc};
 use recorder::catalogue::{
     AuditEvent, AuditFilter, BackendKind, Catalogue, CatalogueError, DecisionFilter,
-    DecisionRecord, DenialFilter, InstanceId, Interrupted, NewSession, Outcome, PinCheck, PinKind,
+    DecisionRecord, Disposition, NewReview, DenialFilter, InstanceId, Interrupted, NewSession, Outcome, PinCheck, PinKind,
     Presented, Protocol, RecordingState, RecordingSummary, SessionFilter, SessionId, Verdict,
     event_kind,
 };
@@ -138,6 +138,7 @@ catalogue_tests!(
     pins_are_first_use_and_shared_by_instances,
     orphans_are_the_live_sessions_of_silent_instances,
     ledger_chains_sealed_and_deleted_recordings_from_every_instance,
+    denials_are_reviewed_with_history_audit_and_ledger,
 );
 
 // ----- helpers -----
@@ -1345,6 +1346,81 @@ async fn ledger_chains_sealed_and_deleted_recordings_from_every_instance(
         (1..=19).collect::<Vec<_>>()
     );
     assert!(ledger::verify_chain(&entries, &cps, |_| true).is_empty());
+}
+
+async fn denials_are_reviewed_with_history_audit_and_ledger(url: &str, kind: BackendKind) {
+    let c = open(url, kind).await;
+    let a = instance("bastion-a");
+    let now = Utc::now();
+    let denied = c
+        .record_decision(&deny(&a, now - Duration::hours(1), "tanaka", "rdp.vdi-to-vm"))
+        .await
+        .unwrap();
+    let mut allow = deny(&a, now, "tanaka", "rdp.physical");
+    allow.verdict = Verdict::Allow;
+    let allowed = c.record_decision(&allow).await.unwrap();
+    let review = |decision, disposition, comment: &str, minutes| NewReview {
+        decision,
+        disposition,
+        comment: Some(comment.to_owned()),
+        reviewer: "kobayashi".to_owned(),
+        at: now + Duration::minutes(minutes),
+        instance: a.clone(),
+    };
+    assert!(
+        c.add_review(&review(denied, Disposition::Mistake, "typed the VM's address", 1))
+            .await
+            .unwrap()
+            .is_some()
+    );
+    // Reviewed again: the newest stands, the first stays as history.
+    assert!(
+        c.add_review(&review(denied, Disposition::Incident, "  tried twice more  ", 2))
+            .await
+            .unwrap()
+            .is_some()
+    );
+    // Only denials are reviewed.
+    assert!(
+        c.add_review(&review(allowed, Disposition::Expected, "", 3))
+            .await
+            .unwrap()
+            .is_none()
+    );
+    assert!(
+        c.add_review(&review(recorder::catalogue::DecisionId::new_v7(), Disposition::Expected, "", 3))
+            .await
+            .unwrap()
+            .is_none()
+    );
+    let latest = c.latest_reviews(now - Duration::days(1)).await.unwrap();
+    assert_eq!(latest.len(), 1);
+    assert_eq!(latest[&denied].disposition, Disposition::Incident);
+    assert_eq!(latest[&denied].comment.as_deref(), Some("tried twice more"));
+    assert!(c.latest_reviews(now).await.unwrap().is_empty(), "decided before the period");
+    let history = c.reviews_of(denied).await.unwrap();
+    assert_eq!(
+        history.iter().map(|r| r.disposition).collect::<Vec<_>>(),
+        vec![Disposition::Mistake, Disposition::Incident]
+    );
+    let events = c
+        .list_audit_events(&AuditFilter {
+            kind: Some(event_kind::REVIEW.to_owned()),
+            ..AuditFilter::default()
+        })
+        .await
+        .unwrap();
+    assert_eq!(events.len(), 2);
+    let entries = c.ledger_entries().await.unwrap();
+    assert_eq!(entries.len(), 2);
+    assert!(entries.iter().all(|e| e.content.kind == recorder::ledger::EntryKind::Review));
+    assert!(
+        entries[1]
+            .content
+            .detail
+            .as_deref()
+            .is_some_and(|d| d.contains("incident") && d.contains("kobayashi"))
+    );
 }
 
 async fn consoles_count_only_while_their_instance_beats(url: &str, kind: BackendKind) {

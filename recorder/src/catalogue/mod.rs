@@ -40,10 +40,11 @@ pub use pins::{PinCheck, PinKind, PinRow, Presented, UnknownPinKind};
 pub use policy::{LiveConsole, Protocol, SessionId};
 pub use types::{
     AuditEvent, AuditEventId, AuditEventRow, AuditFilter, BackendKind, DecisionFilter, DecisionId,
-    DecisionRecord, DecisionRow, DenialFilter, DenialRow, InstanceId, InstanceRow, Interrupted,
-    MAX_INSTANCE_ID_LEN, NewSession, Outcome, RecordingState, RecordingSummary, SessionCursor,
-    SessionEventRow, SessionFilter, SessionRow, Verdict, event_kind,
+    DecisionRecord, DecisionRow, DenialFilter, DenialRow, Disposition, InstanceId, InstanceRow,
+    Interrupted, MAX_INSTANCE_ID_LEN, NewSession, Outcome, RecordingState, RecordingSummary,
+    ReviewId, SessionCursor, SessionEventRow, SessionFilter, SessionRow, Verdict, event_kind,
 };
+pub use reviews::{NewReview, ReviewRow};
 pub use url::redact as redact_url;
 
 use ts::Ts;
@@ -219,6 +220,7 @@ macro_rules! append_recording_ledger {
 mod ledger;
 mod orphans;
 mod pins;
+mod reviews;
 
 /// Inserts a session event under the session's own instance; evaluates to `false` if there
 /// is no such session. A macro, not a function, so it expands inside [`on_backend!`] for a

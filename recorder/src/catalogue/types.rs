@@ -100,6 +100,10 @@ uuid_id!(
     /// The id of one catalogue-level audit event.
     AuditEventId
 );
+uuid_id!(
+    /// The id of one review of a denial.
+    ReviewId
+);
 
 macro_rules! text_enum {
     (
@@ -183,6 +187,18 @@ text_enum!(
 );
 
 text_enum!(
+    /// What security staff concluded about a denial.
+    Disposition, "disposition" {
+        /// Policy worked as meant (a contractor tried what is not allowed, and was stopped).
+        Expected = "expected",
+        /// A mistake: a wrong target typed, a stale bookmark, a configuration slip.
+        Mistake = "mistake",
+        /// An incident to follow up.
+        Incident = "incident",
+    }
+);
+
+text_enum!(
     /// Where a session's recording stands.
     RecordingState, "recording state" {
         /// Being written.
@@ -232,6 +248,8 @@ pub mod event_kind {
     pub const CONFIG_RELOAD_FAILED: &str = "config reload failed";
     /// Audit: too many failed logons locked a user name or a source address out (`[auth]`).
     pub const AUTH_LOCKOUT: &str = "auth lockout";
+    /// Audit: security staff reviewed a denial (detail: the disposition, who, the comment).
+    pub const REVIEW: &str = "review";
 }
 
 /// One allow/deny decision to write.
