@@ -21,9 +21,9 @@ use std::time::Instant;
 use chrono::{DateTime, Duration, TimeZone, Utc};
 use recorder::catalogue::{
     AuditEvent, AuditFilter, BackendKind, Catalogue, CatalogueError, DecisionFilter,
-    DecisionRecord, Disposition, NewReview, DenialFilter, InstanceId, Interrupted, NewSession, Outcome, PinCheck, PinKind,
-    Presented, Protocol, RecordingState, RecordingSummary, SessionFilter, SessionId, Verdict,
-    event_kind,
+    DecisionRecord, DenialFilter, Disposition, InstanceId, Interrupted, NewReview, NewSession,
+    Outcome, PinCheck, PinKind, Presented, Protocol, RecordingState, RecordingSummary,
+    SessionFilter, SessionId, Verdict, event_kind,
 };
 
 const PG_URL_VAR: &str = "SEKISHO_TEST_POSTGRES_URL";
@@ -1353,7 +1353,12 @@ async fn denials_are_reviewed_with_history_audit_and_ledger(url: &str, kind: Bac
     let a = instance("bastion-a");
     let now = Utc::now();
     let denied = c
-        .record_decision(&deny(&a, now - Duration::hours(1), "tanaka", "rdp.vdi-to-vm"))
+        .record_decision(&deny(
+            &a,
+            now - Duration::hours(1),
+            "tanaka",
+            "rdp.vdi-to-vm",
+        ))
         .await
         .unwrap();
     let mut allow = deny(&a, now, "tanaka", "rdp.physical");
@@ -1368,17 +1373,27 @@ async fn denials_are_reviewed_with_history_audit_and_ledger(url: &str, kind: Bac
         instance: a.clone(),
     };
     assert!(
-        c.add_review(&review(denied, Disposition::Mistake, "typed the VM's address", 1))
-            .await
-            .unwrap()
-            .is_some()
+        c.add_review(&review(
+            denied,
+            Disposition::Mistake,
+            "typed the VM's address",
+            1
+        ))
+        .await
+        .unwrap()
+        .is_some()
     );
     // Reviewed again: the newest stands, the first stays as history.
     assert!(
-        c.add_review(&review(denied, Disposition::Incident, "  tried twice more  ", 2))
-            .await
-            .unwrap()
-            .is_some()
+        c.add_review(&review(
+            denied,
+            Disposition::Incident,
+            "  tried twice more  ",
+            2
+        ))
+        .await
+        .unwrap()
+        .is_some()
     );
     // Only denials are reviewed.
     assert!(
@@ -1388,16 +1403,24 @@ async fn denials_are_reviewed_with_history_audit_and_ledger(url: &str, kind: Bac
             .is_none()
     );
     assert!(
-        c.add_review(&review(recorder::catalogue::DecisionId::new_v7(), Disposition::Expected, "", 3))
-            .await
-            .unwrap()
-            .is_none()
+        c.add_review(&review(
+            recorder::catalogue::DecisionId::new_v7(),
+            Disposition::Expected,
+            "",
+            3
+        ))
+        .await
+        .unwrap()
+        .is_none()
     );
     let latest = c.latest_reviews(now - Duration::days(1)).await.unwrap();
     assert_eq!(latest.len(), 1);
     assert_eq!(latest[&denied].disposition, Disposition::Incident);
     assert_eq!(latest[&denied].comment.as_deref(), Some("tried twice more"));
-    assert!(c.latest_reviews(now).await.unwrap().is_empty(), "decided before the period");
+    assert!(
+        c.latest_reviews(now).await.unwrap().is_empty(),
+        "decided before the period"
+    );
     let history = c.reviews_of(denied).await.unwrap();
     assert_eq!(
         history.iter().map(|r| r.disposition).collect::<Vec<_>>(),
@@ -1413,7 +1436,11 @@ async fn denials_are_reviewed_with_history_audit_and_ledger(url: &str, kind: Bac
     assert_eq!(events.len(), 2);
     let entries = c.ledger_entries().await.unwrap();
     assert_eq!(entries.len(), 2);
-    assert!(entries.iter().all(|e| e.content.kind == recorder::ledger::EntryKind::Review));
+    assert!(
+        entries
+            .iter()
+            .all(|e| e.content.kind == recorder::ledger::EntryKind::Review)
+    );
     assert!(
         entries[1]
             .content

@@ -12,6 +12,7 @@ mod html;
 mod i18n;
 mod pages;
 mod playback;
+mod reviews;
 mod verify_cache;
 
 use std::collections::HashMap;
@@ -209,6 +210,8 @@ pub fn router(state: Arc<WebState>) -> Router {
         .route("/sessions/{id}/timeline", get(playback::timeline))
         .route("/sessions/{id}/search", get(playback::search))
         .route("/denials", get(pages::denials))
+        .route("/denials.csv", get(reviews::csv))
+        .route("/denials/{id}/review", post(reviews::review))
         .route("/live", get(pages::live))
         .route("/metrics", get(pages::metrics_with_token))
         .route("/assets/style.css", get(pages::style))

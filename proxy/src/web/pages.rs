@@ -101,7 +101,7 @@ fn bad_request(caller: &Caller) -> Response {
         .into_response()
 }
 
-fn catalogue_failed(state: &WebState, caller: &Caller, e: &CatalogueError) -> Response {
+pub(super) fn catalogue_failed(state: &WebState, caller: &Caller, e: &CatalogueError) -> Response {
     state.catalogue_errors.fetch_add(1, Ordering::Relaxed);
     warn!(error = %e, "Web UI cannot read the catalogue");
     let msg = tr(caller.lang, "error.catalogue");
@@ -637,10 +637,24 @@ pub async fn kill(
     }
 }
 
-/// The dashboard's period.
+/// The dashboard's period, and whether to list only what is still unreviewed.
 #[derive(Debug, Default, Deserialize)]
 pub struct DenialQuery {
     days: Option<i64>,
+    unreviewed: Option<String>,
+}
+
+impl DenialQuery {
+    /// The period in days, within the dashboard's bounds (default 30).
+    pub fn days(&self) -> i64 {
+        self.days.unwrap_or(30).clamp(1, MAX_DASHBOARD_DAYS)
+    }
+
+    fn unreviewed_only(&self) -> bool {
+        self.unreviewed
+            .as_deref()
+            .is_some_and(|v| !v.is_empty() && v != "0")
+    }
 }
 
 /// `GET /denials` (security, admin): counts by rule, user and day, and the latest denials.
@@ -653,7 +667,7 @@ pub async fn denials(
         return not_found(&caller);
     }
     let lang = caller.lang;
-    let days = q.days.unwrap_or(30).clamp(1, MAX_DASHBOARD_DAYS);
+    let days = q.days();
     let since = Utc::now() - chrono::Duration::days(days);
     let filter = DenialFilter {
         since: Some(since),
@@ -664,6 +678,22 @@ pub async fn denials(
         Ok(r) => r,
         Err(e) => return catalogue_failed(&state, &caller, &e),
     };
+    let reviews = match state.services.catalogue().latest_reviews(since).await {
+        Ok(r) => r,
+        Err(e) => return catalogue_failed(&state, &caller, &e),
+    };
+    let unreviewed: Vec<_> = rows
+        .iter()
+        .filter(|r| !reviews.contains_key(&r.id))
+        .collect();
+    let mut unreviewed_by_rule: BTreeMap<&str, u64> = BTreeMap::new();
+    let mut unreviewed_by_contractor: BTreeMap<&str, u64> = BTreeMap::new();
+    for r in &unreviewed {
+        *unreviewed_by_rule.entry(&r.rule).or_default() += 1;
+        *unreviewed_by_contractor
+            .entry(r.contractor.as_deref().unwrap_or("-"))
+            .or_default() += 1;
+    }
     let tz = state.services.inventory().timezone();
     let mut by_rule: BTreeMap<&str, u64> = BTreeMap::new();
     let mut by_user: BTreeMap<&str, u64> = BTreeMap::new();
@@ -700,10 +730,17 @@ pub async fn denials(
         s
     };
     let mut body = format!(
-        "<h1>{}</h1><form method=\"get\" action=\"/denials\"><label>{} <input name=\"days\" type=\"number\" min=\"1\" max=\"{MAX_DASHBOARD_DAYS}\" value=\"{days}\"></label> <button>{}</button></form><div class=\"dashboard\">",
+        "<h1>{}</h1><form method=\"get\" action=\"/denials\"><label>{} <input name=\"days\" type=\"number\" min=\"1\" max=\"{MAX_DASHBOARD_DAYS}\" value=\"{days}\"></label> <label><input type=\"checkbox\" name=\"unreviewed\" value=\"1\"{}> {}</label> <button>{}</button> <a id=\"denials-csv\" href=\"/denials.csv?days={days}\">{}</a></form>\
+         <p id=\"unreviewed-count\">{}: <strong>{}</strong> / {}</p><div class=\"dashboard\">",
         tr(lang, "denials.title"),
         tr(lang, "denials.days"),
-        tr(lang, "filter.apply")
+        if q.unreviewed_only() { " checked" } else { "" },
+        tr(lang, "review.unreviewed_only"),
+        tr(lang, "filter.apply"),
+        tr(lang, "review.csv"),
+        tr(lang, "review.unreviewed"),
+        unreviewed.len(),
+        rows.len(),
     );
     let mut rules: Vec<(String, u64)> = by_rule
         .into_iter()
@@ -723,9 +760,26 @@ pub async fn denials(
         "field.day",
         by_day.into_iter().collect(),
     ));
+    let sorted = |m: BTreeMap<&str, u64>| {
+        let mut v: Vec<(String, u64)> = m.into_iter().map(|(k, n)| (k.to_owned(), n)).collect();
+        v.sort_by(|a, b| b.1.cmp(&a.1).then_with(|| a.0.cmp(&b.0)));
+        v
+    };
+    body.push_str(&counts(
+        "unreviewed-by-rule",
+        "review.unreviewed_by_rule",
+        "field.rule",
+        sorted(unreviewed_by_rule),
+    ));
+    body.push_str(&counts(
+        "unreviewed-by-contractor",
+        "review.unreviewed_by_contractor",
+        "field.contractor",
+        sorted(unreviewed_by_contractor),
+    ));
     let _ = write!(
         body,
-        "</div><h2>{}</h2><table id=\"denials\"><thead><tr><th>{}</th><th>{}</th><th>{}</th><th>{}</th><th>{}</th><th>{}</th><th>{}</th></tr></thead><tbody>",
+        "</div><h2>{}</h2><table id=\"denials\"><thead><tr><th>{}</th><th>{}</th><th>{}</th><th>{}</th><th>{}</th><th>{}</th><th>{}</th><th>{}</th></tr></thead><tbody>",
         tr(lang, "denials.list"),
         tr(lang, "field.time"),
         tr(lang, "field.user"),
@@ -734,18 +788,25 @@ pub async fn denials(
         tr(lang, "field.protocol"),
         tr(lang, "field.rule"),
         tr(lang, "field.reason"),
+        tr(lang, "review.title"),
     );
-    for r in rows.iter().take(DENIALS_LISTED) {
+    let listed = rows
+        .iter()
+        .filter(|r| !q.unreviewed_only() || !reviews.contains_key(&r.id))
+        .take(DENIALS_LISTED);
+    for r in listed {
         let _ = write!(
             body,
-            "<tr class=\"denial-row\"><td>{}</td><td>{}</td><td>{}</td><td>{}</td><td>{}</td><td>{}</td><td>{}</td></tr>",
+            "<tr class=\"denial-row\" id=\"d-{}\"><td>{}</td><td>{}</td><td>{}</td><td>{}</td><td>{}</td><td>{}</td><td>{}</td><td>{}</td></tr>",
+            r.id,
             fmt_time(&state, r.started_at),
             escape(r.user.as_deref().unwrap_or("")),
             r.source,
             escape(r.target.as_deref().unwrap_or("")),
             r.protocol,
             escape(&r.rule),
-            escape(&r.reason)
+            escape(&r.reason),
+            super::reviews::review_cell(&caller, r.id, reviews.get(&r.id), days),
         );
     }
     body.push_str("</tbody></table>");

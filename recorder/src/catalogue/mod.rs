@@ -38,13 +38,13 @@ use tracing::{debug, info};
 pub use error::CatalogueError;
 pub use pins::{PinCheck, PinKind, PinRow, Presented, UnknownPinKind};
 pub use policy::{LiveConsole, Protocol, SessionId};
+pub use reviews::{NewReview, ReviewRow};
 pub use types::{
     AuditEvent, AuditEventId, AuditEventRow, AuditFilter, BackendKind, DecisionFilter, DecisionId,
     DecisionRecord, DecisionRow, DenialFilter, DenialRow, Disposition, InstanceId, InstanceRow,
     Interrupted, MAX_INSTANCE_ID_LEN, NewSession, Outcome, RecordingState, RecordingSummary,
     ReviewId, SessionCursor, SessionEventRow, SessionFilter, SessionRow, Verdict, event_kind,
 };
-pub use reviews::{NewReview, ReviewRow};
 pub use url::redact as redact_url;
 
 use ts::Ts;

@@ -512,6 +512,122 @@ fn web_guessing_in_chromium_is_locked_out_for_every_door() -> Result<()> {
     Ok(())
 }
 
+/// The id of the one seeded denial, from the dashboard's row.
+async fn seeded_denial_id(b: &Browser) -> Result<String> {
+    let src = b.source().await?;
+    let at = src
+        .find("id=\"d-")
+        .context("no denial row on the dashboard")?;
+    let id: String = src
+        .get(at + 6..)
+        .unwrap_or_default()
+        .chars()
+        .take_while(|c| *c != '"')
+        .collect();
+    ensure!(id.len() == 36, "odd denial id {id:?}");
+    Ok(id)
+}
+
+#[test]
+fn web_denial_review_in_chromium() -> Result<()> {
+    if !require_peers(&["chromium", "chromedriver"])? {
+        return Ok(());
+    }
+    let instance = SekishoInstance::start(&inventory())?;
+    let runtime = tokio::runtime::Runtime::new()?;
+    let csv = runtime.block_on(async {
+        seed(&instance).await?;
+        let base = web_base(&instance).await?;
+        let b = Browser::start().await?;
+        let result = async {
+            login(&b, &base, "kobayashi").await?;
+            b.goto(&format!("{base}/denials")).await?;
+            let src = b.source().await?;
+            ensure!(
+                src.contains("id=\"unreviewed-count\"") && src.contains("<strong>1</strong> / 1"),
+                "the dashboard does not count one unreviewed denial"
+            );
+            let id = seeded_denial_id(&b).await?;
+            b.client
+                .find(fantoccini::Locator::Id(&format!("review-{id}-disposition")))
+                .await?
+                .select_by_value("incident")
+                .await?;
+            b.type_into(&format!("review-{id}-comment"), "=tried the VM twice")
+                .await?;
+            b.click(&format!("review-{id}-submit")).await?;
+            ensure!(
+                wait_source(&b, |s| s.contains("review review-incident")).await?,
+                "the review is not shown on the dashboard"
+            );
+            let src = b.source().await?;
+            ensure!(
+                src.contains("<strong>0</strong> / 1"),
+                "the denial still counts as unreviewed"
+            );
+            ensure!(src.contains("=tried the VM twice"), "the comment is not shown");
+            // Only unreviewed: the reviewed row is gone from the list.
+            b.goto(&format!("{base}/denials?unreviewed=1")).await?;
+            ensure!(
+                !b.source().await?.contains(&format!("id=\"d-{id}\"")),
+                "a reviewed denial is listed as unreviewed"
+            );
+            // The CSV of the period, as the monthly report takes it.
+            let csv = b
+                .client
+                .execute_async(
+                    "const done = arguments[arguments.length - 1];\
+                     fetch('/denials.csv?days=30').then(r => r.text()).then(done, e => done('ERROR ' + e));",
+                    vec![],
+                )
+                .await?;
+            let csv = csv.as_str().unwrap_or_default().to_owned();
+            logout(&b).await?;
+            // A contractor can neither see nor post reviews.
+            login(&b, &base, "tanaka").await?;
+            b.goto(&format!("{base}/denials.csv")).await?;
+            ensure!(
+                !b.source().await?.contains("rdp.vdi-to-vm"),
+                "a contractor downloaded the denials CSV"
+            );
+            anyhow::Ok(csv)
+        }
+        .await;
+        b.close().await?;
+        result
+    });
+    let csv =
+        csv.map_err(|e| anyhow::anyhow!("{e:#}\n--- serve log ---\n{}", instance.serve_log()))?;
+    let lines: Vec<&str> = csv.lines().collect();
+    ensure!(lines.len() == 2, "CSV: {csv}");
+    ensure!(
+        lines
+            .first()
+            .is_some_and(|h| h.starts_with("time,protocol,user,contractor")),
+        "CSV header: {csv}"
+    );
+    let row = lines.get(1).copied().unwrap_or_default();
+    ensure!(
+        row.contains("\"incident\"") && row.contains("\"kobayashi\""),
+        "CSV row: {row}"
+    );
+    // A comment a spreadsheet would run as a formula is defused.
+    ensure!(row.contains("\"'=tried the VM twice\""), "CSV row: {row}");
+    // The review is an audit event and a ledger row, and the ledger verifies.
+    let events = instance.audit_events("review")?;
+    ensure!(
+        events
+            .iter()
+            .any(|e| e.contains("incident") && e.contains("kobayashi")),
+        "{events:?}"
+    );
+    let out = instance.cli(&["ledger", "verify"])?;
+    let text = String::from_utf8_lossy(&out.stdout);
+    ensure!(out.status.success(), "{text}");
+    ensure!(text.contains("ledger intact: 1 rows"), "{text}");
+    Ok(())
+}
+
 /// At most this fraction of pixels may differ between the browser's canvas and the decoder's
 /// frame at the same moment. The canvas draws the server's PNG of that very frame without
 /// scaling, so any difference is a bug (colour management, scaling, a frame of another
