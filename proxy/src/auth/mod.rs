@@ -6,6 +6,7 @@
 //! Nothing in here logs a password, a key or a card answer: callers get a yes/no only.
 
 pub mod matrix_card;
+pub mod outbox;
 pub mod second_factor;
 pub mod throttle;
 

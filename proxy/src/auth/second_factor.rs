@@ -22,6 +22,9 @@
 //! }
 //! ```
 
+use recorder::catalogue::DoorEventKind;
+
+use super::outbox::Outbox;
 use std::collections::HashMap;
 use std::net::IpAddr;
 use std::sync::{Arc, LazyLock, Mutex, MutexGuard};
@@ -38,6 +41,8 @@ const MAX_USER_LEN: usize = 128;
 #[derive(Debug, Default)]
 pub struct SecondFactors {
     passes: Mutex<HashMap<(String, IpAddr), Instant>>,
+    /// Local passes and logouts, for the other instances of the catalogue.
+    outbox: Outbox,
 }
 
 /// The registry every door of this process shares (see the module docs).
@@ -68,6 +73,33 @@ impl SecondFactors {
     /// `user` answered their matrix card right from `source_ip` at `now` (in a login that
     /// succeeded).
     pub fn record_pass(&self, user: &str, source_ip: IpAddr, now: Instant) {
+        self.outbox
+            .note(DoorEventKind::CardPass, user, Some(source_ip));
+        self.keep_pass(user, source_ip, now);
+    }
+
+    /// A pass another instance saw at `at` (on this process's clock).
+    pub fn record_remote_pass(&self, user: &str, source_ip: IpAddr, at: Instant) {
+        let newer = self
+            .lock()
+            .get(&key(user, source_ip))
+            .is_none_or(|known| *known < at);
+        if newer {
+            self.keep_pass(user, source_ip, at);
+        }
+    }
+
+    /// A logout another instance saw: the user's passes end here too.
+    pub fn forget_remote(&self, user: &str) {
+        self.drop_passes(user);
+    }
+
+    /// The local passes and logouts not yet shared.
+    pub fn outbox(&self) -> &Outbox {
+        &self.outbox
+    }
+
+    fn keep_pass(&self, user: &str, source_ip: IpAddr, now: Instant) {
         let mut passes = self.lock();
         let k = key(user, source_ip);
         if !passes.contains_key(&k)
@@ -91,6 +123,11 @@ impl SecondFactors {
 
     /// Forgets every pass of `user` (a web logout).
     pub fn forget(&self, user: &str) {
+        self.outbox.note(DoorEventKind::Logout, user, None);
+        self.drop_passes(user);
+    }
+
+    fn drop_passes(&self, user: &str) {
         let user: String = user.chars().take(MAX_USER_LEN).collect();
         self.lock().retain(|(u, _), _| *u != user);
     }

@@ -15,6 +15,9 @@
 //!
 //! The clock is passed in (`now`), so the rules are testable without sleeping.
 
+use recorder::catalogue::DoorEventKind;
+
+use super::outbox::Outbox;
 use std::collections::{HashMap, VecDeque};
 use std::fmt;
 use std::net::IpAddr;
@@ -113,6 +116,8 @@ impl Entry {
 pub struct Throttle {
     limits: Mutex<AuthPolicy>,
     entries: Mutex<HashMap<Subject, Entry>>,
+    /// Local failures and successes, for the other instances of the catalogue.
+    outbox: Outbox,
 }
 
 impl Default for Throttle {
@@ -144,6 +149,7 @@ impl Throttle {
         Throttle {
             limits: Mutex::new(limits),
             entries: Mutex::new(HashMap::new()),
+            outbox: Outbox::default(),
         }
     }
 
@@ -169,6 +175,28 @@ impl Throttle {
     /// a name or address already locked out is not counted.
     #[must_use = "each lockout started must be written to the audit trail"]
     pub fn record_failure(&self, user: &str, ip: IpAddr, now: Instant) -> Vec<Lockout> {
+        self.outbox.note(DoorEventKind::Failure, user, Some(ip));
+        self.count_failure(user, ip, now)
+    }
+
+    /// A failure another instance saw at `at` (on this process's clock): counted like a local
+    /// one, but not noted for sharing again. Returns the lockouts it started.
+    #[must_use = "each lockout started must be written to the audit trail"]
+    pub fn record_remote_failure(&self, user: &str, ip: IpAddr, at: Instant) -> Vec<Lockout> {
+        self.count_failure(user, ip, at)
+    }
+
+    /// A success another instance saw: the user's failures are forgotten here too.
+    pub fn record_remote_success(&self, user: &str) {
+        self.forget_failures(user);
+    }
+
+    /// The local failures and successes not yet shared.
+    pub fn outbox(&self) -> &Outbox {
+        &self.outbox
+    }
+
+    fn count_failure(&self, user: &str, ip: IpAddr, now: Instant) -> Vec<Lockout> {
         let limits = *lock(&self.limits);
         let mut entries = lock(&self.entries);
         let mut started = Vec::new();
@@ -215,7 +243,12 @@ impl Throttle {
 
     /// A successful logon of `user`: their failures are forgotten (the address's are not, see
     /// the module docs).
-    pub fn record_success(&self, user: &str, _ip: IpAddr) {
+    pub fn record_success(&self, user: &str, ip: IpAddr) {
+        self.outbox.note(DoorEventKind::Success, user, Some(ip));
+        self.forget_failures(user);
+    }
+
+    fn forget_failures(&self, user: &str) {
         let mut entries = lock(&self.entries);
         if let Some(e) = entries.get_mut(&user_key(user))
             && e.locked_until.is_none()

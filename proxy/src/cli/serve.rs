@@ -169,6 +169,7 @@ async fn serve(config: super::LoadedConfig) -> Result<()> {
     let supervisor = tokio::spawn(Arc::clone(&services).supervise());
     let retention = tokio::spawn(Arc::clone(&services).retain());
     let checkpoints = tokio::spawn(Arc::clone(&services).checkpoint_ledger());
+    let door_sync = tokio::spawn(Arc::clone(&services).share_door_events());
     // Installed before "Ready": SIGHUP's default action would end the process.
     let reloads = tokio::spawn(reload_on_hangup(
         Arc::clone(&services),
@@ -196,6 +197,7 @@ async fn serve(config: super::LoadedConfig) -> Result<()> {
     let _ = supervisor.await;
     let _ = retention.await;
     let _ = checkpoints.await;
+    let _ = door_sync.await;
     let _ = reloads.await;
     listeners.shutdown().await;
     tasks.close();

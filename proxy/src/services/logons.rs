@@ -102,12 +102,21 @@ impl Services {
         protocol: policy::Protocol,
         source: IpAddr,
     ) {
+        self.write_lockouts(lockouts, source, &format!("over {}", protocol.describe()))
+            .await;
+    }
+
+    /// [`Services::lockouts_started`] for a lockout that a failure seen by another instance
+    /// of the catalogue tipped over (see `door_sync`).
+    pub(super) async fn lockouts_started_elsewhere(&self, lockouts: &[Lockout], source: IpAddr) {
+        self.write_lockouts(lockouts, source, "on another instance")
+            .await;
+    }
+
+    async fn write_lockouts(&self, lockouts: &[Lockout], source: IpAddr, how: &str) {
         for lockout in lockouts {
-            let detail = format!(
-                "{lockout} (last failure over {} from {source})",
-                protocol.describe()
-            );
-            warn!(subject = %lockout.subject, client_ip = %source, proto = protocol.as_str(), lockout_secs = lockout.lockout.as_secs(), "Logons locked out after repeated failures");
+            let detail = format!("{lockout} (last failure {how} from {source})");
+            warn!(subject = %lockout.subject, client_ip = %source, how, lockout_secs = lockout.lockout.as_secs(), "Logons locked out after repeated failures");
             let event = recorder::catalogue::AuditEvent {
                 at: Utc::now(),
                 instance: self.instance.clone(),

@@ -7,6 +7,7 @@
 //! recorder directly, so the rules "fail closed" and "nothing unrecorded" live here, once.
 
 mod admission;
+mod door_sync;
 mod ledger;
 mod live;
 mod logons;

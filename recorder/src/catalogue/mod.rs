@@ -35,6 +35,7 @@ use sqlx::sqlite::{
 use sqlx::{AssertSqlSafe, FromRow};
 use tracing::{debug, info};
 
+pub use door_events::{DoorEvent, DoorEventKind};
 pub use error::CatalogueError;
 pub use pins::{PinCheck, PinKind, PinRow, Presented, UnknownPinKind};
 pub use policy::{LiveConsole, Protocol, SessionId};
@@ -216,6 +217,7 @@ macro_rules! append_recording_ledger {
     }};
 }
 
+mod door_events;
 // After the macros above, which they use.
 mod ledger;
 mod orphans;

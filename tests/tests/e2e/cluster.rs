@@ -30,9 +30,14 @@ struct Cluster {
 
 /// PostgreSQL, sshd, and two instances sharing the catalogue.
 fn cluster() -> Result<Cluster> {
+    cluster_with(|i| i)
+}
+
+/// [`cluster`] with the inventory edited by `edit`.
+fn cluster_with(edit: impl Fn(String) -> String) -> Result<Cluster> {
     let pg = PgCluster::start()?;
     let sshd = ssh_peers::start_sshd(&[])?;
-    let inventory = console_inventory(14501, sshd.port);
+    let inventory = edit(console_inventory(14501, sshd.port));
     let options = || InstanceOptions {
         database: Some(pg.url.clone()),
         secrets: Some(console_secrets()),
@@ -179,5 +184,66 @@ fn cluster_an_instance_cut_off_ends_the_sessions_another_closed_meanwhile() -> R
     // Nothing reopened it.
     let after = row(&c.b, &id)?.context("the row")?;
     assert_eq!(after["outcome"], "interrupted", "{after}");
+    Ok(())
+}
+
+/// `ssh tanaka@VIA console web01` with one password prompt answered by `askpass`: the exit
+/// code and output.
+fn one_login(via: &SekishoInstance, askpass: &std::path::Path) -> Result<(Option<i32>, String)> {
+    let mut s = ssh_peers::ssh(
+        askpass,
+        via.listen.ssh.port(),
+        TANAKA_DESKTOP,
+        &[
+            "-o",
+            "NumberOfPasswordPrompts=1",
+            "tanaka@127.0.0.1",
+            "console",
+            "web01",
+        ],
+    )?;
+    let status = s.wait_exit(Duration::from_secs(30))?;
+    Ok((status.code(), s.output()))
+}
+
+#[test]
+fn cluster_guessing_is_counted_across_instances() -> Result<()> {
+    if !require_peers(&["ssh", "sshd", "runuser"])? {
+        return Ok(());
+    }
+    let c = cluster_with(|i| {
+        format!("{i}\n[auth]\nmax_failures = 3\nfailure_window = \"15m\"\nlockout = \"15m\"\n")
+    })?;
+    let wrong = askpass(&c.a.path("data"), "not-the-password", None)?;
+    // Two wrong passwords on A, one on B: three in all, the limit.
+    for via in [&c.a, &c.a, &c.b] {
+        let (code, out) = one_login(via, &wrong)?;
+        assert_eq!(code, Some(255), "{out}");
+        // Each instance sees the other's failures within a quarter of a second.
+        std::thread::sleep(Duration::from_millis(800));
+    }
+    // The right password is now refused on both, like a wrong one.
+    for via in [&c.a, &c.b] {
+        let (code, out) = one_login(via, &c.askpass)?;
+        assert_eq!(
+            code,
+            Some(255),
+            "the right password got in during the lockout: {out}"
+        );
+        assert!(out.contains("Permission denied"), "{out}");
+    }
+    for via in [&c.a, &c.b] {
+        assert!(
+            !via.serve_log().contains("SSH login accepted"),
+            "an instance accepted tanaka during the lockout"
+        );
+    }
+    let lockouts = c.a.audit_events("auth lockout")?;
+    assert!(
+        lockouts
+            .iter()
+            .any(|e| e.contains("user tanaka locked out")),
+        "{lockouts:?}"
+    );
     Ok(())
 }
