@@ -23,7 +23,7 @@ pub use storage::{
 };
 pub use verify::{
     RecordingInfo, SealError, SealPlan, StreamVerifier, Verifier, VerifyReport, VerifyState, info,
-    seal, seal_file, verify, verify_reader,
+    info_of, seal, seal_file, verify, verify_reader,
 };
 pub use writer::{RecordingSummary, RecordingWriter, WriteError, WriterConfig, WriterFailure};
 

@@ -682,7 +682,12 @@ pub struct RecordingInfo {
 /// Reads the header and verifies the rest (without a trusted key; pass one to [`verify`]).
 pub fn info(bytes: &[u8]) -> Result<RecordingInfo, crate::reader::ReadError> {
     let (frame, _) = decode_header(bytes)?.ok_or(crate::reader::ReadError::HeaderIncomplete)?;
-    let report = verify(bytes, None);
+    Ok(info_of(&frame, verify(bytes, None)))
+}
+
+/// The metadata of a recording from its header frame and its verification report (the way a
+/// reader of an object store builds it: a range read of the header, a streamed verification).
+pub fn info_of(frame: &HeaderFrame, report: VerifyReport) -> RecordingInfo {
     let h = &frame.header;
     let rfc = |us: i64| {
         chrono::DateTime::from_timestamp_micros(us)
@@ -691,7 +696,7 @@ pub fn info(bytes: &[u8]) -> Result<RecordingInfo, crate::reader::ReadError> {
     let end = h
         .start_unix_us
         .saturating_add(i64::try_from(report.end_us).unwrap_or(i64::MAX));
-    Ok(RecordingInfo {
+    RecordingInfo {
         format_version: frame.version,
         session_id: h.session_id.to_string(),
         protocol: h.protocol.clone(),
@@ -703,9 +708,9 @@ pub fn info(bytes: &[u8]) -> Result<RecordingInfo, crate::reader::ReadError> {
         end_time: rfc(end),
         duration_seconds: report.end_us as f64 / 1e6,
         metadata: h.metadata.clone(),
-        size: bytes.len() as u64,
+        size: report.size,
         chunks: report.chunks,
         records: report.records,
         verification: report,
-    })
+    }
 }

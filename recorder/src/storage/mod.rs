@@ -160,6 +160,38 @@ pub struct SpoolStatus {
     pub store_reachable: bool,
 }
 
+/// [`crate::info`] of a stored recording: the header by one range read, the rest verified
+/// as [`verify_stored`] does (bounded memory).
+pub async fn info_stored(
+    storage: &dyn Storage,
+    location: &str,
+) -> Result<crate::RecordingInfo, InfoError> {
+    let size = storage.size(location).await?;
+    let header_max = (crate::format::HEADER_PREFIX_LEN
+        + crate::format::MAX_HEADER_SIZE
+        + crate::format::HASH_LEN) as u64;
+    let head = storage
+        .read_range(location, 0..size.min(header_max))
+        .await?;
+    let (frame, _) = crate::format::decode_header(&head)
+        .map_err(crate::ReadError::Header)?
+        .ok_or(crate::ReadError::HeaderIncomplete)?;
+    let report = verify_stored(storage, location, None).await?;
+    Ok(crate::info_of(&frame, report))
+}
+
+/// Why [`info_stored`] failed.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+#[non_exhaustive]
+pub enum InfoError {
+    /// The store failed.
+    #[error(transparent)]
+    Storage(#[from] StorageError),
+    /// Not a recording.
+    #[error(transparent)]
+    Read(#[from] crate::ReadError),
+}
+
 /// How much [`verify_stored`] reads per request: large enough that an object store answers a
 /// few range GETs per recording, small enough to bound memory.
 pub const VERIFY_BLOCK: u64 = 4 * 1024 * 1024;

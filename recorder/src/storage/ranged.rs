@@ -35,6 +35,28 @@ pub enum RangedError {
     NoTrailer,
 }
 
+/// Header bytes read first: a header holds a few names and a small metadata map, so one small
+/// read usually has it all; a larger one costs a second read of its declared size.
+const HEADER_READ: u64 = 4096;
+
+/// Reads and decodes the header frame of the object at `location` (`size` bytes).
+pub async fn read_header(
+    storage: &dyn Storage,
+    location: &str,
+    size: u64,
+) -> Result<(HeaderFrame, usize), RangedError> {
+    let head = storage
+        .read_range(location, 0..size.min(HEADER_READ))
+        .await?;
+    if let Some(h) = decode_header(&head)? {
+        return Ok(h);
+    }
+    // The body length was checked against MAX_HEADER_SIZE by `decode_header` above.
+    let max = (format::HEADER_PREFIX_LEN + format::MAX_HEADER_SIZE + format::HASH_LEN) as u64;
+    let head = storage.read_range(location, 0..size.min(max)).await?;
+    Ok(decode_header(&head)?.ok_or(DecodeError::Invalid("header truncated"))?)
+}
+
 /// A finished recording in a store, opened by its header and trailer.
 pub struct RangedRecording<'s> {
     storage: &'s dyn Storage,
