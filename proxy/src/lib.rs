@@ -5,6 +5,7 @@ pub mod auth;
 pub mod cli;
 pub mod preauth;
 pub mod rdp;
+pub mod recordings;
 pub mod recovery;
 pub mod secrets;
 pub mod services;

@@ -140,7 +140,7 @@ async fn web_base(instance: &SekishoInstance, stop: &CancellationToken) -> Resul
         inventory,
         secrets: None,
         catalogue,
-        recordings: recorder::LocalDir::new(dir.join("data/recordings")),
+        recordings: recorder::LocalDir::new(dir.join("data/recordings")).into(),
         signing_key: key,
         instance: InstanceId::new("e2e-web-inprocess")?,
         data_dir: dir.join("data"),
