@@ -14,6 +14,8 @@ mod pages;
 mod playback;
 mod verify_cache;
 
+pub use pages::MAX_RECORDING_BYTES;
+
 use std::collections::HashMap;
 use std::net::{IpAddr, SocketAddr};
 use std::sync::Arc;
