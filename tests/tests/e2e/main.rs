@@ -4,6 +4,7 @@
 
 mod cli;
 mod faults;
+mod object_storage;
 mod operations;
 mod player;
 mod rdp;
