@@ -84,7 +84,11 @@ fn load_recording(recording: &str, config: Option<&Path>) -> Result<Vec<u8>> {
                     .with_context(|| format!("session {id} has no recording"))?
             }
         };
-        // The players decode from memory: the web player's cap applies here too.
+        if !super::is_url(Path::new(&location)) {
+            return std::fs::read(&location)
+                .with_context(|| format!("cannot read the recording {location}"));
+        }
+        // The players decode from memory: an object is read whole, up to the web player's cap.
         super::open_recordings(&config)?
             .read(&location, crate::web::MAX_RECORDING_BYTES)
             .await
