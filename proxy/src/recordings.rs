@@ -95,6 +95,23 @@ impl Recordings {
         Ok(&self.local)
     }
 
+    /// Seals the recording at `location` of a session whose instance died (the takeover by
+    /// another instance): from the segments that reached the object store, signed with `key`
+    /// (this instance's). The result goes to [`crate::recovery::record_interruption`]. A local
+    /// path is refused: another host's disk is not readable from here.
+    pub async fn seal_abandoned(
+        &self,
+        location: &str,
+        key: &recorder::RecordingKey,
+    ) -> crate::recovery::Sealed {
+        match &self.s3 {
+            Some(s3) if s3.owns(location) => s3.seal_from_store(location, key).await,
+            _ => Err(recorder::SealError::Io(format!(
+                "{location} is not in this instance's object store: only its own host can seal it"
+            ))),
+        }
+    }
+
     /// Reads a whole recording, refusing one larger than `max` bytes (the players decode from
     /// memory; the cap keeps a huge recording from taking it all).
     pub async fn read(&self, location: &str, max: u64) -> Result<Vec<u8>> {
