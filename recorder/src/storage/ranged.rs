@@ -15,9 +15,11 @@ use crate::format::{
 };
 use crate::verify::MAX_VERIFY_FRAME;
 
-/// Bytes read at a chunk's offset in one request: most chunks (1 MiB of records, compressed)
-/// fit, so a chunk usually costs one GET; a larger one costs a second, of its exact size.
-pub const CHUNK_READ: u64 = 256 * 1024;
+/// Most bytes read at once when following the chunks: one whole chunk frame of the largest
+/// size, so a read always holds at least one frame, and memory stays bounded whatever the gap
+/// between two entries of a thinned index.
+pub const MAX_READ: u64 =
+    (format::CHUNK_PREFIX_LEN + format::MAX_CHUNK_COMPRESSED + format::HASH_LEN) as u64;
 
 /// Why a recording cannot be read by ranges.
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
@@ -151,16 +153,23 @@ impl<'s> RangedRecording<'s> {
             rec: self,
             pos: offset,
             from_us: at_us,
+            buf: Bytes::new(),
+            buf_start: offset,
         }
     }
 }
 
-/// Reads chunks in order from a position; see [`RangedRecording::records_from`].
+/// Reads chunks in order from a position; see [`RangedRecording::records_from`]. Each read
+/// spans from the position to the next entry of the seek index (one chunk, when the index is
+/// not thinned), so no byte is fetched twice and none beyond what is wanted.
 #[derive(Debug)]
 pub struct ChunkCursor<'r, 's> {
     rec: &'r RangedRecording<'s>,
     pos: u64,
     from_us: u64,
+    /// INVARIANT: at most [`MAX_READ`] bytes, read from `buf_start`.
+    buf: Bytes,
+    buf_start: u64,
 }
 
 impl ChunkCursor<'_, '_> {
@@ -172,26 +181,13 @@ impl ChunkCursor<'_, '_> {
             if self.pos >= end {
                 return None;
             }
-            let frame = match self.read_frame(end).await {
-                Ok(f) => f,
+            let records = match self.next_frame(end).await {
+                Ok(r) => r,
                 Err(e) => {
                     self.pos = end;
                     return Some(Err(e));
                 }
             };
-            let (records, used) = match decode_frame(&frame) {
-                Ok(Some((Frame::Chunk(c), used))) => (c.records(), used),
-                Ok(_) => (Err(DecodeError::Invalid("chunk expected")), 0),
-                Err(e) => (Err(e), 0),
-            };
-            let records = match records {
-                Ok(r) => r,
-                Err(e) => {
-                    self.pos = end;
-                    return Some(Err(e.into()));
-                }
-            };
-            self.pos += used as u64;
             let wanted: Vec<Record> = records
                 .into_iter()
                 .filter(|r| r.at_us >= self.from_us)
@@ -202,30 +198,41 @@ impl ChunkCursor<'_, '_> {
         }
     }
 
-    /// The bytes of the frame at `pos` (one or two range reads).
-    async fn read_frame(&self, end: u64) -> Result<Bytes, RangedError> {
-        let s = self.rec.storage;
-        let loc = &self.rec.location;
-        let first = s
-            .read_range(loc, self.pos..end.min(self.pos + CHUNK_READ))
-            .await?;
-        if decode_frame(&first)?.is_some() {
-            return Ok(first);
+    /// Decodes the chunk at `pos` from the buffer, refilling it first when the chunk is not
+    /// whole in it; advances `pos`.
+    async fn next_frame(&mut self, end: u64) -> Result<Vec<Record>, RangedError> {
+        for refilled in [false, true] {
+            let skip =
+                usize::try_from(self.pos.saturating_sub(self.buf_start)).unwrap_or(usize::MAX);
+            let rest = self.buf.get(skip..).unwrap_or_default();
+            if self.pos >= self.buf_start {
+                match decode_frame(rest)? {
+                    Some((Frame::Chunk(c), used)) => {
+                        let records = c.records()?;
+                        self.pos += used as u64;
+                        return Ok(records);
+                    }
+                    Some(_) => return Err(DecodeError::Invalid("chunk expected").into()),
+                    None if refilled => {
+                        return Err(DecodeError::Invalid("chunk runs into the trailer").into());
+                    }
+                    None => {}
+                }
+            }
+            let index = &self.rec.trailer.body.index;
+            let next = index.partition_point(|e| e.offset <= self.pos);
+            let until = index
+                .get(next)
+                .map_or(end, |e| e.offset)
+                .min(end)
+                .min(self.pos + MAX_READ);
+            self.buf = self
+                .rec
+                .storage
+                .read_range(&self.rec.location, self.pos..until)
+                .await?;
+            self.buf_start = self.pos;
         }
-        // Not whole: the prefix says how long the frame is (checked against the limits by
-        // `decode_frame` above, which refused a length over them).
-        let prefix = first
-            .get(..format::CHUNK_PREFIX_LEN)
-            .ok_or(DecodeError::Invalid("chunk truncated"))?;
-        let compressed = prefix
-            .get(32..36)
-            .and_then(|b| b.try_into().ok())
-            .map(u32::from_le_bytes)
-            .ok_or(DecodeError::Invalid("chunk prefix"))?;
-        let len = (format::CHUNK_PREFIX_LEN + format::HASH_LEN) as u64 + u64::from(compressed);
-        if self.pos + len > end {
-            return Err(DecodeError::Invalid("chunk runs into the trailer").into());
-        }
-        Ok(s.read_range(loc, self.pos..self.pos + len).await?)
+        Err(DecodeError::Invalid("chunk").into())
     }
 }
