@@ -47,13 +47,14 @@ fn garage() -> Result<Option<Garage>> {
     }
 }
 
-#[test]
-fn a_console_session_is_recorded_to_the_object_store() -> Result<()> {
+/// `serve` recording to the test Garage (ship interval 1 s), with a QEMU serial console
+/// behind target web01. `None`: skipped.
+fn lab() -> Result<Option<(SekishoInstance, ssh_peers::Peer, Garage, String)>> {
     if !require_peers(&["ssh", "qemu-system-x86_64", "curl"])? {
-        return Ok(());
+        return Ok(None);
     }
     let Some(g) = garage()? else {
-        return Ok(());
+        return Ok(None);
     };
     let qemu = ssh_peers::start_qemu_serial()?;
     let inventory = demo_inventory().replace(
@@ -78,13 +79,25 @@ fn a_console_session_is_recorded_to_the_object_store() -> Result<()> {
             ..InstanceOptions::default()
         },
     )?;
+    Ok(Some((sekisho, qemu, g, url)))
+}
+
+fn console(sekisho: &SekishoInstance) -> Result<ssh_peers::Session> {
     let askpass = askpass(sekisho.dir.path(), DEMO_PASSWORD, None)?;
-    let session = ssh_peers::ssh_tt(
+    ssh_peers::ssh_tt(
         &askpass,
         sekisho.listen.ssh.port(),
         TANAKA_DESKTOP,
         "tanaka+web01",
-    )?;
+    )
+}
+
+#[test]
+fn a_console_session_is_recorded_to_the_object_store() -> Result<()> {
+    let Some((sekisho, _qemu, g, url)) = lab()? else {
+        return Ok(());
+    };
+    let session = console(&sekisho)?;
     session.wait_for("No bootable device", Duration::from_secs(20))?;
     let live = sekisho.wait_until(Duration::from_secs(15), "a live session", || {
         Ok(sekisho
@@ -159,5 +172,53 @@ fn a_console_session_is_recorded_to_the_object_store() -> Result<()> {
         !sekisho.serve_log().contains(&g.secret),
         "secret in the log"
     );
+    Ok(())
+}
+
+#[test]
+fn a_crash_is_sealed_from_the_spool_and_shipped_at_the_next_start() -> Result<()> {
+    let Some((mut sekisho, _qemu, _g, _url)) = lab()? else {
+        return Ok(());
+    };
+    let session = console(&sekisho)?;
+    session.wait_for("No bootable device", Duration::from_secs(20))?;
+    let live = sekisho.wait_until(Duration::from_secs(15), "a live session", || {
+        Ok(sekisho
+            .sessions()?
+            .into_iter()
+            .find(|s| s["target"] == "web01" && s["ended_at"].is_null()))
+    })?;
+    let id = live["id"].as_str().context("no id")?.to_owned();
+    let location = live["recording"]
+        .as_str()
+        .context("no recording")?
+        .to_owned();
+    std::thread::sleep(Duration::from_millis(2500));
+    sekisho.crash()?;
+    drop(session);
+    // Not finished: no final object yet.
+    let out = sekisho.cli_raw(&["recording", "verify", &location, "--config", "sekisho.toml"])?;
+    assert_ne!(out.status.code(), Some(0), "{}", text(&out));
+
+    // The next start seals the spooled recording, ships it, and marks the session.
+    sekisho.restart()?;
+    let row = sekisho.wait_until(Duration::from_secs(15), "the session marked", || {
+        Ok(sekisho
+            .sessions()?
+            .into_iter()
+            .find(|s| s["id"] == id.as_str() && !s["ended_at"].is_null()))
+    })?;
+    assert_eq!(row["outcome"], "interrupted", "{row}");
+    assert_eq!(row["recording_state"], "sealed", "{row}");
+    assert_eq!(row["recording"], location.as_str());
+    let spool = sekisho.path("data/spool");
+    sekisho.wait_until(Duration::from_secs(15), "the spool shipped", || {
+        Ok((std::fs::read_dir(&spool)?.count() == 0).then_some(()))
+    })?;
+    let out = sekisho.cli(&["recording", "verify", &location])?;
+    assert_eq!(out.status.code(), Some(0), "{}", text(&out));
+    assert!(text(&out).contains("interrupted"), "{}", text(&out));
+    let out = sekisho.cli(&["play", &id, "--speed", "16", "--skip-idle", "0.1"])?;
+    assert!(String::from_utf8_lossy(&out.stdout).contains("No bootable device"));
     Ok(())
 }
