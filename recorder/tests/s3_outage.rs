@@ -128,6 +128,14 @@ async fn store_down_spools_refuses_past_the_limit_and_ships_when_back() {
     assert!(status.unshipped_bytes > limit);
     assert!(status.store_failures > 0);
     assert!(live.failure().is_none(), "the live session is not failed");
+    // This instance still reads its live recording (from the spool), store or no store.
+    let report = recorder::verify_stored(&store, live.location(), None)
+        .await
+        .unwrap();
+    assert!(
+        matches!(report.state, VerifyState::Incomplete { .. }),
+        "{report:?}"
+    );
 
     // A new session is refused (fail closed), with the reason.
     let refused = RecordingWriter::create(&store, header(), key.clone(), config.clone()).await;
@@ -145,6 +153,14 @@ async fn store_down_spools_refuses_past_the_limit_and_ships_when_back() {
     // A session that ends while the store is down is kept whole in the spool.
     let live_summary = live.finish().await.unwrap();
     assert_eq!(store.spool_status().unwrap().pending_uploads, 1);
+    let report = recorder::verify_stored(&store, &live_summary.location, None)
+        .await
+        .unwrap();
+    assert_eq!(
+        report.state,
+        VerifyState::Intact,
+        "finished, read from the spool"
+    );
 
     // The store returns: the drainer ships the finished recording, and new sessions are
     // admitted again.

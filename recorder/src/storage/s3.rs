@@ -420,6 +420,18 @@ impl Inner {
         }
     }
 
+    /// This process's spool file of the object at `path`, while it has one (live, or waiting
+    /// for its upload): it is fresher than the store, which holds only segments or nothing
+    /// yet, so this instance's own web player and CLI see a live recording.
+    fn spooled(&self, path: &ObjPath) -> Option<(super::LocalDir, String)> {
+        let id = session_of(path)?;
+        self.spool.get(id)?;
+        Some((
+            super::LocalDir::new(self.spool.dir()),
+            self.spool.path(id).display().to_string(),
+        ))
+    }
+
     fn segments_of(path: &ObjPath) -> ObjPath {
         ObjPath::from(format!("{path}.live"))
     }
@@ -930,6 +942,13 @@ impl Storage for S3Store {
         Box::pin(async move {
             let inner = &self.inner;
             let path = inner.path_of(location)?;
+            if let Some((dir, file)) = inner.spooled(&path) {
+                // Uploaded and removed meanwhile: then the store has it.
+                match dir.read(&file).await {
+                    Err(StorageError::NotFound(_)) => {}
+                    other => return other,
+                }
+            }
             let bytes = inner
                 .store
                 .get(&path)
@@ -988,6 +1007,12 @@ impl Storage for S3Store {
         Box::pin(async move {
             let inner = &self.inner;
             let path = inner.path_of(location)?;
+            if let Some((dir, file)) = inner.spooled(&path) {
+                match dir.size(&file).await {
+                    Err(StorageError::NotFound(_)) => {}
+                    other => return other,
+                }
+            }
             let meta = inner
                 .store
                 .head(&path)
@@ -1008,6 +1033,12 @@ impl Storage for S3Store {
             let path = inner.path_of(location)?;
             if range.is_empty() {
                 return Ok(Bytes::new());
+            }
+            if let Some((dir, file)) = inner.spooled(&path) {
+                match dir.read_range(&file, range.clone()).await {
+                    Err(StorageError::NotFound(_)) => {}
+                    other => return other,
+                }
             }
             let bytes = inner
                 .store
