@@ -633,13 +633,14 @@ impl Inner {
         let mut file = Some(file);
         let mut end = 0u64;
         for (offset, segment, size) in segments {
-            if offset > end {
-                warn!(%segment, expected = end, "Gap between segments; the recording is sealed before it");
-                break;
-            }
-            if offset + size <= end {
-                continue;
-            }
+            let skip = match continues(end, offset, size) {
+                Continues::Gap => {
+                    warn!(%segment, expected = end, "Gap between segments; the recording is sealed before it");
+                    break;
+                }
+                Continues::Nothing => continue,
+                Continues::After(skip) => skip,
+            };
             let bytes = self
                 .store
                 .get(&segment)
@@ -648,7 +649,7 @@ impl Inner {
                 .bytes()
                 .await
                 .map_err(|e| self.map_err("get segment", e))?;
-            let skip = usize::try_from(end - offset).unwrap_or(usize::MAX);
+            let skip = usize::try_from(skip).unwrap_or(usize::MAX);
             let new = bytes.slice(skip.min(bytes.len())..);
             let mut f = file.take().ok_or(StorageError::Closed)?;
             let len = new.len() as u64;
@@ -850,6 +851,28 @@ impl Inner {
             location,
             sealed,
         }))
+    }
+}
+
+/// What a segment adds to a recording assembled up to `end` bytes.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Continues {
+    /// It starts after `end`: bytes are missing, the recording stops before it.
+    Gap,
+    /// It holds nothing past `end` (a range shipped again).
+    Nothing,
+    /// Its bytes after the first `n` (already there) continue the recording.
+    After(u64),
+}
+
+/// See [`Continues`]: the segment at `offset`, `size` bytes long.
+fn continues(end: u64, offset: u64, size: u64) -> Continues {
+    if offset > end {
+        Continues::Gap
+    } else if offset.saturating_add(size) <= end {
+        Continues::Nothing
+    } else {
+        Continues::After(end - offset)
     }
 }
 
@@ -1240,6 +1263,33 @@ mod tests {
             Some(key.session_id)
         );
         assert_eq!(store("").url(), "s3://rec");
+    }
+
+    #[test]
+    fn segments_continue_a_recording_up_to_the_first_gap() {
+        // In offset order: 0..100, 100..150, a repeat of 100..150 grown to 100..180, 180..200,
+        // then 250..300 after a gap.
+        let mut end = 0;
+        let mut taken = Vec::new();
+        for (offset, size) in [
+            (0, 100),
+            (100, 50),
+            (100, 80),
+            (150, 10),
+            (180, 20),
+            (250, 50),
+        ] {
+            match continues(end, offset, size) {
+                Continues::Gap => break,
+                Continues::Nothing => {}
+                Continues::After(skip) => {
+                    taken.push((offset, skip));
+                    end = offset + size;
+                }
+            }
+        }
+        assert_eq!(end, 200);
+        assert_eq!(taken, [(0, 0), (100, 0), (100, 50), (180, 0)]);
     }
 
     #[test]
