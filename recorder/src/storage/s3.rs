@@ -1217,9 +1217,11 @@ impl Drop for S3Object {
 mod tests {
     use super::*;
 
-    fn store(prefix: &str) -> S3Store {
-        let dir = std::env::temp_dir().join(format!("sekisho-s3-unit-{}", Uuid::now_v7()));
-        S3Store::open(S3Config {
+    /// A store pointing nowhere (no request is made) and its spool, removed when dropped.
+    fn store(prefix: &str) -> (S3Store, tempfile::TempDir) {
+        let spool = tempfile::tempdir().unwrap();
+        let dir = spool.path().join("spool");
+        let store = S3Store::open(S3Config {
             bucket: "rec".into(),
             prefix: prefix.into(),
             endpoint: Some("http://127.0.0.1:1".into()),
@@ -1231,12 +1233,13 @@ mod tests {
             ship_interval: Duration::from_secs(10),
             spool_limit: 1024,
         })
-        .unwrap()
+        .unwrap();
+        (store, spool)
     }
 
     #[test]
     fn layout_and_locations() {
-        let s = store("/site-a/");
+        let (s, _spool) = store("/site-a/");
         let key = ObjectKey {
             session_id: Uuid::from_u128(42),
             started: chrono::DateTime::from_timestamp(1_764_000_000, 0).unwrap(),
@@ -1262,7 +1265,7 @@ mod tests {
             session_of(&ObjPath::from(object.as_str())),
             Some(key.session_id)
         );
-        assert_eq!(store("").url(), "s3://rec");
+        assert_eq!(store("").0.url(), "s3://rec");
     }
 
     #[test]
@@ -1294,7 +1297,7 @@ mod tests {
 
     #[test]
     fn secret_never_printed() {
-        let s = store("p");
+        let (s, _spool) = store("p");
         assert!(!format!("{s:?}").contains("very-secret-value"));
         assert_eq!(
             redact("error: very-secret-value in request", &s.inner.secret),
@@ -1305,7 +1308,7 @@ mod tests {
 
     #[tokio::test]
     async fn refuses_new_recordings_over_the_spool_limit() {
-        let s = store("p");
+        let (s, _spool) = store("p");
         let id = Uuid::from_u128(7);
         s.inner.spool.insert(
             id,
