@@ -162,8 +162,12 @@ mod tests {
 
     #[test]
     fn s3_needs_its_keys() {
+        let dir = tempfile::tempdir().unwrap();
         let inv = policy::Inventory::from_toml(
-            "[storage]\nrecordings = \"s3://rec/p\"\n[storage.s3]\nendpoint = \"http://127.0.0.1:1\"\nspool = \"/tmp/sekisho-unit-spool\"\n",
+            &format!(
+                "[storage]\nrecordings = \"s3://rec/p\"\n[storage.s3]\nendpoint = \"http://127.0.0.1:1\"\nspool = \"{}\"\n",
+                dir.path().join("spool").display()
+            ),
             "s.toml",
         )
         .unwrap();
