@@ -45,6 +45,7 @@ use serde::Deserialize;
 
 use crate::diag::{ConfigErrors, Diag, S};
 use crate::secrets::{Secret, Secrets};
+pub use crate::storage::{Recordings, S3Recordings};
 use crate::window::Window;
 
 /// Largest matrix card, in rows and in columns: columns are lettered A..Z.
@@ -56,8 +57,8 @@ pub const MAX_MATRIX_SIDE: usize = 26;
 pub struct Storage {
     /// `sqlite://path` or `postgres://…`.
     pub database: String,
-    /// Directory of recordings.
-    pub recordings: PathBuf,
+    /// Where recordings go: a directory, or `s3://BUCKET/PREFIX` with `[storage.s3]`.
+    pub recordings: Recordings,
     /// Ed25519 signing key file.
     pub signing_key: PathBuf,
     /// The secrets file.
@@ -463,7 +464,8 @@ enum DurationValue {
 #[serde(deny_unknown_fields)]
 struct RawStorage {
     database: Option<S<String>>,
-    recordings: Option<String>,
+    recordings: Option<S<String>>,
+    s3: Option<S<crate::storage::RawS3>>,
     signing_key: Option<String>,
     secrets: Option<String>,
 }
@@ -650,7 +652,7 @@ impl Default for Storage {
     fn default() -> Self {
         Storage {
             database: DEFAULT_DATABASE.to_owned(),
-            recordings: PathBuf::from("data/recordings"),
+            recordings: Recordings::Local(PathBuf::from("data/recordings")),
             signing_key: PathBuf::from("data/signing.key"),
             secrets: PathBuf::from("data/secrets.toml"),
         }
@@ -1237,8 +1239,12 @@ fn build(diag: &mut Diag<'_>, raw: RawConfig) -> Option<Inventory> {
             );
         }
     }
-    if let Some(p) = raw.storage.recordings {
-        inv.storage.recordings = PathBuf::from(p);
+    if let Some(r) = crate::storage::parse(
+        diag,
+        raw.storage.recordings.as_ref(),
+        raw.storage.s3.as_ref(),
+    ) {
+        inv.storage.recordings = r;
     }
     if let Some(p) = raw.storage.signing_key {
         inv.storage.signing_key = PathBuf::from(p);
@@ -1973,7 +1979,10 @@ windows = ["mon-fri 08:30-20:00"]
         Inventory::from_toml(BASE, "c.toml").unwrap();
         let inv = Inventory::from_toml("", "empty.toml").unwrap();
         assert_eq!(inv.storage().database, "sqlite://data/sekisho.db");
-        assert_eq!(inv.storage().recordings, PathBuf::from("data/recordings"));
+        assert_eq!(
+            inv.storage().recordings,
+            Recordings::Local(PathBuf::from("data/recordings"))
+        );
         assert_eq!(inv.storage().signing_key, PathBuf::from("data/signing.key"));
         assert_eq!(inv.storage().secrets, PathBuf::from("data/secrets.toml"));
         assert_eq!(inv.tls().cert, PathBuf::from("data/tls/cert.pem"));

@@ -8,15 +8,17 @@ pub mod config;
 mod diag;
 pub mod engine;
 pub mod secrets;
+pub mod storage;
 mod types;
 pub mod window;
 
 pub use config::{
     AuthPolicy, Contract, Contractor, Endpoint, Hypervisor, Inventory, Listen, RdpPolicy,
-    Recording, Role, Source, Storage, Target, TargetKind, Tls, User, VdiPool,
+    Recording, Recordings, Role, S3Recordings, Source, Storage, Target, TargetKind, Tls, User,
+    VdiPool,
 };
 pub use diag::{ConfigError, ConfigErrors};
 pub use engine::{Authorized, Decision, Denial, LiveConsole, Request, TargetRef, evaluate};
-pub use secrets::{Credential, Secret, Secrets};
+pub use secrets::{Credential, S3Keys, Secret, Secrets};
 pub use types::{InvalidSessionId, Protocol, Rule, SessionId, UnknownProtocol, UnknownRule};
 pub use window::Window;

@@ -63,6 +63,24 @@ struct RawSecrets {
     #[serde(default)]
     credential: BTreeMap<String, S<RawCredential>>,
     metrics: Option<S<RawMetrics>>,
+    s3: Option<S<RawS3Keys>>,
+}
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+struct RawS3Keys {
+    access_key_id: Option<String>,
+    secret_access_key: Option<Secret<String>>,
+}
+
+/// `[s3]`: the keys to the object store of `storage.recordings = "s3://…"`.
+#[derive(Debug, Clone)]
+#[non_exhaustive]
+pub struct S3Keys {
+    /// `access_key_id`.
+    pub access_key_id: String,
+    /// `secret_access_key`.
+    pub secret_access_key: Secret<String>,
 }
 
 #[derive(Deserialize)]
@@ -90,6 +108,8 @@ pub struct Secrets {
     credentials: BTreeMap<String, Credential>,
     /// `[metrics] token`: the bearer token that opens `/metrics` on the web port.
     metrics_token: Option<Secret<String>>,
+    /// `[s3]`: keys to the recordings' object store.
+    s3: Option<S3Keys>,
 }
 
 impl Secrets {
@@ -98,10 +118,31 @@ impl Secrets {
         let mut diag = Diag::new(text, file_name);
         let raw: Option<RawSecrets> = diag.load();
         let mut credentials = BTreeMap::new();
-        let (raw_credentials, raw_metrics) = match raw {
-            Some(r) => (r.credential, r.metrics),
-            None => (BTreeMap::new(), None),
+        let (raw_credentials, raw_metrics, raw_s3) = match raw {
+            Some(r) => (r.credential, r.metrics, r.s3),
+            None => (BTreeMap::new(), None, None),
         };
+        let mut s3 = None;
+        if let Some(k) = raw_s3 {
+            let span = k.span();
+            // Neither value is ever quoted in an error.
+            match k.into_inner() {
+                RawS3Keys {
+                    access_key_id: Some(id),
+                    secret_access_key: Some(secret),
+                } if !id.is_empty() && !secret.expose().is_empty() => {
+                    s3 = Some(S3Keys {
+                        access_key_id: id,
+                        secret_access_key: secret,
+                    });
+                }
+                _ => diag.error(
+                    span,
+                    "s3",
+                    "needs access_key_id and secret_access_key, both non-empty",
+                ),
+            }
+        }
         let mut metrics_token = None;
         if let Some(m) = raw_metrics {
             let span = m.span();
@@ -142,6 +183,7 @@ impl Secrets {
         Ok(Secrets {
             credentials,
             metrics_token,
+            s3,
         })
     }
 
@@ -149,6 +191,11 @@ impl Secrets {
     /// `/metrics` is served only on `listen.metrics`). Compare it in constant time.
     pub fn metrics_token(&self) -> Option<&Secret<String>> {
         self.metrics_token.as_ref()
+    }
+
+    /// `[s3]`: the keys to the object store of `s3://` recordings.
+    pub fn s3(&self) -> Option<&S3Keys> {
+        self.s3.as_ref()
     }
 
     /// The credential called `name`.
@@ -181,6 +228,23 @@ mod tests {
             "{dbg}"
         );
         assert!(s.credential("kvm01-console").is_some());
+    }
+
+    #[test]
+    fn s3_keys_parse_and_hide_the_secret() {
+        let s = Secrets::from_toml(
+            "[s3]\naccess_key_id = \"GK1\"\nsecret_access_key = \"s3-secret-value\"\n",
+            "s.toml",
+        )
+        .unwrap();
+        let k = s.s3().unwrap();
+        assert_eq!(k.access_key_id, "GK1");
+        assert_eq!(k.secret_access_key.expose(), "s3-secret-value");
+        assert!(!format!("{s:?}").contains("s3-secret-value"));
+        let e = Secrets::from_toml("[s3]\naccess_key_id = \"GK1\"\n", "s.toml")
+            .unwrap_err()
+            .to_string();
+        assert!(e.contains("s.toml:1:1: s3: needs access_key_id"), "{e}");
     }
 
     #[test]

@@ -234,7 +234,7 @@ valid_until = "2099-12-31"
         inventory,
         secrets: None,
         catalogue,
-        recordings: recorder::LocalDir::new(dir.path().join("rec")),
+        recordings: recorder::LocalDir::new(dir.path().join("rec")).into(),
         signing_key: recorder::RecordingKey::generate().unwrap(),
         instance,
         data_dir: dir.path().to_path_buf(),

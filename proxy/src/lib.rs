@@ -6,6 +6,7 @@ pub mod cli;
 pub mod pins;
 pub mod preauth;
 pub mod rdp;
+pub mod recordings;
 pub mod recovery;
 pub mod secrets;
 pub mod services;

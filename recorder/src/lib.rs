@@ -19,10 +19,12 @@ pub mod writer;
 pub use format::{ChannelId, Direction, Event, EventKind, Header, Record, RecordKind};
 pub use reader::{ReadError, Recording};
 pub use signing::{RecordingKey, fingerprint, load_or_create, public_key_hex};
-pub use storage::{LocalDir, ObjectKey, Storage, StorageError};
+pub use storage::{
+    LocalDir, ObjectKey, S3Config, S3Store, SpoolStatus, Storage, StorageError, verify_stored,
+};
 pub use verify::{
-    RecordingInfo, SealError, Verifier, VerifyReport, VerifyState, info, seal, seal_file, verify,
-    verify_reader,
+    RecordingInfo, SealError, SealPlan, StreamVerifier, Verifier, VerifyReport, VerifyState, info,
+    info_of, seal, seal_file, verify, verify_reader,
 };
 pub use writer::{RecordingSummary, RecordingWriter, WriteError, WriterConfig, WriterFailure};
 

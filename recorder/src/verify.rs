@@ -433,6 +433,61 @@ pub fn verify(bytes: &[u8], trusted: Option<&VerifyingKey>) -> VerifyReport {
 /// How much [`verify_reader`] asks its reader for at a time.
 const READ_BLOCK: usize = 256 * 1024;
 
+/// A [`Verifier`] fed blocks of any size, in order (a file read a block at a time, the range
+/// reads of an object): it keeps the tail that is not yet a whole frame.
+pub struct StreamVerifier {
+    v: Verifier,
+    /// INVARIANT: less than one frame: `feed` consumes every whole frame, and refuses a frame
+    /// whose prefix declares more than [`MAX_VERIFY_FRAME`] bytes.
+    pending: Vec<u8>,
+}
+
+impl StreamVerifier {
+    /// See [`Verifier::new`].
+    pub fn new(trusted: Option<&VerifyingKey>) -> Self {
+        StreamVerifier {
+            v: Verifier::new(trusted),
+            pending: Vec::new(),
+        }
+    }
+
+    /// Whether the verdict is already known (tampered): later bytes change nothing.
+    pub fn is_done(&self) -> bool {
+        self.v.is_done()
+    }
+
+    /// Feeds the next bytes of the recording.
+    pub fn push(&mut self, block: &[u8]) {
+        if self.v.is_done() {
+            return;
+        }
+        if self.pending.is_empty() {
+            // The usual case: whole frames straight from the block, only the tail is kept.
+            let used = self.v.feed(block);
+            self.pending
+                .extend_from_slice(block.get(used..).unwrap_or_default());
+        } else {
+            self.pending.extend_from_slice(block);
+            let used = self.v.feed(&self.pending);
+            self.pending.drain(..used);
+        }
+    }
+
+    /// The verdict; `size` is the recording's whole length (bytes after a tampered frame are
+    /// counted, not fed).
+    pub fn finish(self, size: u64) -> VerifyReport {
+        self.v.finish(&self.pending, size)
+    }
+
+    /// Plans sealing what was fed, as [`seal`] does for a slice. Build the verifier without
+    /// a trusted key.
+    pub fn seal_plan(mut self, key: &RecordingKey) -> Result<SealPlan, SealError> {
+        let used = self.v.feed(&self.pending);
+        let s = self.v.end(self.pending.get(used..).unwrap_or_default());
+        plan(s, key)
+    }
+}
+
 /// Like [`verify`], reading the recording from `reader` a block at a time: memory stays
 /// under one frame ([`MAX_VERIFY_FRAME`]) plus one block and the scan's 16 bytes a chunk,
 /// whatever the recording's size. After a tampered frame the rest is only counted.
@@ -440,11 +495,8 @@ pub fn verify_reader<R: std::io::Read>(
     mut reader: R,
     trusted: Option<&VerifyingKey>,
 ) -> std::io::Result<VerifyReport> {
-    let mut v = Verifier::new(trusted);
+    let mut v = StreamVerifier::new(trusted);
     let mut block = vec![0u8; READ_BLOCK];
-    // INVARIANT: `pending` holds less than one frame: `feed` consumes every whole frame, and
-    // refuses a frame whose prefix declares more than MAX_VERIFY_FRAME bytes.
-    let mut pending: Vec<u8> = Vec::new();
     let mut size = 0u64;
     loop {
         if v.is_done() {
@@ -458,18 +510,9 @@ pub fn verify_reader<R: std::io::Read>(
             Err(e) => return Err(e),
         };
         size += n as u64;
-        let read = block.get(..n).unwrap_or_default();
-        if pending.is_empty() {
-            // The usual case: whole frames straight from the block, only the tail is kept.
-            let used = v.feed(read);
-            pending.extend_from_slice(read.get(used..).unwrap_or_default());
-        } else {
-            pending.extend_from_slice(read);
-            let used = v.feed(&pending);
-            pending.drain(..used);
-        }
+        v.push(block.get(..n).unwrap_or_default());
     }
-    Ok(v.finish(&pending, size))
+    Ok(v.finish(size))
 }
 
 /// Why a recording could not be sealed.
@@ -516,7 +559,11 @@ pub struct SealPlan {
 /// `key` and flagged [`FLAG_SEALED_AFTER_INTERRUPTION`]. Refuses intact, interrupted and
 /// tampered recordings.
 pub fn seal(bytes: &[u8], key: &RecordingKey) -> Result<SealPlan, SealError> {
-    let s = scan(bytes, None);
+    plan(scan(bytes, None), key)
+}
+
+/// The seal plan for a finished scan (see [`seal`]).
+fn plan(s: Scan, key: &RecordingKey) -> Result<SealPlan, SealError> {
     let reason = match &s.state {
         VerifyState::Intact => return Err(SealError::AlreadySealed("intact")),
         VerifyState::Interrupted => return Err(SealError::AlreadySealed("interrupted")),
@@ -552,12 +599,28 @@ pub fn seal(bytes: &[u8], key: &RecordingKey) -> Result<SealPlan, SealError> {
 }
 
 /// Seals the recording file at `path` in place: truncates a partial last frame, appends the
-/// trailer, fsyncs. Returns the new summary and the plan's reason.
+/// trailer, fsyncs. Returns the new summary and the plan's reason. The file is read a block at
+/// a time, so sealing a long recording needs no more memory than verifying it.
 pub fn seal_file(path: &Path, key: &RecordingKey) -> Result<(RecordingSummary, String), SealError> {
-    use std::io::Write;
+    use std::io::{Read, Write};
     let io = |e: std::io::Error| SealError::Io(format!("{}: {e}", path.display()));
-    let bytes = std::fs::read(path).map_err(io)?;
-    let plan = seal(&bytes, key)?;
+    let mut file = std::fs::File::open(path).map_err(io)?;
+    let mut v = StreamVerifier::new(None);
+    let mut block = vec![0u8; READ_BLOCK];
+    loop {
+        let n = match file.read(&mut block) {
+            Ok(0) => break,
+            Ok(n) => n,
+            Err(e) if e.kind() == std::io::ErrorKind::Interrupted => continue,
+            Err(e) => return Err(io(e)),
+        };
+        v.push(block.get(..n).unwrap_or_default());
+        if v.is_done() {
+            break;
+        }
+    }
+    drop(file);
+    let plan = v.seal_plan(key)?;
     let f = std::fs::OpenOptions::new()
         .write(true)
         .open(path)
@@ -619,7 +682,12 @@ pub struct RecordingInfo {
 /// Reads the header and verifies the rest (without a trusted key; pass one to [`verify`]).
 pub fn info(bytes: &[u8]) -> Result<RecordingInfo, crate::reader::ReadError> {
     let (frame, _) = decode_header(bytes)?.ok_or(crate::reader::ReadError::HeaderIncomplete)?;
-    let report = verify(bytes, None);
+    Ok(info_of(&frame, verify(bytes, None)))
+}
+
+/// The metadata of a recording from its header frame and its verification report (the way a
+/// reader of an object store builds it: a range read of the header, a streamed verification).
+pub fn info_of(frame: &HeaderFrame, report: VerifyReport) -> RecordingInfo {
     let h = &frame.header;
     let rfc = |us: i64| {
         chrono::DateTime::from_timestamp_micros(us)
@@ -628,7 +696,7 @@ pub fn info(bytes: &[u8]) -> Result<RecordingInfo, crate::reader::ReadError> {
     let end = h
         .start_unix_us
         .saturating_add(i64::try_from(report.end_us).unwrap_or(i64::MAX));
-    Ok(RecordingInfo {
+    RecordingInfo {
         format_version: frame.version,
         session_id: h.session_id.to_string(),
         protocol: h.protocol.clone(),
@@ -640,9 +708,9 @@ pub fn info(bytes: &[u8]) -> Result<RecordingInfo, crate::reader::ReadError> {
         end_time: rfc(end),
         duration_seconds: report.end_us as f64 / 1e6,
         metadata: h.metadata.clone(),
-        size: bytes.len() as u64,
+        size: report.size,
         chunks: report.chunks,
         records: report.records,
         verification: report,
-    })
+    }
 }

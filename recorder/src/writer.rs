@@ -510,6 +510,23 @@ mod tests {
             *self.discarded.lock().unwrap() = true;
             Box::pin(async { Ok(()) })
         }
+        fn size<'a>(&'a self, _l: &'a str) -> BoxFuture<'a, Result<u64, StorageError>> {
+            let n = self.data.lock().unwrap().len() as u64;
+            Box::pin(async move { Ok(n) })
+        }
+        fn read_range<'a>(
+            &'a self,
+            _l: &'a str,
+            range: std::ops::Range<u64>,
+        ) -> BoxFuture<'a, Result<Bytes, StorageError>> {
+            let d = self.data.lock().unwrap().clone();
+            let r = d.get(range.start as usize..(range.end as usize).min(d.len()));
+            let b = Bytes::copy_from_slice(r.unwrap_or_default());
+            Box::pin(async move { Ok(b) })
+        }
+        fn remove<'a>(&'a self, _l: &'a str) -> BoxFuture<'a, Result<u64, StorageError>> {
+            Box::pin(async { Ok(0) })
+        }
     }
 
     impl ObjectWriter for FlakyObject {

@@ -29,7 +29,17 @@ pub fn check(path: &Path) -> Result<ExitCode> {
     let mut problems = Vec::new();
     let mut warnings = Vec::new();
     let secrets_path = inventory.storage().secrets.as_path();
+    let object_store = inventory.storage().recordings.local_dir().is_none();
     match crate::secrets::load(secrets_path) {
+        Ok(secrets) if object_store && secrets.as_ref().and_then(|s| s.s3()).is_none() => {
+            // `serve` would refuse to start: say so now.
+            problems.push(format!(
+                "{}: storage.recordings is {}, but {} has no [s3] access_key_id and secret_access_key",
+                path.display(),
+                inventory.storage().recordings,
+                secrets_path.display()
+            ));
+        }
         Ok(Some(secrets)) => {
             for (credential, referrer) in inventory.missing_credentials(&secrets) {
                 problems.push(format!(

@@ -12,10 +12,10 @@ use std::process::ExitCode;
 
 use anyhow::{Context, Result};
 use clap::Args;
+use recorder::VerifyState;
 use recorder::catalogue::{Catalogue, InstanceId, RecordingState, SessionId};
 use recorder::ledger::{self, Checkpoint, Entry, EntryKind};
 use recorder::signing::VerifyingKey;
-use recorder::{Storage, VerifyState};
 use serde::{Deserialize, Serialize};
 
 use super::EXIT_NO;
@@ -114,7 +114,7 @@ pub fn verify(args: VerifyArgs) -> Result<ExitCode> {
     let report = rt.block_on(async {
         let catalogue = super::open_catalogue(&config).await?;
         let trusted = trusted_keys(&args.trusted_keys, local_key, &catalogue).await?;
-        let recordings = recorder::LocalDir::new(storage.recordings.clone());
+        let recordings = super::open_recordings(&config)?;
         check(
             &catalogue,
             &recordings,
@@ -230,7 +230,7 @@ fn normalise(location: &str) -> String {
 
 async fn check(
     catalogue: &Catalogue,
-    recordings: &recorder::LocalDir,
+    recordings: &crate::recordings::Recordings,
     me: Option<&InstanceId>,
     trusted: &[VerifyingKey],
     external: Vec<Checkpoint>,
@@ -295,12 +295,15 @@ async fn check(
         if entry.content.kind != EntryKind::RecordingSealed {
             continue;
         }
-        if me.is_none_or(|me| me.as_str() != entry.content.instance) {
+        // An object store is shared by every instance; a local path is only readable on the
+        // host of the instance that wrote it.
+        let shared = location.contains("://");
+        if !shared && me.is_none_or(|me| me.as_str() != entry.content.instance) {
             elsewhere += 1;
             continue;
         }
         checked += 1;
-        if let Some(f) = check_recording(location, entry, session) {
+        if let Some(f) = check_recording(recordings, location, entry, session).await {
             findings.push(f);
         }
     }
@@ -308,6 +311,7 @@ async fn check(
     // Recordings in storage that the ledger never saw. Live and unfinished recordings are not
     // sealed yet, so they are not in the ledger by right.
     let listed = recordings
+        .store()
         .list()
         .await
         .map_err(|e| anyhow::anyhow!("cannot list the recordings: {e}"))?;
@@ -357,8 +361,13 @@ async fn check(
     })
 }
 
-/// Compares one recording with its `recording-sealed` row.
-fn check_recording(location: &str, entry: &Entry, session: uuid::Uuid) -> Option<Finding> {
+/// Compares one recording (a file or an object) with its `recording-sealed` row.
+async fn check_recording(
+    recordings: &crate::recordings::Recordings,
+    location: &str,
+    entry: &Entry,
+    session: uuid::Uuid,
+) -> Option<Finding> {
     let at_row = |kind: &str, message: String| {
         Some(finding(
             kind,
@@ -367,9 +376,19 @@ fn check_recording(location: &str, entry: &Entry, session: uuid::Uuid) -> Option
             message,
         ))
     };
-    let file = match std::fs::File::open(location) {
-        Ok(f) => f,
-        Err(e) if e.kind() == std::io::ErrorKind::NotFound => {
+    let unreadable = |e: &dyn std::fmt::Display| {
+        at_row(
+            "recording-unreadable",
+            format!("recording of session {session} ({location}) cannot be read: {e}"),
+        )
+    };
+    let store = match recordings.reader(location) {
+        Ok(s) => s,
+        Err(e) => return unreadable(&e),
+    };
+    let report = match recorder::storage::verify_stored(store, location, None).await {
+        Ok(r) => r,
+        Err(recorder::StorageError::NotFound(_)) => {
             return at_row(
                 "recording-deleted",
                 format!(
@@ -378,21 +397,7 @@ fn check_recording(location: &str, entry: &Entry, session: uuid::Uuid) -> Option
                 ),
             );
         }
-        Err(e) => {
-            return at_row(
-                "recording-unreadable",
-                format!("recording of session {session} ({location}) cannot be read: {e}"),
-            );
-        }
-    };
-    let report = match recorder::verify_reader(std::io::BufReader::new(file), None) {
-        Ok(r) => r,
-        Err(e) => {
-            return at_row(
-                "recording-unreadable",
-                format!("recording of session {session} ({location}) cannot be read: {e}"),
-            );
-        }
+        Err(e) => return unreadable(&e),
     };
     match &report.state {
         VerifyState::Tampered { offset, reason } => at_row(

@@ -97,6 +97,22 @@ pub fn runtime() -> Result<tokio::runtime::Runtime> {
         .context("cannot start the async runtime")
 }
 
+/// The recording store of a configuration; the secrets file is read only when recordings go
+/// to an object store (its keys are there).
+pub fn open_recordings(config: &LoadedConfig) -> Result<crate::recordings::Recordings> {
+    let storage = config.inventory.storage();
+    let secrets = match storage.recordings.local_dir() {
+        Some(_) => None,
+        None => crate::secrets::load(&storage.secrets)?,
+    };
+    crate::recordings::Recordings::open(storage, secrets.as_ref())
+}
+
+/// Whether a recording argument names an object of an object store rather than a file.
+pub fn is_url(recording: &Path) -> bool {
+    recording.to_str().is_some_and(|s| s.contains("://"))
+}
+
 /// Opens the catalogue named by the configuration.
 pub async fn open_catalogue(config: &LoadedConfig) -> Result<recorder::catalogue::Catalogue> {
     let url = &config.inventory.storage().database;

@@ -54,30 +54,45 @@ pub struct ExportArgs {
     config: Option<PathBuf>,
 }
 
-/// Reads a recording given as a file path, or as a session id looked up in the catalogue of
-/// `--config` (default ./sekisho.toml).
+/// Reads a recording given as a file path, an `s3://` URL of the configuration's object store,
+/// or a session id looked up in the catalogue of `--config` (default ./sekisho.toml).
 fn load_recording(recording: &str, config: Option<&Path>) -> Result<Vec<u8>> {
     let path = Path::new(recording);
     if path.is_file() {
         return std::fs::read(path).with_context(|| format!("cannot read {}", path.display()));
     }
-    let Ok(id) = recording.parse::<policy::SessionId>() else {
-        bail!("{recording}: no such file, and not a session id");
+    let is_url = super::is_url(path);
+    let id = match recording.parse::<policy::SessionId>() {
+        Ok(id) => Some(id),
+        Err(_) if is_url => None,
+        Err(_) => bail!("{recording}: no such file, and not a session id"),
     };
     let config = super::load_config_or_default(config)?;
     let rt = super::runtime()?;
-    let location = rt.block_on(async {
-        let catalogue = super::open_catalogue(&config).await?;
-        let session = catalogue
-            .get_session(id)
+    rt.block_on(async {
+        let location = match id {
+            None => recording.to_owned(),
+            Some(id) => {
+                let catalogue = super::open_catalogue(&config).await?;
+                let session = catalogue
+                    .get_session(id)
+                    .await
+                    .context("cannot read the catalogue")?
+                    .with_context(|| format!("no session {id} in the catalogue"))?;
+                session
+                    .recording
+                    .with_context(|| format!("session {id} has no recording"))?
+            }
+        };
+        if !super::is_url(Path::new(&location)) {
+            return std::fs::read(&location)
+                .with_context(|| format!("cannot read the recording {location}"));
+        }
+        // The players decode from memory: an object is read whole, up to the web player's cap.
+        super::open_recordings(&config)?
+            .read(&location, crate::web::MAX_RECORDING_BYTES)
             .await
-            .context("cannot read the catalogue")?
-            .with_context(|| format!("no session {id} in the catalogue"))?;
-        session
-            .recording
-            .with_context(|| format!("session {id} has no recording"))
-    })?;
-    std::fs::read(&location).with_context(|| format!("cannot read the recording {location}"))
+    })
 }
 
 pub fn play(args: PlayArgs) -> Result<ExitCode> {

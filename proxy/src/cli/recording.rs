@@ -10,13 +10,18 @@ use super::EXIT_NO;
 
 #[derive(Debug, Args)]
 pub struct InfoArgs {
-    /// The recording file.
+    /// The recording file, or its URL in the object store (`s3://BUCKET/KEY`).
     file: PathBuf,
+    /// The configuration whose object store holds an `s3://` recording (default
+    /// ./sekisho.toml); its secrets file has the keys.
+    #[arg(long, short = 'c', value_name = "FILE")]
+    config: Option<PathBuf>,
 }
 
 #[derive(Debug, Args)]
 pub struct VerifyArgs {
-    /// The recording file.
+    /// The recording file, or its URL in the object store (`s3://BUCKET/KEY`; the store of
+    /// --config, default ./sekisho.toml).
     file: PathBuf,
     /// The instance's public key (hex), as `sekisho recording public-key` prints it. An
     /// auditor working offline passes the key they were given.
@@ -32,7 +37,8 @@ pub struct VerifyArgs {
 
 #[derive(Debug, Args)]
 pub struct SealArgs {
-    /// The recording file cut short by a crash.
+    /// The recording file cut short by a crash, or the URL of a recording in the object
+    /// store whose instance died (sealed from the segments that reached the store).
     file: PathBuf,
     /// The configuration whose signing key signs the recovered prefix.
     #[arg(long, short = 'c', value_name = "FILE")]
@@ -61,8 +67,19 @@ fn read(file: &Path) -> Result<Vec<u8>> {
 }
 
 pub fn info(args: InfoArgs) -> Result<ExitCode> {
-    let bytes = read(&args.file)?;
-    let info = recorder::info(&bytes).with_context(|| format!("{}", args.file.display()))?;
+    let info = if super::is_url(&args.file) {
+        let location = args.file.display().to_string();
+        let config = super::load_config_or_default(args.config.as_deref())?;
+        let recordings = super::open_recordings(&config)?;
+        super::runtime()?.block_on(async {
+            recorder::storage::info_stored(recordings.reader(&location)?, &location)
+                .await
+                .with_context(|| location.clone())
+        })?
+    } else {
+        let bytes = read(&args.file)?;
+        recorder::info(&bytes).with_context(|| format!("{}", args.file.display()))?
+    };
     println!("{}", serde_json::to_string_pretty(&info)?);
     Ok(ExitCode::SUCCESS)
 }
@@ -79,11 +96,23 @@ pub fn verify(args: VerifyArgs) -> Result<ExitCode> {
         }
         (None, None) => None,
     };
-    // Streamed: a recording of any size is verified in the memory of one chunk.
-    let file = std::fs::File::open(&args.file)
-        .with_context(|| format!("cannot read {}", args.file.display()))?;
-    let report = recorder::verify_reader(file, trusted.as_ref())
-        .with_context(|| format!("cannot read {}", args.file.display()))?;
+    // Streamed: a recording of any size is verified in the memory of one chunk (an object
+    // by range reads of a few MiB), with the same verdict for an object as for a file.
+    let report = if super::is_url(&args.file) {
+        let location = args.file.display().to_string();
+        let config = super::load_config_or_default(args.config.as_deref())?;
+        let recordings = super::open_recordings(&config)?;
+        super::runtime()?.block_on(async {
+            recorder::verify_stored(recordings.reader(&location)?, &location, trusted.as_ref())
+                .await
+                .with_context(|| format!("cannot read {location}"))
+        })?
+    } else {
+        let file = std::fs::File::open(&args.file)
+            .with_context(|| format!("cannot read {}", args.file.display()))?;
+        recorder::verify_reader(file, trusted.as_ref())
+            .with_context(|| format!("cannot read {}", args.file.display()))?
+    };
     if args.json {
         println!("{}", serde_json::to_string_pretty(&report)?);
     } else {
@@ -140,6 +169,9 @@ pub fn seal(args: SealArgs) -> Result<ExitCode> {
     let config = super::load_config(&args.config)?;
     let key = recorder::signing::load(&config.inventory.storage().signing_key)
         .context("cannot load the signing key")?;
+    if super::is_url(&args.file) {
+        return seal_object(&config, &args.file.display().to_string(), &key);
+    }
     let bytes = read(&args.file)?;
     let session = recorder::info(&bytes)
         .ok()
@@ -168,6 +200,50 @@ pub fn seal(args: SealArgs) -> Result<ExitCode> {
         };
         let location = args.file.display().to_string();
         crate::recovery::record_interruption(&catalogue, &row, Some((&location, &sealed))).await?;
+        println!("session {session} marked interrupted in the catalogue");
+        anyhow::Ok(())
+    })?;
+    Ok(ExitCode::SUCCESS)
+}
+
+/// Seals a recording of the object store from the segments that reached it (its instance
+/// died), and marks its session interrupted when the catalogue knows it.
+fn seal_object(
+    config: &super::LoadedConfig,
+    location: &str,
+    key: &recorder::RecordingKey,
+) -> Result<ExitCode> {
+    let recordings = super::open_recordings(config)?;
+    let Some(s3) = recordings.s3() else {
+        anyhow::bail!(
+            "{location}: storage.recordings of this configuration is not an object store"
+        );
+    };
+    // The session id is the object's name: `…/<id>.skrec`.
+    let session = location
+        .rsplit('/')
+        .next()
+        .and_then(|n| n.strip_suffix(".skrec"))
+        .and_then(|id| id.parse::<policy::SessionId>().ok());
+    super::runtime()?.block_on(async {
+        let sealed = s3.seal_from_store(location, key).await;
+        let (summary, reason) = match &sealed {
+            Ok(ok) => ok,
+            Err(e) => anyhow::bail!("cannot seal {location}: {e}"),
+        };
+        println!(
+            "{location}: sealed after interruption ({reason}); {} chunks, {} records, final hash {}",
+            summary.chunks, summary.records, summary.final_hash
+        );
+        let Some(session) = session else {
+            return Ok(());
+        };
+        let catalogue = super::open_catalogue(config).await?;
+        let Some(row) = catalogue.get_session(session).await? else {
+            eprintln!("session {session} is not in this catalogue; only the recording was sealed");
+            return Ok(());
+        };
+        crate::recovery::record_interruption(&catalogue, &row, Some((location, &sealed))).await?;
         println!("session {session} marked interrupted in the catalogue");
         anyhow::Ok(())
     })?;
@@ -211,11 +287,13 @@ pub fn prune(args: PruneArgs) -> Result<ExitCode> {
         return Ok(ExitCode::SUCCESS);
     }
     let instance = super::serve::instance_id(&data_dir)?;
+    let recordings = super::open_recordings(&config)?;
     let rt = super::runtime()?;
     let report = rt.block_on(async {
         let catalogue = super::open_catalogue(&config).await?;
         crate::services::retention::prune(
             &catalogue,
+            &recordings,
             &instance,
             days,
             chrono::Utc::now(),

@@ -70,15 +70,28 @@ async fn serve(config: super::LoadedConfig) -> Result<()> {
     let catalogue = recorder::catalogue::Catalogue::connect(&storage.database)
         .await
         .context("cannot open the catalogue")?;
-    std::fs::create_dir_all(&storage.recordings).with_context(|| {
-        format!(
-            "cannot create the recordings directory {}",
-            storage.recordings.display()
-        )
-    })?;
-    let recordings = recorder::LocalDir::new(storage.recordings.clone());
+    if let Some(dir) = storage.recordings.local_dir() {
+        std::fs::create_dir_all(dir)
+            .with_context(|| format!("cannot create the recordings directory {}", dir.display()))?;
+    }
+    let recordings = crate::recordings::Recordings::open(&storage, secrets.as_ref())?;
+    // What the spool of an object store still holds from the last run is sealed before
+    // anything else is written, so the catalogue's recovery below finds it sealed.
+    let recovered = match recordings.s3() {
+        Some(s3) => s3
+            .recover_spool(&signing_key)
+            .await
+            .context("cannot recover the recording spool")?,
+        None => Vec::new(),
+    };
 
-    recover_interrupted(&catalogue, &instance, &signing_key).await?;
+    recover_interrupted(&catalogue, &instance, &signing_key, &recordings, recovered).await?;
+    if let Some(s3) = recordings.s3() {
+        // Uploads what the spool holds (now, then every ship interval while the store is
+        // down). It ends when the store is dropped, at exit.
+        drop(s3.spawn_drainer());
+        info!(store = %s3.url(), "Recordings go to the object store");
+    }
     catalogue
         .heartbeat(&instance, chrono::Utc::now())
         .await
@@ -412,13 +425,16 @@ pub(crate) fn instance_id(data_dir: &Path) -> Result<recorder::catalogue::Instan
 }
 
 /// Sessions this instance left live when it last stopped (a crash, `kill -9`): seal what their
-/// recordings hold and mark them interrupted. Sessions another instance already marked
-/// interrupted meanwhile (this one had stopped beating) have their recordings sealed here,
-/// where they are.
+/// recordings hold and mark them interrupted. A recording in an object store was sealed from
+/// the spool already (`recovered`); one the spool no longer holds is sealed from the segments
+/// that reached the store. Sessions another instance already marked interrupted meanwhile
+/// (this one had stopped beating) have their recordings sealed here, where they are.
 async fn recover_interrupted(
     catalogue: &recorder::catalogue::Catalogue,
     instance: &recorder::catalogue::InstanceId,
     key: &recorder::RecordingKey,
+    recordings: &crate::recordings::Recordings,
+    mut recovered: Vec<recorder::storage::s3::Recovered>,
 ) -> Result<()> {
     let mut left = catalogue
         .live_sessions(instance)
@@ -431,17 +447,32 @@ async fn recover_interrupted(
     left.extend(marked_elsewhere.into_iter().filter(|s| {
         s.recording
             .as_deref()
-            .is_some_and(|l| Path::new(l).exists())
+            .is_some_and(|l| l.starts_with("s3://") || Path::new(l).exists())
     }));
     for session in left {
-        let location = session.recording.clone();
-        let sealed = location.as_deref().map(|l| {
-            let sealed = recorder::seal_file(Path::new(l), key);
-            if let Err(e) = &sealed {
-                warn!(session = %session.id, error = %e, "Cannot seal an interrupted recording");
+        let sealed = match session.recording.as_deref() {
+            None => None,
+            Some(l) if l.starts_with("s3://") => {
+                let from_spool = recovered
+                    .iter()
+                    .position(|r| r.location == l)
+                    .map(|i| recovered.swap_remove(i));
+                let sealed = match (from_spool, recordings.s3()) {
+                    (Some(r), _) => r
+                        .sealed
+                        .unwrap_or(Err(recorder::SealError::AlreadySealed("intact"))),
+                    (None, Some(s3)) => s3.seal_from_store(l, key).await,
+                    (None, None) => Err(recorder::SealError::Io(format!(
+                        "{l} is in an object store, but storage.recordings is a directory"
+                    ))),
+                };
+                Some((l, sealed))
             }
-            (l, sealed)
-        });
+            Some(l) => Some((l, recorder::seal_file(Path::new(l), key))),
+        };
+        if let Some((_, Err(e))) = &sealed {
+            warn!(session = %session.id, error = %e, "Cannot seal an interrupted recording");
+        }
         crate::recovery::record_interruption(
             catalogue,
             &session,

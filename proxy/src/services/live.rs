@@ -142,7 +142,7 @@ impl Services {
             metadata: meta.protocol_metadata.clone(),
         };
         let writer = match RecordingWriter::create(
-            &self.recordings,
+            self.recordings.store(),
             header,
             self.signing_key.clone(),
             WriterConfig::default(),

@@ -124,8 +124,9 @@ impl Metrics {
     }
 
     /// The Prometheus text exposition (format 0.0.4) of every counter, plus `live`: this
-    /// instance's live sessions by protocol.
-    pub fn render(&self, live: &[(Protocol, u64)]) -> String {
+    /// instance's live sessions by protocol, and `spool`: the state of the object store's
+    /// spool when recordings go to one.
+    pub fn render(&self, live: &[(Protocol, u64)], spool: Option<recorder::SpoolStatus>) -> String {
         let mut w = Writer::default();
         w.family(
             "sekisho_instance_sessions_live",
@@ -241,7 +242,55 @@ impl Metrics {
             &[],
             self.bytes_deleted.load(Ordering::Relaxed),
         );
+        if let Some(spool) = spool {
+            render_spool(&mut w, spool);
+        }
         w.0
+    }
+}
+
+/// The object store's families: present only when recordings go to one.
+fn render_spool(w: &mut Writer, s: recorder::SpoolStatus) {
+    for (name, kind, help, value) in [
+        (
+            "sekisho_recording_spool_bytes",
+            "gauge",
+            "Bytes of recordings in the local spool (live recordings, and finished ones not yet uploaded).",
+            s.spool_bytes,
+        ),
+        (
+            "sekisho_recording_spool_unshipped_bytes",
+            "gauge",
+            "Bytes of recordings that exist only in the local spool, not yet in the object store.",
+            s.unshipped_bytes,
+        ),
+        (
+            "sekisho_recording_spool_limit_bytes",
+            "gauge",
+            "storage.s3.spool_limit: new sessions are refused while the unshipped bytes are above it.",
+            s.limit,
+        ),
+        (
+            "sekisho_recording_uploads_pending",
+            "gauge",
+            "Finished recordings waiting in the spool for their upload to the object store.",
+            s.pending_uploads,
+        ),
+        (
+            "sekisho_object_store_failures_total",
+            "counter",
+            "Requests to the recordings' object store that failed.",
+            s.store_failures,
+        ),
+        (
+            "sekisho_object_store_up",
+            "gauge",
+            "1 when the last request to the recordings' object store succeeded, else 0.",
+            u64::from(s.store_reachable),
+        ),
+    ] {
+        w.family(name, kind, help);
+        w.sample(name, &[], value);
     }
 }
 
@@ -293,8 +342,26 @@ mod tests {
         m.recorded(false, 32);
         m.error(ErrorKind::Reload);
         m.recording_deleted(1000);
-        let text = m.render(&[(Protocol::Ssh, 1)]);
+        assert!(
+            !m.render(&[], None).contains("spool"),
+            "no spool families for local recordings"
+        );
+        let spool = recorder::SpoolStatus {
+            spool_bytes: 5000,
+            unshipped_bytes: 300,
+            limit: 1 << 30,
+            pending_uploads: 2,
+            store_failures: 7,
+            store_reachable: false,
+        };
+        let text = m.render(&[(Protocol::Ssh, 1)], Some(spool));
         for line in [
+            "sekisho_recording_spool_bytes 5000",
+            "sekisho_recording_spool_unshipped_bytes 300",
+            "sekisho_recording_spool_limit_bytes 1073741824",
+            "sekisho_recording_uploads_pending 2",
+            "sekisho_object_store_failures_total 7",
+            "sekisho_object_store_up 0",
             "sekisho_instance_sessions_live{protocol=\"ssh\"} 1",
             "sekisho_instance_sessions_live{protocol=\"rdp\"} 0",
             "sekisho_sessions_started_total{protocol=\"ssh\"} 2",

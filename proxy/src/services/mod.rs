@@ -45,7 +45,7 @@ pub struct Services {
     inventory: RwLock<Arc<Inventory>>,
     secrets: RwLock<Option<Arc<Secrets>>>,
     catalogue: Catalogue,
-    recordings: recorder::LocalDir,
+    recordings: crate::recordings::Recordings,
     signing_key: RecordingKey,
     instance: InstanceId,
     sessions: Mutex<HashMap<SessionId, Registered>>,
@@ -74,7 +74,7 @@ pub struct ServicesConfig {
     pub inventory: Inventory,
     pub secrets: Option<Secrets>,
     pub catalogue: Catalogue,
-    pub recordings: recorder::LocalDir,
+    pub recordings: crate::recordings::Recordings,
     pub signing_key: RecordingKey,
     pub instance: InstanceId,
     pub data_dir: PathBuf,
@@ -166,7 +166,13 @@ impl Services {
                 None => live.push((s.protocol, 1)),
             }
         }
-        self.metrics.render(&live)
+        self.metrics
+            .render(&live, self.recordings.store().spool_status())
+    }
+
+    /// Where recordings are written, and how any catalogued one is read.
+    pub fn recordings(&self) -> &crate::recordings::Recordings {
+        &self.recordings
     }
 
     /// Whether this process holds session `id` live.

@@ -6,7 +6,6 @@
 //! the catalogue never claims a recording exists that does not, for longer than one pass.
 //! Only this instance's sessions are pruned, since only its storage holds their files.
 
-use std::path::Path;
 use std::sync::Arc;
 use std::time::Duration;
 
@@ -37,6 +36,7 @@ impl Services {
             };
             let result = prune(
                 &self.catalogue,
+                &self.recordings,
                 &self.instance,
                 days,
                 Utc::now(),
@@ -96,6 +96,7 @@ pub struct Report {
 /// for sessions the catalogue already shows ended but this process still holds.
 pub async fn prune(
     catalogue: &Catalogue,
+    recordings: &crate::recordings::Recordings,
     instance: &InstanceId,
     days: u32,
     now: DateTime<Utc>,
@@ -123,8 +124,16 @@ pub async fn prune(
             if is_live(row.id) {
                 continue;
             }
-            let size = std::fs::metadata(&location).map(|m| m.len()).unwrap_or(0);
+            let store = match recordings.reader(&location) {
+                Ok(s) => s,
+                Err(e) => {
+                    warn!(session = %row.id, location = %location, error = %format!("{e:#}"), "Retention cannot delete a recording");
+                    report.failed.push((row.id, format!("{e:#}")));
+                    continue;
+                }
+            };
             if dry_run {
+                let size = store.size(&location).await.unwrap_or(0);
                 report.deleted.push(Pruned {
                     session: row.id,
                     location,
@@ -133,9 +142,9 @@ pub async fn prune(
                 });
                 continue;
             }
-            let removed = match std::fs::remove_file(Path::new(&location)) {
-                Ok(()) => "deleted",
-                Err(e) if e.kind() == std::io::ErrorKind::NotFound => "already missing",
+            let (removed, size) = match store.remove(&location).await {
+                Ok(0) => ("already missing", 0),
+                Ok(size) => ("deleted", size),
                 Err(e) => {
                     warn!(session = %row.id, location = %location, error = %e, "Retention cannot delete a recording");
                     report.failed.push((row.id, e.to_string()));
@@ -178,6 +187,11 @@ pub async fn prune(
 mod tests {
     use super::*;
     use recorder::catalogue::{AuditFilter, NewSession, Outcome, RecordingState, RecordingSummary};
+    use std::path::Path;
+
+    fn local() -> crate::recordings::Recordings {
+        recorder::LocalDir::new(".").into()
+    }
 
     async fn session(
         cat: &Catalogue,
@@ -261,7 +275,7 @@ mod tests {
         // The catalogue shows it ended, but this process still holds it.
         let (held, held_file) = session(&cat, &me, dir, days(40), Some(days(35))).await;
 
-        let dry = prune(&cat, &me, 30, now, true, |id| id == held)
+        let dry = prune(&cat, &local(), &me, 30, now, true, |id| id == held)
             .await
             .unwrap();
         assert_eq!(
@@ -270,7 +284,7 @@ mod tests {
         );
         assert!(old_file.exists(), "a dry run deletes nothing");
 
-        let report = prune(&cat, &me, 30, now, false, |id| id == held)
+        let report = prune(&cat, &local(), &me, 30, now, false, |id| id == held)
             .await
             .unwrap();
         assert_eq!(report.deleted.len(), 1);
@@ -304,14 +318,16 @@ mod tests {
         );
 
         // A second pass has nothing left to do.
-        let again = prune(&cat, &me, 30, now, false, |id| id == held)
+        let again = prune(&cat, &local(), &me, 30, now, false, |id| id == held)
             .await
             .unwrap();
         assert!(again.deleted.is_empty());
 
         // A file already gone (deleted by hand) is still marked, so the row tells the truth.
         std::fs::remove_file(&held_file).unwrap();
-        let gone = prune(&cat, &me, 30, now, false, |_| false).await.unwrap();
+        let gone = prune(&cat, &local(), &me, 30, now, false, |_| false)
+            .await
+            .unwrap();
         assert_eq!(gone.deleted.len(), 1);
         let row = cat.get_session(held).await.unwrap().unwrap();
         assert_eq!(row.recording_state, Some(RecordingState::Deleted));

@@ -256,7 +256,7 @@ valid_until = "2099-12-31"
             inventory: Inventory::from_toml(INVENTORY, "test.toml").unwrap(),
             secrets: None,
             catalogue,
-            recordings: recorder::LocalDir::new(dir.path().join("rec")),
+            recordings: recorder::LocalDir::new(dir.path().join("rec")).into(),
             signing_key: recorder::RecordingKey::generate().unwrap(),
             instance: InstanceId::new("test").unwrap(),
             data_dir: dir.path().to_owned(),

@@ -3,8 +3,9 @@
 //! - An instance that stops beating (a crash, `kill -9`, a host that never comes back) leaves
 //!   live sessions behind. Every other instance looks for them on its heartbeat and the first
 //!   to get there marks them `interrupted` and writes an audit event, so the catalogue never
-//!   shows a session live that nobody runs. Its recording stays where its instance wrote it;
-//!   that instance seals it when it starts again.
+//!   shows a session live that nobody runs. A recording in the shared object store is sealed
+//!   by that instance from the segments that reached the store; one on the dead host's disk
+//!   stays there until that instance starts again and seals it.
 //! - The other way round: an instance that was only cut off (a network partition, a stalled
 //!   database) may find that its sessions were closed meanwhile. The catalogue is the record,
 //!   so it ends them too rather than run sessions the catalogue says are over.
@@ -44,6 +45,30 @@ impl Services {
             // Another instance (or its own, back again) got there first.
             return Ok(());
         }
+        // Only the instance whose mark took effect seals: one sealer per recording.
+        let shared = session
+            .recording
+            .as_deref()
+            .filter(|l| l.starts_with("s3://"));
+        let sealed_here = match shared {
+            Some(location) => {
+                let sealed = self
+                    .recordings()
+                    .seal_abandoned(location, &self.signing_key)
+                    .await;
+                if let Err(e) = &sealed {
+                    warn!(session = %session.id, error = %e, "Cannot seal the recording of a silent instance's session");
+                }
+                crate::recovery::record_interruption(
+                    &self.catalogue,
+                    session,
+                    Some((location, &sealed)),
+                )
+                .await?;
+                sealed.is_ok()
+            }
+            None => false,
+        };
         let last_seen = self
             .catalogue
             .instances()
@@ -54,10 +79,16 @@ impl Services {
                 || "never sent a heartbeat".to_owned(),
                 |i| format!("last beat at {}", i.last_seen.to_rfc3339()),
             );
+        let recording = if sealed_here {
+            "its recording was sealed from what reached the object store"
+        } else if shared.is_some() {
+            "its recording could not be sealed from the object store (see the log)"
+        } else {
+            "the recording stays on that instance's storage until it starts again and seals it"
+        };
         let detail = format!(
             "{} session of {} on {} (started {}) interrupted by instance {}: its instance {} \
-             stopped beating ({last_seen}); the recording stays on that instance's storage \
-             until it starts again and seals it",
+             stopped beating ({last_seen}); {recording}",
             session.protocol,
             session.user,
             session.target,

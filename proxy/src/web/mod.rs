@@ -15,6 +15,8 @@ mod playback;
 mod reviews;
 mod verify_cache;
 
+pub use pages::MAX_RECORDING_BYTES;
+
 use std::collections::HashMap;
 use std::net::{IpAddr, SocketAddr};
 use std::sync::Arc;

@@ -422,17 +422,22 @@ pub(super) async fn visible_session(
     }
 }
 
-/// Reads a local recording file (a storage URL is not readable here), capped in size.
-pub(super) async fn read_recording(location: &str) -> Option<Vec<u8>> {
-    if location.contains("://") {
-        return None;
+/// Reads a recording (a file, or an object of this instance's object store), capped in size.
+pub(super) async fn read_recording(state: &WebState, location: &str) -> Option<Vec<u8>> {
+    let recordings = state.services.recordings();
+    match recordings.read(location, MAX_RECORDING_BYTES).await {
+        Ok(bytes) => Some(bytes),
+        Err(e) => {
+            tracing::debug!(%location, error = %format!("{e:#}"), "Web UI cannot read a recording");
+            None
+        }
     }
-    let path = std::path::PathBuf::from(location);
-    let meta = tokio::fs::metadata(&path).await.ok()?;
-    if meta.len() > MAX_RECORDING_BYTES {
-        return None;
-    }
-    tokio::fs::read(&path).await.ok()
+}
+
+/// The size of a recording (a file, or an object), which changes while it is live.
+pub(super) async fn recording_size(state: &WebState, location: &str) -> Option<u64> {
+    let store = state.services.recordings().reader(location).ok()?;
+    store.size(location).await.ok()
 }
 
 /// The verification state of a session's recording: (css class, text).
@@ -442,7 +447,11 @@ async fn verification(state: &WebState, lang: Lang, row: &SessionRow) -> (String
     };
     // Streamed and cached per file version (see `verify_cache`): a view of an unchanged
     // recording does not read it again, and a changed one is verified again.
-    let Some(verdict) = state.verified.verify(location, state.verifying_key).await else {
+    let Some(verdict) = state
+        .verified
+        .verify(location, state.verifying_key, state.services.recordings())
+        .await
+    else {
         return ("unavailable".into(), tr(lang, "verify.unavailable").into());
     };
     use recorder::VerifyState as V;
@@ -583,7 +592,7 @@ pub async fn recording(
         Ok(None) => return not_found(&caller),
         Err(resp) => return resp,
     };
-    let Some(bytes) = read_recording(row.recording.as_deref().unwrap_or("")).await else {
+    let Some(bytes) = read_recording(&state, row.recording.as_deref().unwrap_or("")).await else {
         return not_found(&caller);
     };
     info!(user = %caller.user, session = %row.id, "Recording downloaded");
@@ -990,10 +999,7 @@ pub(super) async fn replay_of(
     row: &SessionRow,
 ) -> Option<Arc<player::terminal::TerminalReplay>> {
     let location = row.recording.as_deref()?;
-    if location.contains("://") {
-        return None;
-    }
-    let size = tokio::fs::metadata(location).await.ok()?.len();
+    let size = recording_size(state, location).await?;
     {
         let cache = match state.player_cache.lock() {
             Ok(g) => g,
@@ -1006,7 +1012,7 @@ pub(super) async fn replay_of(
             return Some(Arc::clone(replay));
         }
     }
-    let bytes = read_recording(location).await?;
+    let bytes = read_recording(state, location).await?;
     let replay =
         tokio::task::spawn_blocking(move || player::terminal::TerminalReplay::open(&bytes).ok())
             .await

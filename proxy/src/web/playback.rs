@@ -26,7 +26,9 @@ use serde_json::json;
 use super::WebState;
 use super::auth::Caller;
 use super::i18n::{Lang, tr};
-use super::pages::{is_terminal, not_found, read_recording, replay_of, visible_session};
+use super::pages::{
+    is_terminal, not_found, read_recording, recording_size, replay_of, visible_session,
+};
 
 /// Gaps without activity at least this long are idle periods ("skip idle" jumps over them).
 pub const IDLE_MIN: Duration = Duration::from_secs(3);
@@ -227,7 +229,8 @@ pub async fn timeline(
             .collect::<Vec<_>>();
         ("terminal", replay.end_us(), markers, idle)
     } else if is_graphical(row.protocol) {
-        let Some(bytes) = read_recording(row.recording.as_deref().unwrap_or("")).await else {
+        let Some(bytes) = read_recording(&state, row.recording.as_deref().unwrap_or("")).await
+        else {
             return not_found(&caller);
         };
         let parsed = tokio::task::spawn_blocking(move || graphical_timeline(&bytes)).await;
@@ -305,20 +308,19 @@ pub async fn frame(
         Ok(_) => return not_found(&caller),
         Err(resp) => return resp,
     };
-    let Some(location) = row.recording.clone().filter(|l| !l.contains("://")) else {
+    let Some(location) = row.recording.clone() else {
         return not_found(&caller);
     };
-    let Ok(meta) = tokio::fs::metadata(&location).await else {
+    let Some(size) = recording_size(&state, &location).await else {
         return not_found(&caller);
     };
-    let size = meta.len();
     let at_us = seconds_to_us(q.t);
     let draw_pointer = q.pointer == Some(1);
     let cached = lock(&state).take(row.id, size, at_us);
     let slot = match cached {
         Some(slot) => slot,
         None => {
-            let Some(bytes) = read_recording(&location).await else {
+            let Some(bytes) = read_recording(&state, &location).await else {
                 return not_found(&caller);
             };
             let opened = tokio::task::spawn_blocking(move || Graphical::open(&bytes)).await;

@@ -210,7 +210,7 @@ async fn fixture() -> Fixture {
         inventory: inv,
         secrets: None,
         catalogue,
-        recordings,
+        recordings: recordings.into(),
         signing_key: key.clone(),
         instance,
         data_dir: dir.path().to_path_buf(),

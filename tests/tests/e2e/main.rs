@@ -6,6 +6,7 @@ mod cli;
 mod cluster;
 mod faults;
 mod ledger;
+mod object_storage;
 mod operations;
 mod player;
 mod rdp;

@@ -135,6 +135,9 @@ pub struct InstanceOptions {
     pub no_serve: bool,
     /// Contents of the secrets file (written mode 0600), if any.
     pub secrets: Option<String>,
+    /// `storage.recordings` and the tables that go with it (`[storage.s3]`); default: the
+    /// directory `data/recordings`.
+    pub recordings: Option<(String, String)>,
 }
 
 /// One Sekisho instance in a temporary directory.
@@ -168,9 +171,14 @@ impl SekishoInstance {
             .database
             .clone()
             .unwrap_or_else(|| "sqlite://data/sekisho.db".to_owned());
+        let (recordings, storage_tables) = options
+            .recordings
+            .clone()
+            .unwrap_or_else(|| ("data/recordings".to_owned(), String::new()));
         let generated = format!(
-            "[storage]\ndatabase = \"{database}\"\nrecordings = \"data/recordings\"\n\
+            "[storage]\ndatabase = \"{database}\"\nrecordings = \"{recordings}\"\n\
              signing_key = \"data/signing.key\"\nsecrets = \"data/secrets.toml\"\n\n\
+             {storage_tables}\n\
              [tls]\ncert = \"data/tls/cert.pem\"\nkey = \"data/tls/key.pem\"\n\n\
              [listen]\nrdp = \"{}\"\nssh = \"{}\"\nvnc = \"{}\"\nweb = \"{}\"\nmetrics = \"{}\"\n\n",
             listen.rdp, listen.ssh, listen.vnc, listen.web, listen.metrics

@@ -1,0 +1,224 @@
+//! Recordings in an S3-compatible object store, end to end: `serve` configured with
+//! `storage.recordings = "s3://…"` records a console session through the SSH front door to a
+//! real Garage (`scripts/garage-test-server`); the catalogue holds the object's URL, and
+//! `recording verify`, `recording info` and `play` read it from the store.
+
+use std::time::Duration;
+
+use anyhow::{Context, Result};
+
+use crate::ssh::ssh_peers::{self, DEMO_PASSWORD, askpass, output_text as text};
+use crate::support::{InstanceOptions, SekishoInstance, demo_inventory, require_peers};
+
+const TANAKA_DESKTOP: &str = "127.0.10.11";
+
+/// The test Garage's settings, from `eval "$(scripts/garage-test-server start)"`.
+struct Garage {
+    endpoint: String,
+    region: String,
+    bucket: String,
+    key_id: String,
+    secret: String,
+}
+
+/// The running test Garage; `None` (skip) when there is none and peers may be skipped.
+fn garage() -> Result<Option<Garage>> {
+    let var = |name: &str| std::env::var(name).ok().filter(|v| !v.is_empty());
+    match (
+        var("SEKISHO_TEST_S3_ENDPOINT"),
+        var("SEKISHO_TEST_S3_BUCKET"),
+        var("SEKISHO_TEST_S3_KEY_ID"),
+        var("SEKISHO_TEST_S3_SECRET"),
+    ) {
+        (Some(endpoint), Some(bucket), Some(key_id), Some(secret)) => Ok(Some(Garage {
+            endpoint,
+            region: var("SEKISHO_TEST_S3_REGION").unwrap_or_else(|| "garage".into()),
+            bucket,
+            key_id,
+            secret,
+        })),
+        _ if crate::support::skip_peers_allowed() => {
+            eprintln!("SKIPPED: no Garage (eval \"$(scripts/garage-test-server start)\")");
+            Ok(None)
+        }
+        _ => anyhow::bail!(
+            "no Garage: eval \"$(scripts/garage-test-server start)\" (or SEKISHO_SKIP_PEERS=1)"
+        ),
+    }
+}
+
+/// `serve` recording to the test Garage (ship interval 1 s), with a QEMU serial console
+/// behind target web01. `None`: skipped.
+fn lab() -> Result<Option<(SekishoInstance, ssh_peers::Peer, Garage, String)>> {
+    if !require_peers(&["ssh", "qemu-system-x86_64", "curl"])? {
+        return Ok(None);
+    }
+    let Some(g) = garage()? else {
+        return Ok(None);
+    };
+    let qemu = ssh_peers::start_qemu_serial()?;
+    let inventory = demo_inventory().replace(
+        "serial_console = \"127.0.0.1:14501\"",
+        &format!("serial_console = \"127.0.0.1:{}\"", qemu.port),
+    );
+    let url = format!("s3://{}/e2e/{}", g.bucket, uuid::Uuid::now_v7());
+    let sekisho = SekishoInstance::start_with(
+        &inventory,
+        InstanceOptions {
+            recordings: Some((
+                url.clone(),
+                format!(
+                    "[storage.s3]\nendpoint = \"{}\"\nregion = \"{}\"\nspool = \"data/spool\"\nship_interval = \"1s\"\n",
+                    g.endpoint, g.region
+                ),
+            )),
+            secrets: Some(format!(
+                "[s3]\naccess_key_id = \"{}\"\nsecret_access_key = \"{}\"\n",
+                g.key_id, g.secret
+            )),
+            ..InstanceOptions::default()
+        },
+    )?;
+    Ok(Some((sekisho, qemu, g, url)))
+}
+
+fn console(sekisho: &SekishoInstance) -> Result<ssh_peers::Session> {
+    let askpass = askpass(sekisho.dir.path(), DEMO_PASSWORD, None)?;
+    ssh_peers::ssh_tt(
+        &askpass,
+        sekisho.listen.ssh.port(),
+        TANAKA_DESKTOP,
+        "tanaka+web01",
+    )
+}
+
+#[test]
+fn a_console_session_is_recorded_to_the_object_store() -> Result<()> {
+    let Some((sekisho, _qemu, g, url)) = lab()? else {
+        return Ok(());
+    };
+    let session = console(&sekisho)?;
+    session.wait_for("No bootable device", Duration::from_secs(20))?;
+    let live = sekisho.wait_until(Duration::from_secs(15), "a live session", || {
+        Ok(sekisho
+            .sessions()?
+            .into_iter()
+            .find(|s| s["target"] == "web01" && s["ended_at"].is_null()))
+    })?;
+    let id = live["id"].as_str().context("no id")?.to_owned();
+    let location = live["recording"]
+        .as_str()
+        .context("no recording")?
+        .to_owned();
+    assert!(
+        location.starts_with(&format!("{url}/")) && location.ends_with(&format!("{id}.skrec")),
+        "{location}"
+    );
+
+    // While live, the new bytes ship every second: /metrics shows the store up and (almost)
+    // nothing that exists only on the local disk.
+    std::thread::sleep(Duration::from_millis(2500));
+    let (status, body) = crate::support::faults::metrics(&sekisho)?;
+    assert_eq!(status, 200, "{body}");
+    assert!(
+        body.lines().any(|l| l == "sekisho_object_store_up 1"),
+        "{body}"
+    );
+    assert!(
+        body.lines()
+            .any(|l| l.starts_with("sekisho_recording_spool_unshipped_bytes ")),
+        "{body}"
+    );
+
+    drop(session);
+    let row = sekisho.wait_until(Duration::from_secs(15), "the session ended", || {
+        Ok(sekisho
+            .sessions()?
+            .into_iter()
+            .find(|s| s["id"] == id.as_str() && !s["ended_at"].is_null()))
+    })?;
+    assert_eq!(row["outcome"], "completed", "{row}");
+    assert_eq!(row["recording_state"], "complete", "{row}");
+    assert_eq!(
+        row["recording"],
+        location.as_str(),
+        "sessions list shows the URL"
+    );
+
+    // A finished recording lives only in the store: the spool is empty.
+    let spool = sekisho.path("data/spool");
+    sekisho.wait_until(Duration::from_secs(10), "the spool emptied", || {
+        Ok((std::fs::read_dir(&spool)?.count() == 0).then_some(()))
+    })?;
+
+    // Verified from the store, against the instance's key (from --config).
+    let out = sekisho.cli(&["recording", "verify", &location])?;
+    assert_eq!(out.status.code(), Some(0), "{}", text(&out));
+    assert!(text(&out).contains("intact"), "{}", text(&out));
+    let out = sekisho.cli(&["recording", "info", &location])?;
+    assert!(out.status.success(), "{}", text(&out));
+    let info: serde_json::Value = serde_json::from_slice(&out.stdout)?;
+    assert_eq!(info["session_id"], id.as_str());
+    assert_eq!(info["protocol"], "console-serial");
+    assert_eq!(info["verification"]["state"], "intact");
+
+    // Played by session id: the catalogue gives the URL, the store the bytes.
+    let out = sekisho.cli(&["play", &id, "--speed", "16", "--skip-idle", "0.1"])?;
+    assert!(out.status.success(), "{}", text(&out));
+    assert!(String::from_utf8_lossy(&out.stdout).contains("No bootable device"));
+
+    // The secret key never reaches the log.
+    assert!(
+        !sekisho.serve_log().contains(&g.secret),
+        "secret in the log"
+    );
+    Ok(())
+}
+
+#[test]
+fn a_crash_is_sealed_from_the_spool_and_shipped_at_the_next_start() -> Result<()> {
+    let Some((mut sekisho, _qemu, _g, _url)) = lab()? else {
+        return Ok(());
+    };
+    let session = console(&sekisho)?;
+    session.wait_for("No bootable device", Duration::from_secs(20))?;
+    let live = sekisho.wait_until(Duration::from_secs(15), "a live session", || {
+        Ok(sekisho
+            .sessions()?
+            .into_iter()
+            .find(|s| s["target"] == "web01" && s["ended_at"].is_null()))
+    })?;
+    let id = live["id"].as_str().context("no id")?.to_owned();
+    let location = live["recording"]
+        .as_str()
+        .context("no recording")?
+        .to_owned();
+    std::thread::sleep(Duration::from_millis(2500));
+    sekisho.crash()?;
+    drop(session);
+    // Not finished: no final object yet.
+    let out = sekisho.cli_raw(&["recording", "verify", &location, "--config", "sekisho.toml"])?;
+    assert_ne!(out.status.code(), Some(0), "{}", text(&out));
+
+    // The next start seals the spooled recording, ships it, and marks the session.
+    sekisho.restart()?;
+    let row = sekisho.wait_until(Duration::from_secs(15), "the session marked", || {
+        Ok(sekisho
+            .sessions()?
+            .into_iter()
+            .find(|s| s["id"] == id.as_str() && !s["ended_at"].is_null()))
+    })?;
+    assert_eq!(row["outcome"], "interrupted", "{row}");
+    assert_eq!(row["recording_state"], "sealed", "{row}");
+    assert_eq!(row["recording"], location.as_str());
+    let spool = sekisho.path("data/spool");
+    sekisho.wait_until(Duration::from_secs(15), "the spool shipped", || {
+        Ok((std::fs::read_dir(&spool)?.count() == 0).then_some(()))
+    })?;
+    let out = sekisho.cli(&["recording", "verify", &location])?;
+    assert_eq!(out.status.code(), Some(0), "{}", text(&out));
+    assert!(text(&out).contains("interrupted"), "{}", text(&out));
+    let out = sekisho.cli(&["play", &id, "--speed", "16", "--skip-idle", "0.1"])?;
+    assert!(String::from_utf8_lossy(&out.stdout).contains("No bootable device"));
+    Ok(())
+}
