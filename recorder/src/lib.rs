@@ -21,10 +21,11 @@ pub use reader::{ReadError, Recording};
 pub use signing::{RecordingKey, fingerprint, load_or_create, public_key_hex};
 pub use storage::{
     LocalDir, ObjectKey, S3Config, S3Store, SpoolStatus, Storage, StorageError, verify_stored,
+    verify_stored_trusting,
 };
 pub use verify::{
     RecordingInfo, SealError, SealPlan, StreamVerifier, Verifier, VerifyReport, VerifyState, info,
-    info_of, seal, seal_file, verify, verify_reader,
+    info_of, seal, seal_file, verify, verify_reader, verify_reader_trusting,
 };
 pub use writer::{RecordingSummary, RecordingWriter, WriteError, WriterConfig, WriterFailure};
 

@@ -127,7 +127,8 @@ struct Scan {
 /// [`MAX_VERIFY_FRAME`] bytes) has to be in memory at a time, whatever the file's size.
 /// [`verify`] feeds a whole slice at once; [`verify_reader`] streams a file through it.
 pub struct Verifier {
-    trusted: Option<VerifyingKey>,
+    /// Keys a trailer may be signed by; empty: any (self-consistency only).
+    trusted: Vec<VerifyingKey>,
     s: Scan,
     /// File offset of the next byte to feed.
     pos: u64,
@@ -146,8 +147,15 @@ pub const MAX_VERIFY_FRAME: usize =
 impl Verifier {
     /// A verifier that will accept only a trailer signed by `trusted` (see [`verify`]).
     pub fn new(trusted: Option<&VerifyingKey>) -> Self {
+        Self::trusting(trusted.map(std::slice::from_ref).unwrap_or_default())
+    }
+
+    /// A verifier that will accept a trailer signed by any of `keys` (the instances sharing
+    /// a catalogue each sign their own recordings); none: any key, as [`Verifier::new`]
+    /// without one.
+    pub fn trusting(keys: &[VerifyingKey]) -> Self {
         Verifier {
-            trusted: trusted.copied(),
+            trusted: keys.to_vec(),
             s: Scan {
                 header: None,
                 chunks: 0,
@@ -320,7 +328,7 @@ impl Verifier {
                 }
             }
             Frame::Trailer(t) => {
-                check_trailer(s, &t, header_hash, prev, pos, self.trusted).map(Some)
+                check_trailer(s, &t, header_hash, prev, pos, &self.trusted).map(Some)
             }
         };
         match verdict {
@@ -345,12 +353,12 @@ fn check_trailer(
     header_hash: Hash,
     prev: Hash,
     pos: u64,
-    trusted: Option<VerifyingKey>,
+    trusted: &[VerifyingKey],
 ) -> Result<VerifyState, String> {
     let key = t
         .verify_signature(&header_hash)
         .map_err(|_| "trailer signature invalid".to_string())?;
-    let trusted_ok = trusted.map(|tk| tk == key);
+    let trusted_ok = (!trusted.is_empty()).then(|| trusted.contains(&key));
     s.signer = Some(SignerInfo {
         public_key: hex::encode(key.to_bytes()),
         fingerprint: fingerprint_bytes(&key.to_bytes()),
@@ -451,6 +459,14 @@ impl StreamVerifier {
         }
     }
 
+    /// See [`Verifier::trusting`].
+    pub fn trusting(keys: &[VerifyingKey]) -> Self {
+        StreamVerifier {
+            v: Verifier::trusting(keys),
+            pending: Vec::new(),
+        }
+    }
+
     /// Whether the verdict is already known (tampered): later bytes change nothing.
     pub fn is_done(&self) -> bool {
         self.v.is_done()
@@ -492,10 +508,21 @@ impl StreamVerifier {
 /// under one frame ([`MAX_VERIFY_FRAME`]) plus one block and the scan's 16 bytes a chunk,
 /// whatever the recording's size. After a tampered frame the rest is only counted.
 pub fn verify_reader<R: std::io::Read>(
-    mut reader: R,
+    reader: R,
     trusted: Option<&VerifyingKey>,
 ) -> std::io::Result<VerifyReport> {
-    let mut v = StreamVerifier::new(trusted);
+    verify_reader_trusting(
+        reader,
+        trusted.map(std::slice::from_ref).unwrap_or_default(),
+    )
+}
+
+/// [`verify_reader`] accepting a trailer signed by any of `keys` (see [`Verifier::trusting`]).
+pub fn verify_reader_trusting<R: std::io::Read>(
+    mut reader: R,
+    keys: &[VerifyingKey],
+) -> std::io::Result<VerifyReport> {
+    let mut v = StreamVerifier::trusting(keys);
     let mut block = vec![0u8; READ_BLOCK];
     let mut size = 0u64;
     loop {

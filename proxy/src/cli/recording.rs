@@ -86,15 +86,35 @@ pub fn info(args: InfoArgs) -> Result<ExitCode> {
 
 /// Exit 0 intact (signed trailer, whole chain, trusted key when one is given), 1 otherwise.
 pub fn verify(args: VerifyArgs) -> Result<ExitCode> {
-    let trusted = match (&args.key, &args.config) {
-        (Some(hex), _) => Some(recorder::signing::parse_public_key(hex).context("--key")?),
+    // With --config: this instance's key, and the keys the instances sharing its catalogue
+    // registered (each signs its own recordings, and seals those of a dead instance).
+    let trusted: Vec<recorder::signing::VerifyingKey> = match (&args.key, &args.config) {
+        (Some(hex), _) => vec![recorder::signing::parse_public_key(hex).context("--key")?],
         (None, Some(config)) => {
             let config = super::load_config(config)?;
             let key = recorder::signing::load(&config.inventory.storage().signing_key)
                 .context("cannot load the signing key")?;
-            Some(key.verifying_key())
+            let mut keys = vec![key.verifying_key()];
+            let registered = super::runtime()?
+                .block_on(async {
+                    let catalogue = super::open_catalogue(&config).await?;
+                    catalogue
+                        .signers()
+                        .await
+                        .context("cannot read the instances' keys")
+                })
+                .unwrap_or_else(|e| {
+                    eprintln!("note: {e:#}; trusting this instance's key only");
+                    Vec::new()
+                });
+            keys.extend(
+                registered
+                    .iter()
+                    .filter_map(|(_, k)| recorder::signing::parse_public_key(k).ok()),
+            );
+            keys
         }
-        (None, None) => None,
+        (None, None) => Vec::new(),
     };
     // Streamed: a recording of any size is verified in the memory of one chunk (an object
     // by range reads of a few MiB), with the same verdict for an object as for a file.
@@ -103,21 +123,21 @@ pub fn verify(args: VerifyArgs) -> Result<ExitCode> {
         let config = super::load_config_or_default(args.config.as_deref())?;
         let recordings = super::open_recordings(&config)?;
         super::runtime()?.block_on(async {
-            recorder::verify_stored(recordings.reader(&location)?, &location, trusted.as_ref())
+            recorder::verify_stored_trusting(recordings.reader(&location)?, &location, &trusted)
                 .await
                 .with_context(|| format!("cannot read {location}"))
         })?
     } else {
         let file = std::fs::File::open(&args.file)
             .with_context(|| format!("cannot read {}", args.file.display()))?;
-        recorder::verify_reader(file, trusted.as_ref())
+        recorder::verify_reader_trusting(file, &trusted)
             .with_context(|| format!("cannot read {}", args.file.display()))?
     };
     if args.json {
         println!("{}", serde_json::to_string_pretty(&report)?);
     } else {
         println!("{}: {}", args.file.display(), describe(&report));
-        if trusted.is_none() {
+        if trusted.is_empty() {
             println!(
                 "note: no trusted key given (--key or --config): the signature was checked only against the key inside the recording"
             );

@@ -440,6 +440,26 @@ pub(super) async fn recording_size(state: &WebState, location: &str) -> Option<u
     store.size(location).await.ok()
 }
 
+/// The keys a recording may be signed by: this instance's, and those the instances sharing
+/// the catalogue registered (each signs its own recordings, and seals a dead one's). With no
+/// key at all, any signature is checked for self-consistency only.
+async fn trusted_keys(state: &WebState) -> Vec<ed25519_dalek::VerifyingKey> {
+    let mut keys: Vec<_> = state.verifying_key.into_iter().collect();
+    match state.services.catalogue().signers().await {
+        Ok(signers) => keys.extend(signers.iter().filter_map(|(_, k)| parse_key(k))),
+        Err(e) => {
+            warn!(error = %e, "Cannot read the instances' keys; trusting this instance's only")
+        }
+    }
+    keys
+}
+
+/// A hex ed25519 public key, as instances register it.
+pub(super) fn parse_key(hex_key: &str) -> Option<ed25519_dalek::VerifyingKey> {
+    let bytes: [u8; 32] = hex::decode(hex_key.trim()).ok()?.try_into().ok()?;
+    ed25519_dalek::VerifyingKey::from_bytes(&bytes).ok()
+}
+
 /// The verification state of a session's recording: (css class, text).
 async fn verification(state: &WebState, lang: Lang, row: &SessionRow) -> (String, String) {
     let Some(location) = row.recording.as_deref() else {
@@ -449,7 +469,11 @@ async fn verification(state: &WebState, lang: Lang, row: &SessionRow) -> (String
     // recording does not read it again, and a changed one is verified again.
     let Some(verdict) = state
         .verified
-        .verify(location, state.verifying_key, state.services.recordings())
+        .verify(
+            location,
+            trusted_keys(state).await,
+            state.services.recordings(),
+        )
         .await
     else {
         return ("unavailable".into(), tr(lang, "verify.unavailable").into());

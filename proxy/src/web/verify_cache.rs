@@ -81,12 +81,13 @@ impl Default for VerifyCache {
 }
 
 impl VerifyCache {
-    /// The verdict on the recording at `location`, checked against `trusted`; `None` when it
-    /// cannot be read here (another store, a missing file, an I/O error).
+    /// The verdict on the recording at `location`, whose trailer must be signed by one of
+    /// `trusted` (any key when empty); `None` when it cannot be read here (another store, a
+    /// missing file, an I/O error).
     pub(super) async fn verify(
         &self,
         location: &str,
-        trusted: Option<ed25519_dalek::VerifyingKey>,
+        trusted: Vec<ed25519_dalek::VerifyingKey>,
         recordings: &crate::recordings::Recordings,
     ) -> Option<VerifyState> {
         if location.contains("://") {
@@ -95,7 +96,7 @@ impl VerifyCache {
             let store = recordings.reader(location).ok()?;
             let _permit = self.permits.acquire().await.ok()?;
             self.runs.fetch_add(1, Ordering::Relaxed);
-            let report = recorder::verify_stored(store, location, trusted.as_ref())
+            let report = recorder::verify_stored_trusting(store, location, &trusted)
                 .await
                 .ok()?;
             return Some(report.state);
@@ -123,7 +124,7 @@ impl VerifyCache {
         self.runs.fetch_add(1, Ordering::Relaxed);
         let report = tokio::task::spawn_blocking(move || {
             use std::io::Read as _;
-            recorder::verify_reader(file.take(stamp.size), trusted.as_ref())
+            recorder::verify_reader_trusting(file.take(stamp.size), &trusted)
         })
         .await
         .ok()?

@@ -204,8 +204,23 @@ pub async fn verify_stored(
     location: &str,
     trusted: Option<&crate::signing::VerifyingKey>,
 ) -> Result<crate::VerifyReport, StorageError> {
+    verify_stored_trusting(
+        storage,
+        location,
+        trusted.map(std::slice::from_ref).unwrap_or_default(),
+    )
+    .await
+}
+
+/// [`verify_stored`] accepting a trailer signed by any of `keys` (the instances of one
+/// catalogue; see [`crate::verify::Verifier::trusting`]).
+pub async fn verify_stored_trusting(
+    storage: &dyn Storage,
+    location: &str,
+    keys: &[crate::signing::VerifyingKey],
+) -> Result<crate::VerifyReport, StorageError> {
     let size = storage.size(location).await?;
-    let mut v = crate::verify::StreamVerifier::new(trusted);
+    let mut v = crate::verify::StreamVerifier::trusting(keys);
     let mut pos = 0;
     while pos < size && !v.is_done() {
         let end = size.min(pos + VERIFY_BLOCK);

@@ -247,3 +247,187 @@ fn cluster_guessing_is_counted_across_instances() -> Result<()> {
     );
     Ok(())
 }
+
+/// Three instances on one PostgreSQL and one Garage, each with its own data directory and
+/// spool, recording app02's console (sshd).
+struct SharedCluster {
+    _pg: PgCluster,
+    _sshd: Peer,
+    a: SekishoInstance,
+    b: SekishoInstance,
+    c: SekishoInstance,
+    askpass: std::path::PathBuf,
+}
+
+fn shared_cluster() -> Result<Option<SharedCluster>> {
+    if !require_peers(&["ssh", "sshd", "runuser", "chromium", "chromedriver"])? {
+        return Ok(None);
+    }
+    let Some(g) = crate::object_storage::garage()? else {
+        return Ok(None);
+    };
+    let pg = PgCluster::start()?;
+    let sshd = ssh_peers::start_sshd(&[])?;
+    // suzuki is the demo inventory's auditor.
+    let inventory = console_inventory(14501, sshd.port);
+    let url = format!("s3://{}/cluster/{}", g.bucket, uuid::Uuid::now_v7());
+    let options = || InstanceOptions {
+        database: Some(pg.url.clone()),
+        recordings: Some((
+            url.clone(),
+            format!(
+                "[storage.s3]\nendpoint = \"{}\"\nregion = \"{}\"\nspool = \"data/spool\"\nship_interval = \"1s\"\n",
+                g.endpoint, g.region
+            ),
+        )),
+        secrets: Some(format!(
+            "{}\n[s3]\naccess_key_id = \"{}\"\nsecret_access_key = \"{}\"\n",
+            console_secrets(),
+            g.key_id,
+            g.secret
+        )),
+        ..InstanceOptions::default()
+    };
+    let a = SekishoInstance::start_with(&inventory, options())?;
+    let b = SekishoInstance::start_with(&inventory, options())?;
+    let c = SekishoInstance::start_with(&inventory, options())?;
+    let askpass = askpass(a.dir.path(), DEMO_PASSWORD, None)?;
+    Ok(Some(SharedCluster {
+        _pg: pg,
+        _sshd: sshd,
+        a,
+        b,
+        c,
+        askpass,
+    }))
+}
+
+impl SharedCluster {
+    fn console_via(&self, via: &SekishoInstance) -> Result<Session> {
+        let mut s = ssh_peers::ssh_tt(
+            &self.askpass,
+            via.listen.ssh.port(),
+            TANAKA_DESKTOP,
+            "tanaka+app02",
+        )?;
+        s.wait_for("this session is recorded", Duration::from_secs(30))?;
+        s.send(b"echo SHARED-$((6*7))\n")?;
+        s.wait_for("SHARED-42", Duration::from_secs(30))?;
+        Ok(s)
+    }
+}
+
+/// `sekisho recording verify URL` on `on`: (exit code, output).
+fn verify_on(on: &SekishoInstance, url: &str) -> Result<(Option<i32>, String)> {
+    let out = on.cli(&["recording", "verify", url])?;
+    Ok((
+        out.status.code(),
+        format!(
+            "{}{}",
+            String::from_utf8_lossy(&out.stdout),
+            String::from_utf8_lossy(&out.stderr)
+        ),
+    ))
+}
+
+/// The verification state C's web UI shows for session `id`, in Chromium, as an auditor.
+fn web_verification(on: &SekishoInstance, id: &str) -> Result<String> {
+    use crate::web::web_browser::Browser;
+    crate::support::wait_for_port(on.listen.web, Duration::from_secs(20))?;
+    let base = format!("https://{}", on.listen.web);
+    let rt = tokio::runtime::Runtime::new()?;
+    rt.block_on(async {
+        let b = Browser::start().await?;
+        let result = async {
+            b.goto(&format!("{base}/login")).await?;
+            b.type_into("user", "suzuki").await?;
+            b.type_into("password", crate::support::inventory::PASSWORD)
+                .await?;
+            b.click("login").await?;
+            tokio::time::sleep(Duration::from_secs(1)).await;
+            b.goto(&format!("{base}/sessions/{id}")).await?;
+            let e = b
+                .client
+                .find(fantoccini::Locator::Id("verification"))
+                .await?;
+            let class = e.attr("class").await?.unwrap_or_default();
+            anyhow::Ok(class)
+        }
+        .await;
+        b.close().await?;
+        result
+    })
+}
+
+#[test]
+fn cluster_three_instances_share_one_catalogue_and_one_object_store() -> Result<()> {
+    let Some(mut c) = shared_cluster()? else {
+        return Ok(());
+    };
+    // A session through A is listed from B and killed from B.
+    let session = c.console_via(&c.a)?;
+    let id = live_id(&c.b)?;
+    let asked = Instant::now();
+    let out = c.b.cli(&["sessions", "kill", &id])?;
+    let took = asked.elapsed();
+    ensure!(
+        out.status.success(),
+        "kill from B: {}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    println!("killed from B in {:.0} ms", took.as_secs_f64() * 1000.0);
+    drop(session);
+    // Its recording, shipped by A, is verified and shown by C.
+    let killed = c.c.wait_until(
+        Duration::from_secs(30),
+        "the recording sealed in the store",
+        || Ok(row(&c.c, &id)?.filter(|r| r["recording_state"] == "complete")),
+    )?;
+    assert_eq!(killed["outcome"], "killed", "{killed}");
+    let url = killed["recording"]
+        .as_str()
+        .context("recording URL")?
+        .to_owned();
+    assert!(url.starts_with("s3://"), "{url}");
+    let (code, text) = verify_on(&c.c, &url)?;
+    assert_eq!(code, Some(0), "C cannot verify A's recording: {text}");
+    assert_eq!(web_verification(&c.c, &id)?, "verify-intact");
+    let out = c.c.cli(&["ledger", "verify"])?;
+    let text = String::from_utf8_lossy(&out.stdout).into_owned();
+    assert!(out.status.success(), "{text}");
+    assert!(text.contains("1 recordings checked"), "{text}");
+
+    // A dies mid-session: another instance closes the session and seals its recording from
+    // what reached the store.
+    let session = c.console_via(&c.a)?;
+    let id = live_id(&c.c)?;
+    std::thread::sleep(Duration::from_secs(2)); // a segment or two shipped
+    c.a.crash()?;
+    let crashed = Instant::now();
+    let sealed = c.c.wait_until(
+        TAKEOVER_WITHIN,
+        "the crashed instance's session sealed",
+        || Ok(row(&c.c, &id)?.filter(|r| r["recording_state"] == "sealed")),
+    )?;
+    println!(
+        "A's session closed and its recording sealed from the store {:.1} s after the crash",
+        crashed.elapsed().as_secs_f64()
+    );
+    assert_eq!(sealed["outcome"], "interrupted", "{sealed}");
+    let url = sealed["recording"]
+        .as_str()
+        .context("recording URL")?
+        .to_owned();
+    let (code, text) = verify_on(&c.c, &url)?;
+    assert_eq!(code, Some(0), "{text}");
+    assert!(text.contains("interrupted"), "{text}");
+    let events = c.b.audit_events("orphan interrupted")?;
+    assert!(
+        events
+            .iter()
+            .any(|e| e.contains("sealed from what reached the object store")),
+        "{events:?}"
+    );
+    drop(session);
+    Ok(())
+}

@@ -13,16 +13,16 @@ use crate::support::{InstanceOptions, SekishoInstance, demo_inventory, require_p
 const TANAKA_DESKTOP: &str = "127.0.10.11";
 
 /// The test Garage's settings, from `eval "$(scripts/garage-test-server start)"`.
-struct Garage {
-    endpoint: String,
-    region: String,
-    bucket: String,
-    key_id: String,
-    secret: String,
+pub(crate) struct Garage {
+    pub(crate) endpoint: String,
+    pub(crate) region: String,
+    pub(crate) bucket: String,
+    pub(crate) key_id: String,
+    pub(crate) secret: String,
 }
 
 /// The running test Garage; `None` (skip) when there is none and peers may be skipped.
-fn garage() -> Result<Option<Garage>> {
+pub(crate) fn garage() -> Result<Option<Garage>> {
     let var = |name: &str| std::env::var(name).ok().filter(|v| !v.is_empty());
     match (
         var("SEKISHO_TEST_S3_ENDPOINT"),

@@ -9,7 +9,7 @@
 //! does not serve the UI fails these tests.
 
 #[path = "support/web_browser.rs"]
-mod web_browser;
+pub(crate) mod web_browser;
 
 use std::time::Duration;
 
