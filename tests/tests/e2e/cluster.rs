@@ -431,3 +431,186 @@ fn cluster_three_instances_share_one_catalogue_and_one_object_store() -> Result<
     drop(session);
     Ok(())
 }
+
+/// `sekisho serve` of `instance`'s configuration, run from `bin` (a release build for the
+/// benchmark); killed on drop.
+struct BenchServe(std::process::Child);
+
+impl BenchServe {
+    fn start(bin: &std::path::Path, instance: &SekishoInstance) -> Result<BenchServe> {
+        let log = std::fs::File::create(instance.path("serve-bench.log"))?;
+        let child = std::process::Command::new(bin)
+            .arg("serve")
+            .arg("--config")
+            .arg(&instance.config)
+            .current_dir(instance.dir.path())
+            .env("RUST_LOG", "warn")
+            .stdin(std::process::Stdio::null())
+            .stdout(log.try_clone()?)
+            .stderr(log)
+            .spawn()?;
+        crate::support::wait_for_port(instance.listen.ssh, Duration::from_secs(30))?;
+        Ok(BenchServe(child))
+    }
+}
+
+impl Drop for BenchServe {
+    fn drop(&mut self) {
+        let _ = std::process::Command::new("kill")
+            .args(["-TERM", &self.0.id().to_string()])
+            .status();
+        let _ = self.0.wait();
+    }
+}
+
+/// Benchmark (run by hand or by scripts/bench; prints figures, asserts nothing): three
+/// release instances on one PostgreSQL and one Garage hold `CLUSTER_BENCH_SESSIONS` (default
+/// 1,000) recorded console sessions between them, opened round robin as a load balancer
+/// would; then every session is closed and the rows, the recordings in the store and the
+/// ledger are counted. Idle TCP listeners stand in for the serial consoles (QEMU takes one
+/// client per port; what is measured is Sekisho).
+/// `cargo test -p e2e --test e2e cluster::cluster_bench -- --ignored --nocapture`
+#[test]
+#[ignore = "benchmark: run by hand or by scripts/bench"]
+fn cluster_bench() -> Result<()> {
+    if !require_peers(&["ssh", "runuser"])? {
+        return Ok(());
+    }
+    let Some(g) = crate::object_storage::garage()? else {
+        return Ok(());
+    };
+    let n: usize = std::env::var("CLUSTER_BENCH_SESSIONS")
+        .ok()
+        .and_then(|v| v.parse().ok())
+        .unwrap_or(1000);
+    let bin = crate::support::bench::sekisho_binary()?;
+    let consoles = std::net::TcpListener::bind("127.0.0.1:0")?;
+    let console_port = consoles.local_addr()?.port();
+    std::thread::spawn(move || {
+        let mut held = Vec::new();
+        for c in consoles.incoming().flatten() {
+            held.push(c);
+        }
+    });
+    let pg = PgCluster::start()?;
+    let inventory = console_inventory(console_port, 10022);
+    let url = format!("s3://{}/bench/{}", g.bucket, uuid::Uuid::now_v7());
+    let options = || InstanceOptions {
+        database: Some(pg.url.clone()),
+        no_serve: true,
+        recordings: Some((
+            url.clone(),
+            format!(
+                "[storage.s3]\nendpoint = \"{}\"\nregion = \"{}\"\nspool = \"data/spool\"\n",
+                g.endpoint, g.region
+            ),
+        )),
+        secrets: Some(format!(
+            "{}\n[s3]\naccess_key_id = \"{}\"\nsecret_access_key = \"{}\"\n",
+            console_secrets(),
+            g.key_id,
+            g.secret
+        )),
+    };
+    let instances = [
+        SekishoInstance::start_with(&inventory, options())?,
+        SekishoInstance::start_with(&inventory, options())?,
+        SekishoInstance::start_with(&inventory, options())?,
+    ];
+    let serves = instances
+        .iter()
+        .map(|i| BenchServe::start(&bin, i))
+        .collect::<Result<Vec<_>>>()?;
+    let askpass = askpass(instances[0].dir.path(), DEMO_PASSWORD, None)?;
+    let rss = |s: &BenchServe| crate::support::bench::rss_kib(s.0.id()).unwrap_or(0);
+    let before: Vec<u64> = serves.iter().map(rss).collect();
+
+    let started = Instant::now();
+    let mut sessions = Vec::with_capacity(n);
+    let mut failed = 0usize;
+    for i in 0..n {
+        let via = &instances[i % 3];
+        let s = ssh_peers::ssh_tt(
+            &askpass,
+            via.listen.ssh.port(),
+            TANAKA_DESKTOP,
+            "tanaka+web01",
+        )?;
+        match s.wait_for("this session is recorded", Duration::from_secs(60)) {
+            Ok(_) => sessions.push(s),
+            Err(_) => failed += 1,
+        }
+    }
+    let opened_in = started.elapsed();
+    std::thread::sleep(Duration::from_secs(3)); // past the first chunk of every recording
+    let live = instances[1]
+        .sessions()?
+        .into_iter()
+        .filter(|s| s["ended_at"].is_null())
+        .count();
+    let after: Vec<u64> = serves.iter().map(rss).collect();
+    let per_session = after
+        .iter()
+        .zip(&before)
+        .map(|(a, b)| a.saturating_sub(*b))
+        .sum::<u64>() as f64
+        / sessions.len().max(1) as f64;
+
+    // Close everything; every row must end and every recording reach the store.
+    let held = sessions.len();
+    drop(sessions);
+    let closed = Instant::now();
+    let sealed = instances[2].wait_until(
+        Duration::from_secs(600),
+        "every recording in the store",
+        || {
+            let rows = instances[2].sessions()?;
+            let done = rows
+                .iter()
+                .filter(|r| r["recording_state"] == "complete")
+                .count();
+            Ok((rows.iter().all(|r| !r["ended_at"].is_null()) && done >= held).then_some(done))
+        },
+    );
+    let sealed_in = closed.elapsed();
+    let rows = instances[2].sessions()?;
+    let ledger = instances[0].cli(&["ledger", "verify"])?;
+    let ledger_text = String::from_utf8_lossy(&ledger.stdout).into_owned();
+    drop(serves);
+
+    println!();
+    println!(
+        "cluster: 3 instances (release {}), one PostgreSQL, one Garage; {n} recorded console sessions asked, round robin",
+        bin.display()
+    );
+    println!(
+        "  held {held} at once ({failed} not opened), {live} listed live in the catalogue; opened in {:.1} s",
+        opened_in.as_secs_f64()
+    );
+    println!(
+        "  memory per held session (sum of the three instances' RSS growth): {per_session:.1} KiB"
+    );
+    println!(
+        "  after closing: {} rows, {} recordings complete in the store after {:.1} s; ledger: {}",
+        rows.len(),
+        sealed.as_ref().copied().unwrap_or(0),
+        sealed_in.as_secs_f64(),
+        ledger_text.lines().last().unwrap_or_default()
+    );
+    println!("BENCH cluster.sessions_held={held} sessions");
+    println!("BENCH cluster.sessions_listed_live={live} sessions");
+    println!(
+        "BENCH cluster.rows_lost={} rows",
+        n.saturating_sub(rows.len())
+    );
+    println!(
+        "BENCH cluster.recordings_lost={} recordings",
+        held.saturating_sub(sealed.as_ref().copied().unwrap_or(0))
+    );
+    println!("BENCH cluster.memory_per_session={per_session:.1} KiB");
+    println!(
+        "BENCH cluster.open_seconds={:.1} s",
+        opened_in.as_secs_f64()
+    );
+    Ok(())
+}
