@@ -253,6 +253,7 @@ fn cluster_guessing_is_counted_across_instances() -> Result<()> {
 struct SharedCluster {
     _pg: PgCluster,
     _sshd: Peer,
+    _qemu: crate::vnc::vnc_peers::Qemu,
     a: SekishoInstance,
     b: SekishoInstance,
     c: SekishoInstance,
@@ -260,7 +261,15 @@ struct SharedCluster {
 }
 
 fn shared_cluster() -> Result<Option<SharedCluster>> {
-    if !require_peers(&["ssh", "sshd", "runuser", "chromium", "chromedriver"])? {
+    if !require_peers(&[
+        "ssh",
+        "sshd",
+        "runuser",
+        "chromium",
+        "chromedriver",
+        "qemu-system-x86_64",
+        "python3",
+    ])? {
         return Ok(None);
     }
     let Some(g) = crate::object_storage::garage()? else {
@@ -268,8 +277,14 @@ fn shared_cluster() -> Result<Option<SharedCluster>> {
     };
     let pg = PgCluster::start()?;
     let sshd = ssh_peers::start_sshd(&[])?;
+    // web01's graphical console: QEMU's VNC display.
+    let qemu = crate::vnc::vnc_peers::start_qemu_vnc(None)?;
     // suzuki is the demo inventory's auditor.
-    let inventory = console_inventory(14501, sshd.port);
+    let inventory = console_inventory(14501, sshd.port).replacen(
+        "vnc_console = \"127.0.0.1:15901\"",
+        &format!("vnc_console = \"127.0.0.1:{}\"", qemu.port),
+        1,
+    );
     let url = format!("s3://{}/cluster/{}", g.bucket, uuid::Uuid::now_v7());
     let options = || InstanceOptions {
         database: Some(pg.url.clone()),
@@ -295,6 +310,7 @@ fn shared_cluster() -> Result<Option<SharedCluster>> {
     Ok(Some(SharedCluster {
         _pg: pg,
         _sshd: sshd,
+        _qemu: qemu,
         a,
         b,
         c,
@@ -396,6 +412,27 @@ fn cluster_three_instances_share_one_catalogue_and_one_object_store() -> Result<
     let text = String::from_utf8_lossy(&out.stdout).into_owned();
     assert!(out.status.success(), "{text}");
     assert!(text.contains("1 recordings checked"), "{text}");
+
+    // A VNC console session through B (its ticket issued by B's SSH door) is replayed on A.
+    let (vnc_id, _) = crate::vnc::vnc_peers::recorded_console_session(&c.b, TANAKA_DESKTOP, 3.0)?;
+    let png = c.a.path("vnc-from-b.png");
+    let out = c.a.cli(&[
+        "export",
+        &vnc_id,
+        "--format",
+        "png",
+        "-o",
+        &png.display().to_string(),
+    ])?;
+    ensure!(
+        out.status.success(),
+        "A cannot export B's VNC recording: {}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    ensure!(
+        std::fs::read(&png)?.starts_with(b"\x89PNG"),
+        "A's export of B's VNC recording is not a PNG"
+    );
 
     // A dies mid-session: another instance closes the session and seals its recording from
     // what reached the store.
