@@ -380,12 +380,18 @@ fn rdp_expired_contract_is_denied() -> Result<()> {
     )
 }
 
-/// Sends `bytes` and expects the connection to be closed (EOF or reset) within 12 s (the
-/// handshake timeout is 10 s), whatever Sekisho answered first.
+/// How long a client waits for Sekisho to close a connection it sent garbage: a third of the
+/// pre-authentication deadline (`auth.preauth_timeout`, 30 s in these labs). A connection that
+/// is only closed when the deadline runs out fails, so the refusal must come from Sekisho
+/// reading the garbage, not from the timer.
+const GARBAGE_CLOSE_WITHIN: Duration = Duration::from_secs(10);
+
+/// Sends `bytes` (then half-closes, if `half_close`) and expects Sekisho to close the
+/// connection (EOF or reset) within [`GARBAGE_CLOSE_WITHIN`], whatever it answered first.
 fn closes_cleanly(addr: std::net::SocketAddr, bytes: &[u8], half_close: bool) -> Result<Duration> {
     let started = Instant::now();
     let mut s = TcpStream::connect(addr)?;
-    s.set_read_timeout(Some(Duration::from_secs(12)))?;
+    s.set_read_timeout(Some(GARBAGE_CLOSE_WITHIN))?;
     s.write_all(bytes)?;
     if half_close {
         s.shutdown(std::net::Shutdown::Write)?;
@@ -398,7 +404,10 @@ fn closes_cleanly(addr: std::net::SocketAddr, bytes: &[u8], half_close: bool) ->
             Err(e) if e.kind() == std::io::ErrorKind::ConnectionReset => {
                 return Ok(started.elapsed());
             }
-            Err(e) => anyhow::bail!("connection not closed after {:?}: {e}", started.elapsed()),
+            Err(e) => anyhow::bail!(
+                "connection not closed after {:?} (the pre-authentication deadline is 30 s): {e}",
+                started.elapsed()
+            ),
         }
     }
 }
@@ -422,11 +431,14 @@ fn rdp_garbage_at_handshake_stages_closes_cleanly_and_others_are_unaffected() ->
     cr[2..4].copy_from_slice(&len.to_be_bytes());
     cr[4] = u8::try_from(cr.len() - 5)?;
 
+    // (name, bytes, half-close): only the truncated frame is followed by the client's EOF
+    // (Sekisho must not wait for the rest of a frame that cannot come); every other case is
+    // left open, so only Sekisho's own refusal of the bytes closes it in time.
     let cases: Vec<(&str, Vec<u8>, bool)> = vec![
         (
             "random bytes",
             (0..200u8).map(|i| i.wrapping_mul(37)).collect(),
-            true,
+            false,
         ),
         ("truncated TPKT", cr[..7].to_vec(), true),
         (
@@ -437,12 +449,12 @@ fn rdp_garbage_at_handshake_stages_closes_cleanly_and_others_are_unaffected() ->
         (
             "fast-path instead of X.224",
             vec![0x00, 0x05, 1, 2, 3],
-            true,
+            false,
         ),
         (
             "X.224 then garbage instead of TLS",
             [cr.clone(), vec![0x16, 0x03, 0x01, 0xff, 0xff, 0xde, 0xad]].concat(),
-            true,
+            false,
         ),
     ];
     // Meanwhile a real session runs and must be unaffected.
@@ -451,7 +463,7 @@ fn rdp_garbage_at_handshake_stages_closes_cleanly_and_others_are_unaffected() ->
     for (name, bytes, half_close) in cases {
         let took =
             closes_cleanly(addr, &bytes, half_close).map_err(|e| anyhow::anyhow!("{name}: {e}"))?;
-        assert!(took < Duration::from_secs(12), "{name}: took {took:?}");
+        println!("{name}: closed after {took:?}");
     }
     let run = session.join()?;
     assert!(run.active(), "concurrent session broke:\n{}", run.log);
