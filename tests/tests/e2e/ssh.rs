@@ -1033,8 +1033,9 @@ fn ssh_sessions_kill_ends_a_console_session_within_one_second() -> Result<()> {
     s.wait_for("SeaBIOS", Duration::from_secs(20))?;
     let live = lab.live_session("web01")?;
     let id = live["id"].as_str().context("session id")?.to_owned();
-    let out = lab.sekisho.cli(&["sessions", "kill", &id])?;
+    // From before the command: `sessions kill` returns once the session has ended.
     let killed_at = Instant::now();
+    let out = lab.sekisho.cli(&["sessions", "kill", &id])?;
     assert_eq!(
         out.status.code(),
         Some(0),
@@ -1043,7 +1044,8 @@ fn ssh_sessions_kill_ends_a_console_session_within_one_second() -> Result<()> {
     );
     let seen = s.wait_for("session ended by security staff", Duration::from_secs(5))?;
     let took = seen.duration_since(killed_at);
-    assert!(took < Duration::from_secs(1), "kill took {took:?}");
+    println!("kill -> told in {took:?} (the kill command itself included)");
+    assert!(took < crate::support::EMERGENCY_STOP, "kill took {took:?}");
     let row = lab.ended_session("web01")?;
     assert_eq!(row["outcome"], "killed", "{row}");
     Ok(())

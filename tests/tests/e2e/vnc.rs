@@ -528,14 +528,14 @@ fn vnc_kill_ends_the_console_within_a_second() -> Result<()> {
     let started = Instant::now();
     lab.kill(&id)?;
     let report = wait_viewer(viewer)?;
-    assert!(started.elapsed() < Duration::from_secs(10));
+    println!("viewer ended {:?} after the kill", started.elapsed());
     let closed_at = report["closed_at"]
         .as_f64()
         .with_context(|| format!("viewer was not disconnected: {report}"))?;
     let delay = closed_at - killed_at;
     eprintln!("kill -> viewer disconnected in {delay:.3} s");
     assert!(
-        delay < 1.5,
+        delay < crate::support::EMERGENCY_STOP.as_secs_f64(),
         "kill took {delay:.3} s (the kill command itself included)"
     );
     let row = lab.session(false)?;
