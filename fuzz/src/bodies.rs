@@ -953,3 +953,87 @@ pub fn seeds() -> Vec<(&'static str, &'static str, Vec<u8>)> {
     ));
     out
 }
+
+// ---------------------------------------------------------------------------------------
+// Regressions
+// ---------------------------------------------------------------------------------------
+
+/// A terminal recording of `events` (Data from the server, or Resize events), one record every
+/// 10 ms, whose header gives the size as `cols` x `rows` (raw text, as a hostile file may).
+fn terminal_recording(cols: &str, rows: &str, events: &[Option<(u32, u32)>]) -> Option<Vec<u8>> {
+    use recorder::format::{
+        ChannelId, Direction, Event, EventKind, Header, Record, RecordKind, encode_recording,
+    };
+    let mut metadata = std::collections::BTreeMap::new();
+    metadata.insert("term.cols".to_owned(), cols.to_owned());
+    metadata.insert("term.rows".to_owned(), rows.to_owned());
+    let header = Header {
+        session_id: Default::default(),
+        protocol: "ssh".into(),
+        user: Some("tanaka".into()),
+        contractor: None,
+        source: "127.0.10.11".into(),
+        target: "web01".into(),
+        start_unix_us: 1_764_061_200_000_000,
+        metadata,
+    };
+    let recs: Vec<Record> = events
+        .iter()
+        .zip(0u64..)
+        .map(|(e, i)| Record {
+            at_us: i * 10_000,
+            kind: match e {
+                Some((width, height)) => RecordKind::Event(Event {
+                    kind: EventKind::Resize {
+                        width: *width,
+                        height: *height,
+                    },
+                    detail: String::new(),
+                }),
+                None => RecordKind::Data {
+                    direction: Direction::ServerToClient,
+                    channel: ChannelId(0),
+                    bytes: bytes::Bytes::from_static(
+                        b"$ echo hello\r\nhello\r\n\x1b[2J\x1b[999;999H$ ",
+                    ),
+                },
+            },
+        })
+        .collect();
+    let end_us = recs.len() as u64 * 10_000;
+    let key = ed25519_dalek::SigningKey::from_bytes(&[1; 32]);
+    encode_recording(&header, &recs, 64, end_us, &key).ok()
+}
+
+/// Inputs that each guard one protection a parser depends on, written to `fuzz/regressions/`
+/// by the ignored test `write_fuzz_regressions` in `proxy/tests/fuzz_regressions.rs` and
+/// replayed there as ordinary tests (the committed files are what the fuzzers start from, so
+/// they stay committed even though this function can remake them). A crash that a fuzz run
+/// finds is added here, next to the protection that fixed it.
+pub fn regressions() -> Vec<(&'static str, &'static str, Vec<u8>)> {
+    let mut out = Vec::new();
+    // Terminal sizes from a hostile recording: a header claiming 2^32-1 columns and 0 rows, a
+    // resize to 65535 x 65535 and one to 0 x 0. Without the clamp to MAX_TERMINAL_COLS x
+    // MAX_TERMINAL_ROWS the emulator allocates some 4 G cells; a zero size means "unknown".
+    if let Some(rec) = terminal_recording(
+        "4294967295",
+        "0",
+        &[None, Some((65_535, 65_535)), None, Some((0, 0)), None],
+    ) {
+        let mut input = vec![0x01];
+        input.extend_from_slice(&rec);
+        out.push(("terminal_replay", "resize-beyond-limits", input));
+    }
+    // A recording cut in the middle of its last chunk (a crash while writing): `seal` must
+    // keep only the whole chunks, or the sealed file does not verify (the target asserts it).
+    if let Some(rec) = terminal_recording("80", "24", &[None; 8]) {
+        let magic = recorder::format::TRAILER_MAGIC;
+        let trailer = rec.windows(magic.len()).rposition(|w| w == magic);
+        let torn = rec
+            .get(..trailer.unwrap_or_default().saturating_sub(7))
+            .unwrap_or_default()
+            .to_vec();
+        out.push(("recording_reader", "torn-last-chunk", torn));
+    }
+    out
+}

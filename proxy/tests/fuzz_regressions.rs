@@ -60,7 +60,21 @@ fn seeds_do_not_panic() {
 
 #[test]
 fn regressions_do_not_panic() {
-    replay(&fuzz_dir().join("regressions"));
+    let dir = fuzz_dir().join("regressions");
+    // The regressions are committed: each one bodies::regressions() names must be there, so
+    // a lost directory fails here instead of replaying nothing.
+    let missing: Vec<String> = bodies::regressions()
+        .into_iter()
+        .map(|(target, name, _)| format!("{target}/{name}"))
+        .filter(|f| !dir.join(f).is_file())
+        .collect();
+    assert!(missing.is_empty(), "regression inputs missing: {missing:?}");
+    let n = replay(&dir);
+    assert!(
+        n >= bodies::regressions().len(),
+        "replayed {n} regression inputs"
+    );
+    eprintln!("replayed {n} regression inputs");
 }
 
 #[test]
@@ -103,6 +117,18 @@ fn the_seeded_sequence_reaches_the_relay_phase() {
             .any(|a| matches!(a, Action::Event { kind, .. } if *kind == "rdp.dvc-refused")),
         "{actions:?}"
     );
+}
+
+/// Writes `fuzz/regressions/` from [`bodies::regressions`] (run by hand after adding one:
+/// `cargo test -p proxy --test fuzz_regressions -- --ignored write_fuzz_regressions`).
+#[test]
+#[ignore = "writes files; run by hand"]
+fn write_fuzz_regressions() {
+    for (target, name, bytes) in bodies::regressions() {
+        let dir = fuzz_dir().join("regressions").join(target);
+        std::fs::create_dir_all(&dir).unwrap();
+        std::fs::write(dir.join(name), bytes).unwrap();
+    }
 }
 
 /// Writes `fuzz/seeds/` from [`bodies::seeds`] (run by hand after changing them:

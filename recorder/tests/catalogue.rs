@@ -658,14 +658,14 @@ async fn kill_requests(url: &str, kind: BackendKind) {
     assert!(c.pending_kills(&a).await.unwrap().is_empty());
     assert_eq!(c.pending_kills(&b).await.unwrap(), vec![s3.id]);
 
-    // Polling pending kills is cheap enough for a sub-second kill.
+    // What a poll costs, printed (a speed figure, not asserted: the sub-second kill is asserted
+    // end to end, in the e2e suite's kill tests).
     let start = Instant::now();
     for _ in 0..20 {
         c.pending_kills(&a).await.unwrap();
     }
     let per_poll = start.elapsed() / 20;
     eprintln!("{kind:?}: pending_kills poll takes {per_poll:?}");
-    assert!(per_poll < std::time::Duration::from_millis(100));
 }
 
 async fn interrupted_marking(url: &str, kind: BackendKind) {
@@ -827,7 +827,6 @@ async fn paging_over_20000_sessions(url: &str, kind: BackendKind) {
         "{kind:?}: list_sessions over {N} rows: first page of 50 {first_page:?}, page at offset \
          19000 {deep_page:?}, user+since page {filtered_page:?}"
     );
-    assert!(first_page < std::time::Duration::from_millis(500));
 
     // Walk every page: newest first, each row once, ties broken by id.
     let mut seen = std::collections::HashSet::new();

@@ -38,8 +38,11 @@ fn nt_hash_hex(password: &str) -> String {
 mod tests {
     #[test]
     fn nt_hash_matches_winpr_hash() {
-        // `winpr-hash -u alice -p 'Secret123!' -f sam` prints this hash.
-        assert!(super::nt_hash_hex("Secret123!").starts_with("59c33a"));
+        // [MS-NLMP] 4.2.1: NTOWFv1 of the password "Password".
+        assert_eq!(
+            super::nt_hash_hex("Password"),
+            "a4f49c406510bdcab6824ee7c30fd852"
+        );
         // The well-known NT hash of "password".
         assert_eq!(
             super::nt_hash_hex("password"),

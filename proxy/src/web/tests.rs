@@ -346,14 +346,32 @@ async fn session_page_shows_verification_and_download_is_the_file() {
     let (status, body) = get(&f, Some(&cookie), &format!("/sessions/{}", f.tanaka)).await;
     assert_eq!(status, StatusCode::OK);
     assert!(body.contains("verify-intact"), "{body}");
-    let (status, bytes) = get(
-        &f,
-        Some(&cookie),
-        &format!("/sessions/{}/recording", f.tanaka),
-    )
-    .await;
-    assert_eq!(status, StatusCode::OK);
-    assert!(!bytes.is_empty());
+    let resp = router(f.state.clone())
+        .oneshot(
+            Request::builder()
+                .uri(format!("/sessions/{}/recording", f.tanaka))
+                .header(header::COOKIE, &cookie)
+                .body(Body::empty())
+                .unwrap(),
+        )
+        .await
+        .unwrap();
+    assert_eq!(resp.status(), StatusCode::OK);
+    let served = axum::body::to_bytes(resp.into_body(), 1 << 24)
+        .await
+        .unwrap();
+    // Byte for byte the recording file the catalogue row names, not only something.
+    let row = f
+        .state
+        .services
+        .catalogue()
+        .get_session(f.tanaka)
+        .await
+        .unwrap()
+        .unwrap();
+    let file = std::fs::read(row.recording.unwrap()).unwrap();
+    assert!(file.len() > 100, "{} bytes", file.len());
+    assert!(served[..] == file[..], "the download differs from the file");
     let (status, json) = get(
         &f,
         Some(&cookie),

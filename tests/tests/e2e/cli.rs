@@ -1,7 +1,7 @@
 //! The operators' commands, run as the real binary: exit codes, JSON shapes and messages as
 //! interfaces.md fixes them.
 
-use anyhow::Result;
+use anyhow::{Context, Result};
 
 use crate::support::{InstanceOptions, SekishoInstance, demo_inventory, workspace_root};
 
@@ -206,10 +206,9 @@ fn killing_an_unknown_session_exits_1() -> Result<()> {
     Ok(())
 }
 
-#[test]
-fn passwd_prints_hashes_that_the_config_accepts() -> Result<()> {
+/// `sekisho passwd` for `password`: its two printed lines, (password_hash, nt_hash).
+fn passwd(password: &str) -> Result<(String, String)> {
     use std::io::Write;
-    let sekisho = cli_only(&demo_inventory())?;
     let bin = crate::support::sekisho_bin()?;
     let mut child = std::process::Command::new(bin)
         .arg("passwd")
@@ -220,30 +219,65 @@ fn passwd_prints_hashes_that_the_config_accepts() -> Result<()> {
         .stdin
         .take()
         .ok_or_else(|| anyhow::anyhow!("no stdin"))?
-        .write_all(b"Secret123!\n")?;
+        .write_all(format!("{password}\n").as_bytes())?;
     let out = child.wait_with_output()?;
-    assert!(out.status.success());
+    assert!(out.status.success(), "{}", stderr(&out));
     let text = stdout(&out);
-    assert!(text.contains("password_hash = \"$argon2id$"), "{text}");
-    // winpr-hash -u alice -p 'Secret123!' gives this NT hash (MD4 of UTF-16LE).
-    assert!(text.contains("nt_hash = \"59c33a"), "{text}");
     assert!(
-        !text.contains("Secret123!"),
-        "the password itself is never printed"
+        !text.contains(password),
+        "the password itself is never printed: {text}"
     );
+    let value = |key: &str| -> Result<String> {
+        let prefix = format!("{key} = \"");
+        text.lines()
+            .find_map(|l| l.strip_prefix(&prefix)?.strip_suffix('"'))
+            .map(str::to_owned)
+            .with_context(|| format!("no {key} line in:\n{text}"))
+    };
+    assert_eq!(text.lines().count(), 2, "{text}");
+    Ok((value("password_hash")?, value("nt_hash")?))
+}
 
-    // The printed lines are valid in a user table.
-    let mut inventory = demo_inventory();
-    let hash_lines: String = text.lines().map(|l| format!("{l}\n")).collect();
-    inventory = inventory.replacen(
-        "desktops = [\"127.0.10.11\"]",
-        &format!(
-            "desktops = [\"127.0.10.11\"]\n{}",
-            hash_lines.replace("password_hash", "# password_hash")
-        ),
+#[test]
+fn passwd_prints_hashes_that_the_config_accepts() -> Result<()> {
+    use argon2::{PasswordHash, PasswordVerifier};
+    // [MS-NLMP] 4.2.1 (common values): the password "Password" and NTOWFv1 of it.
+    const PASSWORD: &str = "Password";
+    const NTOWF_V1: &str = "a4f49c406510bdcab6824ee7c30fd852";
+    let (hash, nt_hash) = passwd(PASSWORD)?;
+    assert_eq!(nt_hash, NTOWF_V1);
+    // The argon2 hash is one of this password and of no other.
+    let parsed = PasswordHash::new(&hash).map_err(|e| anyhow::anyhow!("{e}: {hash}"))?;
+    assert_eq!(parsed.algorithm.as_str(), "argon2id", "{hash}");
+    let argon2 = argon2::Argon2::default();
+    assert!(
+        argon2.verify_password(PASSWORD.as_bytes(), &parsed).is_ok(),
+        "{hash} does not verify with the password"
+    );
+    assert!(
+        argon2.verify_password(b"password", &parsed).is_err(),
+        "{hash} verifies with another password"
+    );
+    // A second run salts differently.
+    assert_ne!(passwd(PASSWORD)?.0, hash);
+
+    // The printed lines, as printed, replace tanaka's hash in the user table.
+    let sekisho = cli_only(&demo_inventory())?;
+    let inventory = demo_inventory();
+    let tanaka = "name = \"tanaka\"\ncontractor = \"acme\"\nrole = \"contractor\"\n";
+    let old_hash = inventory
+        .split(tanaka)
+        .nth(1)
+        .and_then(|rest| rest.lines().next())
+        .context("tanaka's password_hash line")?;
+    assert!(old_hash.starts_with("password_hash = "), "{old_hash}");
+    let edited = inventory.replacen(
+        &format!("{tanaka}{old_hash}\n"),
+        &format!("{tanaka}password_hash = \"{hash}\"\nnt_hash = \"{nt_hash}\"\n"),
         1,
     );
-    std::fs::write(&sekisho.config, &inventory)?;
+    assert!(edited.contains(&hash), "tanaka's entry was not edited");
+    std::fs::write(&sekisho.config, &edited)?;
     let out = sekisho.cli(&["check-config"])?;
     assert_eq!(out.status.code(), Some(0), "{}", stderr(&out));
     Ok(())
@@ -251,6 +285,10 @@ fn passwd_prints_hashes_that_the_config_accepts() -> Result<()> {
 
 #[test]
 fn catalogue_on_postgresql_serves_the_list_commands() -> Result<()> {
+    use recorder::catalogue::{
+        Catalogue, DecisionRecord, InstanceId, NewSession, Outcome, RecordingState,
+        RecordingSummary, Verdict,
+    };
     let Ok(url) = std::env::var("SEKISHO_TEST_POSTGRES_URL") else {
         if crate::support::skip_peers_allowed() {
             eprintln!("SKIPPED: SEKISHO_TEST_POSTGRES_URL not set");
@@ -262,11 +300,132 @@ fn catalogue_on_postgresql_serves_the_list_commands() -> Result<()> {
         &demo_inventory(),
         InstanceOptions {
             no_serve: true,
-            database: Some(url),
+            database: Some(url.clone()),
             ..InstanceOptions::default()
         },
     )?;
-    sekisho.sessions()?;
-    sekisho.denials()?;
+    // The cluster is shared with other tests: rows of a user name of this run's own.
+    let user = format!("pglist{}", &uuid::Uuid::now_v7().simple().to_string()[24..]);
+    let finished = policy::SessionId(uuid::Uuid::now_v7());
+    let live = policy::SessionId(uuid::Uuid::now_v7());
+    let rt = tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()?;
+    rt.block_on(async {
+        let catalogue = Catalogue::connect(&url).await?;
+        let instance = InstanceId::new("cli-pg-test")?;
+        let started = chrono::Utc::now() - chrono::Duration::minutes(10);
+        let session = |id, protocol, target: &str, minutes| NewSession {
+            id,
+            instance: instance.clone(),
+            protocol,
+            user: user.clone(),
+            contractor: "acme".into(),
+            source: "127.0.10.11".parse().expect("an address"),
+            target: target.into(),
+            path: "internet-vpn".into(),
+            console_session: None,
+            started_at: started + chrono::Duration::minutes(minutes),
+            recording: Some(format!("/recordings/{id}.skrec")),
+            detail: None,
+        };
+        catalogue
+            .session_started(&session(finished, policy::Protocol::Ssh, "web01", 0))
+            .await?;
+        catalogue
+            .session_ended(
+                finished,
+                started + chrono::Duration::minutes(3),
+                Outcome::Killed,
+                Some(&RecordingSummary {
+                    location: format!("/recordings/{finished}.skrec"),
+                    state: RecordingState::Complete,
+                    size: 4711,
+                    hash: Some("ab".repeat(32)),
+                }),
+            )
+            .await?;
+        catalogue
+            .session_started(&session(live, policy::Protocol::Rdp, "file-phys02", 5))
+            .await?;
+        catalogue
+            .record_decision(&DecisionRecord {
+                at: started,
+                instance: instance.clone(),
+                protocol: policy::Protocol::Rdp,
+                source: "127.0.10.11".parse().expect("an address"),
+                target: Some("web01".into()),
+                user: Some(user.clone()),
+                contractor: Some("acme".into()),
+                verdict: Verdict::Deny,
+                rule: "rdp.vdi-to-vm".into(),
+                reason: "web01 is a virtual machine; use its console".into(),
+                session_id: None,
+            })
+            .await?;
+        anyhow::Ok(())
+    })?;
+
+    let list = |args: &[&str]| -> Result<Vec<serde_json::Value>> {
+        let out = sekisho.cli(args)?;
+        assert_eq!(out.status.code(), Some(0), "{args:?}: {}", stderr(&out));
+        serde_json::from_slice(&out.stdout).with_context(|| format!("{args:?}: {}", stdout(&out)))
+    };
+    let sessions = list(&["sessions", "list", "--json", "--user", &user])?;
+    assert_eq!(sessions.len(), 2, "{sessions:#?}");
+    // Newest first: the live RDP session, then the killed SSH one.
+    assert_eq!(sessions[0]["id"], live.to_string());
+    assert_eq!(sessions[0]["outcome"], "live");
+    assert_eq!(sessions[0]["protocol"], "rdp");
+    assert!(sessions[0]["ended_at"].is_null());
+    assert_eq!(sessions[1]["id"], finished.to_string());
+    assert_eq!(sessions[1]["outcome"], "killed");
+    assert_eq!(sessions[1]["target"], "web01");
+    assert_eq!(sessions[1]["recording_size"], 4711);
+    assert_eq!(sessions[1]["recording_state"], "complete");
+    assert_eq!(sessions[1]["instance_id"], "cli-pg-test");
+    let rdp = list(&[
+        "sessions",
+        "list",
+        "--json",
+        "--user",
+        &user,
+        "--protocol",
+        "rdp",
+    ])?;
+    assert_eq!(rdp.len(), 1, "{rdp:#?}");
+    assert_eq!(rdp[0]["id"], live.to_string());
+
+    let denials = list(&["denials", "list", "--json", "--user", &user])?;
+    assert_eq!(denials.len(), 1, "{denials:#?}");
+    assert_eq!(denials[0]["rule"], "rdp.vdi-to-vm");
+    assert_eq!(denials[0]["target"], "web01");
+    assert_eq!(
+        denials[0]["reason"],
+        "web01 is a virtual machine; use its console"
+    );
+    assert!(
+        list(&[
+            "denials",
+            "list",
+            "--json",
+            "--user",
+            &user,
+            "--rule",
+            "zone.path"
+        ])?
+        .is_empty()
+    );
+
+    // The tables name the rows too.
+    let out = sekisho.cli(&["sessions", "list", "--user", &user])?;
+    assert_eq!(out.status.code(), Some(0), "{}", stderr(&out));
+    let table = stdout(&out);
+    assert!(
+        table.contains(&finished.to_string()) && table.contains(&live.to_string()),
+        "{table}"
+    );
+    let out = sekisho.cli(&["denials", "list", "--user", &user])?;
+    assert!(stdout(&out).contains("rdp.vdi-to-vm"), "{}", stdout(&out));
     Ok(())
 }

@@ -164,10 +164,11 @@ fn channels_added(log: &str) -> Vec<String> {
         .collect()
 }
 
-/// Asks the policy for a denied target: the client must fail fast, and the denial is listed.
+/// Asks the policy for a denied target: the client is refused (not left to time out), and the
+/// denial is listed.
 fn assert_denied(instance: &SekishoInstance, rule: &str) -> Result<()> {
     let run = tanaka(instance.listen.rdp.port(), 20, &[])?;
-    run.assert_refused("denied session became active", 5);
+    run.assert_refused("denied session became active");
     let denials = instance.denials()?;
     assert!(
         denials
@@ -258,6 +259,12 @@ fn active_tanaka_session(vdi: &Vdi) -> Result<(Background, String)> {
     Ok((client, id))
 }
 
+/// How soon an RDP client must be gone after an emergency stop (or a reload that revokes its
+/// session): the stop itself ([`crate::support::EMERGENCY_STOP`]), then the Disconnect Provider
+/// Ultimatum and up to 1 s per leg that Sekisho waits for each leg to close.
+const RDP_STOPPED_WITHIN: Duration =
+    Duration::from_secs(crate::support::EMERGENCY_STOP.as_secs() + 2);
+
 #[test]
 fn rdp_sessions_kill_ends_the_session_promptly() -> Result<()> {
     if !peers()? {
@@ -277,7 +284,7 @@ fn rdp_sessions_kill_ends_the_session_promptly() -> Result<()> {
         "the client stayed connected after the kill"
     );
     assert!(
-        after_kill < Duration::from_secs(5),
+        after_kill < RDP_STOPPED_WITHIN,
         "the client ended {after_kill:?} after the kill"
     );
     let row = vdi
@@ -314,7 +321,7 @@ fn rdp_sighup_revokes_the_live_session_of_a_removed_user() -> Result<()> {
         "the client stayed connected after the reload"
     );
     assert!(
-        after < Duration::from_secs(5),
+        after < RDP_STOPPED_WITHIN,
         "the client ended {after:?} after the reload"
     );
     let row = rdp_peers::ended_session(&vdi, "the revoked RDP session")?;
@@ -380,12 +387,18 @@ fn rdp_expired_contract_is_denied() -> Result<()> {
     )
 }
 
-/// Sends `bytes` and expects the connection to be closed (EOF or reset) within 12 s (the
-/// handshake timeout is 10 s), whatever Sekisho answered first.
+/// How long a client waits for Sekisho to close a connection it sent garbage: a third of the
+/// pre-authentication deadline (`auth.preauth_timeout`, 30 s in these labs). A connection that
+/// is only closed when the deadline runs out fails, so the refusal must come from Sekisho
+/// reading the garbage, not from the timer.
+const GARBAGE_CLOSE_WITHIN: Duration = Duration::from_secs(10);
+
+/// Sends `bytes` (then half-closes, if `half_close`) and expects Sekisho to close the
+/// connection (EOF or reset) within [`GARBAGE_CLOSE_WITHIN`], whatever it answered first.
 fn closes_cleanly(addr: std::net::SocketAddr, bytes: &[u8], half_close: bool) -> Result<Duration> {
     let started = Instant::now();
     let mut s = TcpStream::connect(addr)?;
-    s.set_read_timeout(Some(Duration::from_secs(12)))?;
+    s.set_read_timeout(Some(GARBAGE_CLOSE_WITHIN))?;
     s.write_all(bytes)?;
     if half_close {
         s.shutdown(std::net::Shutdown::Write)?;
@@ -398,7 +411,10 @@ fn closes_cleanly(addr: std::net::SocketAddr, bytes: &[u8], half_close: bool) ->
             Err(e) if e.kind() == std::io::ErrorKind::ConnectionReset => {
                 return Ok(started.elapsed());
             }
-            Err(e) => anyhow::bail!("connection not closed after {:?}: {e}", started.elapsed()),
+            Err(e) => anyhow::bail!(
+                "connection not closed after {:?} (the pre-authentication deadline is 30 s): {e}",
+                started.elapsed()
+            ),
         }
     }
 }
@@ -422,11 +438,14 @@ fn rdp_garbage_at_handshake_stages_closes_cleanly_and_others_are_unaffected() ->
     cr[2..4].copy_from_slice(&len.to_be_bytes());
     cr[4] = u8::try_from(cr.len() - 5)?;
 
+    // (name, bytes, half-close): only the truncated frame is followed by the client's EOF
+    // (Sekisho must not wait for the rest of a frame that cannot come); every other case is
+    // left open, so only Sekisho's own refusal of the bytes closes it in time.
     let cases: Vec<(&str, Vec<u8>, bool)> = vec![
         (
             "random bytes",
             (0..200u8).map(|i| i.wrapping_mul(37)).collect(),
-            true,
+            false,
         ),
         ("truncated TPKT", cr[..7].to_vec(), true),
         (
@@ -437,12 +456,12 @@ fn rdp_garbage_at_handshake_stages_closes_cleanly_and_others_are_unaffected() ->
         (
             "fast-path instead of X.224",
             vec![0x00, 0x05, 1, 2, 3],
-            true,
+            false,
         ),
         (
             "X.224 then garbage instead of TLS",
             [cr.clone(), vec![0x16, 0x03, 0x01, 0xff, 0xff, 0xde, 0xad]].concat(),
-            true,
+            false,
         ),
     ];
     // Meanwhile a real session runs and must be unaffected.
@@ -451,7 +470,7 @@ fn rdp_garbage_at_handshake_stages_closes_cleanly_and_others_are_unaffected() ->
     for (name, bytes, half_close) in cases {
         let took =
             closes_cleanly(addr, &bytes, half_close).map_err(|e| anyhow::anyhow!("{name}: {e}"))?;
-        assert!(took < Duration::from_secs(12), "{name}: took {took:?}");
+        println!("{name}: closed after {took:?}");
     }
     let run = session.join()?;
     assert!(run.active(), "concurrent session broke:\n{}", run.log);
@@ -588,7 +607,7 @@ fn rdp_hop_from_a_live_console_is_allowed_linked_and_ends_with_the_console() -> 
         "the hop stayed connected after its console ended"
     );
     assert!(
-        after_kill < Duration::from_secs(5),
+        after_kill < RDP_STOPPED_WITHIN,
         "the hop ended {after_kill:?} after the console was killed"
     );
     let rows = vdi.instance.sessions()?;
@@ -768,7 +787,7 @@ fn rdp_nla_on_the_contractor_leg_checks_the_nt_hash() -> Result<()> {
         20,
         &["/pcb:srv01", "/sec:nla"],
     )?;
-    run.assert_refused("a wrong password reached a session", 10);
+    run.assert_refused("a wrong password reached a session");
     let denial = rdp_peers::wait_denial(&vdi, 10, "an auth.failed denial", |d| {
         d["rule"] == "auth.failed" && d["protocol"] == "rdp"
     })?;
@@ -912,7 +931,7 @@ fn rdp_server_leg_nla_injects_the_secret_credentials() -> Result<()> {
     )?;
     let rdp = vdi.port;
     let run = tanaka(rdp, 20, &[])?;
-    run.assert_refused("a refused server logon reached a session", 10);
+    run.assert_refused("a refused server logon reached a session");
     let denial = rdp_peers::wait_denial(&vdi, 10, "a denial for the refused credentials", |d| {
         d["target"] == "srv01" && d["protocol"] == "rdp"
     })?;

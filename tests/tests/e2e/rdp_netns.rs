@@ -187,7 +187,7 @@ fn assert_refused(
     source: &str,
     target: &str,
 ) -> Result<()> {
-    run.assert_refused("denied session became active", 5);
+    run.assert_refused("denied session became active");
     let denial = rdp_peers::wait_denial(instance, 5, "the denial", |d| {
         d["rule"] == rule && d["protocol"] == "rdp" && d["source"] == source
     })?;

@@ -471,12 +471,49 @@ fn ssh_sftp_and_scp_are_refused_and_recorded() -> Result<()> {
     Ok(())
 }
 
+/// Everything `stream` yields until the peer closes it: the bytes, and whether it was closed
+/// (EOF or reset) within `timeout`.
+fn drain(stream: &mut std::net::TcpStream, timeout: Duration) -> Result<(Vec<u8>, bool)> {
+    use std::io::Read;
+    let deadline = Instant::now() + timeout;
+    let mut got = Vec::new();
+    let mut buf = [0u8; 1024];
+    while Instant::now() < deadline {
+        stream.set_read_timeout(Some(Duration::from_millis(200)))?;
+        match stream.read(&mut buf) {
+            Ok(0) => return Ok((got, true)),
+            Ok(n) => got.extend_from_slice(buf.get(..n).unwrap_or_default()),
+            Err(e) if e.kind() == std::io::ErrorKind::ConnectionReset => return Ok((got, true)),
+            Err(e)
+                if matches!(
+                    e.kind(),
+                    std::io::ErrorKind::WouldBlock | std::io::ErrorKind::TimedOut
+                ) => {}
+            Err(e) => return Err(e.into()),
+        }
+    }
+    Ok((got, false))
+}
+
+/// -R, -L and -D toward the real sshd of file-phys02 through a session to it: each is refused
+/// and a denial row, and nothing from the target comes out of a forwarded socket (sshd speaks
+/// first, so a forward that went through would show its banner at once).
 #[test]
 fn ssh_port_forwarding_is_refused_and_recorded() -> Result<()> {
-    if !peers(&["ssh"])? {
+    if !peers(&["ssh", "sshd"])? {
         return Ok(());
     }
-    let lab = lab(false, false, |i| i)?;
+    let lab = lab(false, true, |i| i)?;
+    let sshd_port = lab.sshd.as_ref().context("sshd")?.port;
+    // Control: the target does answer whoever reaches it.
+    let mut direct = std::net::TcpStream::connect(("127.0.0.1", sshd_port))?;
+    let (banner, _) = drain(&mut direct, Duration::from_secs(2))?;
+    assert!(
+        banner.starts_with(b"SSH-2.0-"),
+        "the target's sshd did not speak first: {banner:?}"
+    );
+    drop(direct);
+
     // -R: the tcpip-forward request is refused; with ExitOnForwardFailure ssh gives up.
     let mut s = lab.ssh_with(
         &lab.askpass,
@@ -486,7 +523,7 @@ fn ssh_port_forwarding_is_refused_and_recorded() -> Result<()> {
             "ExitOnForwardFailure=yes",
             "-R",
             "0:127.0.0.1:9",
-            "tanaka@127.0.0.1",
+            "tanaka+file-phys02@127.0.0.1",
         ],
     )?;
     let status = s.wait_exit(Duration::from_secs(20))?;
@@ -498,33 +535,111 @@ fn ssh_port_forwarding_is_refused_and_recorded() -> Result<()> {
         let before = lab.denials_with("ssh.forwarding")?.len();
         let local = crate::support::free_port("127.0.0.1")?;
         let spec = if flag == "-L" {
-            format!("127.0.0.1:{local}:127.0.0.1:22")
+            format!("127.0.0.1:{local}:127.0.0.1:{sshd_port}")
         } else {
             format!("127.0.0.1:{local}")
         };
-        let _s = lab.ssh_with(&lab.askpass, &["-N", flag, &spec, "tanaka@127.0.0.1"])?;
+        let _s = lab.ssh_with(
+            &lab.askpass,
+            &["-N", flag, &spec, "tanaka+file-phys02@127.0.0.1"],
+        )?;
         crate::support::wait_for_port(([127, 0, 0, 1], local).into(), Duration::from_secs(15))?;
+        let mut c = std::net::TcpStream::connect(("127.0.0.1", local))?;
         if flag == "-D" {
-            // A SOCKS5 CONNECT to 127.0.0.1:22 makes ssh open a direct-tcpip channel.
+            // SOCKS5: no authentication, then CONNECT to the target's sshd.
             use std::io::{Read, Write};
-            let mut c = std::net::TcpStream::connect(("127.0.0.1", local))?;
             c.set_read_timeout(Some(Duration::from_secs(5)))?;
             c.write_all(&[5, 1, 0])?;
             let mut r = [0u8; 2];
             c.read_exact(&mut r)?;
-            c.write_all(&[5, 1, 0, 1, 127, 0, 0, 1, 0, 22])?;
-            let mut r = [0u8; 10];
-            let _ = c.read(&mut r);
-        } else {
-            let _c = std::net::TcpStream::connect(("127.0.0.1", local))?;
-            std::thread::sleep(Duration::from_millis(300));
+            assert_eq!(r, [5, 0], "ssh's SOCKS server");
+            let [hi, lo] = sshd_port.to_be_bytes();
+            c.write_all(&[5, 1, 0, 1, 127, 0, 0, 1, hi, lo])?;
         }
+        let (got, closed) = drain(&mut c, Duration::from_secs(10))?;
+        let shown = String::from_utf8_lossy(&got);
+        if flag == "-D" {
+            // ssh answers a refused CONNECT with nothing or a failure; success is 5, 0.
+            assert!(
+                !got.starts_with(&[5, 0]),
+                "{flag}: the SOCKS CONNECT succeeded: {got:?}"
+            );
+        } else {
+            assert!(got.is_empty(), "{flag}: bytes came through: {shown:?}");
+        }
+        assert!(
+            !shown.contains("SSH-2.0"),
+            "{flag}: the target's banner came through: {shown:?}"
+        );
+        assert!(closed, "{flag}: the forwarded socket was left open");
         lab.sekisho.wait_until(
             Duration::from_secs(10),
             &format!("a forwarding denial for {flag}"),
             || Ok((lab.denials_with("ssh.forwarding")?.len() > before).then_some(())),
         )?;
     }
+    Ok(())
+}
+
+/// SFTP to file-phys02, whose real sshd serves SFTP (shown by a direct upload): through
+/// Sekisho the subsystem is refused, the denial is a row, and the file never reaches the
+/// target.
+#[test]
+fn ssh_sftp_to_a_physical_server_is_refused_though_its_sshd_serves_sftp() -> Result<()> {
+    if !peers(&["sftp", "sshd"])? {
+        return Ok(());
+    }
+    let lab = lab(false, true, |i| i)?;
+    let sshd_port = lab.sshd.as_ref().context("sshd")?.port;
+    let src = lab.sekisho.path("upload.txt");
+    std::fs::write(&src, "sftp payload\n")?;
+    let stamp = uuid::Uuid::now_v7().simple().to_string();
+    let sftp = |askpass: &std::path::Path, port: u16, login: &str, dst: &str| -> Result<Session> {
+        let mut c = client("sftp", askpass);
+        c.args(["-F", "/dev/null", "-P", &port.to_string()])
+            .args(["-o", &format!("BindAddress={TANAKA_DESKTOP}")])
+            .args(ssh_options(port, TANAKA_DESKTOP).iter().skip(6))
+            .arg(login);
+        let mut s = Session::spawn(c)?;
+        s.send(format!("put {} {dst}\n", src.display()).as_bytes())?;
+        s.close_stdin();
+        Ok(s)
+    };
+
+    // Control: the target's sshd takes the upload from its own user.
+    let lab_dir = lab.sekisho.path("lab-askpass");
+    std::fs::create_dir_all(&lab_dir)?;
+    let lab_askpass = askpass(&lab_dir, LAB_PASSWORD, None)?;
+    let direct_dst = format!("/tmp/sekisho-sftp-direct-{stamp}");
+    let mut s = sftp(
+        &lab_askpass,
+        sshd_port,
+        &format!("{LAB_USER}@127.0.0.1"),
+        &direct_dst,
+    )?;
+    let status = s.wait_exit(Duration::from_secs(30))?;
+    let direct = std::fs::read_to_string(&direct_dst);
+    let _ = std::fs::remove_file(&direct_dst);
+    assert_eq!(status.code(), Some(0), "direct sftp: {}", s.output());
+    assert_eq!(direct?, "sftp payload\n", "the direct upload");
+
+    // Through Sekisho.
+    let dst = format!("/tmp/sekisho-sftp-via-{stamp}");
+    let mut s = sftp(
+        &lab.askpass,
+        lab.port(),
+        "tanaka+file-phys02@127.0.0.1",
+        &dst,
+    )?;
+    let status = s.wait_exit(Duration::from_secs(30))?;
+    assert_ne!(status.code(), Some(0), "{}", s.output());
+    assert!(s.output().contains("ssh.file-transfer"), "{}", s.output());
+    let denial = lab.wait_denial("ssh.file-transfer")?;
+    assert_eq!(denial["target"], "file-phys02", "{denial}");
+    assert!(
+        !std::path::Path::new(&dst).exists(),
+        "the file reached the target through Sekisho"
+    );
     Ok(())
 }
 
@@ -909,7 +1024,7 @@ fn ssh_matrix_card_second_factor() -> Result<()> {
 }
 
 #[test]
-fn ssh_sessions_kill_ends_a_console_session_within_one_second() -> Result<()> {
+fn ssh_sessions_kill_ends_a_console_session_promptly() -> Result<()> {
     if !peers(&["ssh", "qemu-system-x86_64"])? {
         return Ok(());
     }
@@ -918,8 +1033,9 @@ fn ssh_sessions_kill_ends_a_console_session_within_one_second() -> Result<()> {
     s.wait_for("SeaBIOS", Duration::from_secs(20))?;
     let live = lab.live_session("web01")?;
     let id = live["id"].as_str().context("session id")?.to_owned();
-    let out = lab.sekisho.cli(&["sessions", "kill", &id])?;
+    // From before the command: `sessions kill` returns once the session has ended.
     let killed_at = Instant::now();
+    let out = lab.sekisho.cli(&["sessions", "kill", &id])?;
     assert_eq!(
         out.status.code(),
         Some(0),
@@ -928,7 +1044,8 @@ fn ssh_sessions_kill_ends_a_console_session_within_one_second() -> Result<()> {
     );
     let seen = s.wait_for("session ended by security staff", Duration::from_secs(5))?;
     let took = seen.duration_since(killed_at);
-    assert!(took < Duration::from_secs(1), "kill took {took:?}");
+    println!("kill -> told in {took:?} (the kill command itself included)");
+    assert!(took < crate::support::EMERGENCY_STOP, "kill took {took:?}");
     let row = lab.ended_session("web01")?;
     assert_eq!(row["outcome"], "killed", "{row}");
     Ok(())

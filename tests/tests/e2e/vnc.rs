@@ -400,9 +400,8 @@ fn vnc_console_relays_screen_records_and_drops_clipboard() -> Result<()> {
         "the screen is in the recording ({} bytes)",
         bytes.len()
     );
-    let haystack = String::from_utf8_lossy(&bytes);
     assert!(
-        !haystack.contains("clipboard-secret-from-vdi"),
+        !recording_contains(&path, b"clipboard-secret-from-vdi")?,
         "the dropped clipboard must not reach the console or the recording"
     );
     lab.assert_verifies(&path)?;
@@ -514,7 +513,7 @@ fn vnc_console_policy_denials() -> Result<()> {
 }
 
 #[test]
-fn vnc_kill_ends_the_console_within_a_second() -> Result<()> {
+fn vnc_kill_ends_the_console_promptly() -> Result<()> {
     let Some(lab) = lab(false)? else {
         return Ok(());
     };
@@ -529,14 +528,14 @@ fn vnc_kill_ends_the_console_within_a_second() -> Result<()> {
     let started = Instant::now();
     lab.kill(&id)?;
     let report = wait_viewer(viewer)?;
-    assert!(started.elapsed() < Duration::from_secs(10));
+    println!("viewer ended {:?} after the kill", started.elapsed());
     let closed_at = report["closed_at"]
         .as_f64()
         .with_context(|| format!("viewer was not disconnected: {report}"))?;
     let delay = closed_at - killed_at;
     eprintln!("kill -> viewer disconnected in {delay:.3} s");
     assert!(
-        delay < 1.5,
+        delay < crate::support::EMERGENCY_STOP.as_secs_f64(),
         "kill took {delay:.3} s (the kill command itself included)"
     );
     let row = lab.session(false)?;
@@ -738,12 +737,12 @@ fn vnc_tigervnc_clipboard_is_cut_both_ways() -> Result<()> {
     drop(viewer);
     let row = lab.session(false)?;
     let path = lab.recording(&row)?;
-    let bytes = std::fs::read(&path)?;
-    let text = String::from_utf8_lossy(&bytes);
-    assert!(
-        !text.contains(FROM_VDI) && !text.contains(FROM_VM),
-        "no clipboard text in the recording"
-    );
+    for text in [FROM_VDI, FROM_VM] {
+        assert!(
+            !recording_contains(&path, text.as_bytes())?,
+            "{text} is in the recording"
+        );
+    }
     // Both drops are events in the recording too, not only in the catalogue.
     let dropped = recorded_events(&path)?
         .into_iter()
@@ -991,4 +990,35 @@ fn recorded_events(path: &std::path::Path) -> Result<Vec<(recorder::EventKind, S
         }
     }
     Ok(out)
+}
+
+/// Whether `needle` is in any decoded record of the recording at `path`: relayed bytes in
+/// either direction (each direction's stream joined, so a text split over two records is
+/// found), keyframes, event details and records of unknown kinds. The file itself is zstd
+/// compressed, so searching its raw bytes would find nothing even if the text were recorded.
+fn recording_contains(path: &std::path::Path, needle: &[u8]) -> Result<bool> {
+    use recorder::format::{Direction, RecordKind};
+    let bytes = std::fs::read(path).with_context(|| format!("read {}", path.display()))?;
+    let rec = recorder::reader::Recording::parse(&bytes)?;
+    let (mut to_server, mut to_client, mut others) = (Vec::new(), Vec::new(), Vec::new());
+    for r in rec.records() {
+        match r?.kind {
+            RecordKind::Data {
+                direction: Direction::ClientToServer,
+                bytes,
+                ..
+            } => to_server.extend_from_slice(&bytes),
+            RecordKind::Data { bytes, .. } => to_client.extend_from_slice(&bytes),
+            RecordKind::Keyframe { bytes, .. } => others.push(bytes.to_vec()),
+            RecordKind::Event(e) => others.push(e.detail.into_bytes()),
+            RecordKind::Unknown { body, .. } => others.push(body.to_vec()),
+            _ => {}
+        }
+    }
+    anyhow::ensure!(
+        !to_server.is_empty() && !to_client.is_empty(),
+        "the recording holds no relayed bytes to search"
+    );
+    let found = |hay: &[u8]| hay.windows(needle.len()).any(|w| w == needle);
+    Ok(found(&to_server) || found(&to_client) || others.iter().any(|o| found(o)))
 }

@@ -2,10 +2,11 @@
 //! `sekisho serve`: log in as each role (and with a matrix card), list, filter, open the
 //! denials dashboard, and a contractor cannot open another's session by id; the player on a
 //! VNC session through Sekisho against QEMU and on the real xrdp RDP fixture, each canvas
-//! compared with the decoder's frame; an ignored benchmark of the time to first frame.
+//! compared with the decoder's frame; a console session's recording tampered with after the
+//! fact is shown tampered; an ignored benchmark of the time to first frame.
 //!
-//! The catalogue is seeded directly (sessions and a denial) so the pages have known rows;
-//! no proxy peer is needed. Every page is `sekisho serve`'s own web listener: a `serve` that
+//! The catalogue is seeded directly (sessions and a denial) so the pages have known rows (the
+//! tamper check records a real console session through the SSH door and QEMU instead). Every page is `sekisho serve`'s own web listener: a `serve` that
 //! does not serve the UI fails these tests.
 
 #[path = "support/web_browser.rs"]
@@ -403,6 +404,97 @@ fn web_ui_in_chromium() -> Result<()> {
         let base = web_base(&instance).await?;
         run(&base, &seeded).await
     });
+    result.map_err(|e| anyhow::anyhow!("{e:#}\n--- serve log ---\n{}", instance.serve_log()))
+}
+
+/// The `#verification` verdict the session page of `id` shows an auditor: its class.
+async fn verification_class(b: &Browser, base: &str, id: &str) -> Result<String> {
+    b.goto(&format!("{base}/sessions/{id}")).await?;
+    let src = b.source().await?;
+    let at = src
+        .find("id=\"verification\" class=\"")
+        .with_context(|| format!("no verification on the session page:\n{src}"))?;
+    let rest = src
+        .get(at + "id=\"verification\" class=\"".len()..)
+        .unwrap_or("");
+    Ok(rest.split('"').next().unwrap_or("").to_owned())
+}
+
+/// A real console session's recording, as `serve` stores and serves it, with one byte flipped
+/// inside a chunk: `recording verify` exits 1 naming it tampered, and the session page in
+/// Chromium shows it tampered where it showed it intact before.
+#[test]
+fn a_tampered_recording_fails_verify_and_the_session_page_says_so() -> Result<()> {
+    use crate::ssh::ssh_peers;
+    if !require_peers(&["ssh", "qemu-system-x86_64", "chromium", "chromedriver"])? {
+        return Ok(());
+    }
+    let qemu = ssh_peers::start_qemu_serial()?;
+    let inventory = inventory().replace(
+        "serial_console = \"127.0.0.1:14501\"",
+        &format!("serial_console = \"127.0.0.1:{}\"", qemu.port),
+    );
+    let instance = SekishoInstance::start(&inventory)?;
+    let askpass = ssh_peers::askpass(instance.dir.path(), PASSWORD, None)?;
+    let session = ssh_peers::ssh_tt(
+        &askpass,
+        instance.listen.ssh.port(),
+        VNC_DESKTOP,
+        "tanaka+web01",
+    )?;
+    session.wait_for("No bootable device", Duration::from_secs(20))?;
+    drop(session);
+    let row = instance.wait_until(Duration::from_secs(15), "the ended session", || {
+        Ok(instance
+            .sessions()?
+            .into_iter()
+            .find(|s| s["target"] == "web01" && !s["ended_at"].is_null()))
+    })?;
+    let id = row["id"].as_str().context("session id")?.to_owned();
+    let path = ssh_peers::recording_path(&instance, &row)?;
+    let verify = || -> Result<(Option<i32>, String)> {
+        let out = instance.cli(&["recording", "verify", &path.display().to_string()])?;
+        Ok((out.status.code(), ssh_peers::output_text(&out)))
+    };
+    let (code, text) = verify()?;
+    assert_eq!(code, Some(0), "{text}");
+
+    let runtime = tokio::runtime::Runtime::new()?;
+    let result = runtime.block_on(async {
+        let base = web_base(&instance).await?;
+        let b = Browser::start().await?;
+        let result = async {
+            login(&b, &base, "suzuki").await?;
+            let before = verification_class(&b, &base, &id).await?;
+            ensure!(before == "verify-intact", "before the flip: {before}");
+
+            // One byte inside the first chunk's compressed body.
+            let mut bytes = std::fs::read(&path)?;
+            let magic = recorder::format::CHUNK_MAGIC;
+            let chunk = bytes
+                .windows(magic.len())
+                .position(|w| w == magic)
+                .context("no chunk in the recording")?;
+            let at = chunk + recorder::format::CHUNK_PREFIX_LEN + 2;
+            let byte = bytes.get_mut(at).context("chunk body")?;
+            *byte ^= 0x20;
+            std::fs::write(&path, &bytes)?;
+
+            let (code, text) = verify()?;
+            ensure!(
+                code == Some(1),
+                "verify of the flipped file: {code:?}\n{text}"
+            );
+            ensure!(text.contains("TAMPERED"), "{text}");
+            let after = verification_class(&b, &base, &id).await?;
+            ensure!(after == "verify-tampered", "after the flip: {after}");
+            Ok(())
+        }
+        .await;
+        b.close().await?;
+        result
+    });
+    drop(qemu);
     result.map_err(|e| anyhow::anyhow!("{e:#}\n--- serve log ---\n{}", instance.serve_log()))
 }
 

@@ -358,16 +358,12 @@ impl ClientRun {
         self.log.contains("CONNECTION_STATE_ACTIVE")
     }
 
-    /// Asserts a prompt refusal: never active (else `what`), not hung until the timeout, and
-    /// over within `secs`.
-    pub fn assert_refused(&self, what: &str, secs: u64) {
+    /// Asserts a refusal: never active (else `what`), and ended by Sekisho rather than by the
+    /// client's own timeout (exit 124). How long it took is printed, not asserted.
+    pub fn assert_refused(&self, what: &str) {
         assert!(!self.active(), "{what}:\n{}", self.log);
         assert_ne!(self.code, Some(124), "client hung until the timeout");
-        assert!(
-            self.elapsed < Duration::from_secs(secs),
-            "refusal took {:?}",
-            self.elapsed
-        );
+        println!("refused after {:?}", self.elapsed);
     }
 }
 
