@@ -625,7 +625,11 @@ pub async fn recording(
             (header::CONTENT_TYPE, "application/octet-stream".to_owned()),
             (
                 header::CONTENT_DISPOSITION,
-                format!("attachment; filename=\"{}.sekrec\"", row.id),
+                format!(
+                    "attachment; filename=\"{}.{}\"",
+                    row.id,
+                    recorder::storage::EXTENSION
+                ),
             ),
         ],
         bytes,
