@@ -346,8 +346,9 @@ fn verify_on(on: &SekishoInstance, url: &str) -> Result<(Option<i32>, String)> {
     ))
 }
 
-/// The verification state C's web UI shows for session `id`, in Chromium, as an auditor.
-fn web_verification(on: &SekishoInstance, id: &str) -> Result<String> {
+/// The verification state `on`'s web UI shows for session `id`, in Chromium, as an auditor,
+/// and the terminal screen its player decodes at the end of the recording.
+fn web_verification(on: &SekishoInstance, id: &str) -> Result<(String, String)> {
     use crate::web::web_browser::Browser;
     crate::support::wait_for_port(on.listen.web, Duration::from_secs(20))?;
     let base = format!("https://{}", on.listen.web);
@@ -367,7 +368,17 @@ fn web_verification(on: &SekishoInstance, id: &str) -> Result<String> {
                 .find(fantoccini::Locator::Id("verification"))
                 .await?;
             let class = e.attr("class").await?.unwrap_or_default();
-            anyhow::Ok(class)
+            let screen = b
+                .client
+                .execute_async(
+                    &format!(
+                        "const done = arguments[arguments.length - 1];\
+                         fetch('/sessions/{id}/screen?ms=999999999').then(r => r.text()).then(done, e => done('ERROR ' + e));"
+                    ),
+                    vec![],
+                )
+                .await?;
+            anyhow::Ok((class, screen.as_str().unwrap_or_default().to_owned()))
         }
         .await;
         b.close().await?;
@@ -407,7 +418,12 @@ fn cluster_three_instances_share_one_catalogue_and_one_object_store() -> Result<
     assert!(url.starts_with("s3://"), "{url}");
     let (code, text) = verify_on(&c.c, &url)?;
     assert_eq!(code, Some(0), "C cannot verify A's recording: {text}");
-    assert_eq!(web_verification(&c.c, &id)?, "verify-intact");
+    let (verification, screen) = web_verification(&c.c, &id)?;
+    assert_eq!(verification, "verify-intact");
+    assert!(
+        screen.contains("SHARED-42"),
+        "C's player does not show what was typed through A: {screen}"
+    );
     let out = c.c.cli(&["ledger", "verify"])?;
     let text = String::from_utf8_lossy(&out.stdout).into_owned();
     assert!(out.status.success(), "{text}");
