@@ -55,19 +55,24 @@ fn cluster_with(edit: impl Fn(String) -> String) -> Result<Cluster> {
     })
 }
 
+/// tanaka's console session on app02 through `via`, proven to work by a command whose
+/// output (`TAG-42`) only the shell can produce.
+fn working_console(askpass: &std::path::Path, via: &SekishoInstance, tag: &str) -> Result<Session> {
+    let mut s = ssh_peers::ssh_tt(
+        askpass,
+        via.listen.ssh.port(),
+        TANAKA_DESKTOP,
+        "tanaka+app02",
+    )?;
+    s.wait_for("this session is recorded", Duration::from_secs(30))?;
+    s.send(format!("echo {tag}-$((6*7))\n").as_bytes())?;
+    s.wait_for(&format!("{tag}-42"), Duration::from_secs(30))?;
+    Ok(s)
+}
+
 impl Cluster {
-    /// A console session on app02 through `via`, proven to work.
     fn console_via(&self, via: &SekishoInstance) -> Result<Session> {
-        let mut s = ssh_peers::ssh_tt(
-            &self.askpass,
-            via.listen.ssh.port(),
-            TANAKA_DESKTOP,
-            "tanaka+app02",
-        )?;
-        s.wait_for("this session is recorded", Duration::from_secs(30))?;
-        s.send(b"echo ALIVE-$((6*7))\n")?;
-        s.wait_for("ALIVE-42", Duration::from_secs(30))?;
-        Ok(s)
+        working_console(&self.askpass, via, "ALIVE")
     }
 }
 
@@ -320,16 +325,7 @@ fn shared_cluster() -> Result<Option<SharedCluster>> {
 
 impl SharedCluster {
     fn console_via(&self, via: &SekishoInstance) -> Result<Session> {
-        let mut s = ssh_peers::ssh_tt(
-            &self.askpass,
-            via.listen.ssh.port(),
-            TANAKA_DESKTOP,
-            "tanaka+app02",
-        )?;
-        s.wait_for("this session is recorded", Duration::from_secs(30))?;
-        s.send(b"echo SHARED-$((6*7))\n")?;
-        s.wait_for("SHARED-42", Duration::from_secs(30))?;
-        Ok(s)
+        working_console(&self.askpass, via, "SHARED")
     }
 }
 
