@@ -179,27 +179,22 @@ async fn trusted_keys(
     local: Option<VerifyingKey>,
     catalogue: &Catalogue,
 ) -> Result<Vec<VerifyingKey>> {
-    let parse = |hex_key: &str| -> Result<VerifyingKey> {
-        let bytes: [u8; 32] = hex::decode(hex_key.trim())
-            .ok()
-            .and_then(|b| b.try_into().ok())
-            .with_context(|| format!("--trusted-key {hex_key:?} is not 64 hex digits"))?;
-        VerifyingKey::from_bytes(&bytes)
-            .with_context(|| format!("--trusted-key {hex_key:?} is not an ed25519 key"))
-    };
     if !given.is_empty() {
-        return given.iter().map(|k| parse(k)).collect();
+        return given
+            .iter()
+            .map(|k| {
+                recorder::signing::parse_public_key(k)
+                    .with_context(|| format!("--trusted-key {k:?}"))
+            })
+            .collect();
     }
     let mut keys: Vec<VerifyingKey> = local.into_iter().collect();
-    for (_, k) in catalogue
-        .signers()
-        .await
-        .context("cannot read the instances' keys")?
-    {
-        if let Ok(k) = parse(&k) {
-            keys.push(k);
-        }
-    }
+    keys.extend(
+        catalogue
+            .signer_keys()
+            .await
+            .context("cannot read the instances' keys")?,
+    );
     Ok(keys)
 }
 

@@ -113,6 +113,13 @@ pub fn is_url(recording: &Path) -> bool {
     recording.to_str().is_some_and(|s| s.contains("://"))
 }
 
+/// Who runs this command, for the catalogue (`sudo` keeps the person's own name).
+pub fn operator() -> String {
+    std::env::var("SUDO_USER")
+        .or_else(|_| std::env::var("USER"))
+        .unwrap_or_else(|_| "cli".to_owned())
+}
+
 /// Opens the catalogue named by the configuration.
 pub async fn open_catalogue(config: &LoadedConfig) -> Result<recorder::catalogue::Catalogue> {
     let url = &config.inventory.storage().database;

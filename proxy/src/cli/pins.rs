@@ -99,9 +99,7 @@ pub fn forget(args: ForgetArgs) -> Result<ExitCode> {
             eprintln!("no pin for {}", args.endpoint);
             return Ok(ExitCode::from(EXIT_NO));
         }
-        let by = std::env::var("SUDO_USER")
-            .or_else(|_| std::env::var("USER"))
-            .unwrap_or_else(|_| "cli".to_owned());
+        let by = super::operator();
         let what = args.kind.map_or("every key", PinKind::as_str);
         catalogue
             .audit_event(&AuditEvent {

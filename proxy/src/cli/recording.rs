@@ -99,7 +99,7 @@ pub fn verify(args: VerifyArgs) -> Result<ExitCode> {
                 .block_on(async {
                     let catalogue = super::open_catalogue(&config).await?;
                     catalogue
-                        .signers()
+                        .signer_keys()
                         .await
                         .context("cannot read the instances' keys")
                 })
@@ -107,11 +107,7 @@ pub fn verify(args: VerifyArgs) -> Result<ExitCode> {
                     eprintln!("note: {e:#}; trusting this instance's key only");
                     Vec::new()
                 });
-            keys.extend(
-                registered
-                    .iter()
-                    .filter_map(|(_, k)| recorder::signing::parse_public_key(k).ok()),
-            );
+            keys.extend(registered);
             keys
         }
         (None, None) => Vec::new(),

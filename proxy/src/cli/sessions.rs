@@ -112,9 +112,7 @@ pub fn kill(args: KillArgs) -> Result<ExitCode> {
     let rt = super::runtime()?;
     rt.block_on(async {
         let catalogue = super::open_catalogue(&config).await?;
-        let by = std::env::var("SUDO_USER")
-            .or_else(|_| std::env::var("USER"))
-            .unwrap_or_else(|_| "cli".to_owned());
+        let by = super::operator();
         if !catalogue
             .request_kill(args.id, &by)
             .await

@@ -445,19 +445,13 @@ pub(super) async fn recording_size(state: &WebState, location: &str) -> Option<u
 /// key at all, any signature is checked for self-consistency only.
 async fn trusted_keys(state: &WebState) -> Vec<ed25519_dalek::VerifyingKey> {
     let mut keys: Vec<_> = state.verifying_key.into_iter().collect();
-    match state.services.catalogue().signers().await {
-        Ok(signers) => keys.extend(signers.iter().filter_map(|(_, k)| parse_key(k))),
+    match state.services.catalogue().signer_keys().await {
+        Ok(signers) => keys.extend(signers),
         Err(e) => {
             warn!(error = %e, "Cannot read the instances' keys; trusting this instance's only")
         }
     }
     keys
-}
-
-/// A hex ed25519 public key, as instances register it.
-pub(super) fn parse_key(hex_key: &str) -> Option<ed25519_dalek::VerifyingKey> {
-    let bytes: [u8; 32] = hex::decode(hex_key.trim()).ok()?.try_into().ok()?;
-    ed25519_dalek::VerifyingKey::from_bytes(&bytes).ok()
 }
 
 /// The verification state of a session's recording: (css class, text).

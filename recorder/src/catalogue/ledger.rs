@@ -128,6 +128,18 @@ impl Catalogue {
             .collect()
     }
 
+    /// The public keys instances registered, parsed (a key that does not parse is left out:
+    /// it cannot have signed anything). The keys a recording of this catalogue may be signed
+    /// by: each instance signs its own recordings and seals those of a dead one.
+    pub async fn signer_keys(&self) -> Result<Vec<crate::signing::VerifyingKey>, CatalogueError> {
+        Ok(self
+            .signers()
+            .await?
+            .iter()
+            .filter_map(|(_, k)| crate::signing::parse_public_key(k).ok())
+            .collect())
+    }
+
     /// Every ledger entry, by seq.
     pub async fn ledger_entries(&self) -> Result<Vec<Entry>, CatalogueError> {
         let sql = sqlx::AssertSqlSafe(format!("SELECT {ENTRY_COLS} FROM ledger ORDER BY seq"));
