@@ -102,10 +102,24 @@ pub fn sekisho_bin() -> Result<PathBuf> {
 /// and measured in the benches): a kill applied only by some later pass would exceed it.
 pub const EMERGENCY_STOP: Duration = Duration::from_secs(3);
 
-/// A free TCP port on `ip` (the listener is dropped, so a race is possible but unlikely).
+/// A free TCP port on `ip`, never the same one twice in this test process.
+///
+/// The probe listener is dropped before the caller binds, and the kernel may hand the
+/// same ephemeral port to the next probe (it did: an instance got one port for RDP and
+/// metrics and refused its configuration), so ports already given out are skipped.
+/// Another process taking the port in between remains possible but rare.
 pub fn free_port(ip: &str) -> Result<u16> {
-    let l = TcpListener::bind((ip, 0)).with_context(|| format!("bind {ip}:0"))?;
-    Ok(l.local_addr()?.port())
+    static GIVEN_OUT: std::sync::Mutex<Vec<(String, u16)>> = std::sync::Mutex::new(Vec::new());
+    for _ in 0..1000 {
+        let l = TcpListener::bind((ip, 0)).with_context(|| format!("bind {ip}:0"))?;
+        let port = l.local_addr()?.port();
+        let mut given = GIVEN_OUT.lock().unwrap_or_else(|e| e.into_inner());
+        if !given.iter().any(|(i, p)| i == ip && *p == port) {
+            given.push((ip.to_string(), port));
+            return Ok(port);
+        }
+    }
+    bail!("no unused port on {ip} after 1000 probes")
 }
 
 /// Waits until something accepts TCP connections on `addr`.
