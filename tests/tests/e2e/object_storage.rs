@@ -1,7 +1,8 @@
 //! Recordings in an S3-compatible object store, end to end: `serve` configured with
 //! `storage.recordings = "s3://…"` records a console session through the SSH front door to a
 //! real Garage (`scripts/garage-test-server`); the catalogue holds the object's URL, and
-//! `recording verify`, `recording info` and `play` read it from the store.
+//! `recording verify`, `recording info` and `play` read it from the store; and the store going
+//! down mid-session (`scripts/garage-test-server pause`) is survived without losing a byte.
 
 use std::time::Duration;
 
@@ -220,5 +221,212 @@ fn a_crash_is_sealed_from_the_spool_and_shipped_at_the_next_start() -> Result<()
     assert!(text(&out).contains("interrupted"), "{}", text(&out));
     let out = sekisho.cli(&["play", &id, "--speed", "16", "--skip-idle", "0.1"])?;
     assert!(String::from_utf8_lossy(&out.stdout).contains("No bootable device"));
+    Ok(())
+}
+
+/// `scripts/garage-test-server pause` (the Garage process stopped, its data kept); resumed on
+/// drop, so a failing test does not leave the suite's store down.
+struct GarageOutage {
+    resumed: bool,
+}
+
+impl GarageOutage {
+    fn begin() -> Result<GarageOutage> {
+        garage_control("pause")?;
+        Ok(GarageOutage { resumed: false })
+    }
+
+    fn end(&mut self) -> Result<()> {
+        self.resumed = true;
+        garage_control("resume")
+    }
+}
+
+impl Drop for GarageOutage {
+    fn drop(&mut self) {
+        if !self.resumed {
+            let _ = garage_control("resume");
+        }
+    }
+}
+
+fn garage_control(arg: &str) -> Result<()> {
+    let script = crate::support::workspace_root().join("scripts/garage-test-server");
+    let status = std::process::Command::new(&script)
+        .arg(arg)
+        .stdin(std::process::Stdio::null())
+        .status()
+        .with_context(|| format!("cannot run {}", script.display()))?;
+    anyhow::ensure!(status.success(), "garage-test-server {arg} failed");
+    Ok(())
+}
+
+/// A metric's value in a `/metrics` body.
+fn metric(body: &str, name: &str) -> Option<f64> {
+    body.lines().find_map(|l| {
+        let (n, v) = l.split_once(' ')?;
+        (n == name).then(|| v.trim().parse().ok())?
+    })
+}
+
+/// The store goes down while an instance records a console session: the session goes on
+/// (its bytes spool), a new session is refused once the unshipped bytes pass the spool limit
+/// (`sekisho.unavailable`, nothing opened on the console), `/metrics` and the log say why,
+/// and when the store is back everything ships, new sessions run again, and the recording
+/// made across the outage verifies intact with what was typed during it.
+#[test]
+fn garage_stopped_mid_session_spools_refuses_new_sessions_and_ships_on_return() -> Result<()> {
+    if !require_peers(&["ssh", "sshd", "runuser", "curl", "base64"])? {
+        return Ok(());
+    }
+    let Some(g) = garage()? else {
+        return Ok(());
+    };
+    let sshd = ssh_peers::start_sshd(&[])?;
+    let url = format!("s3://{}/outage/{}", g.bucket, uuid::Uuid::now_v7());
+    let sekisho = SekishoInstance::start_with(
+        &ssh_peers::console_inventory(14501, sshd.port),
+        InstanceOptions {
+            recordings: Some((
+                url.clone(),
+                format!(
+                    "[storage.s3]\nendpoint = \"{}\"\nregion = \"{}\"\nspool = \"data/spool\"\n\
+                     ship_interval = \"1s\"\nspool_limit = \"1MiB\"\n",
+                    g.endpoint, g.region
+                ),
+            )),
+            secrets: Some(format!(
+                "{}\n[s3]\naccess_key_id = \"{}\"\nsecret_access_key = \"{}\"\n",
+                ssh_peers::console_secrets(),
+                g.key_id,
+                g.secret
+            )),
+            ..InstanceOptions::default()
+        },
+    )?;
+    let askpass = askpass(sekisho.dir.path(), DEMO_PASSWORD, None)?;
+    let app02 = || {
+        ssh_peers::ssh_tt(
+            &askpass,
+            sekisho.listen.ssh.port(),
+            TANAKA_DESKTOP,
+            "tanaka+app02",
+        )
+    };
+    let mut live = app02()?;
+    live.wait_for("this session is recorded", Duration::from_secs(30))?;
+    live.send(b"echo BEFORE-$((6*7))\n")?;
+    live.wait_for("BEFORE-42", Duration::from_secs(30))?;
+    let id = sekisho.wait_until(Duration::from_secs(10), "a live session", || {
+        Ok(sekisho
+            .sessions()?
+            .into_iter()
+            .find(|s| s["target"] == "app02" && s["ended_at"].is_null()))
+    })?["id"]
+        .as_str()
+        .context("no id")?
+        .to_owned();
+
+    let mut outage = GarageOutage::begin()?;
+    // About 2 MB of recording that does not compress: more than the 1 MiB spool limit.
+    live.send(b"head -c 1500000 /dev/urandom | base64; echo DURING-$((6*7))\n")?;
+    live.wait_for("DURING-42", Duration::from_secs(60))?;
+    let body = sekisho.wait_until(
+        Duration::from_secs(60),
+        "/metrics showing the store down and the spool over its limit",
+        || {
+            let (_, body) = crate::support::faults::metrics(&sekisho)?;
+            let over = metric(&body, "sekisho_recording_spool_unshipped_bytes")
+                .zip(metric(&body, "sekisho_recording_spool_limit_bytes"))
+                .is_some_and(|(unshipped, limit)| unshipped > limit);
+            let down = metric(&body, "sekisho_object_store_up") == Some(0.0);
+            Ok((over && down).then_some(body))
+        },
+    )?;
+    assert_eq!(
+        metric(&body, "sekisho_recording_spool_limit_bytes"),
+        Some(1_048_576.0)
+    );
+
+    // A new session is refused and catalogued; the console was not opened for it.
+    let sshd_log = || std::fs::read_to_string(sshd.dir.path().join("sshd.log"));
+    let consoles_before = sshd_log()?.matches("Connection from").count();
+    assert!(
+        consoles_before > 0,
+        "sshd logged no console connection: the check below would prove nothing"
+    );
+    let mut refused = app02()?;
+    let status = refused.wait_exit(Duration::from_secs(60))?;
+    assert!(
+        !status.success(),
+        "a session started with the spool over its limit: {}",
+        refused.output()
+    );
+    assert!(
+        !refused.output().contains("this session is recorded"),
+        "{}",
+        refused.output()
+    );
+    let denial = sekisho.wait_until(Duration::from_secs(10), "the refusal catalogued", || {
+        Ok(sekisho
+            .denials()?
+            .into_iter()
+            .find(|d| d["rule"] == "sekisho.unavailable"))
+    })?;
+    let reason = denial["reason"].as_str().unwrap_or_default();
+    assert!(
+        reason.contains("spool over its limit") && reason.contains("app02"),
+        "{denial}"
+    );
+    assert_eq!(
+        sshd_log()?.matches("Connection from").count(),
+        consoles_before,
+        "the refused session reached the console"
+    );
+    // The live session is untouched.
+    live.send(b"echo STILL-$((6*7))\n")?;
+    live.wait_for("STILL-42", Duration::from_secs(30))?;
+    assert!(
+        sekisho.serve_log().contains("Object store unreachable"),
+        "the log does not say the store is down"
+    );
+
+    // The store returns: the spool drains, and a new session runs.
+    outage.end()?;
+    sekisho.wait_until(Duration::from_secs(60), "the spool shipped", || {
+        let (_, body) = crate::support::faults::metrics(&sekisho)?;
+        let up = metric(&body, "sekisho_object_store_up") == Some(1.0);
+        let small = metric(&body, "sekisho_recording_spool_unshipped_bytes")
+            .is_some_and(|unshipped| unshipped < 1_048_576.0);
+        Ok((up && small).then_some(()))
+    })?;
+    let mut after = app02()?;
+    after.wait_for("this session is recorded", Duration::from_secs(30))?;
+    after.send(b"echo AFTER-$((6*7))\n")?;
+    after.wait_for("AFTER-42", Duration::from_secs(30))?;
+    drop(after);
+    drop(live);
+
+    let row = sekisho.wait_until(Duration::from_secs(60), "the recording complete", || {
+        Ok(sekisho
+            .sessions()?
+            .into_iter()
+            .find(|s| s["id"] == id.as_str() && s["recording_state"] == "complete"))
+    })?;
+    let location = row["recording"].as_str().context("recording URL")?;
+    assert!(location.starts_with(&url), "{location}");
+    let out = sekisho.cli(&["recording", "verify", location])?;
+    assert_eq!(out.status.code(), Some(0), "{}", text(&out));
+    assert!(text(&out).contains("intact"), "{}", text(&out));
+    let out = sekisho.cli(&["export", &id, "--format", "txt", "-o", "outage.txt"])?;
+    assert!(out.status.success(), "{}", text(&out));
+    let typed = std::fs::read_to_string(sekisho.path("outage.txt"))?;
+    for tag in ["BEFORE-42", "DURING-42", "STILL-42"] {
+        assert!(typed.contains(tag), "{tag} is missing from the recording");
+    }
+    let spool = sekisho.path("data/spool");
+    sekisho.wait_until(Duration::from_secs(30), "the spool emptied", || {
+        Ok((std::fs::read_dir(&spool)?.count() == 0).then_some(()))
+    })?;
     Ok(())
 }
