@@ -1,8 +1,10 @@
 //! Several `sekisho serve` instances on one catalogue (a PostgreSQL cluster of the test's own),
 //! as operators run them behind a load balancer: they look after each other.
 //!
-//! Real peers: PostgreSQL, OpenSSH `sshd` as app02's SSH console, the OpenSSH client as the
-//! contractor. The instances are real processes, crashed with SIGKILL or frozen with SIGSTOP.
+//! Real peers: PostgreSQL, Garage (the shared object store), OpenSSH `sshd` as app02's SSH
+//! console, QEMU's VNC display, xrdp, and as contractors the OpenSSH client, the VNC client
+//! and the headless RDP client. The instances are real processes, crashed with SIGKILL or
+//! frozen with SIGSTOP.
 
 use std::time::{Duration, Instant};
 
@@ -660,6 +662,111 @@ fn cluster_bench() -> Result<()> {
     println!(
         "BENCH cluster.open_seconds={:.1} s",
         opened_in.as_secs_f64()
+    );
+    Ok(())
+}
+
+/// An RDP session (the headless ironrdp client, to xrdp) through instance B is replayed by
+/// instance A from the shared object store: A's exported last frame is the picture the client
+/// saw, and A verifies the recording B signed.
+#[test]
+fn cluster_an_rdp_session_through_one_instance_is_replayed_on_another() -> Result<()> {
+    use std::net::IpAddr;
+
+    use crate::rdp::rdp_peers::{self, XRDP_PORT};
+    use crate::rdp_load::{DESKTOP, inventory, runtime};
+    use e2e::rdp_client::{self, ConnectOptions};
+
+    if !require_peers(&["xrdp", "xrdp-sesman", "Xvnc", "ffmpeg", "ffprobe"])? {
+        return Ok(());
+    }
+    let Some(g) = crate::object_storage::garage()? else {
+        return Ok(());
+    };
+    rdp_peers::ensure_xrdp()?;
+    let _serial = rdp_peers::serial();
+    let pg = PgCluster::start()?;
+    let inventory = inventory(&[("srv01", XRDP_PORT)], None);
+    let url = format!("s3://{}/cluster-rdp/{}", g.bucket, uuid::Uuid::now_v7());
+    let options = || InstanceOptions {
+        database: Some(pg.url.clone()),
+        recordings: Some((
+            url.clone(),
+            format!(
+                "[storage.s3]\nendpoint = \"{}\"\nregion = \"{}\"\nspool = \"data/spool\"\nship_interval = \"1s\"\n",
+                g.endpoint, g.region
+            ),
+        )),
+        secrets: Some(format!(
+            "{}\n[s3]\naccess_key_id = \"{}\"\nsecret_access_key = \"{}\"\n",
+            rdp_peers::lab_secrets(&["srv01"]),
+            g.key_id,
+            g.secret
+        )),
+        ..InstanceOptions::default()
+    };
+    let a = SekishoInstance::start_with(&inventory, options())?;
+    let b = SekishoInstance::start_with(&inventory, options())?;
+
+    let seen = b.path("client-last.png");
+    runtime()?
+        .block_on(async {
+            let mut o = ConnectOptions::new(
+                b.listen.rdp,
+                "tanaka+srv01",
+                crate::support::inventory::PASSWORD,
+            );
+            o.source = Some(IpAddr::V4(DESKTOP));
+            let mut s = rdp_client::connect(&o).await?;
+            s.mouse_move(500, 400).await?;
+            s.pump_for(Duration::from_secs(3)).await?;
+            s.save_png(&seen)?;
+            s.disconnect().await?;
+            anyhow::Ok(())
+        })
+        .with_context(|| format!("through B:\n{}", b.serve_log()))?;
+
+    // A sees B's session, and replays it once B has sealed the recording into the store.
+    let ended = a.wait_until(
+        Duration::from_secs(30),
+        "B's RDP recording complete in the store",
+        || {
+            Ok(a.sessions()?
+                .into_iter()
+                .find(|s| s["protocol"] == "rdp" && s["recording_state"] == "complete"))
+        },
+    )?;
+    let id = ended["id"].as_str().context("id")?.to_owned();
+    let location = ended["recording"].as_str().context("recording URL")?;
+    assert!(location.starts_with(&url), "{location}");
+    let (code, text) = verify_on(&a, location)?;
+    assert_eq!(code, Some(0), "A cannot verify B's RDP recording: {text}");
+    assert!(text.contains("intact"), "{text}");
+    let replayed = a.path("rdp-from-b.png");
+    let out = a.cli(&[
+        "export",
+        &id,
+        "--format",
+        "png",
+        "-o",
+        &replayed.display().to_string(),
+    ])?;
+    ensure!(
+        out.status.success(),
+        "A cannot export B's RDP recording: {}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    // The desktop has a ticking clock, and updates may arrive between the client's last
+    // picture and the end of the session: allow a clock's worth of pixels.
+    let differing = crate::player::differing(&replayed, &seen)?;
+    println!(
+        "A's replay of B's RDP session: {:.3}% of pixels differ from what the client saw",
+        differing * 100.0
+    );
+    assert!(
+        differing < 0.01,
+        "A's replay differs from the client's screen in {:.2}% of pixels",
+        differing * 100.0
     );
     Ok(())
 }

@@ -41,7 +41,7 @@ fn rdp_inventory() -> String {
 }
 
 /// The fraction of pixels that differ between two images of the same size.
-fn differing(a: &Path, b: &Path) -> Result<f64> {
+pub(crate) fn differing(a: &Path, b: &Path) -> Result<f64> {
     let (aw, ah, ap) = raw_rgb(a)?;
     let (bw, bh, bp) = raw_rgb(b)?;
     ensure!(
