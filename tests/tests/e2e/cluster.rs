@@ -394,13 +394,22 @@ fn cluster_three_instances_share_one_catalogue_and_one_object_store() -> Result<
     let id = live_id(&c.b)?;
     let asked = Instant::now();
     let out = c.b.cli(&["sessions", "kill", &id])?;
-    let took = asked.elapsed();
     ensure!(
         out.status.success(),
         "kill from B: {}",
         String::from_utf8_lossy(&out.stderr)
     );
-    println!("killed from B in {:.0} ms", took.as_secs_f64() * 1000.0);
+    // A applies a kill asked on B: the contractor is told and cut off.
+    let told = session.wait_for("session ended by security staff", Duration::from_secs(10))?;
+    let took = told.duration_since(asked);
+    println!(
+        "killed from B, ended by A in {:.0} ms (the kill command included)",
+        took.as_secs_f64() * 1000.0
+    );
+    assert!(
+        took < crate::support::EMERGENCY_STOP,
+        "a kill from B took {took:?} to end A's session"
+    );
     drop(session);
     // Its recording, shipped by A, is verified and shown by C.
     let killed = c.c.wait_until(
@@ -450,9 +459,12 @@ fn cluster_three_instances_share_one_catalogue_and_one_object_store() -> Result<
 
     // A dies mid-session: another instance closes the session and seals its recording from
     // what reached the store.
-    let session = c.console_via(&c.a)?;
+    let mut session = c.console_via(&c.a)?;
     let id = live_id(&c.c)?;
-    std::thread::sleep(Duration::from_secs(2)); // a segment or two shipped
+    session.send(b"echo LAST-$((6*7))\n")?;
+    session.wait_for("LAST-42", Duration::from_secs(30))?;
+    // Twice the ship interval: what was shown by now is in the store, whatever A does next.
+    std::thread::sleep(Duration::from_secs(2));
     c.a.crash()?;
     let crashed = Instant::now();
     let sealed = c.c.wait_until(
@@ -472,6 +484,20 @@ fn cluster_three_instances_share_one_catalogue_and_one_object_store() -> Result<
     let (code, text) = verify_on(&c.c, &url)?;
     assert_eq!(code, Some(0), "{text}");
     assert!(text.contains("interrupted"), "{text}");
+    // At most the spool window is missing: the output of two ship intervals before the crash
+    // is in the sealed recording.
+    let out =
+        c.c.cli(&["export", &id, "--format", "txt", "-o", "crashed.txt"])?;
+    ensure!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let shown = std::fs::read_to_string(c.c.path("crashed.txt"))?;
+    assert!(
+        shown.contains("LAST-42"),
+        "the crashed session's recording lacks LAST-42:\n{shown}"
+    );
     let events = c.b.audit_events("orphan interrupted")?;
     assert!(
         events
