@@ -23,7 +23,7 @@ use recorder::catalogue::{
     AuditEvent, AuditFilter, BackendKind, Catalogue, CatalogueError, DecisionFilter,
     DecisionRecord, DenialFilter, Disposition, InstanceId, Interrupted, NewReview, NewSession,
     Outcome, PinCheck, PinKind, Presented, Protocol, RecordingState, RecordingSummary,
-    SessionFilter, SessionId, Verdict, event_kind,
+    ReviewSubject, SessionFilter, SessionId, Verdict, event_kind,
 };
 
 const PG_URL_VAR: &str = "SEKISHO_TEST_POSTGRES_URL";
@@ -139,6 +139,7 @@ catalogue_tests!(
     orphans_are_the_live_sessions_of_silent_instances,
     ledger_chains_sealed_and_deleted_recordings_from_every_instance,
     denials_are_reviewed_with_history_audit_and_ledger,
+    policy_events_are_listed_and_reviewed_like_denials,
 );
 
 // ----- helpers -----
@@ -1364,7 +1365,7 @@ async fn denials_are_reviewed_with_history_audit_and_ledger(url: &str, kind: Bac
     allow.verdict = Verdict::Allow;
     let allowed = c.record_decision(&allow).await.unwrap();
     let review = |decision, disposition, comment: &str, minutes| NewReview {
-        decision,
+        subject: ReviewSubject::Denial(decision),
         disposition,
         comment: Some(comment.to_owned()),
         reviewer: "kobayashi".to_owned(),
@@ -1414,13 +1415,17 @@ async fn denials_are_reviewed_with_history_audit_and_ledger(url: &str, kind: Bac
     );
     let latest = c.latest_reviews(now - Duration::days(1)).await.unwrap();
     assert_eq!(latest.len(), 1);
-    assert_eq!(latest[&denied].disposition, Disposition::Incident);
-    assert_eq!(latest[&denied].comment.as_deref(), Some("tried twice more"));
+    let subject = ReviewSubject::Denial(denied);
+    assert_eq!(latest[&subject].disposition, Disposition::Incident);
+    assert_eq!(
+        latest[&subject].comment.as_deref(),
+        Some("tried twice more")
+    );
     assert!(
         c.latest_reviews(now).await.unwrap().is_empty(),
         "decided before the period"
     );
-    let history = c.reviews_of(denied).await.unwrap();
+    let history = c.reviews_of(subject).await.unwrap();
     assert_eq!(
         history.iter().map(|r| r.disposition).collect::<Vec<_>>(),
         vec![Disposition::Mistake, Disposition::Incident]
@@ -1447,6 +1452,112 @@ async fn denials_are_reviewed_with_history_audit_and_ledger(url: &str, kind: Bac
             .as_deref()
             .is_some_and(|d| d.contains("incident") && d.contains("kobayashi"))
     );
+}
+
+async fn policy_events_are_listed_and_reviewed_like_denials(url: &str, kind: BackendKind) {
+    let c = open(url, kind).await;
+    let a = instance("bastion-a");
+    let s = session(&a, Protocol::Rdp, "tanaka", "app02");
+    c.session_started(&s).await.unwrap();
+    let at = Utc::now();
+    c.session_event(
+        s.id,
+        at,
+        "channel-stripped",
+        Some("rdp.channel-stripped: cliprdr"),
+    )
+    .await
+    .unwrap();
+    // Also a denial of its own, reviewed as such: not listed twice.
+    c.session_event(s.id, at, "sftp-refused", Some("sftp subsystem refused"))
+        .await
+        .unwrap();
+    c.session_event(
+        s.id,
+        at + Duration::seconds(1),
+        event_kind::WINDOW_WARNING,
+        Some("10 minutes left"),
+    )
+    .await
+    .unwrap();
+    let events = c.session_events(s.id).await.unwrap();
+    assert_eq!(events.len(), 3);
+    let stripped = events
+        .iter()
+        .find(|e| e.kind == "channel-stripped")
+        .unwrap()
+        .id;
+    let warning = events
+        .iter()
+        .find(|e| e.kind == event_kind::WINDOW_WARNING)
+        .unwrap()
+        .id;
+
+    // Only the policy acting is listed and reviewable; a notice is not.
+    let listed = c
+        .policy_events(at - Duration::minutes(1), 100)
+        .await
+        .unwrap();
+    assert_eq!(listed.len(), 1, "{listed:?}");
+    assert_eq!(listed[0].id, stripped);
+    assert_eq!(listed[0].kind, "channel-stripped");
+    assert_eq!(listed[0].user, "tanaka");
+    assert_eq!(listed[0].target, "app02");
+    assert!(
+        c.policy_events(at + Duration::minutes(1), 100)
+            .await
+            .unwrap()
+            .is_empty()
+    );
+    let review = |subject, disposition| NewReview {
+        subject,
+        disposition,
+        comment: Some("tried to paste a log out".to_owned()),
+        reviewer: "kobayashi".to_owned(),
+        at: at + Duration::minutes(5),
+        instance: a.clone(),
+    };
+    let subject = ReviewSubject::PolicyEvent(stripped);
+    assert!(
+        c.add_review(&review(subject, Disposition::Incident))
+            .await
+            .unwrap()
+            .is_some()
+    );
+    assert!(
+        c.add_review(&review(
+            ReviewSubject::PolicyEvent(warning),
+            Disposition::Expected
+        ))
+        .await
+        .unwrap()
+        .is_none(),
+        "a notice is not a policy event"
+    );
+    let latest = c.latest_reviews(at - Duration::minutes(1)).await.unwrap();
+    assert_eq!(latest.len(), 1);
+    assert_eq!(latest[&subject].disposition, Disposition::Incident);
+    assert_eq!(c.reviews_of(subject).await.unwrap().len(), 1);
+    // An audit event for the session, and a ledger row that names the event.
+    let audit = c
+        .list_audit_events(&AuditFilter {
+            kind: Some(event_kind::REVIEW.to_owned()),
+            ..AuditFilter::default()
+        })
+        .await
+        .unwrap();
+    assert_eq!(audit.len(), 1);
+    assert_eq!(audit[0].session_id, Some(s.id));
+    let entries = c.ledger_entries().await.unwrap();
+    assert_eq!(entries.len(), 1);
+    let detail = entries[0].content.detail.as_deref().unwrap_or_default();
+    assert!(
+        detail.contains(&stripped.to_string())
+            && detail.contains("channel-stripped")
+            && detail.contains("incident"),
+        "{detail}"
+    );
+    assert_eq!(entries[0].content.session_id, Some(s.id.0));
 }
 
 async fn consoles_count_only_while_their_instance_beats(url: &str, kind: BackendKind) {

@@ -230,6 +230,21 @@ const STRINGS: &[(&str, &str, &str)] = &[
         "Not yet reviewed, by contractor",
         "未確認（委託業者別）",
     ),
+    (
+        "review.unreviewed_by_user",
+        "Not yet reviewed, by user",
+        "未確認（ユーザー別）",
+    ),
+    (
+        "review.policy_events",
+        "Policy events in sessions",
+        "セッション中のポリシー適用",
+    ),
+    (
+        "review.policy_events_none",
+        "No policy event in this period.",
+        "この期間にポリシー適用はありません。",
+    ),
     ("review.csv", "Download CSV", "CSV をダウンロード"),
     ("live.title", "Live sessions", "接続中のセッション"),
     (

@@ -214,6 +214,7 @@ pub fn router(state: Arc<WebState>) -> Router {
         .route("/denials", get(pages::denials))
         .route("/denials.csv", get(reviews::csv))
         .route("/denials/{id}/review", post(reviews::review))
+        .route("/events/{id}/review", post(reviews::review_event))
         .route("/live", get(pages::live))
         .route("/metrics", get(pages::metrics_with_token))
         .route("/assets/style.css", get(pages::style))

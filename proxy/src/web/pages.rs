@@ -13,7 +13,8 @@ use axum::response::{Html, IntoResponse, Redirect, Response};
 use chrono::{DateTime, NaiveDate, TimeZone as _, Utc};
 use policy::{Protocol, SessionId};
 use recorder::catalogue::{
-    CatalogueError, DenialFilter, Outcome, SessionCursor, SessionFilter, SessionRow,
+    CatalogueError, DenialFilter, DenialRow, Outcome, PolicyEventRow, ReviewSubject, SessionCursor,
+    SessionFilter, SessionRow,
 };
 use serde::Deserialize;
 use tracing::{info, warn};
@@ -112,7 +113,7 @@ pub(super) fn catalogue_failed(state: &WebState, caller: &Caller, e: &CatalogueE
         .into_response()
 }
 
-fn fmt_time(state: &WebState, t: DateTime<Utc>) -> String {
+pub(super) fn fmt_time(state: &WebState, t: DateTime<Utc>) -> String {
     t.with_timezone(&state.services.inventory().timezone())
         .format("%Y-%m-%d %H:%M:%S")
         .to_string()
@@ -713,17 +714,44 @@ pub async fn denials(
         Ok(r) => r,
         Err(e) => return catalogue_failed(&state, &caller, &e),
     };
-    let unreviewed: Vec<_> = rows
+    let events = match state
+        .services
+        .catalogue()
+        .policy_events(since, MAX_DASHBOARD_DENIALS)
+        .await
+    {
+        Ok(e) => e,
+        Err(e) => return catalogue_failed(&state, &caller, &e),
+    };
+    let denial_reviewed = |r: &DenialRow| reviews.contains_key(&ReviewSubject::Denial(r.id));
+    let event_reviewed =
+        |e: &PolicyEventRow| reviews.contains_key(&ReviewSubject::PolicyEvent(e.id));
+    // What is still to review, denials and policy events alike: (rule or event, user,
+    // contractor).
+    let unreviewed: Vec<(&str, &str, &str)> = rows
         .iter()
-        .filter(|r| !reviews.contains_key(&r.id))
+        .filter(|r| !denial_reviewed(r))
+        .map(|r| {
+            (
+                r.rule.as_str(),
+                r.user.as_deref().unwrap_or("-"),
+                r.contractor.as_deref().unwrap_or("-"),
+            )
+        })
+        .chain(
+            events
+                .iter()
+                .filter(|e| !event_reviewed(e))
+                .map(|e| (e.kind.as_str(), e.user.as_str(), e.contractor.as_str())),
+        )
         .collect();
     let mut unreviewed_by_rule: BTreeMap<&str, u64> = BTreeMap::new();
+    let mut unreviewed_by_user: BTreeMap<&str, u64> = BTreeMap::new();
     let mut unreviewed_by_contractor: BTreeMap<&str, u64> = BTreeMap::new();
-    for r in &unreviewed {
-        *unreviewed_by_rule.entry(&r.rule).or_default() += 1;
-        *unreviewed_by_contractor
-            .entry(r.contractor.as_deref().unwrap_or("-"))
-            .or_default() += 1;
+    for (rule, user, contractor) in &unreviewed {
+        *unreviewed_by_rule.entry(rule).or_default() += 1;
+        *unreviewed_by_user.entry(user).or_default() += 1;
+        *unreviewed_by_contractor.entry(contractor).or_default() += 1;
     }
     let tz = state.services.inventory().timezone();
     let mut by_rule: BTreeMap<&str, u64> = BTreeMap::new();
@@ -771,7 +799,7 @@ pub async fn denials(
         tr(lang, "review.csv"),
         tr(lang, "review.unreviewed"),
         unreviewed.len(),
-        rows.len(),
+        rows.len() + events.len(),
     );
     let mut rules: Vec<(String, u64)> = by_rule
         .into_iter()
@@ -803,6 +831,12 @@ pub async fn denials(
         sorted(unreviewed_by_rule),
     ));
     body.push_str(&counts(
+        "unreviewed-by-user",
+        "review.unreviewed_by_user",
+        "field.user",
+        sorted(unreviewed_by_user),
+    ));
+    body.push_str(&counts(
         "unreviewed-by-contractor",
         "review.unreviewed_by_contractor",
         "field.contractor",
@@ -823,7 +857,7 @@ pub async fn denials(
     );
     let listed = rows
         .iter()
-        .filter(|r| !q.unreviewed_only() || !reviews.contains_key(&r.id))
+        .filter(|r| !q.unreviewed_only() || !denial_reviewed(r))
         .take(DENIALS_LISTED);
     for r in listed {
         let _ = write!(
@@ -837,10 +871,23 @@ pub async fn denials(
             r.protocol,
             escape(&r.rule),
             escape(&r.reason),
-            super::reviews::review_cell(&caller, r.id, reviews.get(&r.id), days),
+            super::reviews::review_cell(
+                &caller,
+                ReviewSubject::Denial(r.id),
+                reviews.get(&ReviewSubject::Denial(r.id)),
+                days
+            ),
         );
     }
     body.push_str("</tbody></table>");
+    let listed: Vec<&PolicyEventRow> = events
+        .iter()
+        .filter(|e| !q.unreviewed_only() || !event_reviewed(e))
+        .take(DENIALS_LISTED)
+        .collect();
+    body.push_str(&super::reviews::policy_event_table(
+        &state, &caller, &listed, &reviews, days,
+    ));
     page(&caller, tr(lang, "denials.title"), &body).into_response()
 }
 

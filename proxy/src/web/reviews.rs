@@ -1,7 +1,8 @@
-//! Denial review in the web UI (security, admin): a disposition and a comment per denial,
-//! and the reviewed period as CSV for the monthly report.
+//! Review in the web UI (security, admin): a disposition and a comment per denial and per
+//! policy event inside a session (a channel stripped, a transfer refused), and the reviewed
+//! period as CSV for the monthly report.
 //!
-//! The dashboard itself (`pages::denials`) shows each denial's latest review, or a form to
+//! The dashboard itself (`pages::denials`) shows each subject's latest review, or a form to
 //! give one, and counts what is still unreviewed.
 
 use std::fmt::Write as _;
@@ -12,7 +13,10 @@ use axum::extract::{Path, Query, State};
 use axum::http::{StatusCode, header};
 use axum::response::{IntoResponse, Redirect, Response};
 use chrono::Utc;
-use recorder::catalogue::{DecisionId, DenialFilter, Disposition, NewReview, ReviewRow};
+use recorder::catalogue::{
+    DecisionId, DenialFilter, DenialRow, Disposition, NewReview, PolicyEventRow, ReviewRow,
+    ReviewSubject, SessionEventId,
+};
 use serde::Deserialize;
 use tracing::info;
 
@@ -20,7 +24,7 @@ use super::WebState;
 use super::auth::Caller;
 use super::html::escape;
 use super::i18n::{Lang, tr};
-use super::pages::{DenialQuery, MAX_DASHBOARD_DENIALS, catalogue_failed, not_found};
+use super::pages::{DenialQuery, MAX_DASHBOARD_DENIALS, catalogue_failed, fmt_time, not_found};
 
 /// The review form.
 #[derive(Debug, Deserialize)]
@@ -43,14 +47,25 @@ pub fn disposition_label(lang: Lang, d: Disposition) -> &'static str {
     }
 }
 
-/// The dashboard cell of one denial: its latest review, and a form to (re)review it.
+/// Where a subject's review form posts, and the dashboard anchor of its row.
+fn review_target(subject: ReviewSubject) -> (String, String) {
+    match subject {
+        ReviewSubject::Denial(id) => (format!("/denials/{id}/review"), format!("d-{id}")),
+        ReviewSubject::PolicyEvent(id) => (format!("/events/{id}/review"), format!("e-{id}")),
+    }
+}
+
+/// The dashboard cell of one denial or policy event: its latest review, and a form to
+/// (re)review it.
 pub fn review_cell(
     caller: &Caller,
-    id: DecisionId,
+    subject: ReviewSubject,
     latest: Option<&ReviewRow>,
     days: i64,
 ) -> String {
     let lang = caller.lang;
+    let (action, _) = review_target(subject);
+    let id = subject.id();
     let mut cell = String::new();
     if let Some(r) = latest {
         let _ = write!(
@@ -81,7 +96,7 @@ pub fn review_cell(
         .collect();
     let _ = write!(
         cell,
-        "<form method=\"post\" action=\"/denials/{id}/review\" class=\"review-form\">\
+        "<form method=\"post\" action=\"{action}\" class=\"review-form\">\
          <input type=\"hidden\" name=\"csrf\" value=\"{}\">\
          <input type=\"hidden\" name=\"days\" value=\"{days}\">\
          <select name=\"disposition\" id=\"review-{id}-disposition\" aria-label=\"{}\">{options}</select> \
@@ -110,20 +125,42 @@ pub async fn review(
     Path(id): Path<String>,
     Form(form): Form<ReviewForm>,
 ) -> Response {
+    let subject = id.parse::<DecisionId>().ok().map(ReviewSubject::Denial);
+    add_review(&state, &caller, subject, form).await
+}
+
+/// `POST /events/{id}/review` (security, admin): the review of a policy event.
+pub async fn review_event(
+    State(state): State<Arc<WebState>>,
+    caller: Caller,
+    Path(id): Path<String>,
+    Form(form): Form<ReviewForm>,
+) -> Response {
+    let subject = id
+        .parse::<SessionEventId>()
+        .ok()
+        .map(ReviewSubject::PolicyEvent);
+    add_review(&state, &caller, subject, form).await
+}
+
+async fn add_review(
+    state: &WebState,
+    caller: &Caller,
+    subject: Option<ReviewSubject>,
+    form: ReviewForm,
+) -> Response {
     if !caller.csrf_ok(&form.csrf) {
         return (StatusCode::FORBIDDEN, tr(caller.lang, "error.csrf")).into_response();
     }
     if !caller.is_security() {
-        return not_found(&caller);
+        return not_found(caller);
     }
-    let (Ok(decision), Ok(disposition)) = (
-        id.parse::<DecisionId>(),
-        form.disposition.parse::<Disposition>(),
-    ) else {
+    let (Some(subject), Ok(disposition)) = (subject, form.disposition.parse::<Disposition>())
+    else {
         return (StatusCode::BAD_REQUEST, tr(caller.lang, "review.bad")).into_response();
     };
     let new = NewReview {
-        decision,
+        subject,
         disposition,
         comment: Some(form.comment),
         reviewer: caller.user.clone(),
@@ -132,13 +169,68 @@ pub async fn review(
     };
     match state.services.catalogue().add_review(&new).await {
         Ok(Some(_)) => {
-            info!(user = %caller.user, %decision, %disposition, "Denial reviewed");
+            info!(user = %caller.user, ?subject, %disposition, "Reviewed");
             let days = form.days.unwrap_or(30);
-            Redirect::to(&format!("/denials?days={days}#d-{decision}")).into_response()
+            let (_, anchor) = review_target(subject);
+            Redirect::to(&format!("/denials?days={days}#{anchor}")).into_response()
         }
-        Ok(None) => not_found(&caller),
-        Err(e) => catalogue_failed(&state, &caller, &e),
+        Ok(None) => not_found(caller),
+        Err(e) => catalogue_failed(state, caller, &e),
     }
+}
+
+/// The dashboard's table of policy events (newest first), each with its review cell.
+pub fn policy_event_table(
+    state: &WebState,
+    caller: &Caller,
+    events: &[&PolicyEventRow],
+    reviews: &std::collections::HashMap<ReviewSubject, ReviewRow>,
+    days: i64,
+) -> String {
+    let lang = caller.lang;
+    let mut body = format!("<h2>{}</h2>", tr(lang, "review.policy_events"));
+    if events.is_empty() {
+        let _ = write!(
+            body,
+            "<p id=\"no-policy-events\">{}</p>",
+            tr(lang, "review.policy_events_none")
+        );
+        return body;
+    }
+    let _ = write!(
+        body,
+        "<table id=\"policy-events\"><thead><tr><th>{}</th><th>{}</th><th>{}</th><th>{}</th>\
+         <th>{}</th><th>{}</th><th>{}</th><th>{}</th></tr></thead><tbody>",
+        tr(lang, "field.time"),
+        tr(lang, "field.user"),
+        tr(lang, "field.source"),
+        tr(lang, "field.target"),
+        tr(lang, "field.protocol"),
+        tr(lang, "field.event"),
+        tr(lang, "field.detail"),
+        tr(lang, "review.title"),
+    );
+    for e in events {
+        let subject = ReviewSubject::PolicyEvent(e.id);
+        let _ = write!(
+            body,
+            "<tr class=\"policy-event-row\" id=\"e-{id}\"><td><a href=\"/sessions/{session}\">{time}</a></td>\
+             <td>{user}</td><td>{source}</td><td>{target}</td><td>{protocol}</td><td>{kind}</td>\
+             <td>{detail}</td><td>{cell}</td></tr>",
+            id = e.id,
+            session = e.session_id,
+            time = fmt_time(state, e.at),
+            user = escape(&e.user),
+            source = e.source,
+            target = escape(&e.target),
+            protocol = e.protocol,
+            kind = escape(&e.kind),
+            detail = escape(e.detail.as_deref().unwrap_or("")),
+            cell = review_cell(caller, subject, reviews.get(&subject), days),
+        );
+    }
+    body.push_str("</tbody></table>");
+    body
 }
 
 /// One CSV field, quoted, with formula-looking text defused: a cell starting with `=`, `+`,
@@ -170,42 +262,56 @@ pub async fn csv(
         limit: Some(MAX_DASHBOARD_DENIALS),
         ..DenialFilter::default()
     };
-    let (rows, reviews) = match (
+    let (rows, events, reviews) = match (
         catalogue.list_denials(&filter).await,
+        catalogue.policy_events(since, MAX_DASHBOARD_DENIALS).await,
         catalogue.latest_reviews(since).await,
     ) {
-        (Ok(rows), Ok(reviews)) => (rows, reviews),
-        (Err(e), _) | (_, Err(e)) => return catalogue_failed(&state, &caller, &e),
+        (Ok(rows), Ok(events), Ok(reviews)) => (rows, events, reviews),
+        (Err(e), _, _) | (_, Err(e), _) | (_, _, Err(e)) => {
+            return catalogue_failed(&state, &caller, &e);
+        }
     };
     let tz = state.services.inventory().timezone();
     let mut out = String::from(
-        "time,protocol,user,contractor,source,target,rule,reason,disposition,comment,reviewer,reviewed_at,decision\r\n",
+        "time,kind,protocol,user,contractor,source,target,rule,reason,disposition,comment,reviewer,reviewed_at,id\r\n",
     );
+    let mut lines: Vec<(chrono::DateTime<Utc>, Vec<String>, Option<&ReviewRow>)> = Vec::new();
     for d in &rows {
-        let r = reviews.get(&d.id);
-        let fields = [
-            d.started_at.with_timezone(&tz).to_rfc3339(),
-            d.protocol.to_string(),
-            d.user.clone().unwrap_or_default(),
-            d.contractor.clone().unwrap_or_default(),
-            d.source.to_string(),
-            d.target.clone().unwrap_or_default(),
-            d.rule.clone(),
-            d.reason.clone(),
+        lines.push((
+            d.started_at,
+            denial_fields(d),
+            reviews.get(&ReviewSubject::Denial(d.id)),
+        ));
+    }
+    for e in &events {
+        lines.push((
+            e.at,
+            event_fields(e),
+            reviews.get(&ReviewSubject::PolicyEvent(e.id)),
+        ));
+    }
+    // One period, newest first, whatever the kind.
+    lines.sort_by_key(|l| std::cmp::Reverse(l.0));
+    for (at, subject, r) in lines {
+        let mut fields = vec![at.with_timezone(&tz).to_rfc3339()];
+        let id = subject.last().cloned().unwrap_or_default();
+        fields.extend(subject.into_iter().take(8));
+        fields.extend([
             r.map(|r| r.disposition.as_str().to_owned())
                 .unwrap_or_default(),
             r.and_then(|r| r.comment.clone()).unwrap_or_default(),
             r.map(|r| r.reviewer.clone()).unwrap_or_default(),
             r.map(|r| r.at.with_timezone(&tz).to_rfc3339())
                 .unwrap_or_default(),
-            d.id.to_string(),
-        ];
+            id,
+        ]);
         let line: Vec<String> = fields.iter().map(|f| csv_field(f)).collect();
         out.push_str(&line.join(","));
         out.push_str("\r\n");
     }
     let name = format!(
-        "sekisho-denials-{}.csv",
+        "sekisho-reviews-{}.csv",
         Utc::now().with_timezone(&tz).format("%Y%m%d")
     );
     (
@@ -219,6 +325,37 @@ pub async fn csv(
         out,
     )
         .into_response()
+}
+
+/// A denial's CSV fields from `kind` to `reason`, then its id.
+fn denial_fields(d: &DenialRow) -> Vec<String> {
+    vec![
+        "denial".to_owned(),
+        d.protocol.to_string(),
+        d.user.clone().unwrap_or_default(),
+        d.contractor.clone().unwrap_or_default(),
+        d.source.to_string(),
+        d.target.clone().unwrap_or_default(),
+        d.rule.clone(),
+        d.reason.clone(),
+        d.id.to_string(),
+    ]
+}
+
+/// A policy event's CSV fields from `kind` to `reason` (the event kind as the rule, its
+/// detail as the reason), then its id.
+fn event_fields(e: &PolicyEventRow) -> Vec<String> {
+    vec![
+        "policy event".to_owned(),
+        e.protocol.to_string(),
+        e.user.clone(),
+        e.contractor.clone(),
+        e.source.to_string(),
+        e.target.clone(),
+        e.kind.clone(),
+        e.detail.clone().unwrap_or_default(),
+        e.id.to_string(),
+    ]
 }
 
 #[cfg(test)]

@@ -39,12 +39,13 @@ pub use door_events::{DoorEvent, DoorEventKind};
 pub use error::CatalogueError;
 pub use pins::{PinCheck, PinKind, PinRow, Presented, UnknownPinKind};
 pub use policy::{LiveConsole, Protocol, SessionId};
-pub use reviews::{NewReview, ReviewRow};
+pub use reviews::{NewReview, ReviewRow, ReviewSubject};
 pub use types::{
     AuditEvent, AuditEventId, AuditEventRow, AuditFilter, BackendKind, DecisionFilter, DecisionId,
     DecisionRecord, DecisionRow, DenialFilter, DenialRow, Disposition, InstanceId, InstanceRow,
-    Interrupted, MAX_INSTANCE_ID_LEN, NewSession, Outcome, RecordingState, RecordingSummary,
-    ReviewId, SessionCursor, SessionEventRow, SessionFilter, SessionRow, Verdict, event_kind,
+    Interrupted, MAX_INSTANCE_ID_LEN, NewSession, Outcome, PolicyEventRow, RecordingState,
+    RecordingSummary, ReviewId, SessionCursor, SessionEventId, SessionEventRow, SessionFilter,
+    SessionRow, Verdict, event_kind,
 };
 pub use url::redact as redact_url;
 
@@ -479,6 +480,7 @@ struct RawInstance {
 
 #[derive(FromRow)]
 struct RawSessionEvent {
+    id: String,
     session_id: String,
     at: Ts,
     kind: String,
@@ -809,7 +811,7 @@ impl Catalogue {
         &self,
         id: SessionId,
     ) -> Result<Vec<SessionEventRow>, CatalogueError> {
-        let sql = "SELECT session_id, at, kind, detail, instance_id FROM session_events \
+        let sql = "SELECT id, session_id, at, kind, detail, instance_id FROM session_events \
                    WHERE session_id = $1 ORDER BY at, id";
         let raw: Vec<RawSessionEvent> = on_backend!(self, |pool| {
             sqlx::query_as(sql)
@@ -820,6 +822,10 @@ impl Catalogue {
         raw.into_iter()
             .map(|r| {
                 Ok(SessionEventRow {
+                    id: r
+                        .id
+                        .parse()
+                        .map_err(|_| CatalogueError::corrupt("session event id", &r.id))?,
                     session_id: parse_session_id(&r.session_id)?,
                     at: r.at.get(),
                     kind: r.kind,

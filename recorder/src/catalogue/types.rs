@@ -101,8 +101,12 @@ uuid_id!(
     AuditEventId
 );
 uuid_id!(
-    /// The id of one review of a denial.
+    /// The id of one review of a denial or of a policy event.
     ReviewId
+);
+uuid_id!(
+    /// The id of one event inside a session.
+    SessionEventId
 );
 
 macro_rules! text_enum {
@@ -248,8 +252,21 @@ pub mod event_kind {
     pub const CONFIG_RELOAD_FAILED: &str = "config reload failed";
     /// Audit: too many failed logons locked a user name or a source address out (`[auth]`).
     pub const AUTH_LOCKOUT: &str = "auth lockout";
-    /// Audit: security staff reviewed a denial (detail: the disposition, who, the comment).
+    /// Audit: security staff reviewed a denial or a policy event (detail: the disposition,
+    /// who, the comment).
     pub const REVIEW: &str = "review";
+
+    /// The session events security staff review like denials: the policy acting inside an
+    /// allowed session where no door refused anything (a channel stripped, clipboard data
+    /// dropped, a session revoked). An SFTP or forwarding request refused inside a session is
+    /// a denial too, and is reviewed as that. The recorder's event names
+    /// (`recorder::format::EventKind::as_str`) and the catalogue's own.
+    pub const REVIEWABLE: &[&str] = &[
+        "channel-stripped",
+        "clipboard-dropped",
+        CLIPBOARD_STRIPPED,
+        REVOKED,
+    ];
 }
 
 /// One allow/deny decision to write.
@@ -590,6 +607,8 @@ pub struct SessionFilter {
 /// A stored session event.
 #[derive(Clone, Debug, PartialEq, Eq, Serialize)]
 pub struct SessionEventRow {
+    /// Its id.
+    pub id: SessionEventId,
     /// The session.
     pub session_id: SessionId,
     /// When.
@@ -600,6 +619,32 @@ pub struct SessionEventRow {
     pub detail: Option<String>,
     /// The instance that wrote it.
     pub instance_id: InstanceId,
+}
+
+/// A policy event (one of [`event_kind::REVIEWABLE`]) with the session it happened in, as
+/// the review dashboard lists it.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize)]
+pub struct PolicyEventRow {
+    /// The event's id.
+    pub id: SessionEventId,
+    /// The session.
+    pub session_id: SessionId,
+    /// When.
+    pub at: DateTime<Utc>,
+    /// What.
+    pub kind: String,
+    /// Details.
+    pub detail: Option<String>,
+    /// The session's protocol.
+    pub protocol: Protocol,
+    /// The session's user.
+    pub user: String,
+    /// The user's contractor.
+    pub contractor: String,
+    /// The client's address.
+    pub source: IpAddr,
+    /// The session's target.
+    pub target: String,
 }
 
 /// A catalogue-level event without (or beyond) a session.

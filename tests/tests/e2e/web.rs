@@ -695,7 +695,7 @@ fn web_denial_review_in_chromium() -> Result<()> {
     ensure!(
         lines
             .first()
-            .is_some_and(|h| h.starts_with("time,protocol,user,contractor")),
+            .is_some_and(|h| h.starts_with("time,kind,protocol,user,contractor")),
         "CSV header: {csv}"
     );
     let row = lines.get(1).copied().unwrap_or_default();
@@ -717,6 +717,164 @@ fn web_denial_review_in_chromium() -> Result<()> {
     let text = String::from_utf8_lossy(&out.stdout);
     ensure!(out.status.success(), "{text}");
     ensure!(text.contains("ledger intact: 1 rows"), "{text}");
+    Ok(())
+}
+
+/// A policy event of a real session (the clipboard a VNC viewer sent through Sekisho to QEMU,
+/// dropped) is reviewed like a denial in Chromium: listed on the dashboard and counted as
+/// unreviewed by rule, user and contractor, given a disposition and a comment, then counted
+/// as reviewed, in the CSV, an audit event and a ledger row.
+#[test]
+fn web_policy_event_review_in_chromium() -> Result<()> {
+    if !require_peers(&[
+        "chromium",
+        "chromedriver",
+        "qemu-system-x86_64",
+        "python3",
+        "ssh",
+    ])? {
+        return Ok(());
+    }
+    let qemu = vnc_peers::start_qemu_vnc(None)?;
+    let instance = SekishoInstance::start(&inventory().replacen(
+        "vnc_console = \"127.0.0.1:15901\"",
+        &format!("vnc_console = \"127.0.0.1:{}\"", qemu.port),
+        1,
+    ))?;
+    let (session, _) = vnc_peers::recorded_console_session_with_clipboard(
+        &instance,
+        VNC_DESKTOP,
+        1.5,
+        Some("clipboard-secret-from-vdi"),
+    )?;
+    let runtime = tokio::runtime::Runtime::new()?;
+    let csv = runtime.block_on(async {
+        let base = web_base(&instance).await?;
+        let b = Browser::start().await?;
+        let result = async {
+            login(&b, &base, "kobayashi").await?;
+            b.goto(&format!("{base}/denials")).await?;
+            let src = b.source().await?;
+            let row_start = src
+                .find("class=\"policy-event-row\" id=\"e-")
+                .context("no policy event listed on the dashboard")?;
+            let row = src.get(row_start..).unwrap_or_default();
+            let row = row.get(..row.find("</tr>").unwrap_or(row.len())).unwrap_or_default();
+            ensure!(
+                row.contains("clipboard-dropped") && row.contains(&session),
+                "the listed event is not the session's clipboard drop: {row}"
+            );
+            let id = row
+                .get("class=\"policy-event-row\" id=\"e-".len()..)
+                .and_then(|r| r.split('"').next())
+                .context("event id")?
+                .to_owned();
+            for table in ["unreviewed-by-rule", "unreviewed-by-user", "unreviewed-by-contractor"] {
+                ensure!(src.contains(&format!("id=\"{table}\"")), "no {table} table");
+            }
+            let unreviewed = |s: &str| {
+                s.find("id=\"unreviewed-count\"")
+                    .and_then(|i| s.get(i..))
+                    .and_then(|s| s.split("<strong>").nth(1))
+                    .and_then(|s| s.split("</strong>").next())
+                    .and_then(|n| n.parse::<u64>().ok())
+            };
+            let before = unreviewed(&src).context("no unreviewed count")?;
+            ensure!(before >= 1, "the clipboard drop is not counted as unreviewed");
+            b.client
+                .find(fantoccini::Locator::Id(&format!("review-{id}-disposition")))
+                .await?
+                .select_by_value("expected")
+                .await?;
+            b.type_into(&format!("review-{id}-comment"), "pasted a ticket number")
+                .await?;
+            b.click(&format!("review-{id}-submit")).await?;
+            ensure!(
+                wait_source(&b, |s| s.contains("pasted a ticket number")).await?,
+                "the review is not shown on the dashboard"
+            );
+            let src = b.source().await?;
+            ensure!(
+                unreviewed(&src) == Some(before - 1),
+                "the reviewed event still counts as unreviewed"
+            );
+            if let Some(dir) = std::env::var_os("SEKISHO_DOCS_PICTURES") {
+                // `SEKISHO_DOCS_PICTURES=docs/pictures`: the picture in docs/ledger.md.
+                b.client
+                    .set_window_size(1280, 900)
+                    .await
+                    .context("window size")?;
+                b.goto(&format!("{base}/denials#e-{id}")).await?;
+                let png = b.client.screenshot().await?;
+                std::fs::write(std::path::Path::new(&dir).join("review-dashboard.png"), png)?;
+            }
+            b.goto(&format!("{base}/denials?unreviewed=1")).await?;
+            ensure!(
+                !b.source().await?.contains(&format!("id=\"e-{id}\"")),
+                "a reviewed policy event is listed as unreviewed"
+            );
+            let csv = b
+                .client
+                .execute_async(
+                    "const done = arguments[arguments.length - 1];\
+                     fetch('/denials.csv?days=30').then(r => r.text()).then(done, e => done('ERROR ' + e));",
+                    vec![],
+                )
+                .await?;
+            // A contractor cannot review.
+            logout(&b).await?;
+            login(&b, &base, "tanaka").await?;
+            let status = b
+                .client
+                .execute_async(
+                    &format!(
+                        "const done = arguments[arguments.length - 1];\
+                         fetch('/events/{id}/review', {{method: 'POST', headers: \
+                         {{'Content-Type': 'application/x-www-form-urlencoded'}}, \
+                         body: 'csrf=x&disposition=mistake'}}).then(r => done(r.status), e => done(0));"
+                    ),
+                    vec![],
+                )
+                .await?;
+            ensure!(
+                status.as_u64() != Some(200) && status.as_u64() != Some(303),
+                "a contractor's review was taken ({status})"
+            );
+            anyhow::Ok((id, csv.as_str().unwrap_or_default().to_owned()))
+        }
+        .await;
+        b.close().await?;
+        result
+    });
+    let (id, csv) =
+        csv.map_err(|e| anyhow::anyhow!("{e:#}\n--- serve log ---\n{}", instance.serve_log()))?;
+    ensure!(
+        csv.lines()
+            .next()
+            .is_some_and(|h| h.starts_with("time,kind,protocol,user")),
+        "CSV header: {csv}"
+    );
+    let line = csv
+        .lines()
+        .find(|l| l.contains(&id))
+        .with_context(|| format!("the event is not in the CSV: {csv}"))?;
+    ensure!(
+        line.contains("\"policy event\"")
+            && line.contains("\"clipboard-dropped\"")
+            && line.contains("\"expected\"")
+            && line.contains("\"kobayashi\""),
+        "CSV row: {line}"
+    );
+    let events = instance.audit_events("review")?;
+    ensure!(
+        events
+            .iter()
+            .any(|e| e.contains(&id) && e.contains("clipboard-dropped") && e.contains("expected")),
+        "{events:?}"
+    );
+    let out = instance.cli(&["ledger", "verify"])?;
+    let text = String::from_utf8_lossy(&out.stdout);
+    ensure!(out.status.success(), "{text}");
     Ok(())
 }
 

@@ -725,6 +725,17 @@ pub fn recorded_console_session(
     source: &str,
     hold: f64,
 ) -> Result<(String, PathBuf)> {
+    recorded_console_session_with_clipboard(instance, source, hold, None)
+}
+
+/// [`recorded_console_session`], the viewer sending `cut` as its clipboard (ClientCutText)
+/// when given.
+pub fn recorded_console_session_with_clipboard(
+    instance: &crate::support::SekishoInstance,
+    source: &str,
+    hold: f64,
+    cut: Option<&str>,
+) -> Result<(String, PathBuf)> {
     let script = viewer_script(instance.dir.path())?;
     let report = run_viewer(
         &script,
@@ -734,6 +745,7 @@ pub fn recorded_console_session(
             source: source.to_owned(),
             password: tanaka_web01_ticket(instance, source)?,
             hold,
+            cut: cut.map(str::to_owned),
             ..ViewerArgs::default()
         },
     )?;
