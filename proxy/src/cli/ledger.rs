@@ -207,11 +207,17 @@ fn finding(kind: &str, seq: Option<u64>, session: Option<String>, message: Strin
     }
 }
 
-/// The last ledger entry of each session, by session.
+/// The last ledger entry about each session's recording (sealed or deleted), by session.
 fn last_by_session(entries: &[Entry]) -> BTreeMap<uuid::Uuid, &Entry> {
     let mut out = BTreeMap::new();
     for e in entries {
-        if let Some(id) = e.content.session_id {
+        // Reviews name a session too (a denial in it, a policy event of it), but say
+        // nothing of its recording.
+        let about_recording = matches!(
+            e.content.kind,
+            EntryKind::RecordingSealed | EntryKind::RecordingDeleted
+        );
+        if let (Some(id), true) = (e.content.session_id, about_recording) {
             out.insert(id, e);
         }
     }
@@ -503,4 +509,41 @@ pub fn checkpoint(args: CheckpointArgs) -> Result<ExitCode> {
         recorder::signing::fingerprint(&key.verifying_key())
     );
     Ok(ExitCode::SUCCESS)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use recorder::ledger::{EntryContent, GENESIS, chain};
+
+    fn content(kind: EntryKind, session: uuid::Uuid, location: Option<&str>) -> EntryContent {
+        EntryContent {
+            at: chrono::Utc::now(),
+            instance: "a".into(),
+            kind,
+            session_id: Some(session),
+            location: location.map(str::to_owned),
+            recording_hash: None,
+            size: None,
+            started_at: None,
+            ended_at: None,
+            signer: None,
+            detail: None,
+        }
+    }
+
+    #[test]
+    fn a_review_after_the_seal_does_not_hide_the_recording_row() {
+        let s = uuid::Uuid::now_v7();
+        let sealed = chain(
+            1,
+            &GENESIS,
+            content(EntryKind::RecordingSealed, s, Some("r.skrec")),
+        );
+        let prev = recorder::ledger::parse_hash(&sealed.hash).unwrap();
+        let review = chain(2, &prev, content(EntryKind::Review, s, None));
+        let entries = [sealed, review];
+        let last = last_by_session(&entries);
+        assert_eq!(last[&s].content.kind, EntryKind::RecordingSealed);
+    }
 }
