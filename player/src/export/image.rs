@@ -160,6 +160,33 @@ impl VncReplay {
         self.end_us
     }
 
+    /// Takes in what a live recording gained since this replay read it: `grown` is the whole
+    /// recording as it is now (it only ever grows). Returns the records added. What is already
+    /// decoded stays; a record still being written at the end is left for the next call.
+    pub fn follow(&mut self, grown: &[u8]) -> Result<usize, ImageError> {
+        let rec = Recording::parse(grown)?;
+        let known = self.records.len();
+        let mut seen = 0usize;
+        let mut last = self.end_us;
+        for r in rec.records() {
+            // A chunk still being written: the next call gets it whole.
+            let Ok(r) = r else { break };
+            last = last.max(r.at_us);
+            if let RecordKind::Data {
+                direction, bytes, ..
+            } = r.kind
+            {
+                seen += 1;
+                if seen > known {
+                    self.records
+                        .push((r.at_us, direction == Direction::ServerToClient, bytes));
+                }
+            }
+        }
+        self.end_us = rec.end_us().max(last);
+        Ok(self.records.len() - known)
+    }
+
     /// Keyframes laid so far.
     pub fn keyframe_count(&self) -> usize {
         self.keyframes.len()
@@ -278,6 +305,20 @@ impl Graphical {
             Graphical::Rdp(r) => r.end_us(),
             Graphical::Vnc(v) => v.end_us(),
             Graphical::Terminal(t) => t.end_us(),
+        }
+    }
+
+    /// Takes in what a live RDP or VNC recording gained (`grown`: the whole recording as it
+    /// is now); a terminal drawn with a font is opened again. Returns whether anything was
+    /// added.
+    pub fn follow(&mut self, grown: &[u8]) -> Result<bool, ImageError> {
+        match self {
+            Graphical::Rdp(r) => Ok(r.follow(grown)? > 0),
+            Graphical::Vnc(v) => Ok(v.follow(grown)? > 0),
+            Graphical::Terminal(_) => {
+                *self = Graphical::open(grown)?;
+                Ok(true)
+            }
         }
     }
 
@@ -462,6 +503,32 @@ mod tests {
         }
         let key = RecordingKey::generate().unwrap();
         encode_recording(&header, &records, 1 << 16, n * 100_000, key.signing_key()).unwrap()
+    }
+
+    /// Where the chunk after byte `from` starts (`SKCK`): a live recording is read up to
+    /// a whole chunk.
+    fn chunk_boundary_after(rec: &[u8], from: usize) -> usize {
+        from + rec[from..].windows(4).position(|w| w == b"SKCK").unwrap()
+    }
+
+    #[test]
+    fn a_followed_live_vnc_recording_shows_what_a_fresh_replay_shows() {
+        let rec = vnc_recording(600);
+        let first = chunk_boundary_after(&rec, rec.len() / 3);
+        let mut live = Graphical::open(&rec[..first]).unwrap();
+        let early_end = live.end_us();
+        live.frame_at(early_end).unwrap();
+        // A read that caught a chunk half written takes what is whole, and no more.
+        let added = live.follow(&rec[..rec.len() * 2 / 3]).unwrap();
+        assert!(added);
+        assert!(live.end_us() > early_end);
+        assert!(live.follow(&rec).unwrap());
+        let end = live.end_us();
+        let mut fresh = Graphical::open(&rec).unwrap();
+        assert_eq!(end, fresh.end_us());
+        assert_eq!(live.frame_at(end).unwrap(), fresh.frame_at(end).unwrap());
+        // Nothing new: nothing added.
+        assert!(!live.follow(&rec).unwrap());
     }
 
     #[test]

@@ -705,6 +705,41 @@ impl RdpReplay {
         Ok(())
     }
 
+    /// Takes in what a live recording gained since this replay read it: `grown` is the whole
+    /// recording as it is now (it only ever grows). Returns the PDUs added. What is decoded
+    /// stays; the added PDUs are decoded when a frame past them is asked for. A chunk still
+    /// being written at the end is left for the next call.
+    pub fn follow(&mut self, grown: &[u8]) -> Result<usize, RdpError> {
+        let rec = Recording::parse(grown)?;
+        let known = self.pdus.len();
+        let mut seen = 0usize;
+        let mut last = self.end_us;
+        for r in rec.records() {
+            let Ok(r) = r else { break };
+            last = last.max(r.at_us);
+            if let RecordKind::Data {
+                direction, bytes, ..
+            } = r.kind
+            {
+                seen += 1;
+                if seen <= known {
+                    continue;
+                }
+                let from_server = direction == Direction::ServerToClient;
+                if !from_server {
+                    client_frame(&bytes, &mut self.negotiated);
+                }
+                self.pdus.push(Pdu {
+                    at_us: r.at_us,
+                    from_server,
+                    bytes,
+                });
+            }
+        }
+        self.end_us = rec.end_us().max(last);
+        Ok(self.pdus.len() - known)
+    }
+
     /// The connection state recovered from the recording.
     pub fn negotiated(&self) -> &Negotiated {
         &self.negotiated

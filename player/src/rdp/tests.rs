@@ -297,3 +297,48 @@ fn pointer_is_drawn_when_asked_through_keyframes_too() {
         );
     }
 }
+
+#[test]
+fn a_followed_live_recording_shows_what_a_fresh_replay_shows() {
+    let mut frames = Vec::new();
+    for i in 0..120u16 {
+        let c = (i % 251) as u8;
+        frames.push((
+            u64::from(i) * S / 10,
+            fill((i * 7) % 100, (i * 3) % 60, 20, 16, [c, 255 - c, c, 0]),
+        ));
+    }
+    let hdr = header(&[("rdp.desktop-width", "120"), ("rdp.desktop-height", "80")]);
+    let records: Vec<Record> = frames
+        .iter()
+        .map(|(at, b)| Record {
+            at_us: *at,
+            kind: RecordKind::Data {
+                direction: Direction::ServerToClient,
+                channel: ChannelId(0),
+                bytes: Bytes::copy_from_slice(b),
+            },
+        })
+        .collect();
+    let key = RecordingKey::generate().unwrap();
+    // Small chunks, as a live recording closes one every second.
+    let rec = encode_recording(&hdr, &records, 2048, 13 * S, key.signing_key()).unwrap();
+    let boundary = |from: usize| from + rec[from..].windows(4).position(|w| w == b"SKCK").unwrap();
+    let mut live = RdpReplay::open(&rec[..boundary(rec.len() / 4)]).unwrap();
+    let early = live.end_us();
+    live.frame_at(early).unwrap();
+    // Half a chunk at the end is left for later.
+    assert!(live.follow(&rec[..rec.len() / 2 + 7]).unwrap() > 0);
+    assert!(live.end_us() > early);
+    assert!(live.follow(&rec).unwrap() > 0);
+    assert_eq!(live.follow(&rec).unwrap(), 0);
+    let mut fresh = RdpReplay::open(&rec).unwrap();
+    assert_eq!(live.end_us(), fresh.end_us());
+    for t in [live.end_us(), 6 * S, early] {
+        assert_eq!(
+            live.frame_at(t).unwrap(),
+            fresh.frame_at(t).unwrap(),
+            "at {t}"
+        );
+    }
+}

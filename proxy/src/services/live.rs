@@ -105,6 +105,10 @@ pub(super) struct Registered {
     pub(super) end: watch::Sender<Option<EndReason>>,
     pub(super) notices: mpsc::Sender<String>,
     pub(super) warned: bool,
+    /// The session's recording, for what the supervisor writes into it (who watches).
+    pub(super) writer: RecordingWriter,
+    /// Who was watching at the supervisor's last look (see `watching.rs`).
+    pub(super) watchers: std::collections::BTreeSet<recorder::catalogue::Watcher>,
 }
 
 /// A catalogue row still to be closed.
@@ -200,6 +204,8 @@ impl Services {
                 end: end_tx.clone(),
                 notices: notice_tx,
                 warned: false,
+                writer: writer.clone(),
+                watchers: std::collections::BTreeSet::new(),
             },
         );
         self.metrics.session_started(req.protocol);

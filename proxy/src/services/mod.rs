@@ -16,6 +16,7 @@ mod redecide;
 pub mod retention;
 mod supervisor;
 mod takeover;
+mod watching;
 
 pub use admission::Admission;
 pub use live::{EndReason, LiveSession, SessionMeta};

@@ -104,6 +104,7 @@ impl Services {
         for r in revoked {
             self.write_revocation(r, now).await;
         }
+        self.sync_watchers(now).await;
     }
 
     /// Kill requests (from any instance's CLI) for this instance's sessions.

@@ -247,6 +247,18 @@ const STRINGS: &[(&str, &str, &str)] = &[
     ),
     ("review.csv", "Download CSV", "CSV をダウンロード"),
     ("live.title", "Live sessions", "接続中のセッション"),
+    ("live.watch", "Watch", "監視する"),
+    ("watch.title", "Watching live", "ライブ監視"),
+    (
+        "watch.live",
+        "Live: the contractor has been told you are watching.",
+        "ライブ: 監視していることは作業者に通知されています。",
+    ),
+    (
+        "watch.ended",
+        "The session has ended.",
+        "セッションは終了しました。",
+    ),
     (
         "live.none",
         "No live sessions.",

@@ -14,6 +14,7 @@ mod pages;
 mod playback;
 mod reviews;
 mod verify_cache;
+mod watch;
 
 pub use pages::MAX_RECORDING_BYTES;
 
@@ -104,6 +105,8 @@ pub struct WebState {
     player_cache: std::sync::Mutex<Option<PlayerCacheEntry>>,
     /// Decoded graphical recordings at the positions they reached (seeking, playing).
     replays: std::sync::Mutex<playback::ReplayCache>,
+    /// Followed replays of watched live graphical sessions (the live view).
+    live: std::sync::Mutex<watch::LiveCache>,
     /// Verdicts on recording files, by file version: the session page verifies a recording
     /// once, not on every view.
     verified: verify_cache::VerifyCache,
@@ -189,6 +192,7 @@ impl WebState {
             refused_per_addr: AtomicU64::new(0),
             player_cache: std::sync::Mutex::new(None),
             replays: std::sync::Mutex::new(playback::ReplayCache::default()),
+            live: std::sync::Mutex::new(watch::LiveCache::default()),
             verified: verify_cache::VerifyCache::default(),
         })
     }
@@ -211,6 +215,10 @@ pub fn router(state: Arc<WebState>) -> Router {
         .route("/sessions/{id}/frame", get(playback::frame))
         .route("/sessions/{id}/timeline", get(playback::timeline))
         .route("/sessions/{id}/search", get(playback::search))
+        .route("/sessions/{id}/watch", get(watch::watch))
+        .route("/sessions/{id}/watch/screen", get(watch::screen))
+        .route("/sessions/{id}/watch/frame", get(watch::frame))
+        .route("/sessions/{id}/watch/leave", post(watch::leave))
         .route("/denials", get(pages::denials))
         .route("/denials.csv", get(reviews::csv))
         .route("/denials/{id}/review", post(reviews::review))
@@ -219,6 +227,7 @@ pub fn router(state: Arc<WebState>) -> Router {
         .route("/metrics", get(pages::metrics_with_token))
         .route("/assets/style.css", get(pages::style))
         .route("/assets/player.js", get(pages::player_js))
+        .route("/assets/watch.js", get(pages::watch_js))
         .with_state(state)
 }
 

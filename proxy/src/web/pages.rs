@@ -41,6 +41,7 @@ pub const MAX_FILTER_LEN: usize = 256;
 
 const STYLE: &str = include_str!("assets/style.css");
 const PLAYER_JS: &str = include_str!("assets/player.js");
+const WATCH_JS: &str = include_str!("assets/watch.js");
 
 /// Percent-encodes a query value.
 fn urlenc(s: &str) -> String {
@@ -570,6 +571,14 @@ pub async fn session(
             row.id,
             tr(lang, "session.play")
         );
+        if row.outcome == Outcome::Live && caller.sees_all_sessions() {
+            let _ = write!(
+                body,
+                " <a id=\"watch\" href=\"/sessions/{}/watch\">{}</a>",
+                row.id,
+                tr(lang, "live.watch")
+            );
+        }
     }
     body.push_str("</p>");
     if row.outcome == Outcome::Live && caller.is_security() {
@@ -913,7 +922,7 @@ pub async fn live(State(state): State<Arc<WebState>>, caller: Caller) -> Respons
         for r in &rows {
             let _ = write!(
                 body,
-                "<tr><td><a href=\"/sessions/{id}\">{started}</a></td><td>{user}</td><td>{target}</td><td>{protocol}</td><td><form method=\"post\" action=\"/sessions/{id}/kill\"><input type=\"hidden\" name=\"csrf\" value=\"{csrf}\"><button class=\"danger\">{kill}</button></form></td></tr>",
+                "<tr><td><a href=\"/sessions/{id}\">{started}</a></td><td>{user}</td><td>{target}</td><td>{protocol}</td><td><a class=\"button\" id=\"watch-{id}\" href=\"/sessions/{id}/watch\">{watch}</a></td><td><form method=\"post\" action=\"/sessions/{id}/kill\"><input type=\"hidden\" name=\"csrf\" value=\"{csrf}\"><button class=\"danger\">{kill}</button></form></td></tr>",
                 id = r.id,
                 started = fmt_time(&state, r.started_at),
                 user = escape(&r.user),
@@ -921,6 +930,7 @@ pub async fn live(State(state): State<Arc<WebState>>, caller: Caller) -> Respons
                 protocol = r.protocol,
                 csrf = escape(&caller.csrf),
                 kill = tr(lang, "session.kill"),
+                watch = tr(lang, "live.watch"),
             );
         }
         body.push_str("</tbody></table>");
@@ -1216,6 +1226,15 @@ pub async fn metrics(State(state): State<Arc<WebState>>) -> Response {
 /// `GET /assets/style.css`.
 pub async fn style() -> Response {
     ([(header::CONTENT_TYPE, "text/css; charset=utf-8")], STYLE).into_response()
+}
+
+/// `GET /assets/watch.js`.
+pub async fn watch_js() -> Response {
+    (
+        [(header::CONTENT_TYPE, "text/javascript; charset=utf-8")],
+        WATCH_JS,
+    )
+        .into_response()
 }
 
 /// `GET /assets/player.js`.

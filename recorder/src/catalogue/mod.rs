@@ -48,6 +48,7 @@ pub use types::{
     SessionRow, Verdict, event_kind,
 };
 pub use url::redact as redact_url;
+pub use watchers::{WATCHER_STALE_AFTER, Watcher, WatcherId};
 
 use ts::Ts;
 
@@ -224,6 +225,7 @@ mod ledger;
 mod orphans;
 mod pins;
 mod reviews;
+mod watchers;
 
 /// Inserts a session event under the session's own instance; evaluates to `false` if there
 /// is no such session. A macro, not a function, so it expands inside [`on_backend!`] for a

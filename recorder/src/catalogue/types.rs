@@ -252,6 +252,10 @@ pub mod event_kind {
     pub const CONFIG_RELOAD_FAILED: &str = "config reload failed";
     /// Audit: too many failed logons locked a user name or a source address out (`[auth]`).
     pub const AUTH_LOCKOUT: &str = "auth lockout";
+    /// A member of staff began watching the live session (detail: who, and their role).
+    pub const WATCHER_JOINED: &str = "watcher joined";
+    /// A watcher stopped watching (left the page, or their page stopped answering).
+    pub const WATCHER_LEFT: &str = "watcher left";
     /// Audit: security staff reviewed a denial or a policy event (detail: the disposition,
     /// who, the comment).
     pub const REVIEW: &str = "review";

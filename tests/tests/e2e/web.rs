@@ -39,6 +39,11 @@ const CARD: [&str; 5] = [
 ];
 
 fn inventory() -> String {
+    with_staff(demo_inventory())
+}
+
+/// `inventory` plus kobayashi (security), root (admin) and ito (auditor, with a card).
+fn with_staff(inventory: String) -> String {
     let card = CARD
         .iter()
         .map(|r| format!("\"{r}\""))
@@ -49,7 +54,7 @@ fn inventory() -> String {
          [[user]]\nname = \"root\"\nrole = \"admin\"\npassword_hash = \"{HASH}\"\n\n\
          [[user]]\nname = \"ito\"\nrole = \"auditor\"\npassword_hash = \"{HASH}\"\n\
          matrix_card = [{card}]\n",
-        demo_inventory()
+        inventory
     )
 }
 
@@ -876,6 +881,265 @@ fn web_policy_event_review_in_chromium() -> Result<()> {
     let text = String::from_utf8_lossy(&out.stdout);
     ensure!(out.status.success(), "{text}");
     Ok(())
+}
+
+/// The live view of an SSH console session (tanaka on app02, whose console is a real sshd):
+/// kobayashi (security) watches it in Chromium; tanaka is told; what tanaka's terminal shows
+/// appears on the page, and the page's screen is the recording's screen at the moment it
+/// says; leaving the page is told too; back on it, the kill button ends the session.
+#[test]
+fn web_live_view_of_an_ssh_console_is_told_shown_and_killed() -> Result<()> {
+    use crate::ssh::ssh_peers;
+    if !require_peers(&["chromium", "chromedriver", "ssh", "sshd", "runuser"])? {
+        return Ok(());
+    }
+    let sshd = ssh_peers::start_sshd(&[])?;
+    let instance = SekishoInstance::start_with(
+        &with_staff(ssh_peers::console_inventory(14501, sshd.port)),
+        crate::support::InstanceOptions {
+            secrets: Some(ssh_peers::console_secrets()),
+            ..crate::support::InstanceOptions::default()
+        },
+    )?;
+    let askpass = ssh_peers::askpass(instance.dir.path(), ssh_peers::DEMO_PASSWORD, None)?;
+    let mut ssh = ssh_peers::ssh_tt(
+        &askpass,
+        instance.listen.ssh.port(),
+        VNC_DESKTOP,
+        "tanaka+app02",
+    )?;
+    ssh.wait_for("this session is recorded", Duration::from_secs(30))?;
+    let id = instance.wait_until(Duration::from_secs(10), "the live session", || {
+        Ok(instance
+            .sessions()?
+            .into_iter()
+            .find(|s| s["target"] == "app02" && s["ended_at"].is_null()))
+    })?["id"]
+        .as_str()
+        .context("id")?
+        .to_owned();
+    let runtime = tokio::runtime::Runtime::new()?;
+    let result =
+        runtime.block_on(async {
+            let base = web_base(&instance).await?;
+            let b = Browser::start().await?;
+            let result = async {
+            login(&b, &base, "kobayashi").await?;
+            b.goto(&format!("{base}/live")).await?;
+            b.click(&format!("watch-{id}")).await?;
+            ssh.wait_for(
+                "kobayashi (security) is now watching this session",
+                Duration::from_secs(10),
+            )?;
+            // Typed by tanaka, shown to kobayashi.
+            ssh.send(b"echo LIVE-$((6*7))\n")?;
+            let shown_to_tanaka = ssh.wait_for("LIVE-42\r\n", Duration::from_secs(10))?;
+            let mut lag = None;
+            for _ in 0..100 {
+                let text = b
+                    .client
+                    .find(fantoccini::Locator::Id("screen"))
+                    .await?
+                    .text()
+                    .await?;
+                if text.lines().any(|l| l.trim_end() == "LIVE-42") {
+                    lag = Some(shown_to_tanaka.elapsed());
+                    break;
+                }
+                tokio::time::sleep(Duration::from_millis(50)).await;
+            }
+            let lag = lag.context("the live view never showed what tanaka typed")?;
+            eprintln!(
+                "live view: shown to the watcher {:.0} ms after the contractor's terminal",
+                lag.as_secs_f64() * 1000.0
+            );
+            // Generous for a loaded 2-core machine; the page asks every 250 ms.
+            ensure!(lag < crate::support::EMERGENCY_STOP, "the live view lags by {lag:?}");
+            // The page shows the recording's screen at the moment it names.
+            let at = attr(&b, "screen", "data-at").await?.context("data-at")?;
+            let watched = b
+                .client
+                .find(fantoccini::Locator::Id("screen"))
+                .await?
+                .text()
+                .await?;
+            let recorded = b
+                .client
+                .execute_async(
+                    &format!(
+                        "const done = arguments[arguments.length - 1];\
+                         fetch('/sessions/{id}/screen?ms={at}').then(r => r.json())\
+                         .then(s => done(s.lines.join('\\n')), e => done('ERROR ' + e));"
+                    ),
+                    vec![],
+                )
+                .await?;
+            let trim = |t: &str| t.lines().map(str::trim_end).collect::<Vec<_>>().join("\n");
+            ensure!(
+                trim(&watched).trim_end() == trim(recorded.as_str().unwrap_or("")).trim_end(),
+                "the watched screen is not the recording's at {at} ms:\n{watched}\n---\n{recorded}"
+            );
+            // Leaving the page is told.
+            b.goto(&format!("{base}/sessions")).await?;
+            ssh.wait_for(
+                "kobayashi (security) stopped watching this session",
+                Duration::from_secs(10),
+            )?;
+            // Back on it: the emergency stop on the same page.
+            b.goto(&format!("{base}/sessions/{id}/watch")).await?;
+            ensure!(
+                wait_source(&b, |s| s.contains("id=\"kill\"")).await?,
+                "no kill button on the live view"
+            );
+            let told_again = || {
+                ssh.output()
+                    .matches("kobayashi (security) is now watching this session")
+                    .count()
+                    == 2
+            };
+            for _ in 0..100 {
+                if told_again() {
+                    break;
+                }
+                tokio::time::sleep(Duration::from_millis(50)).await;
+            }
+            ensure!(told_again(), "tanaka was not told of the second watch");
+            let asked = std::time::Instant::now();
+            b.click("kill").await?;
+            let told = ssh.wait_for("session ended by security staff", Duration::from_secs(10))?;
+            let took = told.duration_since(asked);
+            eprintln!("live view: killed in {:.0} ms", took.as_secs_f64() * 1000.0);
+            ensure!(took < crate::support::EMERGENCY_STOP, "kill took {took:?}");
+            anyhow::Ok(())
+        }
+        .await;
+            b.close().await?;
+            result
+        });
+    result.map_err(|e| anyhow::anyhow!("{e:#}\n--- serve log ---\n{}", instance.serve_log()))?;
+    let row = instance.wait_until(Duration::from_secs(10), "the session ended", || {
+        Ok(instance
+            .sessions()?
+            .into_iter()
+            .find(|s| s["id"] == id.as_str() && !s["ended_at"].is_null()))
+    })?;
+    ensure!(row["outcome"] == "killed", "{row}");
+    // Watching is on the record: in the catalogue's events and in the recording.
+    let events = crate::support::faults::session_events(&instance, &id)?;
+    let count = |kind: &str| {
+        events
+            .iter()
+            .filter(|(k, d)| k == kind && d.contains("kobayashi (security)"))
+            .count()
+    };
+    ensure!(count("watcher joined") == 2, "{events:?}");
+    ensure!(count("watcher left") >= 1, "{events:?}");
+    let path = crate::ssh::ssh_peers::recording_path(&instance, &row)?;
+    let bytes = std::fs::read(&path)?;
+    let recording = recorder::reader::Recording::parse(&bytes)?;
+    let mut noted = Vec::new();
+    for r in recording.records() {
+        if let recorder::format::RecordKind::Event(e) = r?.kind {
+            noted.push(e.detail);
+        }
+    }
+    ensure!(
+        noted
+            .iter()
+            .filter(|d| d.starts_with("watcher joined: kobayashi (security)"))
+            .count()
+            == 2,
+        "the recording's events: {noted:?}"
+    );
+    Ok(())
+}
+
+/// The live view of a VNC console session (a real viewer through Sekisho to QEMU): the
+/// canvas kobayashi watches is the recording's frame at the moment it names, and the
+/// watcher's presence is in the session's events.
+#[test]
+fn web_live_view_of_a_vnc_console_shows_the_recorded_frame() -> Result<()> {
+    if !require_peers(&[
+        "chromium",
+        "chromedriver",
+        "qemu-system-x86_64",
+        "python3",
+        "ssh",
+        "ffmpeg",
+        "ffprobe",
+    ])? {
+        return Ok(());
+    }
+    let qemu = vnc_peers::start_qemu_vnc(None)?;
+    let instance = SekishoInstance::start(&inventory().replacen(
+        "vnc_console = \"127.0.0.1:15901\"",
+        &format!("vnc_console = \"127.0.0.1:{}\"", qemu.port),
+        1,
+    ))?;
+    // Let SeaBIOS reach a steady screen first.
+    std::thread::sleep(Duration::from_secs(3));
+    std::thread::scope(|scope| {
+        let viewer =
+            scope.spawn(|| vnc_peers::recorded_console_session(&instance, VNC_DESKTOP, 12.0));
+        let id = instance.wait_until(Duration::from_secs(20), "the live VNC session", || {
+            Ok(instance
+                .sessions()?
+                .into_iter()
+                .find(|s| s["protocol"] == "console-vnc" && s["ended_at"].is_null()))
+        })?["id"]
+            .as_str()
+            .context("id")?
+            .to_owned();
+        let shot = instance.dir.path().join("live-canvas.png");
+        let runtime = tokio::runtime::Runtime::new()?;
+        let at = runtime.block_on(async {
+            let base = web_base(&instance).await?;
+            let b = Browser::start().await?;
+            let result = async {
+                login(&b, &base, "kobayashi").await?;
+                b.goto(&format!("{base}/sessions/{id}/watch")).await?;
+                let at = wait_at(&b, "canvas", |v| v > 0).await?;
+                let at = at.context("the live canvas never drew")?;
+                canvas_png(&b, &shot).await?;
+                ensure!(
+                    attr(&b, "canvas", "data-at").await?.as_deref() == Some(&at.to_string()),
+                    "the canvas moved on while being read"
+                );
+                anyhow::Ok(at)
+            }
+            .await;
+            b.close().await?;
+            result
+        });
+        let at =
+            at.map_err(|e| anyhow::anyhow!("{e:#}\n--- serve log ---\n{}", instance.serve_log()))?;
+        let (_, recording) = viewer
+            .join()
+            .map_err(|_| anyhow::anyhow!("the viewer thread panicked"))??;
+        let frame = instance.dir.path().join("recorded-frame.png");
+        export_png(&instance, &recording, at as f64 / 1000.0, false, &frame)?;
+        let (aw, ah, a) = raw_rgb(&shot)?;
+        let (bw, bh, d) = raw_rgb(&frame)?;
+        ensure!((aw, ah) == (bw, bh), "live {aw}x{ah}, recorded {bw}x{bh}");
+        let differing = differing(&a, &d, aw * ah);
+        eprintln!(
+            "live view (VNC): {:.4}% of pixels differ from the recording's frame at {at} ms",
+            differing * 100.0
+        );
+        ensure!(
+            differing <= MAX_CANVAS_DIFFERING,
+            "{:.4}% differ",
+            differing * 100.0
+        );
+        let events = crate::support::faults::session_events(&instance, &id)?;
+        ensure!(
+            events
+                .iter()
+                .any(|(k, d)| k == "watcher joined" && d.contains("kobayashi (security)")),
+            "{events:?}"
+        );
+        Ok(())
+    })
 }
 
 /// At most this fraction of pixels may differ between the browser's canvas and the decoder's
