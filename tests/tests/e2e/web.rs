@@ -1142,6 +1142,107 @@ fn web_live_view_of_a_vnc_console_shows_the_recorded_frame() -> Result<()> {
     })
 }
 
+/// The live view of an RDP session (the headless RDP client through Sekisho to xrdp): the
+/// canvas kobayashi watches is the recording's frame at the moment it names.
+#[test]
+fn web_live_view_of_an_rdp_session_shows_the_recorded_frame() -> Result<()> {
+    use crate::rdp::rdp_peers::{self, XRDP_PORT};
+    use crate::rdp_load::{DESKTOP, inventory as rdp_inventory};
+    if !require_peers(&[
+        "chromium",
+        "chromedriver",
+        "xrdp",
+        "xrdp-sesman",
+        "Xvnc",
+        "ffmpeg",
+        "ffprobe",
+    ])? {
+        return Ok(());
+    }
+    rdp_peers::ensure_xrdp()?;
+    let _serial = rdp_peers::serial();
+    let instance = SekishoInstance::start_with(
+        &with_staff(rdp_inventory(&[("srv01", XRDP_PORT)], None)),
+        crate::support::InstanceOptions {
+            secrets: Some(rdp_peers::lab_secrets(&["srv01"])),
+            ..crate::support::InstanceOptions::default()
+        },
+    )?;
+    let shot = instance.dir.path().join("live-rdp.png");
+    let runtime = tokio::runtime::Runtime::new()?;
+    let (id, at) = runtime.block_on(async {
+        let mut o = e2e::rdp_client::ConnectOptions::new(
+            instance.listen.rdp,
+            "tanaka+srv01",
+            crate::support::inventory::PASSWORD,
+        );
+        o.source = Some(std::net::IpAddr::V4(DESKTOP));
+        let mut client = e2e::rdp_client::connect(&o).await?;
+        // The client keeps the session going (and its screen updated) while it is watched.
+        let pump = tokio::spawn(async move {
+            client.pump_for(Duration::from_secs(12)).await?;
+            client.disconnect().await
+        });
+        let id = loop {
+            if let Some(s) = instance
+                .sessions()?
+                .into_iter()
+                .find(|s| s["protocol"] == "rdp" && s["ended_at"].is_null())
+            {
+                break s["id"].as_str().context("id")?.to_owned();
+            }
+            tokio::time::sleep(Duration::from_millis(200)).await;
+        };
+        let base = web_base(&instance).await?;
+        let b = Browser::start().await?;
+        let watched = async {
+            login(&b, &base, "kobayashi").await?;
+            b.goto(&format!("{base}/sessions/{id}/watch")).await?;
+            let first = wait_at(&b, "canvas", |v| v > 0).await?;
+            let first = first.context("the live canvas never drew")?;
+            // Later pictures follow the session (the clock on xrdp's desktop ticks).
+            let later = wait_at(&b, "canvas", |v| v > first + 1000).await?;
+            let at = later.context("the live canvas stopped following the session")?;
+            canvas_png(&b, &shot).await?;
+            let still = attr(&b, "canvas", "data-at").await?;
+            if still.as_deref() != Some(&at.to_string()) {
+                // Moved on between the two reads: take the picture of the new moment.
+                canvas_png(&b, &shot).await?;
+            }
+            let at: u64 = attr(&b, "canvas", "data-at")
+                .await?
+                .and_then(|v| v.parse().ok())
+                .context("data-at")?;
+            anyhow::Ok(at)
+        }
+        .await;
+        b.close().await?;
+        let at = watched
+            .map_err(|e| anyhow::anyhow!("{e:#}\n--- serve log ---\n{}", instance.serve_log()))?;
+        pump.await??;
+        anyhow::Ok((id, at))
+    })?;
+    let row = rdp_peers::ended_session(&instance, "the RDP session to end")?;
+    ensure!(row["id"] == id.as_str(), "{row}");
+    let recording = crate::ssh::ssh_peers::recording_path(&instance, &row)?;
+    let frame = instance.dir.path().join("recorded-rdp-frame.png");
+    export_png(&instance, &recording, at as f64 / 1000.0, false, &frame)?;
+    let (aw, ah, a) = raw_rgb(&shot)?;
+    let (bw, bh, d) = raw_rgb(&frame)?;
+    ensure!((aw, ah) == (bw, bh), "live {aw}x{ah}, recorded {bw}x{bh}");
+    let differing = differing(&a, &d, aw * ah);
+    eprintln!(
+        "live view (RDP): {:.4}% of pixels differ from the recording's frame at {at} ms",
+        differing * 100.0
+    );
+    ensure!(
+        differing <= MAX_CANVAS_DIFFERING,
+        "{:.4}% differ",
+        differing * 100.0
+    );
+    Ok(())
+}
+
 /// At most this fraction of pixels may differ between the browser's canvas and the decoder's
 /// frame at the same moment. The canvas draws the server's PNG of that very frame without
 /// scaling, so any difference is a bug (colour management, scaling, a frame of another
