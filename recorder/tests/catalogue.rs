@@ -23,7 +23,7 @@ use recorder::catalogue::{
     AuditEvent, AuditFilter, BackendKind, Catalogue, CatalogueError, DecisionFilter,
     DecisionRecord, DenialFilter, Disposition, InstanceId, Interrupted, NewReview, NewSession,
     Outcome, PinCheck, PinKind, Presented, Protocol, RecordingState, RecordingSummary,
-    ReviewSubject, SessionFilter, SessionId, Verdict, event_kind,
+    ReviewSubject, SessionFilter, SessionId, Verdict, WATCHER_STALE_AFTER, Watcher, event_kind,
 };
 
 const PG_URL_VAR: &str = "SEKISHO_TEST_POSTGRES_URL";
@@ -140,6 +140,7 @@ catalogue_tests!(
     ledger_chains_sealed_and_deleted_recordings_from_every_instance,
     denials_are_reviewed_with_history_audit_and_ledger,
     policy_events_are_listed_and_reviewed_like_denials,
+    watchers_are_present_while_they_beat_and_until_they_leave,
 );
 
 // ----- helpers -----
@@ -1558,6 +1559,62 @@ async fn policy_events_are_listed_and_reviewed_like_denials(url: &str, kind: Bac
         "{detail}"
     );
     assert_eq!(entries[0].content.session_id, Some(s.id.0));
+}
+
+async fn watchers_are_present_while_they_beat_and_until_they_leave(url: &str, kind: BackendKind) {
+    let c = open(url, kind).await;
+    let a = instance("bastion-a");
+    let b = instance("bastion-b");
+    let s = session(&a, Protocol::Ssh, "tanaka", "app02");
+    c.session_started(&s).await.unwrap();
+    let kobayashi = Watcher {
+        viewer: "kobayashi".into(),
+        role: "security".into(),
+    };
+    let ito = Watcher {
+        viewer: "ito".into(),
+        role: "auditor".into(),
+    };
+    let now = Utc::now();
+    // Served by instance B's web UI; read by A, which runs the session.
+    let w1 = c
+        .watch_join(s.id, &kobayashi, &b, now)
+        .await
+        .unwrap()
+        .unwrap();
+    let w2 = c.watch_join(s.id, &ito, &b, now).await.unwrap().unwrap();
+    let present = c.present_watchers(now).await.unwrap();
+    assert_eq!(present[&s.id].len(), 2);
+    // Someone else's watcher id does not beat or leave for them.
+    assert!(!c.watch_beat(w1, "ito", now).await.unwrap());
+    c.watch_leave(w1, "ito", now).await.unwrap();
+    assert_eq!(c.present_watchers(now).await.unwrap()[&s.id].len(), 2);
+    // ito leaves; kobayashi's page stops beating and goes stale.
+    c.watch_leave(w2, "ito", now).await.unwrap();
+    assert!(!c.watch_beat(w2, "ito", now).await.unwrap(), "left is left");
+    let later = now + WATCHER_STALE_AFTER + Duration::seconds(1);
+    assert!(c.present_watchers(later).await.unwrap().is_empty());
+    // A beat brings kobayashi back.
+    assert!(c.watch_beat(w1, "kobayashi", later).await.unwrap());
+    let present = c.present_watchers(later).await.unwrap();
+    assert_eq!(present[&s.id].iter().collect::<Vec<_>>(), vec![&kobayashi]);
+    // An ended session is not watched: no join, no beat.
+    c.session_ended(s.id, later, Outcome::Completed, None)
+        .await
+        .unwrap();
+    assert!(!c.watch_beat(w1, "kobayashi", later).await.unwrap());
+    assert!(
+        c.watch_join(s.id, &kobayashi, &b, later)
+            .await
+            .unwrap()
+            .is_none()
+    );
+    assert!(
+        c.watch_join(new_id(), &kobayashi, &b, later)
+            .await
+            .unwrap()
+            .is_none()
+    );
 }
 
 async fn consoles_count_only_while_their_instance_beats(url: &str, kind: BackendKind) {

@@ -979,6 +979,13 @@ fn web_live_view_of_an_ssh_console_is_told_shown_and_killed() -> Result<()> {
                 trim(&watched).trim_end() == trim(recorded.as_str().unwrap_or("")).trim_end(),
                 "the watched screen is not the recording's at {at} ms:\n{watched}\n---\n{recorded}"
             );
+            if let Some(dir) = std::env::var_os("SEKISHO_DOCS_PICTURES") {
+                // `SEKISHO_DOCS_PICTURES=docs/pictures`: the picture in docs/live-view.md.
+                b.client.set_window_size(1100, 800).await?;
+                tokio::time::sleep(Duration::from_millis(500)).await;
+                let png = b.client.screenshot().await?;
+                std::fs::write(std::path::Path::new(&dir).join("live-view.png"), png)?;
+            }
             // Leaving the page is told.
             b.goto(&format!("{base}/sessions")).await?;
             ssh.wait_for(
