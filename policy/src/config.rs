@@ -336,6 +336,9 @@ pub struct Target {
     pub ssh_port: u16,
     /// A `[credential.NAME]` Sekisho injects.
     pub credential: Option<String>,
+    /// Four eyes: a session runs only while a member of security staff watches it
+    /// (`supervised = true`; rule `supervision.absent`).
+    pub supervised: bool,
 }
 
 impl Target {
@@ -359,6 +362,8 @@ pub struct Contract {
     pub valid_until: NaiveDate,
     /// Windows inside which access is allowed; empty = any time.
     pub windows: Vec<Window>,
+    /// Four eyes for every target of the contract (`supervised = true`).
+    pub supervised: bool,
 }
 
 /// Where a connection comes from.
@@ -557,6 +562,7 @@ struct RawTarget {
     rdp_port: Option<S<u16>>,
     ssh_port: Option<S<u16>>,
     credential: Option<String>,
+    supervised: Option<bool>,
 }
 
 #[derive(Deserialize)]
@@ -569,6 +575,7 @@ struct RawContract {
     valid_until: Option<S<DateText>>,
     #[serde(default)]
     windows: Vec<S<String>>,
+    supervised: Option<bool>,
 }
 
 /// A date written as a string (`"2026-04-01"`, as in the example) or as a bare TOML date
@@ -1662,6 +1669,7 @@ fn build_target(
             .as_ref()
             .map_or(DEFAULT_SSH_PORT, |p| *p.get_ref()),
         credential: t.credential.clone(),
+        supervised: t.supervised.unwrap_or(false),
     })
 }
 
@@ -1873,6 +1881,7 @@ fn build_contract(
         valid_from: from?,
         valid_until: until?,
         windows,
+        supervised: c.supervised.unwrap_or(false),
     })
 }
 

@@ -101,11 +101,17 @@ pub struct Authorized {
     target: String,
     path: String,
     console_session: Option<SessionId>,
+    supervised: bool,
     /// Private so only this module can build an `Authorized`.
     _proof: (),
 }
 
 impl Authorized {
+    /// Four eyes: the target (or the contract that allowed it) is `supervised`, so the
+    /// session may run only while security staff watch it.
+    pub fn supervised(&self) -> bool {
+        self.supervised
+    }
     /// The allow rule.
     pub fn rule(&self) -> Rule {
         self.rule
@@ -703,6 +709,7 @@ impl<'a> Ctx<'a> {
             target: target.name.clone(),
             path: path.to_owned(),
             console_session: hop.map(|(c, _)| c.session_id),
+            supervised: target.supervised || contract.supervised,
             _proof: (),
         })
     }
@@ -1569,6 +1576,59 @@ valid_until = "2027-03-31"
         );
         assert_eq!(d.rule(), Rule::RdpVdiToVm);
         assert!(d.reason().starts_with("RDP from VDI desktop 127.0.10.11 (tanaka, acme) to web01 denied: web01 is a virtual machine"));
+    }
+
+    #[test]
+    fn supervised_comes_from_the_target_or_the_contract() {
+        let d = evaluate(
+            &inv(),
+            &[],
+            &req(Protocol::ConsoleSerial, "127.0.10.11", "web01", None),
+            utc(WED),
+        );
+        assert!(!d.authorized().unwrap().supervised());
+        let target = FIXTURE.replacen(
+            "name = \"web01\"\naddress = \"127.0.20.11\"",
+            "name = \"web01\"\naddress = \"127.0.20.11\"\nsupervised = true",
+            1,
+        );
+        let contract = FIXTURE.replacen(
+            "windows = [\"mon-fri 08:30-20:00\"]\n",
+            "windows = [\"mon-fri 08:30-20:00\"]\nsupervised = true\n",
+            1,
+        );
+        for toml in [target, contract] {
+            assert_ne!(toml, FIXTURE);
+            let inv = Inventory::from_toml(&toml, "x").unwrap();
+            let d = evaluate(
+                &inv,
+                &[],
+                &req(Protocol::ConsoleSerial, "127.0.10.11", "web01", None),
+                utc(WED),
+            );
+            assert!(d.authorized().unwrap().supervised());
+        }
+        // A supervised contract of another contractor does not supervise acme's sessions.
+        let beta = FIXTURE.replacen(
+            "targets = [\"beta-phys04\", \"web01\"]\n",
+            "targets = [\"beta-phys04\", \"web01\"]\nsupervised = true\n",
+            1,
+        );
+        let inv = Inventory::from_toml(&beta, "x").unwrap();
+        let d = evaluate(
+            &inv,
+            &[],
+            &req(Protocol::ConsoleSerial, "127.0.10.11", "web01", None),
+            utc(WED),
+        );
+        assert!(!d.authorized().unwrap().supervised());
+        // Not a boolean: the file, line and key are named.
+        let bad = FIXTURE.replacen(
+            "name = \"web01\"\naddress = \"127.0.20.11\"",
+            "name = \"web01\"\naddress = \"127.0.20.11\"\nsupervised = \"yes\"",
+            1,
+        );
+        assert!(Inventory::from_toml(&bad, "x").is_err());
     }
 
     #[test]

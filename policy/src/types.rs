@@ -188,6 +188,9 @@ pub enum Rule {
     /// Deny: a user with a matrix card has not passed it from this desktop recently (within
     /// `auth.second_factor_ttl`), so a door without a card step of its own (VNC, RDP) refuses.
     AuthSecondFactor,
+    /// Deny: a supervised target's session had no member of security staff watching it
+    /// (four eyes), so it did not start (decided by the proxies).
+    SupervisionAbsent,
     /// Allow: RDP to a physical server.
     RdpPhysical,
     /// Allow: RDP from a server reached through a live console session.
@@ -200,7 +203,7 @@ pub enum Rule {
 
 impl Rule {
     /// Every rule, for documentation and tests.
-    pub const ALL: [Rule; 28] = [
+    pub const ALL: [Rule; 29] = [
         Rule::SourceUnknown,
         Rule::SourceDesktopMismatch,
         Rule::TargetUnknown,
@@ -225,6 +228,7 @@ impl Rule {
         Rule::AuthFailed,
         Rule::TargetChanged,
         Rule::AuthSecondFactor,
+        Rule::SupervisionAbsent,
         Rule::RdpPhysical,
         Rule::RdpHopFromConsole,
         Rule::ConsoleVm,
@@ -247,6 +251,7 @@ impl Rule {
                 | Rule::AuthFailed
                 | Rule::TargetChanged
                 | Rule::AuthSecondFactor
+                | Rule::SupervisionAbsent
         )
     }
 
@@ -281,6 +286,7 @@ impl Rule {
             Rule::AuthFailed => "auth.failed",
             Rule::TargetChanged => "target.changed",
             Rule::AuthSecondFactor => "auth.second-factor",
+            Rule::SupervisionAbsent => "supervision.absent",
         }
     }
 

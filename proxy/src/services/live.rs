@@ -109,6 +109,8 @@ pub(super) struct Registered {
     pub(super) writer: RecordingWriter,
     /// Who was watching at the supervisor's last look (see `watching.rs`).
     pub(super) watchers: std::collections::BTreeSet<recorder::catalogue::Watcher>,
+    /// Whether anyone watches, for the relay of a supervised session (four eyes).
+    pub(super) watched: watch::Sender<bool>,
 }
 
 /// A catalogue row still to be closed.
@@ -132,6 +134,11 @@ impl Services {
         // told: refuse it (the client's listener is closing anyway).
         if self.shutdown.is_cancelled() {
             return Err(anyhow!("Sekisho is shutting down"));
+        }
+        if auth.supervised() && !super::supervision::holds_input(req.protocol) {
+            let denial = super::supervision::unsupported_denial(req, auth);
+            self.record_refusal(None, &denial, req).await;
+            return Err(anyhow!("{}", denial.reason()));
         }
         let started_at = Utc::now();
         let id = SessionId(uuid::Uuid::now_v7());
@@ -188,6 +195,7 @@ impl Services {
 
         let (end_tx, end_rx) = watch::channel(None);
         let (notice_tx, notice_rx) = mpsc::channel(8);
+        let (watched_tx, watched_rx) = watch::channel(false);
         self.lock_sessions().insert(
             id,
             Registered {
@@ -206,6 +214,7 @@ impl Services {
                 warned: false,
                 writer: writer.clone(),
                 watchers: std::collections::BTreeSet::new(),
+                watched: watched_tx,
             },
         );
         self.metrics.session_started(req.protocol);
@@ -246,6 +255,8 @@ impl Services {
             end_tx,
             notices: Some(notice_rx),
             location,
+            supervised: auth.supervised(),
+            watched: watched_rx,
         })
     }
 
@@ -305,9 +316,22 @@ pub struct LiveSession {
     end_tx: watch::Sender<Option<EndReason>>,
     notices: Option<mpsc::Receiver<String>>,
     location: String,
+    supervised: bool,
+    watched: watch::Receiver<bool>,
 }
 
 impl LiveSession {
+    /// Four eyes: the session may run only while security staff watch it (the relay waits
+    /// for a watcher before dialling, and holds the contractor's input while nobody watches).
+    pub fn supervised(&self) -> bool {
+        self.supervised
+    }
+
+    /// Whether anyone watches the session now, updated by the supervisor.
+    pub fn watched(&self) -> watch::Receiver<bool> {
+        self.watched.clone()
+    }
+
     fn writer(&self) -> Result<&RecordingWriter> {
         self.writer
             .as_ref()

@@ -14,6 +14,7 @@ mod logons;
 mod metrics;
 mod redecide;
 pub mod retention;
+pub mod supervision;
 mod supervisor;
 mod takeover;
 mod watching;

@@ -40,6 +40,8 @@ impl Services {
             if now_watching == s.watchers {
                 continue;
             }
+            s.watched
+                .send_if_modified(|w| std::mem::replace(w, !now_watching.is_empty()) != *w);
             changes.push(Change {
                 id: *id,
                 writer: s.writer.clone(),

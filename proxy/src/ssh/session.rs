@@ -24,6 +24,7 @@ use tracing::{info, warn};
 use super::console::{self, ConsoleInput, Pty, Route, UpstreamAuth};
 use super::events::{Event, Refusal};
 use super::menu::{self, ExecCommand, LineEditor, MenuEntry};
+use crate::services::supervision;
 use crate::services::{Admission, LiveSession, Services, SessionMeta};
 
 /// How long an authenticated connection may sit without asking for a shell or command.
@@ -477,6 +478,14 @@ impl Actor {
             }
         };
         self.flush_refusals(Some(&live)).await;
+        if live.supervised()
+            && let Err(outcome) = self.wait_for_watcher(&live, &req, target).await
+        {
+            if let Err(e) = live.finish(outcome).await {
+                warn!(error = %format!("{e:#}"), "Cannot close the session");
+            }
+            return 1;
+        }
         let io = match console::connect(&route, &self.pty, self.services.pins()).await {
             Ok(io) => io,
             Err(e) => {
@@ -527,6 +536,86 @@ impl Actor {
         status
     }
 
+    /// Four eyes: waits, before the console is dialled, until a member of security staff
+    /// watches the session. `Err` is the outcome to close the session with: nobody came in
+    /// time (refused, `supervision.absent`), it was ended, or the contractor left.
+    async fn wait_for_watcher(
+        &mut self,
+        live: &LiveSession,
+        req: &Request,
+        target: &str,
+    ) -> Result<(), Outcome> {
+        let mut watched = live.watched();
+        if *watched.borrow_and_update() {
+            return Ok(());
+        }
+        let wait = supervision::WAIT_FOR_WATCHER;
+        self.say(&format!(
+            "sekisho: {target} is supervised (four eyes): the session starts when a member of \
+             security staff watches it; waiting up to {} minutes\r\n",
+            wait.as_secs() / 60
+        ))
+        .await;
+        let _ = live
+            .event(
+                EventKind::Policy,
+                "supervised: waiting for a watcher before the console is opened",
+            )
+            .await;
+        let ended = live.ended();
+        tokio::pin!(ended);
+        let deadline = tokio::time::sleep(wait);
+        tokio::pin!(deadline);
+        loop {
+            tokio::select! {
+                changed = watched.changed() => {
+                    if changed.is_err() {
+                        return Err(Outcome::Failed);
+                    }
+                    if *watched.borrow_and_update() {
+                        self.say("sekisho: security staff are watching; opening the console\r\n")
+                            .await;
+                        return Ok(());
+                    }
+                }
+                reason = &mut ended => {
+                    self.say(&format!("{}\r\n", reason.message())).await;
+                    return Err(reason.outcome());
+                }
+                () = &mut deadline => {
+                    let contractor = self
+                        .services
+                        .inventory()
+                        .user(&self.user)
+                        .and_then(|u| u.contractor.clone());
+                    let denial =
+                        supervision::nobody_came_denial(req, &self.user, contractor, target, wait);
+                    warn!(reason = denial.reason(), "Supervised session refused");
+                    self.services.record_refusal(Some(live.id), &denial, req).await;
+                    self.say(&format!(
+                        "sekisho: denied ({}): {}\r\n",
+                        denial.rule().as_str(),
+                        denial.reason()
+                    ))
+                    .await;
+                    return Err(Outcome::Denied);
+                }
+                ev = self.events.recv() => match ev {
+                    // Nothing typed reaches anything while waiting.
+                    Some(Event::Resize { cols, rows }) => {
+                        self.pty.cols = cols;
+                        self.pty.rows = rows;
+                    }
+                    Some(Event::Eof(ch) | Event::Closed(ch)) if Some(ch) == self.channel => {
+                        return Err(Outcome::Completed);
+                    }
+                    None => return Err(Outcome::Completed),
+                    Some(_) => {}
+                },
+            }
+        }
+    }
+
     /// Moves bytes both ways, recording each, until one side ends or the session must end.
     async fn relay(
         &mut self,
@@ -537,8 +626,41 @@ impl Actor {
         let live: &LiveSession = live;
         let ended = live.ended();
         tokio::pin!(ended);
+        // Four eyes: while nobody watches a supervised session, input is held (not sent,
+        // counted) and output keeps flowing.
+        let mut watched = live.watched();
+        let mut holding = live.supervised();
+        let mut held_bytes = 0usize;
+        if holding && !*watched.borrow_and_update() {
+            // The watcher left between the wait and the console answering.
+            self.say("sekisho: nobody is watching this supervised session; your input is held (not sent) until security staff watch again\r\n")
+                .await;
+        }
         loop {
             tokio::select! {
+                changed = watched.changed(), if holding => {
+                    if changed.is_err() {
+                        holding = false;
+                        continue;
+                    }
+                    if *watched.borrow_and_update() {
+                        self.say("\r\nsekisho: security staff are watching again; input resumed\r\n")
+                            .await;
+                        let _ = live
+                            .event(
+                                EventKind::Policy,
+                                &format!("input resumed ({held_bytes} bytes typed while held were not sent)"),
+                            )
+                            .await;
+                        held_bytes = 0;
+                    } else {
+                        self.say("\r\nsekisho: nobody is watching this supervised session; your input is held (not sent) until security staff watch again\r\n")
+                            .await;
+                        let _ = live
+                            .event(EventKind::Policy, "input held: nobody is watching")
+                            .await;
+                    }
+                }
                 reason = &mut ended => {
                     info!(reason = %reason.message(), "Session ended by Sekisho");
                     self.say(&format!("\r\n{}\r\n", reason.message())).await;
@@ -575,6 +697,10 @@ impl Actor {
                 },
                 ev = self.events.recv() => match ev {
                     Some(Event::Data(_, bytes)) => {
+                        if live.supervised() && !*watched.borrow() {
+                            held_bytes += bytes.len();
+                            continue;
+                        }
                         if live.client_data(TERMINAL_CHANNEL, &bytes).await.is_err() {
                             continue;
                         }

@@ -1858,3 +1858,150 @@ async fn second_factor_is_required_of_card_users_only_from_the_desktop_that_pass
             .is_some()
     );
 }
+
+/// A live SSH session of yamada's whose recording is being written: (id, writer).
+async fn add_live_recorded_session(f: &Fixture) -> (SessionId, recorder::RecordingWriter) {
+    let id = SessionId(uuid::Uuid::now_v7());
+    let recordings = recorder::LocalDir::new(f._dir.path().join("rec"));
+    let header = recorder::Header {
+        session_id: id.0,
+        protocol: "ssh".into(),
+        user: Some("yamada".into()),
+        contractor: Some("globex".into()),
+        source: "127.0.10.11".into(),
+        target: "web01".into(),
+        start_unix_us: Utc::now().timestamp_micros(),
+        metadata: Default::default(),
+    };
+    let writer = recorder::RecordingWriter::create(
+        &recordings,
+        header,
+        recorder::RecordingKey::generate().unwrap(),
+        recorder::WriterConfig::default(),
+    )
+    .await
+    .unwrap();
+    writer
+        .data(
+            recorder::Direction::ServerToClient,
+            recorder::ChannelId(0),
+            Bytes::from_static(b"watched-4711\r\n$ "),
+        )
+        .await
+        .unwrap();
+    f.state
+        .services
+        .catalogue()
+        .session_started(&NewSession {
+            id,
+            instance: f.state.services.instance().clone(),
+            protocol: Protocol::Ssh,
+            user: "yamada".into(),
+            contractor: "globex".into(),
+            source: "127.0.10.11".parse().unwrap(),
+            target: "web01".into(),
+            path: "internet-vpn".into(),
+            console_session: None,
+            started_at: Utc::now(),
+            recording: Some(writer.location().to_owned()),
+            detail: None,
+        })
+        .await
+        .unwrap();
+    (id, writer)
+}
+
+#[tokio::test]
+async fn watching_is_for_staff_registers_the_watcher_and_shows_the_screen() {
+    let f = fixture().await;
+    let (live, _writer) = add_live_recorded_session(&f).await;
+    let page = format!("/sessions/{live}/watch");
+    for contractor in ["tanaka", "yamada"] {
+        let (cookie, _) = login_as(&f, contractor);
+        let (status, _) = get(&f, Some(&cookie), &page).await;
+        assert_eq!(status, StatusCode::NOT_FOUND, "{contractor} may not watch");
+    }
+    // An auditor watches without the emergency stop; security staff have it.
+    let (auditor, auditor_csrf) = login_as(&f, "suzuki");
+    let (status, body) = get(&f, Some(&auditor), &page).await;
+    assert_eq!(status, StatusCode::OK);
+    assert!(!body.contains("id=\"kill\""));
+    let watcher = body
+        .split("data-watcher=\"")
+        .nth(1)
+        .and_then(|r| r.split('"').next())
+        .unwrap()
+        .to_owned();
+    let (security, _) = login_as(&f, "kobayashi");
+    let (status, body) = get(&f, Some(&security), &page).await;
+    assert_eq!(status, StatusCode::OK);
+    assert!(body.contains("id=\"kill\""));
+    let present = f
+        .state
+        .services
+        .catalogue()
+        .present_watchers(Utc::now())
+        .await
+        .unwrap();
+    let names: Vec<_> = present[&live].iter().map(|w| w.viewer.as_str()).collect();
+    assert_eq!(names, ["kobayashi", "suzuki"]);
+    // The screen now (once the writer has closed the chunk: at least every second), for the
+    // watcher it was given to only.
+    let mut body = String::new();
+    for _ in 0..30 {
+        let (status, b) = get(
+            &f,
+            Some(&auditor),
+            &format!("/sessions/{live}/watch/screen?w={watcher}"),
+        )
+        .await;
+        assert_eq!(status, StatusCode::OK);
+        body = b;
+        if body.contains("watched-4711") {
+            break;
+        }
+        tokio::time::sleep(std::time::Duration::from_millis(100)).await;
+    }
+    assert!(body.contains("watched-4711"), "{body}");
+    let (status, _) = get(
+        &f,
+        Some(&security),
+        &format!("/sessions/{live}/watch/screen?w={watcher}"),
+    )
+    .await;
+    assert_eq!(status, StatusCode::GONE, "another's watcher id");
+    let (status, _) = get(
+        &f,
+        Some(&auditor),
+        &format!("/sessions/{live}/watch/screen?w=bogus"),
+    )
+    .await;
+    assert_eq!(status, StatusCode::BAD_REQUEST);
+    // Leaving needs the CSRF token; then the watcher is gone and its page is told.
+    let leave = format!("/sessions/{live}/watch/leave");
+    let resp = post(&f, Some(&auditor), &leave, &format!("csrf=x&w={watcher}")).await;
+    assert_eq!(resp.status(), StatusCode::FORBIDDEN);
+    let resp = post(
+        &f,
+        Some(&auditor),
+        &leave,
+        &format!("csrf={auditor_csrf}&w={watcher}"),
+    )
+    .await;
+    assert_eq!(resp.status(), StatusCode::NO_CONTENT);
+    let (status, _) = get(
+        &f,
+        Some(&auditor),
+        &format!("/sessions/{live}/watch/screen?w={watcher}"),
+    )
+    .await;
+    assert_eq!(status, StatusCode::GONE);
+    // An ended session is not watched: its player instead.
+    let (status, _) = get(
+        &f,
+        Some(&security),
+        &format!("/sessions/{}/watch", f.tanaka),
+    )
+    .await;
+    assert_eq!(status, StatusCode::SEE_OTHER);
+}

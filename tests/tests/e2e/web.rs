@@ -1061,6 +1061,112 @@ fn web_live_view_of_an_ssh_console_is_told_shown_and_killed() -> Result<()> {
     Ok(())
 }
 
+/// Four eyes: app02 is `supervised`. tanaka's console session waits, with nothing dialled,
+/// until kobayashi watches it in Chromium; when kobayashi leaves, what tanaka types is held
+/// (the console's shell never runs it, then or later); when kobayashi returns, input flows
+/// again. Each step is in the session's events.
+#[test]
+fn web_supervised_console_waits_for_a_watcher_and_holds_input_without_one() -> Result<()> {
+    use crate::ssh::ssh_peers;
+    if !require_peers(&["chromium", "chromedriver", "ssh", "sshd", "runuser"])? {
+        return Ok(());
+    }
+    let sshd = ssh_peers::start_sshd(&[])?;
+    let inventory = with_staff(ssh_peers::console_inventory(14501, sshd.port)).replacen(
+        "name = \"app02\"\naddress = \"127.0.20.12\"",
+        "name = \"app02\"\naddress = \"127.0.20.12\"\nsupervised = true",
+        1,
+    );
+    ensure!(inventory.contains("supervised = true"), "app02 not found");
+    let instance = SekishoInstance::start_with(
+        &inventory,
+        crate::support::InstanceOptions {
+            secrets: Some(ssh_peers::console_secrets()),
+            ..crate::support::InstanceOptions::default()
+        },
+    )?;
+    let sshd_log = || std::fs::read_to_string(sshd.dir.path().join("sshd.log"));
+    let askpass = ssh_peers::askpass(instance.dir.path(), ssh_peers::DEMO_PASSWORD, None)?;
+    let mut ssh = ssh_peers::ssh_tt(
+        &askpass,
+        instance.listen.ssh.port(),
+        VNC_DESKTOP,
+        "tanaka+app02",
+    )?;
+    ssh.wait_for("is supervised (four eyes)", Duration::from_secs(30))?;
+    std::thread::sleep(Duration::from_secs(2));
+    ensure!(
+        !sshd_log()?.contains("Connection from"),
+        "the console was dialled before anyone watched"
+    );
+    ensure!(!ssh.output().contains("this session is recorded"));
+    let id = instance.wait_until(Duration::from_secs(10), "the waiting session", || {
+        Ok(instance
+            .sessions()?
+            .into_iter()
+            .find(|s| s["target"] == "app02" && s["ended_at"].is_null()))
+    })?["id"]
+        .as_str()
+        .context("id")?
+        .to_owned();
+    let held_line = "your input is held (not sent)";
+    let runtime = tokio::runtime::Runtime::new()?;
+    let result = runtime.block_on(async {
+        let base = web_base(&instance).await?;
+        let b = Browser::start().await?;
+        let result = async {
+            login(&b, &base, "kobayashi").await?;
+            b.goto(&format!("{base}/sessions/{id}/watch")).await?;
+            ssh.wait_for("this session is recorded", Duration::from_secs(15))?;
+            ssh.send(b"echo ONE-$((6*7))\n")?;
+            ssh.wait_for("ONE-42", Duration::from_secs(15))?;
+            // kobayashi leaves: input is held.
+            b.goto(&format!("{base}/sessions")).await?;
+            ssh.wait_for(held_line, Duration::from_secs(15))?;
+            ssh.send(b"echo HELD-$((6*7))\n")?;
+            tokio::time::sleep(Duration::from_secs(2)).await;
+            ensure!(
+                !ssh.output().contains("HELD-42"),
+                "held input reached the console"
+            );
+            // kobayashi returns: input flows, and what was held never arrives.
+            b.goto(&format!("{base}/sessions/{id}/watch")).await?;
+            ssh.wait_for("input resumed", Duration::from_secs(15))?;
+            ssh.send(b"echo TWO-$((6*7))\n")?;
+            ssh.wait_for("TWO-42", Duration::from_secs(15))?;
+            ensure!(
+                !ssh.output().contains("HELD-42"),
+                "held input arrived later"
+            );
+            anyhow::Ok(())
+        }
+        .await;
+        b.close().await?;
+        result
+    });
+    result.map_err(|e| {
+        anyhow::anyhow!(
+            "{e:#}\n--- ssh ---\n{}\n--- serve log ---\n{}",
+            ssh.output(),
+            instance.serve_log()
+        )
+    })?;
+    drop(ssh);
+    let events = crate::support::faults::session_events(&instance, &id)?;
+    for want in [
+        "supervised: waiting for a watcher",
+        "watcher joined: kobayashi (security)",
+        "input held: nobody is watching",
+        "input resumed (",
+    ] {
+        ensure!(
+            events.iter().any(|(_, d)| d.starts_with(want)),
+            "no {want:?} in {events:?}"
+        );
+    }
+    Ok(())
+}
+
 /// The live view of a VNC console session (a real viewer through Sekisho to QEMU): the
 /// canvas kobayashi watches is the recording's frame at the moment it names, and the
 /// watcher's presence is in the session's events.
