@@ -22,7 +22,9 @@
 //! - `[auth]`: `max_failures` (default 10) failed logons per user name, and per source
 //!   address, within `failure_window` (default 15 min) lock that name or address out for
 //!   `lockout` (default 15 min); `second_factor_ttl` (default 8 h) is how long a matrix card
-//!   passed at the web or SSH login counts for the VNC (and RDP) doors. Durations are seconds
+//!   passed at the web or SSH login counts for the VNC (and RDP) doors; `supervision_wait`
+//!   (default 5 min) is how long a session to a `supervised` target waits for a member of
+//!   security staff to watch it before it is refused (`supervision.absent`). Durations are seconds
 //!   (`900`) or digits with a unit (`"30s"`, `"15m"`, `"8h"`, `"1d"`), 1 s to 30 days.
 //!
 //! Decisions taken here: only `role = "contractor"` users have a `contractor` and `desktops`
@@ -126,6 +128,8 @@ pub struct AuthPolicy {
     /// Time from accepting a connection to the person's authentication, on every door; a
     /// client that stays silent or stalls before it is closed then.
     pub preauth_timeout: Duration,
+    /// How long a session to a `supervised` target waits for a watcher (four eyes).
+    pub supervision_wait: Duration,
 }
 
 /// Longest duration an `[auth]` key accepts: longer lockouts are a denial of service, and a
@@ -454,6 +458,7 @@ struct RawAuth {
     lockout: Option<S<DurationValue>>,
     second_factor_ttl: Option<S<DurationValue>>,
     preauth_timeout: Option<S<DurationValue>>,
+    supervision_wait: Option<S<DurationValue>>,
 }
 
 /// A duration as written: a number of seconds, or a string of digits with a unit (`"30s"`,
@@ -708,6 +713,9 @@ pub const DEFAULT_SECOND_FACTOR_TTL: Duration = Duration::from_secs(8 * 3600);
 /// Default `auth.preauth_timeout`: long enough for a person typing a password at a prompt,
 /// short enough that silent connections do not pile up.
 pub const DEFAULT_PREAUTH_TIMEOUT: Duration = Duration::from_secs(30);
+/// Default `auth.supervision_wait`: time to ring security staff and for them to open the
+/// live view.
+pub const DEFAULT_SUPERVISION_WAIT: Duration = Duration::from_secs(300);
 
 impl Default for AuthPolicy {
     fn default() -> Self {
@@ -717,6 +725,7 @@ impl Default for AuthPolicy {
             lockout: DEFAULT_LOCKOUT,
             second_factor_ttl: DEFAULT_SECOND_FACTOR_TTL,
             preauth_timeout: DEFAULT_PREAUTH_TIMEOUT,
+            supervision_wait: DEFAULT_SUPERVISION_WAIT,
         }
     }
 }
@@ -981,6 +990,11 @@ fn parse_auth(diag: &mut Diag<'_>, raw: &RawAuth, out: &mut AuthPolicy) {
             &raw.preauth_timeout,
             "auth.preauth_timeout",
             &mut out.preauth_timeout,
+        ),
+        (
+            &raw.supervision_wait,
+            "auth.supervision_wait",
+            &mut out.supervision_wait,
         ),
     ] {
         let Some(value) = value else { continue };
@@ -2062,8 +2076,9 @@ windows = ["mon-fri 08:30-20:00"]
         assert_eq!(d.auth().failure_window, Duration::from_secs(900));
         assert_eq!(d.auth().lockout, Duration::from_secs(900));
         assert_eq!(d.auth().second_factor_ttl, Duration::from_secs(8 * 3600));
+        assert_eq!(d.auth().supervision_wait, Duration::from_secs(300));
         let inv = Inventory::from_toml(
-            "[auth]\nmax_failures = 3\nfailure_window = \"2m\"\nlockout = 45\nsecond_factor_ttl = \"1d\"\n",
+            "[auth]\nmax_failures = 3\nfailure_window = \"2m\"\nlockout = 45\nsecond_factor_ttl = \"1d\"\nsupervision_wait = \"10m\"\n",
             "c.toml",
         )
         .unwrap();
@@ -2071,6 +2086,7 @@ windows = ["mon-fri 08:30-20:00"]
         assert_eq!(inv.auth().failure_window, Duration::from_secs(120));
         assert_eq!(inv.auth().lockout, Duration::from_secs(45));
         assert_eq!(inv.auth().second_factor_ttl, Duration::from_secs(86_400));
+        assert_eq!(inv.auth().supervision_wait, Duration::from_secs(600));
         for (line, key) in [
             ("max_failures = 0", "auth.max_failures"),
             ("max_failures = -1", "auth.max_failures"),
@@ -2083,6 +2099,7 @@ windows = ["mon-fri 08:30-20:00"]
                 "auth.second_factor_ttl",
             ),
             ("lockout = true", "auth.lockout"),
+            ("supervision_wait = 0", "auth.supervision_wait"),
             ("lockouts = 60", "auth.lockouts"),
         ] {
             let text = format!("[auth]\n{line}\n");

@@ -1,7 +1,8 @@
 //! Four eyes (`supervised = true` on a target or a contract): a session runs only while a
 //! member of security staff watches it in the live view. The relay waits for a watcher before
 //! it dials the target, and holds the contractor's input (output keeps flowing and is
-//! recorded) while nobody watches. Refusals are rule `supervision.absent`.
+//! recorded) while nobody watches. Nobody within `auth.supervision_wait` (default 5 min):
+//! refused, rule `supervision.absent`.
 //!
 //! Holding input needs a relay that knows what input is: the text consoles (SSH and serial)
 //! do. A supervised graphical session is refused before anything is dialled (fail closed)
@@ -10,9 +11,6 @@
 use std::time::Duration;
 
 use policy::{Authorized, Denial, Protocol, Request, Rule};
-
-/// How long a supervised session waits for a watcher before it is refused.
-pub const WAIT_FOR_WATCHER: Duration = Duration::from_secs(300);
 
 /// Whether the relay of `protocol` can hold input while nobody watches.
 pub fn holds_input(protocol: Protocol) -> bool {

@@ -549,11 +549,11 @@ impl Actor {
         if *watched.borrow_and_update() {
             return Ok(());
         }
-        let wait = supervision::WAIT_FOR_WATCHER;
+        let wait = self.services.inventory().auth().supervision_wait;
         self.say(&format!(
             "sekisho: {target} is supervised (four eyes): the session starts when a member of \
-             security staff watches it; waiting up to {} minutes\r\n",
-            wait.as_secs() / 60
+             security staff watches it; waiting up to {}\r\n",
+            humantime_secs(wait)
         ))
         .await;
         let _ = live
@@ -727,6 +727,16 @@ impl Actor {
                 },
             }
         }
+    }
+}
+
+/// "5 minutes", "90 seconds": a wait as the contractor reads it.
+fn humantime_secs(d: Duration) -> String {
+    let secs = d.as_secs();
+    if secs >= 120 && secs.is_multiple_of(60) {
+        format!("{} minutes", secs / 60)
+    } else {
+        format!("{secs} seconds")
     }
 }
 

@@ -1173,6 +1173,74 @@ fn web_supervised_console_waits_for_a_watcher_and_holds_input_without_one() -> R
     Ok(())
 }
 
+/// Four eyes, nobody comes: app02 is `supervised` with `auth.supervision_wait = 3`; tanaka's
+/// console session waits, nobody watches, and it is refused as `supervision.absent` with
+/// nothing dialled.
+#[test]
+fn supervised_console_nobody_watching_is_refused_with_nothing_dialled() -> Result<()> {
+    use crate::ssh::ssh_peers;
+    if !require_peers(&["ssh", "sshd", "runuser"])? {
+        return Ok(());
+    }
+    let sshd = ssh_peers::start_sshd(&[])?;
+    let inventory = format!(
+        "{}\n[auth]\nsupervision_wait = 3\n",
+        ssh_peers::console_inventory(14501, sshd.port).replacen(
+            "name = \"app02\"\naddress = \"127.0.20.12\"",
+            "name = \"app02\"\naddress = \"127.0.20.12\"\nsupervised = true",
+            1,
+        )
+    );
+    let instance = SekishoInstance::start_with(
+        &inventory,
+        crate::support::InstanceOptions {
+            secrets: Some(ssh_peers::console_secrets()),
+            ..crate::support::InstanceOptions::default()
+        },
+    )?;
+    let askpass = ssh_peers::askpass(instance.dir.path(), ssh_peers::DEMO_PASSWORD, None)?;
+    let mut ssh = ssh_peers::ssh_tt(
+        &askpass,
+        instance.listen.ssh.port(),
+        VNC_DESKTOP,
+        "tanaka+app02",
+    )?;
+    ssh.wait_for("waiting up to 3 seconds", Duration::from_secs(30))?;
+    let status = ssh.wait_exit(Duration::from_secs(30))?;
+    ensure!(!status.success(), "{}", ssh.output());
+    ensure!(
+        ssh.output().contains("denied (supervision.absent)"),
+        "{}",
+        ssh.output()
+    );
+    let denial = instance.wait_until(Duration::from_secs(10), "the denial", || {
+        Ok(instance
+            .denials()?
+            .into_iter()
+            .find(|d| d["rule"] == "supervision.absent"))
+    })?;
+    let reason = denial["reason"].as_str().unwrap_or_default();
+    ensure!(
+        reason.contains("app02 is supervised") && reason.contains("within 3 s"),
+        "{denial}"
+    );
+    let row = instance.wait_until(Duration::from_secs(10), "the session closed", || {
+        Ok(instance
+            .sessions()?
+            .into_iter()
+            .find(|s| s["target"] == "app02" && !s["ended_at"].is_null()))
+    })?;
+    ensure!(row["outcome"] == "denied", "{row}");
+    let log = std::fs::read_to_string(sshd.dir.path().join("sshd.log"))?;
+    ensure!(
+        !log.contains("Accepted ")
+            && log.matches("Connection from").count()
+                == log.matches("kex_exchange_identification").count(),
+        "the console was dialled for a refused session:\n{log}"
+    );
+    Ok(())
+}
+
 /// The live view of a VNC console session (a real viewer through Sekisho to QEMU): the
 /// canvas kobayashi watches is the recording's frame at the moment it names, and the
 /// watcher's presence is in the session's events.
