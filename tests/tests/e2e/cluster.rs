@@ -295,20 +295,7 @@ fn shared_cluster() -> Result<Option<SharedCluster>> {
     let url = format!("s3://{}/cluster/{}", g.bucket, uuid::Uuid::now_v7());
     let options = || InstanceOptions {
         database: Some(pg.url.clone()),
-        recordings: Some((
-            url.clone(),
-            format!(
-                "[storage.s3]\nendpoint = \"{}\"\nregion = \"{}\"\nspool = \"data/spool\"\nship_interval = \"1s\"\n",
-                g.endpoint, g.region
-            ),
-        )),
-        secrets: Some(format!(
-            "{}\n[s3]\naccess_key_id = \"{}\"\nsecret_access_key = \"{}\"\n",
-            console_secrets(),
-            g.key_id,
-            g.secret
-        )),
-        ..InstanceOptions::default()
+        ..g.options(&url, "ship_interval = \"1s\"\n", &console_secrets())
     };
     let a = SekishoInstance::start_with(&inventory, options())?;
     let b = SekishoInstance::start_with(&inventory, options())?;
@@ -575,19 +562,7 @@ fn cluster_bench() -> Result<()> {
     let options = || InstanceOptions {
         database: Some(pg.url.clone()),
         no_serve: true,
-        recordings: Some((
-            url.clone(),
-            format!(
-                "[storage.s3]\nendpoint = \"{}\"\nregion = \"{}\"\nspool = \"data/spool\"\n",
-                g.endpoint, g.region
-            ),
-        )),
-        secrets: Some(format!(
-            "{}\n[s3]\naccess_key_id = \"{}\"\nsecret_access_key = \"{}\"\n",
-            console_secrets(),
-            g.key_id,
-            g.secret
-        )),
+        ..g.options(&url, "", &console_secrets())
     };
     let instances = [
         SekishoInstance::start_with(&inventory, options())?,
@@ -716,20 +691,11 @@ fn cluster_an_rdp_session_through_one_instance_is_replayed_on_another() -> Resul
     let url = format!("s3://{}/cluster-rdp/{}", g.bucket, uuid::Uuid::now_v7());
     let options = || InstanceOptions {
         database: Some(pg.url.clone()),
-        recordings: Some((
-            url.clone(),
-            format!(
-                "[storage.s3]\nendpoint = \"{}\"\nregion = \"{}\"\nspool = \"data/spool\"\nship_interval = \"1s\"\n",
-                g.endpoint, g.region
-            ),
-        )),
-        secrets: Some(format!(
-            "{}\n[s3]\naccess_key_id = \"{}\"\nsecret_access_key = \"{}\"\n",
-            rdp_peers::lab_secrets(&["srv01"]),
-            g.key_id,
-            g.secret
-        )),
-        ..InstanceOptions::default()
+        ..g.options(
+            &url,
+            "ship_interval = \"1s\"\n",
+            &rdp_peers::lab_secrets(&["srv01"]),
+        )
     };
     let a = SekishoInstance::start_with(&inventory, options())?;
     let b = SekishoInstance::start_with(&inventory, options())?;

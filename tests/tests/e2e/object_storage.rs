@@ -22,6 +22,28 @@ pub(crate) struct Garage {
     pub(crate) secret: String,
 }
 
+impl Garage {
+    /// `serve` options recording under `url` in this Garage: the local spool in the instance
+    /// directory, `s3_lines` more in `[storage.s3]` (`ship_interval`, `spool_limit`), and
+    /// `secrets` beside the S3 keys in the secrets file.
+    pub(crate) fn options(&self, url: &str, s3_lines: &str, secrets: &str) -> InstanceOptions {
+        InstanceOptions {
+            recordings: Some((
+                url.to_owned(),
+                format!(
+                    "[storage.s3]\nendpoint = \"{}\"\nregion = \"{}\"\nspool = \"data/spool\"\n{s3_lines}",
+                    self.endpoint, self.region
+                ),
+            )),
+            secrets: Some(format!(
+                "{secrets}\n[s3]\naccess_key_id = \"{}\"\nsecret_access_key = \"{}\"\n",
+                self.key_id, self.secret
+            )),
+            ..InstanceOptions::default()
+        }
+    }
+}
+
 /// The running test Garage; `None` (skip) when there is none and peers may be skipped.
 pub(crate) fn garage() -> Result<Option<Garage>> {
     let var = |name: &str| std::env::var(name).ok().filter(|v| !v.is_empty());
@@ -63,23 +85,8 @@ fn lab() -> Result<Option<(SekishoInstance, ssh_peers::Peer, Garage, String)>> {
         &format!("serial_console = \"127.0.0.1:{}\"", qemu.port),
     );
     let url = format!("s3://{}/e2e/{}", g.bucket, uuid::Uuid::now_v7());
-    let sekisho = SekishoInstance::start_with(
-        &inventory,
-        InstanceOptions {
-            recordings: Some((
-                url.clone(),
-                format!(
-                    "[storage.s3]\nendpoint = \"{}\"\nregion = \"{}\"\nspool = \"data/spool\"\nship_interval = \"1s\"\n",
-                    g.endpoint, g.region
-                ),
-            )),
-            secrets: Some(format!(
-                "[s3]\naccess_key_id = \"{}\"\nsecret_access_key = \"{}\"\n",
-                g.key_id, g.secret
-            )),
-            ..InstanceOptions::default()
-        },
-    )?;
+    let sekisho =
+        SekishoInstance::start_with(&inventory, g.options(&url, "ship_interval = \"1s\"\n", ""))?;
     Ok(Some((sekisho, qemu, g, url)))
 }
 
@@ -286,23 +293,11 @@ fn garage_stopped_mid_session_spools_refuses_new_sessions_and_ships_on_return() 
     let url = format!("s3://{}/outage/{}", g.bucket, uuid::Uuid::now_v7());
     let sekisho = SekishoInstance::start_with(
         &ssh_peers::console_inventory(14501, sshd.port),
-        InstanceOptions {
-            recordings: Some((
-                url.clone(),
-                format!(
-                    "[storage.s3]\nendpoint = \"{}\"\nregion = \"{}\"\nspool = \"data/spool\"\n\
-                     ship_interval = \"1s\"\nspool_limit = \"1MiB\"\n",
-                    g.endpoint, g.region
-                ),
-            )),
-            secrets: Some(format!(
-                "{}\n[s3]\naccess_key_id = \"{}\"\nsecret_access_key = \"{}\"\n",
-                ssh_peers::console_secrets(),
-                g.key_id,
-                g.secret
-            )),
-            ..InstanceOptions::default()
-        },
+        g.options(
+            &url,
+            "ship_interval = \"1s\"\nspool_limit = \"1MiB\"\n",
+            &ssh_peers::console_secrets(),
+        ),
     )?;
     let askpass = askpass(sekisho.dir.path(), DEMO_PASSWORD, None)?;
     let app02 = || {
