@@ -31,17 +31,23 @@ impl Services {
             Err(e) => {
                 self.metrics.error(ErrorKind::Catalogue);
                 warn!(error = %e, "Cannot read who is watching; will retry");
+                // Fail closed: a watcher that cannot be confirmed does not count, so a
+                // supervised session holds its input until the catalogue answers again.
+                for s in self.lock_sessions().values() {
+                    s.watched.send_if_modified(|w| std::mem::replace(w, false));
+                }
                 return;
             }
         };
         let mut changes = Vec::new();
         for (id, s) in self.lock_sessions().iter_mut() {
             let now_watching = present.get(id).cloned().unwrap_or_default();
+            // Set on every look, not only on a change: a catalogue outage cleared it.
+            s.watched
+                .send_if_modified(|w| std::mem::replace(w, !now_watching.is_empty()) != *w);
             if now_watching == s.watchers {
                 continue;
             }
-            s.watched
-                .send_if_modified(|w| std::mem::replace(w, !now_watching.is_empty()) != *w);
             changes.push(Change {
                 id: *id,
                 writer: s.writer.clone(),
