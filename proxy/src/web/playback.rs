@@ -116,7 +116,7 @@ fn lock(state: &WebState) -> std::sync::MutexGuard<'_, ReplayCache> {
     }
 }
 
-fn json_response(value: &serde_json::Value) -> Response {
+pub(super) fn json_response(value: &serde_json::Value) -> Response {
     (
         [
             (header::CONTENT_TYPE, "application/json"),

@@ -192,17 +192,6 @@ async fn beat(state: &WebState, caller: &Caller, w: &str) -> Result<(), Response
     }
 }
 
-fn no_store(content_type: &'static str, body: impl IntoResponse) -> Response {
-    (
-        [
-            (header::CONTENT_TYPE, content_type),
-            (header::CACHE_CONTROL, "private, no-store"),
-        ],
-        body,
-    )
-        .into_response()
-}
-
 /// `GET /sessions/{id}/watch/screen?w=WATCHER`: a terminal session's screen now, as JSON
 /// `{at_ms, cols, rows, lines, cursor}`; 410 once the session has ended.
 pub async fn screen(
@@ -241,7 +230,7 @@ pub async fn screen(
     })
     .await;
     match json {
-        Ok(json) => no_store("application/json", json.to_string()),
+        Ok(json) => super::playback::json_response(&json),
         Err(_) => StatusCode::INTERNAL_SERVER_ERROR.into_response(),
     }
 }

@@ -58,6 +58,35 @@ fn with_staff(inventory: String) -> String {
     )
 }
 
+/// `inventory` with web01's graphical console at a QEMU VNC display on `port`.
+fn with_web01_vnc(inventory: String, port: u16) -> String {
+    inventory.replacen(
+        "vnc_console = \"127.0.0.1:15901\"",
+        &format!("vnc_console = \"127.0.0.1:{port}\""),
+        1,
+    )
+}
+
+/// `inventory` with target app02 `supervised` (four eyes).
+fn supervised_app02(inventory: String) -> Result<String> {
+    let edited = inventory.replacen(
+        "name = \"app02\"\naddress = \"127.0.20.12\"",
+        "name = \"app02\"\naddress = \"127.0.20.12\"\nsupervised = true",
+        1,
+    );
+    ensure!(edited != inventory, "app02 not found in the inventory");
+    Ok(edited)
+}
+
+/// Whether an sshd log shows no SSH connection: the harness's own probe that sshd listens
+/// connects without speaking SSH, while a dial by Sekisho would exchange identifications and
+/// log on.
+fn sshd_saw_no_ssh(log: &str) -> bool {
+    !log.contains("Accepted ")
+        && log.matches("Connection from").count()
+            == log.matches("kex_exchange_identification").count()
+}
+
 struct Seeded {
     tanaka: Vec<SessionId>,
     yamada: SessionId,
@@ -741,11 +770,7 @@ fn web_policy_event_review_in_chromium() -> Result<()> {
         return Ok(());
     }
     let qemu = vnc_peers::start_qemu_vnc(None)?;
-    let instance = SekishoInstance::start(&inventory().replacen(
-        "vnc_console = \"127.0.0.1:15901\"",
-        &format!("vnc_console = \"127.0.0.1:{}\"", qemu.port),
-        1,
-    ))?;
+    let instance = SekishoInstance::start(&with_web01_vnc(inventory(), qemu.port))?;
     let (session, _) = vnc_peers::recorded_console_session_with_clipboard(
         &instance,
         VNC_DESKTOP,
@@ -1072,12 +1097,7 @@ fn web_supervised_console_waits_for_a_watcher_and_holds_input_without_one() -> R
         return Ok(());
     }
     let sshd = ssh_peers::start_sshd(&[])?;
-    let inventory = with_staff(ssh_peers::console_inventory(14501, sshd.port)).replacen(
-        "name = \"app02\"\naddress = \"127.0.20.12\"",
-        "name = \"app02\"\naddress = \"127.0.20.12\"\nsupervised = true",
-        1,
-    );
-    ensure!(inventory.contains("supervised = true"), "app02 not found");
+    let inventory = supervised_app02(with_staff(ssh_peers::console_inventory(14501, sshd.port)))?;
     let instance = SekishoInstance::start_with(
         &inventory,
         crate::support::InstanceOptions {
@@ -1095,13 +1115,9 @@ fn web_supervised_console_waits_for_a_watcher_and_holds_input_without_one() -> R
     )?;
     ssh.wait_for("is supervised (four eyes)", Duration::from_secs(30))?;
     std::thread::sleep(Duration::from_secs(2));
-    // The harness's own probe that sshd listens connects without speaking SSH; a dial by
-    // Sekisho would exchange identifications and log on.
     let log = sshd_log()?;
     ensure!(
-        !log.contains("Accepted ")
-            && log.matches("Connection from").count()
-                == log.matches("kex_exchange_identification").count(),
+        sshd_saw_no_ssh(&log),
         "the console was dialled before anyone watched:\n{log}\n--- ssh ---\n{}",
         ssh.output()
     );
@@ -1185,11 +1201,7 @@ fn supervised_console_nobody_watching_is_refused_with_nothing_dialled() -> Resul
     let sshd = ssh_peers::start_sshd(&[])?;
     let inventory = format!(
         "{}\n[auth]\nsupervision_wait = 3\n",
-        ssh_peers::console_inventory(14501, sshd.port).replacen(
-            "name = \"app02\"\naddress = \"127.0.20.12\"",
-            "name = \"app02\"\naddress = \"127.0.20.12\"\nsupervised = true",
-            1,
-        )
+        supervised_app02(ssh_peers::console_inventory(14501, sshd.port))?
     );
     let instance = SekishoInstance::start_with(
         &inventory,
@@ -1233,9 +1245,7 @@ fn supervised_console_nobody_watching_is_refused_with_nothing_dialled() -> Resul
     ensure!(row["outcome"] == "denied", "{row}");
     let log = std::fs::read_to_string(sshd.dir.path().join("sshd.log"))?;
     ensure!(
-        !log.contains("Accepted ")
-            && log.matches("Connection from").count()
-                == log.matches("kex_exchange_identification").count(),
+        sshd_saw_no_ssh(&log),
         "the console was dialled for a refused session:\n{log}"
     );
     Ok(())
@@ -1258,11 +1268,7 @@ fn web_live_view_of_a_vnc_console_shows_the_recorded_frame() -> Result<()> {
         return Ok(());
     }
     let qemu = vnc_peers::start_qemu_vnc(None)?;
-    let instance = SekishoInstance::start(&inventory().replacen(
-        "vnc_console = \"127.0.0.1:15901\"",
-        &format!("vnc_console = \"127.0.0.1:{}\"", qemu.port),
-        1,
-    ))?;
+    let instance = SekishoInstance::start(&with_web01_vnc(inventory(), qemu.port))?;
     // Let SeaBIOS reach a steady screen first.
     std::thread::sleep(Duration::from_secs(3));
     std::thread::scope(|scope| {
@@ -1687,11 +1693,7 @@ fn web_player_in_chromium() -> Result<()> {
         return Ok(());
     }
     let qemu = vnc_peers::start_qemu_vnc(None)?;
-    let inventory = inventory().replacen(
-        "vnc_console = \"127.0.0.1:15901\"",
-        &format!("vnc_console = \"127.0.0.1:{}\"", qemu.port),
-        1,
-    );
+    let inventory = with_web01_vnc(inventory(), qemu.port);
     let instance = SekishoInstance::start(&inventory)?;
     // Let SeaBIOS reach a steady screen first.
     std::thread::sleep(Duration::from_secs(3));
@@ -2007,11 +2009,7 @@ fn web_first_frame_bench() -> Result<()> {
         return Ok(());
     }
     let qemu = vnc_peers::start_qemu_vnc(None)?;
-    let inventory = inventory().replacen(
-        "vnc_console = \"127.0.0.1:15901\"",
-        &format!("vnc_console = \"127.0.0.1:{}\"", qemu.port),
-        1,
-    );
+    let inventory = with_web01_vnc(inventory(), qemu.port);
     let instance = SekishoInstance::start(&inventory)?;
     std::thread::sleep(Duration::from_secs(3));
     let (vnc, _) = vnc_session(&instance)
