@@ -840,6 +840,8 @@ pub fn rdp_replay(data: &[u8]) {
         let _ = replay.frame_at(end_us);
         let _ = replay.frame_at(0);
     }
+    // The same hostile PDUs through the typed-text decoder (keyboard input, logon notices).
+    let _ = player::typed::typed_text(&file);
 }
 
 // ---------------------------------------------------------------------------------------

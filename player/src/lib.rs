@@ -5,3 +5,4 @@ mod packed;
 pub mod rdp;
 pub mod rfb;
 pub mod terminal;
+pub mod typed;
