@@ -16,6 +16,7 @@
 //!   a fixed rate for a video encoder.
 
 pub mod asciicast;
+pub mod bundle;
 pub mod image;
 pub mod text;
 
