@@ -23,7 +23,8 @@ use recorder::catalogue::{
     AuditEvent, AuditFilter, BackendKind, Catalogue, CatalogueError, DecisionFilter,
     DecisionRecord, DenialFilter, Disposition, InstanceId, Interrupted, NewReview, NewSession,
     Outcome, PinCheck, PinKind, Presented, Protocol, RecordingState, RecordingSummary,
-    ReviewSubject, SessionFilter, SessionId, Verdict, WATCHER_STALE_AFTER, Watcher, event_kind,
+    ReviewSubject, SessionFilter, SessionId, TypedLineRow, TypedTextQuery, Verdict,
+    WATCHER_STALE_AFTER, Watcher, event_kind,
 };
 
 const PG_URL_VAR: &str = "SEKISHO_TEST_POSTGRES_URL";
@@ -141,6 +142,8 @@ catalogue_tests!(
     denials_are_reviewed_with_history_audit_and_ledger,
     policy_events_are_listed_and_reviewed_like_denials,
     watchers_are_present_while_they_beat_and_until_they_leave,
+    typed_text_is_indexed_and_searched_newest_first,
+    evidence_links_decisions_and_finds_the_nearest_covering_checkpoint,
 );
 
 // ----- helpers -----
@@ -1813,4 +1816,182 @@ async fn postgres_connect_error_hides_the_password() {
     assert!(matches!(err, CatalogueError::Connect { .. }), "{err:?}");
     assert!(!format!("{err} {err:?}").contains("wrong-Secret-42"));
     db.cleanup().await;
+}
+
+async fn typed_text_is_indexed_and_searched_newest_first(url: &str, kind: BackendKind) {
+    let c = open(url, kind).await;
+    let a = instance("bastion-a");
+    let mut older = session(&a, Protocol::Rdp, "tanaka", "srv01");
+    older.started_at = t0() - Duration::hours(1);
+    let newer = session(&a, Protocol::ConsoleVnc, "sato", "web01");
+    c.session_started(&older).await.unwrap();
+    c.session_started(&newer).await.unwrap();
+    let line = |at_us: u64, text: &str| TypedLineRow {
+        at_us,
+        text: text.to_owned(),
+    };
+    c.index_typed_text(
+        older.id,
+        &[
+            line(1_000_000, "systemctl restart nginx"),
+            line(5_000_000, "SYSTEMCTL status"),
+        ],
+    )
+    .await
+    .unwrap();
+    // Indexing again replaces: one copy.
+    c.index_typed_text(
+        older.id,
+        &[
+            line(1_000_000, "systemctl restart nginx"),
+            line(5_000_000, "SYSTEMCTL status"),
+        ],
+    )
+    .await
+    .unwrap();
+    c.index_typed_text(newer.id, &[line(2_000_000, "Systemctl は日本語")])
+        .await
+        .unwrap();
+    let q = |text: &str| TypedTextQuery {
+        text: text.to_owned(),
+        limit: 50,
+        ..TypedTextQuery::default()
+    };
+    let hits = c.search_typed_text(&q("systemCTL")).await.unwrap();
+    let got: Vec<_> = hits
+        .iter()
+        .map(|h| (h.session, h.at_us, h.text.as_str()))
+        .collect();
+    assert_eq!(
+        got,
+        vec![
+            (newer.id, 2_000_000, "Systemctl は日本語"),
+            (older.id, 5_000_000, "SYSTEMCTL status"),
+            (older.id, 1_000_000, "systemctl restart nginx"),
+        ]
+    );
+    assert_eq!(hits[0].user, "sato");
+    assert_eq!(hits[0].protocol, Protocol::ConsoleVnc);
+    assert_eq!(hits[1].at(), older.started_at + Duration::seconds(5));
+    // Non-ASCII, a limit, and filters by user, target and session.
+    assert_eq!(c.search_typed_text(&q("日本")).await.unwrap().len(), 1);
+    let mut limited = q("systemctl");
+    limited.limit = 2;
+    assert_eq!(c.search_typed_text(&limited).await.unwrap().len(), 2);
+    let mut by_user = q("systemctl");
+    by_user.user = Some("tanaka".into());
+    assert!(
+        c.search_typed_text(&by_user)
+            .await
+            .unwrap()
+            .iter()
+            .all(|h| h.session == older.id)
+    );
+    let mut by_target = q("systemctl");
+    by_target.target = Some("web01".into());
+    assert_eq!(c.search_typed_text(&by_target).await.unwrap().len(), 1);
+    let mut by_session = q("nginx");
+    by_session.session = Some(newer.id);
+    assert!(c.search_typed_text(&by_session).await.unwrap().is_empty());
+    // Wildcards of LIKE are plain text here; blank queries find nothing.
+    assert!(c.search_typed_text(&q("%")).await.unwrap().is_empty());
+    assert!(c.search_typed_text(&q("  ")).await.unwrap().is_empty());
+}
+
+/// What an evidence bundle reads: the decisions of a session (the allow decision is linked
+/// once the session exists), the session's span of ledger rows, the rows in a range, and the
+/// earliest checkpoint covering a row.
+async fn evidence_links_decisions_and_finds_the_nearest_covering_checkpoint(
+    url: &str,
+    kind: BackendKind,
+) {
+    use recorder::ledger;
+    let c = open(url, kind).await;
+    let a = instance("bastion-a");
+    c.register_signer(&a, &"aa".repeat(32), t0()).await.unwrap();
+    let first = session(&a, Protocol::Rdp, "tanaka", "phys01");
+    let second = session(&a, Protocol::Ssh, "sato", "web01");
+    c.session_started_batch(&[first.clone(), second.clone()])
+        .await
+        .unwrap();
+
+    let decision = |verdict, session_id| DecisionRecord {
+        at: t0(),
+        instance: a.clone(),
+        protocol: Protocol::Rdp,
+        source: ip("127.0.10.11"),
+        target: Some("phys01".to_owned()),
+        user: Some("tanaka".to_owned()),
+        contractor: Some("acme".to_owned()),
+        verdict,
+        rule: "rdp.physical".to_owned(),
+        reason: "allowed".to_owned(),
+        session_id,
+    };
+    let allow = c
+        .record_decision(&decision(Verdict::Allow, None))
+        .await
+        .unwrap();
+    let inside = c
+        .record_decision(&decision(Verdict::Deny, Some(first.id)))
+        .await
+        .unwrap();
+    assert_eq!(c.decisions_of_session(first.id).await.unwrap().len(), 1);
+    c.link_decision(allow, first.id).await.unwrap();
+    // A decision already linked stays with its session.
+    c.link_decision(allow, second.id).await.unwrap();
+    let ids: Vec<_> = c
+        .decisions_of_session(first.id)
+        .await
+        .unwrap()
+        .into_iter()
+        .map(|d| d.id)
+        .collect();
+    assert_eq!(ids.len(), 2);
+    assert!(ids.contains(&allow) && ids.contains(&inside));
+    assert!(c.decisions_of_session(second.id).await.unwrap().is_empty());
+
+    assert_eq!(c.ledger_span_of_session(first.id).await.unwrap(), None);
+    let key = recorder::RecordingKey::generate().unwrap();
+    let mut checkpoints = Vec::new();
+    for s in [&first, &second] {
+        c.session_ended(
+            s.id,
+            t0() + Duration::minutes(1),
+            Outcome::Completed,
+            Some(&RecordingSummary {
+                location: s.recording.clone().unwrap(),
+                state: RecordingState::Complete,
+                size: 10,
+                hash: Some("34".repeat(32)),
+            }),
+        )
+        .await
+        .unwrap();
+        let (seq, head) = c.ledger_head().await.unwrap();
+        let cp = ledger::sign_checkpoint(&key, seq, &head, Utc::now(), "bastion-a");
+        c.add_checkpoint(&cp).await.unwrap();
+        checkpoints.push(cp);
+    }
+    assert_eq!(
+        c.ledger_span_of_session(first.id).await.unwrap(),
+        Some((1, 1))
+    );
+    assert_eq!(
+        c.ledger_span_of_session(second.id).await.unwrap(),
+        Some((2, 2))
+    );
+    assert_eq!(
+        c.checkpoint_covering(1).await.unwrap().as_ref(),
+        checkpoints.first()
+    );
+    assert_eq!(
+        c.checkpoint_covering(2).await.unwrap().as_ref(),
+        checkpoints.get(1)
+    );
+    assert_eq!(c.checkpoint_covering(3).await.unwrap(), None);
+    let range = c.ledger_range(1, 2).await.unwrap();
+    assert_eq!(range, c.ledger_entries().await.unwrap());
+    assert_eq!(c.ledger_range(2, 2).await.unwrap().len(), 1);
+    assert!(c.ledger_range(3, 9).await.unwrap().is_empty());
 }

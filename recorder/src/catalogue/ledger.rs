@@ -79,6 +79,21 @@ struct RawCheckpoint {
     signature: String,
 }
 
+impl RawCheckpoint {
+    fn parse(self) -> Result<Checkpoint, CatalogueError> {
+        let seq = self.seq.to_string();
+        Ok(Checkpoint {
+            seq: u64::try_from(self.seq)
+                .map_err(|_| CatalogueError::corrupt("checkpoint seq", &seq))?,
+            head_hash: self.head_hash,
+            at: self.at.get(),
+            instance: self.instance_id,
+            public_key: self.public_key,
+            signature: self.signature,
+        })
+    }
+}
+
 const ENTRY_COLS: &str = "seq, at, instance_id, kind, session_id, location, recording_hash, \
      recording_size, started_at, ended_at, signer, detail, prev_hash, hash";
 
@@ -148,6 +163,63 @@ impl Catalogue {
         raw.into_iter().map(RawEntry::parse).collect()
     }
 
+    /// The first and last ledger rows naming `session` (an evidence bundle carries the rows
+    /// from the first to a checkpoint that covers the last).
+    pub async fn ledger_span_of_session(
+        &self,
+        session: SessionId,
+    ) -> Result<Option<(u64, u64)>, CatalogueError> {
+        let (first, last): (Option<i64>, Option<i64>) = on_backend!(self, |pool| {
+            sqlx::query_as("SELECT MIN(seq), MAX(seq) FROM ledger WHERE session_id = $1")
+                .bind(session.to_string())
+                .fetch_one(pool)
+                .await?
+        });
+        let seq = |v: i64| {
+            u64::try_from(v).map_err(|_| CatalogueError::corrupt("ledger seq", &v.to_string()))
+        };
+        match (first, last) {
+            (Some(a), Some(b)) => Ok(Some((seq(a)?, seq(b)?))),
+            _ => Ok(None),
+        }
+    }
+
+    /// Ledger rows `first..=last`, by seq.
+    pub async fn ledger_range(&self, first: u64, last: u64) -> Result<Vec<Entry>, CatalogueError> {
+        let bound = |v: u64| i64::try_from(v).map_err(|_| CatalogueError::OutOfRange("ledger seq"));
+        let (first, last) = (bound(first)?, bound(last)?);
+        let sql = sqlx::AssertSqlSafe(format!(
+            "SELECT {ENTRY_COLS} FROM ledger WHERE seq >= $1 AND seq <= $2 ORDER BY seq"
+        ));
+        let raw: Vec<RawEntry> = on_backend!(self, |pool| {
+            sqlx::query_as(sql)
+                .bind(first)
+                .bind(last)
+                .fetch_all(pool)
+                .await?
+        });
+        raw.into_iter().map(RawEntry::parse).collect()
+    }
+
+    /// The checkpoint with the lowest seq at or after `seq` (the one that fixes row `seq` with
+    /// the fewest rows after it), if any.
+    pub async fn checkpoint_covering(
+        &self,
+        seq: u64,
+    ) -> Result<Option<Checkpoint>, CatalogueError> {
+        let seq = i64::try_from(seq).map_err(|_| CatalogueError::OutOfRange("ledger seq"))?;
+        let raw: Option<RawCheckpoint> = on_backend!(self, |pool| {
+            sqlx::query_as(
+                "SELECT seq, head_hash, at, instance_id, public_key, signature \
+                 FROM ledger_checkpoints WHERE seq >= $1 ORDER BY seq, at LIMIT 1",
+            )
+            .bind(seq)
+            .fetch_optional(pool)
+            .await?
+        });
+        raw.map(RawCheckpoint::parse).transpose()
+    }
+
     /// The head of the chain: the last seq appended and its hash (0 and the genesis hash for
     /// an empty ledger).
     pub async fn ledger_head(&self) -> Result<(u64, String), CatalogueError> {
@@ -199,20 +271,7 @@ impl Catalogue {
             .fetch_all(pool)
             .await?
         });
-        raw.into_iter()
-            .map(|r| {
-                let seq = r.seq.to_string();
-                Ok(Checkpoint {
-                    seq: u64::try_from(r.seq)
-                        .map_err(|_| CatalogueError::corrupt("checkpoint seq", &seq))?,
-                    head_hash: r.head_hash,
-                    at: r.at.get(),
-                    instance: r.instance_id,
-                    public_key: r.public_key,
-                    signature: r.signature,
-                })
-            })
-            .collect()
+        raw.into_iter().map(RawCheckpoint::parse).collect()
     }
 
     /// Puts the signed recordings of a catalogue that predates the ledger into it, oldest

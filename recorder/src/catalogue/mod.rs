@@ -40,6 +40,10 @@ pub use error::CatalogueError;
 pub use pins::{PinCheck, PinKind, PinRow, Presented, UnknownPinKind};
 pub use policy::{LiveConsole, Protocol, SessionId};
 pub use reviews::{NewReview, ReviewRow, ReviewSubject};
+pub use typed_text::{
+    MAX_TYPED_HITS, MAX_TYPED_LINE_CHARS, MAX_TYPED_LINES, MAX_TYPED_QUERY_CHARS, TypedLineRow,
+    TypedTextHit, TypedTextQuery,
+};
 pub use types::{
     AuditEvent, AuditEventId, AuditEventRow, AuditFilter, BackendKind, DecisionFilter, DecisionId,
     DecisionRecord, DecisionRow, DenialFilter, DenialRow, Disposition, InstanceId, InstanceRow,
@@ -225,6 +229,7 @@ mod ledger;
 mod orphans;
 mod pins;
 mod reviews;
+mod typed_text;
 mod watchers;
 
 /// Inserts a session event under the session's own instance; evaluates to `false` if there
@@ -738,6 +743,42 @@ impl Catalogue {
                 .await?
         });
         raw.map(RawDecision::parse).transpose()
+    }
+
+    /// Links the allow decision `decision` to the session it admitted (decisions are made
+    /// before their session exists). A decision already linked is left as it is.
+    pub async fn link_decision(
+        &self,
+        decision: DecisionId,
+        session: SessionId,
+    ) -> Result<(), CatalogueError> {
+        on_backend!(self, |pool| {
+            sqlx::query(
+                "UPDATE decisions SET session_id = $1 WHERE id = $2 AND session_id IS NULL",
+            )
+            .bind(session.to_string())
+            .bind(decision.to_string())
+            .execute(pool)
+            .await?;
+        });
+        Ok(())
+    }
+
+    /// The decisions that admitted or refused `session` (and its re-decisions), oldest first.
+    pub async fn decisions_of_session(
+        &self,
+        session: SessionId,
+    ) -> Result<Vec<DecisionRow>, CatalogueError> {
+        let sql = AssertSqlSafe(format!(
+            "SELECT {DECISION_COLS} FROM decisions WHERE session_id = $1 ORDER BY at, id"
+        ));
+        let raw: Vec<RawDecision> = on_backend!(self, |pool| {
+            sqlx::query_as(sql)
+                .bind(session.to_string())
+                .fetch_all(pool)
+                .await?
+        });
+        raw.into_iter().map(RawDecision::parse).collect()
     }
 
     /// Deny decisions matching `filter`, newest first (`sekisho denials list`).

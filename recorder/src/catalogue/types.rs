@@ -259,6 +259,8 @@ pub mod event_kind {
     /// Audit: security staff reviewed a denial or a policy event (detail: the disposition,
     /// who, the comment).
     pub const REVIEW: &str = "review";
+    /// Audit: an evidence bundle of the session was exported (detail: by whom, from where).
+    pub const EVIDENCE_EXPORTED: &str = "evidence exported";
 
     /// The session events security staff review like denials: the policy acting inside an
     /// allowed session where no door refused anything (a channel stripped, clipboard data
