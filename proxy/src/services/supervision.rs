@@ -5,8 +5,9 @@
 //! refused, rule `supervision.absent`.
 //!
 //! Holding input needs a relay that knows what input is: the text consoles (SSH and serial)
-//! do. A supervised graphical session is refused before anything is dialled (fail closed)
-//! until the RDP and VNC relays can hold input too.
+//! and the VNC console relay do (its viewer gets no ServerInit until a watcher comes, then its
+//! keys and pointer are held while nobody watches). A supervised RDP session is refused before
+//! anything is dialled (fail closed) until the RDP relay can hold input too.
 
 use std::time::Duration;
 
@@ -14,7 +15,10 @@ use policy::{Authorized, Denial, Protocol, Request, Rule};
 
 /// Whether the relay of `protocol` can hold input while nobody watches.
 pub fn holds_input(protocol: Protocol) -> bool {
-    matches!(protocol, Protocol::Ssh | Protocol::ConsoleSerial)
+    matches!(
+        protocol,
+        Protocol::Ssh | Protocol::ConsoleSerial | Protocol::ConsoleVnc
+    )
 }
 
 /// The refusal of a supervised session whose relay cannot hold input.

@@ -14,6 +14,7 @@
 
 mod conn;
 pub mod handler;
+mod hold;
 pub mod qmp;
 pub mod session;
 pub mod tickets;

@@ -17,12 +17,13 @@ use recorder::catalogue::Outcome;
 use recorder::format::EventKind;
 use tokio::io::AsyncWriteExt;
 use tokio_util::sync::CancellationToken;
-use tracing::{Instrument, info, info_span, trace};
+use tracing::{Instrument, info, info_span, trace, warn};
 
 use player::rfb::ServerInit;
 
 use super::conn::Conn;
-use crate::services::{Admission, EndReason, LiveSession, Services, SessionMeta};
+use super::hold::InputHold;
+use crate::services::{Admission, EndReason, LiveSession, Services, SessionMeta, supervision};
 
 /// Everything the relay needs after a successful handshake.
 pub(crate) struct Established {
@@ -85,6 +86,14 @@ pub(crate) async fn run(
     };
     let span = info_span!("session", id = %live.id, proto = "console-vnc", client_ip = %request.source, user = auth.user());
     async move {
+        if live.supervised()
+            && let Err(outcome) =
+                wait_for_watcher(&live, &services, &request, &auth, &mut viewer).await
+        {
+            let _ = viewer.stream.shutdown().await;
+            let _ = upstream.stream.shutdown().await;
+            return live.finish(outcome).await;
+        }
         let outcome = match relay(
             &mut viewer,
             &mut upstream,
@@ -114,6 +123,64 @@ pub(crate) async fn run(
     .await
 }
 
+/// Four eyes: before the viewer gets its ServerInit (so it shows nothing of the console, and
+/// nothing it sends is read), waits for a member of security staff to watch the session, at
+/// most `auth.supervision_wait`; nobody: refused as `supervision.absent`.
+async fn wait_for_watcher(
+    live: &LiveSession,
+    services: &Services,
+    req: &policy::Request,
+    auth: &policy::Authorized,
+    viewer: &mut Conn,
+) -> Result<(), Outcome> {
+    let mut watched = live.watched();
+    if *watched.borrow_and_update() {
+        return Ok(());
+    }
+    let wait = services.inventory().auth().supervision_wait;
+    let _ = live
+        .event(
+            EventKind::Policy,
+            "supervised: waiting for a watcher before the console is shown",
+        )
+        .await;
+    let ended = live.ended();
+    tokio::pin!(ended);
+    let deadline = tokio::time::sleep(wait);
+    tokio::pin!(deadline);
+    loop {
+        tokio::select! {
+            changed = watched.changed() => {
+                if changed.is_err() {
+                    return Err(Outcome::Failed);
+                }
+                if *watched.borrow_and_update() {
+                    return Ok(());
+                }
+            }
+            reason = &mut ended => return Err(reason.outcome()),
+            () = &mut deadline => {
+                let denial = supervision::nobody_came_denial(
+                    req,
+                    auth.user(),
+                    Some(auth.contractor().to_owned()),
+                    auth.target(),
+                    wait,
+                );
+                warn!(reason = denial.reason(), "Supervised session refused");
+                services.record_refusal(Some(live.id), &denial, req).await;
+                return Err(Outcome::Denied);
+            }
+            // The viewer has nothing to say before ServerInit; what it sends stays unread.
+            r = viewer.fill() => {
+                if r.is_err() {
+                    return Err(Outcome::Completed);
+                }
+            }
+        }
+    }
+}
+
 /// Relays until a side closes (`Ok(None)`), the session must end (`Ok(Some(reason))`), or a
 /// peer misbehaves or the recording fails (`Err`).
 async fn relay(
@@ -128,15 +195,52 @@ async fn relay(
     viewer.send(init_raw).await?;
     let mut decoder = ServerDecoder::new(init.width, init.height, init.pixel_format);
     let mut last_removed: Vec<i32> = Vec::new();
+    // Four eyes: while nobody watches, the viewer's keys and pointer are held.
+    let mut watched = live.watched();
+    let mut supervised = live.supervised();
+    let mut gate = InputHold::new(supervised && !*watched.borrow_and_update());
+    if gate.is_holding() {
+        live.event(EventKind::Policy, "input held: nobody is watching")
+            .await?;
+    }
     loop {
         tokio::select! {
+            changed = watched.changed(), if supervised => {
+                if changed.is_err() {
+                    // The supervisor dropped the session (it is ending): the gate keeps its
+                    // last state, so a hold is never lifted without a watcher.
+                    supervised = false;
+                    continue;
+                }
+                let now_watched = *watched.borrow_and_update();
+                if now_watched && gate.is_holding() {
+                    let held = gate.resume();
+                    live.event(
+                        EventKind::Policy,
+                        &format!("input resumed ({held} key and pointer events while held were not sent)"),
+                    )
+                    .await?;
+                } else if !now_watched && !gate.is_holding() {
+                    let mut release = Vec::new();
+                    for msg in gate.hold() {
+                        rfb::encode_client(&msg, &mut release)?;
+                    }
+                    live.event(EventKind::Policy, "input held: nobody is watching")
+                        .await?;
+                    if !release.is_empty() {
+                        live.client_data(RFB_CHANNEL, &release).await?;
+                        upstream.stream.write_all(&release).await?;
+                    }
+                }
+            }
             reason = live.ended() => return Ok(Some(reason)),
             _ = shutdown.cancelled() => return Ok(Some(EndReason::Shutdown)),
             r = viewer.fill() => {
                 if r.is_err() {
                     return Ok(None);
                 }
-                let out = client_to_server(viewer, &mut decoder, live, &mut last_removed).await?;
+                let out =
+                    client_to_server(viewer, &mut decoder, live, &mut last_removed, &mut gate).await?;
                 if !out.is_empty() {
                     live.client_data(RFB_CHANNEL, &out).await?;
                     upstream.stream.write_all(&out).await?;
@@ -162,6 +266,7 @@ async fn client_to_server(
     decoder: &mut ServerDecoder,
     live: &LiveSession,
     last_removed: &mut Vec<i32>,
+    gate: &mut InputHold,
 ) -> Result<Vec<u8>> {
     let mut out = Vec::new();
     let mut pos = 0;
@@ -169,6 +274,9 @@ async fn client_to_server(
         let raw = viewer.buf.get(pos..pos + n).unwrap_or_default();
         pos += n;
         trace!(kind = msg.kind(), len = n, "Viewer message");
+        if !gate.admit(&msg) {
+            continue;
+        }
         match msg {
             ClientMsg::SetEncodings(list) => {
                 let (kept, removed) = rfb::filter_encodings(&list);
