@@ -3,6 +3,7 @@
 
 pub mod auth;
 pub mod cli;
+pub mod evidence;
 pub mod pins;
 pub mod preauth;
 pub mod rdp;

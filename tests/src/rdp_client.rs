@@ -104,6 +104,8 @@ pub struct ConnectOptions {
     pub nla: bool,
     /// How the Client Info PDU is bent on its way out (a hostile or unusual client).
     pub client_info: ClientInfoShape,
+    /// The Client Core Data's keyboard layout (input locale; 0x409 US English).
+    pub keyboard_layout: u32,
 }
 
 /// How the headless client bends its Client Info PDU, to play an unusual or hostile client.
@@ -216,6 +218,7 @@ impl ConnectOptions {
             timeout: Duration::from_secs(20),
             nla: false,
             client_info: ClientInfoShape::Plain,
+            keyboard_layout: 0x409,
         }
     }
 }
@@ -433,7 +436,7 @@ fn config(options: &ConnectOptions) -> ironrdp_connector::Config {
         keyboard_type: gcc::KeyboardType::IBM_ENHANCED,
         keyboard_subtype: 0,
         keyboard_functional_keys_count: 12,
-        keyboard_layout: 0,
+        keyboard_layout: options.keyboard_layout,
         connection_type: gcc::ConnectionType::Lan,
         ime_file_name: String::new(),
         // No codecs: plain bitmap updates, which ironrdp-session (and Sekisho's player)
@@ -797,6 +800,41 @@ impl RdpSession {
         .await
     }
 
+    /// Types `text` as a US keyboard would (scan codes, Shift for capitals and shifted
+    /// symbols; `\n` is Enter, `\u{8}` Backspace), one key every `gap` so the server sees
+    /// keys as a person types them. Characters without a US key are an error.
+    pub async fn type_text(&mut self, text: &str, gap: Duration) -> Result<()> {
+        const SHIFT: u8 = 0x2A;
+        for c in text.chars() {
+            let (code, shift) = us_scancode(c)
+                .ok_or_else(|| RdpClientError::Pdu(format!("no US key types {c:?}")))?;
+            let mut events = Vec::new();
+            if shift {
+                events.push(FastPathInputEvent::KeyboardEvent(
+                    KeyboardFlags::empty(),
+                    SHIFT,
+                ));
+            }
+            events.push(FastPathInputEvent::KeyboardEvent(
+                KeyboardFlags::empty(),
+                code,
+            ));
+            events.push(FastPathInputEvent::KeyboardEvent(
+                KeyboardFlags::RELEASE,
+                code,
+            ));
+            if shift {
+                events.push(FastPathInputEvent::KeyboardEvent(
+                    KeyboardFlags::RELEASE,
+                    SHIFT,
+                ));
+            }
+            self.send_input(&events).await?;
+            self.pump_for(gap).await?;
+        }
+        Ok(())
+    }
+
     /// Moves the pointer to (`x`, `y`).
     pub async fn mouse_move(&mut self, x: u16, y: u16) -> Result<()> {
         self.send_input(&[FastPathInputEvent::MouseEvent(MousePdu {
@@ -860,4 +898,28 @@ pub fn non_black_fraction(image: &DecodedImage) -> f64 {
         .filter(|p| p.iter().take(3).any(|&c| c > 16))
         .count();
     lit as f64 / total as f64
+}
+
+/// The US keyboard's scan code (set 1) for `c`, and whether Shift is needed.
+fn us_scancode(c: char) -> Option<(u8, bool)> {
+    const ROWS: [(u8, &str, &str); 4] = [
+        (0x02, "1234567890-=", "!@#$%^&*()_+"),
+        (0x10, "qwertyuiop[]", "QWERTYUIOP{}"),
+        (0x1E, "asdfghjkl;'`", "ASDFGHJKL:\"~"),
+        (0x2B, "\\zxcvbnm,./", "|ZXCVBNM<>?"),
+    ];
+    match c {
+        '\n' => return Some((0x1C, false)),
+        '\u{8}' => return Some((0x0E, false)),
+        '\t' => return Some((0x0F, false)),
+        ' ' => return Some((0x39, false)),
+        _ => {}
+    }
+    ROWS.iter().find_map(|(first, plain, shifted)| {
+        let at = |row: &str| row.chars().position(|k| k == c);
+        at(plain)
+            .map(|i| (i, false))
+            .or_else(|| at(shifted).map(|i| (i, true)))
+            .and_then(|(i, shift)| Some((first.checked_add(u8::try_from(i).ok()?)?, shift)))
+    })
 }

@@ -482,6 +482,24 @@ pub fn export(args: ExportArgs) -> Result<ExitCode> {
 
 pub fn checkpoint(args: CheckpointArgs) -> Result<ExitCode> {
     let config = super::load_config(&args.config)?;
+    let rt = super::runtime()?;
+    let (cp, fingerprint) = rt.block_on(async {
+        let catalogue = super::open_catalogue(&config).await?;
+        sign_checkpoint_now(&config, &catalogue).await
+    })?;
+    println!(
+        "checkpoint of ledger row {} ({}) signed by {fingerprint}",
+        cp.seq, cp.head_hash
+    );
+    Ok(ExitCode::SUCCESS)
+}
+
+/// Signs a checkpoint of the ledger's head with the configuration's instance key and stores
+/// it, as the instance does hourly. Returns it and the signer's fingerprint.
+pub(super) async fn sign_checkpoint_now(
+    config: &super::LoadedConfig,
+    catalogue: &recorder::catalogue::Catalogue,
+) -> Result<(recorder::ledger::Checkpoint, String)> {
     let storage = config.inventory.storage();
     let key = recorder::signing::load(&storage.signing_key).with_context(|| {
         format!(
@@ -491,24 +509,13 @@ pub fn checkpoint(args: CheckpointArgs) -> Result<ExitCode> {
     })?;
     let data_dir = super::serve::data_dir_of(&storage.signing_key);
     let instance = super::serve::instance_id(&data_dir)?;
-    let rt = super::runtime()?;
-    let cp = rt.block_on(async {
-        let catalogue = super::open_catalogue(&config).await?;
-        let (seq, head) = catalogue.ledger_head().await?;
-        let cp = ledger::sign_checkpoint(&key, seq, &head, chrono::Utc::now(), instance.as_str());
-        catalogue
-            .add_checkpoint(&cp)
-            .await
-            .context("cannot store the checkpoint")?;
-        anyhow::Ok(cp)
-    })?;
-    println!(
-        "checkpoint of ledger row {} ({}) signed by {}",
-        cp.seq,
-        cp.head_hash,
-        recorder::signing::fingerprint(&key.verifying_key())
-    );
-    Ok(ExitCode::SUCCESS)
+    let (seq, head) = catalogue.ledger_head().await?;
+    let cp = ledger::sign_checkpoint(&key, seq, &head, chrono::Utc::now(), instance.as_str());
+    catalogue
+        .add_checkpoint(&cp)
+        .await
+        .context("cannot store the checkpoint")?;
+    Ok((cp, recorder::signing::fingerprint(&key.verifying_key())))
 }
 
 #[cfg(test)]

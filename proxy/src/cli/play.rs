@@ -29,13 +29,16 @@ pub enum ExportFormat {
     Txt,
     Png,
     Mp4,
+    /// An evidence bundle (ZIP): the recording, the signer's key, the ledger rows and
+    /// checkpoint that cover it, the session's decisions and events, and an offline player.
+    Bundle,
 }
 
 #[derive(Debug, Args)]
 pub struct ExportArgs {
     /// A recording file, or a session id (looked up in the catalogue of --config).
     recording: String,
-    /// asciicast (v2), txt, png or mp4.
+    /// asciicast (v2), txt, png, mp4, or bundle (evidence ZIP; needs a session id).
     #[arg(long)]
     format: ExportFormat,
     /// The moment to export, in seconds from the start (png); default: the end. Terminal
@@ -141,12 +144,86 @@ pub fn export(args: ExportArgs) -> Result<ExitCode> {
             }
             return export_mp4(&bytes, args.pointer, &args.output);
         }
+        ExportFormat::Bundle => {
+            if args.at.is_some() || args.pointer {
+                bail!("--at and --pointer do not apply to a bundle");
+            }
+            return export_bundle(&args, bytes);
+        }
     }
-    // Write whole or not at all: a half-written evidence export is worse than none.
-    let tmp = args.output.with_extension("partial");
-    std::fs::write(&tmp, &buffer).with_context(|| format!("cannot write {}", tmp.display()))?;
-    std::fs::rename(&tmp, &args.output)
-        .with_context(|| format!("cannot write {}", args.output.display()))?;
+    write_whole(&args.output, &buffer)?;
+    Ok(ExitCode::SUCCESS)
+}
+
+/// Writes whole or not at all: a half-written evidence export is worse than none.
+fn write_whole(output: &Path, bytes: &[u8]) -> Result<()> {
+    let tmp = output.with_extension("partial");
+    std::fs::write(&tmp, bytes).with_context(|| format!("cannot write {}", tmp.display()))?;
+    std::fs::rename(&tmp, output).with_context(|| format!("cannot write {}", output.display()))
+}
+
+/// `export SESSION --format bundle`: the catalogue's facts about the session come with the
+/// recording, so the argument must be a session id. When no checkpoint covers the session's
+/// ledger rows yet, one is signed now with the instance key, as `ledger checkpoint` does.
+fn export_bundle(args: &ExportArgs, bytes: Vec<u8>) -> Result<ExitCode> {
+    let id: policy::SessionId = args.recording.parse().with_context(|| {
+        format!(
+            "{}: a bundle is made from a session id (the catalogue holds its decisions, events \
+             and ledger rows), not a file",
+            args.recording
+        )
+    })?;
+    let config = super::load_config_or_default(args.config.as_deref())?;
+    let rt = super::runtime()?;
+    let evidence = rt.block_on(async {
+        let catalogue = super::open_catalogue(&config).await?;
+        let mut proof = crate::evidence::ledger_proof(&catalogue, id).await?;
+        if crate::evidence::needs_checkpoint(proof.as_ref()) {
+            let (cp, fingerprint) = super::ledger::sign_checkpoint_now(&config, &catalogue).await?;
+            eprintln!(
+                "signed a checkpoint of ledger row {} ({fingerprint}) to cover the session",
+                cp.seq
+            );
+            proof = crate::evidence::ledger_proof(&catalogue, id).await?;
+        }
+        let by = format!(
+            "sekisho export on {}",
+            std::env::var("HOSTNAME").unwrap_or_else(|_| "the command line".to_owned())
+        );
+        let evidence = crate::evidence::gather(&catalogue, id, bytes, proof, by.clone()).await?;
+        // Recorded before the file is written: an export the catalogue never heard of would
+        // be evidence leaving without a trace.
+        catalogue
+            .audit_event(&recorder::catalogue::AuditEvent {
+                at: chrono::Utc::now(),
+                instance: super::serve::instance_id(&super::serve::data_dir_of(
+                    &config.inventory.storage().signing_key,
+                ))?,
+                kind: recorder::catalogue::event_kind::EVIDENCE_EXPORTED.to_owned(),
+                detail: Some(format!(
+                    "bundle written to {} by {by}",
+                    args.output.display()
+                )),
+                session_id: Some(id),
+            })
+            .await
+            .context("cannot record the export in the catalogue")?;
+        anyhow::Ok(evidence)
+    })?;
+    let (zip, summary) = crate::evidence::zip(&evidence)?;
+    write_whole(&args.output, &zip)?;
+    eprintln!(
+        "{}: recording {}, {} ledger row(s){}, {} picture(s) in the offline player",
+        args.output.display(),
+        summary.recording_state,
+        summary.ledger_rows,
+        if summary.checkpointed {
+            " fixed by a signed checkpoint"
+        } else {
+            ", no checkpoint"
+        },
+        summary.frames
+    );
     Ok(ExitCode::SUCCESS)
 }
 

@@ -429,6 +429,13 @@ async fn connect_and_relay(a: Authenticated, services: &Arc<Services>) -> Result
     // credential.
     let username = logon.username.clone();
     let handshake = logon.handshake;
+    // The player maps the recorded scan codes through this layout for the typed-text index.
+    let keyboard_layout = handshake
+        .connect_initial
+        .conference_create_request
+        .gcc_blocks()
+        .core
+        .keyboard_layout;
     let transcript = handshake.transcript.clone();
     let handshake_events = handshake.events.clone();
     let (connector, connect_initial) =
@@ -459,6 +466,10 @@ async fn connect_and_relay(a: Authenticated, services: &Arc<Services>) -> Result
         ("rdp.wire_channel", session::WIRE_CHANNEL.to_string()),
         ("rdp.compression", "none".to_owned()),
         ("rdp.drawing_orders", "none".to_owned()),
+        (
+            player::typed::rdp::KEYBOARD_LAYOUT_KEY,
+            format!("{keyboard_layout:#x}"),
+        ),
     ] {
         meta.protocol_metadata.insert(k.to_owned(), v);
     }

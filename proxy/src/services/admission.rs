@@ -17,6 +17,8 @@ use super::{LiveSession, Services, SessionMeta};
 #[derive(Debug)]
 pub struct Admission {
     authorized: Authorized,
+    /// The stored allow decision (absent when it could not be stored: then it was refused).
+    decision: Option<recorder::catalogue::DecisionId>,
     request: Request,
     inventory: Arc<Inventory>,
     target: Target,
@@ -55,9 +57,9 @@ impl Services {
     /// to the client; it is already in the catalogue.
     pub async fn admit(&self, req: &Request) -> Result<Admission, Denial> {
         let inventory = self.inventory();
-        let authorized = match self.decide_on(&inventory, req).await {
-            Decision::Allow(authorized) => authorized,
-            Decision::Deny(denial) => return Err(denial),
+        let (authorized, decision) = match self.decide_stored(&inventory, req).await {
+            (Decision::Allow(authorized), id) => (authorized, id),
+            (Decision::Deny(denial), _) => return Err(denial),
         };
         let Some(target) = inventory.target(authorized.target()).cloned() else {
             // The policy allowed a target its own snapshot lacks: a bug, refused all the same.
@@ -73,6 +75,7 @@ impl Services {
         };
         Ok(Admission {
             authorized,
+            decision,
             request: req.clone(),
             inventory,
             target,
@@ -86,7 +89,12 @@ impl Services {
         admission: Admission,
         meta: SessionMeta,
     ) -> Result<LiveSession> {
-        self.open_session(&admission.authorized, &admission.request, meta)
-            .await
+        self.open_decided_session(
+            &admission.authorized,
+            &admission.request,
+            meta,
+            admission.decision,
+        )
+        .await
     }
 }

@@ -130,6 +130,18 @@ impl Services {
         req: &Request,
         meta: SessionMeta,
     ) -> Result<LiveSession> {
+        self.open_decided_session(auth, req, meta, None).await
+    }
+
+    /// [`Services::open_session`] for the allow decision stored as `decision`, which is
+    /// linked to the session so that the session's evidence names what admitted it.
+    pub(super) async fn open_decided_session(
+        self: &Arc<Self>,
+        auth: &Authorized,
+        req: &Request,
+        meta: SessionMeta,
+        decision: Option<recorder::catalogue::DecisionId>,
+    ) -> Result<LiveSession> {
         // A session opened after the supervisor told every session to end would never be
         // told: refuse it (the client's listener is closing anyway).
         if self.shutdown.is_cancelled() {
@@ -191,6 +203,14 @@ impl Services {
             let _ = writer.finish().await;
             self.metrics.error(ErrorKind::Catalogue);
             return Err(e).context("cannot register the session in the catalogue");
+        }
+        if let Some(decision) = decision
+            && let Err(e) = self.catalogue.link_decision(decision, id).await
+        {
+            // The decision and the session are both stored; only the cross-reference is
+            // missing, which the session's time, source and target still establish.
+            self.metrics.error(ErrorKind::Catalogue);
+            warn!(session = %id, error = %e, "Cannot link the session to its allow decision");
         }
 
         let (end_tx, end_rx) = watch::channel(None);
@@ -465,6 +485,17 @@ impl LiveSession {
             self.services.metrics.error(ErrorKind::Seal);
         }
         self.services.metrics.session_ended(self.protocol, outcome);
+        // A sealed graphical recording: its typed text is indexed in the background, after
+        // the session has ended (never on its path, and a failure loses nothing).
+        if let Ok(sealed) = &summary
+            && super::typed_index::indexed(self.protocol)
+        {
+            super::typed_index::index_later(
+                Arc::clone(&self.services),
+                self.id,
+                sealed.location.clone(),
+            );
+        }
         self.services
             .close_row(PendingClose {
                 id: self.id,

@@ -17,6 +17,7 @@ pub mod retention;
 pub mod supervision;
 mod supervisor;
 mod takeover;
+mod typed_index;
 mod watching;
 
 pub use admission::Admission;
@@ -269,6 +270,15 @@ impl Services {
 
     /// [`Services::decide`] on the inventory snapshot `inventory`.
     pub(crate) async fn decide_on(&self, inventory: &Inventory, req: &Request) -> Decision {
+        self.decide_stored(inventory, req).await.0
+    }
+
+    /// [`Services::decide_on`], with the id under which the decision was stored.
+    pub(crate) async fn decide_stored(
+        &self,
+        inventory: &Inventory,
+        req: &Request,
+    ) -> (Decision, Option<recorder::catalogue::DecisionId>) {
         let now = Utc::now();
         let decision = match self.live_consoles().await {
             Ok(live) => policy::evaluate(inventory, &live, req, now),
@@ -278,19 +288,19 @@ impl Services {
                 Decision::Deny(unavailable_denial(req))
             }
         };
-        let decision = match self.write_decision(req, &decision, None, now).await {
-            Ok(()) => decision,
+        let (decision, id) = match self.write_decision(req, &decision, None, now).await {
+            Ok(id) => (decision, Some(id)),
             Err(e) => {
                 error!(error = %format!("{e:#}"), "Cannot write the decision; denying");
                 self.metrics.error(ErrorKind::Catalogue);
-                Decision::Deny(unavailable_denial(req))
+                (Decision::Deny(unavailable_denial(req)), None)
             }
         };
         self.metrics.decision(match &decision {
             Decision::Deny(d) => Some(d.rule()),
             _ => None,
         });
-        decision
+        (decision, id)
     }
 
     /// Records a refusal that is not a connection decision, such as an SFTP request inside an
@@ -312,13 +322,12 @@ impl Services {
         decision: &Decision,
         session: Option<SessionId>,
         at: DateTime<Utc>,
-    ) -> Result<()> {
+    ) -> Result<recorder::catalogue::DecisionId> {
         let record = DecisionRecord::from_decision(at, &self.instance, req, decision, session);
         self.catalogue
             .record_decision(&record)
             .await
-            .context("cannot write the decision to the catalogue")?;
-        Ok(())
+            .context("cannot write the decision to the catalogue")
     }
 }
 

@@ -171,6 +171,21 @@ const STRINGS: &[(&str, &str, &str)] = &[
     ),
     ("session.play", "Play", "再生"),
     (
+        "session.bundle",
+        "Download the evidence bundle",
+        "証跡パッケージをダウンロード",
+    ),
+    (
+        "bundle.live",
+        "The session is still live: its evidence bundle can be made once it has ended.",
+        "セッションはまだ継続中です。証跡パッケージは終了後に作成できます。",
+    ),
+    (
+        "bundle.failed",
+        "The evidence bundle cannot be made right now.",
+        "現在、証跡パッケージを作成できません。",
+    ),
+    (
         "session.kill",
         "End this session now",
         "このセッションを今すぐ終了",
@@ -291,6 +306,26 @@ const STRINGS: &[(&str, &str, &str)] = &[
         "画面の文字または入力したキー",
     ),
     ("player.no_hits", "Not found.", "見つかりません。"),
+    ("nav.search", "Typed text", "入力文字の検索"),
+    ("search.title", "Search typed text", "入力された文字の検索"),
+    (
+        "search.hint",
+        "What contractors typed in RDP and VNC sessions, indexed when each recording was sealed. \
+         Nothing typed on a logon screen is indexed.",
+        "RDP・VNC セッションで作業者が入力した文字です(録画の封印時に索引化)。\
+         ログオン画面での入力は索引化されません。",
+    ),
+    (
+        "search.placeholder",
+        "Text typed (any case)",
+        "入力された文字(大文字小文字を区別しない)",
+    ),
+    ("search.user", "User", "ユーザー"),
+    ("search.target", "Target", "接続先"),
+    ("search.protocol", "Protocol", "プロトコル"),
+    ("search.at", "Typed at", "入力日時"),
+    ("search.typed", "Typed text", "入力された文字"),
+    ("search.found", "Lines found", "見つかった行"),
     (
         "event.channel-stripped",
         "Channel stripped",

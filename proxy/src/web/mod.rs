@@ -7,12 +7,14 @@
 //! loopback address.
 
 mod auth;
+mod bundle;
 mod cookies;
 mod html;
 mod i18n;
 mod pages;
 mod playback;
 mod reviews;
+mod search;
 mod verify_cache;
 mod watch;
 
@@ -215,10 +217,12 @@ pub fn router(state: Arc<WebState>) -> Router {
         .route("/sessions/{id}/frame", get(playback::frame))
         .route("/sessions/{id}/timeline", get(playback::timeline))
         .route("/sessions/{id}/search", get(playback::search))
+        .route("/sessions/{id}/bundle", get(bundle::bundle))
         .route("/sessions/{id}/watch", get(watch::watch))
         .route("/sessions/{id}/watch/screen", get(watch::screen))
         .route("/sessions/{id}/watch/frame", get(watch::frame))
         .route("/sessions/{id}/watch/leave", post(watch::leave))
+        .route("/search", get(search::page_handler))
         .route("/denials", get(pages::denials))
         .route("/denials.csv", get(reviews::csv))
         .route("/denials/{id}/review", post(reviews::review))

@@ -71,6 +71,13 @@ pub fn page(caller: &Caller, title: &str, body: &str) -> Html<String> {
             tr(lang, "nav.live")
         );
     }
+    if super::search::may_search_typed_text(caller) {
+        let _ = write!(
+            nav,
+            "<a id=\"nav-search\" href=\"/search\">{}</a>",
+            tr(lang, "nav.search")
+        );
+    }
     let _ = write!(
         nav,
         "</nav><span class=\"who\" id=\"who\">{} ({})</span>\
@@ -571,6 +578,14 @@ pub async fn session(
             row.id,
             tr(lang, "session.play")
         );
+        if row.ended_at.is_some() && caller.sees_all_sessions() {
+            let _ = write!(
+                body,
+                " <a id=\"bundle\" href=\"/sessions/{}/bundle\">{}</a>",
+                row.id,
+                tr(lang, "session.bundle")
+            );
+        }
         if row.outcome == Outcome::Live && caller.sees_all_sessions() {
             let _ = write!(
                 body,
@@ -971,13 +986,26 @@ pub async fn play(
             s.replace('.', "_")
         );
     }
-    let search = if terminal {
+    // Graphical sessions are searched in their typed-text index, by those who may see it.
+    let typed = !terminal && super::search::may_search_typed_text(&caller);
+    let search = if terminal || typed {
         format!(
             "<form id=\"search-form\" class=\"search\"><input id=\"search\" type=\"search\" \
              maxlength=\"{max}\" placeholder=\"{ph}\"><button id=\"search-go\">{go}</button>\
              <span id=\"search-count\"></span></form><ol id=\"search-results\" class=\"hits\"></ol>",
-            max = player::terminal::MAX_QUERY_LEN,
-            ph = tr(lang, "player.search_placeholder"),
+            max = if terminal {
+                player::terminal::MAX_QUERY_LEN
+            } else {
+                recorder::catalogue::MAX_TYPED_QUERY_CHARS
+            },
+            ph = tr(
+                lang,
+                if terminal {
+                    "player.search_placeholder"
+                } else {
+                    "search.placeholder"
+                }
+            ),
             go = tr(lang, "player.search"),
         )
     } else {

@@ -387,7 +387,9 @@ pub struct SearchQuery {
 }
 
 /// `GET /sessions/{id}/search?q=TEXT`: where TEXT appeared in the output or was typed, in a
-/// terminal recording: JSON `{hits: [{ms, source, context}], more}`.
+/// terminal recording; or, for auditors and security staff, where it was typed in a graphical
+/// (RDP, VNC) session, from its typed-text index (`source` is `typed`): JSON
+/// `{hits: [{ms, source, context}], more}`, in time order.
 pub async fn search(
     State(state): State<Arc<WebState>>,
     caller: Caller,
@@ -397,6 +399,9 @@ pub async fn search(
     let lang = caller.lang;
     let row = match visible_session(&state, &caller, &id).await {
         Ok(Some(row)) if is_terminal(row.protocol) => row,
+        Ok(Some(row)) if super::search::may_search_typed_text(&caller) => {
+            return typed_search(&state, &caller, row.id, q.q.unwrap_or_default()).await;
+        }
         Ok(_) => return not_found(&caller),
         Err(resp) => return resp,
     };
@@ -425,6 +430,34 @@ pub async fn search(
                 "context": h.context,
             })
         })
+        .collect();
+    json_response(&json!({ "hits": hits, "more": more }))
+}
+
+/// The typed-text hits of one graphical session.
+async fn typed_search(state: &WebState, caller: &Caller, id: SessionId, query: String) -> Response {
+    let lang = caller.lang;
+    if query.trim().is_empty() || query.chars().count() > recorder::catalogue::MAX_TYPED_QUERY_CHARS
+    {
+        return (StatusCode::BAD_REQUEST, tr(lang, "error.bad_request")).into_response();
+    }
+    let q = recorder::catalogue::TypedTextQuery {
+        text: query,
+        session: Some(id),
+        limit: u32::try_from(MAX_HITS + 1).unwrap_or(u32::MAX),
+        ..Default::default()
+    };
+    let mut hits = match state.services.catalogue().search_typed_text(&q).await {
+        Ok(h) => h,
+        Err(e) => return super::pages::catalogue_failed(state, caller, &e),
+    };
+    let more = hits.len() > MAX_HITS;
+    hits.truncate(MAX_HITS);
+    // Newest first from the catalogue; the player lists a session's hits in time order.
+    hits.reverse();
+    let hits: Vec<_> = hits
+        .iter()
+        .map(|h| json!({ "ms": ms_after(h.at_us), "source": "typed", "context": h.text }))
         .collect();
     json_response(&json!({ "hits": hits, "more": more }))
 }

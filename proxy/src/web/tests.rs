@@ -949,11 +949,32 @@ async fn player_endpoints_are_authorised_like_the_recording() {
         let (status, _) = get(&f, None, page).await;
         assert_eq!(status, S::SEE_OTHER, "anonymous GET {page}");
     }
-    // Frames only for graphical recordings, search only for terminals, ids unguessable.
+    // A graphical session's search is its typed-text index, for auditors and security staff
+    // only: not for its own contractor, nor an administrator.
+    for (user, want) in [
+        ("suzuki", S::OK),
+        ("kobayashi", S::OK),
+        ("tanaka", S::NOT_FOUND),
+        ("root", S::NOT_FOUND),
+    ] {
+        let (cookie, _) = login_as(&f, user);
+        let (status, body) = get_bytes(&f, &cookie, &format!("/sessions/{vnc}/search?q=x")).await;
+        assert_eq!(status, want, "{user}");
+        if want == S::OK {
+            let json: serde_json::Value = serde_json::from_slice(&body).unwrap();
+            assert_eq!(
+                json["hits"],
+                serde_json::json!([]),
+                "{user}: nothing indexed"
+            );
+        }
+        let (status, _) = get_bytes(&f, &cookie, "/search?q=x").await;
+        assert_eq!(status, want, "{user} GET /search");
+    }
+    // Frames only for graphical recordings, ids unguessable.
     let (cookie, _) = login_as(&f, "suzuki");
     for page in [
         format!("/sessions/{t}/frame?t=0"),
-        format!("/sessions/{vnc}/search?q=x"),
         format!("/sessions/{}/frame?t=0", uuid::Uuid::now_v7()),
         format!("/sessions/{}/timeline", uuid::Uuid::now_v7()),
         "/sessions/not-a-uuid/frame".to_owned(),

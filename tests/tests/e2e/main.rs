@@ -2,6 +2,7 @@
 //! real `sekisho` binary against real peers (OpenSSH, FreeRDP, xrdp, QEMU, PostgreSQL).
 //! A missing peer fails the test unless `SEKISHO_SKIP_PEERS=1` is set.
 
+mod bundle;
 mod cli;
 mod cluster;
 mod faults;
@@ -15,6 +16,8 @@ mod rdp_load;
 mod rdp_netns;
 mod recording;
 mod ssh;
+mod supervised_vnc;
 mod support;
+mod typed_search;
 mod vnc;
 mod web;

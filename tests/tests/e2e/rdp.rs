@@ -965,3 +965,110 @@ fn rdp_server_leg_nla_injects_the_secret_credentials() -> Result<()> {
     drop(shadow);
     Ok(())
 }
+
+/// The catalogue's typed-text hits for `text` in `instance` (the index is written in the
+/// background once a session has ended).
+fn typed_hits(
+    runtime: &tokio::runtime::Runtime,
+    instance: &SekishoInstance,
+    text: &str,
+) -> Result<Vec<recorder::catalogue::TypedTextHit>> {
+    let url = format!("sqlite://{}", instance.path("data/sekisho.db").display());
+    runtime.block_on(async {
+        let catalogue = recorder::catalogue::Catalogue::connect(&url).await?;
+        let hits = catalogue
+            .search_typed_text(&recorder::catalogue::TypedTextQuery {
+                text: text.to_lowercase(),
+                user: None,
+                target: None,
+                session: None,
+                limit: 10,
+            })
+            .await?;
+        catalogue.close().await;
+        anyhow::Ok(hits)
+    })
+}
+
+/// The headless client as tanaka from the VDI desktop through `instance` to srv01: types
+/// `echo WORDx`, Backspace, Enter, and leaves.
+fn type_on_srv01(
+    runtime: &tokio::runtime::Runtime,
+    instance: &SekishoInstance,
+    word: &str,
+) -> Result<()> {
+    runtime.block_on(async {
+        let mut o =
+            e2e::rdp_client::ConnectOptions::new(instance.listen.rdp, "tanaka+srv01", TANAKA_PASS);
+        o.source = Some(DESKTOP.parse()?);
+        let mut client = e2e::rdp_client::connect(&o).await?;
+        client.pump_for(Duration::from_secs(1)).await?;
+        client
+            .type_text(&format!("echo {word}x\u{8}\n"), Duration::from_millis(30))
+            .await?;
+        client.pump_for(Duration::from_secs(1)).await?;
+        client.disconnect().await?;
+        anyhow::Ok(())
+    })
+}
+
+/// Typed-text search with real RDP servers: the headless client types a command through
+/// Sekisho into freerdp-shadow-cli, whose leg is NLA (the server authenticated the user
+/// before the session, and shares a desktop already logged on, so no logon screen can come
+/// without a logon notification). The recording reads back as the line typed (Shift and
+/// Backspace included), and the catalogue's index finds it once the session has ended. The
+/// same typed into xrdp (TLS: its own login dialog may be on screen, and it never sends the
+/// logon notification) is recorded but never indexed.
+#[test]
+fn rdp_typed_text_of_an_nla_session_is_indexed_and_found() -> Result<()> {
+    if !require_peers(&["freerdp-shadow-cli", "Xvfb", "xrdp", "xrdp-sesman"])? {
+        return Ok(());
+    }
+    const WORD: &str = "Nla-Audit-Word7";
+    const XRDP_WORD: &str = "Xrdp-Unindexed-Word";
+    rdp_peers::ensure_xrdp()?;
+    let _serial = rdp_peers::serial();
+    let work = tempfile::Builder::new()
+        .prefix("sekisho-e2e-shadow-typed-")
+        .tempdir()?;
+    let (_shadow, port) = rdp_peers::start_nla_shadow(&work.path().join("shadow"))?;
+    let inventory = lab("ip-vpn", None)
+        .target(srv01("physical", "business", port))
+        .render();
+    let vdi = start_from(&inventory, DESKTOP)?;
+    let runtime = tokio::runtime::Runtime::new()?;
+    type_on_srv01(&runtime, &vdi.instance, WORD)?;
+    let row = rdp_peers::ended_session(&vdi, "the session to end")?;
+    let recording = recording_file(&vdi.instance, &row)?;
+    let lines = player::typed::typed_text(&recording)?;
+    assert_eq!(
+        lines.iter().map(|l| l.text.as_str()).collect::<Vec<_>>(),
+        [format!("echo {WORD}")],
+        "{lines:?}"
+    );
+    let id: uuid::Uuid = row["id"].as_str().context("id")?.parse()?;
+    let hits =
+        vdi.instance
+            .wait_until(Duration::from_secs(15), "the typed line indexed", || {
+                let hits = typed_hits(&runtime, &vdi.instance, WORD)?;
+                Ok((!hits.is_empty()).then_some(hits))
+            })?;
+    assert_eq!(hits.len(), 1, "{hits:?}");
+    assert_eq!(hits[0].session.0, id);
+    assert_eq!(hits[0].text, format!("echo {WORD}"));
+    drop(vdi);
+
+    // xrdp: recorded, typed, and not indexed.
+    let vdi = start("ip-vpn", "physical", "business", "2099-12-31")?;
+    type_on_srv01(&runtime, &vdi.instance, XRDP_WORD)?;
+    let row = rdp_peers::ended_session(&vdi, "the xrdp session to end")?;
+    let recording = recording_file(&vdi.instance, &row)?;
+    assert!(
+        player::typed::typed_text(&recording)?.is_empty(),
+        "a session without a logon notification or NLA was indexed"
+    );
+    // The index is written after the session ends: give it the time the NLA one took.
+    std::thread::sleep(Duration::from_secs(3));
+    assert!(typed_hits(&runtime, &vdi.instance, XRDP_WORD)?.is_empty());
+    Ok(())
+}

@@ -43,7 +43,7 @@ fn inventory() -> String {
 }
 
 /// `inventory` plus kobayashi (security), root (admin) and ito (auditor, with a card).
-fn with_staff(inventory: String) -> String {
+pub(crate) fn with_staff(inventory: String) -> String {
     let card = CARD
         .iter()
         .map(|r| format!("\"{r}\""))
@@ -152,7 +152,7 @@ async fn seed(instance: &SekishoInstance) -> Result<Seeded> {
 
 /// The web UI of `instance`'s `sekisho serve`. A web listener that does not come up fails the
 /// test: the UI must be what `serve` serves, not something the test hosts itself.
-async fn web_base(instance: &SekishoInstance) -> Result<String> {
+pub(crate) async fn web_base(instance: &SekishoInstance) -> Result<String> {
     wait_for_port(instance.listen.web, Duration::from_secs(20)).with_context(|| {
         format!(
             "sekisho serve's web listener {} did not come up\n--- serve log ---\n{}",
@@ -188,7 +188,7 @@ async fn wait_source(b: &Browser, ok: impl Fn(&str) -> bool) -> Result<bool> {
     Ok(false)
 }
 
-async fn login(b: &Browser, base: &str, user: &str) -> Result<()> {
+pub(crate) async fn login(b: &Browser, base: &str, user: &str) -> Result<()> {
     b.goto(&format!("{base}/login")).await?;
     b.type_into("user", user).await?;
     b.type_into("password", PASSWORD).await?;

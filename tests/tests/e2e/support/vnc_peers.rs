@@ -36,16 +36,23 @@ impl Drop for Qemu {
 
 /// Starts QEMU with its VNC console on a free port, protected by `password` if given.
 pub fn start_qemu_vnc(password: Option<&str>) -> Result<Qemu> {
-    start_qemu(password, false)
+    start_qemu(password, false, None)
+}
+
+/// QEMU without a VNC password that writes every key event reaching it from its VNC server to
+/// `trace` (QEMU's `vnc_key_event_map` trace event: `down 1, sym 0x61 -> keycode 0x1e [a]`),
+/// so a test sees exactly what the console received.
+pub fn start_qemu_vnc_tracing_keys(trace: &Path) -> Result<Qemu> {
+    start_qemu(None, false, Some(trace))
 }
 
 /// QEMU whose VNC console needs a password that is not set yet (`password=on`: every viewer is
 /// refused until one is set), with its QMP monitor on a free port to set one.
 pub fn start_qemu_vnc_qmp() -> Result<Qemu> {
-    start_qemu(None, true)
+    start_qemu(None, true, None)
 }
 
-fn start_qemu(password: Option<&str>, qmp: bool) -> Result<Qemu> {
+fn start_qemu(password: Option<&str>, qmp: bool, key_trace: Option<&Path>) -> Result<Qemu> {
     let dir = tempfile::Builder::new()
         .prefix("sekisho-qemu-vnc-")
         .tempdir()?;
@@ -82,6 +89,12 @@ fn start_qemu(password: Option<&str>, qmp: bool) -> Result<Qemu> {
         None => {
             cmd.args(["-vnc", &format!("127.0.0.1:{display}")]);
         }
+    }
+    if let Some(trace) = key_trace {
+        cmd.args([
+            "-trace",
+            &format!("enable=vnc_key_event_map,file={}", trace.display()),
+        ]);
     }
     let qmp_port = if qmp {
         let p = free_port("127.0.0.1")?;
@@ -218,6 +231,19 @@ try:
                 s.sendall(struct.pack(">BBxxI", 4, 1, 0x61) + struct.pack(">BBxxI", 4, 0, 0x61))
                 s.sendall(struct.pack(">BBHH", 5, 0, 10, 10))
                 sent_input = True
+                if args.get("keys"):
+                    # Typed by a thread, a key every 150 ms as a person types, while this loop
+                    # keeps reading the screen (0 in the list: a pause of a second).
+                    import threading
+                    def typer():
+                        time.sleep(1.0)
+                        for k in args["keys"]:
+                            if k == 0:
+                                time.sleep(1.0)
+                                continue
+                            s.sendall(struct.pack(">BBxxI", 4, 1, k) + struct.pack(">BBxxI", 4, 0, k))
+                            time.sleep(0.15)
+                    threading.Thread(target=typer, daemon=True).start()
             if time.time() >= deadline:
                 break
             s.sendall(struct.pack(">BBHHHH", 3, 1, 0, 0, w, h))
@@ -258,6 +284,8 @@ pub struct ViewerArgs {
     pub snapshot: Option<PathBuf>,
     /// After ServerInit send these bytes (hex) and wait for the close.
     pub hostile: Option<String>,
+    /// After the first update, type these X keysyms (0: pause a second), a key every 150 ms.
+    pub keys: Vec<u32>,
 }
 
 /// Writes the viewer script into `dir` and returns its path.
@@ -278,6 +306,7 @@ pub fn spawn_viewer(script: &Path, args: &ViewerArgs) -> Result<Child> {
         "hold": args.hold,
         "snapshot": args.snapshot.as_ref().map(|p| p.display().to_string()),
         "hostile": args.hostile,
+        "keys": args.keys,
         "timeout": 10,
     });
     Command::new("python3")

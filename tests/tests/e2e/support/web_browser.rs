@@ -19,6 +19,22 @@ pub struct Browser {
 impl Browser {
     /// Starts chromedriver on a free port and a fresh headless Chromium profile.
     pub async fn start() -> Result<Browser> {
+        Browser::start_with(&[]).await
+    }
+
+    /// As [`Browser::start`], with the network cut off: every connection goes to a proxy
+    /// that is not there and no name resolves, so a page that tried to fetch anything would
+    /// fail to (the page under test also reports what it loaded).
+    pub async fn start_offline() -> Result<Browser> {
+        Browser::start_with(&[
+            "--proxy-server=http://127.0.0.1:9".to_owned(),
+            "--proxy-bypass-list=<-loopback>".to_owned(),
+            "--host-resolver-rules=MAP * ~NOTFOUND".to_owned(),
+        ])
+        .await
+    }
+
+    async fn start_with(extra_args: &[String]) -> Result<Browser> {
         let port = free_port("127.0.0.1")?;
         let mut driver = Command::new("chromedriver")
             .arg(format!("--port={port}"))
@@ -57,6 +73,13 @@ impl Browser {
                 ],
             }),
         );
+        if let Some(args) = caps
+            .get_mut("goog:chromeOptions")
+            .and_then(|o| o.get_mut("args"))
+            .and_then(|a| a.as_array_mut())
+        {
+            args.extend(extra_args.iter().cloned().map(serde_json::Value::from));
+        }
         // Sekisho's web identity is self-signed in the test instance.
         caps.insert("acceptInsecureCerts".into(), serde_json::json!(true));
         let connector = hyper_util::client::legacy::connect::HttpConnector::new();

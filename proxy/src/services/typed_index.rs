@@ -1,0 +1,61 @@
+//! Indexes the typed text of a graphical session (RDP, VNC) once its recording is sealed, for
+//! the auditors' search (`web/search.rs`).
+//!
+//! Off the session's path: the session has ended and its recording is sealed and its row
+//! closed before this starts, in a task of its own; decoding runs on the blocking pool. A
+//! failure is logged (never with the text: keystrokes stay in the recording and the
+//! catalogue) and leaves the session without an index, nothing else.
+
+use std::sync::Arc;
+
+use policy::{Protocol, SessionId};
+use recorder::catalogue::TypedLineRow;
+use tokio::sync::Semaphore;
+use tracing::{debug, warn};
+
+use super::Services;
+
+/// Largest recording indexed: decoding holds it in memory (the web player's own cap).
+pub const MAX_INDEXED_RECORDING_BYTES: u64 = crate::web::MAX_RECORDING_BYTES;
+/// Recordings decoded at once: each holds its recording (and, for VNC, two screens) in
+/// memory, and a shift's end may close many sessions together.
+const MAX_CONCURRENT_INDEXING: usize = 2;
+
+static INDEXING: Semaphore = Semaphore::const_new(MAX_CONCURRENT_INDEXING);
+
+/// Whether sessions of `protocol` have typed text to index.
+pub fn indexed(protocol: Protocol) -> bool {
+    matches!(protocol, Protocol::Rdp | Protocol::ConsoleVnc)
+}
+
+/// Indexes the sealed recording at `location` of session `id` in the background.
+pub fn index_later(services: Arc<Services>, id: SessionId, location: String) {
+    let tasks = services.tasks.clone();
+    tasks.spawn(async move {
+        let Ok(_permit) = INDEXING.acquire().await else {
+            return;
+        };
+        match index(&services, id, &location).await {
+            Ok(lines) => debug!(session = %id, lines, "Typed text indexed"),
+            Err(e) => {
+                warn!(session = %id, error = %format!("{e:#}"), "Cannot index the typed text")
+            }
+        }
+    });
+}
+
+async fn index(services: &Services, id: SessionId, location: &str) -> anyhow::Result<usize> {
+    let bytes = services
+        .recordings()
+        .read(location, MAX_INDEXED_RECORDING_BYTES)
+        .await?;
+    let lines = tokio::task::spawn_blocking(move || player::typed::typed_text(&bytes)).await??;
+    let rows: Vec<TypedLineRow> = lines
+        .into_iter()
+        .map(|l| TypedLineRow {
+            at_us: l.at_us,
+            text: l.text,
+        })
+        .collect();
+    Ok(services.catalogue().index_typed_text(id, &rows).await?)
+}
