@@ -8,6 +8,11 @@ use anyhow::{Context, Result, anyhow, bail};
 use policy::{Recordings as Configured, S3Recordings};
 use recorder::storage::{LocalDir, S3Config, S3Store, SecretKey, Storage};
 
+/// Largest recording read whole into memory (verified, downloaded or played by the web UI,
+/// exported from the object store, indexed for typed text): bigger ones are refused rather
+/// than risking the process's memory (the CLI reads local files of any size).
+pub const MAX_RECORDING_BYTES: u64 = 1 << 30;
+
 /// Where this instance writes recordings, and how it reads any catalogued location.
 #[derive(Clone)]
 pub struct Recordings {

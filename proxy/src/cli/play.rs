@@ -93,7 +93,7 @@ fn load_recording(recording: &str, config: Option<&Path>) -> Result<Vec<u8>> {
         }
         // The players decode from memory: an object is read whole, up to the web player's cap.
         super::open_recordings(&config)?
-            .read(&location, crate::web::MAX_RECORDING_BYTES)
+            .read(&location, crate::recordings::MAX_RECORDING_BYTES)
             .await
     })
 }

@@ -16,7 +16,7 @@ use tracing::{debug, warn};
 use super::Services;
 
 /// Largest recording indexed: decoding holds it in memory (the web player's own cap).
-pub const MAX_INDEXED_RECORDING_BYTES: u64 = crate::web::MAX_RECORDING_BYTES;
+pub const MAX_INDEXED_RECORDING_BYTES: u64 = crate::recordings::MAX_RECORDING_BYTES;
 /// Recordings decoded at once: each holds its recording (and, for VNC, two screens) in
 /// memory, and a shift's end may close many sessions together.
 const MAX_CONCURRENT_INDEXING: usize = 2;

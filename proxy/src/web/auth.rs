@@ -217,6 +217,12 @@ impl Caller {
         matches!(self.role, Role::Auditor | Role::Security | Role::Admin)
     }
 
+    /// Typed text of graphical sessions (auditor and security only: administrators administer
+    /// Sekisho and do not review what contractors type).
+    pub fn may_search_typed_text(&self) -> bool {
+        matches!(self.role, Role::Auditor | Role::Security)
+    }
+
     /// Denials dashboard, live sessions and kill (security, admin).
     pub fn is_security(&self) -> bool {
         matches!(self.role, Role::Security | Role::Admin)

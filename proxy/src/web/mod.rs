@@ -18,7 +18,7 @@ mod search;
 mod verify_cache;
 mod watch;
 
-pub use pages::MAX_RECORDING_BYTES;
+pub use crate::recordings::MAX_RECORDING_BYTES;
 
 use std::collections::HashMap;
 use std::net::{IpAddr, SocketAddr};

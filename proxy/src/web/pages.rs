@@ -33,9 +33,6 @@ pub const MAX_DASHBOARD_DENIALS: u32 = recorder::catalogue::MAX_PAGE;
 pub const DENIALS_LISTED: usize = 200;
 /// Longest a dashboard period may be, in days.
 pub const MAX_DASHBOARD_DAYS: i64 = 366;
-/// Largest recording verified, downloaded or played in memory by the web UI: bigger files are
-/// refused rather than risking the process's memory (the CLI handles them).
-pub const MAX_RECORDING_BYTES: u64 = 1 << 30;
 /// Longest filter value accepted (names in the inventory are short).
 pub const MAX_FILTER_LEN: usize = 256;
 
@@ -71,7 +68,7 @@ pub fn page(caller: &Caller, title: &str, body: &str) -> Html<String> {
             tr(lang, "nav.live")
         );
     }
-    if super::search::may_search_typed_text(caller) {
+    if caller.may_search_typed_text() {
         let _ = write!(
             nav,
             "<a id=\"nav-search\" href=\"/search\">{}</a>",
@@ -434,7 +431,10 @@ pub(super) async fn visible_session(
 /// Reads a recording (a file, or an object of this instance's object store), capped in size.
 pub(super) async fn read_recording(state: &WebState, location: &str) -> Option<Vec<u8>> {
     let recordings = state.services.recordings();
-    match recordings.read(location, MAX_RECORDING_BYTES).await {
+    match recordings
+        .read(location, crate::recordings::MAX_RECORDING_BYTES)
+        .await
+    {
         Ok(bytes) => Some(bytes),
         Err(e) => {
             tracing::debug!(%location, error = %format!("{e:#}"), "Web UI cannot read a recording");
@@ -987,7 +987,7 @@ pub async fn play(
         );
     }
     // Graphical sessions are searched in their typed-text index, by those who may see it.
-    let typed = !terminal && super::search::may_search_typed_text(&caller);
+    let typed = !terminal && caller.may_search_typed_text();
     let search = if terminal || typed {
         format!(
             "<form id=\"search-form\" class=\"search\"><input id=\"search\" type=\"search\" \

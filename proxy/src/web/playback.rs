@@ -399,7 +399,7 @@ pub async fn search(
     let lang = caller.lang;
     let row = match visible_session(&state, &caller, &id).await {
         Ok(Some(row)) if is_terminal(row.protocol) => row,
-        Ok(Some(row)) if super::search::may_search_typed_text(&caller) => {
+        Ok(Some(row)) if caller.may_search_typed_text() => {
             return typed_search(&state, &caller, row.id, q.q.unwrap_or_default()).await;
         }
         Ok(_) => return not_found(&caller),

@@ -3,7 +3,7 @@
 //! was sealed. Each hit opens the player at the moment its line began.
 //!
 //! Keystrokes are as sensitive as what is on screen and more: only auditors and security
-//! staff may search them ([`may_search_typed_text`]); anyone else gets the same 404 as an
+//! staff may search them ([`Caller::may_search_typed_text`]); anyone else gets the same 404 as an
 //! unknown page, so the page's existence is not advertised to contractors.
 
 use std::fmt::Write as _;
@@ -11,7 +11,6 @@ use std::sync::Arc;
 
 use axum::extract::{Query, State};
 use axum::response::{IntoResponse, Response};
-use policy::Role;
 use recorder::catalogue::{MAX_TYPED_QUERY_CHARS, TypedTextHit, TypedTextQuery};
 use serde::Deserialize;
 
@@ -23,12 +22,6 @@ use super::pages::{catalogue_failed, fmt_time, not_found, page};
 
 /// Hits shown on one page (newest session first).
 pub const MAX_PAGE_HITS: u32 = 200;
-
-/// Whether `caller` may search typed text (auditor and security roles only, as issue #15
-/// asks; administrators administer Sekisho and do not review what contractors type).
-pub fn may_search_typed_text(caller: &Caller) -> bool {
-    matches!(caller.role, Role::Auditor | Role::Security)
-}
 
 /// The search form's fields.
 #[derive(Debug, Default, Deserialize)]
@@ -48,7 +41,7 @@ pub async fn page_handler(
     caller: Caller,
     Query(form): Query<SearchForm>,
 ) -> Response {
-    if !may_search_typed_text(&caller) {
+    if !caller.may_search_typed_text() {
         return not_found(&caller);
     }
     let lang = caller.lang;
