@@ -549,10 +549,18 @@ fn rejects_other_protocols_garbage_and_corruption() {
     assert!(matches!(err, PlayerError::Corrupt { .. }), "{err}");
     assert!(err.to_string().starts_with("corrupt recording at byte"));
 
-    // Damage a chunk's compressed payload.
+    // Damage a chunk's zstd frame.
     let mut bad = good.clone();
-    let c = rec.chunks()[2];
-    let mid = c.offset as usize + 40;
+    let c = *rec.chunks().last().unwrap();
+    let at = c.offset as usize;
+    let Some((recorder::format::Frame::Chunk(frame), _)) =
+        recorder::format::decode_frame(&good[at..]).unwrap()
+    else {
+        panic!("no chunk at {at}")
+    };
+    // The zstd frame's magic: the player decodes without verifying (verification is its own
+    // step), so what it must refuse is a payload that cannot be decompressed.
+    let mid = at + frame.covered.len() - frame.payload.len();
     bad[mid] ^= 0x55;
     bad[mid + 1] ^= 0x55;
     match TerminalReplay::open(&bad) {

@@ -14,7 +14,7 @@ use std::time::{Duration, Instant};
 
 use bytes::Bytes;
 use ed25519_dalek::SigningKey;
-use recorder::format::{Encoder, Record};
+use recorder::format::{Compression, Encoder, FORMAT_VERSION, FORMAT_VERSION_1, Record};
 use recorder::{ChannelId, Direction, Header, RecordKind};
 
 /// xorshift64*: deterministic and dependency-free.
@@ -277,13 +277,14 @@ fn input_bytes(records: &[Record]) -> usize {
 
 /// Encodes `records` with the sans-IO encoder (records → chunks: encode, zstd, BLAKE3 chain,
 /// trailer signature) on this thread; returns (elapsed, output size).
-fn encode(records: &[Record], level: i32) -> (Duration, usize) {
+fn encode(records: &[Record], compression: Compression) -> (Duration, usize) {
     let key = SigningKey::from_bytes(&[1; 32]);
     let start = Instant::now();
-    let (mut enc, head) = Encoder::new(&header("bench"), level, 1024 * 1024).unwrap_or_else(|e| {
-        eprintln!("encoder: {e}");
-        std::process::exit(1)
-    });
+    let (mut enc, head) =
+        Encoder::new(&header("bench"), compression, 1024 * 1024).unwrap_or_else(|e| {
+            eprintln!("encoder: {e}");
+            std::process::exit(1)
+        });
     let mut size = head.len();
     for r in records {
         if let Ok(Some(c)) = enc.push(r) {
@@ -316,12 +317,13 @@ fn zstd_alone(records: &[Record], level: i32) -> f64 {
     all.len() as f64 / 1e6 / start.elapsed().as_secs_f64()
 }
 
-fn report(name: &str, records: &[Record], level: i32) {
+fn report(name: &str, records: &[Record], compression: Compression) {
+    let level = compression.level;
     let input = input_bytes(records);
     // Warm-up, then best of three.
-    let _ = encode(records, level);
+    let _ = encode(records, compression);
     let (best, size) = (0..3)
-        .map(|_| encode(records, level))
+        .map(|_| encode(records, compression))
         .min_by_key(|(d, _)| *d)
         .unwrap_or_default();
     let mbps = input as f64 / 1e6 / best.as_secs_f64();
@@ -336,10 +338,22 @@ fn report(name: &str, records: &[Record], level: i32) {
 }
 
 /// One hour of a typical admin terminal session, chunked by the 1 s timer as the writer does.
-fn admin_hour() {
+/// Version 1 is the baseline: every chunk compressed alone at level 3, as before.
+fn admin_hour(version: u16) {
     let mut rng = Rng(0xAD_0170);
     let key = SigningKey::from_bytes(&[1; 32]);
-    let Ok((mut enc, head)) = Encoder::new(&header("ssh"), 3, 1024 * 1024) else {
+    let compression = if version == FORMAT_VERSION_1 {
+        Compression {
+            level: 3,
+            history_bytes: 0,
+            ..Compression::TEXT
+        }
+    } else {
+        Compression::TEXT
+    };
+    let Ok((mut enc, head)) =
+        Encoder::with_version(&header("ssh"), compression, 1024 * 1024, version)
+    else {
         return;
     };
     let mut size = head.len();
@@ -415,7 +429,7 @@ fn admin_hour() {
     if let Ok((last, trailer, summary)) = enc.finish(3_600_000_000, &key) {
         size += last.map_or(0, |c| c.bytes.len()) + trailer.len();
         println!(
-            "admin hour: {:.2} MB of terminal traffic -> {:.1} KB recorded per hour ({} chunks, ratio {:.1}x)",
+            "admin hour (format v{version}): {:.2} MB of terminal traffic -> {:.1} KB recorded per hour ({} chunks, ratio {:.1}x)",
             input as f64 / 1e6,
             size as f64 / 1e3,
             summary.chunks,
@@ -472,10 +486,21 @@ fn main() {
         .unwrap_or(if quick { 2 } else { 64 });
     let term = terminal_stream(mb * 1_000_000);
     let rdp = rdp_stream(mb * 1_000_000);
-    for level in [-1, 1, 3] {
-        report("terminal", &term, level);
-        report("rdp-bitmap", &rdp, level);
+    for level in [1, 3, Compression::TEXT.level] {
+        let text = Compression {
+            level,
+            ..Compression::TEXT
+        };
+        report("terminal", &term, text);
     }
-    admin_hour();
+    for level in [1, Compression::GRAPHICAL.level] {
+        let graphical = Compression {
+            level,
+            ..Compression::GRAPHICAL
+        };
+        report("rdp-bitmap", &rdp, graphical);
+    }
+    admin_hour(FORMAT_VERSION_1);
+    admin_hour(FORMAT_VERSION);
     writer_end_to_end(&term);
 }

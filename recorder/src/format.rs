@@ -27,10 +27,15 @@ use uuid::Uuid;
 /// File magic: PNG-style, so text-mode transfers (CR/LF mangling) and 7-bit channels break it
 /// visibly instead of silently.
 pub const FILE_MAGIC: [u8; 8] = *b"\x89SKREC\r\n";
-/// The format version this crate writes and reads.
-pub const FORMAT_VERSION: u16 = 1;
-/// Magic opening every chunk frame.
-pub const CHUNK_MAGIC: [u8; 4] = *b"SKCK";
+/// The format version this crate writes. It reads this one and [`FORMAT_VERSION_1`].
+pub const FORMAT_VERSION: u16 = 2;
+/// The first format version: every chunk compressed on its own. Still read, never written
+/// (except by [`Encoder::with_version`], for tests of old recordings).
+pub const FORMAT_VERSION_1: u16 = 1;
+/// Magic opening every chunk frame of a version-2 recording.
+pub const CHUNK_MAGIC: [u8; 4] = *b"SKC2";
+/// Magic opening every chunk frame of a version-1 recording.
+pub const CHUNK_MAGIC_V1: [u8; 4] = *b"SKCK";
 /// Magic opening the trailer frame.
 pub const TRAILER_MAGIC: [u8; 4] = *b"SKTR";
 /// Magic closing the file (after the trailer), so a reader of the last 16 bytes (an object
@@ -83,14 +88,36 @@ pub const MAX_TRAILER_BODY: usize = TRAILER_FIXED_LEN + MAX_INDEX_ENTRIES * INDE
 
 /// Header frame prefix: magic, version u16, body length u32.
 pub const HEADER_PREFIX_LEN: usize = 8 + 2 + 4;
-/// Chunk frame prefix: magic, seq, first, last, record count, uncompressed, compressed length.
-pub const CHUNK_PREFIX_LEN: usize = 4 + 4 + 8 + 8 + 4 + 4 + 4;
+/// Largest chunk frame prefix of version 2: magic, the fields' length (u8), then seven LEB128
+/// fields (seq, first time, span, record count, uncompressed length, compressed length,
+/// history length) of at most 10 bytes each.
+pub const MAX_CHUNK_PREFIX_LEN: usize = 4 + 1 + 7 * 10;
+/// Chunk frame prefix of version 1: magic, seq, first, last, record count, uncompressed and
+/// compressed length, fixed width.
+pub const CHUNK_PREFIX_LEN_V1: usize = 4 + 4 + 8 + 8 + 4 + 4 + 4;
+/// The stored check of a version-2 chunk: the first bytes of its chain hash. The chain itself
+/// is computed with whole hashes and the trailer signs the whole final one, so the check only
+/// has to catch damage early and say which chunk; anyone able to alter a chunk could
+/// recompute a stored hash of any length.
+pub const CHUNK_CHECK_LEN: usize = 8;
+/// Largest chunk frame of either version.
+pub const MAX_CHUNK_FRAME: usize = MAX_CHUNK_PREFIX_LEN + MAX_CHUNK_COMPRESSED + HASH_LEN;
+/// Cap on a chunk's history: the decompressed bytes of the chunks before it (in its segment)
+/// that its zstd frame may refer back to. The writer uses far less (64 KiB for text).
+pub const MAX_HISTORY: usize = 1024 * 1024;
+/// zstd's dictionary magic. A history is raw content; one that starts with these bytes would
+/// be read by zstd as a structured dictionary, so the writer never produces one and readers
+/// refuse it.
+pub const ZSTD_DICTIONARY_MAGIC: [u8; 4] = [0x37, 0xA4, 0x30, 0xEC];
 /// Trailer frame prefix: magic, body length.
 pub const TRAILER_PREFIX_LEN: usize = 4 + 4;
 /// Trailer frame suffix: signature, trailer offset u64, end magic.
 pub const TRAILER_SUFFIX_LEN: usize = 64 + 8 + 8;
-/// Record prefix: tag u8, time u64, body length u32.
+/// Record prefix of version 1: tag u8, time u64, body length u32.
 pub const RECORD_PREFIX_LEN: usize = 1 + 8 + 4;
+/// Largest record prefix of either version (version 2: tag, LEB128 time distance of up to 10
+/// bytes, LEB128 body length of up to 5).
+pub const MAX_RECORD_PREFIX_LEN: usize = 1 + 10 + 5;
 
 const TAG_DATA: u8 = 0x01;
 const TAG_EVENT: u8 = 0x02;
@@ -357,9 +384,10 @@ pub enum RecordKind {
 }
 
 impl RecordKind {
-    /// Bytes this record occupies once encoded (for memory accounting and chunk sizing).
+    /// The most bytes this record occupies once encoded, in either version (for memory
+    /// accounting and chunk sizing).
     pub fn encoded_len(&self) -> usize {
-        RECORD_PREFIX_LEN
+        MAX_RECORD_PREFIX_LEN
             + match self {
                 RecordKind::Data { bytes, .. } => 1 + 4 + bytes.len(),
                 RecordKind::Event(e) => 2 + 2 + e.kind.params().len() + e.detail.len(),
@@ -430,12 +458,19 @@ pub struct ChunkFrame<'a> {
     pub record_count: u32,
     /// Decompressed payload size.
     pub uncompressed_len: u32,
+    /// How many bytes of the segment's decompressed history (the chunks before this one,
+    /// since the last seek point) the zstd frame refers back to; 0 = a seek point, readable
+    /// alone. Always 0 in version 1.
+    pub history_len: u32,
+    /// Format version of the chunk frame (by its magic).
+    pub version: u16,
     /// Bytes covered by the chain hash: prefix and compressed payload.
     pub covered: &'a [u8],
     /// The zstd frame.
     pub payload: &'a [u8],
-    /// Stored chain hash.
-    pub chain_hash: Hash,
+    /// The stored check of the chain hash: all of it in version 1, its first
+    /// [`CHUNK_CHECK_LEN`] bytes in version 2.
+    pub check: &'a [u8],
 }
 
 impl ChunkFrame<'_> {
@@ -445,15 +480,96 @@ impl ChunkFrame<'_> {
         chain_hash(prev, self.covered)
     }
 
+    /// Whether the stored check matches `hash`, this chunk's chain hash as computed.
+    pub fn check_matches(&self, hash: &Hash) -> bool {
+        hash.get(..self.check.len()) == Some(self.check)
+    }
+
+    /// Whether the chunk decodes alone: a place a reader can start from.
+    pub fn is_seek_point(&self) -> bool {
+        self.history_len == 0
+    }
+
     /// Decompresses (bounded by [`MAX_CHUNK_UNCOMPRESSED`] and the declared size, checked
-    /// before allocating) and decodes the records.
+    /// before allocating) and decodes the records of a seek point. A chunk that depends on
+    /// the ones before it is decoded through a [`ChunkHistory`] instead.
     pub fn records(&self) -> Result<Vec<Record>, DecodeError> {
-        let raw = decompress_payload(self.payload, self.uncompressed_len)?;
-        let records = decode_records(&raw)?;
-        if records.len() != self.record_count as usize {
+        if !self.is_seek_point() {
+            return Err(DecodeError::Invalid(
+                "chunk read without the chunks before it",
+            ));
+        }
+        ChunkHistory::new().records(self)
+    }
+}
+
+/// What a reader keeps between the chunks of a segment: the tail of their decompressed
+/// payloads, which a chunk's zstd frame may refer back to (`history_len`). Feed it every chunk
+/// from a seek point on, in order.
+///
+/// INVARIANT: `bytes` holds at most 2 × [`MAX_HISTORY`] bytes, the newest last.
+#[derive(Debug, Clone, Default)]
+pub struct ChunkHistory {
+    bytes: Vec<u8>,
+}
+
+impl ChunkHistory {
+    /// An empty history, as at a seek point.
+    pub fn new() -> Self {
+        ChunkHistory::default()
+    }
+
+    /// Decompresses a chunk's payload: alone at a seek point, otherwise against the history
+    /// it declares, which must be there (the chunks before it since the last seek point were
+    /// fed). Then remembers the payload for the chunks after it.
+    pub fn payload(&mut self, c: &ChunkFrame<'_>) -> Result<Vec<u8>, DecodeError> {
+        let wanted = u32_len(c.history_len);
+        if wanted == 0 {
+            self.bytes.clear();
+        }
+        check_limit("chunk history", wanted, MAX_HISTORY)?;
+        let from = self
+            .bytes
+            .len()
+            .checked_sub(wanted)
+            .ok_or(DecodeError::Invalid(
+                "chunk history longer than the segment before it",
+            ))?;
+        let history = self.bytes.get(from..).unwrap_or_default();
+        if history.starts_with(&ZSTD_DICTIONARY_MAGIC) {
+            return Err(DecodeError::Invalid(
+                "chunk history starts with the zstd dictionary magic",
+            ));
+        }
+        let raw = decompress_payload_with(c.payload, c.uncompressed_len, history)?;
+        if c.version != FORMAT_VERSION_1 {
+            self.remember(&raw);
+        }
+        Ok(raw)
+    }
+
+    /// [`Self::payload`], decoded into records (their count checked).
+    pub fn records(&mut self, c: &ChunkFrame<'_>) -> Result<Vec<Record>, DecodeError> {
+        let raw = self.payload(c)?;
+        let records = decode_chunk_records(&raw, c.version, c.first_us)?;
+        if records.len() != c.record_count as usize {
             return Err(DecodeError::Invalid("chunk record count"));
         }
         Ok(records)
+    }
+
+    fn remember(&mut self, raw: &[u8]) {
+        if raw.len() >= MAX_HISTORY {
+            self.bytes.clear();
+            self.bytes
+                .extend_from_slice(raw.get(raw.len() - MAX_HISTORY..).unwrap_or_default());
+            return;
+        }
+        self.bytes.extend_from_slice(raw);
+        if self.bytes.len() > 2 * MAX_HISTORY {
+            let drop = self.bytes.len() - MAX_HISTORY;
+            self.bytes.drain(..drop);
+        }
     }
 }
 
@@ -571,6 +687,23 @@ impl<'a> Cursor<'a> {
         Ok(a)
     }
 
+    /// An unsigned LEB128 integer of at most 10 bytes that fits in 64 bits.
+    fn leb128(&mut self) -> Result<u64, DecodeError> {
+        let mut v = 0u64;
+        for i in 0..10 {
+            let b = self.u8()?;
+            let bits = u64::from(b & 0x7f);
+            if i == 9 && bits > 1 {
+                return Err(DecodeError::Invalid("integer over 64 bits"));
+            }
+            v |= bits << (7 * i);
+            if b & 0x80 == 0 {
+                return Ok(v);
+            }
+        }
+        Err(DecodeError::Invalid("integer over 64 bits"))
+    }
+
     fn u8(&mut self) -> Result<u8, DecodeError> {
         Ok(u8::from_le_bytes(self.array()?))
     }
@@ -630,7 +763,7 @@ pub fn decode_header(buf: &[u8]) -> Result<Option<(HeaderFrame, usize)>, DecodeE
     let mut c = Cursor::new(prefix, "header");
     let _magic: [u8; 8] = c.array()?;
     let version = c.u16()?;
-    if version != FORMAT_VERSION {
+    if version != FORMAT_VERSION && version != FORMAT_VERSION_1 {
         return Err(DecodeError::UnsupportedVersion(version));
     }
     let body_len = u32_len(c.u32()?);
@@ -703,33 +836,113 @@ fn decode_header_body(body: &[u8]) -> Result<Header, DecodeError> {
 pub fn decode_frame(buf: &[u8]) -> Result<Option<(Frame<'_>, usize)>, DecodeError> {
     let have = buf.len().min(4);
     let head = buf.get(..have).unwrap_or_default();
-    if CHUNK_MAGIC.starts_with(head) && TRAILER_MAGIC.starts_with(head) {
-        // Both magics start with "SK": not decided yet.
-        if have < 4 {
-            return Ok(None);
-        }
+    let magics = [CHUNK_MAGIC, CHUNK_MAGIC_V1, TRAILER_MAGIC];
+    if have < 4 {
+        // Every magic starts with "SK": a short prefix of one is not decided yet.
+        return if magics.iter().any(|m| m.starts_with(head)) {
+            Ok(None)
+        } else {
+            Err(DecodeError::BadMagic { what: "frame" })
+        };
     }
-    if CHUNK_MAGIC.starts_with(head) {
-        decode_chunk(buf)
-    } else if TRAILER_MAGIC.starts_with(head) {
+    if head == CHUNK_MAGIC {
+        decode_chunk(buf, FORMAT_VERSION)
+    } else if head == CHUNK_MAGIC_V1 {
+        decode_chunk(buf, FORMAT_VERSION_1)
+    } else if head == TRAILER_MAGIC {
         decode_trailer(buf)
     } else {
         Err(DecodeError::BadMagic { what: "frame" })
     }
 }
 
-fn decode_chunk(buf: &[u8]) -> Result<Option<(Frame<'_>, usize)>, DecodeError> {
-    let Some(prefix) = buf.get(..CHUNK_PREFIX_LEN) else {
-        return Ok(None);
-    };
+/// The fields of a chunk frame's prefix, in either version's encoding.
+struct ChunkFields {
+    seq: u32,
+    first_us: u64,
+    last_us: u64,
+    record_count: u32,
+    uncompressed_len: u32,
+    compressed_len: usize,
+    history_len: u32,
+}
+
+/// Version 1: fixed-width fields.
+fn decode_chunk_fields_v1(prefix: &[u8]) -> Result<ChunkFields, DecodeError> {
     let mut c = Cursor::new(prefix, "chunk");
     let _magic: [u8; 4] = c.array()?;
-    let seq = c.u32()?;
-    let first_us = c.u64()?;
-    let last_us = c.u64()?;
-    let record_count = c.u32()?;
-    let uncompressed_len = c.u32()?;
-    let compressed_len = u32_len(c.u32()?);
+    Ok(ChunkFields {
+        seq: c.u32()?,
+        first_us: c.u64()?,
+        last_us: c.u64()?,
+        record_count: c.u32()?,
+        uncompressed_len: c.u32()?,
+        compressed_len: u32_len(c.u32()?),
+        history_len: 0,
+    })
+}
+
+/// Version 2: a length byte, then LEB128 fields (time as first and span); the fields must
+/// fill the declared length exactly.
+fn decode_chunk_fields_v2(prefix: &[u8]) -> Result<ChunkFields, DecodeError> {
+    let mut c = Cursor::new(prefix, "chunk");
+    let _magic: [u8; 4] = c.array()?;
+    let _len = c.u8()?;
+    let narrow = |v: u64, what: &'static str| {
+        u32::try_from(v).map_err(|_| DecodeError::LimitExceeded {
+            what,
+            len: v,
+            max: u64::from(u32::MAX),
+        })
+    };
+    let seq = narrow(c.leb128()?, "chunk sequence")?;
+    let first_us = c.leb128()?;
+    let span = c.leb128()?;
+    let last_us = first_us
+        .checked_add(span)
+        .ok_or(DecodeError::Invalid("chunk time range"))?;
+    let fields = ChunkFields {
+        seq,
+        first_us,
+        last_us,
+        record_count: narrow(c.leb128()?, "chunk record count")?,
+        uncompressed_len: narrow(c.leb128()?, "chunk uncompressed length")?,
+        compressed_len: u32_len(narrow(c.leb128()?, "chunk compressed length")?),
+        history_len: narrow(c.leb128()?, "chunk history")?,
+    };
+    if !c.rest().is_empty() {
+        return Err(DecodeError::Invalid("chunk prefix length"));
+    }
+    Ok(fields)
+}
+
+fn decode_chunk(buf: &[u8], version: u16) -> Result<Option<(Frame<'_>, usize)>, DecodeError> {
+    let v1 = version == FORMAT_VERSION_1;
+    let prefix_len = if v1 {
+        CHUNK_PREFIX_LEN_V1
+    } else {
+        let Some(&len) = buf.get(CHUNK_MAGIC.len()) else {
+            return Ok(None);
+        };
+        CHUNK_MAGIC.len() + 1 + usize::from(len)
+    };
+    let Some(prefix) = buf.get(..prefix_len) else {
+        return Ok(None);
+    };
+    let ChunkFields {
+        seq,
+        first_us,
+        last_us,
+        record_count,
+        uncompressed_len,
+        compressed_len,
+        history_len,
+    } = if v1 {
+        decode_chunk_fields_v1(prefix)?
+    } else {
+        decode_chunk_fields_v2(prefix)?
+    };
+    check_limit("chunk history", u32_len(history_len), MAX_HISTORY)?;
     check_limit("chunk sequence", seq as usize, MAX_CHUNKS as usize - 1)?;
     check_limit(
         "chunk record count",
@@ -749,19 +962,18 @@ fn decode_chunk(buf: &[u8]) -> Result<Option<(Frame<'_>, usize)>, DecodeError> {
     if first_us > last_us {
         return Err(DecodeError::Invalid("chunk time range"));
     }
-    let covered_len = CHUNK_PREFIX_LEN + compressed_len;
-    let total = covered_len + HASH_LEN;
+    let covered_len = prefix_len + compressed_len;
+    let check_len = if v1 { HASH_LEN } else { CHUNK_CHECK_LEN };
+    let total = covered_len + check_len;
     let Some(frame) = buf.get(..total) else {
         return Ok(None);
     };
-    let (covered, hash) = frame
+    let (covered, check) = frame
         .split_at_checked(covered_len)
         .ok_or(DecodeError::Truncated("chunk"))?;
     let payload = covered
-        .get(CHUNK_PREFIX_LEN..)
+        .get(prefix_len..)
         .ok_or(DecodeError::Truncated("chunk"))?;
-    let mut chain_hash = [0u8; HASH_LEN];
-    chain_hash.copy_from_slice(hash);
     Ok(Some((
         Frame::Chunk(ChunkFrame {
             seq,
@@ -769,9 +981,11 @@ fn decode_chunk(buf: &[u8]) -> Result<Option<(Frame<'_>, usize)>, DecodeError> {
             last_us,
             record_count,
             uncompressed_len,
+            history_len,
+            version,
             covered,
             payload,
-            chain_hash,
+            check,
         }),
         total,
     )))
@@ -853,14 +1067,24 @@ fn decode_trailer_body(b: &[u8]) -> Result<TrailerBody, DecodeError> {
 }
 
 thread_local! {
-    static DECOMPRESSOR: std::cell::RefCell<Option<zstd::bulk::Decompressor<'static>>> =
+    static DECOMPRESSOR: std::cell::RefCell<Option<zstd::zstd_safe::DCtx<'static>>> =
         const { std::cell::RefCell::new(None) };
+}
+
+/// Decompresses a seek point's payload: see [`decompress_payload_with`].
+pub fn decompress_payload(payload: &[u8], declared: u32) -> Result<Vec<u8>, DecodeError> {
+    decompress_payload_with(payload, declared, &[])
 }
 
 /// Decompresses a chunk payload: a single zstd frame whose declared content size must equal
 /// `declared` (itself ≤ [`MAX_CHUNK_UNCOMPRESSED`]), checked before allocating; decompression
-/// is bounded by that size.
-pub fn decompress_payload(payload: &[u8], declared: u32) -> Result<Vec<u8>, DecodeError> {
+/// is bounded by that size. `history` is the raw-content prefix the frame may refer back to
+/// (empty at a seek point).
+pub fn decompress_payload_with(
+    payload: &[u8],
+    declared: u32,
+    history: &[u8],
+) -> Result<Vec<u8>, DecodeError> {
     let declared = u32_len(declared);
     check_limit(
         "chunk uncompressed length",
@@ -888,15 +1112,22 @@ pub fn decompress_payload(payload: &[u8], declared: u32) -> Result<Vec<u8>, Deco
             .map_err(|_| DecodeError::Payload("zstd context busy".into()))?;
         if slot.is_none() {
             *slot = Some(
-                zstd::bulk::Decompressor::new()
-                    .map_err(|e| DecodeError::Payload(format!("zstd context: {e}")))?,
+                zstd::zstd_safe::DCtx::try_create()
+                    .ok_or_else(|| DecodeError::Payload("zstd context: out of memory".into()))?,
             );
         }
         let d = slot
             .as_mut()
             .ok_or_else(|| DecodeError::Payload("zstd context".into()))?;
-        d.decompress(payload, declared)
-            .map_err(|e| DecodeError::Payload(e.to_string().to_lowercase()))
+        // The output is bounded by `declared`, checked against the limit above.
+        let mut out = Vec::with_capacity(declared);
+        // The history is raw content: readers refuse one that zstd would parse as a
+        // structured dictionary (see ZSTD_DICTIONARY_MAGIC), so auto-detection reads it raw.
+        d.decompress_using_dict(&mut out, payload, history)
+            .map_err(|code| {
+                DecodeError::Payload(zstd::zstd_safe::get_error_name(code).to_lowercase())
+            })?;
+        Ok::<_, DecodeError>(out)
     })?;
     if out.len() != declared {
         return Err(DecodeError::Payload(
@@ -924,12 +1155,65 @@ pub fn decode_records(mut buf: &[u8]) -> Result<Vec<Record>, DecodeError> {
     Ok(out)
 }
 
-/// Decodes one record from a complete payload.
+/// How a record's time is written: absolute (version 1: `u64`), or as the LEB128 distance
+/// from the record before it in the chunk, the first one from the chunk's first time
+/// (version 2, along with a LEB128 body length).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum RecordTime {
+    /// Version 1.
+    Absolute,
+    /// Version 2: the previous record's time (or the chunk's first time).
+    After(u64),
+}
+
+/// Decodes the records of a decompressed chunk payload of format `version` whose first
+/// record is at `first_us`.
+pub fn decode_chunk_records(
+    mut buf: &[u8],
+    version: u16,
+    first_us: u64,
+) -> Result<Vec<Record>, DecodeError> {
+    if version == FORMAT_VERSION_1 {
+        return decode_records(buf);
+    }
+    let mut out = Vec::new();
+    let mut prev = first_us;
+    while !buf.is_empty() {
+        let (r, used) = decode_record_with(buf, RecordTime::After(prev))?;
+        prev = r.at_us;
+        out.push(r);
+        buf = buf.get(used..).unwrap_or_default();
+        if out.len() > MAX_RECORDS_PER_CHUNK as usize {
+            return Err(DecodeError::LimitExceeded {
+                what: "chunk record count",
+                len: out.len() as u64,
+                max: u64::from(MAX_RECORDS_PER_CHUNK),
+            });
+        }
+    }
+    Ok(out)
+}
+
+/// Decodes one version-1 record from a complete payload.
 pub fn decode_record(buf: &[u8]) -> Result<(Record, usize), DecodeError> {
+    decode_record_with(buf, RecordTime::Absolute)
+}
+
+/// Decodes one record whose time is written as `time` says.
+pub fn decode_record_with(buf: &[u8], time: RecordTime) -> Result<(Record, usize), DecodeError> {
     let mut c = Cursor::new(buf, "record");
     let tag = c.u8()?;
-    let at_us = c.u64()?;
-    let len = u32_len(c.u32()?);
+    let (at_us, len) = match time {
+        RecordTime::Absolute => (c.u64()?, u32_len(c.u32()?)),
+        RecordTime::After(prev) => {
+            let at = prev
+                .checked_add(c.leb128()?)
+                .ok_or(DecodeError::Invalid("record time"))?;
+            let len = usize::try_from(c.leb128()?).unwrap_or(usize::MAX);
+            (at, len)
+        }
+    };
+    let prefix_len = buf.len() - c.buf.len();
     // Body = payload plus at most a few bytes of fields (direction, channel, event code).
     check_limit(
         "record length",
@@ -980,7 +1264,7 @@ pub fn decode_record(buf: &[u8]) -> Result<(Record, usize), DecodeError> {
             body: Bytes::copy_from_slice(body),
         },
     };
-    Ok((Record { at_us, kind }, RECORD_PREFIX_LEN + len))
+    Ok((Record { at_us, kind }, prefix_len + len))
 }
 
 // ---------------------------------------------------------------------------------------------
@@ -1005,8 +1289,13 @@ fn put_str(out: &mut Vec<u8>, what: &'static str, s: &str, max: usize) -> Result
     Ok(())
 }
 
-/// Encodes the header frame; returns its bytes and the header hash.
+/// Encodes the header frame of the current version; returns its bytes and the header hash.
 pub fn encode_header(h: &Header) -> Result<(Vec<u8>, Hash), EncodeError> {
+    encode_header_version(h, FORMAT_VERSION)
+}
+
+/// Encodes the header frame declaring `version` (tests write version 1 through this).
+pub fn encode_header_version(h: &Header, version: u16) -> Result<(Vec<u8>, Hash), EncodeError> {
     let mut body = Vec::with_capacity(256);
     body.extend_from_slice(h.session_id.as_bytes());
     body.extend_from_slice(&h.start_unix_us.to_le_bytes());
@@ -1048,12 +1337,21 @@ pub fn encode_header(h: &Header) -> Result<(Vec<u8>, Hash), EncodeError> {
     }
     let mut out = Vec::with_capacity(HEADER_PREFIX_LEN + body.len() + HASH_LEN);
     out.extend_from_slice(&FILE_MAGIC);
-    out.extend_from_slice(&FORMAT_VERSION.to_le_bytes());
+    out.extend_from_slice(&version.to_le_bytes());
     out.extend_from_slice(&(body.len() as u32).to_le_bytes());
     out.extend_from_slice(&body);
     let hash = *blake3::hash(&out).as_bytes();
     out.extend_from_slice(&hash);
     Ok((out, hash))
+}
+
+/// Appends `v` as unsigned LEB128 (7 bits a byte, low first, high bit = more).
+fn put_leb128(out: &mut Vec<u8>, mut v: u64) {
+    while v >= 0x80 {
+        out.push((v as u8) | 0x80);
+        v >>= 7;
+    }
+    out.push(v as u8);
 }
 
 /// Checks that a record can be encoded (sizes within limits), without encoding it.
@@ -1095,15 +1393,38 @@ fn record_tag_and_len(kind: &RecordKind) -> Result<(u8, usize), EncodeError> {
     })
 }
 
-/// Appends one encoded record to `out`.
+/// Appends one version-1 record to `out`.
 pub fn encode_record(r: &Record, out: &mut Vec<u8>) -> Result<(), EncodeError> {
-    let start = out.len();
+    encode_record_with(r, RecordTime::Absolute, out)
+}
+
+/// Appends one record to `out`, its time written as `time` says (`After(t)` needs
+/// `r.at_us ≥ t`).
+pub fn encode_record_with(
+    r: &Record,
+    time: RecordTime,
+    out: &mut Vec<u8>,
+) -> Result<(), EncodeError> {
     let (tag, body_len) = record_tag_and_len(&r.kind)?;
-    out.reserve(RECORD_PREFIX_LEN + body_len);
+    out.reserve(MAX_RECORD_PREFIX_LEN + body_len);
     out.push(tag);
-    out.extend_from_slice(&r.at_us.to_le_bytes());
-    // body_len ≤ MAX_RECORD_PAYLOAD + 5, far below u32::MAX.
-    out.extend_from_slice(&(body_len as u32).to_le_bytes());
+    match time {
+        RecordTime::Absolute => {
+            out.extend_from_slice(&r.at_us.to_le_bytes());
+            // body_len ≤ MAX_RECORD_PAYLOAD + 5, far below u32::MAX.
+            out.extend_from_slice(&(body_len as u32).to_le_bytes());
+        }
+        RecordTime::After(prev) => {
+            let dt = r.at_us.checked_sub(prev).ok_or(EncodeError::TooLong {
+                what: "record time before the previous one",
+                len: 0,
+                max: 0,
+            })?;
+            put_leb128(out, dt);
+            put_leb128(out, body_len as u64);
+        }
+    }
+    let start = out.len();
     match &r.kind {
         RecordKind::Data {
             direction,
@@ -1127,7 +1448,7 @@ pub fn encode_record(r: &Record, out: &mut Vec<u8>) -> Result<(), EncodeError> {
         }
         RecordKind::Unknown { body, .. } => out.extend_from_slice(body),
     }
-    debug_assert_eq!(out.len() - start, RECORD_PREFIX_LEN + body_len);
+    debug_assert_eq!(out.len() - start, body_len);
     Ok(())
 }
 
@@ -1148,18 +1469,85 @@ pub struct EncodedChunk {
     pub record_count: u32,
     /// Payload size before compression.
     pub uncompressed_len: usize,
+    /// Compressed alone: a reader can start here.
+    pub seek_point: bool,
 }
 
-/// Accumulates records for one chunk and compresses them.
+/// How a recording is compressed: chosen per protocol ([`Compression::for_protocol`]).
+///
+/// Text compresses far better with the chunks before it in view (a prompt, a `top` screen,
+/// a log line repeat across seconds), and is small enough to afford a high level; bitmaps
+/// are large, already dense, and arrive fast.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Compression {
+    /// zstd level.
+    pub level: i32,
+    /// How much of the segment's earlier decompressed bytes a chunk may refer back to (≤
+    /// [`MAX_HISTORY`]); also what the writer keeps in memory for it. 0: every chunk alone.
+    pub history_bytes: usize,
+    /// A chunk becomes a seek point (compressed alone) once the segment since the last one
+    /// holds this many decompressed bytes: the most a reader decodes to reach any chunk.
+    pub segment_bytes: usize,
+}
+
+impl Compression {
+    /// Terminal text (SSH, serial consoles).
+    pub const TEXT: Compression = Compression {
+        level: 9,
+        history_bytes: 64 * 1024,
+        segment_bytes: 4 * 1024 * 1024,
+    };
+    /// Screens (VNC, RDP): bitmaps, mostly compressed already by the protocol.
+    pub const GRAPHICAL: Compression = Compression {
+        level: 3,
+        history_bytes: 64 * 1024,
+        segment_bytes: 8 * 1024 * 1024,
+    };
+
+    /// The profile for a recording's `protocol` (its header's).
+    pub fn for_protocol(protocol: &str) -> Compression {
+        match protocol {
+            "ssh" | "console-serial" => Compression::TEXT,
+            _ => Compression::GRAPHICAL,
+        }
+    }
+
+    fn check(&self) -> Result<(), EncodeError> {
+        let levels = zstd::compression_level_range();
+        if !levels.contains(&self.level) {
+            return Err(EncodeError::Compression(format!(
+                "zstd level {} outside {}..={}",
+                self.level,
+                levels.start(),
+                levels.end()
+            )));
+        }
+        if self.history_bytes > MAX_HISTORY {
+            return Err(EncodeError::TooLong {
+                what: "compression history",
+                len: self.history_bytes,
+                max: MAX_HISTORY,
+            });
+        }
+        Ok(())
+    }
+}
+
+/// Accumulates records for one chunk and compresses them, against the tail of the chunks
+/// before it in the segment.
 ///
 /// INVARIANT: `buf.len()` ≤ the caller's chunk limit + one record ≤ [`MAX_CHUNK_UNCOMPRESSED`]
-/// as long as the limit given to [`ChunkBuilder::would_overflow`] is honoured.
+/// as long as the limit given to [`ChunkBuilder::would_overflow`] is honoured; `history` holds
+/// at most `compression.history_bytes`, the decompressed tail of the chunks written since the
+/// last seek point.
 pub struct ChunkBuilder {
     buf: Vec<u8>,
     first_us: u64,
     last_us: u64,
     count: u32,
-    level: i32,
+    compression: Compression,
+    version: u16,
+    history: Vec<u8>,
 }
 
 /// A builder keeps its buffer's capacity up to this after a chunk; a larger buffer (a burst
@@ -1167,30 +1555,37 @@ pub struct ChunkBuilder {
 const KEEP_BUFFER_CAPACITY: usize = 16 * 1024;
 
 thread_local! {
-    /// One zstd compression context per thread and level, shared by every recording that
-    /// closes a chunk on this thread. A context keeps its tables after first use (about 1 MiB
-    /// at level 1 for a 1 MiB chunk); one per session was most of an idle session's memory.
-    static COMPRESSOR: std::cell::RefCell<Option<(i32, zstd::bulk::Compressor<'static>)>> =
+    /// One zstd compression context per thread, shared by every recording that closes a
+    /// chunk on this thread: a context keeps its tables after first use (about 1 MiB), and
+    /// one per session was most of an idle session's memory. What a session carries from one
+    /// chunk to the next is only its history bytes.
+    static COMPRESSOR: std::cell::RefCell<Option<zstd::zstd_safe::CCtx<'static>>> =
         const { std::cell::RefCell::new(None) };
 }
 
-/// Compresses `src` as one zstd frame (with its content size) at `level`.
-fn compress_chunk(level: i32, src: &[u8]) -> Result<Vec<u8>, EncodeError> {
+/// Compresses `src` as one zstd frame (with its content size) at `level`, referring back to
+/// `history` (raw content; may be empty).
+fn compress_chunk(level: i32, src: &[u8], history: &[u8]) -> Result<Vec<u8>, EncodeError> {
     COMPRESSOR.with(|cell| {
         // No re-entrancy here, so the borrow cannot fail; handled rather than assumed.
         let mut slot = cell
             .try_borrow_mut()
             .map_err(|_| EncodeError::Compression("zstd context busy".into()))?;
-        if slot.as_ref().is_none_or(|(l, _)| *l != level) {
-            let c = zstd::bulk::Compressor::new(level)
-                .map_err(|e| EncodeError::Compression(e.to_string()))?;
-            *slot = Some((level, c));
+        if slot.is_none() {
+            *slot =
+                Some(zstd::zstd_safe::CCtx::try_create().ok_or_else(|| {
+                    EncodeError::Compression("zstd context: out of memory".into())
+                })?);
         }
-        let (_, c) = slot
+        let c = slot
             .as_mut()
             .ok_or_else(|| EncodeError::Compression("zstd context".into()))?;
-        c.compress(src)
-            .map_err(|e| EncodeError::Compression(e.to_string()))
+        let mut out = Vec::with_capacity(zstd::zstd_safe::compress_bound(src.len()));
+        c.compress_using_dict(&mut out, src, history, level)
+            .map_err(|code| {
+                EncodeError::Compression(zstd::zstd_safe::get_error_name(code).into())
+            })?;
+        Ok(out)
     })
 }
 
@@ -1199,19 +1594,23 @@ impl fmt::Debug for ChunkBuilder {
         f.debug_struct("ChunkBuilder")
             .field("len", &self.buf.len())
             .field("count", &self.count)
+            .field("history", &self.history.len())
             .finish_non_exhaustive()
     }
 }
 
 impl ChunkBuilder {
-    /// A builder compressing at zstd `level` (1–3 keep ingest above 200 MB/s).
-    pub fn new(level: i32) -> Result<Self, EncodeError> {
-        let levels = zstd::compression_level_range();
-        if !levels.contains(&level) {
+    /// A builder of version-2 chunks.
+    pub fn new(compression: Compression) -> Result<Self, EncodeError> {
+        Self::with_version(compression, FORMAT_VERSION)
+    }
+
+    /// A builder of chunks of format `version` (1: each alone, whatever the history setting).
+    pub fn with_version(compression: Compression, version: u16) -> Result<Self, EncodeError> {
+        compression.check()?;
+        if version != FORMAT_VERSION && version != FORMAT_VERSION_1 {
             return Err(EncodeError::Compression(format!(
-                "zstd level {level} outside {}..={}",
-                levels.start(),
-                levels.end()
+                "cannot write format version {version}"
             )));
         }
         Ok(ChunkBuilder {
@@ -1219,7 +1618,9 @@ impl ChunkBuilder {
             first_us: 0,
             last_us: 0,
             count: 0,
-            level,
+            compression,
+            version,
+            history: Vec::new(),
         })
     }
 
@@ -1238,6 +1639,16 @@ impl ChunkBuilder {
         self.count
     }
 
+    /// Bytes of history held for the next chunk.
+    pub fn history_len(&self) -> usize {
+        self.history.len()
+    }
+
+    /// Drops the history (an idle session holds none); the next chunk is a seek point.
+    pub fn forget_history(&mut self) {
+        self.history = Vec::new();
+    }
+
     /// Whether adding `record_len` encoded bytes would pass [`MAX_CHUNK_UNCOMPRESSED`] or the
     /// record cap: the chunk must be finished first.
     pub fn would_overflow(&self, record_len: usize) -> bool {
@@ -1248,14 +1659,21 @@ impl ChunkBuilder {
     /// raised to the last one so the chunk's time range stays valid.
     pub fn push(&mut self, r: &Record) -> Result<(), EncodeError> {
         let at = r.at_us.max(self.last_us);
+        let time = if self.version == FORMAT_VERSION_1 {
+            RecordTime::Absolute
+        } else if self.count == 0 {
+            RecordTime::After(at)
+        } else {
+            RecordTime::After(self.last_us)
+        };
         if at != r.at_us {
             let r = Record {
                 at_us: at,
                 kind: r.kind.clone(),
             };
-            encode_record(&r, &mut self.buf)?;
+            encode_record_with(&r, time, &mut self.buf)?;
         } else {
-            encode_record(r, &mut self.buf)?;
+            encode_record_with(r, time, &mut self.buf)?;
         }
         if self.count == 0 {
             self.first_us = at;
@@ -1266,8 +1684,14 @@ impl ChunkBuilder {
     }
 
     /// Compresses the buffered records into chunk `seq` chained to `prev`, and empties the
-    /// builder (its time floor stays, so the next chunk starts no earlier).
-    pub fn finish(&mut self, seq: u32, prev: &Hash) -> Result<EncodedChunk, EncodeError> {
+    /// builder (its time floor stays, so the next chunk starts no earlier). A `seek_point`
+    /// chunk is compressed alone and starts a new segment.
+    pub fn finish(
+        &mut self,
+        seq: u32,
+        prev: &Hash,
+        seek_point: bool,
+    ) -> Result<EncodedChunk, EncodeError> {
         if self.buf.len() > MAX_CHUNK_UNCOMPRESSED {
             return Err(EncodeError::TooLong {
                 what: "chunk",
@@ -1275,19 +1699,56 @@ impl ChunkBuilder {
                 max: MAX_CHUNK_UNCOMPRESSED,
             });
         }
-        let compressed = compress_chunk(self.level, &self.buf)?;
-        let mut out = Vec::with_capacity(CHUNK_PREFIX_LEN + compressed.len() + HASH_LEN);
-        out.extend_from_slice(&CHUNK_MAGIC);
-        out.extend_from_slice(&seq.to_le_bytes());
-        out.extend_from_slice(&self.first_us.to_le_bytes());
-        out.extend_from_slice(&self.last_us.to_le_bytes());
-        out.extend_from_slice(&self.count.to_le_bytes());
-        // Both ≤ MAX_CHUNK_COMPRESSED < u32::MAX (checked above; zstd's bound is below it).
-        out.extend_from_slice(&(self.buf.len() as u32).to_le_bytes());
-        out.extend_from_slice(&(compressed.len() as u32).to_le_bytes());
+        let v1 = self.version == FORMAT_VERSION_1;
+        if seek_point || v1 {
+            self.history.clear();
+        }
+        let mut from = 0;
+        // A history that opens with zstd's dictionary magic would not be read as raw content:
+        // start one byte later (the magic cannot recur one byte on).
+        while self
+            .history
+            .get(from..)
+            .is_some_and(|h| h.starts_with(&ZSTD_DICTIONARY_MAGIC))
+        {
+            from += 1;
+        }
+        let history = self.history.get(from..).unwrap_or_default();
+        let compressed = compress_chunk(self.compression.level, &self.buf, history)?;
+        let mut out = Vec::with_capacity(MAX_CHUNK_PREFIX_LEN + compressed.len() + HASH_LEN);
+        if v1 {
+            out.extend_from_slice(&CHUNK_MAGIC_V1);
+            out.extend_from_slice(&seq.to_le_bytes());
+            out.extend_from_slice(&self.first_us.to_le_bytes());
+            out.extend_from_slice(&self.last_us.to_le_bytes());
+            out.extend_from_slice(&self.count.to_le_bytes());
+            // Both ≤ MAX_CHUNK_COMPRESSED < u32::MAX (checked above; zstd's bound is below).
+            out.extend_from_slice(&(self.buf.len() as u32).to_le_bytes());
+            out.extend_from_slice(&(compressed.len() as u32).to_le_bytes());
+        } else {
+            let mut fields = Vec::with_capacity(MAX_CHUNK_PREFIX_LEN);
+            for v in [
+                u64::from(seq),
+                self.first_us,
+                self.last_us - self.first_us,
+                u64::from(self.count),
+                self.buf.len() as u64,
+                compressed.len() as u64,
+                history.len() as u64,
+            ] {
+                put_leb128(&mut fields, v);
+            }
+            out.extend_from_slice(&CHUNK_MAGIC);
+            // ≤ 70 bytes: seven LEB128 integers of at most 10 bytes.
+            out.push(fields.len() as u8);
+            out.extend_from_slice(&fields);
+        }
         out.extend_from_slice(&compressed);
         let hash = chain_hash(prev, &out);
-        out.extend_from_slice(&hash);
+        out.extend_from_slice(
+            hash.get(..if v1 { HASH_LEN } else { CHUNK_CHECK_LEN })
+                .unwrap_or(&hash),
+        );
         let chunk = EncodedChunk {
             bytes: out,
             hash,
@@ -1296,7 +1757,11 @@ impl ChunkBuilder {
             last_us: self.last_us,
             record_count: self.count,
             uncompressed_len: self.buf.len(),
+            seek_point: history.is_empty(),
         };
+        if !v1 {
+            self.remember();
+        }
         if self.buf.capacity() > KEEP_BUFFER_CAPACITY {
             self.buf = Vec::new();
         } else {
@@ -1305,6 +1770,22 @@ impl ChunkBuilder {
         self.count = 0;
         self.first_us = self.last_us;
         Ok(chunk)
+    }
+
+    /// Keeps the tail of the chunk just written as history, up to the profile's size.
+    fn remember(&mut self) {
+        let cap = self.compression.history_bytes;
+        if cap == 0 {
+            return;
+        }
+        let keep_new = self.buf.len().min(cap);
+        let keep_old = (cap - keep_new).min(self.history.len());
+        self.history.drain(..self.history.len() - keep_old);
+        self.history.extend_from_slice(
+            self.buf
+                .get(self.buf.len() - keep_new..)
+                .unwrap_or_default(),
+        );
     }
 }
 
@@ -1351,12 +1832,14 @@ pub fn encode_trailer(
     out
 }
 
-/// Builds the seek index incrementally, thinning it (keeping every 2nd entry and doubling the
-/// stride) when it reaches [`MAX_INDEX_ENTRIES`].
+/// Builds the seek index incrementally from the seek points, in order, thinning it (keeping
+/// every 2nd entry and doubling the stride) when it reaches [`MAX_INDEX_ENTRIES`].
 #[derive(Debug, Clone, Default)]
 pub struct IndexBuilder {
     entries: Vec<IndexEntry>,
-    stride: u32,
+    /// Seek points offered so far.
+    offered: u64,
+    stride: u64,
 }
 
 impl IndexBuilder {
@@ -1364,14 +1847,17 @@ impl IndexBuilder {
     pub fn new() -> Self {
         IndexBuilder {
             entries: Vec::new(),
+            offered: 0,
             stride: 1,
         }
     }
 
-    /// Notes a chunk.
+    /// Notes a seek point (in version 1, every chunk).
     pub fn push(&mut self, e: IndexEntry) {
+        let n = self.offered;
+        self.offered += 1;
         let stride = self.stride.max(1);
-        if !e.seq.is_multiple_of(stride) {
+        if !n.is_multiple_of(stride) {
             return;
         }
         if self.entries.len() >= MAX_INDEX_ENTRIES {
@@ -1381,7 +1867,7 @@ impl IndexBuilder {
                 (i - 1).is_multiple_of(2)
             });
             self.stride = stride.saturating_mul(2);
-            if !e.seq.is_multiple_of(self.stride) {
+            if !n.is_multiple_of(self.stride) {
                 return;
             }
         }
@@ -1407,6 +1893,11 @@ pub const MAX_CHUNK_TARGET: usize = MAX_CHUNK_UNCOMPRESSED - MAX_RECORD_PAYLOAD 
 pub struct Encoder {
     builder: ChunkBuilder,
     chunk_bytes: usize,
+    /// Decompressed bytes written since the last seek point.
+    segment_bytes: usize,
+    /// The chunk being built holds a keyframe: make it a seek point, so a player seeking to
+    /// the keyframe decodes from its own chunk.
+    keyframe_pending: bool,
     header_hash: Hash,
     prev: Hash,
     seq: u32,
@@ -1434,13 +1925,26 @@ impl Encoder {
     /// `chunk_bytes` is clamped to [`MAX_CHUNK_TARGET`].
     pub fn new(
         header: &Header,
-        level: i32,
+        compression: Compression,
         chunk_bytes: usize,
     ) -> Result<(Encoder, Vec<u8>), EncodeError> {
-        let (bytes, header_hash) = encode_header(header)?;
+        Self::with_version(header, compression, chunk_bytes, FORMAT_VERSION)
+    }
+
+    /// [`Encoder::new`] writing format `version`: 1 for tests that old recordings still read.
+    pub fn with_version(
+        header: &Header,
+        compression: Compression,
+        chunk_bytes: usize,
+        version: u16,
+    ) -> Result<(Encoder, Vec<u8>), EncodeError> {
+        let builder = ChunkBuilder::with_version(compression, version)?;
+        let (bytes, header_hash) = encode_header_version(header, version)?;
         let enc = Encoder {
-            builder: ChunkBuilder::new(level)?,
+            builder,
             chunk_bytes: chunk_bytes.clamp(1, MAX_CHUNK_TARGET),
+            segment_bytes: 0,
+            keyframe_pending: false,
             header_hash,
             prev: header_hash,
             seq: 0,
@@ -1450,6 +1954,17 @@ impl Encoder {
             index: IndexBuilder::new(),
         };
         Ok((enc, bytes))
+    }
+
+    /// Drops the compression history (an idle session should hold none): the next chunk is
+    /// a seek point.
+    pub fn forget_history(&mut self) {
+        self.builder.forget_history();
+    }
+
+    /// Bytes of compression history held between chunks.
+    pub fn history_len(&self) -> usize {
+        self.builder.history_len()
     }
 
     /// Adds a record; returns a chunk when this record filled one.
@@ -1463,6 +1978,9 @@ impl Encoder {
             });
         }
         self.builder.push(r)?;
+        if matches!(r.kind, RecordKind::Keyframe { .. }) {
+            self.keyframe_pending = true;
+        }
         self.records += 1;
         self.last_us = self.last_us.max(r.at_us);
         if self.builder.len() >= self.chunk_bytes {
@@ -1483,12 +2001,19 @@ impl Encoder {
                 max: MAX_CHUNKS as usize,
             });
         }
-        let chunk = self.builder.finish(self.seq, &self.prev)?;
-        self.index.push(IndexEntry {
-            seq: chunk.seq,
-            first_us: chunk.first_us,
-            offset: self.size,
-        });
+        let seek_point =
+            self.keyframe_pending || self.segment_bytes >= self.builder.compression.segment_bytes;
+        let chunk = self.builder.finish(self.seq, &self.prev, seek_point)?;
+        self.keyframe_pending = false;
+        if chunk.seek_point {
+            self.segment_bytes = 0;
+            self.index.push(IndexEntry {
+                seq: chunk.seq,
+                first_us: chunk.first_us,
+                offset: self.size,
+            });
+        }
+        self.segment_bytes += chunk.uncompressed_len;
         self.size += chunk.bytes.len() as u64;
         self.prev = chunk.hash;
         self.seq += 1;
@@ -1536,7 +2061,11 @@ pub fn encode_recording(
     end_us: u64,
     key: &SigningKey,
 ) -> Result<Vec<u8>, EncodeError> {
-    let (mut enc, mut out) = Encoder::new(header, 3, chunk_bytes)?;
+    let (mut enc, mut out) = Encoder::new(
+        header,
+        Compression::for_protocol(&header.protocol),
+        chunk_bytes,
+    )?;
     for r in records {
         if let Some(c) = enc.push(r)? {
             out.extend_from_slice(&c.bytes);
@@ -1657,14 +2186,15 @@ pub(crate) mod tests {
         fn records_round_trip(kinds in proptest::collection::vec((0u64..1_000_000, arb_kind()), 0..40)) {
             let mut t = 0;
             let recs: Vec<Record> = kinds.into_iter().map(|(dt, kind)| { t += dt; Record { at_us: t, kind } }).collect();
-            let mut b = ChunkBuilder::new(3).unwrap();
+            let mut b = ChunkBuilder::new(Compression::TEXT).unwrap();
             for r in &recs { b.push(r).unwrap(); }
             let prev = [7u8; 32];
-            let c = b.finish(0, &prev).unwrap();
+            let c = b.finish(0, &prev, true).unwrap();
             let (frame, used) = decode_frame(&c.bytes).unwrap().unwrap();
             prop_assert_eq!(used, c.bytes.len());
             let Frame::Chunk(ch) = frame else { panic!("not a chunk") };
-            prop_assert_eq!(ch.expected_hash(&prev), ch.chain_hash);
+            prop_assert!(ch.check_matches(&ch.expected_hash(&prev)));
+            prop_assert_eq!(ch.expected_hash(&prev), c.hash);
             prop_assert_eq!(ch.records().unwrap(), recs);
             for n in 0..c.bytes.len() {
                 prop_assert_eq!(decode_frame(&c.bytes[..n]).unwrap(), None);
@@ -1676,6 +2206,7 @@ pub(crate) mod tests {
             let _ = decode_header(&data);
             let _ = decode_frame(&data);
             let _ = decode_records(&data);
+            let _ = decode_chunk_records(&data, FORMAT_VERSION, 0);
         }
     }
 
@@ -1719,15 +2250,19 @@ pub(crate) mod tests {
         };
         // Interleaved builders at two levels on one thread: each chunk decodes to its own
         // records, and the same records give the same bytes whichever builder came first.
-        let mut a = ChunkBuilder::new(1).unwrap();
-        let mut b = ChunkBuilder::new(3).unwrap();
-        let mut a2 = ChunkBuilder::new(1).unwrap();
+        let level = |level| Compression {
+            level,
+            ..Compression::GRAPHICAL
+        };
+        let mut a = ChunkBuilder::new(level(1)).unwrap();
+        let mut b = ChunkBuilder::new(level(3)).unwrap();
+        let mut a2 = ChunkBuilder::new(level(1)).unwrap();
         a.push(&data(200_000, b'a')).unwrap();
         b.push(&data(3_000, b'b')).unwrap();
         a2.push(&data(200_000, b'a')).unwrap();
-        let ca = a.finish(0, &[0; 32]).unwrap();
-        let cb = b.finish(0, &[0; 32]).unwrap();
-        let ca2 = a2.finish(0, &[0; 32]).unwrap();
+        let ca = a.finish(0, &[0; 32], true).unwrap();
+        let cb = b.finish(0, &[0; 32], true).unwrap();
+        let ca2 = a2.finish(0, &[0; 32], true).unwrap();
         assert_eq!(ca.bytes, ca2.bytes);
         for (c, want) in [(&ca, data(200_000, b'a')), (&cb, data(3_000, b'b'))] {
             let (Frame::Chunk(ch), _) = decode_frame(&c.bytes).unwrap().unwrap() else {
@@ -1742,13 +2277,139 @@ pub(crate) mod tests {
             a.buf.capacity()
         );
         assert!(b.buf.capacity() > 0 && b.buf.capacity() <= KEEP_BUFFER_CAPACITY);
-        assert!(ChunkBuilder::new(i32::MAX).is_err());
+        assert!(ChunkBuilder::new(level(i32::MAX)).is_err());
+    }
+
+    fn text(at_us: u64, s: &str) -> Record {
+        Record {
+            at_us,
+            kind: RecordKind::Data {
+                direction: Direction::ServerToClient,
+                channel: ChannelId(0),
+                bytes: Bytes::copy_from_slice(s.as_bytes()),
+            },
+        }
+    }
+
+    fn decode_chunk_frame(bytes: &[u8]) -> ChunkFrame<'_> {
+        match decode_frame(bytes).unwrap().unwrap() {
+            (Frame::Chunk(c), used) => {
+                assert_eq!(used, bytes.len());
+                c
+            }
+            _ => panic!("not a chunk"),
+        }
+    }
+
+    #[test]
+    fn chunks_refer_back_within_a_segment_and_seek_points_stand_alone() {
+        let screen = "top - 10:00:00 up 41 days, load average: 0.10, 0.20, 0.30\r\n\
+                      Tasks: 213 total, 1 running, 212 sleeping, 0 stopped, 0 zombie\r\n"
+            .repeat(3);
+        let mut b = ChunkBuilder::new(Compression::TEXT).unwrap();
+        let mut chunks = Vec::new();
+        for i in 0..4u64 {
+            b.push(&text(i, &screen)).unwrap();
+            // The third chunk starts a new segment.
+            chunks.push(b.finish(i as u32, &[0; 32], i == 2).unwrap());
+        }
+        let seek: Vec<bool> = chunks.iter().map(|c| c.seek_point).collect();
+        assert_eq!(seek, [true, false, true, false]);
+        // The same screen again is a few bytes when the chunk before is in view.
+        let payload = |c: &EncodedChunk| decode_chunk_frame(&c.bytes).payload.len();
+        assert!(
+            payload(&chunks[1]) * 4 < payload(&chunks[0]),
+            "{} vs {}",
+            payload(&chunks[1]),
+            payload(&chunks[0])
+        );
+        let frames: Vec<ChunkFrame<'_>> = chunks
+            .iter()
+            .map(|c| decode_chunk_frame(&c.bytes))
+            .collect();
+        assert!(frames[0].is_seek_point() && !frames[1].is_seek_point());
+        assert!(frames[1].history_len > 0);
+        // Read in order through a history: every chunk decodes.
+        let mut history = ChunkHistory::new();
+        for (i, f) in frames.iter().enumerate() {
+            assert_eq!(history.records(f).unwrap(), vec![text(i as u64, &screen)]);
+        }
+        // A dependent chunk alone, or after the wrong predecessor, is refused, not guessed.
+        assert!(frames[1].records().is_err());
+        assert!(ChunkHistory::new().records(&frames[3]).is_err());
+        let mut other = ChunkHistory::new();
+        other.records(&frames[0]).unwrap();
+        let mut wrong = ChunkBuilder::new(Compression::TEXT).unwrap();
+        wrong.push(&text(0, &"x".repeat(screen.len()))).unwrap();
+        let wrong = wrong.finish(0, &[0; 32], true).unwrap();
+        let mut h = ChunkHistory::new();
+        h.records(&decode_chunk_frame(&wrong.bytes)).unwrap();
+        assert_ne!(h.records(&frames[1]).ok(), Some(vec![text(1, &screen)]));
+        // A seek point needs nothing before it.
+        assert_eq!(frames[2].records().unwrap(), vec![text(2, &screen)]);
+    }
+
+    #[test]
+    fn a_history_never_opens_with_the_dictionary_magic() {
+        // Terminal output can hold any bytes, so a kept history can open with zstd's
+        // dictionary magic; zstd would then parse it as a structured dictionary.
+        let mut b = ChunkBuilder::new(Compression {
+            history_bytes: 32,
+            ..Compression::TEXT
+        })
+        .unwrap();
+        b.push(&text(0, "0123456789")).unwrap();
+        b.finish(0, &[0; 32], true).unwrap();
+        // Forge the history to start with the magic.
+        b.history = [ZSTD_DICTIONARY_MAGIC.as_slice(), b"rest of the history"].concat();
+        b.push(&text(1, "rest of the history")).unwrap();
+        let c = b.finish(1, &[0; 32], false).unwrap();
+        let f = decode_chunk_frame(&c.bytes);
+        assert_eq!(f.history_len as usize, b"rest of the history".len() + 3);
+        // A reader holding that history decodes it (the magic's first byte is not referred
+        // to), and refuses a chunk that claims a history starting with the magic.
+        let mut h = ChunkHistory::new();
+        h.bytes = [ZSTD_DICTIONARY_MAGIC.as_slice(), b"rest of the history"].concat();
+        assert_eq!(h.records(&f).unwrap(), vec![text(1, "rest of the history")]);
+        let mut forged = c.bytes.clone();
+        // The history length is the prefix's last field, one byte here.
+        let at = CHUNK_MAGIC.len() + usize::from(forged[CHUNK_MAGIC.len()]);
+        assert!(f.history_len < 0x7f);
+        forged[at] += 1;
+        let mut h = ChunkHistory::new();
+        h.bytes = [ZSTD_DICTIONARY_MAGIC.as_slice(), b"rest of the history"].concat();
+        let err = h.records(&decode_chunk_frame(&forged)).unwrap_err();
+        assert!(err.to_string().contains("dictionary magic"), "{err}");
+    }
+
+    #[test]
+    fn version_1_chunks_still_decode_and_never_refer_back() {
+        let (mut enc, head) =
+            Encoder::with_version(&sample_header(), Compression::TEXT, 64, FORMAT_VERSION_1)
+                .unwrap();
+        let (hf, _) = decode_header(&head).unwrap().unwrap();
+        assert_eq!(hf.version, FORMAT_VERSION_1);
+        let mut seen = 0;
+        for i in 0..20 {
+            if let Some(c) = enc
+                .push(&text(i, "the same line again and again\r\n"))
+                .unwrap()
+            {
+                assert!(c.bytes.starts_with(&CHUNK_MAGIC_V1));
+                let f = decode_chunk_frame(&c.bytes);
+                assert_eq!((f.version, f.history_len), (FORMAT_VERSION_1, 0));
+                assert!(!f.records().unwrap().is_empty());
+                seen += 1;
+            }
+        }
+        assert!(seen > 2);
     }
 
     #[test]
     fn index_builder_thins() {
         let mut ib = IndexBuilder::new();
-        for seq in 0..(MAX_INDEX_ENTRIES as u32 + 10) {
+        // Seek points at every third chunk: thinning keeps every 2nd, 4th … of them.
+        for seq in (0..(3 * MAX_INDEX_ENTRIES as u32 + 30)).step_by(3) {
             ib.push(IndexEntry {
                 seq,
                 first_us: u64::from(seq),

@@ -16,7 +16,7 @@ pub mod storage;
 pub mod verify;
 pub mod writer;
 
-pub use format::{ChannelId, Direction, Event, EventKind, Header, Record, RecordKind};
+pub use format::{ChannelId, Compression, Direction, Event, EventKind, Header, Record, RecordKind};
 pub use reader::{ReadError, Recording};
 pub use signing::{RecordingKey, fingerprint, load_or_create, public_key_hex};
 pub use storage::{

@@ -7,7 +7,8 @@
 //! trailer's index is only offered to callers that want it.
 
 use crate::format::{
-    DecodeError, Frame, HeaderFrame, IndexEntry, Record, TrailerFrame, decode_frame, decode_header,
+    ChunkHistory, DecodeError, Frame, HeaderFrame, IndexEntry, Record, TrailerFrame, decode_frame,
+    decode_header,
 };
 
 /// Why a recording cannot be read at all.
@@ -37,6 +38,9 @@ pub struct ChunkInfo {
     pub last_us: u64,
     /// Records in it.
     pub record_count: u32,
+    /// Compressed alone: decoding can start here (every chunk of a version-1 recording).
+    /// Other chunks are decoded from the seek point before them on.
+    pub seek_point: bool,
 }
 
 /// Where the scan of frames stopped.
@@ -92,6 +96,7 @@ impl<'a> Recording<'a> {
                         first_us: c.first_us,
                         last_us: c.last_us,
                         record_count: c.record_count,
+                        seek_point: c.is_seek_point(),
                     });
                     pos += used;
                 }
@@ -159,6 +164,7 @@ impl<'a> Recording<'a> {
             None => self
                 .chunks
                 .iter()
+                .filter(|c| c.seek_point)
                 .map(|c| IndexEntry {
                     seq: c.seq,
                     first_us: c.first_us,
@@ -177,38 +183,71 @@ impl<'a> Recording<'a> {
         }
     }
 
-    /// Decodes the records of chunk number `i` (position in [`Self::chunks`]).
+    /// Decodes the records of chunk number `i` (position in [`Self::chunks`]), decoding the
+    /// chunks from the seek point before it first when it is not one. To read chunks in
+    /// order, [`Self::decoded_chunks`] decodes each once.
     pub fn chunk_records(&self, i: usize) -> Result<Vec<Record>, DecodeError> {
-        let info = self
-            .chunks
-            .get(i)
-            .ok_or(DecodeError::Invalid("chunk position"))?;
-        let start = usize::try_from(info.offset).unwrap_or(usize::MAX);
-        let rest = self.bytes.get(start..).unwrap_or_default();
-        match decode_frame(rest)? {
-            Some((Frame::Chunk(c), _)) => c.records(),
-            _ => Err(DecodeError::Invalid("chunk position")),
+        if i >= self.chunks.len() {
+            return Err(DecodeError::Invalid("chunk position"));
+        }
+        let from = self.seek_point_at_or_before(i);
+        let mut chunks = DecodedChunks {
+            rec: self,
+            next: from,
+            history: ChunkHistory::new(),
+        };
+        for _ in from..i {
+            chunks.decode_next()?;
+        }
+        chunks.decode_next()
+    }
+
+    /// The position of the last seek point at or before chunk `i` (0 when none: the first
+    /// chunk of a recording is always one).
+    fn seek_point_at_or_before(&self, i: usize) -> usize {
+        self.chunks
+            .get(..=i)
+            .unwrap_or_default()
+            .iter()
+            .rposition(|c| c.seek_point)
+            .unwrap_or(0)
+    }
+
+    /// Every whole chunk in order with its records, each decoded once.
+    pub fn decoded_chunks(&self) -> DecodedChunks<'_, 'a> {
+        DecodedChunks {
+            rec: self,
+            next: 0,
+            history: ChunkHistory::new(),
         }
     }
 
     /// All records in order.
     pub fn records(&self) -> Records<'_, 'a> {
         Records {
-            rec: self,
-            next_chunk: 0,
+            chunks: self.decoded_chunks(),
             current: Vec::new().into_iter(),
             from_us: 0,
             done: false,
         }
     }
 
-    /// Records at or after `at_us`, starting from the chunk that covers it.
+    /// Records at or after `at_us`, decoding from the seek point before the chunk that
+    /// covers it.
     pub fn records_from(&self, at_us: u64) -> Records<'_, 'a> {
         // Chunks are in time order: the first chunk whose last record is ≥ at_us.
-        let start = self.chunks.partition_point(|c| c.last_us < at_us);
+        let covering = self.chunks.partition_point(|c| c.last_us < at_us);
+        let start = if covering < self.chunks.len() {
+            self.seek_point_at_or_before(covering)
+        } else {
+            covering
+        };
         Records {
-            rec: self,
-            next_chunk: start,
+            chunks: DecodedChunks {
+                rec: self,
+                next: start,
+                history: ChunkHistory::new(),
+            },
             current: Vec::new().into_iter(),
             from_us: at_us,
             done: false,
@@ -216,11 +255,49 @@ impl<'a> Recording<'a> {
     }
 }
 
+/// The whole chunks of a recording in order, each with its records; see
+/// [`Recording::decoded_chunks`]. Stops after the first chunk that does not decode.
+#[derive(Debug)]
+pub struct DecodedChunks<'r, 'a> {
+    rec: &'r Recording<'a>,
+    next: usize,
+    history: ChunkHistory,
+}
+
+impl DecodedChunks<'_, '_> {
+    fn decode_next(&mut self) -> Result<Vec<Record>, DecodeError> {
+        let info = self
+            .rec
+            .chunks
+            .get(self.next)
+            .ok_or(DecodeError::Invalid("chunk position"))?;
+        self.next += 1;
+        let start = usize::try_from(info.offset).unwrap_or(usize::MAX);
+        let rest = self.rec.bytes.get(start..).unwrap_or_default();
+        match decode_frame(rest)? {
+            Some((Frame::Chunk(c), _)) => self.history.records(&c),
+            _ => Err(DecodeError::Invalid("chunk position")),
+        }
+    }
+}
+
+impl Iterator for DecodedChunks<'_, '_> {
+    type Item = (ChunkInfo, Result<Vec<Record>, DecodeError>);
+
+    fn next(&mut self) -> Option<Self::Item> {
+        let info = *self.rec.chunks.get(self.next)?;
+        let records = self.decode_next();
+        if records.is_err() {
+            self.next = self.rec.chunks.len();
+        }
+        Some((info, records))
+    }
+}
+
 /// Iterator over records; yields one error and stops at a chunk that does not decode.
 #[derive(Debug)]
 pub struct Records<'r, 'a> {
-    rec: &'r Recording<'a>,
-    next_chunk: usize,
+    chunks: DecodedChunks<'r, 'a>,
     current: std::vec::IntoIter<Record>,
     from_us: u64,
     done: bool,
@@ -237,16 +314,13 @@ impl Iterator for Records<'_, '_> {
             if let Some(r) = self.current.by_ref().find(|r| r.at_us >= self.from_us) {
                 return Some(Ok(r));
             }
-            if self.next_chunk >= self.rec.chunks.len() {
-                self.done = true;
-                return None;
-            }
-            match self.rec.chunk_records(self.next_chunk) {
-                Ok(v) => {
-                    self.current = v.into_iter();
-                    self.next_chunk += 1;
+            match self.chunks.next() {
+                None => {
+                    self.done = true;
+                    return None;
                 }
-                Err(e) => {
+                Some((_, Ok(v))) => self.current = v.into_iter(),
+                Some((_, Err(e))) => {
                     self.done = true;
                     return Some(Err(e));
                 }

@@ -18,8 +18,8 @@ use std::path::Path;
 use serde::Serialize;
 
 use crate::format::{
-    self, FLAG_SEALED_AFTER_INTERRUPTION, Frame, Hash, HeaderFrame, IndexBuilder, IndexEntry,
-    TrailerBody, decode_frame, decode_header,
+    self, ChunkHistory, FLAG_SEALED_AFTER_INTERRUPTION, Frame, Hash, HeaderFrame, IndexBuilder,
+    IndexEntry, TrailerBody, decode_frame, decode_header,
 };
 use crate::signing::{RecordingKey, VerifyingKey, fingerprint_bytes};
 use crate::writer::RecordingSummary;
@@ -115,9 +115,11 @@ struct Scan {
     /// End of verified content (before any trailer).
     prefix_end: u64,
     index: IndexBuilder,
-    /// Chunk offsets by sequence, to check the trailer's index (16 bytes a chunk, not the
-    /// chunks themselves).
-    offsets: Vec<(u64, u64)>,
+    /// Chunk offsets, first times and whether each is a seek point, by sequence, to check
+    /// the trailer's index (24 bytes a chunk, not the chunks themselves).
+    offsets: Vec<ChunkPlace>,
+    /// The tail of the current segment, which the next chunk may refer back to.
+    history: ChunkHistory,
     signer: Option<SignerInfo>,
     state: VerifyState,
 }
@@ -166,6 +168,7 @@ impl Verifier {
                 prefix_end: 0,
                 index: IndexBuilder::new(),
                 offsets: Vec::new(),
+                history: ChunkHistory::new(),
                 signer: None,
                 state: VerifyState::Intact,
             },
@@ -283,6 +286,7 @@ impl Verifier {
         let s = &mut self.s;
         let verdict = match frame {
             Frame::Chunk(c) => {
+                let hash = c.expected_hash(&prev);
                 if c.seq != s.chunks {
                     let how = if c.seq < s.chunks {
                         "repeated or reordered"
@@ -293,12 +297,17 @@ impl Verifier {
                         "chunk sequence {} where {} expected ({how} chunk)",
                         c.seq, s.chunks
                     ))
-                } else if c.expected_hash(&prev) != c.chain_hash {
+                } else if !c.check_matches(&hash) {
                     Err(format!("hash chain mismatch at chunk {}", c.seq))
                 } else if c.first_us < s.last_us {
                     Err(format!("chunk {} goes back in time", c.seq))
+                } else if s.header.as_ref().map(|h| h.version) != Some(c.version) {
+                    Err(format!(
+                        "chunk {} is of format version {}, the header of another",
+                        c.seq, c.version
+                    ))
                 } else {
-                    match c.records() {
+                    match s.history.records(&c) {
                         Err(e) => Err(format!("chunk {}: {e}", c.seq)),
                         Ok(records)
                             if records
@@ -310,13 +319,19 @@ impl Verifier {
                             Err(format!("chunk {} time range mismatch", c.seq))
                         }
                         Ok(_) => {
-                            s.index.push(IndexEntry {
-                                seq: c.seq,
-                                first_us: c.first_us,
+                            if c.is_seek_point() {
+                                s.index.push(IndexEntry {
+                                    seq: c.seq,
+                                    first_us: c.first_us,
+                                    offset: pos,
+                                });
+                            }
+                            s.offsets.push(ChunkPlace {
                                 offset: pos,
+                                first_us: c.first_us,
+                                seek_point: c.is_seek_point(),
                             });
-                            s.offsets.push((pos, c.first_us));
-                            s.prev = Some(c.chain_hash);
+                            s.prev = Some(hash);
                             s.chunks += 1;
                             s.records += u64::from(c.record_count);
                             s.last_us = c.last_us;
@@ -413,7 +428,17 @@ fn tampered(offset: u64, reason: impl Into<String>) -> VerifyState {
     }
 }
 
-fn check_index(index: &[IndexEntry], offsets: &[(u64, u64)]) -> Option<String> {
+/// Where a verified chunk is, for checking the trailer's seek index.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+struct ChunkPlace {
+    offset: u64,
+    first_us: u64,
+    seek_point: bool,
+}
+
+/// Every entry must name a seek point (a chunk readable alone: every chunk in version 1) by
+/// its real offset and first time, in ascending order.
+fn check_index(index: &[IndexEntry], offsets: &[ChunkPlace]) -> Option<String> {
     let mut last: Option<u32> = None;
     for e in index {
         if last.is_some_and(|l| e.seq <= l) {
@@ -421,7 +446,12 @@ fn check_index(index: &[IndexEntry], offsets: &[(u64, u64)]) -> Option<String> {
         }
         last = Some(e.seq);
         let actual = offsets.get(usize::try_from(e.seq).unwrap_or(usize::MAX));
-        if actual != Some(&(e.offset, e.first_us)) {
+        let expected = ChunkPlace {
+            offset: e.offset,
+            first_us: e.first_us,
+            seek_point: true,
+        };
+        if actual != Some(&expected) {
             return Some(format!("seek index entry for chunk {} is wrong", e.seq));
         }
     }

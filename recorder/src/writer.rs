@@ -6,8 +6,9 @@
 //! the signed trailer on [`RecordingWriter::finish`].
 //!
 //! An idle session holds no zstd context (chunks are compressed with one context per thread,
-//! shared by all sessions) and no large buffer (a chunk's buffer beyond 16 KiB is released
-//! once the chunk is written): a few KiB per idle session.
+//! shared by all sessions), no large buffer (a chunk's buffer beyond 16 KiB is released once
+//! the chunk is written) and, after [`WriterConfig::forget_history_after`], no compression
+//! history: a few KiB per idle session.
 //!
 //! Memory per session is bounded (see [`WriterConfig`]): a relay that produces faster than
 //! the disk absorbs waits in [`RecordingWriter::write`] (backpressure), it never grows a
@@ -23,8 +24,8 @@ use tokio::sync::{OwnedSemaphorePermit, Semaphore, mpsc, oneshot, watch};
 use tracing::{Instrument, debug, error, info, warn};
 
 use crate::format::{
-    self, ChannelId, Direction, EncodeError, EncodedChunk, Encoder, Event, EventKind, Header,
-    Record, RecordKind,
+    self, ChannelId, Compression, Direction, EncodeError, EncodedChunk, Encoder, Event, EventKind,
+    Header, Record, RecordKind,
 };
 use crate::signing::RecordingKey;
 use crate::storage::{ObjectKey, ObjectWriter, Storage, StorageError};
@@ -48,9 +49,12 @@ pub struct WriterConfig {
     /// Maximum encoded bytes waiting for the background task. A record larger than this still
     /// passes, alone (it takes the whole budget).
     pub queue_bytes: usize,
-    /// zstd level. 1 keeps ingest above 200 MB/s per core on terminal text at the same
-    /// ratio as 3 (see `benches/ingest.rs`).
-    pub compression_level: i32,
+    /// How chunks are compressed; `None`: by the header's protocol
+    /// ([`Compression::for_protocol`]).
+    pub compression: Option<Compression>,
+    /// A session that records nothing for this long drops its compression history (the
+    /// next chunk is a seek point), so an idle session holds no more than a few KiB.
+    pub forget_history_after: Duration,
 }
 
 impl Default for WriterConfig {
@@ -60,7 +64,8 @@ impl Default for WriterConfig {
             flush_interval: Duration::from_secs(1),
             queue_records: 4096,
             queue_bytes: 8 * 1024 * 1024,
-            compression_level: 1,
+            compression: None,
+            forget_history_after: Duration::from_secs(30),
         }
     }
 }
@@ -149,8 +154,10 @@ impl RecordingWriter {
         key: RecordingKey,
         config: WriterConfig,
     ) -> Result<RecordingWriter, WriteError> {
-        let (enc, header_bytes) =
-            Encoder::new(&header, config.compression_level, config.chunk_bytes)?;
+        let compression = config
+            .compression
+            .unwrap_or_else(|| Compression::for_protocol(&header.protocol));
+        let (enc, header_bytes) = Encoder::new(&header, compression, config.chunk_bytes)?;
         let started_at = header
             .start_time()
             .ok_or(EncodeError::TooLong {
@@ -188,6 +195,8 @@ impl RecordingWriter {
             enc: Some(enc),
             key,
             flush_interval: config.flush_interval,
+            forget_history_after: config.forget_history_after,
+            quiet_since: tokio::time::Instant::now(),
             fail_tx,
             budget: budget.clone(),
             failed: None,
@@ -330,6 +339,9 @@ struct Task {
     enc: Option<Encoder>,
     key: RecordingKey,
     flush_interval: Duration,
+    forget_history_after: Duration,
+    /// When the last chunk was written (or the recording started).
+    quiet_since: tokio::time::Instant,
     fail_tx: watch::Sender<Option<WriterFailure>>,
     budget: Arc<Semaphore>,
     /// Sticky: once set, records are discarded and `finish` reports it.
@@ -391,6 +403,7 @@ impl Task {
     }
 
     async fn append(&mut self, chunk: EncodedChunk) {
+        self.quiet_since = tokio::time::Instant::now();
         let len = chunk.bytes.len();
         debug!(
             seq = chunk.seq,
@@ -410,7 +423,12 @@ impl Task {
         };
         match enc.flush() {
             Ok(Some(chunk)) => self.append(chunk).await,
-            Ok(None) => {}
+            Ok(None) => {
+                if enc.history_len() > 0 && self.quiet_since.elapsed() >= self.forget_history_after
+                {
+                    enc.forget_history();
+                }
+            }
             Err(e) => self.fail(StorageError::Io(format!("encode: {e}"))),
         }
     }
@@ -667,6 +685,38 @@ mod tests {
         );
         let s = w.finish().await.unwrap();
         assert_eq!((s.chunks, s.records), (1, 1));
+    }
+
+    #[tokio::test(start_paused = true)]
+    async fn a_quiet_session_forgets_its_history_and_starts_a_segment_again() {
+        let storage = FlakyStorage {
+            ok_appends: usize::MAX,
+            error: StorageError::Closed,
+            data: Arc::default(),
+            discarded: Mutex::default(),
+        };
+        let w = RecordingWriter::create(&storage, sample_header(), key(), WriterConfig::default())
+            .await
+            .unwrap();
+        let line = || Bytes::from_static(b"tanaka@web01:~$ tail -f /var/log/syslog\r\n");
+        // Lines a second apart, 40 s of silence after the third, then one more.
+        for pause in [1100, 1100, 40_000, 1100] {
+            w.data(Direction::ServerToClient, ChannelId(0), line())
+                .await
+                .unwrap();
+            tokio::time::sleep(Duration::from_millis(pause)).await;
+            tokio::task::yield_now().await;
+        }
+        let s = w.finish().await.unwrap();
+        assert_eq!(s.chunks, 4);
+        let bytes = storage.data.lock().unwrap().clone();
+        let rec = crate::reader::Recording::parse(&bytes).unwrap();
+        let seek: Vec<bool> = rec.chunks().iter().map(|c| c.seek_point).collect();
+        // The second and third chunks refer back (the third holds the line written just
+        // before the silence); the fourth comes after it, with nothing kept in memory
+        // meanwhile, so it stands alone.
+        assert_eq!(seek, [true, false, false, true]);
+        assert_eq!(verify(&bytes, None).state, VerifyState::Intact);
     }
 
     #[tokio::test]

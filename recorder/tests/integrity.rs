@@ -14,7 +14,7 @@ use recorder::format::{self, Frame, Record, decode_frame, decode_header, encode_
 use recorder::reader::Recording;
 use recorder::signing::RecordingKey;
 use recorder::verify::{VerifyState, seal, verify, verify_reader};
-use recorder::{ChannelId, Direction, Event, EventKind, Header, RecordKind};
+use recorder::{ChannelId, Compression, Direction, Event, EventKind, Header, RecordKind};
 use uuid::Uuid;
 
 fn header() -> Header {
@@ -69,6 +69,45 @@ fn small() -> (Vec<u8>, Vec<Record>) {
     }
     let bytes = encode_recording(&header(), &recs, 150, 20_000, &key()).unwrap();
     (bytes, recs)
+}
+
+/// A whole recording written with an explicit compression profile and format version.
+fn encode_with(
+    recs: &[Record],
+    compression: Compression,
+    version: u16,
+    chunk_bytes: usize,
+    end_us: u64,
+) -> Vec<u8> {
+    let (mut enc, mut out) =
+        format::Encoder::with_version(&header(), compression, chunk_bytes, version).unwrap();
+    for r in recs {
+        if let Some(c) = enc.push(r).unwrap() {
+            out.extend_from_slice(&c.bytes);
+        }
+    }
+    let (last, trailer, _) = enc.finish(end_us, &key()).unwrap();
+    if let Some(c) = last {
+        out.extend_from_slice(&c.bytes);
+    }
+    out.extend_from_slice(&trailer);
+    out
+}
+
+/// Text that repeats with small changes, as terminal output does.
+fn chatty(n: u64) -> Vec<Record> {
+    (0..n)
+        .map(|i| {
+            data(
+                i * 1000,
+                Direction::ServerToClient,
+                &format!(
+                    "{i:>6} tanaka pts/0 Nov 24 10:{:02} /srv/app/log/access.log\r\n",
+                    i % 60
+                ),
+            )
+        })
+        .collect()
 }
 
 /// Byte ranges of the header, each chunk, and the trailer.
@@ -388,6 +427,181 @@ proptest! {
         let want: Vec<Record> = recs.iter().filter(|r| r.at_us >= mid).cloned().collect();
         prop_assert_eq!(got, want);
     }
+}
+
+#[test]
+fn segments_start_at_seek_points_that_the_index_lists_and_seeking_decodes_from_them() {
+    let recs = chatty(400);
+    let profile = Compression {
+        segment_bytes: 2_000,
+        ..Compression::TEXT
+    };
+    let bytes = encode_with(&recs, profile, format::FORMAT_VERSION, 300, 400_000);
+    assert_eq!(
+        verify(&bytes, Some(&key().verifying_key())).state,
+        VerifyState::Intact
+    );
+    let rec = Recording::parse(&bytes).unwrap();
+    let seek_points: Vec<u32> = rec
+        .chunks()
+        .iter()
+        .filter(|c| c.seek_point)
+        .map(|c| c.seq)
+        .collect();
+    assert!(
+        seek_points.len() > 5 && seek_points.len() < rec.chunks().len() / 2,
+        "{seek_points:?}"
+    );
+    assert!(rec.chunks()[0].seek_point);
+    let indexed: Vec<u32> = rec.index().iter().map(|e| e.seq).collect();
+    assert_eq!(indexed, seek_points);
+    // Chunks that refer back are smaller than the first of their segment would be alone.
+    let v1 = encode_with(&recs, profile, format::FORMAT_VERSION_1, 300, 400_000);
+    assert!(
+        bytes.len() * 4 < v1.len() * 3,
+        "v2 {} bytes, v1 {}",
+        bytes.len(),
+        v1.len()
+    );
+    for t in [0u64, 999, 1000, 57_000, 123_456, 250_001, 399_000, 500_000] {
+        let got: Vec<Record> = rec.records_from(t).map(Result::unwrap).collect();
+        let want: Vec<Record> = recs.iter().filter(|r| r.at_us >= t).cloned().collect();
+        assert_eq!(got, want, "seek {t}");
+    }
+    for i in [0, 1, 7, rec.chunks().len() - 1] {
+        let first = rec.chunk_records(i).unwrap()[0].clone();
+        assert_eq!(first.at_us, rec.chunks()[i].first_us);
+    }
+    // Cut anywhere: the prefix verifies up to its last whole chunk, and seals.
+    let (_, chunks, _) = frames(&bytes);
+    let sealed_of = |cut: &[u8]| {
+        let plan = recorder::verify::seal(cut, &RecordingKey::new(key())).unwrap();
+        let mut sealed = cut[..plan.keep_len as usize].to_vec();
+        sealed.extend_from_slice(&plan.trailer);
+        sealed
+    };
+    for &(start, end) in chunks.iter().step_by(5) {
+        let cut = &bytes[..(start + end) / 2];
+        let report = verify(cut, None);
+        assert!(matches!(report.state, VerifyState::Incomplete { .. }));
+        let sealed = sealed_of(cut);
+        let report = verify(&sealed, Some(&key().verifying_key()));
+        assert_eq!(report.state, VerifyState::Interrupted);
+        let rec = Recording::parse(&sealed).unwrap();
+        let n = rec.records().map(Result::unwrap).count();
+        assert_eq!(n as u64, report.records);
+        assert!(
+            rec.index()
+                .iter()
+                .all(|e| rec.chunks()[e.seq as usize].seek_point)
+        );
+    }
+}
+
+#[test]
+fn a_trailer_index_naming_a_chunk_that_refers_back_is_tampered() {
+    let recs = chatty(60);
+    let bytes = encode_with(
+        &recs,
+        Compression::TEXT,
+        format::FORMAT_VERSION,
+        300,
+        60_000,
+    );
+    let rec = Recording::parse(&bytes).unwrap();
+    let dependent = *rec.chunks().iter().find(|c| !c.seek_point).unwrap();
+    let t = rec.trailer().unwrap();
+    let mut body = t.body.clone();
+    body.index.push(format::IndexEntry {
+        seq: dependent.seq,
+        first_us: dependent.first_us,
+        offset: dependent.offset,
+    });
+    let header_hash = rec.header().hash;
+    let at = t.trailer_offset;
+    let mut forged = bytes[..at as usize].to_vec();
+    forged.extend_from_slice(&format::encode_trailer(&header_hash, &body, &key(), at));
+    let report = verify(&forged, Some(&key().verifying_key()));
+    assert!(
+        matches!(&report.state, VerifyState::Tampered { reason, .. } if reason.contains("seek index")),
+        "{:?}",
+        report.state
+    );
+}
+
+#[test]
+fn version_1_recordings_still_verify_read_seek_and_seal() {
+    let recs = chatty(80);
+    let bytes = encode_with(
+        &recs,
+        Compression::TEXT,
+        format::FORMAT_VERSION_1,
+        300,
+        80_000,
+    );
+    assert_eq!(decode_header(&bytes).unwrap().unwrap().0.version, 1);
+    assert_eq!(
+        verify(&bytes, Some(&key().verifying_key())).state,
+        VerifyState::Intact
+    );
+    assert_eq!(read_all(&bytes), recs);
+    let rec = Recording::parse(&bytes).unwrap();
+    assert!(rec.chunks().iter().all(|c| c.seek_point));
+    assert_eq!(rec.index().len(), rec.chunks().len());
+    let got: Vec<Record> = rec.records_from(40_000).map(Result::unwrap).collect();
+    assert_eq!(got, recs[40..].to_vec());
+    let (_, chunks, _) = frames(&bytes);
+    let cut = &bytes[..chunks[3].0 + 7];
+    let plan = recorder::verify::seal(cut, &RecordingKey::new(key())).unwrap();
+    let mut sealed = cut[..plan.keep_len as usize].to_vec();
+    sealed.extend_from_slice(&plan.trailer);
+    assert_eq!(
+        verify(&sealed, Some(&key().verifying_key())).state,
+        VerifyState::Interrupted
+    );
+    // The committed recordings of version 1 (a real xrdp session among them) still verify.
+    for path in [
+        "tests/data/fuzz_regression/seed-intact.skrec",
+        "../player/tests/data/rdp-xrdp.skrec",
+    ] {
+        let old = std::fs::read(path).unwrap();
+        assert_eq!(decode_header(&old).unwrap().unwrap().0.version, 1, "{path}");
+        assert!(verify(&old, None).is_authentic(), "{path}");
+        assert!(
+            Recording::parse(&old).unwrap().records().all(|r| r.is_ok()),
+            "{path}"
+        );
+    }
+}
+
+#[test]
+fn a_chunk_of_the_other_version_is_tampered() {
+    let recs = chatty(30);
+    let v2 = encode_with(
+        &recs,
+        Compression::TEXT,
+        format::FORMAT_VERSION,
+        300,
+        30_000,
+    );
+    let v1 = encode_with(
+        &recs,
+        Compression::TEXT,
+        format::FORMAT_VERSION_1,
+        300,
+        30_000,
+    );
+    // A version-1 header followed by the version-2 chunks (same header otherwise).
+    let (h1, _, _) = frames(&v1);
+    let (_, c2, _) = frames(&v2);
+    let mut mixed = v1[..h1].to_vec();
+    mixed.extend_from_slice(&v2[c2[0].0..c2[0].1]);
+    let report = verify(&mixed, None);
+    assert!(
+        matches!(&report.state, VerifyState::Tampered { .. }),
+        "{:?}",
+        report.state
+    );
 }
 
 #[test]

@@ -60,7 +60,8 @@ fn verifying_a_large_recording_keeps_memory_bounded() {
     };
     // Written chunk by chunk, so the writing does not hold the file either.
     let mut file = std::io::BufWriter::new(std::fs::File::create(&path).unwrap());
-    let (mut enc, head) = Encoder::new(&header, 1, CHUNK_BYTES).unwrap();
+    let (mut enc, head) =
+        Encoder::new(&header, recorder::Compression::GRAPHICAL, CHUNK_BYTES).unwrap();
     file.write_all(&head).unwrap();
     let mut seed = 0x9e37_79b9_7f4a_7c15u64;
     let mut at_us = 0;

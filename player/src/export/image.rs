@@ -505,10 +505,13 @@ mod tests {
         encode_recording(&header, &records, 1 << 16, n * 100_000, key.signing_key()).unwrap()
     }
 
-    /// Where the chunk after byte `from` starts (`SKCK`): a live recording is read up to
+    /// Where the chunk after byte `from` starts (its magic): a live recording is read up to
     /// a whole chunk.
     fn chunk_boundary_after(rec: &[u8], from: usize) -> usize {
-        from + rec[from..].windows(4).position(|w| w == b"SKCK").unwrap()
+        from + rec[from..]
+            .windows(4)
+            .position(|w| w == recorder::format::CHUNK_MAGIC)
+            .unwrap()
     }
 
     #[test]

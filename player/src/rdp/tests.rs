@@ -323,7 +323,12 @@ fn a_followed_live_recording_shows_what_a_fresh_replay_shows() {
     let key = RecordingKey::generate().unwrap();
     // Small chunks, as a live recording closes one every second.
     let rec = encode_recording(&hdr, &records, 2048, 13 * S, key.signing_key()).unwrap();
-    let boundary = |from: usize| from + rec[from..].windows(4).position(|w| w == b"SKCK").unwrap();
+    let boundary = |from: usize| {
+        from + rec[from..]
+            .windows(4)
+            .position(|w| w == recorder::format::CHUNK_MAGIC)
+            .unwrap()
+    };
     let mut live = RdpReplay::open(&rec[..boundary(rec.len() / 4)]).unwrap();
     let early = live.end_us();
     live.frame_at(early).unwrap();

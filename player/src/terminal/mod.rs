@@ -224,8 +224,8 @@ impl TerminalReplay {
         let mut ignored_records = 0u64;
         let mut data_total = 0u64;
         let mut last_us = 0u64;
-        for (i, chunk) in rec.chunks().iter().enumerate() {
-            let records = rec.chunk_records(i).map_err(|error| PlayerError::Corrupt {
+        for (chunk, records) in rec.decoded_chunks() {
+            let records = records.map_err(|error| PlayerError::Corrupt {
                 offset: chunk.offset,
                 error,
             })?;

@@ -10,16 +10,15 @@ use bytes::Bytes;
 
 use super::{Storage, StorageError};
 use crate::format::{
-    self, DecodeError, END_MAGIC, Frame, HeaderFrame, IndexEntry, Record, TrailerFrame,
-    decode_frame, decode_header,
+    self, ChunkHistory, DecodeError, END_MAGIC, Frame, HeaderFrame, IndexEntry, Record,
+    TrailerFrame, decode_frame, decode_header,
 };
 use crate::verify::MAX_VERIFY_FRAME;
 
 /// Most bytes read at once when following the chunks: one whole chunk frame of the largest
 /// size, so a read always holds at least one frame, and memory stays bounded whatever the gap
 /// between two entries of a thinned index.
-pub const MAX_READ: u64 =
-    (format::CHUNK_PREFIX_LEN + format::MAX_CHUNK_COMPRESSED + format::HASH_LEN) as u64;
+pub const MAX_READ: u64 = format::MAX_CHUNK_FRAME as u64;
 
 /// Why a recording cannot be read by ranges.
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
@@ -155,6 +154,7 @@ impl<'s> RangedRecording<'s> {
             from_us: at_us,
             buf: Bytes::new(),
             buf_start: offset,
+            history: ChunkHistory::new(),
         }
     }
 }
@@ -170,6 +170,8 @@ pub struct ChunkCursor<'r, 's> {
     /// INVARIANT: at most [`MAX_READ`] bytes, read from `buf_start`.
     buf: Bytes,
     buf_start: u64,
+    /// The segment's tail since the seek point the cursor started at.
+    history: ChunkHistory,
 }
 
 impl ChunkCursor<'_, '_> {
@@ -208,7 +210,7 @@ impl ChunkCursor<'_, '_> {
             if self.pos >= self.buf_start {
                 match decode_frame(rest)? {
                     Some((Frame::Chunk(c), used)) => {
-                        let records = c.records()?;
+                        let records = self.history.records(&c)?;
                         self.pos += used as u64;
                         return Ok(records);
                     }

@@ -509,7 +509,9 @@ fn a_tampered_recording_fails_verify_and_the_session_page_says_so() -> Result<()
                 .windows(magic.len())
                 .position(|w| w == magic)
                 .context("no chunk in the recording")?;
-            let at = chunk + recorder::format::CHUNK_PREFIX_LEN + 2;
+            // Past the magic, the fields' length byte and the fields.
+            let fields = usize::from(*bytes.get(chunk + magic.len()).context("chunk prefix")?);
+            let at = chunk + magic.len() + 1 + fields + 2;
             let byte = bytes.get_mut(at).context("chunk body")?;
             *byte ^= 0x20;
             std::fs::write(&path, &bytes)?;

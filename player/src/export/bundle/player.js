@@ -47,7 +47,8 @@
 
   // ----- the recording -----
   const FILE_MAGIC = [0x89, 0x53, 0x4b, 0x52, 0x45, 0x43, 0x0d, 0x0a];
-  const SKCK = [0x53, 0x4b, 0x43, 0x4b];
+  const SKCK = [0x53, 0x4b, 0x43, 0x4b]; // a chunk of format version 1
+  const SKC2 = [0x53, 0x4b, 0x43, 0x32]; // a chunk of format version 2
   const SKTR = [0x53, 0x4b, 0x54, 0x52];
   const SKRECEND = [0x53, 0x4b, 0x52, 0x45, 0x43, 0x45, 0x4e, 0x44];
   const TRAILER_FIXED_LEN = 89;
@@ -60,7 +61,8 @@
     const bad = (why) => ({ state: "tampered", why });
     if (!has(0, FILE_MAGIC)) return bad("not a Sekisho recording (file magic)");
     if (bytes.length < 14) return bad("cut inside the header");
-    if (view.getUint16(8, true) !== 1) return bad("unknown format version");
+    const version = view.getUint16(8, true);
+    if (version !== 1 && version !== 2) return bad("unknown format version");
     const bodyLen = view.getUint32(10, true);
     if (bodyLen > 65536 || 14 + bodyLen + 32 > bytes.length) return bad("header length out of range");
     const headerHash = BLAKE3.hash(bytes.subarray(0, 14 + bodyLen));
@@ -68,17 +70,45 @@
     let at = 14 + bodyLen + 32;
     let chain = headerHash;
     let chunks = 0;
-    while (has(at, SKCK)) {
-      if (at + 36 > bytes.length) return bad("cut inside chunk " + chunks);
-      if (view.getUint32(at + 4, true) !== chunks) return bad("chunk " + chunks + " out of sequence");
-      const clen = view.getUint32(at + 32, true);
-      const end = at + 36 + clen;
-      if (end + 32 > bytes.length) return bad("cut inside chunk " + chunks);
+    // Version 1: fixed-width fields, the whole chain hash stored. Version 2: a length byte,
+    // LEB128 fields (seq, first time, span, records, uncompressed, compressed, history) and
+    // the chain hash's first 8 bytes (the chain itself runs on whole hashes).
+    const leb128 = (from, to) => {
+      const values = [];
+      let v = 0n, shift = 0n;
+      for (let i = from; i < to; i++) {
+        v |= BigInt(bytes[i] & 0x7f) << shift;
+        shift += 7n;
+        if ((bytes[i] & 0x80) === 0) { values.push(v); v = 0n; shift = 0n; }
+      }
+      return values;
+    };
+    while (has(at, version === 1 ? SKCK : SKC2)) {
+      let seq, clen, prefix, checkLen;
+      if (version === 1) {
+        if (at + 36 > bytes.length) return bad("cut inside chunk " + chunks);
+        seq = view.getUint32(at + 4, true);
+        clen = view.getUint32(at + 32, true);
+        prefix = 36;
+        checkLen = 32;
+      } else {
+        if (at + 5 > bytes.length) return bad("cut inside chunk " + chunks);
+        prefix = 5 + bytes[at + 4];
+        if (at + prefix > bytes.length) return bad("cut inside chunk " + chunks);
+        const fields = leb128(at + 5, at + prefix);
+        if (fields.length !== 7) return bad("chunk " + chunks + ": malformed prefix");
+        seq = Number(fields[0]);
+        clen = Number(fields[5]);
+        checkLen = 8;
+      }
+      if (seq !== chunks) return bad("chunk " + chunks + " out of sequence");
+      const end = at + prefix + clen;
+      if (end + checkLen > bytes.length) return bad("cut inside chunk " + chunks);
       const expected = BLAKE3.hash(concat([chain, bytes.subarray(at, end)]));
-      if (!equal(expected, bytes.subarray(end, end + 32))) return bad("chunk " + chunks + ": chain hash does not match");
+      if (!equal(expected.subarray(0, checkLen), bytes.subarray(end, end + checkLen))) return bad("chunk " + chunks + ": chain hash does not match");
       chain = expected;
       chunks += 1;
-      at = end + 32;
+      at = end + checkLen;
     }
     if (at === bytes.length) {
       return { state: "unsealed", why: "no trailer: the recording was not sealed", chunks, finalHash: toHex(chain) };
