@@ -1497,9 +1497,11 @@ impl Compression {
         history_bytes: 64 * 1024,
         segment_bytes: 4 * 1024 * 1024,
     };
-    /// Screens (VNC, RDP): bitmaps, mostly compressed already by the protocol.
+    /// Screens (VNC, RDP): bitmaps, mostly compressed already by the protocol, arriving at
+    /// tens of MB/s; level 1 keeps the recorder's share of a session's CPU small (level 3
+    /// gains a few percent, `benches/ingest.rs`).
     pub const GRAPHICAL: Compression = Compression {
-        level: 3,
+        level: 1,
         history_bytes: 64 * 1024,
         segment_bytes: 8 * 1024 * 1024,
     };

@@ -6,6 +6,7 @@
 //! - [`tickets`]: the one-time ticket store (issued by the SSH front door's `console TARGET`).
 //! - [`handler`]: one viewer connection: RFB server handshake, policy, upstream handshake.
 //! - [`session`]: the recorded relay.
+//! - [`encodings`]: what the console is offered (the viewer's decodable encodings, ZRLE first).
 //! - [`qmp`]: one-time console passwords set through QEMU's monitor (`target.vnc_qmp`).
 //!
 //! The RFB codec itself is `player::rfb` (sans-IO, shared with the player).
@@ -13,6 +14,7 @@
 //! [RFC 6143]: https://www.rfc-editor.org/rfc/rfc6143
 
 mod conn;
+mod encodings;
 pub mod handler;
 mod hold;
 pub mod qmp;

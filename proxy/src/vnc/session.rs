@@ -1,5 +1,6 @@
 //! One recorded VNC console session: opens the session in [`Services`], then relays both ways
-//! message by message through the sans-IO decoders, filtering SetEncodings, dropping the
+//! message by message through the sans-IO decoders, filtering SetEncodings (ZRLE first, see
+//! [`super::encodings`]), dropping the
 //! clipboard in both directions, recording what passes, and ending on kill, window end or
 //! shutdown.
 //!
@@ -22,6 +23,7 @@ use tracing::{Instrument, info, info_span, trace, warn};
 use player::rfb::ServerInit;
 
 use super::conn::Conn;
+use super::encodings;
 use super::hold::InputHold;
 use crate::services::{Admission, EndReason, LiveSession, Services, SessionMeta, supervision};
 
@@ -195,6 +197,7 @@ async fn relay(
     viewer.send(init_raw).await?;
     let mut decoder = ServerDecoder::new(init.width, init.height, init.pixel_format);
     let mut last_removed: Vec<i32> = Vec::new();
+    let mut told_uncompressed = false;
     // Four eyes: while nobody watches, the viewer's keys and pointer are held.
     let mut watched = live.watched();
     let mut supervised = live.supervised();
@@ -239,8 +242,15 @@ async fn relay(
                 if r.is_err() {
                     return Ok(None);
                 }
-                let out =
-                    client_to_server(viewer, &mut decoder, live, &mut last_removed, &mut gate).await?;
+                let out = client_to_server(
+                    viewer,
+                    &mut decoder,
+                    live,
+                    &mut last_removed,
+                    &mut told_uncompressed,
+                    &mut gate,
+                )
+                .await?;
                 if !out.is_empty() {
                     live.client_data(RFB_CHANNEL, &out).await?;
                     upstream.stream.write_all(&out).await?;
@@ -266,6 +276,7 @@ async fn client_to_server(
     decoder: &mut ServerDecoder,
     live: &LiveSession,
     last_removed: &mut Vec<i32>,
+    told_uncompressed: &mut bool,
     gate: &mut InputHold,
 ) -> Result<Vec<u8>> {
     let mut out = Vec::new();
@@ -279,15 +290,28 @@ async fn client_to_server(
         }
         match msg {
             ClientMsg::SetEncodings(list) => {
-                let (kept, removed) = rfb::filter_encodings(&list);
-                if !removed.is_empty() && removed != *last_removed {
+                let choice = encodings::for_console(&list);
+                if !choice.removed.is_empty() && choice.removed != *last_removed {
                     let detail = format!(
-                        "encodings the player cannot decode removed from the viewer's SetEncodings: {removed:?}"
+                        "encodings the player cannot decode removed from the viewer's SetEncodings: {:?}",
+                        choice.removed
                     );
                     live.event(EventKind::Policy, &detail).await?;
-                    *last_removed = removed;
+                    last_removed.clone_from(&choice.removed);
                 }
-                rfb::encode_client(&ClientMsg::SetEncodings(kept), &mut out)?;
+                if !choice.compressed && !*told_uncompressed {
+                    warn!(
+                        encodings = ?list,
+                        "The viewer offers no ZRLE: the console sends, and the recording keeps, uncompressed screens"
+                    );
+                    live.event(
+                        EventKind::Note,
+                        "the viewer offers no ZRLE: screens are recorded as the console sends them, uncompressed, several times larger",
+                    )
+                    .await?;
+                    *told_uncompressed = true;
+                }
+                rfb::encode_client(&ClientMsg::SetEncodings(choice.offered), &mut out)?;
             }
             ClientMsg::SetPixelFormat(pf) => {
                 decoder.set_pixel_format(pf);
