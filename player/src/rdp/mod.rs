@@ -54,10 +54,11 @@ pub const RDP_PROTOCOL: &str = "rdp";
 /// Largest desktop side accepted. RDP allows 8192 (MS-RDPBCGR 2.2.1.3.2 with monitor
 /// layouts); the side comes from the recording, which may be hostile.
 pub const MAX_DESKTOP_SIDE: u16 = 8192;
-/// Server PDU bytes between two keyframes. Decoding 4 MiB of bitmap updates takes tens of
-/// milliseconds, which bounds a seek; a compressed desktop keyframe is tens to hundreds of
-/// KiB, so keyframes cost a few percent of the recording's own size.
-pub const KEYFRAME_INTERVAL_BYTES: usize = 4 * 1024 * 1024;
+/// Server PDU bytes between two keyframes. Decoding 1 MiB of bitmap updates takes about
+/// 40 ms on the 2-core bench machine, which bounds a seek (worst seek in a one-hour recording:
+/// 127 ms with 4 MiB, 32 ms with 1 MiB, `benches/graphical.rs`); a compressed desktop
+/// keyframe is tens to hundreds of KiB, held in memory while the replay is open.
+pub const KEYFRAME_INTERVAL_BYTES: usize = 1024 * 1024;
 /// Pointer shapes kept by cache index. Clients announce a cache of 25 or so (Pointer
 /// capability); indexes come from the recording, so they are capped.
 pub const MAX_POINTER_CACHE: usize = 256;
