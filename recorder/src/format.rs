@@ -1495,7 +1495,10 @@ impl Compression {
     pub const TEXT: Compression = Compression {
         level: 9,
         history_bytes: 64 * 1024,
-        segment_bytes: 4 * 1024 * 1024,
+        // A seek reads (from an object store, by range) and decodes at most a segment:
+        // 256 KiB of text is some 30 KB recorded; a seek point costs one chunk compressed
+        // alone, a few hundred bytes.
+        segment_bytes: 256 * 1024,
     };
     /// Screens (VNC, RDP): bitmaps, mostly compressed already by the protocol, arriving at
     /// tens of MB/s; level 1 keeps the recorder's share of a session's CPU small (level 3
@@ -1503,7 +1506,7 @@ impl Compression {
     pub const GRAPHICAL: Compression = Compression {
         level: 1,
         history_bytes: 64 * 1024,
-        segment_bytes: 8 * 1024 * 1024,
+        segment_bytes: 1024 * 1024,
     };
 
     /// The profile for a recording's `protocol` (its header's).
