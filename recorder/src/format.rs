@@ -1555,8 +1555,11 @@ pub struct ChunkBuilder {
     history: Vec<u8>,
 }
 
-/// A builder keeps its buffer's capacity up to this after a chunk; a larger buffer (a burst
-/// of output) is released, so an idle session does not hold its busiest chunk's memory.
+/// A builder keeps its buffer's capacity up to this when it goes idle
+/// ([`ChunkBuilder::release_idle_memory`]); a larger buffer (a burst of output) is released
+/// then, so an idle session does not hold its busiest chunk's memory. While busy it keeps the
+/// buffer: allocating a fresh one for every megabyte screen cost more page faults than
+/// compressing it.
 const KEEP_BUFFER_CAPACITY: usize = 16 * 1024;
 
 thread_local! {
@@ -1649,9 +1652,13 @@ impl ChunkBuilder {
         self.history.len()
     }
 
-    /// Drops the history (an idle session holds none); the next chunk is a seek point.
-    pub fn forget_history(&mut self) {
+    /// Drops the history and a buffer grown past [`KEEP_BUFFER_CAPACITY`] (an idle session
+    /// holds neither); the next chunk is a seek point. Only between chunks.
+    pub fn release_idle_memory(&mut self) {
         self.history = Vec::new();
+        if self.buf.is_empty() && self.buf.capacity() > KEEP_BUFFER_CAPACITY {
+            self.buf = Vec::new();
+        }
     }
 
     /// Whether adding `record_len` encoded bytes would pass [`MAX_CHUNK_UNCOMPRESSED`] or the
@@ -1767,11 +1774,7 @@ impl ChunkBuilder {
         if !v1 {
             self.remember();
         }
-        if self.buf.capacity() > KEEP_BUFFER_CAPACITY {
-            self.buf = Vec::new();
-        } else {
-            self.buf.clear();
-        }
+        self.buf.clear();
         self.count = 0;
         self.first_us = self.last_us;
         Ok(chunk)
@@ -1961,10 +1964,10 @@ impl Encoder {
         Ok((enc, bytes))
     }
 
-    /// Drops the compression history (an idle session should hold none): the next chunk is
-    /// a seek point.
-    pub fn forget_history(&mut self) {
-        self.builder.forget_history();
+    /// Drops the compression history and a large chunk buffer (an idle session should hold
+    /// neither): the next chunk is a seek point.
+    pub fn release_idle_memory(&mut self) {
+        self.builder.release_idle_memory();
     }
 
     /// Bytes of compression history held between chunks.
@@ -2275,7 +2278,10 @@ pub(crate) mod tests {
             };
             assert_eq!(ch.records().unwrap(), vec![want]);
         }
-        // A burst's buffer is let go; a small one is kept for the next chunk.
+        // A burst's buffer is kept while busy and let go once idle; a small one is kept.
+        assert!(a.buf.capacity() > KEEP_BUFFER_CAPACITY);
+        a.release_idle_memory();
+        b.release_idle_memory();
         assert!(
             a.buf.capacity() <= KEEP_BUFFER_CAPACITY,
             "{}",

@@ -6,9 +6,9 @@
 //! the signed trailer on [`RecordingWriter::finish`].
 //!
 //! An idle session holds no zstd context (chunks are compressed with one context per thread,
-//! shared by all sessions), no large buffer (a chunk's buffer beyond 16 KiB is released once
-//! the chunk is written) and, after [`WriterConfig::forget_history_after`], no compression
-//! history: a few KiB per idle session.
+//! shared by all sessions) and, after [`WriterConfig::forget_history_after`] without a record,
+//! no compression history and no large buffer (a chunk buffer a burst grew past 16 KiB is
+//! kept while the session is busy, then released): a few KiB per idle session.
 //!
 //! Memory per session is bounded (see [`WriterConfig`]): a relay that produces faster than
 //! the disk absorbs waits in [`RecordingWriter::write`] (backpressure), it never grows a
@@ -53,7 +53,8 @@ pub struct WriterConfig {
     /// ([`Compression::for_protocol`]).
     pub compression: Option<Compression>,
     /// A session that records nothing for this long drops its compression history (the
-    /// next chunk is a seek point), so an idle session holds no more than a few KiB.
+    /// next chunk is a seek point) and a chunk buffer a burst grew, so an idle session holds
+    /// no more than a few KiB.
     pub forget_history_after: Duration,
 }
 
@@ -197,6 +198,7 @@ impl RecordingWriter {
             flush_interval: config.flush_interval,
             forget_history_after: config.forget_history_after,
             quiet_since: tokio::time::Instant::now(),
+            released: false,
             fail_tx,
             budget: budget.clone(),
             failed: None,
@@ -342,6 +344,8 @@ struct Task {
     forget_history_after: Duration,
     /// When the last chunk was written (or the recording started).
     quiet_since: tokio::time::Instant,
+    /// The encoder let its idle memory go since the last chunk.
+    released: bool,
     fail_tx: watch::Sender<Option<WriterFailure>>,
     budget: Arc<Semaphore>,
     /// Sticky: once set, records are discarded and `finish` reports it.
@@ -404,6 +408,7 @@ impl Task {
 
     async fn append(&mut self, chunk: EncodedChunk) {
         self.quiet_since = tokio::time::Instant::now();
+        self.released = false;
         let len = chunk.bytes.len();
         debug!(
             seq = chunk.seq,
@@ -424,9 +429,9 @@ impl Task {
         match enc.flush() {
             Ok(Some(chunk)) => self.append(chunk).await,
             Ok(None) => {
-                if enc.history_len() > 0 && self.quiet_since.elapsed() >= self.forget_history_after
-                {
-                    enc.forget_history();
+                if !self.released && self.quiet_since.elapsed() >= self.forget_history_after {
+                    enc.release_idle_memory();
+                    self.released = true;
                 }
             }
             Err(e) => self.fail(StorageError::Io(format!("encode: {e}"))),

@@ -60,7 +60,8 @@ pub struct Rectangle {
     pub height: u16,
     /// The encoding of `data`.
     pub encoding: Encoding,
-    /// The encoded payload after the 12-byte rectangle header.
+    /// The encoded payload after the 12-byte rectangle header (empty from a decoder made
+    /// [`ServerDecoder::without_rect_data`]).
     pub data: Vec<u8>,
 }
 
@@ -74,6 +75,9 @@ pub struct ServerDecoder {
     /// Rectangles of the current FramebufferUpdate not yet decoded.
     remaining_rects: u16,
     failed: Option<RfbError>,
+    /// Copy each rectangle's payload into [`Rectangle::data`]; a relay that forwards the raw
+    /// bytes has no use for the copy (megabytes a screen).
+    keep_rect_data: bool,
 }
 
 impl ServerDecoder {
@@ -85,7 +89,15 @@ impl ServerDecoder {
             height,
             remaining_rects: 0,
             failed: None,
+            keep_rect_data: true,
         }
+    }
+
+    /// A decoder that checks and frames rectangles without copying their payloads:
+    /// [`Rectangle::data`] stays empty (the relay forwards the raw bytes instead).
+    pub fn without_rect_data(mut self) -> Self {
+        self.keep_rect_data = false;
+        self
     }
 
     /// The viewer sent SetPixelFormat: later rectangles use `pf`.
@@ -240,7 +252,12 @@ impl ServerDecoder {
             }
             Encoding::Other(n) => return Err(RfbError::UnexpectedEncoding(n).into()),
         }
-        let data = buf.get(start..c.pos()).ok_or(Short::Incomplete)?.to_vec();
+        let payload = buf.get(start..c.pos()).ok_or(Short::Incomplete)?;
+        let data = if self.keep_rect_data {
+            payload.to_vec()
+        } else {
+            Vec::new()
+        };
         // Only now that the whole rectangle is here does the state change.
         if encoding == Encoding::DesktopSize {
             self.width = width;

@@ -47,6 +47,9 @@ pub fn typed_text(rec: &Recording<'_>) -> Result<Vec<TypedLine>, TypedError> {
         .and_then(|h| unhex(h))
         .and_then(|raw| rfb::decode_server_init(&raw).ok().flatten())
         .map(|(si, _)| si);
+    if !any_key_pressed(rec)? {
+        return Ok(Vec::new());
+    }
     let mut keys = VncKeys::default();
     // `None`: no screen to tell what changed (no ServerInit, or undecodable updates); then
     // no line can be shown to have changed it, and none is indexed.
@@ -90,6 +93,49 @@ pub fn typed_text(rec: &Recording<'_>) -> Result<Vec<TypedLine>, TypedError> {
         }
     }
     Ok(keys.finish(screen.as_ref()))
+}
+
+/// Whether the viewer pressed a key that could be typed text. Many console sessions are
+/// watched, not typed into (a boot, a hung guest); judging lines needs every screen update
+/// decoded, which for a session of raw full screens costs more than the session did, so it
+/// is done only when there is something to judge. A client stream that cannot be followed
+/// counts as pressed: the full pass decides.
+fn any_key_pressed(rec: &Recording<'_>) -> Result<bool, TypedError> {
+    let mut buf = Vec::new();
+    for r in rec.records() {
+        let RecordKind::Data {
+            direction: Direction::ClientToServer,
+            bytes,
+            ..
+        } = r?.kind
+        else {
+            continue;
+        };
+        buf.extend_from_slice(&bytes);
+        let mut pos = 0;
+        loop {
+            match rfb::decode_client(buf.get(pos..).unwrap_or_default()) {
+                Ok(Some((msg, n))) => {
+                    pos += n;
+                    let pressed = match msg {
+                        ClientMsg::KeyEvent { down, key } => down.then_some(key),
+                        ClientMsg::QemuKeyEvent { down, keysym, .. } => down.then_some(keysym),
+                        _ => None,
+                    };
+                    if pressed.and_then(key_of).is_some() {
+                        return Ok(true);
+                    }
+                }
+                Ok(None) => break,
+                Err(_) => return Ok(true),
+            }
+        }
+        buf.drain(..pos.min(buf.len()));
+        if buf.len() > MAX_CLIENT_BUF {
+            return Ok(true);
+        }
+    }
+    Ok(false)
 }
 
 fn unhex(s: &str) -> Option<Vec<u8>> {
@@ -398,6 +444,53 @@ mod tests {
         assert_eq!(lines, vec![(10, "Ac日ｱ".into())]);
         assert_eq!(key_of(0xFFB7), Some(Key::Char('7')));
         assert_eq!(key_of(0xFFE1), None);
+    }
+
+    #[test]
+    fn a_session_without_key_presses_is_not_replayed() {
+        // Screens and the pointer only, then a stream the screen decoder would choke on:
+        // without a key pressed there is nothing to judge, so the screens are not decoded.
+        let pointer = vec![5, 0, 0, 10, 0, 10];
+        let mut frames = vec![(1, true, paint_with(0, 0, W, H, 0x20)), (2, false, pointer)];
+        frames.push((3, false, [key(false, u32::from('a'))].concat()));
+        frames.push((4, true, vec![9, 9, 9]));
+        assert!(lines_of(&frames).is_empty());
+        assert!(
+            !any_key_pressed_in(&frames),
+            "a release alone is not a key pressed"
+        );
+        frames.push((5, false, typed("x")));
+        assert!(any_key_pressed_in(&frames));
+    }
+
+    fn any_key_pressed_in(frames: &[(u64, bool, Vec<u8>)]) -> bool {
+        let records: Vec<Record> = frames
+            .iter()
+            .map(|(at, from_server, b)| Record {
+                at_us: *at,
+                kind: RecordKind::Data {
+                    direction: if *from_server {
+                        Direction::ServerToClient
+                    } else {
+                        Direction::ClientToServer
+                    },
+                    channel: ChannelId(0),
+                    bytes: Bytes::copy_from_slice(b),
+                },
+            })
+            .collect();
+        let header: Header = serde_json::from_value(serde_json::json!({
+            "session_id": "01936f5e-0000-7000-8000-000000000044",
+            "protocol": "console-vnc",
+            "source": "127.0.10.11",
+            "target": "web01",
+            "start_unix_us": 1_764_061_200_000_000i64,
+            "metadata": {},
+        }))
+        .unwrap();
+        let key = RecordingKey::generate().unwrap();
+        let bytes = encode_recording(&header, &records, 64 * 1024, 10, key.signing_key()).unwrap();
+        any_key_pressed(&Recording::parse(&bytes).unwrap()).unwrap()
     }
 
     #[test]

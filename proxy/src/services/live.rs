@@ -360,23 +360,40 @@ impl LiveSession {
 
     /// Records bytes the client sent on `channel` (keys, pointer, client PDUs).
     pub async fn client_data(&self, channel: u32, bytes: &[u8]) -> Result<()> {
-        self.record(Direction::ClientToServer, channel, bytes).await
+        self.record(
+            Direction::ClientToServer,
+            channel,
+            Bytes::copy_from_slice(bytes),
+        )
+        .await
     }
 
     /// Records bytes the server sent on `channel` (screen, terminal output).
     pub async fn server_data(&self, channel: u32, bytes: &[u8]) -> Result<()> {
+        self.record(
+            Direction::ServerToClient,
+            channel,
+            Bytes::copy_from_slice(bytes),
+        )
+        .await
+    }
+
+    /// [`Self::server_data`] of bytes the caller also sends on: shared, not copied (a raw
+    /// full screen is megabytes).
+    pub async fn server_bytes(&self, channel: u32, bytes: Bytes) -> Result<()> {
         self.record(Direction::ServerToClient, channel, bytes).await
     }
 
-    async fn record(&self, direction: Direction, channel: u32, bytes: &[u8]) -> Result<()> {
+    async fn record(&self, direction: Direction, channel: u32, bytes: Bytes) -> Result<()> {
+        let len = bytes.len();
         let result = self
             .writer()?
-            .data(direction, ChannelId(channel), Bytes::copy_from_slice(bytes))
+            .data(direction, ChannelId(channel), bytes)
             .await;
         if result.is_ok() {
             self.services
                 .metrics
-                .recorded(direction == Direction::ClientToServer, bytes.len());
+                .recorded(direction == Direction::ClientToServer, len);
         }
         self.fail_on_error(result)
     }

@@ -195,7 +195,8 @@ async fn relay(
 ) -> Result<Option<EndReason>> {
     live.keyframe(RFB_CHANNEL, init_raw).await?;
     viewer.send(init_raw).await?;
-    let mut decoder = ServerDecoder::new(init.width, init.height, init.pixel_format);
+    let mut decoder =
+        ServerDecoder::new(init.width, init.height, init.pixel_format).without_rect_data();
     let mut last_removed: Vec<i32> = Vec::new();
     let mut told_uncompressed = false;
     // Four eyes: while nobody watches, the viewer's keys and pointer are held.
@@ -262,7 +263,9 @@ async fn relay(
                 }
                 let out = server_to_client(upstream, &mut decoder, live).await?;
                 if !out.is_empty() {
-                    live.server_data(RFB_CHANNEL, &out).await?;
+                    // One buffer for the recording and the viewer: screens are megabytes.
+                    let out = bytes::Bytes::from(out);
+                    live.server_bytes(RFB_CHANNEL, out.clone()).await?;
                     viewer.stream.write_all(&out).await?;
                 }
             }
