@@ -367,8 +367,9 @@ mod tests {
             .collect()
     }
 
-    /// (time, from the server, bytes)
-    fn lines_of(frames: &[(u64, bool, Vec<u8>)]) -> Vec<(u64, String)> {
+    /// A recording of (time, from the server, bytes) frames whose header holds the
+    /// ServerInit.
+    fn recording_of(frames: &[(u64, bool, Vec<u8>)]) -> Vec<u8> {
         let hex: String = server_init().iter().map(|b| format!("{b:02x}")).collect();
         let header: Header = serde_json::from_value(serde_json::json!({
             "session_id": "01936f5e-0000-7000-8000-000000000043",
@@ -398,8 +399,12 @@ mod tests {
             .collect();
         let key = RecordingKey::generate().unwrap();
         let end = frames.last().map(|f| f.0).unwrap_or(0) + 1;
-        let bytes = encode_recording(&header, &records, 64 * 1024, end, key.signing_key()).unwrap();
-        crate::typed::typed_text(&bytes)
+        encode_recording(&header, &records, 64 * 1024, end, key.signing_key()).unwrap()
+    }
+
+    /// (time, from the server, bytes)
+    fn lines_of(frames: &[(u64, bool, Vec<u8>)]) -> Vec<(u64, String)> {
+        crate::typed::typed_text(&recording_of(frames))
             .unwrap()
             .into_iter()
             .map(|l| (l.at_us, l.text))
@@ -464,32 +469,7 @@ mod tests {
     }
 
     fn any_key_pressed_in(frames: &[(u64, bool, Vec<u8>)]) -> bool {
-        let records: Vec<Record> = frames
-            .iter()
-            .map(|(at, from_server, b)| Record {
-                at_us: *at,
-                kind: RecordKind::Data {
-                    direction: if *from_server {
-                        Direction::ServerToClient
-                    } else {
-                        Direction::ClientToServer
-                    },
-                    channel: ChannelId(0),
-                    bytes: Bytes::copy_from_slice(b),
-                },
-            })
-            .collect();
-        let header: Header = serde_json::from_value(serde_json::json!({
-            "session_id": "01936f5e-0000-7000-8000-000000000044",
-            "protocol": "console-vnc",
-            "source": "127.0.10.11",
-            "target": "web01",
-            "start_unix_us": 1_764_061_200_000_000i64,
-            "metadata": {},
-        }))
-        .unwrap();
-        let key = RecordingKey::generate().unwrap();
-        let bytes = encode_recording(&header, &records, 64 * 1024, 10, key.signing_key()).unwrap();
+        let bytes = recording_of(frames);
         any_key_pressed(&Recording::parse(&bytes).unwrap()).unwrap()
     }
 
