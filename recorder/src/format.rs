@@ -1647,11 +1647,6 @@ impl ChunkBuilder {
         self.count
     }
 
-    /// Bytes of history held for the next chunk.
-    pub fn history_len(&self) -> usize {
-        self.history.len()
-    }
-
     /// Drops the history and a buffer grown past [`KEEP_BUFFER_CAPACITY`] (an idle session
     /// holds neither); the next chunk is a seek point. Only between chunks.
     pub fn release_idle_memory(&mut self) {
@@ -1968,11 +1963,6 @@ impl Encoder {
     /// neither): the next chunk is a seek point.
     pub fn release_idle_memory(&mut self) {
         self.builder.release_idle_memory();
-    }
-
-    /// Bytes of compression history held between chunks.
-    pub fn history_len(&self) -> usize {
-        self.builder.history_len()
     }
 
     /// Adds a record; returns a chunk when this record filled one.

@@ -191,11 +191,7 @@ impl<'a> Recording<'a> {
             return Err(DecodeError::Invalid("chunk position"));
         }
         let from = self.seek_point_at_or_before(i);
-        let mut chunks = DecodedChunks {
-            rec: self,
-            next: from,
-            history: ChunkHistory::new(),
-        };
+        let mut chunks = self.decoded_chunks_from(from);
         for _ in from..i {
             chunks.decode_next()?;
         }
@@ -215,9 +211,14 @@ impl<'a> Recording<'a> {
 
     /// Every whole chunk in order with its records, each decoded once.
     pub fn decoded_chunks(&self) -> DecodedChunks<'_, 'a> {
+        self.decoded_chunks_from(0)
+    }
+
+    /// The chunks from position `from` on, which must be a seek point (0 always is).
+    fn decoded_chunks_from(&self, from: usize) -> DecodedChunks<'_, 'a> {
         DecodedChunks {
             rec: self,
-            next: 0,
+            next: from,
             history: ChunkHistory::new(),
         }
     }
@@ -243,11 +244,7 @@ impl<'a> Recording<'a> {
             covering
         };
         Records {
-            chunks: DecodedChunks {
-                rec: self,
-                next: start,
-                history: ChunkHistory::new(),
-            },
+            chunks: self.decoded_chunks_from(start),
             current: Vec::new().into_iter(),
             from_us: at_us,
             done: false,
