@@ -156,6 +156,39 @@ pub fn typed_text(bytes: &[u8]) -> Result<Vec<TypedLine>, TypedError> {
     }
 }
 
+/// A signed recording of data records for the typed-text tests of each protocol.
+#[cfg(test)]
+pub(crate) mod test_recording {
+    use bytes::Bytes;
+    use recorder::format::{ChannelId, Direction, Header, Record, RecordKind, encode_recording};
+    use recorder::signing::RecordingKey;
+
+    /// One recorded frame: (time, from the server, bytes).
+    pub(crate) type Frame = (u64, bool, Vec<u8>);
+
+    /// `frames` as channel-0 data records under `header`, ending just after the last.
+    pub(crate) fn of_frames(header: &Header, frames: &[Frame]) -> Vec<u8> {
+        let records: Vec<Record> = frames
+            .iter()
+            .map(|(at, from_server, b)| Record {
+                at_us: *at,
+                kind: RecordKind::Data {
+                    direction: if *from_server {
+                        Direction::ServerToClient
+                    } else {
+                        Direction::ClientToServer
+                    },
+                    channel: ChannelId(0),
+                    bytes: Bytes::copy_from_slice(b),
+                },
+            })
+            .collect();
+        let key = RecordingKey::generate().unwrap();
+        let end = frames.last().map(|f| f.0).unwrap_or(0) + 1;
+        encode_recording(header, &records, 64 * 1024, end, key.signing_key()).unwrap()
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

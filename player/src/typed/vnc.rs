@@ -310,12 +310,11 @@ pub fn key_of(keysym: u32) -> Option<Key> {
 mod tests {
     #![allow(clippy::unwrap_used, clippy::indexing_slicing)]
 
-    use bytes::Bytes;
-    use recorder::format::{ChannelId, Header, Record, encode_recording};
-    use recorder::signing::RecordingKey;
+    use recorder::format::Header;
 
     use super::*;
     use crate::rfb::{Encoding, PixelFormat, ServerInit, encode_rect_header, encode_update_header};
+    use crate::typed::test_recording::{Frame, of_frames};
 
     const W: u16 = 64;
     const H: u16 = 32;
@@ -369,7 +368,7 @@ mod tests {
 
     /// A recording of (time, from the server, bytes) frames whose header holds the
     /// ServerInit.
-    fn recording_of(frames: &[(u64, bool, Vec<u8>)]) -> Vec<u8> {
+    fn recording_of(frames: &[Frame]) -> Vec<u8> {
         let hex: String = server_init().iter().map(|b| format!("{b:02x}")).collect();
         let header: Header = serde_json::from_value(serde_json::json!({
             "session_id": "01936f5e-0000-7000-8000-000000000043",
@@ -382,28 +381,11 @@ mod tests {
             "metadata": { "rfb.server_init": hex },
         }))
         .unwrap();
-        let records: Vec<Record> = frames
-            .iter()
-            .map(|(at, from_server, b)| Record {
-                at_us: *at,
-                kind: RecordKind::Data {
-                    direction: if *from_server {
-                        Direction::ServerToClient
-                    } else {
-                        Direction::ClientToServer
-                    },
-                    channel: ChannelId(0),
-                    bytes: Bytes::copy_from_slice(b),
-                },
-            })
-            .collect();
-        let key = RecordingKey::generate().unwrap();
-        let end = frames.last().map(|f| f.0).unwrap_or(0) + 1;
-        encode_recording(&header, &records, 64 * 1024, end, key.signing_key()).unwrap()
+        of_frames(&header, frames)
     }
 
     /// (time, from the server, bytes)
-    fn lines_of(frames: &[(u64, bool, Vec<u8>)]) -> Vec<(u64, String)> {
+    fn lines_of(frames: &[Frame]) -> Vec<(u64, String)> {
         crate::typed::typed_text(&recording_of(frames))
             .unwrap()
             .into_iter()
@@ -468,7 +450,7 @@ mod tests {
         assert!(any_key_pressed_in(&frames));
     }
 
-    fn any_key_pressed_in(frames: &[(u64, bool, Vec<u8>)]) -> bool {
+    fn any_key_pressed_in(frames: &[Frame]) -> bool {
         let bytes = recording_of(frames);
         any_key_pressed(&Recording::parse(&bytes).unwrap()).unwrap()
     }

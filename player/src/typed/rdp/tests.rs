@@ -3,7 +3,6 @@
 
 use std::borrow::Cow;
 
-use bytes::Bytes;
 use ironrdp_core::encode_vec;
 use ironrdp_pdu::input::fast_path::SynchronizeFlags;
 use ironrdp_pdu::input::scan_code::ScanCodePdu;
@@ -11,8 +10,7 @@ use ironrdp_pdu::input::{InputEvent, InputEventPdu};
 use ironrdp_pdu::mcs::{SendDataIndication, SendDataRequest};
 use ironrdp_pdu::rdp::client_info::CompressionType;
 use ironrdp_pdu::rdp::headers::{CompressionFlags, ShareDataHeader, StreamPriority};
-use recorder::format::{ChannelId, Header, Record, encode_recording};
-use recorder::signing::RecordingKey;
+use recorder::format::Header;
 
 use super::*;
 
@@ -36,29 +34,10 @@ fn header(meta: &[(&str, &str)]) -> Header {
     .unwrap()
 }
 
-/// One recorded frame: (time, from the server, bytes).
-type Frame = (u64, bool, Vec<u8>);
+use super::super::test_recording::{Frame, of_frames};
 
 fn lines_of(meta: &[(&str, &str)], frames: &[Frame]) -> Vec<(u64, String)> {
-    let records: Vec<Record> = frames
-        .iter()
-        .map(|(at, from_server, b)| Record {
-            at_us: *at,
-            kind: RecordKind::Data {
-                direction: if *from_server {
-                    Direction::ServerToClient
-                } else {
-                    Direction::ClientToServer
-                },
-                channel: ChannelId(0),
-                bytes: Bytes::copy_from_slice(b),
-            },
-        })
-        .collect();
-    let key = RecordingKey::generate().unwrap();
-    let end = frames.last().map(|f| f.0).unwrap_or(0) + 1;
-    let bytes =
-        encode_recording(&header(meta), &records, 64 * 1024, end, key.signing_key()).unwrap();
+    let bytes = of_frames(&header(meta), frames);
     super::super::typed_text(&bytes)
         .unwrap()
         .into_iter()
