@@ -46,6 +46,7 @@ use ipnet::IpNet;
 use serde::Deserialize;
 
 use crate::diag::{ConfigErrors, Diag, S};
+pub use crate::limits::Limits;
 use crate::secrets::{Secret, Secrets};
 pub use crate::storage::{Recordings, S3Recordings};
 use crate::window::Window;
@@ -391,6 +392,7 @@ pub struct Inventory {
     recording: Recording,
     rdp: RdpPolicy,
     auth: AuthPolicy,
+    limits: Limits,
     pools: Vec<VdiPool>,
     zones: BTreeMap<String, Vec<String>>,
     contractors: Vec<Contractor>,
@@ -448,6 +450,8 @@ struct RawConfig {
     rdp: RawRdp,
     #[serde(default)]
     auth: RawAuth,
+    #[serde(default)]
+    limits: crate::limits::RawLimits,
 }
 
 #[derive(Deserialize, Default)]
@@ -760,6 +764,7 @@ impl Default for Inventory {
             recording: Recording::default(),
             rdp: RdpPolicy::default(),
             auth: AuthPolicy::default(),
+            limits: Limits::default(),
             pools: Vec::new(),
             zones: BTreeMap::new(),
             contractors: Vec::new(),
@@ -802,6 +807,10 @@ impl Inventory {
     /// `[auth]`.
     pub fn auth(&self) -> &AuthPolicy {
         &self.auth
+    }
+    /// `[limits]`.
+    pub fn limits(&self) -> &Limits {
+        &self.limits
     }
     /// `[[vdi_pool]]`s in file order.
     pub fn vdi_pools(&self) -> &[VdiPool] {
@@ -1324,6 +1333,7 @@ fn build(diag: &mut Diag<'_>, raw: RawConfig) -> Option<Inventory> {
         }
     }
     parse_auth(diag, &raw.auth, &mut inv.auth);
+    crate::limits::parse(diag, &raw.limits, &mut inv.limits);
     if let Some(a) = raw.rdp.allow_static_channels {
         inv.rdp.allow_static_channels = a;
     }
@@ -2050,6 +2060,41 @@ windows = ["mon-fri 08:30-20:00"]
             err.contains("recording.ledger_checkpoint_interval"),
             "{err}"
         );
+    }
+
+    #[test]
+    fn limits_default_set_and_refused() {
+        let d = Inventory::default();
+        assert_eq!(
+            d.limits().ssh_connections,
+            crate::limits::DEFAULT_SSH_CONNECTIONS
+        );
+        let inv = Inventory::from_toml(
+            "[limits]\nssh_connections = 6000\nrdp_connections = 1200\nvnc_connections = 64\n",
+            "c.toml",
+        )
+        .unwrap();
+        assert_eq!(
+            (
+                inv.limits().ssh_connections,
+                inv.limits().rdp_connections,
+                inv.limits().vnc_connections
+            ),
+            (6000, 1200, 64)
+        );
+        let err = Inventory::from_toml(
+            "[limits]\nrdp_connections = 0\nvnc_connections = -3\n",
+            "c.toml",
+        )
+        .unwrap_err()
+        .to_string();
+        assert!(err.contains("limits.rdp_connections"), "{err}");
+        assert!(err.contains("limits.vnc_connections"), "{err}");
+        assert!(err.contains("1 to 1000000"), "{err}");
+        let err = Inventory::from_toml("[limits]\nsessions = 5\n", "c.toml")
+            .unwrap_err()
+            .to_string();
+        assert!(err.contains("sessions"), "{err}");
     }
 
     #[test]

@@ -7,6 +7,7 @@
 pub mod config;
 mod diag;
 pub mod engine;
+pub mod limits;
 pub mod secrets;
 pub mod storage;
 mod types;

@@ -43,6 +43,7 @@ async fn serve(config: super::LoadedConfig) -> Result<()> {
         Some(p) => info!(config = %p.display(), "Starting"),
         None => info!("Starting with built-in defaults"),
     }
+    crate::fd_limit::raise_for(inventory.limits()).context("cannot read the open-file limit")?;
     let storage = inventory.storage().clone();
     let data_dir = data_dir_of(&storage.signing_key);
     std::fs::create_dir_all(&data_dir)

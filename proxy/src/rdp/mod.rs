@@ -40,10 +40,6 @@ use tracing::{Instrument, info, info_span, warn};
 
 use crate::services::Services;
 
-/// Concurrent RDP connections (handshaking or relaying). The benchmark aims at 200 recorded
-/// sessions on a 2-core machine; beyond this new connections wait in the accept queue.
-pub const MAX_SESSIONS: usize = 512;
-
 /// Accepts RDP connections on `listener` until `shutdown`; each runs in its own task, tracked
 /// by `services.tasks()` so shutdown waits for recordings to be sealed.
 pub async fn serve(
@@ -51,7 +47,11 @@ pub async fn serve(
     services: Arc<Services>,
     shutdown: CancellationToken,
 ) -> anyhow::Result<()> {
-    let limit = Arc::new(Semaphore::new(MAX_SESSIONS));
+    // `[limits] rdp_connections`, handshaking or relaying; beyond it new connections wait in
+    // the accept queue.
+    let limit = Arc::new(Semaphore::new(
+        services.inventory().limits().rdp_connections as usize,
+    ));
     info!(addr = %listener.local_addr()?, "RDP front door listening");
     loop {
         let permit = tokio::select! {

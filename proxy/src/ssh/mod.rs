@@ -33,9 +33,6 @@ use crate::services::Services;
 
 /// File name of the SSH host key in the data directory.
 pub const HOST_KEY_FILE: &str = "ssh_host_ed25519_key";
-/// Most SSH connections at once (authenticated or not). The target is 500 idle console
-/// sessions per instance; twice that leaves room for logins in progress.
-pub const MAX_CONNECTIONS: usize = 1000;
 /// How long sessions get to say goodbye and seal their recordings on shutdown before the
 /// transport is cut.
 const SHUTDOWN_GRACE: Duration = Duration::from_secs(3);
@@ -105,7 +102,10 @@ pub async fn serve(
         matrix: crate::auth::matrix_card::process_guard(),
         shutdown: shutdown.clone(),
     });
-    let slots = Arc::new(Semaphore::new(MAX_CONNECTIONS));
+    // `[limits] ssh_connections`, authenticated or not.
+    let slots = Arc::new(Semaphore::new(
+        services.inventory().limits().ssh_connections as usize,
+    ));
     info!(addr = ?listener.local_addr().ok(), "SSH front door listening");
     loop {
         let (stream, peer) = tokio::select! {

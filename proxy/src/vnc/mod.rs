@@ -32,10 +32,6 @@ use tracing::{Instrument, info, info_span, warn};
 use crate::services::Services;
 use tickets::TicketStore;
 
-/// Most concurrent VNC connections (handshakes and sessions). A console session costs two
-/// sockets, a recording and up to two `MAX_MESSAGE_LEN` buffers.
-pub const MAX_SESSIONS: usize = 256;
-
 /// Accepts viewers on `listener` until `shutdown`, with the instance's shared ticket store.
 pub async fn serve(
     listener: TcpListener,
@@ -52,7 +48,11 @@ pub async fn serve_with(
     tickets: Arc<TicketStore>,
     shutdown: CancellationToken,
 ) -> anyhow::Result<()> {
-    let limit = Arc::new(Semaphore::new(MAX_SESSIONS));
+    // `[limits] vnc_connections`: a console session costs two sockets, a recording and up to
+    // two `MAX_MESSAGE_LEN` buffers.
+    let limit = Arc::new(Semaphore::new(
+        services.inventory().limits().vnc_connections as usize,
+    ));
     info!(addr = %listener.local_addr()?, "VNC listener started");
     loop {
         let (stream, peer) = tokio::select! {
