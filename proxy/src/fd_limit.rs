@@ -9,7 +9,8 @@ use policy::config::Limits;
 use tracing::{info, warn};
 
 /// Descriptors counted per connection: two sockets, the recording, and a second handle on
-/// the client's socket (SSH keeps one to cut a client that ignores its disconnect).
+/// the client's socket (SSH keeps one until the login, to cut a client that ignores its
+/// disconnect).
 const PER_CONNECTION: u64 = 4;
 /// Descriptors for everything else: listeners, the catalogue, logs, the spool.
 const BASE: u64 = 1024;

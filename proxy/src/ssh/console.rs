@@ -17,7 +17,7 @@ use bytes::Bytes;
 use russh::ChannelMsg;
 use russh::client;
 use russh::keys::{PrivateKeyWithHashAlg, PublicKeyOrCertificate};
-use tokio::io::{AsyncReadExt, AsyncWriteExt};
+use tokio::io::AsyncWriteExt;
 use tokio::net::TcpStream;
 use tokio::sync::mpsc;
 use tracing::{debug, trace};
@@ -239,8 +239,7 @@ fn spawn_serial(stream: TcpStream) -> ConsoleIo {
     let lost = Arc::new(OnceLock::new());
     let lost_by_backend = Arc::clone(&lost);
     tokio::spawn(async move {
-        let (mut rd, mut wr) = stream.into_split();
-        let mut buf = vec![0u8; SERIAL_READ];
+        let (rd, mut wr) = stream.into_split();
         // A serial line has no logout: the port closes only when the VM or its hypervisor
         // process goes away.
         let gone = |why: String| {
@@ -248,14 +247,23 @@ fn spawn_serial(stream: TcpStream) -> ConsoleIo {
         };
         loop {
             tokio::select! {
-                n = rd.read(&mut buf) => {
-                    let n = match n {
-                        Ok(0) => { gone("the serial console closed the connection".to_owned()); break }
-                        Err(e) => { gone(format!("the serial console failed: {e}")); break }
-                        Ok(n) => n,
+                ready = rd.readable() => {
+                    if let Err(e) = ready {
+                        gone(format!("the serial console failed: {e}"));
+                        break;
+                    }
+                    // The read buffer lives on the stack only while data is read, so an idle
+                    // console (most of the thousands an instance holds) keeps none.
+                    let chunk = {
+                        let mut buf = [0u8; SERIAL_READ];
+                        match rd.try_read(&mut buf) {
+                            Ok(0) => { gone("the serial console closed the connection".to_owned()); break }
+                            Ok(n) => Bytes::copy_from_slice(buf.get(..n).unwrap_or_default()),
+                            Err(e) if e.kind() == std::io::ErrorKind::WouldBlock => continue,
+                            Err(e) => { gone(format!("the serial console failed: {e}")); break }
+                        }
                     };
-                    let chunk = Bytes::copy_from_slice(buf.get(..n).unwrap_or_default());
-                    trace!(len = n, "Serial console output");
+                    trace!(len = chunk.len(), "Serial console output");
                     if out_tx.send(chunk).await.is_err() {
                         break;
                     }

@@ -174,12 +174,17 @@ pub async fn serve(
             };
             let handle = session.handle();
             tokio::pin!(session);
+            // Ends with the cutter when the login deadline passes first.
             let auth_timer = async move {
                 if let Ok(Ok(())) = tokio::time::timeout_at(deadline, authenticated_rx).await {
-                    // Authenticated: no longer counts against the pre-authentication caps.
+                    // Authenticated: no longer counts against the pre-authentication caps, and
+                    // the second descriptor on the socket goes (thousands of held sessions
+                    // would otherwise each keep one).
                     drop(pre_auth);
-                    std::future::pending::<()>().await
+                    drop(cutter);
+                    return std::future::pending().await;
                 }
+                cutter
             };
             tokio::select! {
                 r = &mut session => {
@@ -187,7 +192,7 @@ pub async fn serve(
                         debug!(error = %e, "SSH connection ended with an error");
                     }
                 }
-                _ = auth_timer => {
+                cutter = auth_timer => {
                     info!(client_ip = %peer.ip(), "SSH authentication timed out");
                     let _ = handle
                         .disconnect(Disconnect::ByApplication, "authentication timed out".to_owned(), String::new())

@@ -414,7 +414,7 @@ impl Actor {
             .target(target)
             .map_or(Protocol::ConsoleSerial, |t| protocol_for(t.kind));
         let req = self.request(protocol, Some(target));
-        let admission = match self.services.admit(&req).await {
+        let admission = match Box::pin(self.services.admit(&req)).await {
             Ok(a) => a,
             Err(d) => {
                 info!(%target, rule = d.rule().as_str(), "SSH console denied");
@@ -441,7 +441,7 @@ impl Actor {
                     Some(target.to_owned()),
                 );
                 warn!(%target, rule = denial.rule().as_str(), reason = denial.reason(), "Console refused");
-                self.services.record_refusal(None, &denial, &req).await;
+                Box::pin(self.services.record_refusal(None, &denial, &req)).await;
                 self.say(&format!(
                     "sekisho: denied ({}): {}\r\n",
                     denial.rule().as_str(),
@@ -456,16 +456,17 @@ impl Actor {
         metadata.insert("cols".to_owned(), self.pty.cols.to_string());
         metadata.insert("rows".to_owned(), self.pty.rows.to_string());
         metadata.insert("console".to_owned(), route.describe());
-        let mut live = match self
-            .services
-            .open_admitted(
-                admission,
-                SessionMeta {
-                    protocol_metadata: metadata,
-                    detail: Some(route.describe()),
-                },
-            )
-            .await
+        // Boxed here and below: a one-off step's future (the catalogue and the recording
+        // opened or closed) would otherwise be laid out inline in this session's task, and
+        // so held for every idle session's whole life (about 10 KiB each).
+        let mut live = match Box::pin(self.services.open_admitted(
+            admission,
+            SessionMeta {
+                protocol_metadata: metadata,
+                detail: Some(route.describe()),
+            },
+        ))
+        .await
         {
             Ok(l) => l,
             Err(e) => {
@@ -479,14 +480,14 @@ impl Actor {
         };
         self.flush_refusals(Some(&live)).await;
         if live.supervised()
-            && let Err(outcome) = self.wait_for_watcher(&live, &req, target).await
+            && let Err(outcome) = Box::pin(self.wait_for_watcher(&live, &req, target)).await
         {
-            if let Err(e) = live.finish(outcome).await {
+            if let Err(e) = Box::pin(live.finish(outcome)).await {
                 warn!(error = %format!("{e:#}"), "Cannot close the session");
             }
             return 1;
         }
-        let io = match console::connect(&route, &self.pty, self.services.pins()).await {
+        let io = match Box::pin(console::connect(&route, &self.pty, self.services.pins())).await {
             Ok(io) => io,
             Err(e) => {
                 warn!(error = %e, "Console connection failed");
@@ -517,7 +518,7 @@ impl Actor {
                     .event(EventKind::Policy, &format!("console unavailable: {e}"))
                     .await;
                 self.say(&format!("sekisho: {e}\r\n")).await;
-                if let Err(e) = live.finish(Outcome::Failed).await {
+                if let Err(e) = Box::pin(live.finish(Outcome::Failed)).await {
                     warn!(error = %format!("{e:#}"), "Cannot close the session");
                 }
                 return 1;
@@ -530,7 +531,7 @@ impl Actor {
         ))
         .await;
         let (outcome, status) = self.relay(&mut live, io).await;
-        if let Err(e) = live.finish(outcome).await {
+        if let Err(e) = Box::pin(live.finish(outcome)).await {
             warn!(error = %format!("{e:#}"), "Cannot close the session");
         }
         status
