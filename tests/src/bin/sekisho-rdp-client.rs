@@ -6,6 +6,7 @@
 //! SEKISHO_RDP_PASSWORD=… sekisho-rdp-client 127.0.0.1:3389 tanaka+srv01 --hold 5 --png out.png
 //! sekisho-rdp-client ADDR USER --repeat 10          # set-up time, one connection after another
 //! sekisho-rdp-client ADDR USER --sessions 200 --hold 30   # ramp to 200 concurrent sessions
+//! sekisho-rdp-client ADDR USER --sessions 1000 --spread A=U1 --spread A=U2   # over two targets
 //! sekisho-rdp-client ADDR USER --client-info truncated   # a hostile Client Info PDU
 //! ```
 //!
@@ -60,6 +61,10 @@ struct Args {
     /// them all; stops the ramp at the first failure.
     #[arg(long)]
     sessions: Option<u32>,
+    /// With `--sessions`: spread the sessions round-robin over these `ADDR=USER` pairs
+    /// (repeat the option) instead of ADDR and USER, to load several servers at once.
+    #[arg(long, value_parser = parse_endpoint)]
+    spread: Vec<(SocketAddr, String)>,
     /// With `--sessions`: how many set-ups run at once during the ramp.
     #[arg(long, default_value_t = 4)]
     parallel: u32,
@@ -81,6 +86,16 @@ fn parse_shape(s: &str) -> Result<ClientInfoShape, String> {
             let names: Vec<&str> = ClientInfoShape::ALL.iter().map(|(n, _)| *n).collect();
             format!("one of {}", names.join(", "))
         })
+}
+
+fn parse_endpoint(s: &str) -> Result<(SocketAddr, String), String> {
+    let (addr, user) = s
+        .split_once('=')
+        .ok_or_else(|| format!("{s:?} is not ADDR=USER"))?;
+    Ok((
+        addr.parse().map_err(|e| format!("{addr}: {e}"))?,
+        user.to_owned(),
+    ))
 }
 
 fn parse_u8(s: &str) -> Result<u8, String> {
@@ -206,7 +221,19 @@ enum Event {
 }
 
 async fn concurrent(args: &Args, n: u32) -> Result<()> {
-    let o = Arc::new(options(args));
+    let endpoints: Vec<Arc<ConnectOptions>> = if args.spread.is_empty() {
+        vec![Arc::new(options(args))]
+    } else {
+        args.spread
+            .iter()
+            .map(|(addr, user)| {
+                let mut o = options(args);
+                o.addr = *addr;
+                o.user = user.clone();
+                Arc::new(o)
+            })
+            .collect()
+    };
     let (tx, mut rx) = tokio::sync::mpsc::unbounded_channel::<Event>();
     let (stop_tx, stop_rx) = tokio::sync::watch::channel(false);
     let started = Instant::now();
@@ -215,7 +242,11 @@ async fn concurrent(args: &Args, n: u32) -> Result<()> {
     let mut failure: Option<String> = None;
     let mut setups = Vec::new();
     let spawn = |i: u32| {
-        let (o, tx, mut stop) = (Arc::clone(&o), tx.clone(), stop_rx.clone());
+        let o = endpoints
+            .get(i as usize % endpoints.len())
+            .map(Arc::clone)
+            .unwrap_or_else(|| Arc::new(options(args)));
+        let (tx, mut stop) = (tx.clone(), stop_rx.clone());
         tokio::spawn(async move {
             let mut s = match rdp_client::connect(&o).await {
                 Ok(s) => s,

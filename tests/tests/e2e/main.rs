@@ -11,6 +11,7 @@ mod object_storage;
 mod operations;
 mod player;
 mod rdp;
+mod rdp_admin_hour;
 mod rdp_hostile;
 mod rdp_load;
 mod rdp_netns;

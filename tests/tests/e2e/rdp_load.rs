@@ -345,6 +345,10 @@ impl Drop for Painter {
     }
 }
 
+/// Sessions the ramp puts on one freerdp-shadow-cli server: the bench starts as many servers
+/// as `RDP_BENCH_SESSIONS` needs.
+const SESSIONS_PER_SHADOW: u32 = 250;
+
 /// The headless client measured: `SEKISHO_RDP_CLIENT_BIN`, else a release build (a debug
 /// build decodes bitmaps several times slower and would measure itself).
 fn bench_client() -> Result<PathBuf> {
@@ -427,8 +431,9 @@ struct Ramp {
     error: String,
 }
 
-/// Ramps the client to `n` concurrent sessions (through `serve` when given), holds them
-/// `hold` seconds, and measures Sekisho meanwhile.
+/// Ramps the client to `n` concurrent sessions (through `serve` when given, whose targets'
+/// names start with its third member), holds them `hold` seconds, and measures Sekisho
+/// meanwhile.
 fn ramp(
     client: &Path,
     args: &[String],
@@ -481,10 +486,13 @@ fn ramp(
             if let Some((p, instance, target)) = serve {
                 r.rss_after = bench::rss_kib(p).unwrap_or(0);
                 r.listed_live = instance
-                    .sessions()
+                    .all_sessions()
                     .map(|rows| {
                         rows.iter()
-                            .filter(|s| s["target"] == target && s["ended_at"].is_null())
+                            .filter(|s| {
+                                s["target"].as_str().is_some_and(|t| t.starts_with(target))
+                                    && s["ended_at"].is_null()
+                            })
                             .count()
                     })
                     .unwrap_or(0);
@@ -514,7 +522,8 @@ fn ramp(
 /// the same run: connection set-up time (median), throughput of a screen-heavy session (the
 /// bench redraws the whole shared display with random pixels continuously), Sekisho's CPU per
 /// session, and how many concurrent recorded sessions the client holds (ramp to
-/// `RDP_BENCH_SESSIONS`, default 200), with Sekisho's RSS per session.
+/// `RDP_BENCH_SESSIONS`, default 1,000, spread over several shadow servers), with Sekisho's
+/// RSS and CPU per session.
 /// `cargo test -p e2e --test e2e rdp_load::rdp_bench -- --ignored --nocapture`
 /// measures release builds of `sekisho` and `sekisho-rdp-client` (or `SEKISHO_BIN`,
 /// `SEKISHO_RDP_CLIENT_BIN`). `RDP_BENCH_SECONDS` sets the throughput window (default 10).
@@ -533,7 +542,7 @@ fn rdp_bench_through_sekisho_vs_direct() -> Result<()> {
     let sessions: u32 = std::env::var("RDP_BENCH_SESSIONS")
         .ok()
         .and_then(|v| v.parse().ok())
-        .unwrap_or(200);
+        .unwrap_or(1000);
     let window: f64 = std::env::var("RDP_BENCH_SECONDS")
         .ok()
         .and_then(|v| v.parse().ok())
@@ -614,23 +623,64 @@ fn rdp_bench_through_sekisho_vs_direct() -> Result<()> {
     )?;
     let nla_addr = format!("{NLA_ADDRESS}:{nla_port}");
     crate::support::wait_for_port(nla_addr.parse()?, Duration::from_secs(10))?;
+    // The ramp spreads its sessions over shadow01 and as many more shadow servers on the same
+    // display as it takes to hold `sessions` (one server holds a few hundred), each at an
+    // address of its own: "shadow03", "shadow04", ...
+    let ramp_servers = sessions.div_ceil(SESSIONS_PER_SHADOW).max(1);
+    let mut more_shadows = Vec::new();
+    for k in 1..ramp_servers {
+        let name = format!("shadow{:02}", k + 2);
+        let address = format!("127.0.0.{}", 20 + k);
+        let port = free_port(&address)?;
+        let home = work.path().join(&name);
+        std::fs::create_dir_all(home.join("config"))?;
+        let log = std::fs::File::create(work.path().join(format!("{name}.log")))?;
+        let proc = Proc::spawn(
+            "freerdp-shadow-cli (ramp)",
+            Command::new("freerdp-shadow-cli")
+                .arg(format!("/bind-address:{address}"))
+                .arg(format!("/port:{port}"))
+                .args(["/sec:tls", "-auth"])
+                .env("DISPLAY", &display)
+                .env("HOME", &home)
+                .env("XDG_CONFIG_HOME", home.join("config"))
+                .stdout(log.try_clone()?)
+                .stderr(log),
+        )?;
+        let addr: SocketAddr = format!("{address}:{port}").parse()?;
+        crate::support::wait_for_port(addr, Duration::from_secs(10))?;
+        more_shadows.push((name, address, addr, proc));
+    }
 
     // Sekisho (the release binary) with the shadow servers as targets "shadow01" (TLS) and
     // "shadow02" (NLA); tanaka has an NT hash, so the contractor leg may be either.
+    let mut target_names = vec!["shadow01", "shadow02"];
+    target_names.extend(more_shadows.iter().map(|(name, ..)| name.as_str()));
     let instance = SekishoInstance::start_with(
-        &Inventory::new()
-            .pool("vdi-test", "ip-vpn", "127.0.10.0/24")
-            .zone("business", &["ip-vpn"])
-            .user_with_nt_hash("tanaka", &DESKTOP.to_string(), TANAKA_NT_HASH)
-            .target(Target::rdp_server("shadow01", shadow_port))
-            .target(
-                Target::new("shadow02", NLA_ADDRESS, "physical", "business")
-                    .rdp_port(nla_port)
-                    .credential(),
+        &more_shadows
+            .iter()
+            .fold(
+                Inventory::new()
+                    .pool("vdi-test", "ip-vpn", "127.0.10.0/24")
+                    .zone("business", &["ip-vpn"])
+                    .user_with_nt_hash("tanaka", &DESKTOP.to_string(), TANAKA_NT_HASH)
+                    .target(Target::rdp_server("shadow01", shadow_port))
+                    .target(
+                        Target::new("shadow02", NLA_ADDRESS, "physical", "business")
+                            .rdp_port(nla_port)
+                            .credential(),
+                    ),
+                |inventory, (name, address, addr, _)| {
+                    inventory.target(
+                        Target::new(name, address, "physical", "business")
+                            .rdp_port(addr.port())
+                            .credential(),
+                    )
+                },
             )
             .render(),
         InstanceOptions {
-            secrets: Some(rdp_peers::lab_secrets(&["shadow01", "shadow02"])),
+            secrets: Some(rdp_peers::lab_secrets(&target_names)),
             no_serve: true,
             ..InstanceOptions::default()
         },
@@ -722,10 +772,22 @@ fn rdp_bench_through_sekisho_vs_direct() -> Result<()> {
     };
     let (heavy_direct, cpu_direct, shadow_cpu_direct) =
         measure(args(&direct_addr, LAB_USER, false, &heavy), direct_pass)?;
+    // With SEKISHO_BENCH_PERF=DIR, Linux perf samples Sekisho (call graphs) during the
+    // screen-heavy session through it: where its CPU goes.
+    let profile = match std::env::var_os("SEKISHO_BENCH_PERF") {
+        Some(dir) => Some(bench::Profiler::start(
+            pid,
+            &PathBuf::from(dir).join("rdp-heavy-sekisho.perf.data"),
+        )?),
+        None => None,
+    };
     let (heavy_via, cpu_via, shadow_cpu_via) = measure(
         args(&via_addr, "tanaka+shadow01", true, &heavy),
         TANAKA_PASS,
     )?;
+    if let Some(p) = profile {
+        println!("perf profile of the screen-heavy session: {}", p.finish()?);
+    }
     drop(draw);
     let g = |t: &str, k: &str| field(t, "session", k);
     let (held_d, held_v) = (g(&heavy_direct, "held_s"), g(&heavy_via, "held_s"));
@@ -744,18 +806,25 @@ fn rdp_bench_through_sekisho_vs_direct() -> Result<()> {
     std::thread::sleep(Duration::from_millis(500));
     let n = sessions.to_string();
     let conc = ["--sessions", n.as_str(), "--parallel", "4", "--hold", "15"];
-    let ramp_direct = ramp(
-        &client,
-        &args(&direct_addr, LAB_USER, false, &conc),
-        direct_pass,
-        None,
-    )?;
+    let (mut direct_ramp, mut via_ramp) = (
+        args(&direct_addr, LAB_USER, false, &conc),
+        args(&via_addr, "tanaka+shadow01", true, &conc),
+    );
+    if !more_shadows.is_empty() {
+        direct_ramp.extend(["--spread".to_owned(), format!("{direct_addr}={LAB_USER}")]);
+        via_ramp.extend(["--spread".to_owned(), format!("{via_addr}=tanaka+shadow01")]);
+        for (name, _, addr, _) in &more_shadows {
+            direct_ramp.extend(["--spread".to_owned(), format!("{addr}={LAB_USER}")]);
+            via_ramp.extend(["--spread".to_owned(), format!("{via_addr}=tanaka+{name}")]);
+        }
+    }
+    let ramp_direct = ramp(&client, &direct_ramp, direct_pass, None)?;
     std::thread::sleep(Duration::from_secs(3));
     let ramp_via = ramp(
         &client,
-        &args(&via_addr, "tanaka+shadow01", true, &conc),
+        &via_ramp,
         TANAKA_PASS,
-        Some((pid, &instance, "shadow01")),
+        Some((pid, &instance, "shadow")),
     )?;
     let shadow_rss = bench::rss_kib(shadow_pid).unwrap_or(0);
 

@@ -20,7 +20,9 @@ use policy::{Protocol, SessionId};
 use recorder::catalogue::{Catalogue, DecisionRecord, InstanceId, NewSession, Verdict};
 
 use crate::support::images::raw_rgb;
-use crate::support::{SekishoInstance, demo_inventory, require_peers, wait_for_port};
+use crate::support::{
+    InstanceOptions, SekishoInstance, demo_inventory, require_peers, wait_for_port,
+};
 use crate::vnc::vnc_peers;
 use web_browser::Browser;
 
@@ -1996,7 +1998,8 @@ fn median(v: &[f64]) -> f64 {
 
 /// Benchmark: time from navigation to the first drawn frame in Chromium, for a terminal, a VNC
 /// (real session against QEMU) and an RDP (the xrdp fixture) recording. Prints
-/// `BENCH web_first_frame_<kind>=<median> ms` (median of the warm runs) and the cold run.
+/// `BENCH web_first_frame_<kind>=<median> ms` (median of the warm runs) and the cold run,
+/// with the release build of `sekisho serve` (`SEKISHO_BIN` to name another).
 /// `cargo test -p e2e --test e2e -- --ignored --nocapture web_first_frame_bench`
 #[test]
 #[ignore = "benchmark: prints figures, run by scripts/bench"]
@@ -2012,7 +2015,16 @@ fn web_first_frame_bench() -> Result<()> {
     }
     let qemu = vnc_peers::start_qemu_vnc(None)?;
     let inventory = with_web01_vnc(inventory(), qemu.port);
-    let instance = SekishoInstance::start(&inventory)?;
+    // The release build, as deployed: the cold runs decode recordings on the server, which
+    // the test build does several times slower.
+    let mut instance = SekishoInstance::start_with(
+        &inventory,
+        InstanceOptions {
+            no_serve: true,
+            ..InstanceOptions::default()
+        },
+    )?;
+    instance.serve_with(crate::support::bench::sekisho_binary()?)?;
     std::thread::sleep(Duration::from_secs(3));
     let (vnc, _) = vnc_session(&instance)
         .map_err(|e| anyhow::anyhow!("{e:#}\n--- serve log ---\n{}", instance.serve_log()))?;

@@ -52,3 +52,49 @@ pub fn cpu_seconds(pid: u32) -> Option<f64> {
     let t = |i: usize| f.get(i).and_then(|v| v.parse::<f64>().ok());
     Some((t(11)? + t(12)?) / 100.0)
 }
+
+/// Linux perf sampling one process with call graphs, from [`Profiler::start`] to
+/// [`Profiler::finish`].
+pub struct Profiler {
+    perf: std::process::Child,
+    data: PathBuf,
+}
+
+impl Profiler {
+    /// Starts `perf record` on `pid`, writing to `data`.
+    pub fn start(pid: u32, data: &std::path::Path) -> Result<Profiler> {
+        if let Some(dir) = data.parent() {
+            std::fs::create_dir_all(dir)?;
+        }
+        let perf = Command::new("perf")
+            .args(["record", "-F", "499", "--call-graph", "dwarf,16384", "-p"])
+            .arg(pid.to_string())
+            .arg("-o")
+            .arg(data)
+            .stdin(std::process::Stdio::null())
+            .stdout(std::process::Stdio::null())
+            .stderr(std::process::Stdio::null())
+            .spawn()
+            .context("run perf record (linux-perf)")?;
+        // perf needs a moment to attach before the measured work starts.
+        std::thread::sleep(std::time::Duration::from_millis(500));
+        Ok(Profiler {
+            perf,
+            data: data.to_owned(),
+        })
+    }
+
+    /// Stops perf (SIGINT, so it writes its data) and returns where the data is, with the
+    /// command that reads it.
+    pub fn finish(mut self) -> Result<String> {
+        let _ = Command::new("kill")
+            .args(["-INT", &self.perf.id().to_string()])
+            .status();
+        self.perf.wait()?;
+        Ok(format!(
+            "{} (perf report --no-children -i {})",
+            self.data.display(),
+            self.data.display()
+        ))
+    }
+}

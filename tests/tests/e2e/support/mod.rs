@@ -169,6 +169,8 @@ pub struct SekishoInstance {
     /// The catalogue URL, as the CLI run in the instance directory sees it.
     database: String,
     serve: Option<Child>,
+    /// The binary `serve` runs: the test build unless a bench asked for another.
+    serve_binary: Option<PathBuf>,
 }
 
 impl SekishoInstance {
@@ -219,6 +221,7 @@ impl SekishoInstance {
             listen,
             database,
             serve: None,
+            serve_binary: None,
         };
         if !options.no_serve {
             instance.spawn_serve()?;
@@ -226,9 +229,19 @@ impl SekishoInstance {
         Ok(instance)
     }
 
+    /// Starts `serve` from `binary` (a bench's release build) in an instance made with
+    /// `no_serve`, and waits for it as [`SekishoInstance::start_with`] does.
+    pub fn serve_with(&mut self, binary: PathBuf) -> Result<()> {
+        self.serve_binary = Some(binary);
+        self.spawn_serve()
+    }
+
     /// Starts `sekisho serve` in the instance directory and waits for its SSH listener.
     fn spawn_serve(&mut self) -> Result<()> {
-        let bin = sekisho_bin()?;
+        let bin = match &self.serve_binary {
+            Some(b) => b.clone(),
+            None => sekisho_bin()?,
+        };
         let log = std::fs::OpenOptions::new()
             .create(true)
             .append(true)
@@ -288,6 +301,12 @@ impl SekishoInstance {
     /// `sekisho sessions list --json` parsed.
     pub fn sessions(&self) -> Result<Vec<serde_json::Value>> {
         self.json_list(&["sessions", "list", "--json"])
+    }
+
+    /// Every session of the catalogue (`sessions list --json` without its default cap of
+    /// 1,000 rows), for the benches that hold thousands.
+    pub fn all_sessions(&self) -> Result<Vec<serde_json::Value>> {
+        self.json_list(&["sessions", "list", "--json", "--limit", "1000000"])
     }
 
     /// `sekisho denials list --json` parsed.
