@@ -21,4 +21,5 @@ mod supervised_vnc;
 mod support;
 mod typed_search;
 mod vnc;
+mod vnc_busy_hour;
 mod web;
