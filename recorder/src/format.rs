@@ -1553,7 +1553,22 @@ pub struct ChunkBuilder {
     compression: Compression,
     version: u16,
     history: Vec<u8>,
+    /// Chunks left to compress at [`INCOMPRESSIBLE_LEVEL`] before the profile's level is
+    /// tried again (0: the profile's level).
+    fast_chunks_left: u32,
 }
+
+/// The level for data the profile's level could not make smaller: a negative zstd level
+/// leaves literals uncoded, and Huffman coding of literals that do not compress (random
+/// pixels, payloads compressed or encrypted already) was most of the recorder's CPU in the
+/// screen-heavy RDP bench. Matches are still found, so repeated content still shrinks.
+const INCOMPRESSIBLE_LEVEL: i32 = -1;
+/// A chunk the profile's level made less than 5 % smaller counts as incompressible.
+const INCOMPRESSIBLE_RATIO: (usize, usize) = (19, 20);
+/// Chunks compressed at [`INCOMPRESSIBLE_LEVEL`] before the profile's level is tried again:
+/// a stream that turns compressible (the screen calms down) pays at most this many chunks of
+/// weaker compression (eight seconds or 8 MiB of screen).
+const INCOMPRESSIBLE_RUN: u32 = 8;
 
 /// A builder keeps its buffer's capacity up to this when it goes idle
 /// ([`ChunkBuilder::release_idle_memory`]); a larger buffer (a burst of output) is released
@@ -1629,7 +1644,17 @@ impl ChunkBuilder {
             compression,
             version,
             history: Vec::new(),
+            fast_chunks_left: 0,
         })
+    }
+
+    /// The zstd level the next chunk is compressed at.
+    pub fn next_level(&self) -> i32 {
+        if self.fast_chunks_left > 0 {
+            INCOMPRESSIBLE_LEVEL.min(self.compression.level)
+        } else {
+            self.compression.level
+        }
     }
 
     /// Encoded bytes buffered.
@@ -1721,7 +1746,15 @@ impl ChunkBuilder {
             from += 1;
         }
         let history = self.history.get(from..).unwrap_or_default();
-        let compressed = compress_chunk(self.compression.level, &self.buf, history)?;
+        let level = self.next_level();
+        let compressed = compress_chunk(level, &self.buf, history)?;
+        if self.fast_chunks_left > 0 {
+            self.fast_chunks_left -= 1;
+        } else if compressed.len() * INCOMPRESSIBLE_RATIO.1
+            > self.buf.len() * INCOMPRESSIBLE_RATIO.0
+        {
+            self.fast_chunks_left = INCOMPRESSIBLE_RUN;
+        }
         let mut out = Vec::with_capacity(MAX_CHUNK_PREFIX_LEN + compressed.len() + HASH_LEN);
         if v1 {
             out.extend_from_slice(&CHUNK_MAGIC_V1);
@@ -2279,6 +2312,55 @@ pub(crate) mod tests {
         );
         assert!(b.buf.capacity() > 0 && b.buf.capacity() <= KEEP_BUFFER_CAPACITY);
         assert!(ChunkBuilder::new(level(i32::MAX)).is_err());
+    }
+
+    #[test]
+    fn incompressible_chunks_skip_literal_coding_then_the_level_is_tried_again() {
+        let data = |bytes: Vec<u8>| Record {
+            at_us: 1,
+            kind: RecordKind::Data {
+                direction: Direction::ServerToClient,
+                channel: ChannelId(0),
+                bytes: Bytes::from(bytes),
+            },
+        };
+        let mut x: u64 = 0x9e37_79b9_7f4a_7c15;
+        let mut noise = || {
+            (0..65_536)
+                .map(|_| {
+                    x ^= x << 13;
+                    x ^= x >> 7;
+                    x ^= x << 17;
+                    x as u8
+                })
+                .collect::<Vec<u8>>()
+        };
+        let screen = |n: usize| (0..n).map(|i| (i / 64 % 7) as u8).collect::<Vec<u8>>();
+        let mut b = ChunkBuilder::new(Compression::GRAPHICAL).unwrap();
+        let chunk = |b: &mut ChunkBuilder, r: Record| {
+            let level = b.next_level();
+            b.push(&r).unwrap();
+            let c = b.finish(0, &[0; 32], true).unwrap();
+            // Whatever the level, the chunk decodes to what went in.
+            let (Frame::Chunk(ch), _) = decode_frame(&c.bytes).unwrap().unwrap() else {
+                panic!("not a chunk")
+            };
+            assert_eq!(ch.records().unwrap(), vec![r]);
+            (level, c.bytes.len())
+        };
+        // Noise at the profile's level gains nothing: the next chunks skip literal coding.
+        assert_eq!(chunk(&mut b, data(noise())).0, 1);
+        for _ in 0..INCOMPRESSIBLE_RUN {
+            assert_eq!(chunk(&mut b, data(noise())).0, INCOMPRESSIBLE_LEVEL);
+        }
+        // Then the profile's level is tried again, and a compressible screen keeps it.
+        let (level, len) = chunk(&mut b, data(screen(65_536)));
+        assert_eq!((level, len < 8_192), (1, true), "{len}");
+        assert_eq!(b.next_level(), 1);
+        // A compressible chunk during the fast run still shrinks (matches are kept).
+        chunk(&mut b, data(noise()));
+        let (level, len) = chunk(&mut b, data(screen(65_536)));
+        assert_eq!((level, len < 16_384), (INCOMPRESSIBLE_LEVEL, true), "{len}");
     }
 
     fn text(at_us: u64, s: &str) -> Record {
