@@ -10,7 +10,7 @@
 use std::io::BufRead;
 use std::net::{IpAddr, Ipv4Addr, SocketAddr};
 use std::path::{Path, PathBuf};
-use std::process::{Child, Command, Stdio};
+use std::process::{Command, Stdio};
 use std::time::{Duration, Instant};
 
 use anyhow::{Context, Result, bail};
@@ -18,6 +18,7 @@ use e2e::rdp_client::{self, ConnectOptions};
 
 use crate::rdp::rdp_peers::{self, LAB_PASS, LAB_USER, XRDP_PORT};
 use crate::ssh::ssh_peers;
+use crate::support::bench::Proc;
 use crate::support::inventory::{
     Inventory, NT_HASH as TANAKA_NT_HASH, PASSWORD as TANAKA_PASS, Target,
 };
@@ -268,31 +269,6 @@ fn rdp_load_headless_client_with_nla_on_both_legs() -> Result<()> {
 
 // ---------------------------------------------------------------------------------------------
 // Benchmark
-
-/// A process the bench started; killed on drop.
-struct Proc {
-    child: Child,
-    name: &'static str,
-}
-
-impl Proc {
-    fn spawn(name: &'static str, cmd: &mut Command) -> Result<Proc> {
-        let child = cmd
-            .stdin(Stdio::null())
-            .spawn()
-            .with_context(|| format!("cannot start {name}"))?;
-        Ok(Proc { child, name })
-    }
-}
-
-impl Drop for Proc {
-    fn drop(&mut self) {
-        let _ = self.child.kill();
-        if self.child.wait().is_err() {
-            eprintln!("{} did not exit", self.name);
-        }
-    }
-}
 
 /// Repaints the whole display with `images` in turn, one `display -window root` at a time,
 /// until dropped.

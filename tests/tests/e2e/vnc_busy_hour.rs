@@ -24,12 +24,13 @@
 
 use std::collections::BTreeMap;
 use std::path::{Path, PathBuf};
-use std::process::{Child, Command, Stdio};
+use std::process::{Command, Stdio};
 use std::time::{Duration, Instant};
 
 use anyhow::{Context, Result, bail};
 
 use crate::ssh::ssh_peers;
+use crate::support::bench::Proc;
 use crate::support::faults::session_events;
 use crate::support::inventory::{Inventory, Target};
 use crate::support::{InstanceOptions, SekishoInstance, bench, require_peers, wait_for_port};
@@ -71,31 +72,6 @@ while :; do
   for f in /usr/share/doc/*/copyright; do pace < "$f"; done
 done
 "#;
-
-/// A process the bench started; killed on drop.
-struct Proc {
-    child: Child,
-    name: &'static str,
-}
-
-impl Proc {
-    fn spawn(name: &'static str, cmd: &mut Command) -> Result<Proc> {
-        let child = cmd
-            .stdin(Stdio::null())
-            .spawn()
-            .with_context(|| format!("cannot start {name}"))?;
-        Ok(Proc { child, name })
-    }
-}
-
-impl Drop for Proc {
-    fn drop(&mut self) {
-        let _ = self.child.kill();
-        if self.child.wait().is_err() {
-            eprintln!("{} did not exit", self.name);
-        }
-    }
-}
 
 /// An X display number nobody uses, in a range of this bench's own.
 fn free_display() -> Result<u32> {

@@ -98,3 +98,29 @@ impl Profiler {
         ))
     }
 }
+
+/// A process a bench started (a peer, a painter, a window); killed on drop.
+pub struct Proc {
+    pub child: std::process::Child,
+    name: &'static str,
+}
+
+impl Proc {
+    /// Spawns `cmd` with stdin closed; `name` is for the messages.
+    pub fn spawn(name: &'static str, cmd: &mut Command) -> Result<Proc> {
+        let child = cmd
+            .stdin(std::process::Stdio::null())
+            .spawn()
+            .with_context(|| format!("cannot start {name}"))?;
+        Ok(Proc { child, name })
+    }
+}
+
+impl Drop for Proc {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        if self.child.wait().is_err() {
+            eprintln!("{} did not exit", self.name);
+        }
+    }
+}
