@@ -34,7 +34,7 @@ use crate::support::bench::Proc;
 use crate::support::faults::session_events;
 use crate::support::inventory::{Inventory, Target};
 use crate::support::{InstanceOptions, SekishoInstance, bench, require_peers, wait_for_port};
-use crate::vnc::vnc_peers::{Reaped, Snat, TigerViewer, start_xvfb, tanaka_web01_ticket};
+use crate::vnc::vnc_peers::{Snat, TigerViewer, start_xvfb, tanaka_web01_ticket};
 
 /// tanaka's VDI desktop (the pool and zone of the inventory below).
 const TANAKA_DESKTOP: &str = "127.0.10.11";
@@ -197,31 +197,6 @@ fn inventory(console_port: u16) -> String {
                 .vnc_console(&format!("127.0.0.1:{console_port}")),
         )
         .render()
-}
-
-/// `sekisho serve` (`bin`, the release build a bench measures) for `instance`, started
-/// without one.
-fn serve(instance: &SekishoInstance, bin: &Path) -> Result<Reaped> {
-    let log = std::fs::OpenOptions::new()
-        .create(true)
-        .append(true)
-        .open(instance.path("serve.log"))?;
-    let child = Command::new(bin)
-        .arg("serve")
-        .arg("--config")
-        .arg(&instance.config)
-        .current_dir(instance.dir.path())
-        .env("RUST_LOG", "info")
-        .stdin(Stdio::null())
-        .stdout(log.try_clone()?)
-        .stderr(log)
-        .spawn()
-        .context("spawn sekisho serve")?;
-    let child = Reaped(child);
-    wait_for_port(instance.listen.ssh, Duration::from_secs(20))
-        .with_context(|| instance.serve_log())?;
-    wait_for_port(instance.listen.vnc, Duration::from_secs(5))?;
-    Ok(child)
 }
 
 /// `row[name]`, or null.
@@ -567,15 +542,16 @@ fn vnc_busy_console_hour_bench() -> Result<()> {
     let console = start_console(work.path())?;
     let _clock = clock(&console.display)?;
     let windows = busy_windows(&console.display, work.path())?;
-    let instance = SekishoInstance::start_with(
+    let mut instance = SekishoInstance::start_with(
         &inventory(console.port),
         InstanceOptions {
             no_serve: true,
             ..InstanceOptions::default()
         },
     )?;
-    // Dropped in reverse order: the SNAT rule, then serve, before the instance's directory.
-    let _serve = serve(&instance, &sekisho)?;
+    instance.serve_with(sekisho.clone())?;
+    wait_for_port(instance.listen.vnc, Duration::from_secs(5))?;
+    // Dropped before the instance (and its serve): the SNAT rule.
     let _snat = Snat::add(instance.listen.vnc.port(), TANAKA_DESKTOP)?;
     let desktop = start_xvfb()?;
 
