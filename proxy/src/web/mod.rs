@@ -13,6 +13,7 @@ mod html;
 mod i18n;
 mod pages;
 mod playback;
+mod player_page;
 mod reviews;
 mod search;
 mod verify_cache;
@@ -212,7 +213,7 @@ pub fn router(state: Arc<WebState>) -> Router {
         .route("/sessions/{id}", get(pages::session))
         .route("/sessions/{id}/recording", get(pages::recording))
         .route("/sessions/{id}/kill", post(pages::kill))
-        .route("/sessions/{id}/play", get(pages::play))
+        .route("/sessions/{id}/play", get(player_page::play))
         .route("/sessions/{id}/screen", get(pages::screen))
         .route("/sessions/{id}/frame", get(playback::frame))
         .route("/sessions/{id}/timeline", get(playback::timeline))

@@ -4,6 +4,8 @@
 
 use axum::http::HeaderMap;
 
+mod player;
+
 /// A page language.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum Lang {
@@ -279,33 +281,6 @@ const STRINGS: &[(&str, &str, &str)] = &[
         "No live sessions.",
         "接続中のセッションはありません。",
     ),
-    ("player.title", "Player", "再生"),
-    (
-        "player.undecodable",
-        "This recording cannot be decoded for playback (yet); download it to inspect it.",
-        "この録画は(まだ)再生用に復号できません。ダウンロードして確認してください。",
-    ),
-    (
-        "player.no_recording",
-        "This session has no recording.",
-        "このセッションには録画がありません。",
-    ),
-    ("player.pause", "Pause", "一時停止"),
-    (
-        "player.skip_idle",
-        "Skip idle periods",
-        "無操作の時間を飛ばす",
-    ),
-    ("player.idle", "idle", "無操作"),
-    ("player.pointer", "Show the pointer", "マウスポインタを表示"),
-    ("player.events", "Policy events", "ポリシーイベント"),
-    ("player.search", "Search", "検索"),
-    (
-        "player.search_placeholder",
-        "Text on screen or typed keys",
-        "画面の文字または入力したキー",
-    ),
-    ("player.no_hits", "Not found.", "見つかりません。"),
     ("nav.search", "Typed text", "入力文字の検索"),
     ("search.title", "Search typed text", "入力された文字の検索"),
     (
@@ -358,6 +333,7 @@ const STRINGS: &[(&str, &str, &str)] = &[
 pub fn tr(lang: Lang, key: &'static str) -> &'static str {
     STRINGS
         .iter()
+        .chain(player::STRINGS)
         .find(|(k, _, _)| *k == key)
         .map_or(key, |(_, en, ja)| match lang {
             Lang::En => en,
@@ -371,10 +347,11 @@ mod tests {
 
     #[test]
     fn every_key_is_unique_and_translated() {
-        for (i, (k, en, ja)) in STRINGS.iter().enumerate() {
+        let all: Vec<_> = STRINGS.iter().chain(player::STRINGS).collect();
+        for (i, (k, en, ja)) in all.iter().enumerate() {
             assert!(!en.is_empty() && !ja.is_empty(), "{k}");
             assert!(
-                STRINGS.iter().skip(i + 1).all(|(o, _, _)| o != k),
+                all.iter().skip(i + 1).all(|(o, _, _)| o != k),
                 "duplicate {k}"
             );
         }
