@@ -23,3 +23,5 @@ mod typed_search;
 mod vnc;
 mod vnc_busy_hour;
 mod web;
+mod web_desk;
+mod web_player_controls;

@@ -135,6 +135,42 @@ impl Browser {
         })
     }
 
+    /// Sizes the window (CSS pixels; the device scale factor is 1).
+    pub async fn window(&self, width: u32, height: u32) -> Result<()> {
+        Ok(self.client.set_window_size(width, height).await?)
+    }
+
+    /// Saves a screenshot of the window as `target/web-screenshots/NAME.png` (the test output
+    /// a reviewer looks at) and returns its path.
+    pub async fn screenshot(&self, name: &str) -> Result<std::path::PathBuf> {
+        let dir = screenshot_dir();
+        std::fs::create_dir_all(&dir).with_context(|| format!("create {}", dir.display()))?;
+        let path = dir.join(format!("{name}.png"));
+        std::fs::write(&path, self.client.screenshot().await?)
+            .with_context(|| format!("write {}", path.display()))?;
+        Ok(path)
+    }
+
+    /// The text a reader sees on the page (`innerText` of the body, plus every `title`,
+    /// `placeholder`, `aria-label` and button value, which are read too).
+    pub async fn visible_text(&self) -> Result<String> {
+        let v = self
+            .client
+            .execute(
+                "const parts = [document.title, document.body.innerText];\
+                 for (const e of document.querySelectorAll('[title],[placeholder],[aria-label],input[type=submit]')) {\
+                   for (const a of ['title', 'placeholder', 'aria-label', 'value']) {\
+                     if (a === 'value' && e.type !== 'submit') continue;\
+                     const t = e.getAttribute(a); if (t) parts.push(t);\
+                   }\
+                 }\
+                 return parts.join('\\n');",
+                vec![],
+            )
+            .await?;
+        Ok(v.as_str().unwrap_or_default().to_owned())
+    }
+
     /// Ends the browser session and chromedriver.
     pub async fn close(mut self) -> Result<()> {
         let _ = self.client.clone().close().await;
@@ -142,6 +178,38 @@ impl Browser {
         let _ = self.driver.wait();
         Ok(())
     }
+}
+
+/// Where [`Browser::screenshot`] writes: `target/web-screenshots` (or under `CARGO_TARGET_DIR`).
+pub fn screenshot_dir() -> std::path::PathBuf {
+    std::env::var_os("CARGO_TARGET_DIR")
+        .map(std::path::PathBuf::from)
+        .unwrap_or_else(|| crate::support::workspace_root().join("target"))
+        .join("web-screenshots")
+}
+
+/// The English words in `text`: runs of two or more ASCII letters, except those `allowed`
+/// (names, ids, addresses and product names the page shows as they are). A Japanese page
+/// must have none; the caller passes what it put on the page itself.
+pub fn english_words(text: &str, allowed: &[&str]) -> Vec<String> {
+    let mut found = Vec::new();
+    for token in text.split(|c: char| !(c.is_ascii_alphanumeric() || "-_.:/@".contains(c))) {
+        if token.is_empty() || allowed.iter().any(|a| a.eq_ignore_ascii_case(token)) {
+            continue;
+        }
+        // Ids, addresses, times and sizes carry digits; what is left of letters only is a word.
+        if token.chars().any(|c| c.is_ascii_digit()) {
+            continue;
+        }
+        for word in token.split(|c: char| !c.is_ascii_alphabetic()) {
+            if word.len() >= 2 && !allowed.iter().any(|a| a.eq_ignore_ascii_case(word)) {
+                found.push(word.to_owned());
+            }
+        }
+    }
+    found.sort();
+    found.dedup();
+    found
 }
 
 impl Drop for Browser {

@@ -1,0 +1,1 @@
+//! The player's controls in Chromium, in Japanese and English.
