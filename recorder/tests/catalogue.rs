@@ -23,7 +23,7 @@ use recorder::catalogue::{
     AuditEvent, AuditFilter, BackendKind, Catalogue, CatalogueError, DecisionFilter,
     DecisionRecord, DenialFilter, Disposition, InstanceId, Interrupted, NewReview, NewSession,
     Outcome, PinCheck, PinKind, Presented, Protocol, RecordingState, RecordingSummary,
-    ReviewSubject, SessionFilter, SessionId, TypedLineRow, TypedTextQuery, Verdict,
+    ReviewSubject, SessionFilter, SessionId, SessionRow, TypedLineRow, TypedTextQuery, Verdict,
     WATCHER_STALE_AFTER, Watcher, event_kind,
 };
 
@@ -558,6 +558,43 @@ async fn session_lifecycle(url: &str, kind: BackendKind) {
         completed.iter().map(|r| r.id).collect::<Vec<_>>(),
         vec![s.id]
     );
+
+    // The forgiving filters: a prefix, in any case; `%` and `_` in it are plain characters.
+    let by_prefix = |user: &str, target: &str| SessionFilter {
+        user_prefix: Some(user.to_owned()),
+        target_prefix: Some(target.to_owned()),
+        ..Default::default()
+    };
+    let ids = |rows: Vec<SessionRow>| rows.iter().map(|r| r.id).collect::<Vec<_>>();
+    assert_eq!(
+        ids(c.list_sessions(&by_prefix("TAN", "Web0")).await.unwrap()),
+        vec![other.id, s.id]
+    );
+    assert_eq!(
+        c.count_sessions(&by_prefix("tan", "WEB01")).await.unwrap(),
+        1
+    );
+    assert!(
+        c.list_sessions(&by_prefix("t_n", ""))
+            .await
+            .unwrap()
+            .is_empty()
+    );
+    assert!(
+        c.list_sessions(&by_prefix("%", ""))
+            .await
+            .unwrap()
+            .is_empty()
+    );
+    assert_eq!(
+        c.count_sessions(&SessionFilter {
+            contractor_prefix: Some("AC".to_owned()),
+            ..Default::default()
+        })
+        .await
+        .unwrap(),
+        3
+    );
     assert!(c.get_session(missing).await.unwrap().is_none());
 }
 
@@ -627,7 +664,11 @@ async fn kill_requests(url: &str, kind: BackendKind) {
 
     assert!(c.pending_kills(&a).await.unwrap().is_empty());
     assert!(c.request_kill(s1.id, "admin (cli)").await.unwrap());
-    assert!(c.request_kill(s1.id, "admin (web)").await.unwrap());
+    assert!(
+        c.request_kill_because(s1.id, "web:kobayashi", Some(" copying data out "))
+            .await
+            .unwrap()
+    );
     assert!(c.request_kill(s3.id, "admin").await.unwrap());
     assert_eq!(c.pending_kills(&a).await.unwrap(), vec![s1.id]);
     assert_eq!(c.pending_kills(&b).await.unwrap(), vec![s3.id]);
@@ -637,7 +678,8 @@ async fn kill_requests(url: &str, kind: BackendKind) {
     assert!(
         events
             .iter()
-            .any(|e| e.detail.as_deref() == Some("admin (web)"))
+            .any(|e| e.detail.as_deref() == Some("web:kobayashi: copying data out")),
+        "the reason is kept beside who asked: {events:?}"
     );
 
     // The instance acts: handled, then the session ends as killed.

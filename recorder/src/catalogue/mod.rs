@@ -283,6 +283,27 @@ impl Where {
         }
     }
 
+    /// Adds "`column` starts with `prefix`, ignoring ASCII case" when a prefix is given. The
+    /// prefix's own `%`, `_` and `\\` match themselves (escaped), and both sides are lowered
+    /// so SQLite (whose LIKE ignores ASCII case) and PostgreSQL (whose LIKE does not) agree.
+    fn starts_with(&mut self, column: &str, prefix: Option<&String>) {
+        if let Some(p) = prefix {
+            let mut pattern = String::with_capacity(p.len() + 1);
+            for c in p.to_ascii_lowercase().chars() {
+                if matches!(c, '%' | '_' | '\\') {
+                    pattern.push('\\');
+                }
+                pattern.push(c);
+            }
+            pattern.push('%');
+            self.args.push(Arg::Text(pattern));
+            self.clauses.push(format!(
+                "LOWER({column}) LIKE ${} ESCAPE '\\'",
+                self.args.len()
+            ));
+        }
+    }
+
     /// Adds `since <= column < until`, each end when given.
     fn period(&mut self, column: &str, since: Option<DateTime<Utc>>, until: Option<DateTime<Utc>>) {
         if let Some(t) = since {
@@ -1007,6 +1028,9 @@ impl Catalogue {
         w.equals("user_name", filter.user.as_ref());
         w.equals("contractor", filter.contractor.as_ref());
         w.equals("target", filter.target.as_ref());
+        w.starts_with("user_name", filter.user_prefix.as_ref());
+        w.starts_with("contractor", filter.contractor_prefix.as_ref());
+        w.starts_with("target", filter.target_prefix.as_ref());
         w.equals("protocol", filter.protocol);
         match filter.outcome {
             // Live is "not ended": the partial index on live sessions answers it.
@@ -1274,7 +1298,23 @@ impl Catalogue {
     ///
     /// The instance sees the request through [`Catalogue::pending_kills`], which it polls.
     pub async fn request_kill(&self, id: SessionId, by: &str) -> Result<bool, CatalogueError> {
+        self.request_kill_because(id, by, None).await
+    }
+
+    /// [`request_kill`](Catalogue::request_kill) with the reason the person gave (the web
+    /// UI's emergency stop asks for one): the session event reads "BY: REASON", so the
+    /// timeline and the audit trail say who stopped it and why.
+    pub async fn request_kill_because(
+        &self,
+        id: SessionId,
+        by: &str,
+        reason: Option<&str>,
+    ) -> Result<bool, CatalogueError> {
         let now = Ts::new(Utc::now());
+        let detail = match reason.map(str::trim).filter(|r| !r.is_empty()) {
+            Some(r) => format!("{by}: {r}"),
+            None => by.to_owned(),
+        };
         let requested = on_backend!(self, |pool| {
             let mut tx = pool.begin().await?;
             let n = sqlx::query(
@@ -1297,7 +1337,7 @@ impl Catalogue {
                     id,
                     now.get(),
                     event_kind::KILL_REQUESTED,
-                    Some(by)
+                    Some(detail.as_str())
                 );
                 tx.commit().await?;
             }

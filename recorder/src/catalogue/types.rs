@@ -594,6 +594,13 @@ pub struct SessionFilter {
     pub contractor: Option<String>,
     /// Only this target.
     pub target: Option<String>,
+    /// Only users whose name starts with this, ignoring ASCII case (the web UI's forgiving
+    /// filter; `user` stays exact, for a contractor's own sessions).
+    pub user_prefix: Option<String>,
+    /// Only contractors whose id starts with this, ignoring ASCII case.
+    pub contractor_prefix: Option<String>,
+    /// Only targets whose name starts with this, ignoring ASCII case.
+    pub target_prefix: Option<String>,
     /// Only this protocol.
     pub protocol: Option<Protocol>,
     /// Only this outcome (`Live` = still running).
