@@ -118,25 +118,13 @@ pub fn export(args: ExportArgs) -> Result<ExitCode> {
         bail!("--pointer applies to png and mp4");
     }
     let bytes = load_recording(&args.recording, args.config.as_deref())?;
-    let mut buffer = Vec::new();
-    match args.format {
-        ExportFormat::Asciicast => player::export::export_asciicast(
-            &bytes,
-            &player::export::AsciicastOptions {
-                markers: true,
-                ..Default::default()
-            },
-            &mut buffer,
-        )
-        .context("cannot export asciicast")?,
-        ExportFormat::Txt => {
-            player::export::export_text(&bytes, &mut buffer).context("cannot export text")?
+    let buffer = match args.format {
+        ExportFormat::Asciicast | ExportFormat::Txt => {
+            export_in_memory(args.format, &bytes, None, false)?
         }
         ExportFormat::Png => {
             let at_us = args.at.map(seconds_to_us).transpose()?;
-            open_pictures(&bytes, args.pointer)
-                .and_then(|mut replay| Ok(replay.write_png_at(at_us, &mut buffer)?))
-                .context("cannot export png")?
+            export_in_memory(args.format, &bytes, at_us, args.pointer)?
         }
         ExportFormat::Mp4 => {
             if args.at.is_some() {
@@ -150,9 +138,42 @@ pub fn export(args: ExportArgs) -> Result<ExitCode> {
             }
             return export_bundle(&args, bytes);
         }
-    }
+    };
     write_whole(&args.output, &buffer)?;
     Ok(ExitCode::SUCCESS)
+}
+
+/// The asciicast, text or PNG (at `at_us`, default the end) export of a recording, whole in
+/// memory: what `sekisho export` writes and the web UI's export downloads. MP4 and bundles
+/// are not made in memory (see [`encode_mp4`] and [`export_bundle`]).
+pub(crate) fn export_in_memory(
+    format: ExportFormat,
+    bytes: &[u8],
+    at_us: Option<u64>,
+    pointer: bool,
+) -> Result<Vec<u8>> {
+    let mut buffer = Vec::new();
+    match format {
+        ExportFormat::Asciicast => player::export::export_asciicast(
+            bytes,
+            &player::export::AsciicastOptions {
+                markers: true,
+                ..Default::default()
+            },
+            &mut buffer,
+        )
+        .context("cannot export asciicast")?,
+        ExportFormat::Txt => {
+            player::export::export_text(bytes, &mut buffer).context("cannot export text")?
+        }
+        ExportFormat::Png => open_pictures(bytes, pointer)
+            .and_then(|mut replay| Ok(replay.write_png_at(at_us, &mut buffer)?))
+            .context("cannot export png")?,
+        ExportFormat::Mp4 | ExportFormat::Bundle => {
+            bail!("{format:?} is not exported in memory")
+        }
+    }
+    Ok(buffer)
 }
 
 /// Writes whole or not at all: a half-written evidence export is worse than none.
@@ -237,8 +258,6 @@ fn seconds_to_us(s: f64) -> Result<u64> {
 /// Encodes the whole recording as H.264 in MP4 through the system's ffmpeg, fed raw RGBA
 /// frames at a fixed rate on its standard input.
 fn export_mp4(bytes: &[u8], pointer: bool, output: &Path) -> Result<ExitCode> {
-    use std::process::{Command, Stdio};
-
     // Look for ffmpeg before decoding anything: its absence is the likely failure.
     let ffmpeg = find_ffmpeg().context(
         "mp4 export needs ffmpeg, which is not installed (or not on PATH): install it \
@@ -247,8 +266,25 @@ fn export_mp4(bytes: &[u8], pointer: bool, output: &Path) -> Result<ExitCode> {
     let mut replay = open_pictures(bytes, pointer).context("cannot export mp4")?;
     // ffmpeg picks the container from the name: keep ".mp4" on the partial file.
     let tmp = output.with_extension("partial.mp4");
+    encode_mp4(&ffmpeg, &mut replay, &tmp, &|| false)?;
+    std::fs::rename(&tmp, output).with_context(|| format!("cannot write {}", output.display()))?;
+    Ok(ExitCode::SUCCESS)
+}
+
+/// Encodes the whole of `replay` as H.264 in MP4 into `out` (a name ending in `.mp4`) with
+/// `ffmpeg`, fed raw RGBA frames at [`player::export::VIDEO_FPS`] on its standard input.
+/// `stop` is asked before every frame: when it says yes the encoding is abandoned (the web
+/// export stops when its request is gone). On failure `out` is removed.
+pub(crate) fn encode_mp4(
+    ffmpeg: &Path,
+    replay: &mut player::export::Graphical,
+    out: &Path,
+    stop: &dyn Fn() -> bool,
+) -> Result<()> {
+    use std::process::{Command, Stdio};
+
     let first = replay.frame_at(0).context("cannot export mp4")?;
-    let mut child = Command::new(&ffmpeg)
+    let mut child = Command::new(ffmpeg)
         .args([
             "-v", "error", "-y", "-f", "rawvideo", "-pix_fmt", "rgba", "-s",
         ])
@@ -257,33 +293,37 @@ fn export_mp4(bytes: &[u8], pointer: bool, output: &Path) -> Result<ExitCode> {
         // yuv420p (what players expect) needs even sides.
         .args(["-vf", "pad=ceil(iw/2)*2:ceil(ih/2)*2"])
         .args(["-c:v", "libx264", "-pix_fmt", "yuv420p", "-f", "mp4"])
-        .arg(&tmp)
+        .arg(out)
         .stdin(Stdio::piped())
         .stdout(Stdio::null())
         .stderr(Stdio::piped())
         .spawn()
         .with_context(|| format!("cannot start {}", ffmpeg.display()))?;
     let mut stdin = child.stdin.take().context("ffmpeg stdin")?;
-    let fed = player::export::video_frames(&mut replay, |rgba| stdin.write_all(rgba));
+    let fed = player::export::video_frames(replay, |rgba| {
+        if stop() {
+            return Err(std::io::Error::other("export abandoned"));
+        }
+        stdin.write_all(rgba)
+    });
     drop(stdin);
-    let out = child.wait_with_output().context("ffmpeg")?;
+    let done = child.wait_with_output().context("ffmpeg")?;
     if let Err(e) = fed {
-        let _ = std::fs::remove_file(&tmp);
+        let _ = std::fs::remove_file(out);
         return Err(anyhow::Error::new(e).context(format!(
             "cannot export mp4: {}",
-            String::from_utf8_lossy(&out.stderr).trim()
+            String::from_utf8_lossy(&done.stderr).trim()
         )));
     }
-    if !out.status.success() {
-        let _ = std::fs::remove_file(&tmp);
+    if !done.status.success() {
+        let _ = std::fs::remove_file(out);
         bail!(
             "ffmpeg failed ({}): {}",
-            out.status,
-            String::from_utf8_lossy(&out.stderr).trim()
+            done.status,
+            String::from_utf8_lossy(&done.stderr).trim()
         );
     }
-    std::fs::rename(&tmp, output).with_context(|| format!("cannot write {}", output.display()))?;
-    Ok(ExitCode::SUCCESS)
+    Ok(())
 }
 
 /// Opens a recording for pictures; for a terminal recording drawn with the built-in bitmap
@@ -310,7 +350,7 @@ fn open_pictures(bytes: &[u8], pointer: bool) -> Result<player::export::Graphica
 }
 
 /// `ffmpeg` on PATH (or `$SEKISHO_FFMPEG`), if it is there.
-fn find_ffmpeg() -> Option<PathBuf> {
+pub(crate) fn find_ffmpeg() -> Option<PathBuf> {
     if let Some(p) = std::env::var_os("SEKISHO_FFMPEG") {
         return Some(PathBuf::from(p)).filter(|p| p.is_file());
     }
