@@ -1,5 +1,6 @@
 //! The player page's strings (key, English, Japanese): kept apart from the rest of the desk
-//! because the player has many of its own.
+//! because the player has many of its own. Strings the script shows are passed to it in
+//! `data-*` attributes of the page, so the script holds no text of its own.
 
 pub(super) const STRINGS: &[(&str, &str, &str)] = &[
     ("player.title", "Player", "再生"),
@@ -13,7 +14,9 @@ pub(super) const STRINGS: &[(&str, &str, &str)] = &[
         "This session has no recording.",
         "このセッションには録画がありません。",
     ),
+    ("player.play", "Play", "再生"),
     ("player.pause", "Pause", "一時停止"),
+    ("player.speed", "Speed", "再生速度"),
     (
         "player.skip_idle",
         "Skip idle periods",
@@ -24,9 +27,134 @@ pub(super) const STRINGS: &[(&str, &str, &str)] = &[
     ("player.events", "Policy events", "ポリシーイベント"),
     ("player.search", "Search", "検索"),
     (
+        "player.search_label",
+        "Search the recording",
+        "録画内を検索",
+    ),
+    (
         "player.search_placeholder",
         "Text on screen or typed keys",
         "画面の文字または入力したキー",
     ),
+    ("player.search_hits", "Search hits", "検索結果"),
     ("player.no_hits", "Not found.", "見つかりません。"),
+    ("player.seek", "Position in the recording", "再生位置"),
+    ("player.elapsed", "Elapsed", "経過時間"),
+    ("player.wallclock", "Time of day", "時刻"),
+    ("player.timeline", "Timeline", "タイムライン"),
+    ("player.fit", "Fit to window", "ウィンドウに合わせる"),
+    ("player.actual_size", "Actual size", "実寸で表示"),
+    ("player.fullscreen", "Full screen", "全画面"),
+    (
+        "player.help",
+        "Keyboard shortcuts",
+        "キーボードショートカット",
+    ),
+    ("player.help_close", "Close", "閉じる"),
+    ("player.key_space", "Space", "スペース"),
+    ("player.key_play", "Play or pause", "再生/一時停止"),
+    (
+        "player.key_arrows_lr",
+        "Back or forward 5 seconds",
+        "5秒戻る/進む",
+    ),
+    (
+        "player.key_arrows_ud",
+        "Faster or slower",
+        "速度を上げる/下げる",
+    ),
+    (
+        "player.key_digits",
+        "Jump to 0%–90% of the session",
+        "セッションの0%～90%の位置へ移動",
+    ),
+    (
+        "player.key_fullscreen",
+        "Full screen of the picture on and off",
+        "画面部分の全画面表示を切り替え",
+    ),
+    (
+        "player.key_help",
+        "Show or hide this help",
+        "このヘルプを表示/非表示",
+    ),
+    ("player.key_escape", "Esc", "エスケープキー"),
+    ("player.key_close", "Close this help", "このヘルプを閉じる"),
+    (
+        "player.key_note",
+        "Shortcuts do not act while you type in the search box.",
+        "検索欄に入力している間はショートカットは働きません。",
+    ),
+    ("player.legend", "Legend", "凡例"),
+    (
+        "player.legend_policy",
+        "Policy event (refusal, stop, policy)",
+        "ポリシーイベント(拒否・切断・ポリシー)",
+    ),
+    (
+        "player.legend_note",
+        "Note (annotation, user identified)",
+        "メモ(注記・ユーザー識別)",
+    ),
+    ("player.legend_hit", "Search hit", "検索結果"),
+    ("player.legend_idle", "Idle period", "無操作の時間"),
+    ("player.kind_policy", "Policy event", "ポリシーイベント"),
+    ("player.kind_note", "Note", "メモ"),
+    ("player.export", "Export", "書き出し"),
+    (
+        "player.export_txt",
+        "Text of the session (txt)",
+        "セッションの文字 (txt)",
+    ),
+    (
+        "player.export_asciicast",
+        "Recording for terminal players (asciicast)",
+        "端末用プレーヤー形式 (asciicast)",
+    ),
+    (
+        "player.export_png",
+        "Picture of this moment (PNG)",
+        "この瞬間の画像 (PNG)",
+    ),
+    ("player.export_mp4", "Video (MP4)", "動画 (MP4)"),
+    (
+        "player.export_bundle",
+        "Evidence bundle (ZIP)",
+        "証拠パッケージ (ZIP)",
+    ),
+    (
+        "player.export_busy",
+        "Preparing the download…",
+        "ダウンロードを準備しています…",
+    ),
+    (
+        "player.export_failed",
+        "The download failed.",
+        "ダウンロードに失敗しました。",
+    ),
+    (
+        "export.not_applicable",
+        "This format does not apply to this kind of session.",
+        "この形式はこの種類のセッションには使えません。",
+    ),
+    (
+        "export.failed",
+        "The export could not be made from this recording.",
+        "この録画から書き出しを作成できませんでした。",
+    ),
+    (
+        "export.no_ffmpeg",
+        "Video export needs ffmpeg on the server, which is not installed; export pictures (PNG) instead.",
+        "動画の書き出しにはサーバーにffmpegが必要ですが、インストールされていません。代わりに画像 (PNG) を書き出してください。",
+    ),
+    (
+        "export.busy",
+        "Another video is being exported; try again in a moment.",
+        "別の動画を書き出し中です。しばらくしてからもう一度お試しください。",
+    ),
+    (
+        "export.too_large",
+        "The video is too large to download from the web; use the sekisho export command.",
+        "動画が大きすぎるためウェブからダウンロードできません。sekisho export コマンドを使ってください。",
+    ),
 ];
