@@ -126,6 +126,12 @@ impl Services {
     }
 
     /// Replaces the inventory (configuration reload) and wakes the supervisor, which
+    /// Wakes the supervisor for a pass now: an emergency stop asked from the web UI is
+    /// applied within moments, not at the next tick.
+    pub fn supervise_now(&self) {
+        self.redecide_now.notify_one();
+    }
+
     /// re-decides every live session against it at once.
     pub fn replace_inventory(&self, inventory: Inventory) {
         {

@@ -9,7 +9,6 @@
 mod auth;
 mod bundle;
 mod cookies;
-mod export;
 mod html;
 mod i18n;
 mod pages;
@@ -17,6 +16,7 @@ mod playback;
 mod player_page;
 mod reviews;
 mod search;
+mod session_list;
 mod verify_cache;
 mod watch;
 
@@ -210,7 +210,7 @@ pub fn router(state: Arc<WebState>) -> Router {
         .route("/login/card", get(auth::card_page).post(auth::card_answer))
         .route("/logout", post(auth::logout))
         .route("/lang/{code}", get(pages::set_lang))
-        .route("/sessions", get(pages::sessions))
+        .route("/sessions", get(session_list::sessions))
         .route("/sessions/{id}", get(pages::session))
         .route("/sessions/{id}/recording", get(pages::recording))
         .route("/sessions/{id}/kill", post(pages::kill))
@@ -220,7 +220,6 @@ pub fn router(state: Arc<WebState>) -> Router {
         .route("/sessions/{id}/timeline", get(playback::timeline))
         .route("/sessions/{id}/search", get(playback::search))
         .route("/sessions/{id}/bundle", get(bundle::bundle))
-        .route("/sessions/{id}/export/{format}", get(export::export))
         .route("/sessions/{id}/watch", get(watch::watch))
         .route("/sessions/{id}/watch/screen", get(watch::screen))
         .route("/sessions/{id}/watch/frame", get(watch::frame))
@@ -235,6 +234,7 @@ pub fn router(state: Arc<WebState>) -> Router {
         .route("/assets/style.css", get(pages::style))
         .route("/assets/player.js", get(pages::player_js))
         .route("/assets/watch.js", get(pages::watch_js))
+        .route("/assets/favicon.svg", get(pages::favicon))
         .with_state(state)
 }
 

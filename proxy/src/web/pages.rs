@@ -10,31 +10,33 @@ use axum::Form;
 use axum::extract::{Path, Query, State};
 use axum::http::{HeaderMap, StatusCode, header};
 use axum::response::{Html, IntoResponse, Redirect, Response};
-use chrono::{DateTime, NaiveDate, TimeZone as _, Utc};
+use chrono::{DateTime, Utc};
 use policy::{Protocol, SessionId};
 use recorder::catalogue::{
-    CatalogueError, DenialFilter, DenialRow, Outcome, PolicyEventRow, ReviewSubject, SessionCursor,
-    SessionFilter, SessionRow,
+    CatalogueError, DenialFilter, DenialRow, Outcome, PolicyEventRow, ReviewSubject, SessionFilter,
+    SessionRow,
 };
 use serde::Deserialize;
 use tracing::{info, warn};
 
 use super::WebState;
-use super::auth::{Caller, CsrfForm};
+use super::auth::Caller;
 use super::cookies::set_cookie;
 use super::html::{escape, shell};
-use super::i18n::{Lang, tr};
+use super::i18n::{Lang, labels, tr, trf};
+use super::session_list::{fmt_duration, fmt_size, session_title};
+use maud::html;
 
-/// Sessions per page of the list.
-pub const PAGE_SIZE: u32 = 50;
+/// Longest reason for an emergency stop, in characters.
+pub const MAX_STOP_REASON: usize = 500;
+/// How long the emergency stop waits for the session to end before showing its page.
+const STOP_WAIT: std::time::Duration = std::time::Duration::from_secs(5);
 /// Denials read for the dashboard at most (the catalogue's page cap).
 pub const MAX_DASHBOARD_DENIALS: u32 = recorder::catalogue::MAX_PAGE;
 /// Denials listed one by one on the dashboard.
 pub const DENIALS_LISTED: usize = 200;
 /// Longest a dashboard period may be, in days.
 pub const MAX_DASHBOARD_DAYS: i64 = 366;
-/// Longest filter value accepted (names in the inventory are short).
-pub const MAX_FILTER_LEN: usize = 256;
 
 /// One stylesheet for every page; the player's rules live in their own file for reading.
 const STYLE: &str = concat!(
@@ -43,9 +45,10 @@ const STYLE: &str = concat!(
 );
 const PLAYER_JS: &str = include_str!("assets/player.js");
 const WATCH_JS: &str = include_str!("assets/watch.js");
+const FAVICON: &str = include_str!("assets/favicon.svg");
 
 /// Percent-encodes a query value.
-fn urlenc(s: &str) -> String {
+pub(super) fn urlenc(s: &str) -> String {
     let mut out = String::new();
     for b in s.bytes() {
         if b.is_ascii_alphanumeric() || b"-_.~".contains(&b) {
@@ -57,55 +60,33 @@ fn urlenc(s: &str) -> String {
     out
 }
 
-/// A page for a logged-in caller: navigation by role, logout form.
+/// A page for a logged-in caller: navigation by role, who is logged in, the logout form.
 pub fn page(caller: &Caller, title: &str, body: &str) -> Html<String> {
     let lang = caller.lang;
-    let mut nav = format!(
-        "<nav><a id=\"nav-sessions\" href=\"/sessions\">{}</a>",
-        tr(lang, "nav.sessions")
-    );
-    if caller.is_security() {
-        let _ = write!(
-            nav,
-            "<a id=\"nav-denials\" href=\"/denials\">{}</a><a id=\"nav-live\" href=\"/live\">{}</a>",
-            tr(lang, "nav.denials"),
-            tr(lang, "nav.live")
-        );
-    }
-    if caller.may_search_typed_text() {
-        let _ = write!(
-            nav,
-            "<a id=\"nav-search\" href=\"/search\">{}</a>",
-            tr(lang, "nav.search")
-        );
-    }
-    let _ = write!(
-        nav,
-        "</nav><span class=\"who\" id=\"who\">{} ({})</span>\
-         <form method=\"post\" action=\"/logout\" class=\"inline\">\
-         <input type=\"hidden\" name=\"csrf\" value=\"{}\">\
-         <button id=\"logout\">{}</button></form>",
-        escape(&caller.user),
-        caller.role,
-        escape(&caller.csrf),
-        tr(lang, "nav.logout")
-    );
-    shell(lang, title, &nav, body)
+    let nav = html! {
+        nav aria-label=(tr(lang, "nav.label")) {
+            a id="nav-sessions" href="/sessions" { (tr(lang, "nav.sessions")) }
+            @if caller.is_security() {
+                a id="nav-denials" href="/denials" { (tr(lang, "nav.denials")) }
+                a id="nav-live" href="/live" { (tr(lang, "nav.live")) }
+            }
+            @if caller.may_search_typed_text() {
+                a id="nav-search" href="/search" { (tr(lang, "nav.search")) }
+            }
+        }
+        span.who id="who" { (caller.user) " (" (labels::role(lang, caller.role)) ")" }
+        form.inline method="post" action="/logout" {
+            input type="hidden" name="csrf" value=(caller.csrf);
+            button id="logout" { (tr(lang, "nav.logout")) }
+        }
+    };
+    shell(lang, title, nav, body)
 }
 
 pub(super) fn not_found(caller: &Caller) -> Response {
     let msg = tr(caller.lang, "error.notfound");
     (
         StatusCode::NOT_FOUND,
-        page(caller, msg, &format!("<p class=\"error\">{msg}</p>")),
-    )
-        .into_response()
-}
-
-fn bad_request(caller: &Caller) -> Response {
-    let msg = tr(caller.lang, "error.bad_request");
-    (
-        StatusCode::BAD_REQUEST,
         page(caller, msg, &format!("<p class=\"error\">{msg}</p>")),
     )
         .into_response()
@@ -157,263 +138,6 @@ pub async fn set_lang(
         set_cookie(&state, "lang", lang.code(), Some(365 * 24 * 3600)),
     );
     resp
-}
-
-/// The session list's filters (all optional; empty means any).
-#[derive(Debug, Default, Deserialize)]
-pub struct SessionQuery {
-    user: Option<String>,
-    contractor: Option<String>,
-    target: Option<String>,
-    protocol: Option<String>,
-    from: Option<String>,
-    to: Option<String>,
-    outcome: Option<String>,
-    after: Option<String>,
-}
-
-fn nonempty(v: &Option<String>) -> Option<String> {
-    v.as_deref()
-        .map(str::trim)
-        .filter(|s| !s.is_empty())
-        .map(str::to_owned)
-}
-
-fn day_start(state: &WebState, date: &str) -> Option<DateTime<Utc>> {
-    let d = NaiveDate::parse_from_str(date, "%Y-%m-%d").ok()?;
-    let tz = state.services.inventory().timezone();
-    tz.from_local_datetime(&d.and_hms_opt(0, 0, 0)?)
-        .earliest()
-        .map(|t| t.with_timezone(&Utc))
-}
-
-fn parse_cursor(s: &str) -> Option<SessionCursor> {
-    let (micros, id) = s.split_once('_')?;
-    Some(SessionCursor {
-        started_at: DateTime::from_timestamp_micros(micros.parse().ok()?)?,
-        id: id.parse::<SessionId>().ok()?,
-    })
-}
-
-fn encode_cursor(c: &SessionCursor) -> String {
-    format!("{}_{}", c.started_at.timestamp_micros(), c.id)
-}
-
-impl SessionQuery {
-    fn too_long(&self) -> bool {
-        [
-            &self.user,
-            &self.contractor,
-            &self.target,
-            &self.protocol,
-            &self.from,
-            &self.to,
-            &self.outcome,
-            &self.after,
-        ]
-        .iter()
-        .any(|v| v.as_ref().is_some_and(|s| s.len() > MAX_FILTER_LEN))
-    }
-
-    /// The catalogue filter, or `None` when a value does not parse.
-    fn filter(&self, state: &WebState, caller: &Caller) -> Option<SessionFilter> {
-        let mut f = SessionFilter {
-            user: nonempty(&self.user),
-            contractor: nonempty(&self.contractor),
-            target: nonempty(&self.target),
-            limit: Some(PAGE_SIZE + 1),
-            ..SessionFilter::default()
-        };
-        if !caller.sees_all_sessions() {
-            // A contractor sees only their own sessions, whatever the form says.
-            f.user = Some(caller.user.clone());
-        }
-        if let Some(p) = nonempty(&self.protocol) {
-            f.protocol = Some(p.parse::<Protocol>().ok()?);
-        }
-        if let Some(o) = nonempty(&self.outcome) {
-            f.outcome = Some(o.parse::<Outcome>().ok()?);
-        }
-        if let Some(d) = nonempty(&self.from) {
-            f.since = Some(day_start(state, &d)?);
-        }
-        if let Some(d) = nonempty(&self.to) {
-            // Inclusive: up to the start of the next day.
-            let next = NaiveDate::parse_from_str(&d, "%Y-%m-%d").ok()?.succ_opt()?;
-            f.until = Some(day_start(state, &next.format("%Y-%m-%d").to_string())?);
-        }
-        if let Some(a) = nonempty(&self.after) {
-            f.after = Some(parse_cursor(&a)?);
-        }
-        Some(f)
-    }
-
-    /// The query string without `after`.
-    fn base(&self) -> String {
-        let pairs = [
-            ("user", &self.user),
-            ("contractor", &self.contractor),
-            ("target", &self.target),
-            ("protocol", &self.protocol),
-            ("from", &self.from),
-            ("to", &self.to),
-            ("outcome", &self.outcome),
-        ];
-        pairs
-            .iter()
-            .filter_map(|(k, v)| nonempty(v).map(|v| format!("{k}={}", urlenc(&v))))
-            .collect::<Vec<_>>()
-            .join("&")
-    }
-}
-
-fn select(name: &str, label: &str, options: &[&str], current: Option<&str>, any: &str) -> String {
-    let mut s = format!(
-        "<label>{label} <select name=\"{name}\" id=\"f-{name}\"><option value=\"\">{any}</option>"
-    );
-    for o in options {
-        let sel = if current == Some(*o) { " selected" } else { "" };
-        let _ = write!(s, "<option value=\"{o}\"{sel}>{o}</option>");
-    }
-    s.push_str("</select></label>");
-    s
-}
-
-fn session_table(state: &WebState, lang: Lang, rows: &[SessionRow]) -> String {
-    let mut t = format!(
-        "<table class=\"sessions\" id=\"sessions\"><thead><tr><th>{}</th><th>{}</th><th>{}</th><th>{}</th><th>{}</th><th>{}</th><th>{}</th><th>{}</th></tr></thead><tbody>",
-        tr(lang, "field.started"),
-        tr(lang, "field.user"),
-        tr(lang, "field.contractor"),
-        tr(lang, "field.target"),
-        tr(lang, "field.protocol"),
-        tr(lang, "field.source"),
-        tr(lang, "field.ended"),
-        tr(lang, "field.outcome"),
-    );
-    for r in rows {
-        let _ = write!(
-            t,
-            "<tr class=\"session-row\" data-id=\"{id}\"><td><a href=\"/sessions/{id}\">{started}</a></td><td>{user}</td><td>{contractor}</td><td>{target}</td><td>{protocol}</td><td>{source}</td><td>{ended}</td><td class=\"outcome-{outcome}\">{outcome}</td></tr>",
-            id = r.id,
-            started = fmt_time(state, r.started_at),
-            user = escape(&r.user),
-            contractor = escape(&r.contractor),
-            target = escape(&r.target),
-            protocol = r.protocol,
-            source = r.source,
-            ended = r.ended_at.map(|t| fmt_time(state, t)).unwrap_or_default(),
-            outcome = r.outcome,
-        );
-    }
-    t.push_str("</tbody></table>");
-    t
-}
-
-/// `GET /sessions`: the list with filters, 50 per page (keyset paging).
-pub async fn sessions(
-    State(state): State<Arc<WebState>>,
-    caller: Caller,
-    Query(q): Query<SessionQuery>,
-) -> Response {
-    let lang = caller.lang;
-    if q.too_long() {
-        return bad_request(&caller);
-    }
-    let Some(filter) = q.filter(&state, &caller) else {
-        return bad_request(&caller);
-    };
-    let mut rows = match state.services.catalogue().list_sessions(&filter).await {
-        Ok(r) => r,
-        Err(e) => return catalogue_failed(&state, &caller, &e),
-    };
-    let more = rows.len() > PAGE_SIZE as usize;
-    rows.truncate(PAGE_SIZE as usize);
-
-    let any = tr(lang, "filter.any");
-    let text = |name: &str, key: &'static str, v: &Option<String>, kind: &str| {
-        format!(
-            "<label>{} <input name=\"{name}\" id=\"f-{name}\" type=\"{kind}\" value=\"{}\"></label>",
-            tr(lang, key),
-            escape(v.as_deref().unwrap_or(""))
-        )
-    };
-    let mut body = format!(
-        "<h1>{}</h1><form method=\"get\" action=\"/sessions\" class=\"filters\" id=\"filters\">",
-        tr(lang, "sessions.title")
-    );
-    if caller.sees_all_sessions() {
-        body.push_str(&text("user", "field.user", &q.user, "text"));
-        body.push_str(&text(
-            "contractor",
-            "field.contractor",
-            &q.contractor,
-            "text",
-        ));
-    }
-    body.push_str(&text("target", "field.target", &q.target, "text"));
-    let protocols: Vec<&str> = [
-        Protocol::Rdp,
-        Protocol::Ssh,
-        Protocol::ConsoleSerial,
-        Protocol::ConsoleVnc,
-    ]
-    .iter()
-    .map(|p| p.as_str())
-    .collect();
-    body.push_str(&select(
-        "protocol",
-        tr(lang, "field.protocol"),
-        &protocols,
-        q.protocol.as_deref(),
-        any,
-    ));
-    body.push_str(&text("from", "field.from", &q.from, "date"));
-    body.push_str(&text("to", "field.to", &q.to, "date"));
-    let outcomes: Vec<&str> = Outcome::ALL.iter().map(|o| o.as_str()).collect();
-    body.push_str(&select(
-        "outcome",
-        tr(lang, "field.outcome"),
-        &outcomes,
-        q.outcome.as_deref(),
-        any,
-    ));
-    let _ = write!(
-        body,
-        "<button id=\"apply\">{}</button></form>",
-        tr(lang, "filter.apply")
-    );
-    if rows.is_empty() {
-        let _ = write!(
-            body,
-            "<p id=\"no-sessions\">{}</p>",
-            tr(lang, "sessions.none")
-        );
-    } else {
-        body.push_str(&session_table(&state, lang, &rows));
-    }
-    let base = q.base();
-    body.push_str("<p class=\"paging\">");
-    if q.after.as_deref().is_some_and(|a| !a.is_empty()) {
-        let _ = write!(
-            body,
-            "<a id=\"first-page\" href=\"/sessions?{}\">{}</a> ",
-            escape(&base),
-            tr(lang, "sessions.first")
-        );
-    }
-    if more && let Some(last) = rows.last() {
-        let sep = if base.is_empty() { "" } else { "&" };
-        let _ = write!(
-            body,
-            "<a id=\"next-page\" href=\"/sessions?{}{sep}after={}\">{}</a>",
-            escape(&base),
-            urlenc(&encode_cursor(&last.cursor())),
-            tr(lang, "sessions.next")
-        );
-    }
-    body.push_str("</p>");
-    page(&caller, tr(lang, "sessions.title"), &body).into_response()
 }
 
 /// Looks up a session the caller may see; `None` for "no such session" and "not yours" alike.
@@ -472,6 +196,10 @@ async fn verification(state: &WebState, lang: Lang, row: &SessionRow) -> (String
     let Some(location) = row.recording.as_deref() else {
         return ("none".into(), tr(lang, "verify.none").into());
     };
+    if row.ended_at.is_none() {
+        // Still being written: its end is not signed yet, which is not a fault.
+        return ("live".into(), tr(lang, "recording.live").into());
+    }
     // Streamed and cached per file version (see `verify_cache`): a view of an unchanged
     // recording does not read it again, and a changed one is verified again.
     let Some(verdict) = state
@@ -507,7 +235,7 @@ pub(super) fn is_terminal(p: Protocol) -> bool {
     matches!(p, Protocol::Ssh | Protocol::ConsoleSerial)
 }
 
-/// `GET /sessions/{id}`: catalogue data, timeline, verification, download, kill.
+/// `GET /sessions/{id}`: catalogue data, timeline, verification, download, emergency stop.
 pub async fn session(
     State(state): State<Arc<WebState>>,
     caller: Caller,
@@ -524,108 +252,94 @@ pub async fn session(
         Err(e) => return catalogue_failed(&state, &caller, &e),
     };
     let (vclass, vtext) = verification(&state, lang, &row).await;
-    let mut body = format!(
-        "<h1>{} {}</h1><dl class=\"session\" id=\"session\">",
-        tr(lang, "session.title"),
-        row.id
-    );
-    let mut field = |key: &'static str, value: String| {
-        let _ = write!(body, "<dt>{}</dt><dd>{}</dd>", tr(lang, key), value);
+    let title = session_title(lang, &row);
+    let live = row.outcome == Outcome::Live;
+    let duration = fmt_duration(row.ended_at.unwrap_or_else(Utc::now) - row.started_at);
+    let body = html! {
+        h1 { (title) }
+        p.subtitle { (tr(lang, "field.id")) " " code { (row.id) } }
+        dl.session id="session" {
+            dt { (tr(lang, "field.user")) } dd { (row.user) }
+            dt { (tr(lang, "field.contractor")) } dd { (row.contractor) }
+            dt { (tr(lang, "field.target")) } dd { (row.target) }
+            dt { (tr(lang, "field.protocol")) } dd { (labels::protocol(lang, row.protocol)) }
+            dt { (tr(lang, "field.source")) } dd { (row.source) }
+            dt { (tr(lang, "field.path")) } dd { (row.path) }
+            dt { (tr(lang, "field.started")) } dd { (fmt_time(&state, row.started_at)) }
+            dt { (tr(lang, "field.ended")) }
+            dd { @if let Some(t) = row.ended_at { (fmt_time(&state, t)) } }
+            dt { (tr(lang, "field.duration")) } dd { (duration) }
+            dt { (tr(lang, "field.outcome")) }
+            dd { span id="outcome" class={ "outcome outcome-" (row.outcome.as_str()) } {
+                (labels::outcome(lang, row.outcome)) } }
+            @if let Some(c) = row.console_session {
+                dt { (tr(lang, "field.console")) } dd { a href={ "/sessions/" (c) } { (c) } }
+            }
+            dt { (tr(lang, "field.recording_state")) }
+            dd { @if let Some(s) = row.recording_state {
+                span id="recording-state" class={ "rec rec-" (s.as_str()) } {
+                    (labels::recording_state(lang, s)) }
+                @if let Some(size) = row.recording_size { " " span.size { (fmt_size(size)) } }
+            } }
+            dt { (tr(lang, "field.verification")) }
+            dd { span id="verification" class={ "verify-" (vclass) } { (vtext) } }
+            @if let Some(d) = &row.detail {
+                dt { (tr(lang, "field.detail")) } dd { (d) }
+            }
+        }
+        @if row.recording.is_some() {
+            p.actions {
+                a.button id="play" href={ "/sessions/" (row.id) "/play" } { "▶ " (tr(lang, "session.play")) }
+                a id="download" href={ "/sessions/" (row.id) "/recording" } { (tr(lang, "session.download")) }
+                @if row.ended_at.is_some() && caller.sees_all_sessions() {
+                    a id="bundle" href={ "/sessions/" (row.id) "/bundle" } { (tr(lang, "session.bundle")) }
+                }
+                @if live && caller.sees_all_sessions() {
+                    a id="watch" href={ "/sessions/" (row.id) "/watch" } { (tr(lang, "live.watch")) }
+                }
+            }
+        }
+        @if live && caller.is_security() {
+            (stop_form(&caller, &row, None))
+        }
+        h2 { (tr(lang, "session.events")) }
+        @if events.is_empty() {
+            p { (tr(lang, "session.no_events")) }
+        } @else {
+            ol.timeline id="timeline" {
+                @for e in &events {
+                    li class={ "ev ev-" (e.kind.replace(' ', "-")) } {
+                        time { (fmt_time(&state, e.at)) } " "
+                        strong { (labels::session_event(lang, &e.kind).unwrap_or(e.kind.as_str())) } " "
+                        (e.detail.as_deref().unwrap_or(""))
+                    }
+                }
+            }
+        }
     };
-    field("field.user", escape(&row.user));
-    field("field.contractor", escape(&row.contractor));
-    field("field.target", escape(&row.target));
-    field("field.protocol", row.protocol.to_string());
-    field("field.source", row.source.to_string());
-    field("field.path", escape(&row.path));
-    field("field.started", fmt_time(&state, row.started_at));
-    field(
-        "field.ended",
-        row.ended_at
-            .map(|t| fmt_time(&state, t))
-            .unwrap_or_default(),
-    );
-    field("field.outcome", row.outcome.to_string());
-    if let Some(c) = row.console_session {
-        field(
-            "field.console",
-            format!("<a href=\"/sessions/{c}\">{c}</a>"),
-        );
-    }
-    field(
-        "field.recording_state",
-        row.recording_state
-            .map(|s| s.to_string())
-            .unwrap_or_default(),
-    );
-    field(
-        "field.verification",
-        format!(
-            "<span id=\"verification\" class=\"verify-{vclass}\">{}</span>",
-            escape(&vtext)
-        ),
-    );
-    if let Some(d) = &row.detail {
-        field("field.detail", escape(d));
-    }
-    body.push_str("</dl><p>");
-    if row.recording.is_some() {
-        let _ = write!(
-            body,
-            "<a id=\"download\" href=\"/sessions/{}/recording\">{}</a> ",
-            row.id,
-            tr(lang, "session.download")
-        );
-        let _ = write!(
-            body,
-            "<a id=\"play\" href=\"/sessions/{}/play\">{}</a>",
-            row.id,
-            tr(lang, "session.play")
-        );
-        if row.ended_at.is_some() && caller.sees_all_sessions() {
-            let _ = write!(
-                body,
-                " <a id=\"bundle\" href=\"/sessions/{}/bundle\">{}</a>",
-                row.id,
-                tr(lang, "session.bundle")
-            );
-        }
-        if row.outcome == Outcome::Live && caller.sees_all_sessions() {
-            let _ = write!(
-                body,
-                " <a id=\"watch\" href=\"/sessions/{}/watch\">{}</a>",
-                row.id,
-                tr(lang, "live.watch")
-            );
+    page(&caller, &title, &body.into_string()).into_response()
+}
+
+/// The emergency stop: a reason (kept in the catalogue) and an explicit confirmation, so a
+/// stray click cannot end someone's work.
+fn stop_form(caller: &Caller, row: &SessionRow, error: Option<&str>) -> maud::Markup {
+    let lang = caller.lang;
+    html! {
+        form.stop id="stop-form" method="post" action={ "/sessions/" (row.id) "/kill" } {
+            h2 { (tr(lang, "stop.title")) }
+            p { (tr(lang, "stop.intro")) }
+            @if let Some(e) = error { p.error id="stop-error" role="alert" { (e) } }
+            input type="hidden" name="csrf" value=(caller.csrf);
+            label for="stop-reason" { (tr(lang, "stop.reason")) }
+            textarea id="stop-reason" name="reason" required maxlength=(MAX_STOP_REASON)
+                rows="2" {}
+            label.check {
+                input id="stop-confirm" type="checkbox" name="confirm" value="yes" required;
+                " " (trf(lang, "stop.confirm", &[("title", &session_title(lang, row))]))
+            }
+            button.danger id="kill" type="submit" { (tr(lang, "session.kill")) }
         }
     }
-    body.push_str("</p>");
-    if row.outcome == Outcome::Live && caller.is_security() {
-        let _ = write!(
-            body,
-            "<form method=\"post\" action=\"/sessions/{}/kill\"><input type=\"hidden\" name=\"csrf\" value=\"{}\"><button class=\"danger\" id=\"kill\">{}</button></form>",
-            row.id,
-            escape(&caller.csrf),
-            tr(lang, "session.kill")
-        );
-    }
-    let _ = write!(body, "<h2>{}</h2>", tr(lang, "session.events"));
-    if events.is_empty() {
-        let _ = write!(body, "<p>{}</p>", tr(lang, "session.no_events"));
-    } else {
-        body.push_str("<ol class=\"timeline\" id=\"timeline\">");
-        for e in &events {
-            let _ = write!(
-                body,
-                "<li><time>{}</time> <strong>{}</strong> {}</li>",
-                fmt_time(&state, e.at),
-                escape(&e.kind),
-                escape(e.detail.as_deref().unwrap_or(""))
-            );
-        }
-        body.push_str("</ol>");
-    }
-    page(&caller, tr(lang, "session.title"), &body).into_response()
 }
 
 /// `GET /sessions/{id}/recording`: the raw recording file.
@@ -660,36 +374,84 @@ pub async fn recording(
         .into_response()
 }
 
-/// `POST /sessions/{id}/kill` (security, admin; CSRF-checked).
+/// The emergency stop form: the CSRF token, the reason and the confirmation.
+#[derive(Debug, Deserialize)]
+pub struct StopForm {
+    csrf: String,
+    #[serde(default)]
+    reason: String,
+    #[serde(default)]
+    confirm: Option<String>,
+}
+
+/// `POST /sessions/{id}/kill` (security, admin; CSRF-checked): the emergency stop. Needs a
+/// reason and the confirmation box; records both, wakes this instance's supervisor and waits
+/// briefly for the session to end, so the page it returns to already shows it ended.
 pub async fn kill(
     State(state): State<Arc<WebState>>,
     caller: Caller,
     Path(id): Path<String>,
-    Form(form): Form<CsrfForm>,
+    Form(form): Form<StopForm>,
 ) -> Response {
+    let lang = caller.lang;
     if !caller.csrf_ok(&form.csrf) {
-        return (StatusCode::FORBIDDEN, tr(caller.lang, "error.csrf")).into_response();
+        return (StatusCode::FORBIDDEN, tr(lang, "error.csrf")).into_response();
     }
     let row = match visible_session(&state, &caller, &id).await {
         Ok(Some(row)) if caller.is_security() => row,
         Ok(_) => return not_found(&caller),
         Err(resp) => return resp,
     };
+    let reason = form.reason.trim();
+    let problem = if reason.is_empty() {
+        Some(tr(lang, "stop.need_reason"))
+    } else if reason.chars().count() > MAX_STOP_REASON {
+        Some(tr(lang, "stop.reason_too_long"))
+    } else if form.confirm.as_deref() != Some("yes") {
+        Some(tr(lang, "stop.need_confirm"))
+    } else {
+        None
+    };
+    if let Some(problem) = problem {
+        let title = tr(lang, "stop.title");
+        let body = html! {
+            h1 { (session_title(lang, &row)) }
+            (stop_form(&caller, &row, Some(problem)))
+            p { a href={ "/sessions/" (row.id) } { (tr(lang, "stop.back")) } }
+        };
+        return (
+            StatusCode::BAD_REQUEST,
+            page(&caller, title, &body.into_string()),
+        )
+            .into_response();
+    }
     let by = format!("web:{}", caller.user);
-    match state.services.catalogue().request_kill(row.id, &by).await {
+    let catalogue = state.services.catalogue();
+    match catalogue
+        .request_kill_because(row.id, &by, Some(reason))
+        .await
+    {
         Ok(true) => {
-            info!(user = %caller.user, session = %row.id, "Kill requested from the web UI");
+            info!(user = %caller.user, session = %row.id, "Emergency stop requested from the web UI");
+            state.services.supervise_now();
+            // The session runs here or on another instance; either polls its kill requests
+            // within a second or so. Wait that long so the page shows it ended.
+            let deadline = tokio::time::Instant::now() + STOP_WAIT;
+            while tokio::time::Instant::now() < deadline {
+                match catalogue.get_session(row.id).await {
+                    Ok(Some(r)) if r.ended_at.is_some() => break,
+                    Ok(_) => tokio::time::sleep(std::time::Duration::from_millis(100)).await,
+                    Err(_) => break,
+                }
+            }
             Redirect::to(&format!("/sessions/{}", row.id)).into_response()
         }
         Ok(false) => {
-            let msg = tr(caller.lang, "session.not_live");
+            let msg = tr(lang, "session.not_live");
+            let body = html! { p.error id="not-live" { (msg) } };
             (
                 StatusCode::CONFLICT,
-                page(
-                    &caller,
-                    msg,
-                    &format!("<p class=\"error\" id=\"not-live\">{msg}</p>"),
-                ),
+                page(&caller, msg, &body.into_string()),
             )
                 .into_response()
         }
@@ -1165,6 +927,18 @@ pub async fn metrics(State(state): State<Arc<WebState>>) -> Response {
 /// `GET /assets/style.css`.
 pub async fn style() -> Response {
     ([(header::CONTENT_TYPE, "text/css; charset=utf-8")], STYLE).into_response()
+}
+
+/// `GET /assets/favicon.svg`: the checkpoint gate.
+pub async fn favicon() -> Response {
+    (
+        [
+            (header::CONTENT_TYPE, "image/svg+xml"),
+            (header::CACHE_CONTROL, "max-age=86400"),
+        ],
+        FAVICON,
+    )
+        .into_response()
 }
 
 /// `GET /assets/watch.js`.

@@ -404,8 +404,58 @@ async fn kill_needs_security_and_csrf() {
     let (_, other_csrf) = login_as(&f, "root");
     let resp = post(&f, Some(&cookie), &uri, &format!("csrf={other_csrf}")).await;
     assert_eq!(resp.status(), StatusCode::FORBIDDEN);
-    let resp = post(&f, Some(&cookie), &uri, &format!("csrf={csrf}")).await;
+    // The emergency stop needs a reason and the confirmation; without either nothing is asked.
+    let resp = post(&f, Some(&cookie), &uri, &format!("csrf={csrf}&confirm=yes")).await;
+    assert_eq!(resp.status(), StatusCode::BAD_REQUEST);
+    let resp = post(
+        &f,
+        Some(&cookie),
+        &uri,
+        &format!("csrf={csrf}&reason=%20%20&confirm=yes"),
+    )
+    .await;
+    assert_eq!(resp.status(), StatusCode::BAD_REQUEST);
+    let resp = post(
+        &f,
+        Some(&cookie),
+        &uri,
+        &format!("csrf={csrf}&reason=copying+data"),
+    )
+    .await;
+    assert_eq!(resp.status(), StatusCode::BAD_REQUEST);
+    let catalogue = f.state.services.catalogue();
+    let test_instance = InstanceId::new("test").unwrap();
+    assert!(
+        catalogue
+            .pending_kills(&test_instance)
+            .await
+            .unwrap()
+            .is_empty()
+    );
+    let long = "x".repeat(super::pages::MAX_STOP_REASON + 1);
+    let resp = post(
+        &f,
+        Some(&cookie),
+        &uri,
+        &format!("csrf={csrf}&reason={long}&confirm=yes"),
+    )
+    .await;
+    assert_eq!(resp.status(), StatusCode::BAD_REQUEST);
+    let resp = post(
+        &f,
+        Some(&cookie),
+        &uri,
+        &format!("csrf={csrf}&reason=copying+data+out&confirm=yes"),
+    )
+    .await;
     assert_eq!(resp.status(), StatusCode::SEE_OTHER);
+    let events = catalogue.session_events(f.yamada_live).await.unwrap();
+    assert!(
+        events
+            .iter()
+            .any(|e| e.detail.as_deref() == Some("web:kobayashi: copying data out")),
+        "the reason is not recorded: {events:?}"
+    );
     let pending = f
         .state
         .services
@@ -419,7 +469,7 @@ async fn kill_needs_security_and_csrf() {
         &f,
         Some(&cookie),
         &format!("/sessions/{}/kill", f.tanaka),
-        &format!("csrf={csrf}"),
+        &format!("csrf={csrf}&reason=late&confirm=yes"),
     )
     .await;
     assert_eq!(resp.status(), StatusCode::CONFLICT);
@@ -781,7 +831,7 @@ async fn session_list_pages_by_keyset() {
             .skip(1)
             .filter_map(|s| s.split('"').next())
             .collect();
-        assert!(ids.len() <= super::pages::PAGE_SIZE as usize);
+        assert!(ids.len() <= super::session_list::PAGE_SIZE as usize);
         for id in ids {
             assert!(seen.insert(id.to_owned()), "{id} listed twice");
         }
@@ -1430,7 +1480,7 @@ async fn session_list_pages_through_twenty_thousand_sessions() {
         assert_eq!(seen.len(), expected, "{user}");
         assert_eq!(
             times.len(),
-            expected.div_ceil(super::pages::PAGE_SIZE as usize)
+            expected.div_ceil(super::session_list::PAGE_SIZE as usize)
         );
         let avg = |t: &[std::time::Duration]| {
             t.iter().sum::<std::time::Duration>().as_secs_f64() * 1000.0 / t.len() as f64

@@ -4,6 +4,7 @@
 
 use axum::http::HeaderMap;
 
+pub mod labels;
 mod player;
 
 /// A page language.
@@ -77,6 +78,59 @@ const STRINGS: &[(&str, &str, &str)] = &[
     ("nav.denials", "Denials", "拒否"),
     ("nav.live", "Live sessions", "接続中のセッション"),
     ("nav.logout", "Log out", "ログアウト"),
+    ("nav.label", "Main", "メインメニュー"),
+    ("nav.skip", "Skip to the content", "本文へ移動"),
+    ("title.separator", ", ", "、"),
+    ("field.session", "Session", "セッション"),
+    ("field.duration", "Duration", "時間"),
+    ("filter.label", "Filter sessions", "セッションの絞り込み"),
+    ("filter.clear", "Clear", "条件をクリア"),
+    ("range.label", "Quick ranges:", "期間:"),
+    ("range.today", "Today", "今日"),
+    ("range.yesterday", "Yesterday", "昨日"),
+    ("range.week", "Last 7 days", "過去7日間"),
+    (
+        "sessions.count",
+        "{n} sessions match.",
+        "該当するセッション: {n}件",
+    ),
+    ("sessions.paging", "Pages", "ページ"),
+    ("sessions.play_label", "Play {title}", "{title} を再生"),
+    (
+        "filter.too_long",
+        "A filter is longer than {max} characters.",
+        "絞り込みの値が長すぎます({max}文字まで)。",
+    ),
+    (
+        "filter.bad_protocol",
+        "There is no protocol called \u{201c}{value}\u{201d}; pick one from the list.",
+        "「{value}」というプロトコルはありません。一覧から選んでください。",
+    ),
+    (
+        "filter.bad_outcome",
+        "There is no outcome called \u{201c}{value}\u{201d}; pick one from the list.",
+        "「{value}」という結果はありません。一覧から選んでください。",
+    ),
+    (
+        "filter.bad_date",
+        "\u{201c}{value}\u{201d} is not a date; write it like {example}.",
+        "「{value}」は日付として読めません。{example} のように入力してください。",
+    ),
+    (
+        "filter.bad_date_range",
+        "That date is outside the range the catalogue can search.",
+        "その日付は検索できる範囲の外です。",
+    ),
+    (
+        "filter.bad_range",
+        "The start date is after the end date.",
+        "開始日が終了日より後になっています。",
+    ),
+    (
+        "filter.bad_page",
+        "This page link is damaged; start again from the first page.",
+        "ページのリンクが壊れています。最初のページからやり直してください。",
+    ),
     ("login.title", "Log in", "ログイン"),
     ("login.user", "User", "ユーザー"),
     ("login.password", "Password", "パスワード"),
@@ -192,6 +246,34 @@ const STRINGS: &[(&str, &str, &str)] = &[
         "End this session now",
         "このセッションを今すぐ終了",
     ),
+    ("stop.title", "Emergency stop", "緊急停止"),
+    (
+        "stop.intro",
+        "Ends the session at once. The reason and your name are recorded with the session.",
+        "セッションを直ちに終了します。理由とあなたの名前がセッションに記録されます。",
+    ),
+    ("stop.reason", "Reason", "理由"),
+    (
+        "stop.confirm",
+        "I confirm: end {title} now.",
+        "{title} を今すぐ終了することを確認しました。",
+    ),
+    (
+        "stop.need_reason",
+        "Give the reason for the stop.",
+        "停止の理由を入力してください。",
+    ),
+    (
+        "stop.reason_too_long",
+        "The reason is too long (500 characters at most).",
+        "理由が長すぎます(500文字まで)。",
+    ),
+    (
+        "stop.need_confirm",
+        "Tick the confirmation box to stop the session.",
+        "確認のチェックを入れてください。",
+    ),
+    ("stop.back", "Back to the session", "セッションに戻る"),
     (
         "session.kill_requested",
         "The session has been asked to end.",
@@ -334,11 +416,23 @@ pub fn tr(lang: Lang, key: &'static str) -> &'static str {
     STRINGS
         .iter()
         .chain(player::STRINGS)
+        .chain(labels::STRINGS)
         .find(|(k, _, _)| *k == key)
         .map_or(key, |(_, en, ja)| match lang {
             Lang::En => en,
             Lang::Ja => ja,
         })
+}
+
+/// The template `key` in `lang` with each `{name}` replaced by its value: strings with
+/// parameters ("{n} sessions", "「{value}」は日付として読めません") keep their word order in
+/// each language. Values are inserted as they are; the page escapes the result.
+pub fn trf(lang: Lang, key: &'static str, params: &[(&str, &str)]) -> String {
+    let mut out = tr(lang, key).to_owned();
+    for (name, value) in params {
+        out = out.replace(&format!("{{{name}}}"), value);
+    }
+    out
 }
 
 #[cfg(test)]
@@ -347,7 +441,11 @@ mod tests {
 
     #[test]
     fn every_key_is_unique_and_translated() {
-        let all: Vec<_> = STRINGS.iter().chain(player::STRINGS).collect();
+        let all: Vec<_> = STRINGS
+            .iter()
+            .chain(player::STRINGS)
+            .chain(labels::STRINGS)
+            .collect();
         for (i, (k, en, ja)) in all.iter().enumerate() {
             assert!(!en.is_empty() && !ja.is_empty(), "{k}");
             assert!(
