@@ -9,6 +9,7 @@
 mod auth;
 mod bundle;
 mod cookies;
+mod export;
 mod html;
 mod i18n;
 mod pages;
@@ -220,6 +221,7 @@ pub fn router(state: Arc<WebState>) -> Router {
         .route("/sessions/{id}/timeline", get(playback::timeline))
         .route("/sessions/{id}/search", get(playback::search))
         .route("/sessions/{id}/bundle", get(bundle::bundle))
+        .route("/sessions/{id}/export/{format}", get(export::export))
         .route("/sessions/{id}/watch", get(watch::watch))
         .route("/sessions/{id}/watch/screen", get(watch::screen))
         .route("/sessions/{id}/watch/frame", get(watch::frame))
