@@ -9,6 +9,7 @@
 mod auth;
 mod bundle;
 mod cookies;
+mod denials;
 mod export;
 mod html;
 mod i18n;
@@ -227,7 +228,7 @@ pub fn router(state: Arc<WebState>) -> Router {
         .route("/sessions/{id}/watch/frame", get(watch::frame))
         .route("/sessions/{id}/watch/leave", post(watch::leave))
         .route("/search", get(search::page_handler))
-        .route("/denials", get(pages::denials))
+        .route("/denials", get(denials::denials))
         .route("/denials.csv", get(reviews::csv))
         .route("/denials/{id}/review", post(reviews::review))
         .route("/events/{id}/review", post(reviews::review_event))

@@ -2,7 +2,7 @@
 //! policy event inside a session (a channel stripped, a transfer refused), and the reviewed
 //! period as CSV for the monthly report.
 //!
-//! The dashboard itself (`pages::denials`) shows each subject's latest review, or a form to
+//! The dashboard itself (`denials::denials`) shows each subject's latest review, or a form to
 //! give one, and counts what is still unreviewed.
 
 use std::fmt::Write as _;
@@ -22,9 +22,10 @@ use tracing::info;
 
 use super::WebState;
 use super::auth::Caller;
+use super::denials::{DenialQuery, MAX_DASHBOARD_DENIALS};
 use super::html::escape;
 use super::i18n::{Lang, tr};
-use super::pages::{DenialQuery, MAX_DASHBOARD_DENIALS, catalogue_failed, fmt_time, not_found};
+use super::pages::{catalogue_failed, fmt_time, not_found};
 
 /// The review form.
 #[derive(Debug, Deserialize)]
