@@ -23,5 +23,7 @@ mod typed_search;
 mod vnc;
 mod vnc_busy_hour;
 mod web;
+mod web_denials;
 mod web_desk;
+mod web_find;
 mod web_player_controls;
