@@ -226,7 +226,7 @@ pub async fn denials(
             escape(r.target.as_deref().unwrap_or("")),
             r.protocol,
             escape(&r.rule),
-            escape(&r.reason),
+            escape(&super::i18n::reasons::denial_reason(lang, r)),
             super::reviews::review_cell(
                 &caller,
                 ReviewSubject::Denial(r.id),

@@ -4,8 +4,10 @@
 
 use axum::http::HeaderMap;
 
+mod denials;
 pub mod labels;
 mod player;
+pub mod reasons;
 
 /// A page language.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -417,6 +419,7 @@ pub fn tr(lang: Lang, key: &'static str) -> &'static str {
         .iter()
         .chain(player::STRINGS)
         .chain(labels::STRINGS)
+        .chain(denials::STRINGS)
         .find(|(k, _, _)| *k == key)
         .map_or(key, |(_, en, ja)| match lang {
             Lang::En => en,
@@ -445,6 +448,7 @@ mod tests {
             .iter()
             .chain(player::STRINGS)
             .chain(labels::STRINGS)
+            .chain(denials::STRINGS)
             .collect();
         for (i, (k, en, ja)) in all.iter().enumerate() {
             assert!(!en.is_empty() && !ja.is_empty(), "{k}");
