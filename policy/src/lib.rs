@@ -21,5 +21,8 @@ pub use config::{
 pub use diag::{ConfigError, ConfigErrors};
 pub use engine::{Authorized, Decision, Denial, LiveConsole, Request, TargetRef, evaluate};
 pub use secrets::{Credential, S3Keys, Secret, Secrets};
-pub use types::{InvalidSessionId, Protocol, Rule, SessionId, UnknownProtocol, UnknownRule};
+pub use types::{
+    InvalidSessionId, Protocol, Rule, SessionId, Severity, UnknownProtocol, UnknownRule,
+    UnknownSeverity,
+};
 pub use window::Window;

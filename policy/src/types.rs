@@ -130,6 +130,71 @@ impl FromStr for Protocol {
     }
 }
 
+/// How much a denial matters to the people who review them, most serious first: a breach
+/// of the My Number zone is not a mistyped target. The review dashboard sorts and filters by
+/// it; the policy itself treats every deny alike (a deny is a deny).
+///
+/// INVARIANT: the variants are declared most serious first, so the derived `Ord` sorts
+/// `Critical` before `Low`.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, PartialOrd, Ord)]
+pub enum Severity {
+    /// Someone reached for data the rules wall off: a path into a zone it may not reach.
+    Critical,
+    /// A way around the bastion's own controls was tried (a VM by RDP or SSH from the VDI, a
+    /// hop without a console, forwarding, file transfer, a desktop used by another user, an
+    /// unwatched supervised target), or a target's identity changed (a possible
+    /// man-in-the-middle).
+    High,
+    /// Work outside what the contract allows, or failed authentication (a mistyped password
+    /// looks like guessing until someone has looked).
+    Medium,
+    /// Mistakes and operational faults: an unknown name, a console that is not configured, a
+    /// missing credential, Sekisho unable to decide; allow rules too (they are never denials).
+    Low,
+}
+
+impl Severity {
+    /// Every severity, most serious first.
+    pub const ALL: [Severity; 4] = [
+        Severity::Critical,
+        Severity::High,
+        Severity::Medium,
+        Severity::Low,
+    ];
+
+    /// A short id for forms and CSS classes: `critical`, `high`, `medium`, `low`.
+    pub const fn as_str(self) -> &'static str {
+        match self {
+            Severity::Critical => "critical",
+            Severity::High => "high",
+            Severity::Medium => "medium",
+            Severity::Low => "low",
+        }
+    }
+}
+
+impl fmt::Display for Severity {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(self.as_str())
+    }
+}
+
+impl FromStr for Severity {
+    type Err = UnknownSeverity;
+
+    fn from_str(s: &str) -> Result<Self, Self::Err> {
+        Severity::ALL
+            .into_iter()
+            .find(|v| v.as_str() == s)
+            .ok_or_else(|| UnknownSeverity(s.to_owned()))
+    }
+}
+
+/// The text is not a severity id.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+#[error("unknown severity {0:?}")]
+pub struct UnknownSeverity(pub String);
+
 /// The rule that decided a request; `as_str` gives the id operators see (interfaces.md).
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, PartialOrd, Ord)]
 #[non_exhaustive]
@@ -290,6 +355,56 @@ impl Rule {
         }
     }
 
+    /// How much a denial by this rule matters to its reviewers ([`Severity`]).
+    ///
+    /// - Critical: `zone.path`, the zones hold what the prefecture must protect most (the My
+    ///   Number zone); reaching for one from the wrong path is the breach the bastion exists to
+    ///   stop.
+    /// - High: attempts around the bastion's controls (`rdp.vdi-to-vm`, `ssh.vdi-to-vm`,
+    ///   `rdp.hop-no-console`, `ssh.forwarding`, `ssh.file-transfer`,
+    ///   `source.desktop-mismatch`, `supervision.absent`, `target.changed`) and a target whose
+    ///   pinned identity changed (`rdp.server-cert-changed`, `console.host-key-changed`: a
+    ///   possible man-in-the-middle). Each needs someone to look the same day.
+    /// - Medium: work outside the contract (`contract.*`), failed authentication
+    ///   (`auth.failed`, `auth.second-factor`, `vnc.ticket-invalid`): usually a mistake, but
+    ///   repeated they are guessing.
+    /// - Low: mistakes and faults of the setup (`target.unknown`, `user.unknown`,
+    ///   `source.unknown`, `console.physical`, `console.unavailable`, `credential.*`,
+    ///   `sekisho.unavailable`) and the allow rules, which never deny.
+    pub const fn severity(self) -> Severity {
+        match self {
+            Rule::ZonePath => Severity::Critical,
+            Rule::RdpVdiToVm
+            | Rule::SshVdiToVm
+            | Rule::RdpHopNoConsole
+            | Rule::SshForwarding
+            | Rule::SshFileTransfer
+            | Rule::SourceDesktopMismatch
+            | Rule::SupervisionAbsent
+            | Rule::TargetChanged
+            | Rule::RdpServerCertChanged
+            | Rule::ConsoleHostKeyChanged => Severity::High,
+            Rule::ContractNone
+            | Rule::ContractExpired
+            | Rule::ContractWindow
+            | Rule::AuthFailed
+            | Rule::AuthSecondFactor
+            | Rule::VncTicketInvalid => Severity::Medium,
+            Rule::SourceUnknown
+            | Rule::TargetUnknown
+            | Rule::UserUnknown
+            | Rule::ConsolePhysical
+            | Rule::ConsoleUnavailable
+            | Rule::CredentialMissing
+            | Rule::CredentialRefused
+            | Rule::SekishoUnavailable
+            | Rule::RdpPhysical
+            | Rule::RdpHopFromConsole
+            | Rule::ConsoleVm
+            | Rule::SshPhysical => Severity::Low,
+        }
+    }
+
     /// True for the rules that allow.
     pub const fn is_allow(self) -> bool {
         matches!(
@@ -355,6 +470,35 @@ mod tests {
         for r in Rule::ALL {
             assert!(seen.insert(r.as_str()));
             assert_eq!(r.as_str().parse::<Rule>().unwrap(), r);
+        }
+    }
+
+    #[test]
+    fn severities_sort_most_serious_first_and_rules_have_theirs() {
+        let mut all = Severity::ALL;
+        all.reverse();
+        all.sort();
+        assert_eq!(all, Severity::ALL);
+        assert!(Severity::Critical < Severity::Low);
+        for s in Severity::ALL {
+            assert_eq!(s.as_str().parse::<Severity>().unwrap(), s);
+        }
+        assert!("urgent".parse::<Severity>().is_err());
+        // A My Number zone breach outranks a mistyped target.
+        assert_eq!(Rule::ZonePath.severity(), Severity::Critical);
+        assert_eq!(Rule::RdpVdiToVm.severity(), Severity::High);
+        assert_eq!(Rule::AuthFailed.severity(), Severity::Medium);
+        assert_eq!(Rule::TargetUnknown.severity(), Severity::Low);
+        // Only zone.path is critical; every allow rule is low.
+        for r in Rule::ALL {
+            assert_eq!(
+                r.severity() == Severity::Critical,
+                r == Rule::ZonePath,
+                "{r}"
+            );
+            if r.is_allow() {
+                assert_eq!(r.severity(), Severity::Low, "{r}");
+            }
         }
     }
 
