@@ -370,6 +370,170 @@ async fn denial_filters(url: &str, kind: BackendKind) {
     assert_eq!(json["protocol"], "rdp");
     assert_eq!(json["rule"], "contract.window");
     assert_eq!(json["source"], "127.0.10.11");
+
+    // The review dashboard's filters: a period with an exclusive end, so the period before it
+    // shares no row with it.
+    let until = c
+        .list_denials(&DenialFilter {
+            since: Some(t0() + Duration::minutes(2)),
+            until: Some(t0() + Duration::minutes(5)),
+            ..Default::default()
+        })
+        .await
+        .unwrap();
+    assert_eq!(until.len(), 3, "minutes 2, 3 and 4; until is exclusive");
+
+    // Rows of other users, contractors, targets, sources and doors, an hour later.
+    let later = t0() + Duration::hours(2);
+    let mut odd = deny(&a, later, "Sato", "auth.failed");
+    odd.protocol = Protocol::Ssh;
+    odd.contractor = Some("Globex".to_owned());
+    odd.target = Some("DB-phys01".to_owned());
+    odd.source = ip("127.0.11.12");
+    c.record_decision(&odd).await.unwrap();
+    let mut web = deny(&a, later + Duration::minutes(1), "nobody", "auth.failed");
+    web.protocol = Protocol::Web;
+    web.contractor = None;
+    web.target = None;
+    web.source = ip("::1");
+    c.record_decision(&web).await.unwrap();
+    // Escaped: `_` in a prefix is not a wildcard.
+    let mut zone = deny(&a, later + Duration::minutes(2), "tanaka", "zone.path");
+    zone.target = Some("mn_db01".to_owned());
+    c.record_decision(&zone).await.unwrap();
+
+    let ids =
+        |rows: &[recorder::catalogue::DenialRow]| rows.iter().map(|d| d.id).collect::<Vec<_>>();
+    let by = |f: DenialFilter| {
+        let c = &c;
+        async move { c.list_denials(&f).await.unwrap() }
+    };
+    // Prefixes ignore case on both backends; exact names do not.
+    let sato = by(DenialFilter {
+        user_prefix: Some("sa".to_owned()),
+        ..Default::default()
+    })
+    .await;
+    assert_eq!(sato.len(), 1);
+    assert_eq!(sato[0].user.as_deref(), Some("Sato"));
+    let exact = by(DenialFilter {
+        user: Some("sato".to_owned()),
+        ..Default::default()
+    })
+    .await;
+    assert!(exact.is_empty(), "an exact user name matched another case");
+    let globex = by(DenialFilter {
+        contractor_prefix: Some("glob".to_owned()),
+        ..Default::default()
+    })
+    .await;
+    assert_eq!(ids(&globex), ids(&sato));
+    let acme = by(DenialFilter {
+        contractor: Some("acme".to_owned()),
+        ..Default::default()
+    })
+    .await;
+    assert_eq!(acme.len(), 11, "the ten first and the zone breach");
+    let db = by(DenialFilter {
+        target_prefix: Some("db-".to_owned()),
+        ..Default::default()
+    })
+    .await;
+    assert_eq!(ids(&db), ids(&sato));
+    let web01 = by(DenialFilter {
+        target: Some("web01".to_owned()),
+        ..Default::default()
+    })
+    .await;
+    assert_eq!(web01.len(), 10);
+    let underscore = by(DenialFilter {
+        target_prefix: Some("mn_".to_owned()),
+        ..Default::default()
+    })
+    .await;
+    assert_eq!(underscore.len(), 1);
+    let no_wildcard = by(DenialFilter {
+        target_prefix: Some("m_".to_owned()),
+        ..Default::default()
+    })
+    .await;
+    assert!(no_wildcard.is_empty(), "`_` matched as a wildcard");
+    // Addresses: exact, or a prefix of the text.
+    let from_ip = by(DenialFilter {
+        source: Some(ip("127.0.11.12")),
+        ..Default::default()
+    })
+    .await;
+    assert_eq!(ids(&from_ip), ids(&sato));
+    let from_net = by(DenialFilter {
+        source_prefix: Some("127.0.10.".to_owned()),
+        ..Default::default()
+    })
+    .await;
+    assert_eq!(from_net.len(), 11);
+    let v6 = by(DenialFilter {
+        source: Some(ip("::1")),
+        ..Default::default()
+    })
+    .await;
+    assert_eq!(v6.len(), 1);
+    assert_eq!(v6[0].protocol, Protocol::Web);
+    // The door.
+    let ssh = by(DenialFilter {
+        protocol: Some(Protocol::Ssh),
+        ..Default::default()
+    })
+    .await;
+    assert_eq!(ids(&ssh), ids(&sato));
+    // A set of rules (one severity), and the empty set matches nothing.
+    let rules = by(DenialFilter {
+        rules: Some(vec!["zone.path".to_owned(), "auth.failed".to_owned()]),
+        ..Default::default()
+    })
+    .await;
+    assert_eq!(rules.len(), 3);
+    assert!(rules.windows(2).all(|w| w[0].started_at > w[1].started_at));
+    let none = by(DenialFilter {
+        rules: Some(Vec::new()),
+        ..Default::default()
+    })
+    .await;
+    assert!(none.is_empty(), "an empty rule set matched");
+
+    // Counts per rule, for a period and the one before it, ignore the page limit.
+    let counts = c
+        .count_denials_by_rule(&DenialFilter {
+            limit: Some(1),
+            ..Default::default()
+        })
+        .await
+        .unwrap();
+    assert_eq!(
+        counts,
+        vec![
+            ("auth.failed".to_owned(), 2),
+            ("contract.window".to_owned(), 5),
+            ("rdp.vdi-to-vm".to_owned(), 5),
+            ("zone.path".to_owned(), 1),
+        ]
+    );
+    let previous = c
+        .count_denials_by_rule(&DenialFilter {
+            until: Some(t0() + Duration::minutes(5)),
+            user: Some("tanaka".to_owned()),
+            ..Default::default()
+        })
+        .await
+        .unwrap();
+    assert_eq!(previous, vec![("rdp.vdi-to-vm".to_owned(), 3)]);
+    let nothing = c
+        .count_denials_by_rule(&DenialFilter {
+            since: Some(t0() + Duration::days(1)),
+            ..Default::default()
+        })
+        .await
+        .unwrap();
+    assert!(nothing.is_empty());
 }
 
 async fn session_lifecycle(url: &str, kind: BackendKind) {

@@ -802,24 +802,87 @@ impl Catalogue {
         raw.into_iter().map(RawDecision::parse).collect()
     }
 
-    /// Deny decisions matching `filter`, newest first (`sekisho denials list`).
+    /// The `WHERE` clause of deny decisions matching `filter` (its limit and offset aside).
+    fn denial_where(filter: &DenialFilter) -> Where {
+        let mut w = Where::default();
+        w.equals("verdict", Some(Verdict::Deny.as_str()));
+        w.period("at", filter.since, filter.until);
+        w.equals("user_name", filter.user.as_ref());
+        w.starts_with("user_name", filter.user_prefix.as_ref());
+        w.equals("rule", filter.rule.as_ref());
+        if let Some(rules) = &filter.rules {
+            if rules.is_empty() {
+                // No rule asked for: nothing matches (not "any rule").
+                w.raw("1 = 0");
+            } else {
+                let mut marks = Vec::with_capacity(rules.len());
+                for r in rules {
+                    w.args.push(Arg::Text(r.clone()));
+                    marks.push(format!("${}", w.args.len()));
+                }
+                w.clauses.push(format!("rule IN ({})", marks.join(", ")));
+            }
+        }
+        w.equals("contractor", filter.contractor.as_ref());
+        w.starts_with("contractor", filter.contractor_prefix.as_ref());
+        w.equals("target", filter.target.as_ref());
+        w.starts_with("target", filter.target_prefix.as_ref());
+        // Addresses are stored as `IpAddr`'s text, so the parsed address compares as text.
+        w.equals("source", filter.source);
+        w.starts_with("source", filter.source_prefix.as_ref());
+        w.equals("protocol", filter.protocol);
+        w
+    }
+
+    /// Deny decisions matching `filter`, newest first (`sekisho denials list`, the review
+    /// dashboard).
     pub async fn list_denials(
         &self,
         filter: &DenialFilter,
     ) -> Result<Vec<DenialRow>, CatalogueError> {
-        let rows = self
-            .list_decisions(&DecisionFilter {
-                since: filter.since,
-                until: None,
-                user: filter.user.clone(),
-                rule: filter.rule.clone(),
-                target: None,
-                verdict: Some(Verdict::Deny),
-                limit: filter.limit,
-                offset: filter.offset,
+        let (sql, args) = Self::denial_where(filter).finish(
+            &format!("SELECT {DECISION_COLS} FROM decisions"),
+            "at DESC, id DESC",
+            filter.limit,
+            filter.offset,
+        )?;
+        let raw: Vec<RawDecision> = on_backend!(self, |pool| {
+            bind_args!(sqlx::query_as(AssertSqlSafe(sql)), args)
+                .fetch_all(pool)
+                .await?
+        });
+        raw.into_iter()
+            .map(|r| RawDecision::parse(r).map(DenialRow::from))
+            .collect()
+    }
+
+    /// How many deny decisions match `filter`, per rule id, by rule id (its `limit` and
+    /// `offset` are ignored): the dashboard's counts for a period and the one before it,
+    /// exact however many rows the list itself is capped at.
+    pub async fn count_denials_by_rule(
+        &self,
+        filter: &DenialFilter,
+    ) -> Result<Vec<(String, u64)>, CatalogueError> {
+        let w = Self::denial_where(filter);
+        let mut sql = "SELECT rule, COUNT(*) FROM decisions".to_owned();
+        if !w.clauses.is_empty() {
+            sql.push_str(" WHERE ");
+            sql.push_str(&w.clauses.join(" AND "));
+        }
+        sql.push_str(" GROUP BY rule ORDER BY rule");
+        let args = w.args;
+        let raw: Vec<(String, i64)> = on_backend!(self, |pool| {
+            bind_args!(sqlx::query_as(AssertSqlSafe(sql)), args)
+                .fetch_all(pool)
+                .await?
+        });
+        raw.into_iter()
+            .map(|(rule, n)| {
+                u64::try_from(n)
+                    .map(|n| (rule, n))
+                    .map_err(|_| CatalogueError::corrupt("count", &n.to_string()))
             })
-            .await?;
-        Ok(rows.into_iter().map(DenialRow::from).collect())
+            .collect()
     }
 
     // ----- sessions -----

@@ -442,10 +442,32 @@ pub struct DecisionFilter {
 pub struct DenialFilter {
     /// At or after this time.
     pub since: Option<DateTime<Utc>>,
+    /// Before this time (exclusive), so a period and the one before it never share a row.
+    pub until: Option<DateTime<Utc>>,
     /// Only this user.
     pub user: Option<String>,
+    /// Only users whose name starts with this, ignoring ASCII case (a typed, partial name).
+    pub user_prefix: Option<String>,
     /// Only this rule id.
     pub rule: Option<String>,
+    /// Only these rule ids (e.g. every rule of one severity). `Some` of an empty list matches
+    /// nothing.
+    pub rules: Option<Vec<String>>,
+    /// Only this contractor.
+    pub contractor: Option<String>,
+    /// Only contractors whose id starts with this, ignoring ASCII case.
+    pub contractor_prefix: Option<String>,
+    /// Only this target.
+    pub target: Option<String>,
+    /// Only targets whose name starts with this, ignoring ASCII case.
+    pub target_prefix: Option<String>,
+    /// Only this client address.
+    pub source: Option<IpAddr>,
+    /// Only client addresses whose text starts with this (`127.0.10.`), ignoring ASCII case
+    /// (IPv6 hex digits).
+    pub source_prefix: Option<String>,
+    /// Only this protocol (the door: `web`, `ssh`, `rdp`, `console-vnc`, ...).
+    pub protocol: Option<Protocol>,
     /// At most this many rows (capped at [`MAX_PAGE`](super::MAX_PAGE); `None` = the cap).
     pub limit: Option<u32>,
     /// Skip this many rows first.
