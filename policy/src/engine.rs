@@ -41,6 +41,7 @@ use std::net::IpAddr;
 use chrono::{DateTime, Datelike, Utc};
 
 use crate::config::{Contract, Inventory, Role, Source, Target, TargetKind, User};
+use crate::reasons::Explanation;
 use crate::types::{Protocol, Rule, SessionId};
 
 /// What a connection asks for.
@@ -94,6 +95,7 @@ pub struct LiveConsole {
 pub struct Authorized {
     rule: Rule,
     reason: String,
+    explanation: Explanation,
     protocol: Protocol,
     source: IpAddr,
     user: String,
@@ -119,6 +121,10 @@ impl Authorized {
     /// Why, as a sentence.
     pub fn reason(&self) -> &str {
         &self.reason
+    }
+    /// Why, as a template and its parameters (for other languages).
+    pub fn explanation(&self) -> &Explanation {
+        &self.explanation
     }
     /// The protocol allowed.
     pub fn protocol(&self) -> Protocol {
@@ -155,6 +161,8 @@ impl Authorized {
 pub struct Denial {
     rule: Rule,
     reason: String,
+    /// Boxed: a denial travels in `Result`s, and most paths never read this.
+    explanation: Option<Box<Explanation>>,
     user: Option<String>,
     contractor: Option<String>,
     target: Option<String>,
@@ -172,6 +180,7 @@ impl Denial {
         Denial {
             rule,
             reason: reason.into(),
+            explanation: None,
             user,
             contractor,
             target,
@@ -184,6 +193,16 @@ impl Denial {
     /// Why, as a sentence saying what to do instead.
     pub fn reason(&self) -> &str {
         &self.reason
+    }
+    /// Why, as a template and its parameters, when the denial was built from one (the
+    /// policy engine's always are; a proxy's may not be, and is then read by its rule).
+    pub fn explanation(&self) -> Option<&Explanation> {
+        self.explanation.as_deref()
+    }
+    /// This denial with `explanation` as the template of its reason.
+    pub fn with_explanation(mut self, explanation: Explanation) -> Denial {
+        self.explanation = Some(Box::new(explanation));
+        self
     }
     /// The user, if resolved.
     pub fn user(&self) -> Option<&str> {
@@ -221,6 +240,13 @@ impl Decision {
         match self {
             Decision::Allow(a) => &a.reason,
             Decision::Deny(d) => &d.reason,
+        }
+    }
+    /// The reason as a template and its parameters, when there is one.
+    pub fn explanation(&self) -> Option<&Explanation> {
+        match self {
+            Decision::Allow(a) => Some(&a.explanation),
+            Decision::Deny(d) => d.explanation(),
         }
     }
     /// The user, if resolved.
@@ -279,7 +305,7 @@ pub fn evaluate(
             Rule::TargetUnknown,
             &src_text,
             &target_text,
-            "the web UI reaches no target; use RDP, SSH or a console".to_owned(),
+            Explanation::new("web.no-target", []),
         );
     }
 
@@ -289,10 +315,7 @@ pub fn evaluate(
             Rule::SourceUnknown,
             &src_text,
             &target_text,
-            format!(
-                "{} is neither a VDI desktop in a vdi_pool network nor a known server; connect from your assigned VDI desktop",
-                req.source
-            ),
+            Explanation::new("source.unknown", [("source", req.source.to_string())]),
         );
     }
 
@@ -303,17 +326,12 @@ pub fn evaluate(
     };
     let Some(target) = target else {
         let why = match &req.target {
-            TargetRef::Name(n) => format!("there is no target named {n:?}"),
-            TargetRef::Address(a) => format!("no target has the address {a}"),
+            TargetRef::Name(n) => Explanation::new("target.unknown.name", [("name", n.clone())]),
+            TargetRef::Address(a) => {
+                Explanation::new("target.unknown.address", [("address", a.to_string())])
+            }
         };
-        return ctx.deny_bare(
-            Rule::TargetUnknown,
-            &src_text,
-            &target_text,
-            format!(
-                "{why}; check the name, or ask an administrator to add the server to the inventory"
-            ),
-        );
+        return ctx.deny_bare(Rule::TargetUnknown, &src_text, &target_text, why);
     };
 
     match source {
@@ -326,9 +344,12 @@ pub fn evaluate(
         }
         Source::FarmServer(server) => ctx.hop(live, &src_text, server, target),
         // Handled above; kept total without a panic.
-        Source::Unknown => {
-            ctx.deny_bare(Rule::SourceUnknown, &src_text, &target_text, String::new())
-        }
+        Source::Unknown => ctx.deny_bare(
+            Rule::SourceUnknown,
+            &src_text,
+            &target_text,
+            Explanation::new("source.unknown", [("source", req.source.to_string())]),
+        ),
     }
 }
 
@@ -356,18 +377,25 @@ impl<'a> Ctx<'a> {
         s
     }
 
-    fn deny_bare(&self, rule: Rule, src: &str, target: &str, why: String) -> Decision {
+    fn deny_bare(&self, rule: Rule, src: &str, target: &str, why: Explanation) -> Decision {
         let mut reason = self.head(src, None, target, "denied");
-        reason.push_str(&why);
+        reason.push_str(&why.english());
         let t = (rule != Rule::TargetUnknown || matches!(self.req.target, TargetRef::Name(_)))
             .then(|| target.to_owned());
-        Decision::Deny(Denial::new(rule, reason, None, None, t))
+        Decision::Deny(Denial::new(rule, reason, None, None, t).with_explanation(why))
     }
 
-    fn deny_user(&self, rule: Rule, src: &str, user: &User, target: &str, why: &str) -> Denial {
+    fn deny_user(
+        &self,
+        rule: Rule,
+        src: &str,
+        user: &User,
+        target: &str,
+        why: Explanation,
+    ) -> Denial {
         let who = user.contractor.as_deref().map(|c| (user.name.as_str(), c));
         let mut reason = self.head(src, who, target, "denied");
-        reason.push_str(why);
+        reason.push_str(&why.english());
         Denial::new(
             rule,
             reason,
@@ -375,6 +403,22 @@ impl<'a> Ctx<'a> {
             user.contractor.clone(),
             Some(target.to_owned()),
         )
+        .with_explanation(why)
+    }
+
+    /// The denial of a user name the inventory does not have.
+    fn deny_unknown_user(&self, src: &str, name: &str, target: &str) -> Denial {
+        let why = Explanation::new("user.unknown.name", [("name", name.to_owned())]);
+        let mut reason = self.head(src, None, target, "denied");
+        reason.push_str(&why.english());
+        Denial::new(
+            Rule::UserUnknown,
+            reason,
+            Some(name.to_owned()),
+            None,
+            Some(target.to_owned()),
+        )
+        .with_explanation(why)
     }
 
     fn vdi_user(&self, src: &str, target: &Target) -> Result<&'a User, Denial> {
@@ -382,18 +426,7 @@ impl<'a> Ctx<'a> {
         let user = match (&self.req.user, owner) {
             (Some(name), owner) => {
                 let Some(user) = self.inv.user(name) else {
-                    let mut reason = self.head(src, None, &target.name, "denied");
-                    let _ = write!(
-                        reason,
-                        "user {name:?} is not in the inventory; log in with your own account, or ask an administrator to add it"
-                    );
-                    return Err(Denial::new(
-                        Rule::UserUnknown,
-                        reason,
-                        Some(name.clone()),
-                        None,
-                        Some(target.name.clone()),
-                    ));
+                    return Err(self.deny_unknown_user(src, name, &target.name));
                 };
                 if let Some(owner) = owner
                     && owner.name != user.name
@@ -403,9 +436,13 @@ impl<'a> Ctx<'a> {
                         src,
                         user,
                         &target.name,
-                        &format!(
-                            "VDI desktop {} is assigned to {}, not to {}; log in from your own assigned desktop",
-                            self.req.source, owner.name, user.name
+                        Explanation::new(
+                            "source.desktop-mismatch",
+                            [
+                                ("desktop", self.req.source.to_string()),
+                                ("owner", owner.name.clone()),
+                                ("user", user.name.clone()),
+                            ],
                         ),
                     ));
                 }
@@ -413,19 +450,20 @@ impl<'a> Ctx<'a> {
             }
             (None, Some(owner)) => owner,
             (None, None) => {
-                let mut reason = self.head(src, None, &target.name, "denied");
-                let _ = write!(
-                    reason,
-                    "VDI desktop {} is not assigned to any user and no user logged in; use your assigned desktop or log in with your own account",
-                    self.req.source
+                let why = Explanation::new(
+                    "user.unknown.unassigned",
+                    [("desktop", self.req.source.to_string())],
                 );
+                let mut reason = self.head(src, None, &target.name, "denied");
+                reason.push_str(&why.english());
                 return Err(Denial::new(
                     Rule::UserUnknown,
                     reason,
                     None,
                     None,
                     Some(target.name.clone()),
-                ));
+                )
+                .with_explanation(why));
             }
         };
         self.check_role(src, user, &target.name)?;
@@ -441,9 +479,9 @@ impl<'a> Ctx<'a> {
             src,
             user,
             target,
-            &format!(
-                "{} has the role {}, and only contractor users may open sessions; review sessions in the web UI instead",
-                user.name, user.role
+            Explanation::new(
+                "user.unknown.role",
+                [("user", user.name.clone()), ("role", user.role.to_string())],
             ),
         ))
     }
@@ -464,18 +502,7 @@ impl<'a> Ctx<'a> {
                     Some(u)
                 }
                 None => {
-                    let mut reason = self.head(src, None, &target.name, "denied");
-                    let _ = write!(
-                        reason,
-                        "user {name:?} is not in the inventory; log in with your own account, or ask an administrator to add it"
-                    );
-                    return Decision::Deny(Denial::new(
-                        Rule::UserUnknown,
-                        reason,
-                        Some(name.clone()),
-                        None,
-                        Some(target.name.clone()),
-                    ));
+                    return Decision::Deny(self.deny_unknown_user(src, name, &target.name));
                 }
             },
             None => None,
@@ -513,10 +540,16 @@ impl<'a> Ctx<'a> {
         if let Some(d) = first_denial {
             return d;
         }
-        let whose = authed
-            .and_then(|u| u.contractor.as_deref())
-            .map(|c| format!(" by a user of {c}"))
-            .unwrap_or_default();
+        let why = match authed.and_then(|u| u.contractor.as_deref()) {
+            Some(c) => Explanation::new(
+                "rdp.hop-no-console.contractor",
+                [
+                    ("contractor", c.to_owned()),
+                    ("server", server.name.clone()),
+                ],
+            ),
+            None => Explanation::new("rdp.hop-no-console", [("server", server.name.clone())]),
+        };
         let rule = if self.req.protocol == Protocol::Rdp {
             Rule::RdpHopNoConsole
         } else {
@@ -524,18 +557,17 @@ impl<'a> Ctx<'a> {
         };
         let who = authed.and_then(|u| u.contractor.as_deref().map(|c| (u.name.as_str(), c)));
         let mut reason = self.head(src, who, &target.name, "denied");
-        let _ = write!(
-            reason,
-            "no console session{whose} is live on {}; open {}'s console first, then connect from there",
-            server.name, server.name
-        );
-        Decision::Deny(Denial::new(
-            rule,
-            reason,
-            authed.map(|u| u.name.clone()),
-            authed.and_then(|u| u.contractor.clone()),
-            Some(target.name.clone()),
-        ))
+        reason.push_str(&why.english());
+        Decision::Deny(
+            Denial::new(
+                rule,
+                reason,
+                authed.map(|u| u.name.clone()),
+                authed.and_then(|u| u.contractor.clone()),
+                Some(target.name.clone()),
+            )
+            .with_explanation(why),
+        )
     }
 
     /// Zone, protocol and contract checks once user and path are known.
@@ -548,34 +580,38 @@ impl<'a> Ctx<'a> {
         hop: Option<(&LiveConsole, &Target)>,
     ) -> Decision {
         let contractor = user.contractor.as_deref().unwrap_or_default();
-        let deny = |rule: Rule, why: &str| {
+        let deny = |rule: Rule, why: Explanation| {
             Decision::Deny(self.deny_user(rule, src, user, &target.name, why))
         };
+        let name = || ("target", target.name.clone());
 
         // 4. zone
         if !self.inv.zone_allows(&target.zone, path) {
-            let advice = match self.inv.zones().get(&target.zone) {
-                Some(p) if !p.is_empty() => format!(
-                    "only {} may, so connect from a VDI desktop on that path",
-                    p.join(" or ")
-                ),
-                _ => "no access path may reach that zone; ask an administrator if this is wrong"
-                    .to_owned(),
+            let paths = self
+                .inv
+                .zones()
+                .get(&target.zone)
+                .filter(|p| !p.is_empty())
+                .map(|p| p.join(" or "));
+            let mut params = vec![
+                name(),
+                ("zone", target.zone.clone()),
+                ("path", path.to_owned()),
+            ];
+            if let Some((c, s)) = hop {
+                params.push(("console", c.session_id.to_string()));
+                params.push(("server", s.name.clone()));
+            }
+            let id = match (hop.is_some(), &paths) {
+                (false, Some(_)) => "zone.path",
+                (true, Some(_)) => "zone.path.hop",
+                (false, None) => "zone.path.closed",
+                (true, None) => "zone.path.hop.closed",
             };
-            let via = match hop {
-                Some((c, s)) => format!(
-                    "the {path} access path (of console session {} on {}) may not reach it",
-                    c.session_id, s.name
-                ),
-                None => format!("the {path} access path may not reach it"),
-            };
-            return deny(
-                Rule::ZonePath,
-                &format!(
-                    "{} is in zone {} and {via}; {advice}",
-                    target.name, target.zone
-                ),
-            );
+            if let Some(p) = paths {
+                params.push(("paths", p));
+            }
+            return deny(Rule::ZonePath, Explanation::new(id, params));
         }
 
         // 5. protocol
@@ -584,10 +620,7 @@ impl<'a> Ctx<'a> {
             Protocol::Rdp if is_vm && hop.is_none() => {
                 return deny(
                     Rule::RdpVdiToVm,
-                    &format!(
-                        "{} is a virtual machine; use its console, or RDP from a server reached through its console",
-                        target.name
-                    ),
+                    Explanation::new("rdp.vdi-to-vm", [name()]),
                 );
             }
             Protocol::Rdp if hop.is_some() => Rule::RdpHopFromConsole,
@@ -600,38 +633,28 @@ impl<'a> Ctx<'a> {
                 };
                 return deny(
                     Rule::SshVdiToVm,
-                    &format!(
-                        "{} is a virtual machine, and virtual machines are reached only through their console; open its console instead ({how})",
-                        target.name
-                    ),
+                    Explanation::new("ssh.vdi-to-vm", [name(), ("how", how)]),
                 );
             }
             Protocol::Ssh => Rule::SshPhysical,
             Protocol::ConsoleSerial | Protocol::ConsoleVnc if !is_vm => {
                 return deny(
                     Rule::ConsolePhysical,
-                    &format!(
-                        "{} is a physical server and has no hypervisor console; use RDP or SSH to it directly",
-                        target.name
-                    ),
+                    Explanation::new("console.physical", [name()]),
                 );
             }
             Protocol::ConsoleSerial if !target.has_text_console() => {
+                let how = format!("ssh {}@bastion console {}", user.name, target.name);
                 return deny(
                     Rule::ConsoleUnavailable,
-                    &format!(
-                        "{} has no text console configured; use its VNC console (ssh {}@bastion console {})",
-                        target.name, user.name, target.name
-                    ),
+                    Explanation::new("console.unavailable.text", [name(), ("how", how)]),
                 );
             }
             Protocol::ConsoleVnc if target.vnc_console.is_none() => {
+                let how = format!("ssh {}+{}@bastion", user.name, target.name);
                 return deny(
                     Rule::ConsoleUnavailable,
-                    &format!(
-                        "{} has no VNC console configured; use its text console (ssh {}+{}@bastion)",
-                        target.name, user.name, target.name
-                    ),
+                    Explanation::new("console.unavailable.vnc", [name(), ("how", how)]),
                 );
             }
             _ => Rule::ConsoleVm,
@@ -644,64 +667,72 @@ impl<'a> Ctx<'a> {
             ContractCheck::None => {
                 return deny(
                     Rule::ContractNone,
-                    &format!(
-                        "{contractor} has no contract covering {}; ask for {} to be added to {contractor}'s contract",
-                        target.name, target.name
+                    Explanation::new(
+                        "contract.none",
+                        [name(), ("contractor", contractor.to_owned())],
                     ),
                 );
             }
             ContractCheck::Expired(c, today) => {
-                let why = if today < c.valid_from {
-                    format!(
-                        "{contractor}'s contract for {} runs from {} to {} and is not yet in force (today is {today} in {tz}); wait until {}, or ask for the start date to be corrected",
-                        target.name, c.valid_from, c.valid_until, c.valid_from
-                    )
+                let id = if today < c.valid_from {
+                    "contract.expired.not-yet"
                 } else {
-                    format!(
-                        "{contractor}'s contract for {} ran from {} to {} and is no longer in force (today is {today} in {tz}); ask for the contract to be renewed",
-                        target.name, c.valid_from, c.valid_until
-                    )
+                    "contract.expired"
                 };
-                return deny(Rule::ContractExpired, &why);
+                let why = Explanation::new(
+                    id,
+                    [
+                        name(),
+                        ("contractor", contractor.to_owned()),
+                        ("from", c.valid_from.to_string()),
+                        ("until", c.valid_until.to_string()),
+                        ("today", today.to_string()),
+                        ("tz", tz.to_string()),
+                    ],
+                );
+                return deny(Rule::ContractExpired, why);
             }
             ContractCheck::Window(c, local) => {
                 let windows: Vec<String> = c.windows.iter().map(ToString::to_string).collect();
                 return deny(
                     Rule::ContractWindow,
-                    &format!(
-                        "{contractor}'s contract for {} allows access only {} ({tz}), and it is {} {}; connect again inside the window",
-                        target.name,
-                        windows.join(", "),
-                        local.weekday(),
-                        local.format("%Y-%m-%d %H:%M")
+                    Explanation::new(
+                        "contract.window",
+                        [
+                            name(),
+                            ("contractor", contractor.to_owned()),
+                            ("windows", windows.join(", ")),
+                            ("tz", tz.to_string()),
+                            ("weekday", local.weekday().to_string()),
+                            ("now", local.format("%Y-%m-%d %H:%M").to_string()),
+                        ],
                     ),
                 );
             }
         };
 
-        let why = match (allow_rule, hop) {
-            (Rule::RdpHopFromConsole, Some((c, s))) => format!(
-                "it rides on {}'s live console session {} on {}, and {contractor}'s contract covers {} until {}",
-                c.user, c.session_id, s.name, target.name, contract.valid_until
-            ),
-            (Rule::RdpPhysical, _) => format!(
-                "{} is a physical server and {contractor}'s contract covers it until {}",
-                target.name, contract.valid_until
-            ),
-            (Rule::SshPhysical, _) => format!(
-                "{} is a physical server and {contractor}'s contract covers it until {}",
-                target.name, contract.valid_until
-            ),
-            _ => format!(
-                "{} is a virtual machine reached through its hypervisor console, and {contractor}'s contract covers it until {}",
-                target.name, contract.valid_until
-            ),
+        let mut params = vec![
+            name(),
+            ("contractor", contractor.to_owned()),
+            ("until", contract.valid_until.to_string()),
+        ];
+        let id = match (allow_rule, hop) {
+            (Rule::RdpHopFromConsole, Some((c, s))) => {
+                params.push(("console_user", c.user.clone()));
+                params.push(("console", c.session_id.to_string()));
+                params.push(("server", s.name.clone()));
+                "rdp.hop-from-console"
+            }
+            (Rule::RdpPhysical | Rule::SshPhysical, _) => "physical",
+            _ => "console.vm",
         };
+        let why = Explanation::new(id, params);
         let mut reason = self.head(src, Some((&user.name, contractor)), &target.name, "allowed");
-        reason.push_str(&why);
+        reason.push_str(&why.english());
         Decision::Allow(Authorized {
             rule: allow_rule,
             reason,
+            explanation: why,
             protocol: self.req.protocol,
             source: self.req.source,
             user: user.name.clone(),
@@ -1540,6 +1571,27 @@ valid_until = "2027-03-31"
                 "{}",
                 c.name
             );
+            // The sentence is the head and the explanation's English, so any language can
+            // render the same reason from the template id and its parameters.
+            let e = d.explanation().expect("every engine decision is explained");
+            assert!(
+                crate::reasons::english_template(&e.id).is_some(),
+                "{}: unknown template {}",
+                c.name,
+                e.id
+            );
+            assert!(
+                d.reason().ends_with(&e.english()),
+                "{}: {} does not end with {}",
+                c.name,
+                d.reason(),
+                e.english()
+            );
+            for p in
+                crate::reasons::placeholders(crate::reasons::english_template(&e.id).unwrap_or(""))
+            {
+                assert!(e.params.contains_key(p), "{}: {} lacks {p}", c.name, e.id);
+            }
             seen.insert(c.rule);
         }
         // Every rule evaluate can produce is covered (the others are decided by the proxies).

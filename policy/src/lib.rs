@@ -8,6 +8,7 @@ pub mod config;
 mod diag;
 pub mod engine;
 pub mod limits;
+pub mod reasons;
 pub mod secrets;
 pub mod storage;
 mod types;
