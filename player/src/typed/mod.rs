@@ -1,5 +1,6 @@
 //! Typed text of graphical sessions (RDP, VNC): the client's keyboard input turned into lines
-//! of text with their time, for the auditors' search (issue #15).
+//! of text with their time, for the auditors' search (issue #15); and the commands run and
+//! text shown in terminal sessions ([`terminal`], issue #18).
 //!
 //! Sans-IO: [`rdp::typed_text`] and [`vnc::typed_text`] take a whole recording's bytes (read
 //! through `recorder`'s reader) and return [`TypedLine`]s. Keys go through a [`LineBuilder`]:
@@ -13,6 +14,7 @@
 
 pub mod layout;
 pub mod rdp;
+pub mod terminal;
 pub mod vnc;
 
 /// Longest line kept, in characters: a line typed without Enter (a long paste of keys, a key
@@ -44,6 +46,9 @@ pub enum TypedError {
     /// The header names a protocol without keyboard input to index.
     #[error("not a graphical recording (protocol {0:?})")]
     NotGraphical(String),
+    /// A terminal recording does not decode.
+    #[error(transparent)]
+    Terminal(#[from] crate::terminal::PlayerError),
 }
 
 /// What the protocol decoders feed a [`LineBuilder`].
