@@ -23,8 +23,8 @@ use recorder::catalogue::{
     AuditEvent, AuditFilter, BackendKind, Catalogue, CatalogueError, DecisionFilter,
     DecisionRecord, DenialFilter, Disposition, InstanceId, Interrupted, NewReview, NewSession,
     Outcome, PinCheck, PinKind, Presented, Protocol, RecordingState, RecordingSummary,
-    ReviewSubject, SessionFilter, SessionId, SessionRow, TypedLineRow, TypedTextQuery, Verdict,
-    WATCHER_STALE_AFTER, Watcher, event_kind,
+    ReviewSubject, SessionFilter, SessionId, SessionRow, TextKind, TextQuery, TypedLineRow,
+    TypedTextQuery, Verdict, WATCHER_STALE_AFTER, Watcher, event_kind,
 };
 
 const PG_URL_VAR: &str = "SEKISHO_TEST_POSTGRES_URL";
@@ -143,6 +143,7 @@ catalogue_tests!(
     policy_events_are_listed_and_reviewed_like_denials,
     watchers_are_present_while_they_beat_and_until_they_leave,
     typed_text_is_indexed_and_searched_newest_first,
+    session_text_is_found_by_kind_protocol_contractor_and_period,
     evidence_links_decisions_and_finds_the_nearest_covering_checkpoint,
 );
 
@@ -2102,6 +2103,153 @@ async fn typed_text_is_indexed_and_searched_newest_first(url: &str, kind: Backen
     // Wildcards of LIKE are plain text here; blank queries find nothing.
     assert!(c.search_typed_text(&q("%")).await.unwrap().is_empty());
     assert!(c.search_typed_text(&q("  ")).await.unwrap().is_empty());
+}
+
+/// Find (issue #18): terminal sessions' commands (typed) and screen lines (screen) beside
+/// graphical typed text, with the kind, protocol, terminal, contractor and period filters,
+/// and one session's commands in time order.
+async fn session_text_is_found_by_kind_protocol_contractor_and_period(
+    url: &str,
+    kind: BackendKind,
+) {
+    let c = open(url, kind).await;
+    let a = instance("bastion-a");
+    let ssh = session(&a, Protocol::Ssh, "tanaka", "web01");
+    let mut serial = session(&a, Protocol::ConsoleSerial, "sato", "db01");
+    serial.contractor = "beta".to_owned();
+    serial.started_at = t0() - Duration::hours(2);
+    let mut rdp = session(&a, Protocol::Rdp, "tanaka", "srv01");
+    rdp.started_at = t0() - Duration::hours(1);
+    for s in [&ssh, &serial, &rdp] {
+        c.session_started(s).await.unwrap();
+    }
+    let line = |at_us: u64, text: &str| TypedLineRow {
+        at_us,
+        text: text.to_owned(),
+    };
+    let written = c
+        .index_text(
+            ssh.id,
+            &[
+                line(3_000_000, "grep FindMe /var/log/syslog"),
+                line(1_000_000, "uptime"),
+            ],
+            &[line(2_000_000, "load average: findme")],
+        )
+        .await
+        .unwrap();
+    assert_eq!(written, 3);
+    c.index_text(serial.id, &[line(1_000_000, "echo findme")], &[])
+        .await
+        .unwrap();
+    c.index_typed_text(rdp.id, &[line(1_000_000, "notepad findme")])
+        .await
+        .unwrap();
+
+    let q = || TextQuery {
+        text: "FINDME".to_owned(),
+        limit: 50,
+        ..TextQuery::default()
+    };
+    let texts = |hits: &[recorder::catalogue::TypedTextHit]| -> Vec<String> {
+        hits.iter().map(|h| h.text.clone()).collect()
+    };
+    let all = c.search_text(&q()).await.unwrap();
+    assert_eq!(
+        texts(&all),
+        vec![
+            "grep FindMe /var/log/syslog",
+            "load average: findme",
+            "notepad findme",
+            "echo findme",
+        ]
+    );
+    assert_eq!(all[0].kind, TextKind::Typed);
+    assert_eq!(all[1].kind, TextKind::Screen);
+    assert_eq!(all[3].contractor, "beta");
+
+    let mut screen = q();
+    screen.kind = Some(TextKind::Screen);
+    assert_eq!(
+        texts(&c.search_text(&screen).await.unwrap()),
+        vec!["load average: findme"]
+    );
+    let mut commands = q();
+    commands.kind = Some(TextKind::Typed);
+    commands.terminal = Some(true);
+    assert_eq!(
+        texts(&c.search_text(&commands).await.unwrap()),
+        vec!["grep FindMe /var/log/syslog", "echo findme"]
+    );
+    let mut graphical = q();
+    graphical.terminal = Some(false);
+    assert_eq!(
+        texts(&c.search_text(&graphical).await.unwrap()),
+        vec!["notepad findme"]
+    );
+    let mut by_protocol = q();
+    by_protocol.protocol = Some(Protocol::ConsoleSerial);
+    assert_eq!(
+        texts(&c.search_text(&by_protocol).await.unwrap()),
+        vec!["echo findme"]
+    );
+    let mut by_contractor = q();
+    by_contractor.contractor = Some("acme".to_owned());
+    assert_eq!(c.search_text(&by_contractor).await.unwrap().len(), 3);
+    let mut mine = q();
+    mine.user = Some("sato".to_owned());
+    assert_eq!(
+        texts(&c.search_text(&mine).await.unwrap()),
+        vec!["echo findme"]
+    );
+
+    // The period holds each line's own time: the ssh session's lines at 1 s, 2 s, 3 s.
+    let mut period = q();
+    period.since = Some(ssh.started_at + Duration::milliseconds(1500));
+    period.until = Some(ssh.started_at + Duration::milliseconds(2500));
+    assert_eq!(
+        texts(&c.search_text(&period).await.unwrap()),
+        vec!["load average: findme"]
+    );
+    let mut before = q();
+    before.until = Some(t0() - Duration::minutes(30));
+    assert_eq!(
+        texts(&c.search_text(&before).await.unwrap()),
+        vec!["notepad findme", "echo findme"]
+    );
+
+    // The player's typed-text search of one session sees typed lines only.
+    let typed = c
+        .search_typed_text(&TypedTextQuery {
+            text: "findme".to_owned(),
+            session: Some(ssh.id),
+            limit: 10,
+            ..TypedTextQuery::default()
+        })
+        .await
+        .unwrap();
+    assert_eq!(texts(&typed), vec!["grep FindMe /var/log/syslog"]);
+
+    // One session's commands, in time order; indexing again replaces them.
+    let cmds = c.session_text(ssh.id, TextKind::Typed, 100).await.unwrap();
+    assert_eq!(
+        cmds,
+        vec![
+            line(1_000_000, "uptime"),
+            line(3_000_000, "grep FindMe /var/log/syslog")
+        ]
+    );
+    c.index_text(ssh.id, &[line(5, "id")], &[]).await.unwrap();
+    assert_eq!(
+        c.session_text(ssh.id, TextKind::Typed, 100).await.unwrap(),
+        vec![line(5, "id")]
+    );
+    assert!(
+        c.session_text(ssh.id, TextKind::Screen, 100)
+            .await
+            .unwrap()
+            .is_empty()
+    );
 }
 
 /// What an evidence bundle reads: the decisions of a session (the allow decision is linked

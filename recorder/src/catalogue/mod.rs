@@ -41,8 +41,8 @@ pub use pins::{PinCheck, PinKind, PinRow, Presented, UnknownPinKind};
 pub use policy::{LiveConsole, Protocol, SessionId};
 pub use reviews::{NewReview, ReviewRow, ReviewSubject};
 pub use typed_text::{
-    MAX_TYPED_HITS, MAX_TYPED_LINE_CHARS, MAX_TYPED_LINES, MAX_TYPED_QUERY_CHARS, TypedLineRow,
-    TypedTextHit, TypedTextQuery,
+    MAX_TYPED_HITS, MAX_TYPED_LINE_CHARS, MAX_TYPED_LINES, MAX_TYPED_QUERY_CHARS, TextKind,
+    TextQuery, TypedLineRow, TypedTextHit, TypedTextQuery,
 };
 pub use types::{
     AuditEvent, AuditEventId, AuditEventRow, AuditFilter, BackendKind, DecisionFilter, DecisionId,
