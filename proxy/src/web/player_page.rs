@@ -64,6 +64,9 @@ fn player(caller: &Caller, row: &SessionRow, timezone: &str) -> Markup {
             data-msg-actual=(t("player.actual_size"))
             data-msg-policy=(t("player.kind_policy")) data-msg-note=(t("player.kind_note"))
             data-msg-hit=(t("player.legend_hit"))
+            data-msg-source-output=(t("player.source_output"))
+            data-msg-source-input=(t("player.source_input"))
+            data-msg-source-typed=(t("player.source_typed"))
             data-msg-export-busy=(t("player.export_busy"))
             data-msg-export-failed=(t("player.export_failed")) {
             p #player-message .error role="alert" hidden {}

@@ -20,7 +20,6 @@
   var canvas = byId("canvas");
   var view = graphical ? canvas : screen;
   var stage = byId("stage");
-  var seekBox = byId("seek");
   var controls = byId("controls");
   var slider = byId("slider");
   var clock = byId("clock");
@@ -109,8 +108,10 @@
     var full = document.fullscreenElement === stage;
     var height = window.innerHeight;
     if (!full) {
-      var top = stage.getBoundingClientRect().top + window.scrollY;
-      var below = seekBox.offsetHeight + controls.offsetHeight + 24;
+      var box = stage.getBoundingClientRect();
+      var top = box.top + window.scrollY;
+      // From the picture's bottom to the controls' bottom, margins included, and a little air.
+      var below = controls.getBoundingClientRect().bottom - box.bottom + 12;
       height = Math.max(160, window.innerHeight - top - below);
     }
     stage.style.setProperty("--stage-max-h", Math.floor(height) + "px");
@@ -444,7 +445,8 @@
             a.href = "#";
             a.className = "hit hit-" + h.source;
             a.setAttribute("data-ms", String(h.ms));
-            a.textContent = fmt(h.ms) + " " + wall(h.ms, true) + " [" + h.source + "] " + h.context;
+            a.textContent = fmt(h.ms) + " " + wall(h.ms, true) + " ["
+              + (data("msg-source-" + h.source) || h.source) + "] " + h.context;
             a.addEventListener("click", function (e) { e.preventDefault(); pause(); seek(h.ms); });
             li.appendChild(a);
             results.appendChild(li);
