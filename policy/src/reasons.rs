@@ -95,8 +95,10 @@ pub fn placeholders(template: &str) -> Vec<&str> {
     out
 }
 
-/// Every reason template, in English. The ids are the rule ids, with a suffix where one rule
-/// has several reasons. The sentence says what happened and what to do instead.
+/// Every reason template of the policy engine, in English. The ids are the rule ids, with a
+/// suffix where one rule has several reasons. The sentence says what happened and what to do
+/// instead. Refusals the proxies word themselves (a failed logon, a refused port forward)
+/// carry no template and are read by their rule.
 pub const ENGLISH: &[(&str, &str)] = &[
     (
         "web.no-target",
@@ -201,58 +203,6 @@ pub const ENGLISH: &[(&str, &str)] = &[
     (
         "console.vm",
         "{target} is a virtual machine reached through its hypervisor console, and {contractor}'s contract covers it until {until}",
-    ),
-    (
-        "ssh.forwarding",
-        "port forwarding ({what}) is not allowed: data may not leave the session",
-    ),
-    (
-        "ssh.file-transfer",
-        "file transfer ({what}) is not allowed: data may not leave the session",
-    ),
-    (
-        "auth.failed",
-        "authentication failed at the {door} door ({factor})",
-    ),
-    (
-        "auth.second-factor",
-        "{user} has a matrix card and has not passed it from this desktop recently; log in to the web UI (or over SSH) with the card first, then connect again",
-    ),
-    (
-        "sekisho.unavailable",
-        "Sekisho cannot record or check this session right now ({what}), so it does not run; try again later or tell an administrator",
-    ),
-    (
-        "supervision.absent",
-        "{target} may be used only while security staff watch the session, and nobody came to watch within {wait}; ask security staff to open the session's live view",
-    ),
-    (
-        "supervision.left",
-        "the watcher left and nobody watched {target} within {wait}, so the session was ended",
-    ),
-    (
-        "vnc.ticket-invalid",
-        "the VNC console ticket was wrong, already used, expired or from another address; ask for a new ticket over SSH",
-    ),
-    (
-        "credential.missing",
-        "{target} needs a credential from the secrets file that is not there; tell an administrator",
-    ),
-    (
-        "credential.refused",
-        "{target} refused the credential Sekisho keeps for it; tell an administrator (the contractor cannot fix this)",
-    ),
-    (
-        "rdp.server-cert-changed",
-        "{target} presented a certificate other than the one pinned for it; tell an administrator before connecting again",
-    ),
-    (
-        "console.host-key-changed",
-        "the console endpoint of {target} presented a host key other than the one pinned for it; tell an administrator before connecting again",
-    ),
-    (
-        "target.changed",
-        "{target} was changed in the configuration ({what}) while the session ran, so the session no longer goes where the configuration says",
     ),
 ];
 

@@ -202,6 +202,7 @@ fn deny(inst: &InstanceId, at: DateTime<Utc>, user: &str, rule: &str) -> Decisio
         rule: rule.to_owned(),
         reason: format!("RDP from VDI desktop 127.0.10.11 ({user}, acme) to web01 denied"),
         session_id: None,
+        explanation: None,
     }
 }
 
@@ -223,6 +224,14 @@ async fn decisions_round_trip(url: &str, kind: BackendKind) {
         rule: "console.vm".to_owned(),
         reason: "console of web01 allowed".to_owned(),
         session_id: Some(sid),
+        explanation: Some(policy::reasons::Explanation::new(
+            "console.vm",
+            [
+                ("target", "web01".to_owned()),
+                ("contractor", "acme".to_owned()),
+                ("until", "2027-03-31".to_owned()),
+            ],
+        )),
     };
     let unknown = DecisionRecord {
         at: t0() + Duration::seconds(1),
@@ -236,6 +245,7 @@ async fn decisions_round_trip(url: &str, kind: BackendKind) {
         rule: "source.unknown".to_owned(),
         reason: "x".repeat(10_000),
         session_id: None,
+        explanation: None,
     };
     let id1 = c.record_decision(&allow).await.unwrap();
     let id2 = c.record_decision(&unknown).await.unwrap();
@@ -253,6 +263,8 @@ async fn decisions_round_trip(url: &str, kind: BackendKind) {
     assert_eq!(got.verdict, Verdict::Allow);
     assert_eq!(got.rule, "console.vm");
     assert_eq!(got.session_id, Some(sid));
+    // The reason's template and parameters come back as written, for other languages.
+    assert_eq!(got.explanation, allow.explanation);
 
     let got = c.get_decision(id2).await.unwrap().unwrap();
     assert_eq!(got.user, None);
@@ -2281,6 +2293,7 @@ async fn evidence_links_decisions_and_finds_the_nearest_covering_checkpoint(
         rule: "rdp.physical".to_owned(),
         reason: "allowed".to_owned(),
         session_id,
+        explanation: None,
     };
     let allow = c
         .record_decision(&decision(Verdict::Allow, None))

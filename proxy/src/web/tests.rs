@@ -202,6 +202,7 @@ async fn fixture() -> Fixture {
             rule: "rdp.vdi-to-vm".into(),
             reason: "web01 is a virtual machine; use its console".into(),
             session_id: None,
+            explanation: None,
         })
         .await
         .unwrap();

@@ -383,7 +383,7 @@ fn size_to_db(size: u64) -> Result<i64, CatalogueError> {
 }
 
 const DECISION_COLS: &str = "id, at, instance_id, protocol, source, target, user_name, \
-     contractor, verdict, rule, reason, session_id";
+     contractor, verdict, rule, reason, explanation, session_id";
 
 #[derive(FromRow)]
 struct RawDecision {
@@ -398,6 +398,7 @@ struct RawDecision {
     verdict: String,
     rule: String,
     reason: String,
+    explanation: Option<String>,
     session_id: Option<String>,
 }
 
@@ -418,6 +419,12 @@ impl RawDecision {
             verdict: self.verdict.parse()?,
             rule: self.rule,
             reason: self.reason,
+            // A display aid beside the stored sentence: one that does not parse (written by
+            // a later version, say) is shown as the sentence alone.
+            explanation: self
+                .explanation
+                .as_deref()
+                .and_then(|e| serde_json::from_str(e).ok()),
             session_id: self
                 .session_id
                 .as_deref()
@@ -702,8 +709,14 @@ impl Catalogue {
     pub async fn record_decision(&self, d: &DecisionRecord) -> Result<DecisionId, CatalogueError> {
         let id = DecisionId::new_v7();
         let sql = "INSERT INTO decisions (id, at, instance_id, protocol, source, target, \
-                   user_name, contractor, verdict, rule, reason, session_id) \
-                   VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12)";
+                   user_name, contractor, verdict, rule, reason, session_id, explanation) \
+                   VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12, $13)";
+        let explanation = d
+            .explanation
+            .as_ref()
+            .map(serde_json::to_string)
+            .transpose()
+            .map_err(|e| CatalogueError::corrupt("explanation", &e.to_string()))?;
         on_backend!(self, |pool| {
             sqlx::query(sql)
                 .bind(id.to_string())
@@ -718,6 +731,7 @@ impl Catalogue {
                 .bind(text(&d.rule))
                 .bind(text(&d.reason))
                 .bind(d.session_id.map(|s| s.to_string()))
+                .bind(explanation.as_deref().map(text))
                 .execute(pool)
                 .await?;
         });

@@ -298,6 +298,9 @@ pub struct DecisionRecord {
     pub rule: String,
     /// The reason sentence shown to people.
     pub reason: String,
+    /// The reason as a template and its parameters, for other languages (`None` when the
+    /// refusal was worded by a proxy without one).
+    pub explanation: Option<policy::reasons::Explanation>,
     /// The session the decision started (allow), or that it ended (e.g. `ssh.forwarding`).
     pub session_id: Option<SessionId>,
 }
@@ -336,6 +339,7 @@ impl DecisionRecord {
             },
             rule: decision.rule().as_str().to_owned(),
             reason: decision.reason().to_owned(),
+            explanation: decision.explanation().cloned(),
             session_id,
         }
     }
@@ -366,6 +370,9 @@ pub struct DecisionRow {
     pub rule: String,
     /// The reason sentence.
     pub reason: String,
+    /// The reason as a template and its parameters, when stored with one.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub explanation: Option<policy::reasons::Explanation>,
     /// The related session, if any.
     pub session_id: Option<SessionId>,
 }
@@ -392,6 +399,10 @@ pub struct DenialRow {
     pub rule: String,
     /// The reason sentence.
     pub reason: String,
+    /// The reason as a template and its parameters, when stored with one (the web UI renders
+    /// it in the reader's language).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub explanation: Option<policy::reasons::Explanation>,
     /// The instance that decided.
     pub instance_id: InstanceId,
     /// The related session, if any.
@@ -410,6 +421,7 @@ impl From<DecisionRow> for DenialRow {
             started_at: d.at,
             rule: d.rule,
             reason: d.reason,
+            explanation: d.explanation,
             instance_id: d.instance_id,
             session_id: d.session_id,
         }

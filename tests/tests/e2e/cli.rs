@@ -361,6 +361,7 @@ fn catalogue_on_postgresql_serves_the_list_commands() -> Result<()> {
                 rule: "rdp.vdi-to-vm".into(),
                 reason: "web01 is a virtual machine; use its console".into(),
                 session_id: None,
+                explanation: None,
             })
             .await?;
         anyhow::Ok(())

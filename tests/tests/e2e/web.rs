@@ -143,6 +143,7 @@ async fn seed(instance: &SekishoInstance) -> Result<Seeded> {
             rule: "rdp.vdi-to-vm".into(),
             reason: "web01 is a virtual machine; use its console".into(),
             session_id: None,
+            explanation: None,
         })
         .await?;
     catalogue.close().await;
@@ -1532,13 +1533,17 @@ async fn seed_terminal(instance: &SekishoInstance) -> Result<SessionId> {
 }
 
 /// A data attribute of the element with `id` (None while absent).
-async fn attr(b: &Browser, id: &str, name: &str) -> Result<Option<String>> {
+pub(crate) async fn attr(b: &Browser, id: &str, name: &str) -> Result<Option<String>> {
     let e = b.client.find(fantoccini::Locator::Id(id)).await?;
     Ok(e.attr(name).await?)
 }
 
 /// Waits (up to 15 s) until `data-at` of the element `id` satisfies `ok`; returns it.
-async fn wait_at(b: &Browser, id: &str, ok: impl Fn(u64) -> bool) -> Result<Option<u64>> {
+pub(crate) async fn wait_at(
+    b: &Browser,
+    id: &str,
+    ok: impl Fn(u64) -> bool,
+) -> Result<Option<u64>> {
     let mut last = None;
     for _ in 0..150 {
         last = attr(b, id, "data-at")
@@ -1723,7 +1728,9 @@ const RDP_SEEK_AT: f64 = 3.0;
 
 /// Imports the RDP fixture into the instance's storage and catalogue as tanaka's session;
 /// returns (session id, recording path).
-async fn seed_rdp(instance: &SekishoInstance) -> Result<(SessionId, std::path::PathBuf)> {
+pub(crate) async fn seed_rdp(
+    instance: &SekishoInstance,
+) -> Result<(SessionId, std::path::PathBuf)> {
     let dir = instance.dir.path();
     let recording = dir.join("data/recordings/rdp-xrdp-fixture.skrec");
     if let Some(parent) = recording.parent() {

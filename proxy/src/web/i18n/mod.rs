@@ -5,6 +5,7 @@
 use axum::http::HeaderMap;
 
 mod denials;
+mod find;
 pub mod labels;
 mod player;
 pub mod reasons;
@@ -219,6 +220,11 @@ const STRINGS: &[(&str, &str, &str)] = &[
     ("field.day", "Day", "日付"),
     ("field.event", "Event", "イベント"),
     ("field.detail", "Detail", "詳細"),
+    (
+        "reason.unknown_rule",
+        "Refused by a rule this version does not know.",
+        "このバージョンが知らないルールにより拒否されました。",
+    ),
     ("session.title", "Session", "セッション"),
     ("session.events", "Timeline", "タイムライン"),
     ("session.no_events", "No events.", "イベントはありません。"),
@@ -420,6 +426,7 @@ pub fn tr(lang: Lang, key: &'static str) -> &'static str {
         .chain(player::STRINGS)
         .chain(labels::STRINGS)
         .chain(denials::STRINGS)
+        .chain(find::STRINGS)
         .find(|(k, _, _)| *k == key)
         .map_or(key, |(_, en, ja)| match lang {
             Lang::En => en,
@@ -449,6 +456,7 @@ mod tests {
             .chain(player::STRINGS)
             .chain(labels::STRINGS)
             .chain(denials::STRINGS)
+        .chain(find::STRINGS)
             .collect();
         for (i, (k, en, ja)) in all.iter().enumerate() {
             assert!(!en.is_empty() && !ja.is_empty(), "{k}");
