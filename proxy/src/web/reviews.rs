@@ -13,6 +13,7 @@ use axum::extract::{Path, Query, State};
 use axum::http::{StatusCode, header};
 use axum::response::{IntoResponse, Redirect, Response};
 use chrono::Utc;
+use maud::{PreEscaped, html};
 use recorder::catalogue::{
     DecisionId, DenialFilter, DenialRow, Disposition, NewReview, PolicyEventRow, ReviewRow,
     ReviewSubject, SessionEventId,
@@ -24,7 +25,7 @@ use super::WebState;
 use super::auth::Caller;
 use super::denials::{DenialQuery, MAX_DASHBOARD_DENIALS};
 use super::html::escape;
-use super::i18n::{Lang, tr};
+use super::i18n::{Lang, labels, tr};
 use super::pages::{catalogue_failed, fmt_time, not_found};
 
 /// The review form.
@@ -34,8 +35,25 @@ pub struct ReviewForm {
     disposition: String,
     #[serde(default)]
     comment: String,
-    /// The dashboard period to return to.
+    /// The dashboard period to return to (forms of older pages).
     days: Option<i64>,
+    /// The dashboard's query string to return to (its filters), without `?`.
+    #[serde(default)]
+    back: String,
+}
+
+/// Longest dashboard query string a review form returns to.
+const MAX_BACK_LEN: usize = 4096;
+
+/// `back` when it is a plain query string (so the redirect stays on the dashboard of this
+/// site: no fragment, no line break, nothing to break out of `/denials?`).
+fn safe_back(back: &str) -> Option<&str> {
+    (!back.is_empty()
+        && back.len() <= MAX_BACK_LEN
+        && back
+            .chars()
+            .all(|c| c.is_ascii_alphanumeric() || "-_.~%=&+".contains(c)))
+    .then_some(back)
 }
 
 /// The label of a disposition in `lang`.
@@ -62,7 +80,7 @@ pub fn review_cell(
     caller: &Caller,
     subject: ReviewSubject,
     latest: Option<&ReviewRow>,
-    days: i64,
+    back: &str,
 ) -> String {
     let lang = caller.lang;
     let (action, _) = review_target(subject);
@@ -99,11 +117,12 @@ pub fn review_cell(
         cell,
         "<form method=\"post\" action=\"{action}\" class=\"review-form\">\
          <input type=\"hidden\" name=\"csrf\" value=\"{}\">\
-         <input type=\"hidden\" name=\"days\" value=\"{days}\">\
+         <input type=\"hidden\" name=\"back\" value=\"{}\">\
          <select name=\"disposition\" id=\"review-{id}-disposition\" aria-label=\"{}\">{options}</select> \
          <input name=\"comment\" id=\"review-{id}-comment\" maxlength=\"2000\" placeholder=\"{}\" aria-label=\"{}\"> \
          <button id=\"review-{id}-submit\">{}</button></form>",
         escape(&caller.csrf),
+        escape(back),
         tr(lang, "review.disposition"),
         tr(lang, "review.comment"),
         tr(lang, "review.comment"),
@@ -171,67 +190,72 @@ async fn add_review(
     match state.services.catalogue().add_review(&new).await {
         Ok(Some(_)) => {
             info!(user = %caller.user, ?subject, %disposition, "Reviewed");
-            let days = form.days.unwrap_or(30);
             let (_, anchor) = review_target(subject);
-            Redirect::to(&format!("/denials?days={days}#{anchor}")).into_response()
+            let back = safe_back(&form.back).map_or_else(
+                || format!("days={}", form.days.unwrap_or(30)),
+                str::to_owned,
+            );
+            Redirect::to(&format!("/denials?{back}#{anchor}")).into_response()
         }
         Ok(None) => not_found(caller),
         Err(e) => catalogue_failed(state, caller, &e),
     }
 }
 
-/// The dashboard's table of policy events (newest first), each with its review cell.
+/// The dashboard's table of policy events (newest first), each with its review cell. The
+/// event's kind is shown by name in the page's language; its id stays in `data-kind`.
 pub fn policy_event_table(
     state: &WebState,
     caller: &Caller,
     events: &[&PolicyEventRow],
     reviews: &std::collections::HashMap<ReviewSubject, ReviewRow>,
-    days: i64,
+    back: &str,
 ) -> String {
     let lang = caller.lang;
-    let mut body = format!("<h2>{}</h2>", tr(lang, "review.policy_events"));
-    if events.is_empty() {
-        let _ = write!(
-            body,
-            "<p id=\"no-policy-events\">{}</p>",
-            tr(lang, "review.policy_events_none")
-        );
-        return body;
-    }
-    let _ = write!(
-        body,
-        "<table id=\"policy-events\"><thead><tr><th>{}</th><th>{}</th><th>{}</th><th>{}</th>\
-         <th>{}</th><th>{}</th><th>{}</th><th>{}</th></tr></thead><tbody>",
-        tr(lang, "field.time"),
-        tr(lang, "field.user"),
-        tr(lang, "field.source"),
-        tr(lang, "field.target"),
-        tr(lang, "field.protocol"),
-        tr(lang, "field.event"),
-        tr(lang, "field.detail"),
-        tr(lang, "review.title"),
-    );
-    for e in events {
-        let subject = ReviewSubject::PolicyEvent(e.id);
-        let _ = write!(
-            body,
-            "<tr class=\"policy-event-row\" id=\"e-{id}\"><td><a href=\"/sessions/{session}\">{time}</a></td>\
-             <td>{user}</td><td>{source}</td><td>{target}</td><td>{protocol}</td><td>{kind}</td>\
-             <td>{detail}</td><td>{cell}</td></tr>",
-            id = e.id,
-            session = e.session_id,
-            time = fmt_time(state, e.at),
-            user = escape(&e.user),
-            source = e.source,
-            target = escape(&e.target),
-            protocol = e.protocol,
-            kind = escape(&e.kind),
-            detail = escape(e.detail.as_deref().unwrap_or("")),
-            cell = review_cell(caller, subject, reviews.get(&subject), days),
-        );
-    }
-    body.push_str("</tbody></table>");
-    body
+    let markup = html! {
+        h2 id="policy-events-title" { (tr(lang, "review.policy_events")) }
+        @if events.is_empty() {
+            p id="no-policy-events" { (tr(lang, "review.policy_events_none")) }
+        } @else {
+            div.table-wrap {
+                table id="policy-events" aria-labelledby="policy-events-title" {
+                    thead { tr {
+                        th scope="col" { (tr(lang, "field.time")) }
+                        th scope="col" { (tr(lang, "field.user")) }
+                        th scope="col" { (tr(lang, "field.source")) }
+                        th scope="col" { (tr(lang, "field.target")) }
+                        th scope="col" { (tr(lang, "field.protocol")) }
+                        th scope="col" { (tr(lang, "field.event")) }
+                        th scope="col" { (tr(lang, "field.detail")) }
+                        th scope="col" { (tr(lang, "review.title")) }
+                    } }
+                    tbody {
+                        @for e in events {
+                            @let subject = ReviewSubject::PolicyEvent(e.id);
+                            // `class` before `id`: the review tests find a row by both.
+                            (PreEscaped(format!(
+                                "<tr class=\"policy-event-row\" id=\"e-{}\" data-kind=\"{}\">",
+                                e.id,
+                                escape(&e.kind)
+                            )))
+                            td { a href={ "/sessions/" (e.session_id) } {
+                                time datetime=(e.at.to_rfc3339()) { (fmt_time(state, e.at)) }
+                            } }
+                            td { (e.user) }
+                            td { (e.source) }
+                            td { (e.target) }
+                            td { (labels::protocol(lang, e.protocol)) }
+                            td { (super::playback::marker_label(lang, &e.kind)) }
+                            td { (e.detail.as_deref().unwrap_or("")) }
+                            td { (PreEscaped(review_cell(caller, subject, reviews.get(&subject), back))) }
+                            (PreEscaped("</tr>"))
+                        }
+                    }
+                }
+            }
+        }
+    };
+    markup.into_string()
 }
 
 /// One CSV field, quoted, with formula-looking text defused: a cell starting with `=`, `+`,
@@ -246,7 +270,8 @@ fn csv_field(s: &str) -> String {
     format!("\"{}\"", defused.replace('"', "\"\""))
 }
 
-/// `GET /denials.csv?days=N` (security, admin): the period's denials with their reviews.
+/// `GET /denials.csv?days=N` (or `from`/`to`, as the dashboard's link gives them; security,
+/// admin): the period's denials and policy events with their reviews.
 pub async fn csv(
     State(state): State<Arc<WebState>>,
     caller: Caller,
@@ -255,11 +280,12 @@ pub async fn csv(
     if !caller.is_security() {
         return not_found(&caller);
     }
-    let days = q.days();
-    let since = Utc::now() - chrono::Duration::days(days);
+    let period = q.csv_period(&state);
+    let since = period.since;
     let catalogue = state.services.catalogue();
     let filter = DenialFilter {
-        since: Some(since),
+        since: Some(period.since),
+        until: Some(period.until),
         limit: Some(MAX_DASHBOARD_DENIALS),
         ..DenialFilter::default()
     };
@@ -285,7 +311,7 @@ pub async fn csv(
             reviews.get(&ReviewSubject::Denial(d.id)),
         ));
     }
-    for e in &events {
+    for e in events.iter().filter(|e| e.at < period.until) {
         lines.push((
             e.at,
             event_fields(e),
