@@ -1,123 +1,467 @@
-//! Typed-text search across graphical sessions (`GET /search?q=…`): the lines contractors
-//! typed in RDP and VNC sessions, as `services::typed_index` indexed them when each recording
-//! was sealed. Each hit opens the player at the moment its line began.
+//! Find (`GET /search?q=…`, issue #18): one search across sessions, in what
+//! `services::typed_index` indexed when each recording was sealed — the commands run and the
+//! text shown in terminal sessions (SSH, serial console) and the text typed in graphical ones
+//! (RDP, VNC) — with filters; each hit opens the player at its moment. And, for a terminal
+//! session's page, the list of the commands run ([`command_list`]).
 //!
-//! Keystrokes are as sensitive as what is on screen and more: only auditors and security
-//! staff may search them ([`Caller::may_search_typed_text`]); anyone else gets the same 404 as an
-//! unknown page, so the page's existence is not advertised to contractors.
+//! Who finds what follows the player's own rules, so Find shows nothing the caller could not
+//! already search session by session: the sessions the caller may see ([`Caller::may_see`]:
+//! every session for auditors, security staff and administrators, their own for a
+//! contractor), terminal sessions for everyone who may see them, and the typed text of
+//! graphical sessions only for auditors and security staff
+//! ([`Caller::may_search_typed_text`]). The restriction is applied to the catalogue query
+//! whatever the form says, so a contractor never gets another user's hits.
 
-use std::fmt::Write as _;
 use std::sync::Arc;
 
 use axum::extract::{Query, State};
+use axum::http::StatusCode;
 use axum::response::{IntoResponse, Response};
-use recorder::catalogue::{MAX_TYPED_QUERY_CHARS, TypedTextHit, TypedTextQuery};
+use chrono::{DateTime, NaiveDate, TimeZone as _, Utc};
+use maud::{Markup, PreEscaped, html};
+use policy::Protocol;
+use recorder::catalogue::{MAX_TYPED_QUERY_CHARS, SessionRow, TextKind, TextQuery, TypedTextHit};
 use serde::Deserialize;
 
 use super::WebState;
 use super::auth::Caller;
 use super::html::escape;
-use super::i18n::tr;
-use super::pages::{catalogue_failed, fmt_time, not_found, page};
+use super::i18n::{Lang, labels, tr, trf};
+use super::pages::{catalogue_failed, fmt_time, is_terminal, page};
 
 /// Hits shown on one page (newest session first).
 pub const MAX_PAGE_HITS: u32 = 200;
+/// Commands listed on a session's page at most: a day of shell work is a few hundred; the
+/// player and Find reach the rest.
+#[allow(dead_code)]
+pub const MAX_LISTED_COMMANDS: u32 = 2000;
+/// Longest filter value accepted (names and dates are far shorter).
+const MAX_FILTER_CHARS: usize = 256;
 
-/// The search form's fields.
+/// The Find form's fields.
 #[derive(Debug, Default, Deserialize)]
 pub struct SearchForm {
     q: Option<String>,
     user: Option<String>,
+    contractor: Option<String>,
     target: Option<String>,
+    protocol: Option<String>,
+    kind: Option<String>,
+    from: Option<String>,
+    to: Option<String>,
 }
 
-fn non_empty(v: Option<String>) -> Option<String> {
-    v.map(|s| s.trim().to_owned()).filter(|s| !s.is_empty())
+/// The kinds of line a search may be narrowed to, as the form names them.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Kind {
+    /// Commands run in terminal sessions.
+    Commands,
+    /// Text shown in terminal sessions.
+    Screen,
+    /// Text typed in graphical sessions.
+    Typed,
 }
 
-/// `GET /search?q=TEXT[&user=NAME][&target=NAME]`.
+impl Kind {
+    const ALL: [Kind; 3] = [Kind::Commands, Kind::Screen, Kind::Typed];
+
+    fn as_str(self) -> &'static str {
+        match self {
+            Kind::Commands => "commands",
+            Kind::Screen => "screen",
+            Kind::Typed => "typed",
+        }
+    }
+
+    fn label(self) -> &'static str {
+        match self {
+            Kind::Commands => "find.kind_commands",
+            Kind::Screen => "find.kind_screen",
+            Kind::Typed => "find.kind_typed",
+        }
+    }
+
+    /// What a hit is, by its line's kind and its session's protocol.
+    fn of(hit: &TypedTextHit) -> Kind {
+        match (hit.kind, is_terminal(hit.protocol)) {
+            (TextKind::Screen, _) => Kind::Screen,
+            (_, true) => Kind::Commands,
+            (_, false) => Kind::Typed,
+        }
+    }
+}
+
+fn non_empty(v: &Option<String>) -> Option<String> {
+    v.as_deref()
+        .map(str::trim)
+        .filter(|s| !s.is_empty())
+        .map(str::to_owned)
+}
+
+/// A date as people type it: `2026-12-07`, also `2026/12/07` and `20261207`.
+fn parse_day(s: &str) -> Option<NaiveDate> {
+    ["%Y-%m-%d", "%Y/%m/%d", "%Y%m%d", "%Y.%m.%d"]
+        .iter()
+        .find_map(|f| NaiveDate::parse_from_str(s, f).ok())
+}
+
+/// The start of `day` in the configured time zone.
+fn day_start(state: &WebState, day: NaiveDate) -> Option<DateTime<Utc>> {
+    let tz = state.services.inventory().timezone();
+    tz.from_local_datetime(&day.and_hms_opt(0, 0, 0)?)
+        .earliest()
+        .map(|t| t.with_timezone(&Utc))
+}
+
+/// What the form asks, checked: the catalogue query (`None`: nothing the caller may find can
+/// match, e.g. a contractor asking for graphical typed text), or the message saying what is
+/// wrong, in the caller's language.
+fn query_of(
+    state: &WebState,
+    caller: &Caller,
+    form: &SearchForm,
+) -> Result<Option<TextQuery>, String> {
+    let lang = caller.lang;
+    let text = form.q.clone().unwrap_or_default();
+    if text.chars().count() > MAX_TYPED_QUERY_CHARS {
+        let max = MAX_TYPED_QUERY_CHARS.to_string();
+        return Err(trf(lang, "find.too_long", &[("max", &max)]));
+    }
+    let filters = [
+        &form.user,
+        &form.contractor,
+        &form.target,
+        &form.protocol,
+        &form.kind,
+        &form.from,
+        &form.to,
+    ];
+    if filters.iter().any(|v| {
+        v.as_ref()
+            .is_some_and(|s| s.chars().count() > MAX_FILTER_CHARS)
+    }) {
+        let max = MAX_FILTER_CHARS.to_string();
+        return Err(trf(lang, "filter.too_long", &[("max", &max)]));
+    }
+    let mut q = TextQuery {
+        text,
+        user: non_empty(&form.user),
+        contractor: non_empty(&form.contractor),
+        target: non_empty(&form.target),
+        limit: MAX_PAGE_HITS + 1,
+        ..TextQuery::default()
+    };
+    if let Some(p) = non_empty(&form.protocol) {
+        q.protocol = Some(
+            p.parse::<Protocol>()
+                .ok()
+                .filter(|p| Protocol::ALL.contains(p))
+                .ok_or_else(|| trf(lang, "filter.bad_protocol", &[("value", &p)]))?,
+        );
+    }
+    if let Some(k) = non_empty(&form.kind) {
+        let kind = Kind::ALL
+            .into_iter()
+            .find(|x| x.as_str() == k)
+            .ok_or_else(|| trf(lang, "find.bad_kind", &[("value", &k)]))?;
+        (q.kind, q.terminal) = match kind {
+            Kind::Commands => (Some(TextKind::Typed), Some(true)),
+            Kind::Screen => (Some(TextKind::Screen), None),
+            Kind::Typed => (Some(TextKind::Typed), Some(false)),
+        };
+    }
+    let example = Utc::now()
+        .with_timezone(&state.services.inventory().timezone())
+        .format("%Y-%m-%d")
+        .to_string();
+    let day = |v: &str| {
+        parse_day(v).ok_or_else(|| {
+            trf(
+                lang,
+                "filter.bad_date",
+                &[("value", v), ("example", &example)],
+            )
+        })
+    };
+    let from = non_empty(&form.from).map(|d| day(&d)).transpose()?;
+    let to = non_empty(&form.to).map(|d| day(&d)).transpose()?;
+    if let (Some(a), Some(b)) = (from, to)
+        && a > b
+    {
+        return Err(tr(lang, "filter.bad_range").to_owned());
+    }
+    let out_of_range = || tr(lang, "filter.bad_date_range").to_owned();
+    if let Some(d) = from {
+        q.since = Some(day_start(state, d).ok_or_else(out_of_range)?);
+    }
+    if let Some(d) = to {
+        // Inclusive: up to the start of the next day.
+        let next = d.succ_opt().ok_or_else(out_of_range)?;
+        q.until = Some(day_start(state, next).ok_or_else(out_of_range)?);
+    }
+    // The caller's reach, whatever the form says.
+    if !caller.sees_all_sessions() {
+        q.user = Some(caller.user.clone());
+        q.contractor = None;
+    }
+    if !caller.may_search_typed_text() {
+        if q.terminal == Some(false) || q.protocol.is_some_and(|p| !is_terminal(p)) {
+            return Ok(None);
+        }
+        q.terminal = Some(true);
+    }
+    Ok(Some(q))
+}
+
+/// `GET /search?q=TEXT[&user=…][&contractor=…][&target=…][&protocol=…][&kind=…][&from=…][&to=…]`.
 pub async fn page_handler(
     State(state): State<Arc<WebState>>,
     caller: Caller,
     Query(form): Query<SearchForm>,
 ) -> Response {
-    if !caller.may_search_typed_text() {
-        return not_found(&caller);
-    }
     let lang = caller.lang;
-    let q = form.q.unwrap_or_default();
-    let user = non_empty(form.user);
-    let target = non_empty(form.target);
-    let mut body = format!(
-        "<h1>{title}</h1><p class=\"hint\">{hint}</p>\
-         <form id=\"typed-search\" method=\"get\" action=\"/search\" class=\"search\">\
-         <input id=\"q\" name=\"q\" type=\"search\" maxlength=\"{max}\" value=\"{q}\" placeholder=\"{ph}\" autofocus>\
-         <input id=\"user\" name=\"user\" maxlength=\"64\" value=\"{user}\" placeholder=\"{user_ph}\">\
-         <input id=\"target\" name=\"target\" maxlength=\"64\" value=\"{target}\" placeholder=\"{target_ph}\">\
-         <button id=\"search-go\">{go}</button></form>",
-        title = tr(lang, "search.title"),
-        hint = tr(lang, "search.hint"),
-        max = MAX_TYPED_QUERY_CHARS,
-        q = escape(&q),
-        ph = tr(lang, "search.placeholder"),
-        user = escape(user.as_deref().unwrap_or("")),
-        user_ph = tr(lang, "search.user"),
-        target = escape(target.as_deref().unwrap_or("")),
-        target_ph = tr(lang, "search.target"),
-        go = tr(lang, "player.search"),
-    );
-    if !q.trim().is_empty() {
-        let query = TypedTextQuery {
-            text: q.clone(),
-            user,
-            target,
-            session: None,
-            limit: MAX_PAGE_HITS + 1,
-        };
-        let hits = match state.services.catalogue().search_typed_text(&query).await {
-            Ok(h) => h,
-            Err(e) => return catalogue_failed(&state, &caller, &e),
-        };
-        results(&state, &caller, &q, &hits, &mut body);
-    }
-    page(&caller, tr(lang, "search.title"), &body).into_response()
+    let title = tr(lang, "find.title");
+    let query = match query_of(&state, &caller, &form) {
+        Ok(q) => q,
+        Err(message) => {
+            let body = html! {
+                h1 { (title) }
+                (find_form(&state, &caller, &form))
+                p.error id="find-error" role="alert" { (message) }
+            };
+            return (
+                StatusCode::BAD_REQUEST,
+                page(&caller, title, &body.into_string()),
+            )
+                .into_response();
+        }
+    };
+    let text = form.q.as_deref().unwrap_or_default();
+    let hits = match &query {
+        Some(q) if !text.trim().is_empty() => {
+            match state.services.catalogue().search_text(q).await {
+                Ok(h) => Some(h),
+                Err(e) => return catalogue_failed(&state, &caller, &e),
+            }
+        }
+        // Nothing the caller may find can match.
+        None if !text.trim().is_empty() => Some(Vec::new()),
+        _ => None,
+    };
+    let body = html! {
+        h1 { (title) }
+        p.hint id="find-hint" {
+            (tr(lang, if caller.sees_all_sessions() { "find.hint" } else { "find.hint_own" }))
+        }
+        (find_form(&state, &caller, &form))
+        @if let Some(hits) = &hits {
+            (results(&state, lang, text, hits))
+        }
+    };
+    page(&caller, title, &body.into_string()).into_response()
 }
 
-fn results(state: &WebState, caller: &Caller, q: &str, hits: &[TypedTextHit], body: &mut String) {
+/// The form: the search box, then the filters with pick-lists (datalists) of the inventory.
+fn find_form(state: &WebState, caller: &Caller, form: &SearchForm) -> Markup {
     let lang = caller.lang;
+    let inventory = state.services.inventory();
+    let value = |v: &Option<String>| v.clone().unwrap_or_default();
+    let kinds: Vec<Kind> = Kind::ALL
+        .into_iter()
+        .filter(|k| *k != Kind::Typed || caller.may_search_typed_text())
+        .collect();
+    let protocols: Vec<Protocol> = [
+        Protocol::Ssh,
+        Protocol::ConsoleSerial,
+        Protocol::Rdp,
+        Protocol::ConsoleVnc,
+    ]
+    .into_iter()
+    .filter(|p| is_terminal(*p) || caller.may_search_typed_text())
+    .collect();
+    html! {
+        form id="typed-search" method="get" action="/search" role="search"
+             aria-label=(tr(lang, "find.title")) {
+            p.search {
+                label.visually-hidden for="q" { (tr(lang, "find.label")) }
+                input id="q" name="q" type="search" maxlength=(MAX_TYPED_QUERY_CHARS)
+                      size="40" value=(value(&form.q))
+                      placeholder=(tr(lang, "find.placeholder")) autofocus;
+                " "
+                button id="search-go" type="submit" { (tr(lang, "find.go")) }
+            }
+            div.filters id="find-filters" {
+                @if caller.sees_all_sessions() {
+                    label for="f-user" { (tr(lang, "field.user")) }
+                    input id="f-user" name="user" type="text" list="users" autocomplete="off"
+                          value=(value(&form.user));
+                    datalist id="users" {
+                        @for u in inventory.users() { option value=(u.name) {} }
+                    }
+                    label for="f-contractor" { (tr(lang, "field.contractor")) }
+                    input id="f-contractor" name="contractor" type="text" list="contractors"
+                          autocomplete="off" value=(value(&form.contractor));
+                    datalist id="contractors" {
+                        @for c in inventory.contractors() { option value=(c.id) { (c.name) } }
+                    }
+                }
+                label for="f-target" { (tr(lang, "field.target")) }
+                input id="f-target" name="target" type="text" list="targets" autocomplete="off"
+                      value=(value(&form.target));
+                datalist id="targets" {
+                    @for t in inventory.targets() { option value=(t.name) {} }
+                }
+                label for="f-protocol" { (tr(lang, "field.protocol")) }
+                select id="f-protocol" name="protocol" {
+                    option value="" { (tr(lang, "filter.any")) }
+                    @for p in &protocols {
+                        option value=(p.as_str())
+                               selected[form.protocol.as_deref() == Some(p.as_str())] {
+                            (labels::protocol(lang, *p))
+                        }
+                    }
+                }
+                label for="f-kind" { (tr(lang, "find.kind")) }
+                select id="f-kind" name="kind" {
+                    option value="" { (tr(lang, "filter.any")) }
+                    @for k in &kinds {
+                        option value=(k.as_str())
+                               selected[form.kind.as_deref() == Some(k.as_str())] {
+                            (tr(lang, k.label()))
+                        }
+                    }
+                }
+                label for="f-from" { (tr(lang, "field.from")) }
+                input id="f-from" name="from" type="date" value=(value(&form.from));
+                label for="f-to" { (tr(lang, "field.to")) }
+                input id="f-to" name="to" type="date" value=(value(&form.to));
+                a id="clear" href="/search" { (tr(lang, "filter.clear")) }
+            }
+        }
+    }
+}
+
+/// A session's title as people say it: "tanaka → web01, serial console" (the session list's
+/// shape, from a hit rather than a session row).
+fn hit_title(lang: Lang, h: &TypedTextHit) -> String {
+    format!(
+        "{} → {}{}{}",
+        h.user,
+        h.target,
+        tr(lang, "title.separator"),
+        labels::protocol(lang, h.protocol)
+    )
+}
+
+/// The hits, grouped by session (the catalogue returns them newest session first).
+fn results(state: &WebState, lang: Lang, q: &str, hits: &[TypedTextHit]) -> Markup {
     if hits.is_empty() {
-        let _ = write!(body, "<p id=\"no-hits\">{}</p>", tr(lang, "player.no_hits"));
-        return;
+        return html! { p id="no-hits" role="status" { (tr(lang, "find.none")) } };
     }
     let shown = hits.len().min(MAX_PAGE_HITS as usize);
-    let _ = write!(
-        body,
-        "<p id=\"hit-count\">{found}: {shown}{more}</p><table id=\"hits\"><thead><tr>\
-         <th>{at}</th><th>{user}</th><th>{target}</th><th>{protocol}</th><th>{typed}</th>\
-         </tr></thead><tbody>",
-        more = if hits.len() > shown { "+" } else { "" },
-        found = tr(lang, "search.found"),
-        at = tr(lang, "search.at"),
-        user = tr(lang, "search.user"),
-        target = tr(lang, "search.target"),
-        protocol = tr(lang, "search.protocol"),
-        typed = tr(lang, "search.typed"),
-    );
-    for (i, h) in hits.iter().take(shown).enumerate() {
-        let _ = write!(
-            body,
-            "<tr><td><a id=\"hit-{i}\" class=\"hit\" href=\"/sessions/{id}/play?t={t}\">{at}</a></td>\
-             <td>{user}</td><td>{target}</td><td>{protocol}</td><td><code>{text}</code></td></tr>",
-            id = h.session,
-            t = seconds(h.at_us),
-            at = fmt_time(state, h.at()),
-            user = escape(&h.user),
-            target = escape(&h.target),
-            protocol = h.protocol,
-            text = highlight(&h.text, q),
-        );
+    let n = shown.to_string();
+    let count = if hits.len() > shown {
+        trf(lang, "find.count_more", &[("n", &n)])
+    } else {
+        trf(lang, "find.count", &[("n", &n)])
+    };
+    let mut groups: Vec<(usize, &[TypedTextHit])> = Vec::new();
+    let mut start = 0;
+    let visible = hits.get(..shown).unwrap_or(hits);
+    for (i, h) in visible.iter().enumerate() {
+        let next_differs = visible.get(i + 1).is_none_or(|n| n.session != h.session);
+        if next_differs {
+            groups.push((start, visible.get(start..=i).unwrap_or_default()));
+            start = i + 1;
+        }
     }
-    body.push_str("</tbody></table>");
+    html! {
+        p id="hit-count" role="status" { (count) }
+        div id="hits" {
+            @for (first, group) in &groups {
+                @if let Some(s) = group.first() {
+                    section.find-session data-session=(s.session) {
+                        h2 {
+                            a.title href={ "/sessions/" (s.session) } { (hit_title(lang, s)) }
+                            @if !s.contractor.is_empty() { " " span.muted { "(" (s.contractor) ")" } }
+                        }
+                        ol.hits {
+                            @for (j, h) in group.iter().enumerate() {
+                                li.hit data-kind=(Kind::of(h).as_str()) {
+                                    a.hit id={ "hit-" (first + j) }
+                                      href={ "/sessions/" (h.session) "/play?t=" (seconds(h.at_us)) }
+                                      title=(tr(lang, "find.open")) {
+                                        time datetime=(h.at().to_rfc3339()) { (fmt_time(state, h.at())) }
+                                    }
+                                    " " span.kind.muted { (tr(lang, Kind::of(h).label())) } " "
+                                    code { (PreEscaped(highlight(&h.text, q))) }
+                                }
+                            }
+                        }
+                    }
+                }
+            }
+        }
+    }
+}
+
+/// The commands run in a terminal session, each a link into the player at its first key,
+/// for the session's page: a section with `h2` and `ol#commands`; empty markup for graphical
+/// sessions, for callers who may not see the session, and when nothing is indexed (yet).
+// The session page (pages.rs) calls this; until that call is wired, nothing else does.
+#[allow(dead_code)]
+pub(super) async fn command_list(state: &WebState, caller: &Caller, row: &SessionRow) -> Markup {
+    if !is_terminal(row.protocol) || !caller.may_see(&row.user) {
+        return html! {};
+    }
+    let commands = match state
+        .services
+        .catalogue()
+        .session_text(row.id, TextKind::Typed, MAX_LISTED_COMMANDS + 1)
+        .await
+    {
+        Ok(c) => c,
+        Err(e) => {
+            // The session page stays useful without its list; the failure is counted and
+            // logged like every catalogue failure of the web UI.
+            state
+                .catalogue_errors
+                .fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+            tracing::warn!(error = %e, "Web UI cannot read a session's commands");
+            return html! {};
+        }
+    };
+    if commands.is_empty() {
+        return html! {};
+    }
+    let lang = caller.lang;
+    let more = commands.len() > MAX_LISTED_COMMANDS as usize;
+    let shown = commands
+        .get(..MAX_LISTED_COMMANDS as usize)
+        .unwrap_or(&commands);
+    html! {
+        section.commands id="commands-section" {
+            h2 { (tr(lang, "find.commands_title")) }
+            ol.commands id="commands" {
+                @for c in shown {
+                    @let at = row.started_at
+                        + chrono::Duration::microseconds(i64::try_from(c.at_us).unwrap_or(i64::MAX));
+                    li {
+                        a href={ "/sessions/" (row.id) "/play?t=" (seconds(c.at_us)) }
+                          title=(tr(lang, "find.open")) {
+                            time datetime=(at.to_rfc3339()) { (fmt_time(state, at)) }
+                        }
+                        " " code { (c.text) }
+                    }
+                }
+            }
+            @if more {
+                p.muted id="commands-more" {
+                    (trf(lang, "find.commands_more", &[("n", &MAX_LISTED_COMMANDS.to_string())]))
+                }
+            }
+        }
+    }
 }
 
 /// `at_us` as the player's `?t=SECONDS`.
@@ -156,7 +500,9 @@ fn highlight(line: &str, q: &str) -> String {
                 .unwrap_or_default()
                 .iter()
                 .collect();
-            let _ = write!(out, "<mark>{}</mark>", escape(&s));
+            out.push_str("<mark>");
+            out.push_str(&escape(&s));
+            out.push_str("</mark>");
             i += needle.len();
         } else {
             if let Some(c) = chars.get(i) {
@@ -180,5 +526,14 @@ mod unit {
         );
         assert_eq!(highlight("日本語", "本"), "日<mark>本</mark>語");
         assert_eq!(seconds(61_234_567), "61.234");
+    }
+
+    #[test]
+    fn dates_are_read_as_people_type_them() {
+        let d = NaiveDate::from_ymd_opt(2026, 12, 7);
+        assert_eq!(parse_day("2026-12-07"), d);
+        assert_eq!(parse_day("2026/12/07"), d);
+        assert_eq!(parse_day("20261207"), d);
+        assert_eq!(parse_day("7 Dec"), None);
     }
 }

@@ -456,7 +456,7 @@ mod tests {
             .chain(player::STRINGS)
             .chain(labels::STRINGS)
             .chain(denials::STRINGS)
-        .chain(find::STRINGS)
+            .chain(find::STRINGS)
             .collect();
         for (i, (k, en, ja)) in all.iter().enumerate() {
             assert!(!en.is_empty() && !ja.is_empty(), "{k}");
