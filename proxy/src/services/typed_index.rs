@@ -1,5 +1,8 @@
-//! Indexes the typed text of a graphical session (RDP, VNC) once its recording is sealed, for
-//! the auditors' search (`web/search.rs`).
+//! Indexes a session's text once its recording is sealed, for the Find page (`web/search.rs`):
+//! the typed text of a graphical session (RDP, VNC); the commands run (kind `typed`) and the
+//! screen lines (kind `screen`) of a terminal session (SSH, serial console), read by
+//! `player::typed::terminal` from the keys and their echo, so nothing typed with echo off
+//! (a password) is ever indexed.
 //!
 //! Off the session's path: the session has ended and its recording is sealed and its row
 //! closed before this starts, in a task of its own; decoding runs on the blocking pool. A
@@ -23,9 +26,12 @@ const MAX_CONCURRENT_INDEXING: usize = 2;
 
 static INDEXING: Semaphore = Semaphore::const_new(MAX_CONCURRENT_INDEXING);
 
-/// Whether sessions of `protocol` have typed text to index.
+/// Whether sessions of `protocol` have text to index.
 pub fn indexed(protocol: Protocol) -> bool {
-    matches!(protocol, Protocol::Rdp | Protocol::ConsoleVnc)
+    matches!(
+        protocol,
+        Protocol::Rdp | Protocol::ConsoleVnc | Protocol::Ssh | Protocol::ConsoleSerial
+    )
 }
 
 /// Indexes the sealed recording at `location` of session `id` in the background.
@@ -36,9 +42,9 @@ pub fn index_later(services: Arc<Services>, id: SessionId, location: String) {
             return;
         };
         match index(&services, id, &location).await {
-            Ok(lines) => debug!(session = %id, lines, "Typed text indexed"),
+            Ok(lines) => debug!(session = %id, lines, "Session text indexed"),
             Err(e) => {
-                warn!(session = %id, error = %format!("{e:#}"), "Cannot index the typed text")
+                warn!(session = %id, error = %format!("{e:#}"), "Cannot index the session text")
             }
         }
     });
@@ -49,13 +55,29 @@ async fn index(services: &Services, id: SessionId, location: &str) -> anyhow::Re
         .recordings()
         .read(location, MAX_INDEXED_RECORDING_BYTES)
         .await?;
-    let lines = tokio::task::spawn_blocking(move || player::typed::typed_text(&bytes)).await??;
-    let rows: Vec<TypedLineRow> = lines
-        .into_iter()
-        .map(|l| TypedLineRow {
-            at_us: l.at_us,
-            text: l.text,
-        })
-        .collect();
-    Ok(services.catalogue().index_typed_text(id, &rows).await?)
+    let (typed, screen) = tokio::task::spawn_blocking(move || lines_of(&bytes)).await??;
+    Ok(services.catalogue().index_text(id, &typed, &screen).await?)
+}
+
+/// The typed (or run) and shown lines of a recording, by the protocol its header names.
+fn lines_of(
+    bytes: &[u8],
+) -> Result<(Vec<TypedLineRow>, Vec<TypedLineRow>), player::typed::TypedError> {
+    let rows = |lines: Vec<player::typed::TypedLine>| -> Vec<TypedLineRow> {
+        lines
+            .into_iter()
+            .map(|l| TypedLineRow {
+                at_us: l.at_us,
+                text: l.text,
+            })
+            .collect()
+    };
+    match player::typed::typed_text(bytes) {
+        Ok(lines) => Ok((rows(lines), Vec::new())),
+        Err(player::typed::TypedError::NotGraphical(_)) => {
+            let text = player::typed::terminal::terminal_text(bytes)?;
+            Ok((rows(text.commands), rows(text.screen)))
+        }
+        Err(e) => Err(e),
+    }
 }
