@@ -127,7 +127,8 @@ fn controls(caller: &Caller, row: &SessionRow) -> Markup {
             @if row.protocol == Protocol::Rdp {
                 label { input #show-pointer type="checkbox"; " " (t("player.pointer")) }
             }
-            button #fit-toggle type="button" aria-pressed="true"
+            // Its label says what a press does ("actual size" while fitted, and back).
+            button #fit-toggle type="button"
                 title=(t("player.actual_size")) { (t("player.actual_size")) }
             button #fullscreen type="button" title={ (t("player.fullscreen")) " (f)" } {
                 (t("player.fullscreen"))

@@ -103,7 +103,7 @@
   // and the controls are counted, so those stay visible without scrolling. The canvas is
   // scaled down by CSS (max-width/max-height keep its aspect ratio, and it is never scaled
   // up); the terminal gets the largest font size at which its columns and rows fit, and
-  // scrolls inside its bounded box below the smallest one.
+  // scrolls inside its bounded box below the smallest readable one.
   function layout() {
     var full = document.fullscreenElement === stage;
     var height = window.innerHeight;
@@ -122,12 +122,12 @@
     // A monospace glyph is about 0.6 em wide; lines are 1.2 em (the stylesheet's).
     var px = Math.min((stage.clientWidth - 20) / (size.cols * 0.6),
       (height - 20) / (size.rows * 1.2));
-    screen.style.fontSize = Math.max(8, Math.min(16, Math.floor(px))) + "px";
+    // Below 10 px a screen is not readable: it scrolls in its box instead.
+    screen.style.fontSize = Math.max(10, Math.min(16, Math.floor(px))) + "px";
   }
   function setFit(on) {
     fit = on;
     stage.classList.toggle("fit", on);
-    fitButton.setAttribute("aria-pressed", on ? "true" : "false");
     var label = on ? data("msg-actual") : data("msg-fit");
     fitButton.textContent = label;
     fitButton.title = label;
