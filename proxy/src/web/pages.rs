@@ -20,7 +20,7 @@ use super::WebState;
 use super::auth::Caller;
 use super::cookies::set_cookie;
 use super::denials::MAX_DASHBOARD_DENIALS;
-use super::html::{escape, shell};
+use super::html::shell;
 use super::i18n::{Lang, labels, tr, trf};
 use super::session_list::{fmt_duration, fmt_size, session_title};
 use maud::html;
@@ -314,7 +314,7 @@ pub async fn session(
 
 /// The emergency stop: a reason (kept in the catalogue) and an explicit confirmation, so a
 /// stray click cannot end someone's work.
-fn stop_form(caller: &Caller, row: &SessionRow, error: Option<&str>) -> maud::Markup {
+pub(super) fn stop_form(caller: &Caller, row: &SessionRow, error: Option<&str>) -> maud::Markup {
     let lang = caller.lang;
     html! {
         form.stop id="stop-form" method="post" action={ "/sessions/" (row.id) "/kill" } {
@@ -451,7 +451,8 @@ pub async fn kill(
     }
 }
 
-/// `GET /live` (security, admin): live sessions with a kill button each.
+/// `GET /live` (security, admin): live sessions, each with its live view and the way to its
+/// emergency stop (on the session page, where the reason is asked).
 pub async fn live(State(state): State<Arc<WebState>>, caller: Caller) -> Response {
     if !caller.is_security() {
         return not_found(&caller);
@@ -465,28 +466,37 @@ pub async fn live(State(state): State<Arc<WebState>>, caller: Caller) -> Respons
         Ok(r) => r,
         Err(e) => return catalogue_failed(&state, &caller, &e),
     };
-    let mut body = format!("<h1>{}</h1>", tr(lang, "live.title"));
-    if rows.is_empty() {
-        let _ = write!(body, "<p id=\"no-live\">{}</p>", tr(lang, "live.none"));
-    } else {
-        body.push_str("<table id=\"live\"><tbody>");
-        for r in &rows {
-            let _ = write!(
-                body,
-                "<tr><td><a href=\"/sessions/{id}\">{started}</a></td><td>{user}</td><td>{target}</td><td>{protocol}</td><td><a class=\"button\" id=\"watch-{id}\" href=\"/sessions/{id}/watch\">{watch}</a></td><td><form method=\"post\" action=\"/sessions/{id}/kill\"><input type=\"hidden\" name=\"csrf\" value=\"{csrf}\"><button class=\"danger\">{kill}</button></form></td></tr>",
-                id = r.id,
-                started = fmt_time(&state, r.started_at),
-                user = escape(&r.user),
-                target = escape(&r.target),
-                protocol = r.protocol,
-                csrf = escape(&caller.csrf),
-                kill = tr(lang, "session.kill"),
-                watch = tr(lang, "live.watch"),
-            );
+    let now = Utc::now();
+    let title = tr(lang, "live.title");
+    let body = html! {
+        h1 { (title) }
+        @if rows.is_empty() {
+            p id="no-live" { (tr(lang, "live.none")) }
+        } @else {
+            div.table-wrap { table id="live" {
+                thead { tr {
+                    th scope="col" { (tr(lang, "field.session")) }
+                    th scope="col" { (tr(lang, "field.started")) }
+                    th scope="col" { (tr(lang, "field.duration")) }
+                    th scope="col" { (tr(lang, "field.source")) }
+                    th scope="col" { span.visually-hidden { (tr(lang, "live.actions")) } }
+                } }
+                tbody { @for r in &rows {
+                    tr.live-row data-id=(r.id) {
+                        td { a.title href={ "/sessions/" (r.id) } { (session_title(lang, r)) } }
+                        td { (fmt_time(&state, r.started_at)) }
+                        td.num { (fmt_duration(now - r.started_at)) }
+                        td { (r.source) }
+                        td.actions {
+                            a.button id={ "watch-" (r.id) } href={ "/sessions/" (r.id) "/watch" } { (tr(lang, "live.watch")) }
+                            a.stop-link id={ "stop-" (r.id) } href={ "/sessions/" (r.id) "#stop-form" } { (tr(lang, "stop.title")) }
+                        }
+                    }
+                } }
+            } }
         }
-        body.push_str("</tbody></table>");
-    }
-    page(&caller, tr(lang, "live.title"), &body).into_response()
+    };
+    page(&caller, title, &body.into_string()).into_response()
 }
 
 /// The moment asked for, in milliseconds from the start.

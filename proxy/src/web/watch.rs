@@ -11,7 +11,6 @@
 //! will replay. Graphical recordings are followed: each fetch decodes only what the recording
 //! gained since the last one ([`player::export::Graphical::follow`]).
 
-use std::fmt::Write as _;
 use std::sync::Arc;
 
 use axum::Form;
@@ -27,12 +26,13 @@ use tracing::info;
 
 use super::WebState;
 use super::auth::Caller;
-use super::html::escape;
 use super::i18n::tr;
 use super::pages::{
     catalogue_failed, is_terminal, not_found, page, read_recording, recording_size, replay_of,
     visible_session,
 };
+use super::session_list::session_title;
+use maud::html;
 
 /// Live graphical replays kept (one per watched session; the least recently used goes).
 pub const MAX_LIVE_REPLAYS: usize = 8;
@@ -128,40 +128,25 @@ pub async fn watch(
     };
     info!(user = %caller.user, session = %row.id, "Watching a live session");
     let terminal = is_terminal(row.protocol);
-    let view = if terminal {
-        "<pre id=\"screen\" class=\"terminal\"></pre>"
-    } else {
-        "<div class=\"canvas-box\"><canvas id=\"canvas\" width=\"0\" height=\"0\"></canvas></div>"
+    let title = tr(lang, "watch.title");
+    let body = html! {
+        h1 { (title) ": " a href={ "/sessions/" (row.id) } { (session_title(lang, &row)) } }
+        div id="watch" data-session=(row.id) data-watcher=(watcher_id)
+            data-kind=(if terminal { "terminal" } else { "graphical" })
+            data-csrf=(caller.csrf) data-msg-ended=(tr(lang, "watch.ended")) {
+            p id="watch-status" class="live" role="status" { (tr(lang, "watch.live")) }
+            @if terminal {
+                pre id="screen" class="terminal" {}
+            } @else {
+                div.canvas-box { canvas id="canvas" width="0" height="0" {} }
+            }
+        }
+        @if caller.is_security() {
+            (super::pages::stop_form(&caller, &row, None))
+        }
+        script src="/assets/watch.js" {}
     };
-    let mut body = format!(
-        "<h1>{title}: <a href=\"/sessions/{id}\">{id}</a></h1>\
-         <p class=\"watch-who\">{user} → {target} ({protocol})</p>\
-         <div id=\"watch\" data-session=\"{id}\" data-watcher=\"{watcher_id}\" data-kind=\"{kind}\" \
-         data-csrf=\"{csrf}\" data-msg-ended=\"{ended}\">\
-         <p id=\"watch-status\" class=\"live\">{live}</p>{view}</div>",
-        title = tr(lang, "watch.title"),
-        id = row.id,
-        user = escape(&row.user),
-        target = escape(&row.target),
-        protocol = row.protocol,
-        kind = if terminal { "terminal" } else { "graphical" },
-        csrf = escape(&caller.csrf),
-        ended = tr(lang, "watch.ended"),
-        live = tr(lang, "watch.live"),
-    );
-    if caller.is_security() {
-        let _ = write!(
-            body,
-            "<form method=\"post\" action=\"/sessions/{id}/kill\" class=\"kill\">\
-             <input type=\"hidden\" name=\"csrf\" value=\"{csrf}\">\
-             <button id=\"kill\" class=\"danger\">{kill}</button></form>",
-            id = row.id,
-            csrf = escape(&caller.csrf),
-            kill = tr(lang, "session.kill"),
-        );
-    }
-    body.push_str("<script src=\"/assets/watch.js\"></script>");
-    page(&caller, tr(lang, "watch.title"), &body).into_response()
+    page(&caller, title, &body.into_string()).into_response()
 }
 
 /// Which watcher a picture is fetched for.

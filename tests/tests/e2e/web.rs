@@ -40,7 +40,7 @@ const CARD: [&str; 5] = [
     "2749501836",
 ];
 
-fn inventory() -> String {
+pub(crate) fn inventory() -> String {
     with_staff(demo_inventory())
 }
 
@@ -89,12 +89,12 @@ fn sshd_saw_no_ssh(log: &str) -> bool {
             == log.matches("kex_exchange_identification").count()
 }
 
-struct Seeded {
-    tanaka: Vec<SessionId>,
-    yamada: SessionId,
+pub(crate) struct Seeded {
+    pub(crate) tanaka: Vec<SessionId>,
+    pub(crate) yamada: SessionId,
 }
 
-async fn seed(instance: &SekishoInstance) -> Result<Seeded> {
+pub(crate) async fn seed(instance: &SekishoInstance) -> Result<Seeded> {
     let url = format!("sqlite://{}/data/sekisho.db", instance.dir.path().display());
     let catalogue = Catalogue::connect(&url).await?;
     let me = InstanceId::new("e2e-web-seed")?;
@@ -168,7 +168,7 @@ pub(crate) async fn web_base(instance: &SekishoInstance) -> Result<String> {
 
 /// Waits (up to 5 s) for the browser to reach a path `ok` accepts: a click may return before
 /// the form's navigation has finished. Returns the last path seen.
-async fn wait_path(b: &Browser, ok: impl Fn(&str) -> bool) -> Result<String> {
+pub(crate) async fn wait_path(b: &Browser, ok: impl Fn(&str) -> bool) -> Result<String> {
     let mut path = String::new();
     for _ in 0..50 {
         path = b.path().await?;
@@ -181,7 +181,7 @@ async fn wait_path(b: &Browser, ok: impl Fn(&str) -> bool) -> Result<String> {
 }
 
 /// Waits (up to 5 s) for the page's HTML to satisfy `ok`.
-async fn wait_source(b: &Browser, ok: impl Fn(&str) -> bool) -> Result<bool> {
+pub(crate) async fn wait_source(b: &Browser, ok: impl Fn(&str) -> bool) -> Result<bool> {
     for _ in 0..50 {
         if ok(&b.source().await?) {
             return Ok(true);
@@ -1041,6 +1041,9 @@ fn web_live_view_of_an_ssh_console_is_told_shown_and_killed() -> Result<()> {
                 tokio::time::sleep(Duration::from_millis(50)).await;
             }
             ensure!(told_again(), "tanaka was not told of the second watch");
+            // The emergency stop asks why and for a confirmation (both recorded).
+            b.type_into("stop-reason", "live view test").await?;
+            b.click("stop-confirm").await?;
             let asked = std::time::Instant::now();
             b.click("kill").await?;
             let told = ssh.wait_for("session ended by security staff", Duration::from_secs(10))?;
@@ -1460,7 +1463,7 @@ fn vnc_session(instance: &SekishoInstance) -> Result<(String, std::path::PathBuf
 
 /// Seeds tanaka's SSH session whose recording (the real writer) prints a prompt, then
 /// [`NEEDLE`] after [`NEEDLE_AFTER_MS`].
-async fn seed_terminal(instance: &SekishoInstance) -> Result<SessionId> {
+pub(crate) async fn seed_terminal(instance: &SekishoInstance) -> Result<SessionId> {
     let dir = instance.dir.path();
     let key = recorder::signing::load(&dir.join("data/signing.key"))?;
     let recordings = recorder::LocalDir::new(dir.join("data/recordings"));

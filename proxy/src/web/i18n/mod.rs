@@ -355,6 +355,7 @@ const STRINGS: &[(&str, &str, &str)] = &[
     ("review.csv", "Download CSV", "CSV をダウンロード"),
     ("live.title", "Live sessions", "接続中のセッション"),
     ("live.watch", "Watch", "監視する"),
+    ("live.actions", "Actions", "操作"),
     ("watch.title", "Watching live", "ライブ監視"),
     (
         "watch.live",

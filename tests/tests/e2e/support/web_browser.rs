@@ -152,12 +152,18 @@ impl Browser {
     }
 
     /// The text a reader sees on the page (`innerText` of the body, plus every `title`,
-    /// `placeholder`, `aria-label` and button value, which are read too).
+    /// `placeholder`, `aria-label` and button value, which are read too), leaving out what is
+    /// marked as another language (the language switch names the other language in itself).
     pub async fn visible_text(&self) -> Result<String> {
         let v = self
             .client
             .execute(
-                "const parts = [document.title, document.body.innerText];\
+                "const lang = document.documentElement.lang;\
+                 const other = [...document.querySelectorAll('body [lang]')].filter(e => e.lang !== lang);\
+                 const shown = other.map(e => e.style.display);\
+                 for (const e of other) e.style.display = 'none';\
+                 const parts = [document.title, document.body.innerText];\
+                 other.forEach((e, i) => { e.style.display = shown[i]; });\
                  for (const e of document.querySelectorAll('[title],[placeholder],[aria-label],input[type=submit]')) {\
                    for (const a of ['title', 'placeholder', 'aria-label', 'value']) {\
                      if (a === 'value' && e.type !== 'submit') continue;\
