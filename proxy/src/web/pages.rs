@@ -30,10 +30,12 @@ pub const MAX_STOP_REASON: usize = 500;
 /// How long the emergency stop waits for the session to end before showing its page.
 const STOP_WAIT: std::time::Duration = std::time::Duration::from_secs(5);
 
-/// One stylesheet for every page; the player's rules live in their own file for reading.
+/// One stylesheet for every page; the player's and the dashboard's rules live in their own
+/// files for reading.
 const STYLE: &str = concat!(
     include_str!("assets/style.css"),
-    include_str!("assets/player.css")
+    include_str!("assets/player.css"),
+    include_str!("assets/denials.css")
 );
 const PLAYER_JS: &str = include_str!("assets/player.js");
 const WATCH_JS: &str = include_str!("assets/watch.js");
