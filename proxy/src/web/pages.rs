@@ -246,6 +246,7 @@ pub async fn session(
         Err(e) => return catalogue_failed(&state, &caller, &e),
     };
     let (vclass, vtext) = verification(&state, lang, &row).await;
+    let commands = super::search::command_list(&state, &caller, &row).await;
     let title = session_title(lang, &row);
     let live = row.outcome == Outcome::Live;
     let duration = fmt_duration(row.ended_at.unwrap_or_else(Utc::now) - row.started_at);
@@ -296,6 +297,7 @@ pub async fn session(
         @if live && caller.is_security() {
             (stop_form(&caller, &row, None))
         }
+        (commands)
         h2 { (tr(lang, "session.events")) }
         @if events.is_empty() {
             p { (tr(lang, "session.no_events")) }
