@@ -2262,6 +2262,41 @@ async fn session_text_is_found_by_kind_protocol_contractor_and_period(
             .unwrap()
             .is_empty()
     );
+
+    // Terminal sessions sealed before they were indexed are found for the backfill; once
+    // indexed, run by another instance, or graphical, they are not.
+    let sealed = |location: &str| RecordingSummary {
+        location: location.to_owned(),
+        state: RecordingState::Sealed,
+        size: 10,
+        hash: None,
+    };
+    let end = t0() + Duration::minutes(5);
+    let old = session(&a, Protocol::Ssh, "tanaka", "web02");
+    let vnc = session(&a, Protocol::ConsoleVnc, "tanaka", "web02");
+    let b = instance("bastion-b");
+    let theirs = session(&b, Protocol::ConsoleSerial, "sato", "db01");
+    for (s, location) in [
+        (&old, "/r/old.skr"),
+        (&vnc, "/r/vnc.skr"),
+        (&theirs, "/r/b.skr"),
+    ] {
+        c.session_started(s).await.unwrap();
+        c.session_ended(s.id, end, Outcome::Completed, Some(&sealed(location)))
+            .await
+            .unwrap();
+    }
+    assert_eq!(
+        c.unindexed_terminal_sessions(&a, 10).await.unwrap(),
+        vec![(old.id, "/r/old.skr".to_owned())]
+    );
+    c.index_text(old.id, &[line(1, "ls")], &[]).await.unwrap();
+    assert!(
+        c.unindexed_terminal_sessions(&a, 10)
+            .await
+            .unwrap()
+            .is_empty()
+    );
 }
 
 /// What an evidence bundle reads: the decisions of a session (the allow decision is linked

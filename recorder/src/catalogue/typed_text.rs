@@ -11,7 +11,7 @@ use policy::SessionId;
 use sqlx::FromRow;
 
 use super::ts::Ts;
-use super::{Backend, Catalogue, CatalogueError, parse_protocol, parse_session_id};
+use super::{Backend, Catalogue, CatalogueError, InstanceId, parse_protocol, parse_session_id};
 
 /// Longest line stored, in characters (the decoder cuts lines at the same length).
 pub const MAX_TYPED_LINE_CHARS: usize = 1024;
@@ -196,6 +196,19 @@ struct RawHit {
     text: String,
 }
 
+/// Terminal sessions of one instance whose sealed recording has no line in the index.
+const UNINDEXED_TERMINAL: &str = "SELECT s.id, s.recording FROM sessions s \
+     WHERE s.instance_id = $1 AND s.protocol IN ('ssh', 'console-serial') \
+     AND s.recording IS NOT NULL AND s.recording_state IN ('complete', 'sealed') \
+     AND NOT EXISTS (SELECT 1 FROM typed_text t WHERE t.session_id = s.id) \
+     ORDER BY s.started_at, s.id LIMIT $2";
+
+#[derive(FromRow)]
+struct RawUnindexed {
+    id: String,
+    recording: String,
+}
+
 #[derive(FromRow)]
 struct RawLine {
     at_us: i64,
@@ -286,6 +299,26 @@ impl Catalogue {
                     text: r.text,
                 })
             })
+            .collect()
+    }
+
+    /// Terminal sessions that `instance` ran whose sealed recording has no line in the index
+    /// (sealed before terminal sessions were indexed, migration 0012; or whose indexing
+    /// failed), oldest first, at most `limit`: (session, recording location).
+    pub async fn unindexed_terminal_sessions(
+        &self,
+        instance: &InstanceId,
+        limit: u32,
+    ) -> Result<Vec<(SessionId, String)>, CatalogueError> {
+        let rows: Vec<RawUnindexed> = on_backend!(self, |pool| {
+            sqlx::query_as(UNINDEXED_TERMINAL)
+                .bind(instance.as_str())
+                .bind(i64::from(limit))
+                .fetch_all(pool)
+                .await?
+        });
+        rows.into_iter()
+            .map(|r| Ok((parse_session_id(&r.id)?, r.recording)))
             .collect()
     }
 
