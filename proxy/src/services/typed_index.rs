@@ -14,7 +14,7 @@ use std::sync::Arc;
 use policy::{Protocol, SessionId};
 use recorder::catalogue::TypedLineRow;
 use tokio::sync::Semaphore;
-use tracing::{debug, warn};
+use tracing::{debug, info, warn};
 
 use super::Services;
 
@@ -23,6 +23,11 @@ pub const MAX_INDEXED_RECORDING_BYTES: u64 = crate::recordings::MAX_RECORDING_BY
 /// Recordings decoded at once: each holds its recording (and, for VNC, two screens) in
 /// memory, and a shift's end may close many sessions together.
 const MAX_CONCURRENT_INDEXING: usize = 2;
+
+/// Sessions the startup pass indexes at most: it catches up on terminal sessions sealed
+/// before they were indexed, a bounded amount of work per start (the next start continues).
+#[allow(dead_code)] // Used by `index_unindexed`, which `serve` is to call (not wired yet).
+pub const MAX_BACKFILL_SESSIONS: u32 = 1000;
 
 static INDEXING: Semaphore = Semaphore::const_new(MAX_CONCURRENT_INDEXING);
 
@@ -46,6 +51,50 @@ pub fn index_later(services: Arc<Services>, id: SessionId, location: String) {
             Err(e) => {
                 warn!(session = %id, error = %format!("{e:#}"), "Cannot index the session text")
             }
+        }
+    });
+}
+
+/// Indexes, in the background and one at a time, the terminal sessions this instance ran
+/// whose sealed recording has no index yet (sealed before terminal sessions were indexed, or
+/// whose indexing failed), oldest first, at most [`MAX_BACKFILL_SESSIONS`]; stops at
+/// shutdown. For `serve` to call once at startup.
+#[allow(dead_code)] // `serve` (cli/serve.rs) is to call this; not wired yet.
+pub fn index_unindexed(services: Arc<Services>) {
+    let tasks = services.tasks.clone();
+    tasks.spawn(async move {
+        let shutdown = services.shutdown_token();
+        let pending = match services
+            .catalogue()
+            .unindexed_terminal_sessions(services.instance(), MAX_BACKFILL_SESSIONS)
+            .await
+        {
+            Ok(p) => p,
+            Err(e) => {
+                warn!(error = %e, "Cannot list the sessions to index");
+                return;
+            }
+        };
+        let mut done = 0usize;
+        for (id, location) in pending {
+            if shutdown.is_cancelled() {
+                break;
+            }
+            let Ok(_permit) = INDEXING.acquire().await else {
+                return;
+            };
+            match index(&services, id, &location).await {
+                Ok(_) => done += 1,
+                Err(e) => {
+                    warn!(session = %id, error = %format!("{e:#}"), "Cannot index the session text")
+                }
+            }
+        }
+        if done > 0 {
+            info!(
+                sessions = done,
+                "Indexed the text of earlier terminal sessions"
+            );
         }
     });
 }
