@@ -251,7 +251,7 @@ pub async fn page_handler(
     let body = html! {
         h1 { (title) }
         p.hint id="find-hint" {
-            (tr(lang, if caller.sees_all_sessions() { "find.hint" } else { "find.hint_own" }))
+            (tr(lang, hint_key(&caller)))
         }
         (find_form(&state, &caller, &form))
         @if let Some(hits) = &hits {
@@ -259,6 +259,17 @@ pub async fn page_handler(
         }
     };
     page(&caller, title, &body.into_string()).into_response()
+}
+
+/// What the caller's Find covers, in a sentence's key.
+fn hint_key(caller: &Caller) -> &'static str {
+    if caller.may_search_typed_text() {
+        "find.hint"
+    } else if caller.sees_all_sessions() {
+        "find.hint_terminal"
+    } else {
+        "find.hint_own"
+    }
 }
 
 /// The form: the search box, then the filters with pick-lists (datalists) of the inventory.

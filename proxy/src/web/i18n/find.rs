@@ -14,6 +14,13 @@ pub(super) const STRINGS: &[(&str, &str, &str)] = &[
          表示されずに入力された文字(パスワード)やログオン画面での入力は索引に入りません。",
     ),
     (
+        "find.hint_terminal",
+        "Commands run and text shown in SSH and serial console sessions, as indexed when each \
+         recording was sealed. Nothing typed with echo off (a password) is indexed.",
+        "SSH とシリアルコンソールのセッションで実行したコマンドと画面に出た文字を、\
+         録画の確定時に作った索引から探します。表示されずに入力された文字(パスワード)は索引に入りません。",
+    ),
+    (
         "find.hint_own",
         "Commands run and text shown in your own SSH and serial console sessions.",
         "ご自身の SSH とシリアルコンソールのセッションで実行したコマンドと画面に出た文字を探します。",
