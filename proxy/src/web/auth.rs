@@ -30,10 +30,11 @@ use subtle::ConstantTimeEq as _;
 use tracing::{debug, info, warn};
 
 use super::cookies::{cookie, set_cookie};
-use super::html::{escape, page_without_caller};
+use super::html::page_without_caller;
 use super::i18n::{Lang, tr};
 use super::{ClientAddr, WebState};
 use crate::auth::matrix_card::{CHALLENGE_CELLS, MatrixCard, Verdict};
+use maud::html;
 
 /// The session cookie's name.
 pub const SESSION_COOKIE: &str = "sekisho_session";
@@ -279,23 +280,21 @@ pub async fn login_page(State(state): State<Arc<WebState>>, headers: HeaderMap) 
 
 fn login_form(state: &WebState, lang: Lang, error: Option<&str>, status: StatusCode) -> Response {
     let csrf = random_token();
-    let error = error
-        .map(|e| format!("<p class=\"error\" id=\"login-error\">{}</p>", escape(e)))
-        .unwrap_or_default();
-    let body = format!(
-        "<h1>{title}</h1>{error}<form method=\"post\" action=\"/login\" class=\"login\">\
-         <input type=\"hidden\" name=\"csrf\" value=\"{csrf}\">\
-         <label>{user} <input name=\"user\" id=\"user\" autocomplete=\"username\" required></label>\
-         <label>{password} <input name=\"password\" id=\"password\" type=\"password\" autocomplete=\"current-password\" required></label>\
-         <button type=\"submit\" id=\"login\">{login}</button></form>",
-        title = tr(lang, "login.title"),
-        user = tr(lang, "login.user"),
-        password = tr(lang, "login.password"),
-        login = tr(lang, "login.submit"),
-    );
+    let body = html! {
+        h1 { (tr(lang, "login.title")) }
+        @if let Some(e) = error { p.error id="login-error" role="alert" { (e) } }
+        form.login method="post" action="/login" {
+            input type="hidden" name="csrf" value=(csrf);
+            label for="user" { (tr(lang, "login.user")) }
+            input name="user" id="user" autocomplete="username" required;
+            label for="password" { (tr(lang, "login.password")) }
+            input name="password" id="password" type="password" autocomplete="current-password" required;
+            button type="submit" id="login" { (tr(lang, "login.submit")) }
+        }
+    };
     let mut resp = (
         status,
-        page_without_caller(lang, tr(lang, "login.title"), &body),
+        page_without_caller(lang, tr(lang, "login.title"), &body.into_string()),
     )
         .into_response();
     resp.headers_mut().append(
@@ -551,32 +550,26 @@ fn card_form(
     let challenge = state
         .matrix
         .challenge(user, card, &mut rand::rng(), Instant::now())?;
-    let error = error
-        .map(|e| format!("<p class=\"error\" id=\"card-error\">{}</p>", escape(e)))
-        .unwrap_or_default();
-    let mut cells = String::new();
-    for (i, cell) in challenge.cells().iter().enumerate() {
-        cells.push_str(&format!(
-            "<label>{label} <span class=\"card-cell\" id=\"cell-{i}\">{cell}</span> \
-             <input name=\"a{i}\" id=\"answer-{i}\" inputmode=\"numeric\" maxlength=\"2\" \
-             autocomplete=\"off\" required></label>",
-            label = tr(lang, "card.cell"),
-        ));
-    }
-    let body = format!(
-        "<h1>{title}</h1>{error}<p id=\"card-intro\">{intro}</p>\
-         <form method=\"post\" action=\"/login/card\" class=\"login\" id=\"card-form\">\
-         <input type=\"hidden\" name=\"csrf\" value=\"{csrf}\">{cells}\
-         <button type=\"submit\" id=\"card-submit\">{submit}</button></form>",
-        title = tr(lang, "card.title"),
-        intro = tr(lang, "card.intro"),
-        csrf = escape(csrf),
-        submit = tr(lang, "card.submit"),
-    );
+    let body = html! {
+        h1 { (tr(lang, "card.title")) }
+        @if let Some(e) = error { p.error id="card-error" role="alert" { (e) } }
+        p id="card-intro" { (tr(lang, "card.intro")) }
+        form.login id="card-form" method="post" action="/login/card" {
+            input type="hidden" name="csrf" value=(csrf);
+            @for (i, cell) in challenge.cells().iter().enumerate() {
+                label for={ "answer-" (i) } {
+                    (tr(lang, "card.cell")) " " span.card-cell id={ "cell-" (i) } { (cell) }
+                }
+                input name={ "a" (i) } id={ "answer-" (i) } inputmode="numeric" maxlength="2"
+                    autocomplete="off" required;
+            }
+            button type="submit" id="card-submit" { (tr(lang, "card.submit")) }
+        }
+    };
     Some(
         (
             status,
-            page_without_caller(lang, tr(lang, "card.title"), &body),
+            page_without_caller(lang, tr(lang, "card.title"), &body.into_string()),
         )
             .into_response(),
     )

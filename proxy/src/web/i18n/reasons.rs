@@ -311,13 +311,22 @@ pub fn denial_reason(lang: Lang, row: &DenialRow) -> String {
         (Some(u), None) => format!("({u})"),
         _ => String::new(),
     };
-    let target = row.target.as_deref().unwrap_or("-");
-    let head = format!(
-        "{} から {} への{}接続を拒否しました{who}。",
-        row.source,
-        target,
-        labels::protocol(lang, row.protocol)
-    );
+    let target = row.target.as_deref().unwrap_or("").trim();
+    let head = if target.is_empty() {
+        // A front-door refusal that named no target (the web login, a failed logon).
+        format!(
+            "{} からの{}接続を拒否しました{who}。",
+            row.source,
+            labels::protocol(lang, row.protocol)
+        )
+    } else {
+        format!(
+            "{} から {} への{}接続を拒否しました{who}。",
+            row.source,
+            target,
+            labels::protocol(lang, row.protocol)
+        )
+    };
     let why = row
         .explanation
         .as_ref()
