@@ -77,11 +77,16 @@ pub fn page(caller: &Caller, title: &str, body: &str) -> Html<String> {
     shell(lang, title, nav, body)
 }
 
+/// An error page's body: the message, announced.
+fn error_body(msg: &str) -> String {
+    html! { p.error role="alert" { (msg) } }.into_string()
+}
+
 pub(super) fn not_found(caller: &Caller) -> Response {
     let msg = tr(caller.lang, "error.notfound");
     (
         StatusCode::NOT_FOUND,
-        page(caller, msg, &format!("<p class=\"error\">{msg}</p>")),
+        page(caller, msg, &error_body(msg)),
     )
         .into_response()
 }
@@ -92,7 +97,7 @@ pub(super) fn catalogue_failed(state: &WebState, caller: &Caller, e: &CatalogueE
     let msg = tr(caller.lang, "error.catalogue");
     (
         StatusCode::SERVICE_UNAVAILABLE,
-        page(caller, msg, &format!("<p class=\"error\">{msg}</p>")),
+        page(caller, msg, &error_body(msg)),
     )
         .into_response()
 }
