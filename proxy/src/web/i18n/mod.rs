@@ -372,7 +372,7 @@ const STRINGS: &[(&str, &str, &str)] = &[
         "No live sessions.",
         "接続中のセッションはありません。",
     ),
-    ("nav.search", "Typed text", "入力文字の検索"),
+    ("nav.search", "Find", "検索"),
     ("search.title", "Search typed text", "入力された文字の検索"),
     (
         "search.hint",
