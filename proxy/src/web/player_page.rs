@@ -54,7 +54,7 @@ fn player(caller: &Caller, row: &SessionRow, timezone: &str) -> Markup {
     let terminal = is_terminal(row.protocol);
     let id = row.id.to_string();
     html! {
-        h1 { (t("player.title")) ": " a href={ "/sessions/" (id) } { (id) } }
+        h1 .player-title { (t("player.title")) ": " a href={ "/sessions/" (id) } { (id) } }
         div #player data-session=(id) data-kind=(if terminal { "terminal" } else { "graphical" })
             data-start-ms=(row.started_at.timestamp_millis()) data-tz=(timezone)
             data-lang=(lang.code())
