@@ -158,6 +158,10 @@ async fn serve(config: super::LoadedConfig) -> Result<()> {
         None => None,
     };
 
+    // Terminal sessions sealed before Find indexed them are indexed in the background,
+    // a bounded number per start.
+    crate::services::index_unindexed(Arc::clone(&services));
+
     let mut listeners = tokio::task::JoinSet::new();
     listeners.spawn(crate::ssh::serve(
         ssh,

@@ -24,6 +24,7 @@ pub use admission::Admission;
 pub use live::{EndReason, LiveSession, SessionMeta};
 pub use metrics::{ErrorKind, Metrics};
 pub use supervisor::WINDOW_WARNING;
+pub use typed_index::index_unindexed;
 
 use std::collections::HashMap;
 use std::path::PathBuf;

@@ -26,7 +26,6 @@ const MAX_CONCURRENT_INDEXING: usize = 2;
 
 /// Sessions the startup pass indexes at most: it catches up on terminal sessions sealed
 /// before they were indexed, a bounded amount of work per start (the next start continues).
-#[allow(dead_code)] // Used by `index_unindexed`, which `serve` is to call (not wired yet).
 pub const MAX_BACKFILL_SESSIONS: u32 = 1000;
 
 static INDEXING: Semaphore = Semaphore::const_new(MAX_CONCURRENT_INDEXING);
@@ -59,7 +58,6 @@ pub fn index_later(services: Arc<Services>, id: SessionId, location: String) {
 /// whose sealed recording has no index yet (sealed before terminal sessions were indexed, or
 /// whose indexing failed), oldest first, at most [`MAX_BACKFILL_SESSIONS`]; stops at
 /// shutdown. For `serve` to call once at startup.
-#[allow(dead_code)] // `serve` (cli/serve.rs) is to call this; not wired yet.
 pub fn index_unindexed(services: Arc<Services>) {
     let tasks = services.tasks.clone();
     tasks.spawn(async move {

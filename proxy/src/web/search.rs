@@ -33,7 +33,6 @@ use super::pages::{catalogue_failed, fmt_time, is_terminal, page};
 pub const MAX_PAGE_HITS: u32 = 200;
 /// Commands listed on a session's page at most: a day of shell work is a few hundred; the
 /// player and Find reach the rest.
-#[allow(dead_code)]
 pub const MAX_LISTED_COMMANDS: u32 = 2000;
 /// Longest filter value accepted (names and dates are far shorter).
 const MAX_FILTER_CHARS: usize = 256;
@@ -419,8 +418,6 @@ fn results(state: &WebState, lang: Lang, q: &str, hits: &[TypedTextHit]) -> Mark
 /// The commands run in a terminal session, each a link into the player at its first key,
 /// for the session's page: a section with `h2` and `ol#commands`; empty markup for graphical
 /// sessions, for callers who may not see the session, and when nothing is indexed (yet).
-// The session page (pages.rs) calls this; until that call is wired, nothing else does.
-#[allow(dead_code)]
 pub(super) async fn command_list(state: &WebState, caller: &Caller, row: &SessionRow) -> Markup {
     if !is_terminal(row.protocol) || !caller.may_see(&row.user) {
         return html! {};

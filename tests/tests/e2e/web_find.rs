@@ -430,7 +430,6 @@ fn find_commands_and_screen_text_of_a_real_terminal_session_in_chromium() -> Res
 /// The session page lists the commands run, each a link into the player at its moment.
 /// Ignored until the session page (pages.rs) calls `search::command_list`.
 #[test]
-#[ignore = "the session page does not call search::command_list yet"]
 fn find_command_list_on_session_page() -> Result<()> {
     if !require_peers(&["chromium", "chromedriver", "ssh", "sshd"])? {
         return Ok(());

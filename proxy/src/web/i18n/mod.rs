@@ -373,25 +373,11 @@ const STRINGS: &[(&str, &str, &str)] = &[
         "接続中のセッションはありません。",
     ),
     ("nav.search", "Find", "検索"),
-    ("search.title", "Search typed text", "入力された文字の検索"),
-    (
-        "search.hint",
-        "What contractors typed in RDP and VNC sessions, indexed when each recording was sealed. \
-         Nothing typed on a logon screen is indexed.",
-        "RDP・VNC セッションで作業者が入力した文字です(録画の封印時に索引化)。\
-         ログオン画面での入力は索引化されません。",
-    ),
     (
         "search.placeholder",
         "Text typed (any case)",
         "入力された文字(大文字小文字を区別しない)",
     ),
-    ("search.user", "User", "ユーザー"),
-    ("search.target", "Target", "接続先"),
-    ("search.protocol", "Protocol", "プロトコル"),
-    ("search.at", "Typed at", "入力日時"),
-    ("search.typed", "Typed text", "入力された文字"),
-    ("search.found", "Lines found", "見つかった行"),
     (
         "event.channel-stripped",
         "Channel stripped",
