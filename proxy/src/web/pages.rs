@@ -84,11 +84,7 @@ fn error_body(msg: &str) -> String {
 
 pub(super) fn not_found(caller: &Caller) -> Response {
     let msg = tr(caller.lang, "error.notfound");
-    (
-        StatusCode::NOT_FOUND,
-        page(caller, msg, &error_body(msg)),
-    )
-        .into_response()
+    (StatusCode::NOT_FOUND, page(caller, msg, &error_body(msg))).into_response()
 }
 
 pub(super) fn catalogue_failed(state: &WebState, caller: &Caller, e: &CatalogueError) -> Response {
