@@ -17,7 +17,7 @@ use axum::extract::{Query, State};
 use axum::http::StatusCode;
 use axum::response::{IntoResponse, Response};
 use chrono::{DateTime, Days, NaiveDate, TimeZone as _, Utc};
-use maud::{Markup, PreEscaped, html};
+use maud::{Markup, html};
 use policy::config::Role;
 use policy::{Protocol, Rule, Severity};
 use recorder::catalogue::{DenialFilter, DenialRow, PolicyEventRow, ReviewRow, ReviewSubject};
@@ -648,12 +648,12 @@ fn denial_table(
                             td.source { (r.source) }
                             td.door { (labels::protocol(lang, r.protocol)) }
                             td.reason lang=[reason_lang] { (reason) }
-                            td { (PreEscaped(super::reviews::review_cell(
+                            td { (super::reviews::review_cell(
                                 caller,
                                 ReviewSubject::Denial(r.id),
                                 reviews.get(&ReviewSubject::Denial(r.id)),
                                 back,
-                            ))) }
+                            )) }
                         }
                     }
                 }
@@ -887,7 +887,7 @@ pub async fn denials(
             }
             (denial_table(&state, &caller, &listed, &reviews, &back))
         }
-        (PreEscaped(super::reviews::policy_event_table(&state, &caller, &listed_events, &reviews, &back)))
+        (super::reviews::policy_event_table(&state, &caller, &listed_events, &reviews, &back))
     };
     page(&caller, title, &body.into_string()).into_response()
 }

@@ -5,7 +5,6 @@
 //! The dashboard itself (`denials::denials`) shows each subject's latest review, or a form to
 //! give one, and counts what is still unreviewed.
 
-use std::fmt::Write as _;
 use std::sync::Arc;
 
 use axum::Form;
@@ -13,7 +12,7 @@ use axum::extract::{Path, Query, State};
 use axum::http::{StatusCode, header};
 use axum::response::{IntoResponse, Redirect, Response};
 use chrono::Utc;
-use maud::{PreEscaped, html};
+use maud::{Markup, html};
 use recorder::catalogue::{
     DecisionId, DenialFilter, DenialRow, Disposition, NewReview, PolicyEventRow, ReviewRow,
     ReviewSubject, SessionEventId,
@@ -24,7 +23,6 @@ use tracing::info;
 use super::WebState;
 use super::auth::Caller;
 use super::denials::{DenialQuery, MAX_DASHBOARD_DENIALS};
-use super::html::escape;
 use super::i18n::{Lang, labels, tr};
 use super::pages::{catalogue_failed, fmt_time, not_found};
 
@@ -81,61 +79,42 @@ pub fn review_cell(
     subject: ReviewSubject,
     latest: Option<&ReviewRow>,
     back: &str,
-) -> String {
+) -> Markup {
     let lang = caller.lang;
     let (action, _) = review_target(subject);
     let id = subject.id();
-    let mut cell = String::new();
-    if let Some(r) = latest {
-        let _ = write!(
-            cell,
-            "<span class=\"review review-{}\" title=\"{}\">{}</span> ",
-            r.disposition.as_str(),
-            escape(&format!("{} {}", r.reviewer, r.at.to_rfc3339())),
-            disposition_label(lang, r.disposition),
-        );
-        if let Some(c) = &r.comment {
-            let _ = write!(cell, "<span class=\"review-comment\">{}</span>", escape(c));
+    let submit = if latest.is_some() {
+        "review.again"
+    } else {
+        "review.submit"
+    };
+    html! {
+        @if let Some(r) = latest {
+            span class={ "review review-" (r.disposition.as_str()) }
+                title={ (r.reviewer) " " (r.at.to_rfc3339()) } {
+                (disposition_label(lang, r.disposition))
+            }
+            " "
+            @if let Some(c) = &r.comment { span.review-comment { (c) } }
+        }
+        form.review-form method="post" action=(action) {
+            input type="hidden" name="csrf" value=(caller.csrf);
+            input type="hidden" name="back" value=(back);
+            select name="disposition" id={ "review-" (id) "-disposition" }
+                aria-label=(tr(lang, "review.disposition")) {
+                @for d in Disposition::ALL {
+                    option value=(d.as_str()) selected[latest.is_some_and(|r| r.disposition == *d)] {
+                        (disposition_label(lang, *d))
+                    }
+                }
+            }
+            " "
+            input name="comment" id={ "review-" (id) "-comment" } maxlength="2000"
+                placeholder=(tr(lang, "review.comment")) aria-label=(tr(lang, "review.comment"));
+            " "
+            button id={ "review-" (id) "-submit" } { (tr(lang, submit)) }
         }
     }
-    let options: String = Disposition::ALL
-        .iter()
-        .map(|d| {
-            format!(
-                "<option value=\"{}\"{}>{}</option>",
-                d.as_str(),
-                if latest.is_some_and(|r| r.disposition == *d) {
-                    " selected"
-                } else {
-                    ""
-                },
-                disposition_label(lang, *d)
-            )
-        })
-        .collect();
-    let _ = write!(
-        cell,
-        "<form method=\"post\" action=\"{action}\" class=\"review-form\">\
-         <input type=\"hidden\" name=\"csrf\" value=\"{}\">\
-         <input type=\"hidden\" name=\"back\" value=\"{}\">\
-         <select name=\"disposition\" id=\"review-{id}-disposition\" aria-label=\"{}\">{options}</select> \
-         <input name=\"comment\" id=\"review-{id}-comment\" maxlength=\"2000\" placeholder=\"{}\" aria-label=\"{}\"> \
-         <button id=\"review-{id}-submit\">{}</button></form>",
-        escape(&caller.csrf),
-        escape(back),
-        tr(lang, "review.disposition"),
-        tr(lang, "review.comment"),
-        tr(lang, "review.comment"),
-        tr(
-            lang,
-            if latest.is_some() {
-                "review.again"
-            } else {
-                "review.submit"
-            }
-        ),
-    );
-    cell
 }
 
 /// `POST /denials/{id}/review` (security, admin).
@@ -210,9 +189,9 @@ pub fn policy_event_table(
     events: &[&PolicyEventRow],
     reviews: &std::collections::HashMap<ReviewSubject, ReviewRow>,
     back: &str,
-) -> String {
+) -> Markup {
     let lang = caller.lang;
-    let markup = html! {
+    html! {
         h2 id="policy-events-title" { (tr(lang, "review.policy_events")) }
         @if events.is_empty() {
             p id="no-policy-events" { (tr(lang, "review.policy_events_none")) }
@@ -232,30 +211,25 @@ pub fn policy_event_table(
                     tbody {
                         @for e in events {
                             @let subject = ReviewSubject::PolicyEvent(e.id);
-                            // `class` before `id`: the review tests find a row by both.
-                            (PreEscaped(format!(
-                                "<tr class=\"policy-event-row\" id=\"e-{}\" data-kind=\"{}\">",
-                                e.id,
-                                escape(&e.kind)
-                            )))
-                            td { a href={ "/sessions/" (e.session_id) } {
-                                time datetime=(e.at.to_rfc3339()) { (fmt_time(state, e.at)) }
-                            } }
-                            td { (e.user) }
-                            td { (e.source) }
-                            td { (e.target) }
-                            td { (labels::protocol(lang, e.protocol)) }
-                            td { (super::playback::marker_label(lang, &e.kind)) }
-                            td { (e.detail.as_deref().unwrap_or("")) }
-                            td { (PreEscaped(review_cell(caller, subject, reviews.get(&subject), back))) }
-                            (PreEscaped("</tr>"))
+                            // maud writes `class` before `id`: the review tests find a row by both.
+                            tr.policy-event-row id={ "e-" (e.id) } data-kind=(e.kind) {
+                                td { a href={ "/sessions/" (e.session_id) } {
+                                    time datetime=(e.at.to_rfc3339()) { (fmt_time(state, e.at)) }
+                                } }
+                                td { (e.user) }
+                                td { (e.source) }
+                                td { (e.target) }
+                                td { (labels::protocol(lang, e.protocol)) }
+                                td { (super::playback::marker_label(lang, &e.kind)) }
+                                td { (e.detail.as_deref().unwrap_or("")) }
+                                td { (review_cell(caller, subject, reviews.get(&subject), back)) }
+                            }
                         }
                     }
                 }
             }
         }
-    };
-    markup.into_string()
+    }
 }
 
 /// One CSV field, quoted, with formula-looking text defused: a cell starting with `=`, `+`,

@@ -41,7 +41,7 @@
   });
   // `speed` is 0 while paused; `chosen` is the speed the play button resumes at.
   var speed = 0, chosen = 1, at = 0, end = 0, idle = [], inflight = false, pending = null;
-  var last = null, shown = false, fit = true, query = "", lines = null, hits = [];
+  var last = null, shown = false, timelineAsked = false, fit = true, query = "", lines = null, hits = [];
   var size = { cols: 0, rows: 0, width: 0, height: 0 };
 
   // Kinds of recorded event that are the policy acting (or the recording's integrity); the
@@ -223,6 +223,7 @@
       .catch(function () { fail(); })
       .finally(function () {
         inflight = false;
+        if (!timelineAsked) { timelineAsked = true; loadTimeline(); }
         if (pending !== null) { var p = pending; pending = null; show(p); }
       });
   }
@@ -497,21 +498,26 @@
   var startAt = Number(new URLSearchParams(location.search).get("t") || "0") * 1000;
   if (!isFinite(startAt) || startAt < 0) startAt = 0;
   at = startAt;
+  // The timeline is asked for once the first picture is on screen (or has failed): both
+  // decode the recording, and on a small server the first picture should not share the CPU
+  // with the timeline (the time to first frame is benched).
+  function loadTimeline() {
+    fetchOk(base + "/timeline")
+      .then(function (r) { return r.json(); })
+      .then(function (tl) {
+        end = tl.duration_ms;
+        slider.max = String(end);
+        tl.idle.forEach(addIdle);
+        tl.markers.forEach(addMarker);
+        drawTicks();
+        drawHits();
+        root.dataset.ready = "1";
+        if (at > end) seek(end); else slider.value = String(at);
+        clock.textContent = fmt(at) + " / " + fmt(end);
+        layout();
+      })
+      .catch(function () { fail(); });
+  }
   show(at);
   requestAnimationFrame(tick);
-  fetchOk(base + "/timeline")
-    .then(function (r) { return r.json(); })
-    .then(function (tl) {
-      end = tl.duration_ms;
-      slider.max = String(end);
-      tl.idle.forEach(addIdle);
-      tl.markers.forEach(addMarker);
-      drawTicks();
-      drawHits();
-      root.dataset.ready = "1";
-      if (at > end) seek(end); else slider.value = String(at);
-      clock.textContent = fmt(at) + " / " + fmt(end);
-      layout();
-    })
-    .catch(function () { fail(); });
 })();
