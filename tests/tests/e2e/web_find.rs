@@ -39,6 +39,8 @@ const ALLOWED: &[&str] = &[
     "VNC",
     "labuser",
     "echo",
+    // The access path's id, shown on the session page as configured.
+    "internet-vpn",
 ];
 
 /// Runs the session; returns its id once it has ended.

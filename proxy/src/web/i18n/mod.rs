@@ -197,7 +197,7 @@ const STRINGS: &[(&str, &str, &str)] = &[
     ("sessions.first", "First page", "最初のページ"),
     ("filter.apply", "Filter", "絞り込み"),
     ("filter.any", "any", "すべて"),
-    ("field.id", "ID", "ID"),
+    ("field.id", "ID", "識別番号"),
     ("field.user", "User", "ユーザー"),
     ("field.contractor", "Contractor", "委託業者"),
     ("field.target", "Target", "接続先"),
