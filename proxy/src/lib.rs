@@ -4,6 +4,7 @@
 pub mod auth;
 pub mod cli;
 pub mod evidence;
+pub mod export;
 pub mod fd_limit;
 pub mod pins;
 pub mod preauth;

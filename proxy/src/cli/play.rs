@@ -6,7 +6,9 @@ use std::process::ExitCode;
 use std::time::Duration;
 
 use anyhow::{Context, Result, bail};
-use clap::{Args, ValueEnum};
+use clap::Args;
+
+use crate::export::{ExportFormat, encode_mp4, export_in_memory, find_ffmpeg, open_pictures};
 
 #[derive(Debug, Args)]
 pub struct PlayArgs {
@@ -21,17 +23,6 @@ pub struct PlayArgs {
     /// The configuration (to look up a session id).
     #[arg(long, short = 'c', value_name = "FILE")]
     config: Option<PathBuf>,
-}
-
-#[derive(Debug, Clone, Copy, ValueEnum)]
-pub enum ExportFormat {
-    Asciicast,
-    Txt,
-    Png,
-    Mp4,
-    /// An evidence bundle (ZIP): the recording, the signer's key, the ledger rows and
-    /// checkpoint that cover it, the session's decisions and events, and an offline player.
-    Bundle,
 }
 
 #[derive(Debug, Args)]
@@ -143,39 +134,6 @@ pub fn export(args: ExportArgs) -> Result<ExitCode> {
     Ok(ExitCode::SUCCESS)
 }
 
-/// The asciicast, text or PNG (at `at_us`, default the end) export of a recording, whole in
-/// memory: what `sekisho export` writes and the web UI's export downloads. MP4 and bundles
-/// are not made in memory (see [`encode_mp4`] and [`export_bundle`]).
-pub(crate) fn export_in_memory(
-    format: ExportFormat,
-    bytes: &[u8],
-    at_us: Option<u64>,
-    pointer: bool,
-) -> Result<Vec<u8>> {
-    let mut buffer = Vec::new();
-    match format {
-        ExportFormat::Asciicast => player::export::export_asciicast(
-            bytes,
-            &player::export::AsciicastOptions {
-                markers: true,
-                ..Default::default()
-            },
-            &mut buffer,
-        )
-        .context("cannot export asciicast")?,
-        ExportFormat::Txt => {
-            player::export::export_text(bytes, &mut buffer).context("cannot export text")?
-        }
-        ExportFormat::Png => open_pictures(bytes, pointer)
-            .and_then(|mut replay| Ok(replay.write_png_at(at_us, &mut buffer)?))
-            .context("cannot export png")?,
-        ExportFormat::Mp4 | ExportFormat::Bundle => {
-            bail!("{format:?} is not exported in memory")
-        }
-    }
-    Ok(buffer)
-}
-
 /// Writes whole or not at all: a half-written evidence export is worse than none.
 fn write_whole(output: &Path, bytes: &[u8]) -> Result<()> {
     let tmp = output.with_extension("partial");
@@ -269,92 +227,4 @@ fn export_mp4(bytes: &[u8], pointer: bool, output: &Path) -> Result<ExitCode> {
     encode_mp4(&ffmpeg, &mut replay, &tmp, &|| false)?;
     std::fs::rename(&tmp, output).with_context(|| format!("cannot write {}", output.display()))?;
     Ok(ExitCode::SUCCESS)
-}
-
-/// Encodes the whole of `replay` as H.264 in MP4 into `out` (a name ending in `.mp4`) with
-/// `ffmpeg`, fed raw RGBA frames at [`player::export::VIDEO_FPS`] on its standard input.
-/// `stop` is asked before every frame: when it says yes the encoding is abandoned (the web
-/// export stops when its request is gone). On failure `out` is removed.
-pub(crate) fn encode_mp4(
-    ffmpeg: &Path,
-    replay: &mut player::export::Graphical,
-    out: &Path,
-    stop: &dyn Fn() -> bool,
-) -> Result<()> {
-    use std::process::{Command, Stdio};
-
-    let first = replay.frame_at(0).context("cannot export mp4")?;
-    let mut child = Command::new(ffmpeg)
-        .args([
-            "-v", "error", "-y", "-f", "rawvideo", "-pix_fmt", "rgba", "-s",
-        ])
-        .arg(format!("{}x{}", first.width, first.height))
-        .args(["-r", &player::export::VIDEO_FPS.to_string(), "-i", "-"])
-        // yuv420p (what players expect) needs even sides.
-        .args(["-vf", "pad=ceil(iw/2)*2:ceil(ih/2)*2"])
-        .args(["-c:v", "libx264", "-pix_fmt", "yuv420p", "-f", "mp4"])
-        .arg(out)
-        .stdin(Stdio::piped())
-        .stdout(Stdio::null())
-        .stderr(Stdio::piped())
-        .spawn()
-        .with_context(|| format!("cannot start {}", ffmpeg.display()))?;
-    let mut stdin = child.stdin.take().context("ffmpeg stdin")?;
-    let fed = player::export::video_frames(replay, |rgba| {
-        if stop() {
-            return Err(std::io::Error::other("export abandoned"));
-        }
-        stdin.write_all(rgba)
-    });
-    drop(stdin);
-    let done = child.wait_with_output().context("ffmpeg")?;
-    if let Err(e) = fed {
-        let _ = std::fs::remove_file(out);
-        return Err(anyhow::Error::new(e).context(format!(
-            "cannot export mp4: {}",
-            String::from_utf8_lossy(&done.stderr).trim()
-        )));
-    }
-    if !done.status.success() {
-        let _ = std::fs::remove_file(out);
-        bail!(
-            "ffmpeg failed ({}): {}",
-            done.status,
-            String::from_utf8_lossy(&done.stderr).trim()
-        );
-    }
-    Ok(())
-}
-
-/// Opens a recording for pictures; for a terminal recording drawn with the built-in bitmap
-/// font (no font file found), says so: kanji then show as boxes. `pointer` draws the RDP
-/// pointer; other recordings have none to draw, which is an error rather than silently
-/// ignored.
-fn open_pictures(bytes: &[u8], pointer: bool) -> Result<player::export::Graphical> {
-    let mut replay = player::export::Graphical::open(bytes)?;
-    if pointer {
-        match &mut replay {
-            player::export::Graphical::Rdp(r) => r.set_draw_pointer(true),
-            _ => bail!("--pointer applies to RDP recordings; this one has no pointer to draw"),
-        }
-    }
-    if let player::export::Graphical::Terminal(t) = &replay
-        && !t.font().is_outline()
-    {
-        eprintln!(
-            "note: no terminal font found (Debian: apt-get install fonts-dejavu-core \
-             fonts-ipafont-gothic); drawing with the built-in bitmap font, which has no kanji"
-        );
-    }
-    Ok(replay)
-}
-
-/// `ffmpeg` on PATH (or `$SEKISHO_FFMPEG`), if it is there.
-pub(crate) fn find_ffmpeg() -> Option<PathBuf> {
-    if let Some(p) = std::env::var_os("SEKISHO_FFMPEG") {
-        return Some(PathBuf::from(p)).filter(|p| p.is_file());
-    }
-    std::env::split_paths(&std::env::var_os("PATH")?)
-        .map(|dir| dir.join("ffmpeg"))
-        .find(|p| p.is_file())
 }

@@ -12,9 +12,10 @@ use recorder::catalogue::{AuditEvent, event_kind};
 use tracing::{info, warn};
 
 use super::WebState;
+use super::access::{read_recording, visible_session};
 use super::auth::Caller;
 use super::i18n::tr;
-use super::pages::{not_found, read_recording, visible_session};
+use super::layout::not_found;
 
 /// `GET /sessions/{id}/bundle`.
 pub async fn bundle(

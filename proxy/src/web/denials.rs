@@ -26,7 +26,7 @@ use serde::Deserialize;
 use super::WebState;
 use super::auth::Caller;
 use super::i18n::{Lang, labels, tr, trf};
-use super::pages::{catalogue_failed, fmt_time, not_found, page, urlenc};
+use super::layout::{catalogue_failed, fmt_time, not_found, page, urlenc};
 use super::session_list::MAX_FILTER_LEN;
 
 /// Denials read for the dashboard at most (the catalogue's page cap). The counts by rule do

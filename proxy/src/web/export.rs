@@ -1,7 +1,7 @@
 //! `GET /sessions/{id}/export/{format}`: the exports of `sekisho export` from the web UI:
 //! `txt` and `asciicast` of terminal sessions, `png` (a moment, `?t=SECONDS[&pointer=1]`) and
 //! `mp4` of graphical ones (RDP, VNC). The same code as the command line makes them
-//! ([`crate::cli::play::export_in_memory`], [`crate::cli::play::encode_mp4`]).
+//! ([`crate::export::export_in_memory`], [`crate::export::encode_mp4`]).
 //!
 //! Access is the player's: a session the caller may not see is a 404 whatever its id. The
 //! recording is read whole (capped at [`MAX_RECORDING_BYTES`]) and decoded on the blocking
@@ -22,10 +22,11 @@ use serde::Deserialize;
 use tracing::{info, warn};
 
 use super::WebState;
+use super::access::{read_recording, visible_session};
 use super::auth::Caller;
 use super::i18n::{Lang, tr};
-use super::pages::{is_terminal, not_found, read_recording, visible_session};
-use crate::cli::play::ExportFormat;
+use super::layout::{is_terminal, not_found};
+use crate::export::ExportFormat;
 
 #[cfg(doc)]
 use super::MAX_RECORDING_BYTES;
@@ -238,7 +239,7 @@ pub async fn export(
             let Ok(slot) = VIDEO_SLOTS.try_acquire() else {
                 return ExportError::Busy.response(lang);
             };
-            let Some(ffmpeg) = crate::cli::play::find_ffmpeg() else {
+            let Some(ffmpeg) = crate::export::find_ffmpeg() else {
                 return ExportError::NoFfmpeg.response(lang);
             };
             let Some(bytes) = read_recording(&state, location).await else {
@@ -266,7 +267,7 @@ pub async fn export(
                 ),
             };
             tokio::task::spawn_blocking(move || {
-                crate::cli::play::export_in_memory(cli_format, &bytes, at_us, pointer)
+                crate::export::export_in_memory(cli_format, &bytes, at_us, pointer)
             })
             .await
             .map_err(anyhow::Error::new)
@@ -344,7 +345,7 @@ fn encode_file(
     if let player::export::Graphical::Rdp(r) = &mut replay {
         r.set_draw_pointer(pointer);
     }
-    crate::cli::play::encode_mp4(ffmpeg, &mut replay, tmp, &|| {
+    crate::export::encode_mp4(ffmpeg, &mut replay, tmp, &|| {
         abandoned.load(Ordering::Relaxed)
     })
     .map_err(ExportError::Undecodable)?;

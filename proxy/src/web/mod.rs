@@ -6,13 +6,16 @@
 //! so ids cannot be probed. Served over TLS with Sekisho's identity; without one, only on a
 //! loopback address.
 
+mod access;
 mod auth;
 mod bundle;
 mod cookies;
 mod denials;
+mod denials_csv;
 mod export;
 mod html;
 mod i18n;
+mod layout;
 mod pages;
 mod playback;
 mod player_page;
@@ -229,7 +232,7 @@ pub fn router(state: Arc<WebState>) -> Router {
         .route("/sessions/{id}/watch/leave", post(watch::leave))
         .route("/search", get(search::page_handler))
         .route("/denials", get(denials::denials))
-        .route("/denials.csv", get(reviews::csv))
+        .route("/denials.csv", get(denials_csv::csv))
         .route("/denials/{id}/review", post(reviews::review))
         .route("/events/{id}/review", post(reviews::review_event))
         .route("/live", get(pages::live))

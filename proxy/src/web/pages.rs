@@ -9,19 +9,20 @@ use std::sync::atomic::Ordering;
 use axum::Form;
 use axum::extract::{Path, Query, State};
 use axum::http::{HeaderMap, StatusCode, header};
-use axum::response::{Html, IntoResponse, Redirect, Response};
-use chrono::{DateTime, Utc};
-use policy::{Protocol, SessionId};
-use recorder::catalogue::{CatalogueError, DenialFilter, Outcome, SessionFilter, SessionRow};
+use axum::response::{IntoResponse, Redirect, Response};
+use chrono::Utc;
+use policy::Protocol;
+use recorder::catalogue::{DenialFilter, Outcome, SessionFilter, SessionRow};
 use serde::Deserialize;
 use tracing::{info, warn};
 
 use super::WebState;
+use super::access::{read_recording, replay_of, visible_session};
 use super::auth::Caller;
 use super::cookies::set_cookie;
 use super::denials::MAX_DASHBOARD_DENIALS;
-use super::html::shell;
 use super::i18n::{Lang, labels, tr, trf};
+use super::layout::{catalogue_failed, fmt_time, is_terminal, not_found, page};
 use super::session_list::{fmt_duration, fmt_size, session_title};
 use maud::html;
 
@@ -40,69 +41,6 @@ const STYLE: &str = concat!(
 const PLAYER_JS: &str = include_str!("assets/player.js");
 const WATCH_JS: &str = include_str!("assets/watch.js");
 const FAVICON: &str = include_str!("assets/favicon.svg");
-
-/// Percent-encodes a query value.
-pub(super) fn urlenc(s: &str) -> String {
-    let mut out = String::new();
-    for b in s.bytes() {
-        if b.is_ascii_alphanumeric() || b"-_.~".contains(&b) {
-            out.push(char::from(b));
-        } else {
-            let _ = write!(out, "%{b:02X}");
-        }
-    }
-    out
-}
-
-/// A page for a logged-in caller: navigation by role, who is logged in, the logout form.
-pub fn page(caller: &Caller, title: &str, body: &str) -> Html<String> {
-    let lang = caller.lang;
-    let nav = html! {
-        nav aria-label=(tr(lang, "nav.label")) {
-            a id="nav-sessions" href="/sessions" { (tr(lang, "nav.sessions")) }
-            @if caller.is_security() {
-                a id="nav-denials" href="/denials" { (tr(lang, "nav.denials")) }
-                a id="nav-live" href="/live" { (tr(lang, "nav.live")) }
-            }
-            // Find answers everyone within what they may see (their own sessions, for a
-            // contractor; terminal text only, for an administrator).
-            a id="nav-search" href="/search" { (tr(lang, "nav.search")) }
-        }
-        span.who id="who" { (caller.user) " (" (labels::role(lang, caller.role)) ")" }
-        form.inline method="post" action="/logout" {
-            input type="hidden" name="csrf" value=(caller.csrf);
-            button id="logout" { (tr(lang, "nav.logout")) }
-        }
-    };
-    shell(lang, title, nav, body)
-}
-
-/// An error page's body: the message, announced.
-fn error_body(msg: &str) -> String {
-    html! { p.error role="alert" { (msg) } }.into_string()
-}
-
-pub(super) fn not_found(caller: &Caller) -> Response {
-    let msg = tr(caller.lang, "error.notfound");
-    (StatusCode::NOT_FOUND, page(caller, msg, &error_body(msg))).into_response()
-}
-
-pub(super) fn catalogue_failed(state: &WebState, caller: &Caller, e: &CatalogueError) -> Response {
-    state.catalogue_errors.fetch_add(1, Ordering::Relaxed);
-    warn!(error = %e, "Web UI cannot read the catalogue");
-    let msg = tr(caller.lang, "error.catalogue");
-    (
-        StatusCode::SERVICE_UNAVAILABLE,
-        page(caller, msg, &error_body(msg)),
-    )
-        .into_response()
-}
-
-pub(super) fn fmt_time(state: &WebState, t: DateTime<Utc>) -> String {
-    t.with_timezone(&state.services.inventory().timezone())
-        .format("%Y-%m-%d %H:%M:%S")
-        .to_string()
-}
 
 /// `GET /`.
 pub async fn index(_caller: Caller) -> Redirect {
@@ -133,43 +71,6 @@ pub async fn set_lang(
         set_cookie(&state, "lang", lang.code(), Some(365 * 24 * 3600)),
     );
     resp
-}
-
-/// Looks up a session the caller may see; `None` for "no such session" and "not yours" alike.
-pub(super) async fn visible_session(
-    state: &WebState,
-    caller: &Caller,
-    id: &str,
-) -> Result<Option<SessionRow>, Response> {
-    let Ok(id) = id.parse::<SessionId>() else {
-        return Ok(None);
-    };
-    match state.services.catalogue().get_session(id).await {
-        Ok(Some(row)) if caller.may_see(&row.user) => Ok(Some(row)),
-        Ok(_) => Ok(None),
-        Err(e) => Err(catalogue_failed(state, caller, &e)),
-    }
-}
-
-/// Reads a recording (a file, or an object of this instance's object store), capped in size.
-pub(super) async fn read_recording(state: &WebState, location: &str) -> Option<Vec<u8>> {
-    let recordings = state.services.recordings();
-    match recordings
-        .read(location, crate::recordings::MAX_RECORDING_BYTES)
-        .await
-    {
-        Ok(bytes) => Some(bytes),
-        Err(e) => {
-            tracing::debug!(%location, error = %format!("{e:#}"), "Web UI cannot read a recording");
-            None
-        }
-    }
-}
-
-/// The size of a recording (a file, or an object), which changes while it is live.
-pub(super) async fn recording_size(state: &WebState, location: &str) -> Option<u64> {
-    let store = state.services.recordings().reader(location).ok()?;
-    store.size(location).await.ok()
 }
 
 /// The keys a recording may be signed by: this instance's, and those the instances sharing
@@ -224,10 +125,6 @@ async fn verification(state: &WebState, lang: Lang, row: &SessionRow) -> (String
             ),
         ),
     }
-}
-
-pub(super) fn is_terminal(p: Protocol) -> bool {
-    matches!(p, Protocol::Ssh | Protocol::ConsoleSerial)
 }
 
 /// `GET /sessions/{id}`: catalogue data, timeline, verification, download, emergency stop.
@@ -555,41 +452,6 @@ pub async fn screen(
         )
             .into_response(),
     }
-}
-
-/// The decoded terminal recording of `row`, from the one-entry cache when the file has not
-/// changed since it was decoded.
-pub(super) async fn replay_of(
-    state: &WebState,
-    row: &SessionRow,
-) -> Option<Arc<player::terminal::TerminalReplay>> {
-    let location = row.recording.as_deref()?;
-    let size = recording_size(state, location).await?;
-    {
-        let cache = match state.player_cache.lock() {
-            Ok(g) => g,
-            Err(poisoned) => poisoned.into_inner(),
-        };
-        if let Some((id, len, replay)) = cache.as_ref()
-            && *id == row.id
-            && *len == size
-        {
-            return Some(Arc::clone(replay));
-        }
-    }
-    let bytes = read_recording(state, location).await?;
-    let replay =
-        tokio::task::spawn_blocking(move || player::terminal::TerminalReplay::open(&bytes).ok())
-            .await
-            .ok()
-            .flatten()
-            .map(Arc::new)?;
-    let mut cache = match state.player_cache.lock() {
-        Ok(g) => g,
-        Err(poisoned) => poisoned.into_inner(),
-    };
-    *cache = Some((row.id, size, Arc::clone(&replay)));
-    Some(replay)
 }
 
 /// `GET /metrics` on the web port: served only to `Authorization: Bearer TOKEN` with the

@@ -24,11 +24,10 @@ use serde::Deserialize;
 use serde_json::json;
 
 use super::WebState;
+use super::access::{read_recording, recording_size, replay_of, visible_session};
 use super::auth::Caller;
 use super::i18n::{Lang, tr};
-use super::pages::{
-    is_terminal, not_found, read_recording, recording_size, replay_of, visible_session,
-};
+use super::layout::{is_terminal, not_found};
 
 /// Gaps without activity at least this long are idle periods ("skip idle" jumps over them).
 pub const IDLE_MIN: Duration = Duration::from_secs(3);
@@ -449,7 +448,7 @@ async fn typed_search(state: &WebState, caller: &Caller, id: SessionId, query: S
     };
     let mut hits = match state.services.catalogue().search_typed_text(&q).await {
         Ok(h) => h,
-        Err(e) => return super::pages::catalogue_failed(state, caller, &e),
+        Err(e) => return super::layout::catalogue_failed(state, caller, &e),
     };
     let more = hits.len() > MAX_HITS;
     hits.truncate(MAX_HITS);

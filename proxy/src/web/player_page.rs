@@ -15,9 +15,10 @@ use policy::Protocol;
 use recorder::catalogue::SessionRow;
 
 use super::WebState;
+use super::access::visible_session;
 use super::auth::Caller;
 use super::i18n::{Lang, tr};
-use super::pages::{is_terminal, not_found, page, visible_session};
+use super::layout::{is_terminal, not_found, page};
 
 /// The playback speeds offered (× real time); the ↑/↓ keys step through them.
 pub const SPEEDS: [&str; 6] = ["0.5", "1", "2", "4", "8", "16"];

@@ -27,7 +27,7 @@ use super::WebState;
 use super::auth::Caller;
 use super::html::escape;
 use super::i18n::{Lang, labels, tr, trf};
-use super::pages::{catalogue_failed, fmt_time, is_terminal, page};
+use super::layout::{catalogue_failed, fmt_time, is_terminal, page};
 
 /// Hits shown on one page (newest session first).
 pub const MAX_PAGE_HITS: u32 = 200;

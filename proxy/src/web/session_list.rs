@@ -18,7 +18,7 @@ use serde::Deserialize;
 use super::WebState;
 use super::auth::Caller;
 use super::i18n::{Lang, labels, tr, trf};
-use super::pages::{catalogue_failed, fmt_time, page, urlenc};
+use super::layout::{catalogue_failed, fmt_time, page, urlenc};
 
 /// Sessions per page of the list.
 pub const PAGE_SIZE: u32 = 50;

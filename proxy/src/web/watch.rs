@@ -25,12 +25,10 @@ use serde::Deserialize;
 use tracing::info;
 
 use super::WebState;
+use super::access::{read_recording, recording_size, replay_of, visible_session};
 use super::auth::Caller;
 use super::i18n::tr;
-use super::pages::{
-    catalogue_failed, is_terminal, not_found, page, read_recording, recording_size, replay_of,
-    visible_session,
-};
+use super::layout::{catalogue_failed, is_terminal, not_found, page};
 use super::session_list::session_title;
 use maud::html;
 
