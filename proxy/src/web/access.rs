@@ -56,6 +56,7 @@ pub(super) async fn replay_of(
 ) -> Option<Arc<player::terminal::TerminalReplay>> {
     let location = row.recording.as_deref()?;
     let size = recording_size(state, location).await?;
+    let _decoding = state.player_decoding.lock().await;
     {
         let cache = match state.player_cache.lock() {
             Ok(g) => g,

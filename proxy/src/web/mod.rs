@@ -112,6 +112,10 @@ pub struct WebState {
     /// The last terminal recording opened by the player, keyed by session and file size (a
     /// live recording grows): decoding builds seek checkpoints once, not on every slider move.
     player_cache: std::sync::Mutex<Option<PlayerCacheEntry>>,
+    /// Held while a terminal recording is decoded into `player_cache`: a second request for
+    /// the same recording (the page's prefetch and its first `/screen`) waits and finds it
+    /// cached instead of decoding it again beside the first.
+    player_decoding: tokio::sync::Mutex<()>,
     /// Decoded graphical recordings at the positions they reached (seeking, playing).
     replays: std::sync::Mutex<playback::ReplayCache>,
     /// Followed replays of watched live graphical sessions (the live view).
@@ -200,6 +204,7 @@ impl WebState {
             refused_total: AtomicU64::new(0),
             refused_per_addr: AtomicU64::new(0),
             player_cache: std::sync::Mutex::new(None),
+            player_decoding: tokio::sync::Mutex::new(()),
             replays: std::sync::Mutex::new(playback::ReplayCache::default()),
             live: std::sync::Mutex::new(watch::LiveCache::default()),
             verified: verify_cache::VerifyCache::default(),

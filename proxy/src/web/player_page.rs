@@ -42,6 +42,15 @@ pub async fn play(
         let body = html! { p { (tr(lang, "player.no_recording")) } };
         return page(&caller, tr(lang, "player.title"), &body.into_string()).into_response();
     }
+    if is_terminal(row.protocol) {
+        // Decode while the browser loads the page and its script: its first `/screen` then
+        // finds the replay cached (the time to first frame is benched).
+        let state = Arc::clone(&state);
+        let row = row.clone();
+        tokio::spawn(async move {
+            let _ = super::access::replay_of(&state, &row).await;
+        });
+    }
     let timezone = state.services.inventory().timezone();
     let body = player(&caller, &row, timezone.name());
     page(&caller, tr(lang, "player.title"), &body.into_string()).into_response()
