@@ -16,7 +16,7 @@ use std::sync::Arc;
 use axum::extract::{Query, State};
 use axum::http::StatusCode;
 use axum::response::{IntoResponse, Response};
-use chrono::{DateTime, Days, NaiveDate, TimeZone as _, Utc};
+use chrono::{DateTime, Days, Utc};
 use maud::{Markup, html};
 use policy::config::Role;
 use policy::{Protocol, Rule, Severity};
@@ -25,6 +25,7 @@ use serde::Deserialize;
 
 use super::WebState;
 use super::auth::Caller;
+use super::filters::{self, day_start, nonempty};
 use super::i18n::{Lang, labels, tr, trf};
 use super::layout::{catalogue_failed, fmt_time, not_found, page, urlenc};
 use super::session_list::MAX_FILTER_LEN;
@@ -88,28 +89,6 @@ impl Period {
 struct Selection {
     filter: DenialFilter,
     period: Period,
-}
-
-fn nonempty(v: &Option<String>) -> Option<String> {
-    v.as_deref()
-        .map(str::trim)
-        .filter(|s| !s.is_empty())
-        .map(str::to_owned)
-}
-
-/// A date as people type it: `2026-12-07`, also `2026/12/07` and `20261207`.
-fn parse_day(s: &str) -> Option<NaiveDate> {
-    ["%Y-%m-%d", "%Y/%m/%d", "%Y%m%d", "%Y.%m.%d"]
-        .iter()
-        .find_map(|f| NaiveDate::parse_from_str(s, f).ok())
-}
-
-/// The start of `day` in the configured time zone.
-fn day_start(state: &WebState, day: NaiveDate) -> Option<DateTime<Utc>> {
-    let tz = state.services.inventory().timezone();
-    tz.from_local_datetime(&day.and_hms_opt(0, 0, 0)?)
-        .earliest()
-        .map(|t| t.with_timezone(&Utc))
 }
 
 /// A day in the configured time zone, as the form writes it.
@@ -231,23 +210,7 @@ impl DenialQuery {
                 .ok_or_else(bad_days)?,
         };
         let length = chrono::Duration::days(days);
-        let example = local_day(state, now);
-        let day = |v: &str| {
-            parse_day(v).ok_or_else(|| {
-                FilterError(trf(
-                    lang,
-                    "filter.bad_date",
-                    &[("value", v), ("example", &example)],
-                ))
-            })
-        };
-        let from = nonempty(&self.from).map(|d| day(&d)).transpose()?;
-        let to = nonempty(&self.to).map(|d| day(&d)).transpose()?;
-        if let (Some(a), Some(b)) = (from, to)
-            && a > b
-        {
-            return Err(FilterError(tr(lang, "filter.bad_range").to_owned()));
-        }
+        let (from, to) = filters::days(state, lang, &self.from, &self.to).map_err(FilterError)?;
         let out_of_range = || FilterError(tr(lang, "filter.bad_date_range").to_owned());
         let until = match to {
             // Inclusive: up to the start of the next day.

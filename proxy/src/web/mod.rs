@@ -13,6 +13,7 @@ mod cookies;
 mod denials;
 mod denials_csv;
 mod export;
+mod filters;
 mod html;
 mod i18n;
 mod layout;

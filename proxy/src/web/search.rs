@@ -17,7 +17,6 @@ use std::sync::Arc;
 use axum::extract::{Query, State};
 use axum::http::StatusCode;
 use axum::response::{IntoResponse, Response};
-use chrono::{DateTime, NaiveDate, TimeZone as _, Utc};
 use maud::{Markup, PreEscaped, html};
 use policy::Protocol;
 use recorder::catalogue::{MAX_TYPED_QUERY_CHARS, SessionRow, TextKind, TextQuery, TypedTextHit};
@@ -25,6 +24,7 @@ use serde::Deserialize;
 
 use super::WebState;
 use super::auth::Caller;
+use super::filters::{self, nonempty};
 use super::html::escape;
 use super::i18n::{Lang, labels, tr, trf};
 use super::layout::{catalogue_failed, fmt_time, is_terminal, page};
@@ -90,28 +90,6 @@ impl Kind {
     }
 }
 
-fn non_empty(v: &Option<String>) -> Option<String> {
-    v.as_deref()
-        .map(str::trim)
-        .filter(|s| !s.is_empty())
-        .map(str::to_owned)
-}
-
-/// A date as people type it: `2026-12-07`, also `2026/12/07` and `20261207`.
-fn parse_day(s: &str) -> Option<NaiveDate> {
-    ["%Y-%m-%d", "%Y/%m/%d", "%Y%m%d", "%Y.%m.%d"]
-        .iter()
-        .find_map(|f| NaiveDate::parse_from_str(s, f).ok())
-}
-
-/// The start of `day` in the configured time zone.
-fn day_start(state: &WebState, day: NaiveDate) -> Option<DateTime<Utc>> {
-    let tz = state.services.inventory().timezone();
-    tz.from_local_datetime(&day.and_hms_opt(0, 0, 0)?)
-        .earliest()
-        .map(|t| t.with_timezone(&Utc))
-}
-
 /// What the form asks, checked: the catalogue query (`None`: nothing the caller may find can
 /// match, e.g. a contractor asking for graphical typed text), or the message saying what is
 /// wrong, in the caller's language.
@@ -144,13 +122,13 @@ fn query_of(
     }
     let mut q = TextQuery {
         text,
-        user: non_empty(&form.user),
-        contractor: non_empty(&form.contractor),
-        target: non_empty(&form.target),
+        user: nonempty(&form.user),
+        contractor: nonempty(&form.contractor),
+        target: nonempty(&form.target),
         limit: MAX_PAGE_HITS + 1,
         ..TextQuery::default()
     };
-    if let Some(p) = non_empty(&form.protocol) {
+    if let Some(p) = nonempty(&form.protocol) {
         q.protocol = Some(
             p.parse::<Protocol>()
                 .ok()
@@ -158,7 +136,7 @@ fn query_of(
                 .ok_or_else(|| trf(lang, "filter.bad_protocol", &[("value", &p)]))?,
         );
     }
-    if let Some(k) = non_empty(&form.kind) {
+    if let Some(k) = nonempty(&form.kind) {
         let kind = Kind::ALL
             .into_iter()
             .find(|x| x.as_str() == k)
@@ -169,35 +147,7 @@ fn query_of(
             Kind::Typed => (Some(TextKind::Typed), Some(false)),
         };
     }
-    let example = Utc::now()
-        .with_timezone(&state.services.inventory().timezone())
-        .format("%Y-%m-%d")
-        .to_string();
-    let day = |v: &str| {
-        parse_day(v).ok_or_else(|| {
-            trf(
-                lang,
-                "filter.bad_date",
-                &[("value", v), ("example", &example)],
-            )
-        })
-    };
-    let from = non_empty(&form.from).map(|d| day(&d)).transpose()?;
-    let to = non_empty(&form.to).map(|d| day(&d)).transpose()?;
-    if let (Some(a), Some(b)) = (from, to)
-        && a > b
-    {
-        return Err(tr(lang, "filter.bad_range").to_owned());
-    }
-    let out_of_range = || tr(lang, "filter.bad_date_range").to_owned();
-    if let Some(d) = from {
-        q.since = Some(day_start(state, d).ok_or_else(out_of_range)?);
-    }
-    if let Some(d) = to {
-        // Inclusive: up to the start of the next day.
-        let next = d.succ_opt().ok_or_else(out_of_range)?;
-        q.until = Some(day_start(state, next).ok_or_else(out_of_range)?);
-    }
+    (q.since, q.until) = filters::period(state, lang, &form.from, &form.to)?;
     // The caller's reach, whatever the form says.
     if !caller.sees_all_sessions() {
         q.user = Some(caller.user.clone());
@@ -534,14 +484,5 @@ mod unit {
         );
         assert_eq!(highlight("日本語", "本"), "日<mark>本</mark>語");
         assert_eq!(seconds(61_234_567), "61.234");
-    }
-
-    #[test]
-    fn dates_are_read_as_people_type_them() {
-        let d = NaiveDate::from_ymd_opt(2026, 12, 7);
-        assert_eq!(parse_day("2026-12-07"), d);
-        assert_eq!(parse_day("2026/12/07"), d);
-        assert_eq!(parse_day("20261207"), d);
-        assert_eq!(parse_day("7 Dec"), None);
     }
 }

@@ -8,7 +8,7 @@ use std::sync::Arc;
 use axum::extract::{Query, State};
 use axum::http::StatusCode;
 use axum::response::{IntoResponse, Response};
-use chrono::{DateTime, Days, NaiveDate, TimeZone as _, Utc};
+use chrono::{DateTime, Days, NaiveDate, Utc};
 use maud::{Markup, html};
 use policy::config::Role;
 use policy::{Protocol, SessionId};
@@ -17,6 +17,7 @@ use serde::Deserialize;
 
 use super::WebState;
 use super::auth::Caller;
+use super::filters::{self, nonempty, today};
 use super::i18n::{Lang, labels, tr, trf};
 use super::layout::{catalogue_failed, fmt_time, page, urlenc};
 
@@ -41,13 +42,6 @@ pub struct SessionQuery {
 /// Why a filter was refused: the message the reader gets, in their language.
 struct FilterError(String);
 
-fn nonempty(v: &Option<String>) -> Option<String> {
-    v.as_deref()
-        .map(str::trim)
-        .filter(|s| !s.is_empty())
-        .map(str::to_owned)
-}
-
 fn parse_cursor(s: &str) -> Option<SessionCursor> {
     let (micros, id) = s.split_once('_')?;
     Some(SessionCursor {
@@ -58,28 +52,6 @@ fn parse_cursor(s: &str) -> Option<SessionCursor> {
 
 fn encode_cursor(c: &SessionCursor) -> String {
     format!("{}_{}", c.started_at.timestamp_micros(), c.id)
-}
-
-/// Today in the configured time zone (the quick ranges and the date examples use it).
-fn today(state: &WebState) -> NaiveDate {
-    Utc::now()
-        .with_timezone(&state.services.inventory().timezone())
-        .date_naive()
-}
-
-/// The start of `day` in the configured time zone.
-fn day_start(state: &WebState, day: NaiveDate) -> Option<DateTime<Utc>> {
-    let tz = state.services.inventory().timezone();
-    tz.from_local_datetime(&day.and_hms_opt(0, 0, 0)?)
-        .earliest()
-        .map(|t| t.with_timezone(&Utc))
-}
-
-/// A date as people type it: `2026-12-07`, also `2026/12/07` and `20261207`.
-fn parse_day(s: &str) -> Option<NaiveDate> {
-    ["%Y-%m-%d", "%Y/%m/%d", "%Y%m%d", "%Y.%m.%d"]
-        .iter()
-        .find_map(|f| NaiveDate::parse_from_str(s, f).ok())
 }
 
 impl SessionQuery {
@@ -147,32 +119,10 @@ impl SessionQuery {
                     .map_err(|_| FilterError(trf(lang, "filter.bad_outcome", &[("value", &o)])))?,
             );
         }
-        let example = today(state).format("%Y-%m-%d").to_string();
-        let day = |v: &str| {
-            parse_day(v).ok_or_else(|| {
-                FilterError(trf(
-                    lang,
-                    "filter.bad_date",
-                    &[("value", v), ("example", &example)],
-                ))
-            })
-        };
-        let from = nonempty(&self.from).map(|d| day(&d)).transpose()?;
-        let to = nonempty(&self.to).map(|d| day(&d)).transpose()?;
-        if let (Some(a), Some(b)) = (from, to)
-            && a > b
-        {
-            return Err(FilterError(tr(lang, "filter.bad_range").to_owned()));
-        }
-        let out_of_range = || FilterError(tr(lang, "filter.bad_date_range").to_owned());
-        if let Some(d) = from {
-            f.since = Some(day_start(state, d).ok_or_else(out_of_range)?);
-        }
-        if let Some(d) = to {
-            // Inclusive: up to the start of the next day.
-            let next = d.succ_opt().ok_or_else(out_of_range)?;
-            f.until = Some(day_start(state, next).ok_or_else(out_of_range)?);
-        }
+        let (since, until) =
+            filters::period(state, lang, &self.from, &self.to).map_err(FilterError)?;
+        f.since = since;
+        f.until = until;
         if let Some(a) = nonempty(&self.after) {
             f.after = Some(
                 parse_cursor(&a)
@@ -476,15 +426,5 @@ mod tests {
         assert_eq!(fmt_duration(chrono::Duration::seconds(65)), "1:05");
         assert_eq!(fmt_duration(chrono::Duration::seconds(3725)), "1:02:05");
         assert_eq!(fmt_duration(chrono::Duration::seconds(-3)), "0:00");
-    }
-
-    #[test]
-    fn dates_are_read_in_the_forms_people_type() {
-        let d = NaiveDate::from_ymd_opt(2026, 12, 7);
-        for s in ["2026-12-07", "2026/12/07", "20261207", "2026.12.07"] {
-            assert_eq!(parse_day(s), d, "{s}");
-        }
-        assert_eq!(parse_day("last tuesday"), None);
-        assert_eq!(parse_day("2026-13-01"), None);
     }
 }
